@@ -1,0 +1,5 @@
+//! git-sprint: run many AI coding agents on one codebase, with every decision
+//! recorded as a commit on `refs/ai-sprint`.
+//!
+//! The binary (`src/main.rs`) is a thin clap layer over this library; tests and
+//! benchmarks call the library directly.
