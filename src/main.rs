@@ -1,1 +1,118 @@
-fn main() {}
+//! `git-sprint`: the command line. Parses, dispatches to `commands`, and
+//! renders errors once.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use git_sprint::commands::{self, CommandError, Ctx};
+
+/// Run many AI coding agents on one codebase without losing control of it
+///
+/// Commit a specs/<feature>/tasks.md and git sprint turns it into tasks, runs
+/// agents in their own worktrees, gates and merges their work. Every decision
+/// is a commit on refs/ai-sprint: 'git sprint log' (or 'git log
+/// refs/ai-sprint') is the audit trail.
+#[derive(Debug, Parser)]
+#[command(
+    name = "git-sprint",
+    bin_name = "git sprint",
+    version,
+    max_term_width = 100
+)]
+struct Cli {
+    /// Run as if started in PATH
+    #[arg(short = 'C', global = true, value_name = "PATH")]
+    directory: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Init(commands::init::Args),
+    Status(commands::status::Args),
+    Add(commands::add::Args),
+    Claim(commands::claim::Args),
+    Move(commands::move_::Args),
+    Heartbeat(commands::heartbeat::Args),
+    Release(commands::release::Args),
+    Show(commands::show::Args),
+    Log(commands::log::Args),
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let cwd = match &cli.directory {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut ctx = Ctx { cwd, out: &mut out };
+    let result = dispatch(&mut ctx, &cli.command).and_then(|()| Ok(ctx.out.flush()?));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(&err),
+    }
+}
+
+fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
+    match command {
+        Command::Init(a) => commands::init::run(ctx, a),
+        Command::Status(a) => commands::status::run(ctx, a),
+        Command::Add(a) => commands::add::run(ctx, a),
+        Command::Claim(a) => commands::claim::run(ctx, a),
+        Command::Move(a) => commands::move_::run(ctx, a),
+        Command::Heartbeat(a) => commands::heartbeat::run(ctx, a),
+        Command::Release(a) => commands::release::run(ctx, a),
+        Command::Show(a) => commands::show::run(ctx, a),
+        Command::Log(a) => commands::log::run(ctx, a),
+    }
+}
+
+/// Prints `error: …`, its causes, and a `hint:`; a closed stdout (as in
+/// `git sprint log | head`) is not an error.
+fn report(err: &CommandError) -> ExitCode {
+    if let CommandError::Output(io) = err {
+        if io.kind() == std::io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {err}");
+    let mut source = std::error::Error::source(err);
+    // `transparent` variants repeat their inner message as the first source.
+    let mut last = err.to_string();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if text != last {
+            let _ = writeln!(stderr, "  caused by: {text}");
+        }
+        last = text;
+        source = cause.source();
+    }
+    if let Some(hint) = err.hint() {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
+    ExitCode::from(err.exit_code())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GIT_SPRINT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,117 @@
+//! One module per command; `main.rs` parses and dispatches here.
+//!
+//! Commands write to an output handle, never to stdout directly, so tests can
+//! capture them and `--json` is one branch.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::state::{Actor, StateError, Store};
+
+pub mod add;
+pub mod claim;
+pub mod heartbeat;
+pub mod init;
+pub mod log;
+pub mod move_;
+pub mod release;
+pub mod show;
+pub mod status;
+
+/// What a command failed with, rendered once by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    State(#[from] StateError),
+
+    /// A mistake in the command line that clap could not catch.
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+
+    /// The command did what it could and the answer is "no" (exit 1).
+    #[error("{message}")]
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
+
+    #[error("writing output")]
+    Output(#[from] std::io::Error),
+}
+
+impl CommandError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        CommandError::Usage {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CommandError::State(e) => e.hint(),
+            CommandError::Usage { hint, .. } | CommandError::Failed { hint, .. } => hint.clone(),
+            CommandError::Output(_) => None,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Usage { .. } => 2,
+            CommandError::State(e) if e.is_usage() => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub type Result<T = ()> = std::result::Result<T, CommandError>;
+
+/// What every command gets: where it runs and where it writes.
+pub struct Ctx<'a> {
+    pub cwd: PathBuf,
+    pub out: &'a mut dyn Write,
+}
+
+impl Ctx<'_> {
+    pub fn store(&self) -> std::result::Result<Store, StateError> {
+        Store::discover(&self.cwd)
+    }
+}
+
+/// The person running the command: `--as`, else git's `user.name`, else `$USER`.
+pub fn person(store: &Store, explicit: Option<&str>) -> Actor {
+    if let Some(name) = explicit {
+        return Actor::named(name);
+    }
+    let config = store.repo().config_snapshot();
+    let name = config
+        .string("user.name")
+        .map(|n| n.to_string())
+        .filter(|n| !n.trim().is_empty())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "someone".to_owned());
+    let email = config
+        .string("user.email")
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| format!("{name}@git-sprint"));
+    Actor { name, email }
+}
+
+/// Writes `value` as pretty JSON with a trailing newline.
+pub fn write_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> Result {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The short form of a commit id for people.
+pub fn short(id: &impl std::fmt::Display) -> String {
+    id.to_string().chars().take(7).collect()
+}
+
+pub fn display_path(p: &Path) -> String {
+    p.display().to_string()
+}

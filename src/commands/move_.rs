@@ -1,0 +1,50 @@
+//! `git sprint move`: one transition of a task.
+
+use super::{person, Ctx, Result};
+use crate::state::{ops, TaskStatus};
+
+/// Move a task to another status
+///
+/// The task life is todo -> in_progress -> in_review -> in_tests -> in_docs ->
+/// done, plus blocked, failed and cancelled; a gate that fails sends a task
+/// back to in_progress. Moves the state machine does not allow are refused
+/// with the legal next states, unless --force.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The task: <feature>/<id>, or <id> when only one feature has it
+    pub task: String,
+    /// The new status: todo, in_progress, in_review, in_tests, in_docs, done, blocked, failed, cancelled
+    #[arg(value_parser = parse_status)]
+    pub status: TaskStatus,
+    /// Why, recorded in the audit trail
+    #[arg(long, short)]
+    pub reason: Option<String>,
+    /// Record the change as NAME instead of your git user.name
+    #[arg(long = "as", value_name = "NAME")]
+    pub actor: Option<String>,
+    /// Allow a move the state machine does not (recorded as a policy override)
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
+    s.parse()
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    let store = ctx.store()?;
+    let actor = person(&store, args.actor.as_deref());
+    let mut from = None;
+    let done = store.transact(&actor, |txn| {
+        let r = ops::resolve(txn, &args.task)?;
+        from = txn.task(&r.feature, &r.id)?.map(|t| t.status);
+        let task = ops::move_task(txn, &r, args.status, args.reason.as_deref(), args.force)?;
+        Ok((r, task))
+    })?;
+    let (r, task) = done.value;
+    match (from, done.commit) {
+        (Some(from), Some(_)) => writeln!(ctx.out, "{r}: {from} -> {}", task.status)?,
+        _ => writeln!(ctx.out, "{r} is already {}; nothing changed", task.status)?,
+    }
+    Ok(())
+}

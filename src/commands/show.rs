@@ -1,0 +1,108 @@
+//! `git sprint show`: one task and its history.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::{write_json, Ctx, Result};
+use crate::clock;
+use crate::state::log::{history, Entry};
+use crate::state::{ops, Task};
+
+/// Show one task: its record and every transition it went through
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The task: <feature>/<id>, or <id> when only one feature has it
+    pub task: String,
+    /// Print JSON for tools instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct ShowJson<'a> {
+    feature: &'a str,
+    task: &'a Task,
+    history: &'a [Entry],
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    let store = ctx.store()?;
+    let (r, task) = store.read(|txn| {
+        let r = ops::resolve(txn, &args.task)?;
+        let task = txn.task(&r.feature, &r.id)?.expect("resolved tasks exist");
+        Ok((r, task))
+    })?;
+    let name = r.to_string();
+    let entries = history(&store, None, |e| e.concerns(&name))?;
+    if args.json {
+        return write_json(
+            ctx.out,
+            &ShowJson {
+                feature: &r.feature,
+                task: &task,
+                history: &entries,
+            },
+        );
+    }
+    let out = &mut *ctx.out;
+    writeln!(out, "{name}  {}", task.status)?;
+    writeln!(out, "  title:    {}", task.title)?;
+    let opt = |label: &str, v: &Option<String>, out: &mut dyn Write| -> Result {
+        if let Some(v) = v {
+            writeln!(out, "  {label:<9} {v}")?;
+        }
+        Ok(())
+    };
+    opt("story:", &task.story, out)?;
+    opt("convoy:", &task.convoy, out)?;
+    let list = |label: &str, v: &[String], out: &mut dyn Write| -> Result {
+        if !v.is_empty() {
+            writeln!(out, "  {label:<9} {}", v.join(", "))?;
+        }
+        Ok(())
+    };
+    list("deps:", &task.deps, out)?;
+    list("paths:", &task.paths, out)?;
+    list("labels:", &task.labels, out)?;
+    if task.line > 0 {
+        writeln!(out, "  line:     {}", task.line)?;
+    }
+    if task.priority != 0 {
+        writeln!(out, "  priority: {}", task.priority)?;
+    }
+    writeln!(out, "  attempts: {}", task.attempts)?;
+    if let Some(c) = &task.claim {
+        writeln!(
+            out,
+            "  claim:    {} until {}",
+            c.holder,
+            clock::rfc3339(c.expires)
+        )?;
+    }
+    opt("branch:", &task.branch, out)?;
+    opt("worktree:", &task.worktree, out)?;
+    opt("reason:", &task.reason, out)?;
+    for g in &task.gates {
+        let verdict = if g.passed { "passed" } else { "failed" };
+        writeln!(
+            out,
+            "  gate:     {}/{} {verdict} at {}",
+            g.stage, g.gate, g.at
+        )?;
+    }
+    for (i, f) in task.feedback.iter().enumerate() {
+        writeln!(
+            out,
+            "  feedback {}: {}",
+            i + 1,
+            f.lines().next().unwrap_or_default()
+        )?;
+    }
+    writeln!(out, "history:")?;
+    for e in entries.iter().rev() {
+        write!(out, "  ")?;
+        super::log::line(out, e)?;
+    }
+    Ok(())
+}

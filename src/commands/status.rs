@@ -1,0 +1,148 @@
+//! `git sprint status`: the board.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::{short, write_json, Ctx, Result};
+use crate::clock;
+use crate::state::{natural_key, ConvoyStatus, FeatureState, Snapshot, TaskStatus};
+
+/// Show features, convoys, tasks per status and live claims
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON for tools instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    tip: Option<String>,
+    #[serde(flatten)]
+    snapshot: &'a Snapshot,
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    let store = ctx.store()?;
+    let tip = store.tip()?;
+    let snapshot = store.read(Snapshot::read)?;
+    if args.json {
+        return write_json(
+            ctx.out,
+            &StatusJson {
+                tip: tip.map(|t| t.to_string()),
+                snapshot: &snapshot,
+            },
+        );
+    }
+    let out = &mut *ctx.out;
+    let Some(tip) = tip else {
+        writeln!(out, "No sprint state yet: refs/ai-sprint does not exist.")?;
+        writeln!(out, "hint: run 'git sprint init', then commit a specs/<feature>/tasks.md or 'git sprint add' a task")?;
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "refs/ai-sprint at {}: {} feature{}, {} agent{}{}",
+        short(&tip),
+        snapshot.features.len(),
+        plural(snapshot.features.len()),
+        snapshot.agents.len(),
+        plural(snapshot.agents.len()),
+        if snapshot.meta.as_ref().is_some_and(|m| m.paused) {
+            " (paused)"
+        } else {
+            ""
+        }
+    )?;
+    let now = clock::now();
+    for fs in &snapshot.features {
+        writeln!(out)?;
+        feature(out, fs, now)?;
+    }
+    Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn feature(out: &mut dyn Write, fs: &FeatureState, now: i64) -> Result {
+    let f = &fs.feature;
+    let done = fs
+        .tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Done)
+        .count();
+    writeln!(
+        out,
+        "{}  {}  {}/{} tasks done",
+        f.name,
+        f.status,
+        done,
+        fs.tasks.len()
+    )?;
+    if let Some(branch) = &f.integration_branch {
+        writeln!(out, "  integration branch: {branch}")?;
+    }
+    let counts: Vec<String> = fs
+        .counts()
+        .into_iter()
+        .map(|(st, n)| format!("{st} {n}"))
+        .collect();
+    if !counts.is_empty() {
+        writeln!(out, "  tasks: {}", counts.join(", "))?;
+    }
+    // Convoys: the stored records, plus any story named only by tasks.
+    let mut convoys: BTreeMap<String, (Option<ConvoyStatus>, Vec<&crate::state::Task>)> =
+        BTreeMap::new();
+    for c in &fs.convoys {
+        convoys.entry(c.id.clone()).or_default().0 = Some(c.status);
+    }
+    for t in &fs.tasks {
+        if let Some(c) = &t.convoy {
+            convoys.entry(c.clone()).or_default().1.push(t);
+        }
+    }
+    let mut ids: Vec<_> = convoys.keys().cloned().collect();
+    ids.sort_by_key(|id| natural_key(id));
+    for id in ids {
+        let (status, tasks) = &convoys[&id];
+        let done = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Done)
+            .count();
+        let status = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "open".into());
+        writeln!(
+            out,
+            "  convoy {id:<14} {status:<8} {done}/{} done",
+            tasks.len()
+        )?;
+    }
+    let claims: Vec<_> = fs
+        .tasks
+        .iter()
+        .filter_map(|t| t.claim.as_ref().map(|c| (t, c)))
+        .collect();
+    if !claims.is_empty() {
+        writeln!(out, "  claims:")?;
+        for (t, c) in claims {
+            let left = c.expires - now;
+            let when = if left > 0 {
+                format!("expires in {}", clock::short_age(left))
+            } else {
+                format!("expired {} ago", clock::short_age(-left))
+            };
+            writeln!(out, "    {:<8} {:<12} {when}", t.id, c.holder)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Errors of the state store: failures (git, YAML, a newer schema) and
+//! refusals (an operation that does not apply to the current state).
+
+use std::path::PathBuf;
+
+use super::model::TaskStatus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("not a git repository: {}", path.display())]
+    NotARepo {
+        path: PathBuf,
+        #[source]
+        source: Box<gix::Error>,
+    },
+
+    #[error("{what}")]
+    Git {
+        what: String,
+        #[source]
+        source: Box<gix::Error>,
+    },
+
+    #[error("state file '{path}' on refs/ai-sprint is not valid")]
+    Yaml {
+        path: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+
+    #[error(
+        "refs/ai-sprint has schema version {found}, newer than this git-sprint understands ({supported})"
+    )]
+    TooNew { found: u32, supported: u32 },
+
+    #[error("refs/ai-sprint kept changing under us: gave up after {attempts} attempts")]
+    Busy { attempts: u32 },
+
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+impl StateError {
+    pub(crate) fn git(what: impl Into<String>, source: impl Into<gix::Error>) -> Self {
+        StateError::Git {
+            what: what.into(),
+            source: Box::new(source.into()),
+        }
+    }
+
+    /// What the user can do about it, for the `hint:` line.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            StateError::NotARepo { .. } => {
+                Some("run git sprint inside a git repository (git init creates one)".into())
+            }
+            StateError::TooNew { .. } => {
+                Some("install a newer git-sprint; nothing was written".into())
+            }
+            StateError::Busy { .. } => {
+                Some("another process is writing the sprint state heavily; try again".into())
+            }
+            StateError::Yaml { .. } => Some(
+                "inspect it with 'git show refs/ai-sprint:<path>'; the ref's reflog has earlier versions"
+                    .into(),
+            ),
+            StateError::Refused(r) => r.hint(),
+            StateError::Git { .. } => None,
+        }
+    }
+
+    /// Usage mistakes (a name that does not exist) exit 2, refusals and
+    /// failures exit 1.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StateError::Refused(
+                Refusal::UnknownTask { .. }
+                    | Refusal::AmbiguousTask { .. }
+                    | Refusal::UnknownFeature { .. }
+                    | Refusal::InvalidName(_)
+                    | Refusal::UnknownAgent { .. }
+            )
+        )
+    }
+}
+
+/// An operation that was valid input but does not apply to the current state.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no task '{name}'")]
+    UnknownTask { name: String, known: Vec<String> },
+
+    #[error("task '{name}' is ambiguous: it exists in {}", features.join(", "))]
+    AmbiguousTask { name: String, features: Vec<String> },
+
+    #[error("no feature '{name}'")]
+    UnknownFeature { name: String, known: Vec<String> },
+
+    #[error("no agent '{name}'")]
+    UnknownAgent { name: String },
+
+    #[error("{0}")]
+    InvalidName(String),
+
+    #[error("task {task} already exists")]
+    TaskExists { task: String },
+
+    #[error("{task} is claimed by {holder} until {until}")]
+    Held {
+        task: String,
+        holder: String,
+        until: String,
+    },
+
+    #[error("{task} cannot move from {from} to {to}")]
+    IllegalTransition {
+        task: String,
+        from: TaskStatus,
+        to: TaskStatus,
+    },
+
+    #[error("{task} is {status}, not claimable")]
+    NotClaimable { task: String, status: TaskStatus },
+
+    #[error("{task} waits for {}", waiting.join(", "))]
+    Waiting { task: String, waiting: Vec<String> },
+
+    #[error("{task} is not claimed by {you}{}", holder.as_ref().map(|h| format!(" (it is claimed by {h})")).unwrap_or_else(|| " (nobody holds it)".into()))]
+    NotHolder {
+        task: String,
+        you: String,
+        holder: Option<String>,
+    },
+}
+
+impl Refusal {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Refusal::UnknownTask { known, .. } if !known.is_empty() => {
+                Some(format!("known tasks: {}", summarize(known)))
+            }
+            Refusal::UnknownTask { .. } => {
+                Some("add one with 'git sprint add <feature> <title>' or commit a tasks.md".into())
+            }
+            Refusal::AmbiguousTask { name, features } => Some(format!(
+                "name it with its feature, e.g. {}/{name}",
+                features[0]
+            )),
+            Refusal::UnknownFeature { known, .. } if !known.is_empty() => {
+                Some(format!("known features: {}", summarize(known)))
+            }
+            Refusal::Held { .. } => {
+                Some("wait for the lease to expire, or ask its holder to release it".into())
+            }
+            Refusal::IllegalTransition { from, .. } => {
+                let next: Vec<_> = from.next_states().iter().map(|s| s.as_str()).collect();
+                Some(if next.is_empty() {
+                    format!("{from} is final; --force overrides the state machine")
+                } else {
+                    format!(
+                        "from {from} it can move to: {} (or use --force)",
+                        next.join(", ")
+                    )
+                })
+            }
+            Refusal::Waiting { .. } => {
+                Some("finish those first, or move this task by hand with --force".into())
+            }
+            Refusal::NotHolder { .. } => Some("pass the holder's name with --as".into()),
+            _ => None,
+        }
+    }
+}
+
+fn summarize(names: &[String]) -> String {
+    const SHOWN: usize = 8;
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, … ({} more)",
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        )
+    }
+}

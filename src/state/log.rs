@@ -1,0 +1,159 @@
+//! The audit trail: `refs/ai-sprint`'s history read back as transitions.
+
+use gix::bstr::ByteSlice;
+use gix::ObjectId;
+use serde::Serialize;
+
+use super::error::StateError;
+use super::store::Store;
+
+/// One state commit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub commit: String,
+    pub time: i64,
+    pub actor: String,
+    pub subject: String,
+    pub transitions: Vec<LoggedTransition>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoggedTransition {
+    pub task: String,
+    pub from: String,
+    pub to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+impl Entry {
+    /// Whether this commit touched `filter`: a feature (`001-auth`) or a task
+    /// (`001-auth/T003`).
+    pub fn concerns(&self, filter: &str) -> bool {
+        let mention = |t: &str| {
+            t == filter
+                || t.strip_prefix(filter)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        };
+        self.transitions.iter().any(|t| mention(&t.task))
+            || (self.transitions.is_empty() && self.subject.starts_with(&format!("{filter}:")))
+    }
+}
+
+/// Walks the state history newest first, along first parents, keeping the
+/// entries `keep` accepts, until `limit` are found.
+pub fn history(
+    store: &Store,
+    limit: Option<usize>,
+    keep: impl Fn(&Entry) -> bool,
+) -> Result<Vec<Entry>, StateError> {
+    let mut out = Vec::new();
+    let mut next = store.tip()?;
+    while let Some(id) = next {
+        if limit.is_some_and(|n| out.len() >= n) {
+            break;
+        }
+        let commit = store
+            .repo()
+            .find_commit(id)
+            .map_err(|e| StateError::git("reading the state history", e))?;
+        let decoded = commit
+            .decode()
+            .map_err(|e| StateError::git("decoding a state commit", e))?;
+        let entry = parse_entry(
+            id,
+            decoded
+                .author()
+                .map(|a| a.name.to_string())
+                .unwrap_or_default(),
+            decoded
+                .author()
+                .ok()
+                .and_then(|a| a.time().ok())
+                .map(|t| t.seconds)
+                .unwrap_or(0),
+            &decoded.message.to_str_lossy(),
+        );
+        next = decoded.parents().next();
+        if keep(&entry) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_entry(id: ObjectId, actor: String, time: i64, message: &str) -> Entry {
+    let mut lines = message.lines();
+    let subject = lines.next().unwrap_or_default().to_owned();
+    let mut transitions: Vec<LoggedTransition> = Vec::new();
+    let mut actor = actor;
+    for line in lines {
+        let Some((key, value)) = line.split_once(": ") else {
+            continue;
+        };
+        let value = value.trim().to_owned();
+        // A `Sprint-Task` starts a transition; a `Sprint-From` without one
+        // is a sprint-wide transition.
+        match key {
+            "Sprint-Task" => transitions.push(LoggedTransition {
+                task: value,
+                ..Default::default()
+            }),
+            "Sprint-From" => {
+                if transitions.last().is_none_or(|t| !t.from.is_empty()) {
+                    transitions.push(LoggedTransition::default());
+                }
+                if let Some(t) = transitions.last_mut() {
+                    t.from = value;
+                }
+            }
+            "Sprint-To" => {
+                if let Some(t) = transitions.last_mut() {
+                    t.to = value;
+                }
+            }
+            "Sprint-Reason" => {
+                if let Some(t) = transitions.last_mut() {
+                    t.reason = Some(value);
+                }
+            }
+            "Sprint-Policy" => {
+                if let Some(t) = transitions.last_mut() {
+                    t.policy = Some(value);
+                }
+            }
+            "Sprint-Actor" => actor = value,
+            _ => {}
+        }
+    }
+    Entry {
+        commit: id.to_string(),
+        time,
+        actor,
+        subject,
+        transitions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_become_transitions() {
+        let msg = "2 transitions\n\nSprint-Task: f/T1\nSprint-From: todo\nSprint-To: in_progress\nSprint-Reason: claimed by dev-1 for 10m\nSprint-Task: f/T2\nSprint-From: none\nSprint-To: todo\nSprint-Actor: dev-1\n";
+        let e = parse_entry(ObjectId::null(gix::hash::Kind::Sha1), "x".into(), 0, msg);
+        assert_eq!(e.actor, "dev-1");
+        assert_eq!(e.transitions.len(), 2);
+        assert_eq!(e.transitions[0].to, "in_progress");
+        assert_eq!(
+            e.transitions[0].reason.as_deref(),
+            Some("claimed by dev-1 for 10m")
+        );
+        assert_eq!(e.transitions[1].from, "none");
+        assert!(e.concerns("f") && e.concerns("f/T2") && !e.concerns("f/T3"));
+        assert!(!e.concerns("f/T"));
+    }
+}

@@ -1,0 +1,21 @@
+//! The sprint state on `refs/ai-sprint`: the only code that touches that ref.
+//!
+//! State is a commit whose tree holds YAML files, sharded by feature
+//! (DESIGN.md "State on refs/ai-sprint"). Reads never check anything out;
+//! writes are operations applied in a compare-and-swap loop ([`Store::transact`]),
+//! so `git log refs/ai-sprint` is a complete audit trail.
+
+mod error;
+pub mod log;
+pub mod model;
+pub mod ops;
+mod snapshot;
+mod store;
+
+pub use error::{Refusal, StateError};
+pub use model::*;
+pub use ops::TaskRef;
+pub use snapshot::{FeatureState, Snapshot};
+pub use store::{
+    natural_key, sort_tasks, task_path, Actor, Committed, Store, Transition, Txn, STATE_REF,
+};

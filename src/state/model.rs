@@ -1,0 +1,448 @@
+//! The entities stored on `refs/ai-sprint`, one YAML file each.
+//!
+//! Fields that are usually empty are skipped when serialized so a task file
+//! stays a handful of lines; every field has a default so older files (and
+//! hand-edited ones) still read.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version this binary writes and understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `sprint.yaml`: the schema version and a snapshot of sprint-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SprintMeta {
+    pub schema: u32,
+    #[serde(default)]
+    pub created: String,
+    /// Set by `git sprint pause`: the Manager starts no new work while true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
+}
+
+impl SprintMeta {
+    pub fn new(now: &str) -> Self {
+        SprintMeta {
+            schema: SCHEMA_VERSION,
+            created: now.to_owned(),
+            paused: false,
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where a task is in its life (DESIGN.md "Task life").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Todo,
+    InProgress,
+    InReview,
+    InTests,
+    InDocs,
+    Done,
+    Blocked,
+    Failed,
+    /// The task left tasks.md; kept so its history stays readable.
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 9] = [
+        TaskStatus::Todo,
+        TaskStatus::InProgress,
+        TaskStatus::InReview,
+        TaskStatus::InTests,
+        TaskStatus::InDocs,
+        TaskStatus::Done,
+        TaskStatus::Blocked,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Todo => "todo",
+            TaskStatus::InProgress => "in_progress",
+            TaskStatus::InReview => "in_review",
+            TaskStatus::InTests => "in_tests",
+            TaskStatus::InDocs => "in_docs",
+            TaskStatus::Done => "done",
+            TaskStatus::Blocked => "blocked",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The states a task may move to from this one without `--force`.
+    ///
+    /// Every gate failure goes back to `in_progress`, so the developer's next
+    /// attempt sees the feedback; `todo` from `in_progress` is a release.
+    pub fn next_states(self) -> &'static [TaskStatus] {
+        use TaskStatus::*;
+        match self {
+            Todo => &[InProgress, Blocked, Cancelled],
+            InProgress => &[InReview, Todo, Blocked, Failed, Cancelled],
+            InReview => &[InTests, InProgress, Failed, Cancelled],
+            InTests => &[InDocs, InProgress, Failed, Cancelled],
+            InDocs => &[Done, InProgress, Failed, Cancelled],
+            Done => &[],
+            Blocked => &[Todo, Cancelled],
+            Failed => &[Todo, Cancelled],
+            Cancelled => &[Todo],
+        }
+    }
+
+    pub fn can_move_to(self, to: TaskStatus) -> bool {
+        self.next_states().contains(&to)
+    }
+
+    /// Statuses in which an agent may be working on the task.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            TaskStatus::InProgress
+                | TaskStatus::InReview
+                | TaskStatus::InTests
+                | TaskStatus::InDocs
+        )
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = String;
+
+    /// Accepts `in_progress`, `in-progress` and `inprogress`, any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm: String = s
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect();
+        TaskStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str().replace('_', "") == norm)
+            .ok_or_else(|| {
+                let all: Vec<_> = TaskStatus::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown status '{s}' (expected one of: {})", all.join(", "))
+            })
+    }
+}
+
+/// A lease on a task: who holds it and until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    pub holder: String,
+    pub since: String,
+    /// Unix seconds; the lease is free for others to take after this.
+    pub expires: i64,
+    /// Seconds a heartbeat extends the lease by.
+    pub ttl: u64,
+}
+
+/// The outcome of one gate run, kept with the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateResult {
+    pub gate: String,
+    pub stage: String,
+    pub passed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figure: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_tail: String,
+    pub at: String,
+}
+
+/// `features/<feature>/tasks/<id>.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub title: String,
+    pub status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub story: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convoy: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deps: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub priority: i64,
+    /// Line in tasks.md; 0 for a task added by hand.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub line: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parallel: bool,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateResult>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub tokens: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub created: String,
+    #[serde(default)]
+    pub updated: String,
+}
+
+impl Task {
+    pub fn new(id: &str, title: &str, now: &str) -> Self {
+        Task {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            status: TaskStatus::Todo,
+            story: None,
+            convoy: None,
+            deps: Vec::new(),
+            paths: Vec::new(),
+            labels: Vec::new(),
+            priority: 0,
+            line: 0,
+            parallel: false,
+            attempts: 0,
+            claim: None,
+            branch: None,
+            worktree: None,
+            gates: Vec::new(),
+            feedback: Vec::new(),
+            tokens: 0,
+            reason: None,
+            created: now.to_owned(),
+            updated: now.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureStatus {
+    Planned,
+    Active,
+    Done,
+    Cancelled,
+}
+
+impl fmt::Display for FeatureStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FeatureStatus::Planned => "planned",
+            FeatureStatus::Active => "active",
+            FeatureStatus::Done => "done",
+            FeatureStatus::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// `features/<feature>/feature.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feature {
+    pub name: String,
+    pub status: FeatureStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration_branch: Option<String>,
+    /// Path of the tasks.md this feature was ingested from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_path: Option<String>,
+    /// Blob id of the tasks.md last ingested; re-ingesting it is a no-op.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_blob: Option<String>,
+    #[serde(default)]
+    pub created: String,
+}
+
+impl Feature {
+    pub fn new(name: &str, now: &str) -> Self {
+        Feature {
+            name: name.to_owned(),
+            status: FeatureStatus::Planned,
+            base_branch: None,
+            integration_branch: None,
+            tasks_path: None,
+            tasks_blob: None,
+            created: now.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvoyStatus {
+    Open,
+    /// Every task done; waiting for the Librarian's docs to merge.
+    InDocs,
+    Done,
+}
+
+impl fmt::Display for ConvoyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConvoyStatus::Open => "open",
+            ConvoyStatus::InDocs => "in_docs",
+            ConvoyStatus::Done => "done",
+        })
+    }
+}
+
+/// `features/<feature>/convoys/<id>.yaml`: the tasks of one user story.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Convoy {
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    pub status: ConvoyStatus,
+    #[serde(default)]
+    pub tasks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    Starting,
+    Running,
+    Exited,
+    Dead,
+    Killed,
+}
+
+impl fmt::Display for AgentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AgentState::Starting => "starting",
+            AgentState::Running => "running",
+            AgentState::Exited => "exited",
+            AgentState::Dead => "dead",
+            AgentState::Killed => "killed",
+        })
+    }
+}
+
+/// `agents/<id>.yaml`: one worker (an agent in a worktree and a tmux session).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub id: String,
+    pub role: String,
+    pub state: AgentState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
+    #[serde(default)]
+    pub profile: String,
+    #[serde(default)]
+    pub session: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub worktree: String,
+    #[serde(default)]
+    pub branch: String,
+    #[serde(default)]
+    pub base: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prompt: String,
+    #[serde(default)]
+    pub started: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub heartbeat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wip_commit: Option<String>,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+/// A validated name for a feature, task, convoy or agent: it becomes a path
+/// component in the state tree and part of a branch name, so it must be safe
+/// for both.
+pub fn check_name(kind: &'static str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with(['.', '-'])
+        && !name.ends_with(".lock")
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {kind} name '{name}': use letters, digits, '-', '_' and '.', not starting with '.' or '-'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parses_loosely_and_rejects_unknown() {
+        assert_eq!("in-progress".parse(), Ok(TaskStatus::InProgress));
+        assert_eq!("IN_REVIEW".parse(), Ok(TaskStatus::InReview));
+        let err = "doing".parse::<TaskStatus>().unwrap_err();
+        assert!(err.contains("'doing'") && err.contains("in_tests"), "{err}");
+    }
+
+    #[test]
+    fn done_is_final_and_gates_fail_back_to_in_progress() {
+        assert!(TaskStatus::Done.next_states().is_empty());
+        for st in [
+            TaskStatus::InReview,
+            TaskStatus::InTests,
+            TaskStatus::InDocs,
+        ] {
+            assert!(st.can_move_to(TaskStatus::InProgress));
+        }
+        assert!(!TaskStatus::Todo.can_move_to(TaskStatus::Done));
+    }
+
+    #[test]
+    fn names_that_would_break_paths_or_refs_are_refused() {
+        for bad in ["", "a/b", "..", ".x", "-x", "a b", "x.lock", "a..b"] {
+            assert!(check_name("task", bad).is_err(), "{bad}");
+        }
+        for good in ["T001", "T002a", "001-auth", "fix_1.2", "日本"] {
+            assert!(check_name("task", good).is_ok(), "{good}");
+        }
+    }
+}

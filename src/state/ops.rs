@@ -1,0 +1,356 @@
+//! The task primitives: operations over a [`Txn`] that every command and
+//! stage uses to change a task. Each checks the state it reads and refuses
+//! with a [`Refusal`] rather than write something inconsistent.
+
+use super::error::{Refusal, StateError};
+use super::model::{check_name, Claim, Feature, FeatureStatus, Task, TaskStatus};
+use super::store::{Transition, Txn};
+use crate::clock;
+
+/// A task named on the command line: `feature/T003`, or `T003` alone when
+/// only one feature has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRef {
+    pub feature: String,
+    pub id: String,
+}
+
+impl std::fmt::Display for TaskRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.feature, self.id)
+    }
+}
+
+/// Finds the task `name` refers to.
+pub fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
+    if let Some((feature, id)) = name.split_once('/') {
+        if txn.feature(feature)?.is_none() {
+            return Err(Refusal::UnknownFeature {
+                name: feature.to_owned(),
+                known: txn.feature_names()?,
+            }
+            .into());
+        }
+        if txn.task(feature, id)?.is_none() {
+            return Err(Refusal::UnknownTask {
+                name: name.to_owned(),
+                known: txn.task_ids(feature)?,
+            }
+            .into());
+        }
+        return Ok(TaskRef {
+            feature: feature.to_owned(),
+            id: id.to_owned(),
+        });
+    }
+    let mut found = Vec::new();
+    let mut known = Vec::new();
+    for feature in txn.feature_names()? {
+        let ids = txn.task_ids(&feature)?;
+        if ids.iter().any(|i| i == name) {
+            found.push(feature.clone());
+        }
+        known.extend(ids.into_iter().map(|i| format!("{feature}/{i}")));
+    }
+    match found.len() {
+        1 => Ok(TaskRef {
+            feature: found.remove(0),
+            id: name.to_owned(),
+        }),
+        0 => Err(Refusal::UnknownTask {
+            name: name.to_owned(),
+            known,
+        }
+        .into()),
+        _ => Err(Refusal::AmbiguousTask {
+            name: name.to_owned(),
+            features: found,
+        }
+        .into()),
+    }
+}
+
+fn load(txn: &Txn<'_>, r: &TaskRef) -> Result<Task, StateError> {
+    txn.task(&r.feature, &r.id)?.ok_or_else(|| {
+        Refusal::UnknownTask {
+            name: r.to_string(),
+            known: Vec::new(),
+        }
+        .into()
+    })
+}
+
+/// Creates the feature record if it does not exist yet.
+pub fn ensure_feature(txn: &mut Txn<'_>, name: &str) -> Result<Feature, StateError> {
+    check_name("feature", name).map_err(Refusal::InvalidName)?;
+    if let Some(f) = txn.feature(name)? {
+        return Ok(f);
+    }
+    let feature = Feature::new(name, &clock::now_rfc3339());
+    txn.put_feature(&feature)?;
+    txn.record(Transition {
+        task: name.to_owned(),
+        from: "none".into(),
+        to: FeatureStatus::Planned.to_string(),
+        ..Default::default()
+    });
+    Ok(feature)
+}
+
+/// What `git sprint add` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NewTask {
+    pub id: Option<String>,
+    pub title: String,
+    pub story: Option<String>,
+    pub deps: Vec<String>,
+    pub paths: Vec<String>,
+    pub priority: i64,
+}
+
+/// Adds a task by hand; a missing feature is created. Without an id, the
+/// next free `T<nnn>` of the feature is used.
+pub fn add_task(txn: &mut Txn<'_>, feature: &str, new: &NewTask) -> Result<Task, StateError> {
+    ensure_feature(txn, feature)?;
+    let existing = txn.task_ids(feature)?;
+    let id = match &new.id {
+        Some(id) => id.clone(),
+        None => next_id(&existing),
+    };
+    check_name("task", &id).map_err(Refusal::InvalidName)?;
+    if existing.contains(&id) {
+        return Err(Refusal::TaskExists {
+            task: format!("{feature}/{id}"),
+        }
+        .into());
+    }
+    for dep in &new.deps {
+        if !existing.contains(dep) {
+            return Err(Refusal::UnknownTask {
+                name: format!("{feature}/{dep}"),
+                known: existing.clone(),
+            }
+            .into());
+        }
+    }
+    let mut task = Task::new(&id, &new.title, &clock::now_rfc3339());
+    task.story = new.story.clone();
+    task.convoy = new.story.clone();
+    task.deps = new.deps.clone();
+    task.paths = new.paths.clone();
+    task.priority = new.priority;
+    txn.put_task(feature, &task)?;
+    txn.subject(format!("{feature}/{id}: none -> todo"));
+    txn.record(Transition {
+        task: format!("{feature}/{id}"),
+        from: "none".into(),
+        to: TaskStatus::Todo.to_string(),
+        reason: Some(format!("added: {}", new.title)),
+        policy: None,
+    });
+    Ok(task)
+}
+
+fn next_id(existing: &[String]) -> String {
+    let max = existing
+        .iter()
+        .filter_map(|id| id.strip_prefix('T'))
+        .filter_map(|n| n.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    format!("T{:03}", max + 1)
+}
+
+/// Dependencies of `task` that are not done yet, as `T001 (todo)`.
+pub fn waiting_on(txn: &Txn<'_>, feature: &str, task: &Task) -> Result<Vec<String>, StateError> {
+    let mut waiting = Vec::new();
+    for dep in &task.deps {
+        match txn.task(feature, dep)? {
+            Some(d) if d.status == TaskStatus::Done => {}
+            Some(d) => waiting.push(format!("{} ({})", d.id, d.status)),
+            None => waiting.push(format!("{dep} (missing)")),
+        }
+    }
+    Ok(waiting)
+}
+
+/// Takes a lease on a task: `todo` → `in_progress`, or takes over an
+/// `in_progress` task whose lease expired. Refuses while someone else holds
+/// a live lease, or while dependencies are not done.
+pub fn claim(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    holder: &str,
+    ttl_secs: u64,
+) -> Result<Task, StateError> {
+    let mut task = load(txn, r)?;
+    let now = clock::now();
+    let from = task.status;
+    match (task.status, &task.claim) {
+        (TaskStatus::Todo, _) => {}
+        (TaskStatus::InProgress, Some(c)) if c.holder == holder || c.expires <= now => {}
+        (TaskStatus::InProgress, None) => {}
+        (TaskStatus::InProgress, Some(c)) => {
+            return Err(Refusal::Held {
+                task: r.to_string(),
+                holder: c.holder.clone(),
+                until: clock::rfc3339(c.expires),
+            }
+            .into())
+        }
+        (status, _) => {
+            return Err(Refusal::NotClaimable {
+                task: r.to_string(),
+                status,
+            }
+            .into())
+        }
+    }
+    let waiting = waiting_on(txn, &r.feature, &task)?;
+    if !waiting.is_empty() {
+        return Err(Refusal::Waiting {
+            task: r.to_string(),
+            waiting,
+        }
+        .into());
+    }
+    let previous = task.claim.as_ref().map(|c| c.holder.clone());
+    let reason = match &previous {
+        Some(p) if p != holder => format!("claimed by {holder}, taking over {p}'s expired lease"),
+        _ => format!("claimed by {holder} for {}", ttl_text(ttl_secs)),
+    };
+    if from == TaskStatus::Todo {
+        task.attempts += 1;
+    }
+    task.status = TaskStatus::InProgress;
+    task.claim = Some(Claim {
+        holder: holder.to_owned(),
+        since: clock::rfc3339(now),
+        expires: now + ttl_secs as i64,
+        ttl: ttl_secs,
+    });
+    task.updated = clock::rfc3339(now);
+    txn.put_task(&r.feature, &task)?;
+    txn.record(Transition {
+        task: r.to_string(),
+        from: from.to_string(),
+        to: task.status.to_string(),
+        reason: Some(reason),
+        policy: None,
+    });
+    Ok(task)
+}
+
+fn ttl_text(secs: u64) -> String {
+    clock::short_age(secs as i64)
+}
+
+/// Moves a task along the state machine (or anywhere, with `force`).
+pub fn move_task(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    to: TaskStatus,
+    reason: Option<&str>,
+    force: bool,
+) -> Result<Task, StateError> {
+    let mut task = load(txn, r)?;
+    let from = task.status;
+    if from == to {
+        return Ok(task);
+    }
+    if !force && !from.can_move_to(to) {
+        return Err(Refusal::IllegalTransition {
+            task: r.to_string(),
+            from,
+            to,
+        }
+        .into());
+    }
+    task.status = to;
+    if to != TaskStatus::InProgress {
+        task.claim = None;
+    }
+    if from == TaskStatus::Todo && to == TaskStatus::InProgress {
+        task.attempts += 1;
+    }
+    if let Some(reason) = reason {
+        task.reason = Some(reason.to_owned());
+    }
+    task.updated = clock::now_rfc3339();
+    txn.put_task(&r.feature, &task)?;
+    txn.record(Transition {
+        task: r.to_string(),
+        from: from.to_string(),
+        to: to.to_string(),
+        reason: reason.map(str::to_owned),
+        policy: force.then(|| "forced past the state machine".to_owned()),
+    });
+    Ok(task)
+}
+
+/// Renews the holder's lease by its TTL.
+pub fn heartbeat(txn: &mut Txn<'_>, r: &TaskRef, holder: &str) -> Result<Task, StateError> {
+    let mut task = load(txn, r)?;
+    let now = clock::now();
+    match &mut task.claim {
+        Some(c) if c.holder == holder => {
+            c.expires = now + c.ttl as i64;
+        }
+        other => {
+            return Err(Refusal::NotHolder {
+                task: r.to_string(),
+                you: holder.to_owned(),
+                holder: other.as_ref().map(|c| c.holder.clone()),
+            }
+            .into())
+        }
+    }
+    task.updated = clock::rfc3339(now);
+    txn.put_task(&r.feature, &task)?;
+    txn.subject(format!("{r}: heartbeat from {holder}"));
+    Ok(task)
+}
+
+/// Gives a claimed task back: `in_progress` → `todo`, lease cleared. With a
+/// holder, refuses when someone else holds it.
+pub fn release(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    holder: Option<&str>,
+    reason: Option<&str>,
+) -> Result<Task, StateError> {
+    let mut task = load(txn, r)?;
+    if let (Some(me), Some(c)) = (holder, &task.claim) {
+        if c.holder != me {
+            return Err(Refusal::NotHolder {
+                task: r.to_string(),
+                you: me.to_owned(),
+                holder: Some(c.holder.clone()),
+            }
+            .into());
+        }
+    }
+    if task.status != TaskStatus::InProgress {
+        return Err(Refusal::IllegalTransition {
+            task: r.to_string(),
+            from: task.status,
+            to: TaskStatus::Todo,
+        }
+        .into());
+    }
+    let who = task.claim.take().map(|c| c.holder);
+    task.status = TaskStatus::Todo;
+    task.updated = clock::now_rfc3339();
+    txn.put_task(&r.feature, &task)?;
+    txn.record(Transition {
+        task: r.to_string(),
+        from: TaskStatus::InProgress.to_string(),
+        to: TaskStatus::Todo.to_string(),
+        reason: Some(reason.map(str::to_owned).unwrap_or_else(|| match who {
+            Some(w) => format!("released by {w}"),
+            None => "released".to_owned(),
+        })),
+        policy: None,
+    });
+    Ok(task)
+}
