@@ -81,21 +81,22 @@ impl Ctx<'_> {
     }
 }
 
-/// The person running the command: `--as`, else git's `user.name`, else `$USER`.
+/// The person running the command: `--as`, else `$GIT_AUTHOR_NAME`, else
+/// git's `user.name`, else `$USER` — the order git itself uses for authors.
 pub fn person(store: &Store, explicit: Option<&str>) -> Actor {
     if let Some(name) = explicit {
         return Actor::named(name);
     }
     let config = store.repo().config_snapshot();
-    let name = config
-        .string("user.name")
-        .map(|n| n.to_string())
+    let name = std::env::var("GIT_AUTHOR_NAME")
+        .ok()
+        .or_else(|| config.string("user.name").map(|n| n.to_string()))
         .filter(|n| !n.trim().is_empty())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "someone".to_owned());
-    let email = config
-        .string("user.email")
-        .map(|e| e.to_string())
+    let email = std::env::var("GIT_AUTHOR_EMAIL")
+        .ok()
+        .or_else(|| config.string("user.email").map(|e| e.to_string()))
         .unwrap_or_else(|| format!("{name}@git-sprint"));
     Actor { name, email }
 }

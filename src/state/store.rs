@@ -133,9 +133,10 @@ impl<'r> Txn<'r> {
             let sub = if dir.is_empty() {
                 Some(tree)
             } else {
-                match tree.lookup_entry_by_path(dir).map_err(|e| {
-                    StateError::git(format!("looking up '{dir}' in the state"), e)
-                })? {
+                match tree
+                    .lookup_entry_by_path(dir)
+                    .map_err(|e| StateError::git(format!("looking up '{dir}' in the state"), e))?
+                {
                     Some(entry) if entry.mode().is_tree() => Some(
                         entry
                             .object()

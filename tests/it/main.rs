@@ -1,0 +1,5 @@
+//! One integration-test binary, so linking happens once; a module per area.
+
+mod cli;
+mod state;
+mod support;

@@ -1,0 +1,132 @@
+//! A real git repository in a temp dir, with git and git-sprint run in an
+//! environment that reads no global or system configuration.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_git-sprint");
+
+pub struct Repo {
+    // Kept for their Drop: the directories go when the test ends.
+    _home: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+/// Applies the fixed environment of every test process.
+pub fn isolate<'c>(cmd: &'c mut Command, home: &Path) -> &'c mut Command {
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_COMMON_DIR",
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_SPRINT_NOW",
+        "GIT_SPRINT_HOOKS",
+        "TMUX",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("LC_ALL", "C")
+        .env("USER", "tester")
+}
+
+impl Repo {
+    /// A fresh repository on branch `main` with no commits.
+    pub fn new() -> Repo {
+        let home = tempfile::tempdir().expect("temp home");
+        let dir = tempfile::tempdir().expect("temp repo");
+        let repo = Repo { _home: home, dir };
+        repo.git(["init", "-q", "-b", "main"]);
+        repo.git(["config", "user.name", "Tester"]);
+        repo.git(["config", "user.email", "tester@example.com"]);
+        repo
+    }
+
+    /// A fresh repository with one commit on `main`.
+    pub fn with_commit() -> Repo {
+        let repo = Repo::new();
+        repo.write("README.md", "hello\n");
+        repo.git(["add", "README.md"]);
+        repo.git(["commit", "-q", "-m", "initial"]);
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn home(&self) -> &Path {
+        self._home.path()
+    }
+
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        isolate(&mut cmd, self.home()).current_dir(self.path());
+        cmd
+    }
+
+    /// Runs git and returns its stdout; panics with its stderr on failure.
+    pub fn git<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = self.command("git").args(args).output().expect("run git");
+        assert!(
+            out.status.success(),
+            "git failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs git-sprint and returns the whole output.
+    pub fn run<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command(BIN)
+            .args(args)
+            .output()
+            .expect("run git-sprint")
+    }
+
+    /// Runs git-sprint, asserts success, returns stdout.
+    pub fn sprint<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "git-sprint failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
