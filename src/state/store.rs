@@ -63,6 +63,8 @@ pub struct Txn<'r> {
     repo: &'r gix::Repository,
     root: Option<ObjectId>,
     writes: BTreeMap<String, Option<Vec<u8>>>,
+    /// Files read at `root`, so an operation may read freely.
+    read_cache: std::cell::RefCell<std::collections::HashMap<String, Option<Vec<u8>>>>,
     subject: Option<String>,
     transitions: Vec<Transition>,
 }
@@ -73,6 +75,7 @@ impl<'r> Txn<'r> {
             repo,
             root,
             writes: BTreeMap::new(),
+            read_cache: Default::default(),
             subject: None,
             transitions: Vec::new(),
         }
@@ -83,6 +86,17 @@ impl<'r> Txn<'r> {
         if let Some(staged) = self.writes.get(path) {
             return Ok(staged.clone());
         }
+        if let Some(cached) = self.read_cache.borrow().get(path) {
+            return Ok(cached.clone());
+        }
+        let bytes = self.raw_at_root(path)?;
+        self.read_cache
+            .borrow_mut()
+            .insert(path.to_owned(), bytes.clone());
+        Ok(bytes)
+    }
+
+    fn raw_at_root(&self, path: &str) -> Result<Option<Vec<u8>>, StateError> {
         let Some(root) = self.root else {
             return Ok(None);
         };
@@ -357,10 +371,13 @@ impl Store {
             path: dir.to_owned(),
             source: Box::new(e),
         })?;
-        Ok(Store { repo })
+        Ok(Store::from_repo(repo))
     }
 
-    pub fn from_repo(repo: gix::Repository) -> Self {
+    pub fn from_repo(mut repo: gix::Repository) -> Self {
+        // A transaction reads the same few trees several times (path lookups,
+        // the schema check, the re-read after a lost race): keep them decoded.
+        repo.object_cache_size_if_unset(4 * 1024 * 1024);
         Store { repo }
     }
 
