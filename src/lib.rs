@@ -6,4 +6,5 @@
 
 pub mod clock;
 pub mod commands;
+pub mod hooks;
 pub mod state;

@@ -41,6 +41,7 @@ enum Command {
     Release(commands::release::Args),
     Show(commands::show::Args),
     Log(commands::log::Args),
+    Uninstall(commands::uninstall::Args),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +78,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Release(a) => commands::release::run(ctx, a),
         Command::Show(a) => commands::show::run(ctx, a),
         Command::Log(a) => commands::log::run(ctx, a),
+        Command::Uninstall(a) => commands::uninstall::run(ctx, a),
     }
 }
 

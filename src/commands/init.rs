@@ -2,17 +2,23 @@
 
 use super::{short, Ctx, Result};
 use crate::clock;
+use crate::hooks::{self, Installed};
 use crate::state::{Actor, SprintMeta, Transition};
 
-/// Create refs/ai-sprint in this repository, if it is missing
+/// Set up git-sprint in this repository: the state ref and the git hooks
 ///
-/// The state is shared by every worktree of the repository and lives only on
-/// refs/ai-sprint: nothing in your branches or working tree changes. Running
-/// it again changes nothing.
+/// Creates refs/ai-sprint if it is missing and installs the post-commit and
+/// post-merge hooks (any hook already there is kept and still runs). The
+/// state is shared by every worktree of the repository; nothing in your
+/// branches or working tree changes. Running it again changes nothing.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Do not install git hooks
+    #[arg(long)]
+    pub no_hooks: bool,
+}
 
-pub fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let done = store.transact(&Actor::named("git-sprint"), |txn| {
         if txn.meta()?.is_some() {
@@ -37,9 +43,28 @@ pub fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
             let tip = store.tip()?.map(|t| short(&t)).unwrap_or_default();
             writeln!(
                 ctx.out,
-                "Sprint state already initialized (refs/ai-sprint at {tip}); nothing changed"
+                "Sprint state already initialized (refs/ai-sprint at {tip})"
             )?
         }
+    }
+    if args.no_hooks {
+        return Ok(());
+    }
+    let top = super::worktree_root(&store)?;
+    let dir = hooks::hooks_dir(&top)?;
+    let bin = super::current_exe()?;
+    let outcomes = hooks::install(&dir, &bin)?;
+    for (name, outcome) in &outcomes {
+        let what = match outcome {
+            Installed::New => "installed",
+            Installed::Chained => "installed; your existing hook is kept and runs first",
+            Installed::Updated => "updated",
+            Installed::Unchanged => continue,
+        };
+        writeln!(ctx.out, "{name} hook {what}")?;
+    }
+    if outcomes.iter().all(|(_, o)| *o == Installed::Unchanged) {
+        writeln!(ctx.out, "Hooks already installed; nothing changed")?;
     }
     Ok(())
 }

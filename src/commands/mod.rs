@@ -17,6 +17,7 @@ pub mod move_;
 pub mod release;
 pub mod show;
 pub mod status;
+pub mod uninstall;
 
 /// What a command failed with, rendered once by `main`.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,9 @@ pub enum CommandError {
         hint: Option<String>,
     },
 
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+
     #[error("writing output")]
     Output(#[from] std::io::Error),
 }
@@ -54,6 +58,9 @@ impl CommandError {
         match self {
             CommandError::State(e) => e.hint(),
             CommandError::Usage { hint, .. } | CommandError::Failed { hint, .. } => hint.clone(),
+            CommandError::Hook(_) => {
+                Some("check the permissions of the repository's hooks directory".into())
+            }
             CommandError::Output(_) => None,
         }
     }
@@ -115,4 +122,23 @@ pub fn short(id: &impl std::fmt::Display) -> String {
 
 pub fn display_path(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// The top of the worktree the command runs in; git-sprint's commands that
+/// need files (hooks, tasks.md) refuse a bare repository here.
+pub fn worktree_root(store: &Store) -> Result<PathBuf> {
+    store
+        .repo()
+        .workdir()
+        .map(Path::to_owned)
+        .ok_or_else(|| CommandError::Failed {
+            message: format!("{} is a bare repository", store.repo().git_dir().display()),
+            hint: Some("run this in a repository with a working tree".into()),
+        })
+}
+
+/// This binary's absolute path, for hooks and tmux panes to call back.
+pub fn current_exe() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.canonicalize().unwrap_or(exe))
 }

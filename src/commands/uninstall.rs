@@ -1,0 +1,27 @@
+//! `git sprint uninstall`: take git-sprint's hooks out of this repository.
+
+use super::{Ctx, Result};
+use crate::hooks::{self, Removed};
+
+/// Remove git-sprint's git hooks and put back the hooks they replaced
+///
+/// The sprint state on refs/ai-sprint is kept; delete it yourself with
+/// 'git update-ref -d refs/ai-sprint' if you want it gone.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
+    let store = ctx.store()?;
+    let top = super::worktree_root(&store)?;
+    let dir = hooks::hooks_dir(&top)?;
+    for (name, outcome) in hooks::uninstall(&dir)? {
+        let what = match outcome {
+            Removed::Restored => "removed; your hook is back in place",
+            Removed::Removed => "removed",
+            Removed::NotInstalled => "not installed",
+        };
+        writeln!(ctx.out, "{name}: {what}")?;
+    }
+    writeln!(ctx.out, "refs/ai-sprint is kept.")?;
+    Ok(())
+}
