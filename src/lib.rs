@@ -7,3 +7,4 @@
 pub mod clock;
 pub mod commands;
 pub mod state;
+pub mod worker;
