@@ -14,6 +14,8 @@ pub mod tmux;
 pub mod worktree;
 
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod testutil;
 
 /// The last `max_lines` lines of `text` (at most 2 KiB), for error messages.
