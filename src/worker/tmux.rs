@@ -41,6 +41,12 @@ pub enum TmuxError {
         #[source]
         source: io::Error,
     },
+    /// tmux exists but could not be started.
+    #[error("could not run tmux")]
+    Spawn {
+        #[source]
+        source: io::Error,
+    },
     /// tmux is older than [`MIN_VERSION`].
     #[error("tmux {found} is too old: git-sprint needs tmux {}.{} or newer; upgrade tmux", MIN_VERSION.0, MIN_VERSION.1)]
     TooOld { found: String },
@@ -140,8 +146,13 @@ impl Tmux {
     }
 
     fn output(&self, cmd: &mut Command) -> Result<Output> {
-        cmd.output()
-            .map_err(|source| TmuxError::NotInstalled { source })
+        cmd.output().map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                TmuxError::NotInstalled { source }
+            } else {
+                TmuxError::Spawn { source }
+            }
+        })
     }
 
     fn failed(&self, op: &'static str, out: &Output) -> TmuxError {
@@ -240,11 +251,19 @@ impl Tmux {
                 });
             }
         }
-        if self.has_session(name)? {
-            return Err(TmuxError::SessionExists {
-                session: name.to_owned(),
-                socket: self.socket.clone(),
+        // tmux would silently start in $HOME instead: never run an agent there.
+        if !cwd.is_dir() {
+            return Err(TmuxError::Path {
+                path: cwd.to_owned(),
+                source: io::Error::new(io::ErrorKind::NotFound, "no such directory"),
             });
+        }
+        let exists = || TmuxError::SessionExists {
+            session: name.to_owned(),
+            socket: self.socket.clone(),
+        };
+        if self.has_session(name)? {
+            return Err(exists());
         }
         let target = window_target(name);
         let mut cmd = self.command();
@@ -285,6 +304,10 @@ impl Tmux {
         }
         let out = self.output(&mut cmd)?;
         if !out.status.success() {
+            // Another process created the same session since has_session.
+            if String::from_utf8_lossy(&out.stderr).contains("duplicate session") {
+                return Err(exists());
+            }
             return Err(self.failed("new-session", &out));
         }
         Ok(())
@@ -797,6 +820,10 @@ mod tests {
                 &[("A=B".into(), "x".into())]
             ),
             Err(TmuxError::InvalidEnv { .. })
+        ));
+        assert!(matches!(
+            tmux.new_session("ok", &dir.path().join("gone"), &["true".into()], &[]),
+            Err(TmuxError::Path { .. })
         ));
         assert!(matches!(
             tmux.send_text("nope", "x"),
