@@ -8,3 +8,4 @@ pub mod clock;
 pub mod commands;
 pub mod hooks;
 pub mod state;
+pub mod worker;

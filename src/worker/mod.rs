@@ -1,0 +1,39 @@
+//! Worker machinery: the low-level pieces a worker is made of — a git worktree
+//! per task ([`worktree`]), a tmux session per worker on one private server per
+//! repository ([`tmux`]), the agent command line rendered from a profile
+//! ([`profile`]) and process-tree statistics for `list` ([`procstat`]).
+//!
+//! Nothing here knows about `refs/ai-sprint` or the CLI: each module shells out
+//! to `git` or `tmux` (real processes, never a screen scraper) and returns typed
+//! errors that say what failed, where, and what to do next. The state store and
+//! the commands compose these pieces.
+
+pub mod procstat;
+pub mod profile;
+pub mod tmux;
+pub mod worktree;
+
+#[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
+mod testutil;
+
+/// The last `max_lines` lines of `text` (at most 2 KiB), for error messages.
+///
+/// A failing command can print megabytes; an error names the end, where the
+/// cause usually is.
+pub(crate) fn tail(text: &str, max_lines: usize) -> String {
+    const MAX_BYTES: usize = 2048;
+    let trimmed = text.trim_end();
+    let lines: Vec<&str> = trimmed.lines().collect();
+    let start = lines.len().saturating_sub(max_lines);
+    let mut out = lines[start..].join("\n");
+    if out.len() > MAX_BYTES {
+        let mut cut = out.len() - MAX_BYTES;
+        while !out.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out = format!("…{}", &out[cut..]);
+    }
+    out
+}

@@ -1,0 +1,730 @@
+//! Git worktrees for workers: create one per task on its own branch, set it up
+//! (copied files such as `.env`, setup commands), save an agent's uncommitted
+//! work, measure a branch for `list`, and remove the worktree and its branch.
+//!
+//! gix has no worktree add/remove, so this module shells out to `git` through a
+//! [`Git`] handle. The handle pins the environment of every invocation: no
+//! terminal prompts, no `GIT_DIR`-style variables leaking in from a hook that
+//! called us, plus whatever the caller adds (tests add an isolated `HOME` and
+//! author). Preconditions (revision exists, branch is new, path is free) are
+//! checked with plumbing first, so errors are typed instead of parsed from
+//! git's localized messages.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+
+use thiserror::Error;
+
+use super::tail;
+
+/// What went wrong with a worktree, a branch or a setup step.
+#[derive(Debug, Error)]
+pub enum WorktreeError {
+    /// `git` could not be started at all.
+    #[error("could not run git in {dir}: is git installed and on PATH?")]
+    GitMissing {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A git command exited unsuccessfully.
+    #[error("`git {args}` failed in {dir} ({status}): {stderr}")]
+    Git {
+        args: String,
+        dir: PathBuf,
+        status: ExitStatus,
+        stderr: String,
+    },
+    /// The revision to branch from does not name a commit.
+    #[error("`{rev}` is not a commit in {repo}: check the base branch or revision")]
+    BadRevision { rev: String, repo: PathBuf },
+    /// The branch name is not a valid git branch name.
+    #[error("`{branch}` is not a valid branch name")]
+    BadBranchName { branch: String },
+    /// The branch to create exists already.
+    #[error("branch `{branch}` already exists in {repo}: pick another name, or delete it with `git branch -D {branch}`")]
+    BranchExists { branch: String, repo: PathBuf },
+    /// The worktree path is taken by a non-empty directory or a file.
+    #[error(
+        "{path} already exists and is not an empty directory: remove it or choose another path"
+    )]
+    PathExists { path: PathBuf },
+    /// A worktree has uncommitted changes and removal was not forced.
+    #[error("worktree {path} has uncommitted changes: commit them, or remove with force")]
+    Dirty { path: PathBuf },
+    /// A file or directory operation failed.
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A path to copy into a worktree is absolute or climbs out with `..`.
+    #[error("setup file `{path}` must be a relative path inside the repository")]
+    UnsafeCopyPath { path: PathBuf },
+    /// A setup command failed.
+    #[error("setup command `{command}` failed in {dir} ({status}): {stderr_tail}")]
+    Setup {
+        command: String,
+        dir: PathBuf,
+        status: ExitStatus,
+        stderr_tail: String,
+    },
+    /// git printed something this module cannot read.
+    #[error("unexpected output from `git {args}`: {output}")]
+    BadOutput { args: String, output: String },
+}
+
+type Result<T> = std::result::Result<T, WorktreeError>;
+
+/// Environment variables that would redirect git away from the directory we
+/// name with `-C`: git exports some of them to hooks, and a hook may call us.
+const REDIRECTING_VARS: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_COMMON_DIR",
+    "GIT_PREFIX",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+];
+
+/// Runs `git` in one directory with a fixed environment.
+#[derive(Debug, Clone)]
+pub struct Git {
+    dir: PathBuf,
+    env: Vec<(OsString, OsString)>,
+}
+
+/// The name and email a commit is made as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+/// What [`Git::delete_branch_if_merged`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchDeletion {
+    /// The branch was deleted.
+    Deleted,
+    /// The branch has commits not in the target and was kept.
+    KeptUnmerged,
+    /// There was no such branch.
+    Missing,
+}
+
+impl BranchDeletion {
+    /// Whether the branch was deleted.
+    pub fn deleted(self) -> bool {
+        self == BranchDeletion::Deleted
+    }
+}
+
+impl Git {
+    /// A handle running git in `dir` (a worktree, or any directory of a repository).
+    pub fn new(dir: impl Into<PathBuf>) -> Git {
+        Git {
+            dir: dir.into(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The same handle with one more environment variable on every invocation.
+    pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Git {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The same environment, running in another directory.
+    pub fn at(&self, dir: impl Into<PathBuf>) -> Git {
+        Git {
+            dir: dir.into(),
+            env: self.env.clone(),
+        }
+    }
+
+    /// The directory git runs in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A `git -C <dir> <args>` command with the pinned environment.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(&self.dir).args(args);
+        for var in REDIRECTING_VARS {
+            cmd.env_remove(var);
+        }
+        // A worker runs unattended: a credential prompt would hang it forever.
+        cmd.env("GIT_TERMINAL_PROMPT", "0");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    fn output(&self, args: &[&OsStr]) -> Result<Output> {
+        self.command(args)
+            .output()
+            .map_err(|source| WorktreeError::GitMissing {
+                dir: self.dir.clone(),
+                source,
+            })
+    }
+
+    /// Runs git and returns its stdout, or a [`WorktreeError::Git`] naming the command.
+    fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String> {
+        let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
+        let out = self.output(&args)?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(self.failure(&args, &out))
+        }
+    }
+
+    /// Runs git and reports only whether it exited 0 (for `--verify`-style checks).
+    fn check<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<bool> {
+        let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
+        Ok(self.output(&args)?.status.success())
+    }
+
+    fn failure(&self, args: &[&OsStr], out: &Output) -> WorktreeError {
+        WorktreeError::Git {
+            args: join_args(args),
+            dir: self.dir.clone(),
+            status: out.status,
+            stderr: tail(&String::from_utf8_lossy(&out.stderr), 10),
+        }
+    }
+
+    /// The repository's common directory (shared by all its worktrees), absolute.
+    pub fn common_dir(&self) -> Result<PathBuf> {
+        let out = self.run(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
+        Ok(PathBuf::from(out.trim_end_matches('\n')))
+    }
+
+    /// The main worktree of the repository, or `None` for a bare repository.
+    pub fn main_worktree(&self) -> Result<Option<PathBuf>> {
+        let out = self.run(&["worktree", "list", "--porcelain", "-z"])?;
+        // The first record is the main worktree; a bare one carries `bare`.
+        let mut fields = out.split('\0').take_while(|f| !f.is_empty());
+        let Some(path) = fields.next().and_then(|f| f.strip_prefix("worktree ")) else {
+            return Err(WorktreeError::BadOutput {
+                args: "worktree list --porcelain -z".into(),
+                output: tail(&out, 3),
+            });
+        };
+        if fields.any(|f| f == "bare") {
+            return Ok(None);
+        }
+        Ok(Some(PathBuf::from(path)))
+    }
+
+    /// Whether `rev` names a commit.
+    pub fn is_commit(&self, rev: &str) -> Result<bool> {
+        self.check(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &format!("{rev}^{{commit}}"),
+        ])
+    }
+
+    /// Whether the local branch `branch` exists.
+    pub fn branch_exists(&self, branch: &str) -> Result<bool> {
+        self.check(&[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("refs/heads/{branch}"),
+        ])
+    }
+
+    /// Creates a worktree at `path` on a new branch `branch` starting at `from_rev`.
+    ///
+    /// Missing parent directories are created. Fails with a typed error when
+    /// the revision is not a commit, the branch exists or the path is taken.
+    pub fn add_worktree(&self, path: &Path, branch: &str, from_rev: &str) -> Result<()> {
+        if !self.check(&["check-ref-format", "--branch", branch])? || branch.starts_with('-') {
+            return Err(WorktreeError::BadBranchName {
+                branch: branch.to_owned(),
+            });
+        }
+        if !self.is_commit(from_rev)? {
+            return Err(WorktreeError::BadRevision {
+                rev: from_rev.to_owned(),
+                repo: self.dir.clone(),
+            });
+        }
+        if self.branch_exists(branch)? {
+            return Err(WorktreeError::BranchExists {
+                branch: branch.to_owned(),
+                repo: self.dir.clone(),
+            });
+        }
+        if path.exists() && !is_empty_dir(path) {
+            return Err(WorktreeError::PathExists {
+                path: path.to_owned(),
+            });
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|source| WorktreeError::Io {
+                action: "creating directory",
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        // --no-track: a task branch must not push to whatever `from_rev` tracks.
+        self.run(&[
+            OsStr::new("worktree"),
+            OsStr::new("add"),
+            OsStr::new("--quiet"),
+            OsStr::new("--no-track"),
+            OsStr::new("-b"),
+            OsStr::new(branch),
+            path.as_os_str(),
+            OsStr::new(from_rev),
+        ])?;
+        Ok(())
+    }
+
+    /// Removes the worktree at `path` and prunes stale worktree records.
+    ///
+    /// Without `force`, a worktree with uncommitted changes (including
+    /// untracked files) is refused with [`WorktreeError::Dirty`]. A path that
+    /// is already gone is only pruned.
+    pub fn remove_worktree(&self, path: &Path, force: bool) -> Result<()> {
+        if path.exists() {
+            if !force && self.at(path).is_dirty()? {
+                return Err(WorktreeError::Dirty {
+                    path: path.to_owned(),
+                });
+            }
+            let mut args = vec![OsStr::new("worktree"), OsStr::new("remove")];
+            if force {
+                args.push(OsStr::new("--force"));
+            }
+            args.push(path.as_os_str());
+            self.run(&args)?;
+        }
+        self.run(&["worktree", "prune"])?;
+        Ok(())
+    }
+
+    /// Deletes `branch` if all its commits are in `into`, or regardless with `force`.
+    ///
+    /// A branch with unmerged commits is kept ([`BranchDeletion::KeptUnmerged`]):
+    /// an agent's work is never thrown away by accident.
+    pub fn delete_branch_if_merged(
+        &self,
+        branch: &str,
+        into: &str,
+        force: bool,
+    ) -> Result<BranchDeletion> {
+        if !self.branch_exists(branch)? {
+            return Ok(BranchDeletion::Missing);
+        }
+        if !force {
+            if !self.is_commit(into)? {
+                return Err(WorktreeError::BadRevision {
+                    rev: into.to_owned(),
+                    repo: self.dir.clone(),
+                });
+            }
+            let merged = self.check(&[
+                "merge-base",
+                "--is-ancestor",
+                &format!("refs/heads/{branch}"),
+                into,
+            ])?;
+            if !merged {
+                return Ok(BranchDeletion::KeptUnmerged);
+            }
+        }
+        // -D: merged-ness was checked against `into` above; -d would check HEAD.
+        self.run(&["branch", "-D", "--", branch])?;
+        Ok(BranchDeletion::Deleted)
+    }
+
+    /// Whether the worktree has uncommitted changes, untracked files included.
+    pub fn is_dirty(&self) -> Result<bool> {
+        let out = self.run(&["status", "--porcelain", "--untracked-files=all"])?;
+        Ok(!out.trim().is_empty())
+    }
+
+    /// Commits everything uncommitted in this worktree as `author`.
+    ///
+    /// Returns the new commit id, or `None` when the worktree was clean. Hooks
+    /// are skipped (`--no-verify`): a user's pre-commit lint must not refuse
+    /// saving a crashed agent's work.
+    pub fn commit_wip(&self, message: &str, author: &Identity) -> Result<Option<String>> {
+        if !self.is_dirty()? {
+            return Ok(None);
+        }
+        self.run(&["add", "-A"])?;
+        let who = self
+            .clone()
+            .with_env("GIT_AUTHOR_NAME", &author.name)
+            .with_env("GIT_AUTHOR_EMAIL", &author.email)
+            .with_env("GIT_COMMITTER_NAME", &author.name)
+            .with_env("GIT_COMMITTER_EMAIL", &author.email);
+        who.run(&[
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "--no-gpg-sign",
+            "-m",
+            message,
+        ])?;
+        let id = self.run(&["rev-parse", "HEAD"])?;
+        Ok(Some(id.trim().to_owned()))
+    }
+
+    /// How many commits `rev` has that `base` does not (`git rev-list --count base..rev`).
+    pub fn commits_ahead(&self, rev: &str, base: &str) -> Result<usize> {
+        let out = self.run(&["rev-list", "--count", &format!("{base}..{rev}"), "--"])?;
+        out.trim().parse().map_err(|_| WorktreeError::BadOutput {
+            args: format!("rev-list --count {base}..{rev}"),
+            output: out.trim().to_owned(),
+        })
+    }
+
+    /// Files changed on `rev` since it forked from `base` (`git diff base...rev`).
+    pub fn files_changed(&self, rev: &str, base: &str) -> Result<Vec<String>> {
+        let out = self.run(&[
+            "diff",
+            "--no-ext-diff",
+            "--no-renames",
+            "--name-only",
+            "-z",
+            &format!("{base}...{rev}"),
+            "--",
+        ])?;
+        Ok(out
+            .split('\0')
+            .filter(|f| !f.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
+/// Prepares a fresh worktree: copies `copy_files` (relative to `main_worktree`)
+/// that exist, then runs each of `commands` with `sh -c` inside `worktree`.
+///
+/// Returns the files copied. Missing files are skipped (a `.env` is optional);
+/// the first failing command stops setup with its exit status and stderr tail.
+pub fn setup(
+    main_worktree: &Path,
+    worktree: &Path,
+    copy_files: &[PathBuf],
+    commands: &[String],
+) -> Result<Vec<PathBuf>> {
+    let mut copied = Vec::new();
+    for rel in copy_files {
+        let safe = rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !safe || rel.as_os_str().is_empty() {
+            return Err(WorktreeError::UnsafeCopyPath { path: rel.clone() });
+        }
+        let from = main_worktree.join(rel);
+        if !from.is_file() {
+            continue;
+        }
+        let to = worktree.join(rel);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).map_err(|source| WorktreeError::Io {
+                action: "creating directory",
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        fs::copy(&from, &to).map_err(|source| WorktreeError::Io {
+            action: "copying setup file to",
+            path: to.clone(),
+            source,
+        })?;
+        copied.push(rel.clone());
+    }
+    for command in commands {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(worktree)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| WorktreeError::Io {
+                action: "running setup command in",
+                path: worktree.to_owned(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(WorktreeError::Setup {
+                command: command.clone(),
+                dir: worktree.to_owned(),
+                status: out.status,
+                stderr_tail: tail(&String::from_utf8_lossy(&out.stderr), 20),
+            });
+        }
+    }
+    Ok(copied)
+}
+
+fn is_empty_dir(path: &Path) -> bool {
+    fs::read_dir(path)
+        .map(|mut entries| entries.next().is_none())
+        .unwrap_or(false)
+}
+
+fn join_args(args: &[&OsStr]) -> String {
+    args.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::testutil::TestRepo;
+
+    #[test]
+    fn add_and_remove_worktree() {
+        let repo = TestRepo::new();
+        let wt = repo.path("wt/T001");
+        repo.git.add_worktree(&wt, "sprint/f/T001", "main").unwrap();
+        assert!(wt.join("README.md").is_file());
+        assert!(repo.git.branch_exists("sprint/f/T001").unwrap());
+        let listed = repo.git.run(&["worktree", "list", "--porcelain"]).unwrap();
+        assert!(
+            listed.contains("branch refs/heads/sprint/f/T001"),
+            "{listed}"
+        );
+
+        repo.git.remove_worktree(&wt, false).unwrap();
+        assert!(!wt.exists());
+        let listed = repo.git.run(&["worktree", "list", "--porcelain"]).unwrap();
+        assert!(!listed.contains("sprint/f/T001"), "{listed}");
+        // Removing again is only a prune.
+        repo.git.remove_worktree(&wt, false).unwrap();
+    }
+
+    #[test]
+    fn add_refuses_bad_rev_existing_branch_and_taken_path() {
+        let repo = TestRepo::new();
+        let err = repo
+            .git
+            .add_worktree(&repo.path("a"), "b1", "no-such-rev")
+            .unwrap_err();
+        assert!(matches!(err, WorktreeError::BadRevision { .. }), "{err}");
+        assert!(err.to_string().contains("no-such-rev"));
+
+        let err = repo
+            .git
+            .add_worktree(&repo.path("a"), "main", "main")
+            .unwrap_err();
+        assert!(matches!(err, WorktreeError::BranchExists { .. }), "{err}");
+
+        let err = repo
+            .git
+            .add_worktree(&repo.path("a"), "bad..name", "main")
+            .unwrap_err();
+        assert!(matches!(err, WorktreeError::BadBranchName { .. }), "{err}");
+
+        fs::create_dir_all(repo.path("taken")).unwrap();
+        fs::write(repo.path("taken/x"), "x").unwrap();
+        let err = repo
+            .git
+            .add_worktree(&repo.path("taken"), "b2", "main")
+            .unwrap_err();
+        assert!(matches!(err, WorktreeError::PathExists { .. }), "{err}");
+    }
+
+    #[test]
+    fn remove_refuses_dirty_worktree_unless_forced() {
+        let repo = TestRepo::new();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "b", "main").unwrap();
+        fs::write(wt.join("new.txt"), "untracked").unwrap();
+        let err = repo.git.remove_worktree(&wt, false).unwrap_err();
+        assert!(matches!(err, WorktreeError::Dirty { .. }), "{err}");
+        repo.git.remove_worktree(&wt, true).unwrap();
+        assert!(!wt.exists());
+    }
+
+    #[test]
+    fn branch_kept_when_unmerged_and_deleted_when_merged() {
+        let repo = TestRepo::new();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        fs::write(wt.join("a.txt"), "a").unwrap();
+        let who = repo.identity();
+        repo.git.at(&wt).commit_wip("work: a", &who).unwrap();
+        repo.git.remove_worktree(&wt, false).unwrap();
+
+        let kept = repo
+            .git
+            .delete_branch_if_merged("work", "main", false)
+            .unwrap();
+        assert_eq!(kept, BranchDeletion::KeptUnmerged);
+        assert!(repo.git.branch_exists("work").unwrap());
+
+        repo.git
+            .run(&["merge", "--quiet", "--ff-only", "work"])
+            .unwrap();
+        let done = repo
+            .git
+            .delete_branch_if_merged("work", "main", false)
+            .unwrap();
+        assert!(done.deleted());
+        assert!(!repo.git.branch_exists("work").unwrap());
+        assert_eq!(
+            repo.git
+                .delete_branch_if_merged("work", "main", false)
+                .unwrap(),
+            BranchDeletion::Missing
+        );
+    }
+
+    #[test]
+    fn force_deletes_unmerged_branch() {
+        let repo = TestRepo::new();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        fs::write(wt.join("a.txt"), "a").unwrap();
+        repo.git.at(&wt).commit_wip("a", &repo.identity()).unwrap();
+        repo.git.remove_worktree(&wt, false).unwrap();
+        let r = repo
+            .git
+            .delete_branch_if_merged("work", "main", true)
+            .unwrap();
+        assert!(r.deleted());
+    }
+
+    #[test]
+    fn commit_wip_commits_dirty_worktree_and_skips_clean_one() {
+        let repo = TestRepo::new();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        let g = repo.git.at(&wt);
+        assert_eq!(g.commit_wip("nothing", &repo.identity()).unwrap(), None);
+
+        fs::write(wt.join("README.md"), "changed\n").unwrap();
+        fs::create_dir_all(wt.join("src")).unwrap();
+        fs::write(wt.join("src/new.rs"), "fn x() {}\n").unwrap();
+        let who = Identity {
+            name: "dev-2".into(),
+            email: "dev-2@git-sprint.invalid".into(),
+        };
+        let id = g.commit_wip("T001: save work", &who).unwrap().unwrap();
+        assert_eq!(id.len(), 40);
+        assert!(!g.is_dirty().unwrap());
+        let show = g
+            .run(&["log", "-1", "--format=%an <%ae>|%s", "HEAD"])
+            .unwrap();
+        assert_eq!(
+            show.trim(),
+            "dev-2 <dev-2@git-sprint.invalid>|T001: save work"
+        );
+
+        assert_eq!(repo.git.commits_ahead("work", "main").unwrap(), 1);
+        let mut files = repo.git.files_changed("work", "main").unwrap();
+        files.sort();
+        assert_eq!(files, vec!["README.md", "src/new.rs"]);
+        assert_eq!(repo.git.commits_ahead("main", "work").unwrap(), 0);
+    }
+
+    #[test]
+    fn common_dir_and_main_worktree() {
+        let repo = TestRepo::new();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        let common = repo.git.at(&wt).common_dir().unwrap();
+        assert_eq!(
+            common.canonicalize().unwrap(),
+            repo.work.join(".git").canonicalize().unwrap()
+        );
+        let main = repo.git.at(&wt).main_worktree().unwrap().unwrap();
+        assert_eq!(
+            main.canonicalize().unwrap(),
+            repo.work.canonicalize().unwrap()
+        );
+    }
+
+    #[test]
+    fn setup_copies_files_and_runs_commands() {
+        let repo = TestRepo::new();
+        fs::write(repo.work.join(".env"), "SECRET=1\n").unwrap();
+        fs::create_dir_all(repo.work.join("config")).unwrap();
+        fs::write(repo.work.join("config/local.toml"), "x = 1\n").unwrap();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+
+        let copied = setup(
+            &repo.work,
+            &wt,
+            &[
+                PathBuf::from(".env"),
+                PathBuf::from("config/local.toml"),
+                PathBuf::from("missing.txt"),
+            ],
+            &["echo made > setup-ran.txt".into(), "test -f .env".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            copied,
+            vec![PathBuf::from(".env"), PathBuf::from("config/local.toml")]
+        );
+        assert_eq!(fs::read_to_string(wt.join(".env")).unwrap(), "SECRET=1\n");
+        assert_eq!(
+            fs::read_to_string(wt.join("setup-ran.txt")).unwrap(),
+            "made\n"
+        );
+    }
+
+    #[test]
+    fn setup_failure_names_command_status_and_stderr() {
+        let repo = TestRepo::new();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        let err = setup(
+            &repo.work,
+            &wt,
+            &[],
+            &[
+                "true".into(),
+                "echo boom >&2; exit 3".into(),
+                "touch never".into(),
+            ],
+        )
+        .unwrap_err();
+        let WorktreeError::Setup {
+            command,
+            status,
+            stderr_tail,
+            ..
+        } = &err
+        else {
+            panic!("wrong error: {err}");
+        };
+        assert_eq!(command, "echo boom >&2; exit 3");
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(stderr_tail, "boom");
+        assert!(err.to_string().contains("echo boom"), "{err}");
+        assert!(!wt.join("never").exists());
+
+        let err = setup(&repo.work, &wt, &[PathBuf::from("../escape")], &[]).unwrap_err();
+        assert!(matches!(err, WorktreeError::UnsafeCopyPath { .. }), "{err}");
+    }
+}
