@@ -3,3 +3,5 @@
 //!
 //! The binary (`src/main.rs`) is a thin clap layer over this library; tests and
 //! benchmarks call the library directly.
+
+pub mod spec;
