@@ -191,7 +191,27 @@ fn push(p: Option<String>, out: &mut Vec<String>) {
 }
 
 fn is_bare_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "_-./*?[]{}@+~\\:#()".contains(c)
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '_' | '-'
+                | '.'
+                | '/'
+                | '*'
+                | '?'
+                | '['
+                | ']'
+                | '{'
+                | '}'
+                | '@'
+                | '+'
+                | '~'
+                | '\\'
+                | ':'
+                | '#'
+                | '('
+                | ')'
+        )
 }
 
 fn strip_wrapping(mut t: &str) -> &str {
@@ -265,6 +285,12 @@ fn is_dotfile(last: &str) -> bool {
 
 /// Returns the path `tok` names, if it names one.
 fn normalize(tok: &str, backticked: bool) -> Option<String> {
+    // Fast exit for plain words, which are nearly all of the tokens.
+    if !tok.contains(['/', '.', '\\'])
+        && !BARE_NAMES.contains(&tok.trim_matches(|c: char| !c.is_ascii_alphanumeric()))
+    {
+        return None;
+    }
     let t = strip_location(strip_wrapping(tok.trim()));
     // Parentheses inside a bare word are code (`ROUND(SUM(a/b))`), not a path.
     if !backticked && t.contains(['(', ')']) {

@@ -284,8 +284,7 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
     // reach[i]: every task i waits for, transitively.
     let mut reach: Vec<Bits> = (0..n).map(|_| Bits::new(n)).collect();
     for &i in &topo {
-        for k in 0..deps[i].len() {
-            let d = deps[i][k].0;
+        for &(d, _) in &deps[i] {
             let mut r = Bits(reach[d].0.clone());
             r.set(d);
             reach[i].union(&r);
@@ -336,9 +335,9 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
             deps[j].push((i, Edge::Conflict));
             let mut r = Bits(reach[i].0.clone());
             r.set(i);
-            for x in 0..n {
-                if x == j || reach[x].has(j) {
-                    reach[x].union(&r);
+            for (x, rx) in reach.iter_mut().enumerate() {
+                if x == j || rx.has(j) {
+                    rx.union(&r);
                 }
             }
             conflicts.push(Conflict {

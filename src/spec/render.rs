@@ -31,7 +31,8 @@ pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
             &p.title
         };
         let count = plan.tasks.iter().filter(|t| t.phase == p.index).count();
-        writeln!(out, "  {}. {}  [{} tasks]", p.index, title, count)?;
+        let s = if count == 1 { "" } else { "s" };
+        writeln!(out, "  {}. {}  [{count} task{s}]", p.index, title)?;
     }
 
     let width = plan.tasks.iter().map(|t| t.id.len()).max().unwrap_or(0);
