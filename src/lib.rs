@@ -9,3 +9,4 @@ pub mod commands;
 pub mod hooks;
 pub mod state;
 pub mod worker;
+pub mod spec;

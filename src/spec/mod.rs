@@ -1,0 +1,134 @@
+//! tasks.md → plan: the parser and planner for spec-kit task lists.
+//!
+//! [`parse`] reads a `specs/<feature>/tasks.md` into a [`SpecFile`] (tasks, phases, explicit
+//! dependencies, path locks) and rejects a malformed file whole with `file:line: what is wrong`.
+//! [`plan()`] turns it into a [`Plan`]: the effective dependency graph (phase barriers, in-phase
+//! order, explicit edges, serialized path conflicts), convoys and waves. [`render_plan`] prints it
+//! for people. Everything here is pure: no git, no file system, so the state layer, the CLI and
+//! tests all call the same code on a string.
+//!
+//! Rules, chosen to be safe for unattended agents rather than maximally parallel:
+//! - Task lines are `- [ ] T001 [P] [US1] Description`, at any indent, with `*`/`+`/`1.`
+//!   bullets too. `[x]`/`[X]` are done, `[A]` (archived) counts as done, `[~]`/`[/]`
+//!   (in progress) as not done. A file without any checkbox task uses headings that start
+//!   with an ID (`### T1 · Title`) as tasks.
+//! - Phases: headings at the level of the first `Phase …` heading start a new phase, in file
+//!   order; each phase waits for the whole previous one. No phase heading: one phase.
+//! - Inside a phase, consecutive `[P]` tasks form a group that runs together; a group waits
+//!   for the task before it, and a task without `[P]` waits for the task or group before it.
+//! - `(depends on T012, T013)`, `depends: T012` and `Dependencies: T012` sub-bullets add edges.
+//! - Two tasks naming overlapping paths never run at once: if the graph does not order them,
+//!   the later one (in file order) waits for the earlier one (a "serialized conflict").
+//! - Done tasks are not scheduled (no wave, no conflicts) but satisfy the tasks that depend
+//!   on them.
+
+mod parse;
+mod paths;
+mod plan;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+pub use parse::parse;
+pub use plan::{plan, Conflict, Convoy, Plan, PlannedTask, Warning};
+pub use render::render_plan;
+
+/// A parsed tasks.md: its tasks in file order and the phases that hold them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpecFile {
+    /// The path the caller gave, used in error messages.
+    pub file: String,
+    /// Phases that hold at least one task, in file order.
+    pub phases: Vec<Phase>,
+    /// Tasks in file order.
+    pub tasks: Vec<Task>,
+    /// Lines that looked like tasks but were skipped, e.g. a checkbox without a task ID.
+    pub notes: Vec<Note>,
+}
+
+/// A phase: a barrier between the tasks before it and the tasks after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Phase {
+    /// 1-based position among the phases that hold tasks.
+    pub index: usize,
+    /// Heading text, empty for tasks before any phase heading.
+    pub title: String,
+    /// 1-based line of the heading, 0 when there is none.
+    pub line: usize,
+    /// Short name for the convoy of this phase's tasks without a story (`setup`, `phase-3`).
+    pub slug: String,
+}
+
+/// One task as written in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Task {
+    pub id: String,
+    /// 1-based line of the task's checkbox (or heading).
+    pub line: usize,
+    /// The first paragraph without leading and trailing tags; wrapped lines joined.
+    pub title: String,
+    /// The title followed by the task's sub-bullets and indented lines, one per line.
+    pub description: String,
+    pub done: bool,
+    /// Marked `[P]`: may run together with the neighbouring `[P]` tasks of its phase.
+    pub parallel: bool,
+    /// `US1`, `US12`, … from a `[USn]` tag.
+    pub story: Option<String>,
+    /// Other bracket tags, without brackets: `GIT`, `PRD: P0-R5-AC1`, `FR-002, FR-009`.
+    pub labels: Vec<String>,
+    /// Explicit dependencies (`depends on …`), in the order written.
+    pub deps: Vec<String>,
+    /// Files, directories and globs the task names: its path locks.
+    pub paths: Vec<String>,
+    /// [`Phase::index`] of the task's phase.
+    pub phase: usize,
+}
+
+/// A line the parser skipped but a person may want to know about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Note {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Why a tasks.md was rejected. Every message starts with `file:line:`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("{file}:{line}: duplicate task ID {id} (first defined at line {first_line})")]
+    DuplicateId {
+        file: String,
+        line: usize,
+        id: String,
+        first_line: usize,
+    },
+    #[error("{file}:{line}: task {task} depends on {dep}, which is not a task in this file")]
+    UnknownDependency {
+        file: String,
+        line: usize,
+        task: String,
+        dep: String,
+    },
+    #[error("{file}:{line}: dependency cycle: {path}{hint}")]
+    Cycle {
+        file: String,
+        line: usize,
+        /// The cycle's task IDs, first one repeated at the end.
+        ids: Vec<String>,
+        /// `T003 (line 5) -> T005 (line 9) -> T003 (line 5)`; `a -> b` means a waits for b.
+        path: String,
+        hint: String,
+    },
+    #[error("{file}: no tasks found (expected lines like `- [ ] T001 Description`)")]
+    NoTasks { file: String },
+    #[error("{file}: {count} tasks is more than the {max} a plan can hold")]
+    TooManyTasks {
+        file: String,
+        count: usize,
+        max: usize,
+    },
+}
+
+/// Most tasks a file may hold: path-lock checks are quadratic, and no real file comes close.
+pub const MAX_TASKS: usize = 5000;
