@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod commands;
 pub mod hooks;
+pub mod ingest;
+pub mod spec;
 pub mod state;
 pub mod worker;
-pub mod spec;

@@ -41,7 +41,11 @@ enum Command {
     Release(commands::release::Args),
     Show(commands::show::Args),
     Log(commands::log::Args),
+    Plan(commands::plan::Args),
+    Ingest(commands::ingest::Args),
     Uninstall(commands::uninstall::Args),
+    #[command(hide = true)]
+    Hook(commands::hook::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,7 +82,10 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Release(a) => commands::release::run(ctx, a),
         Command::Show(a) => commands::show::run(ctx, a),
         Command::Log(a) => commands::log::run(ctx, a),
+        Command::Plan(a) => commands::plan::run(ctx, a),
+        Command::Ingest(a) => commands::ingest::run(ctx, a),
         Command::Uninstall(a) => commands::uninstall::run(ctx, a),
+        Command::Hook(a) => commands::hook::run(ctx, a),
     }
 }
 

@@ -11,9 +11,12 @@ use crate::state::{Actor, StateError, Store};
 pub mod add;
 pub mod claim;
 pub mod heartbeat;
+pub mod hook;
+pub mod ingest;
 pub mod init;
 pub mod log;
 pub mod move_;
+pub mod plan;
 pub mod release;
 pub mod show;
 pub mod status;
@@ -42,6 +45,12 @@ pub enum CommandError {
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
 
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+
     #[error("writing output")]
     Output(#[from] std::io::Error),
 }
@@ -61,6 +70,8 @@ impl CommandError {
             CommandError::Hook(_) => {
                 Some("check the permissions of the repository's hooks directory".into())
             }
+            CommandError::Ingest(e) => e.hint(),
+            CommandError::Spec(_) => Some("fix the file; nothing was changed".into()),
             CommandError::Output(_) => None,
         }
     }

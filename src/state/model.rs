@@ -171,6 +171,12 @@ pub struct Task {
     pub id: String,
     pub title: String,
     pub status: TaskStatus,
+    /// The task's full text from tasks.md (title, sub-bullets), for prompts.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// 1-based phase of tasks.md; 0 for a task added by hand.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub phase: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub story: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +222,8 @@ impl Task {
             id: id.to_owned(),
             title: title.to_owned(),
             status: TaskStatus::Todo,
+            description: String::new(),
+            phase: 0,
             story: None,
             convoy: None,
             deps: Vec::new(),

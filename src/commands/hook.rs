@@ -1,0 +1,91 @@
+//! `git sprint hook <name>`: what the installed git hooks run.
+//!
+//! A hook must be fast and must never fail the user's git command: every
+//! error becomes one line on stderr and exit 0.
+
+use std::io::Write;
+
+use super::{person, Ctx, Result};
+use crate::hooks;
+use crate::ingest;
+use crate::state::Store;
+
+/// Run git-sprint's part of a git hook (called by the installed shims)
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The hook: post-commit or post-merge
+    pub name: String,
+    /// The hook's arguments from git
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    if hooks::disabled() {
+        return Ok(());
+    }
+    let _span = tracing::info_span!("hook", name = %args.name).entered();
+    if let Err(e) = react(ctx, &args.name) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "git-sprint ({} hook): {e}", args.name);
+        if let Some(h) = e.hint() {
+            let _ = writeln!(err, "git-sprint: hint: {h}");
+        }
+    }
+    Ok(())
+}
+
+fn react(ctx: &mut Ctx<'_>, name: &str) -> Result {
+    let store = ctx.store()?;
+    let repo = store.repo();
+    let Ok(head) = repo.head_id() else {
+        return Ok(());
+    };
+    let head = head.detach();
+    let on_base = match (repo.head_name().ok().flatten(), ingest::base_branch(repo)) {
+        (Some(branch), Some(base)) => branch.shorten() == base.as_str(),
+        _ => false,
+    };
+    if !on_base {
+        return Ok(());
+    }
+    let before = match name {
+        "post-merge" => repo
+            .rev_parse_single("ORIG_HEAD")
+            .ok()
+            .map(|id| id.detach()),
+        _ => repo
+            .find_commit(head)
+            .ok()
+            .and_then(|c| c.parent_ids().next().map(|p| p.detach())),
+    };
+    let changed = ingest::changed_features(repo, head, before)?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    ingest_changed(&store, head, &changed)
+}
+
+fn ingest_changed(store: &Store, head: gix::ObjectId, features: &[String]) -> Result {
+    let actor = person(store, None);
+    let base = ingest::base_branch(store.repo());
+    let mut err = std::io::stderr().lock();
+    for source in ingest::sources(store.repo(), "HEAD", head, features)? {
+        match ingest::ingest(store, &actor, &source, base.as_deref()) {
+            Ok(o) if o.unchanged => {}
+            Ok(o) => {
+                let _ = writeln!(
+                    err,
+                    "git-sprint: {}: {} ingested: {}",
+                    o.feature,
+                    o.path,
+                    o.summary()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(err, "git-sprint: {e} ({} not ingested)", source.path);
+            }
+        }
+    }
+    Ok(())
+}

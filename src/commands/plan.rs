@@ -1,0 +1,80 @@
+//! `git sprint plan`: a dry run of a tasks.md.
+
+use std::path::{Path, PathBuf};
+
+use super::{write_json, CommandError, Ctx, Result};
+use crate::ingest;
+use crate::spec;
+
+/// Show what a tasks.md would become: convoys, waves, path conflicts, warnings
+///
+/// Reads the working-tree file by default (so you can check it before you
+/// commit), or the committed one with --rev. Changes nothing. A malformed file
+/// is rejected with file:line and what is wrong.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A feature (reads specs/<feature>/tasks.md) or the path of a tasks.md
+    pub target: String,
+    /// Read the file as committed at REV instead of the working tree
+    #[arg(long, value_name = "REV")]
+    pub rev: Option<String>,
+    /// Print JSON for tools instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    let (name, text) = match &args.rev {
+        Some(rev) => committed(ctx, &args.target, rev)?,
+        None => working_tree(ctx, &args.target)?,
+    };
+    let plan = spec::plan(&spec::parse(&name, &text)?)?;
+    if args.json {
+        return write_json(ctx.out, &plan);
+    }
+    spec::render_plan(&plan, ctx.out)?;
+    Ok(())
+}
+
+/// A path that exists is a file; anything else names a feature.
+fn working_tree(ctx: &Ctx<'_>, target: &str) -> Result<(String, String)> {
+    let direct = ctx.cwd.join(target);
+    let path: PathBuf = if direct.is_file() {
+        direct
+    } else {
+        let store = ctx.store()?;
+        super::worktree_root(&store)?.join(ingest::tasks_path(target))
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| CommandError::Failed {
+        message: format!("cannot read {}: {e}", path.display()),
+        hint: Some(format!(
+            "name a feature with a specs/<feature>/tasks.md, or the path of a tasks.md (not '{target}')"
+        )),
+    })?;
+    Ok((shown(ctx, &path), text))
+}
+
+fn committed(ctx: &Ctx<'_>, target: &str, rev: &str) -> Result<(String, String)> {
+    let store = ctx.store()?;
+    let repo = store.repo();
+    let (rev_name, commit) = ingest::resolve_rev(repo, Some(rev))?;
+    let feature = if target.ends_with(".md") {
+        Path::new(target)
+            .parent()
+            .and_then(Path::file_name)
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        target.to_owned()
+    };
+    let source = ingest::sources(repo, &rev_name, commit, &[feature])?.remove(0);
+    Ok((format!("{}@{rev}", source.path), source.text))
+}
+
+/// The path relative to where the user is, as they would type it.
+fn shown(ctx: &Ctx<'_>, path: &Path) -> String {
+    path.strip_prefix(&ctx.cwd)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}

@@ -1,0 +1,552 @@
+//! From a committed `specs/<feature>/tasks.md` to tasks in state.
+//!
+//! Ingest reads tasks.md *as committed* (never the working tree: what agents
+//! build must be what the person committed), plans it with [`crate::spec`],
+//! and reconciles the feature's tasks in one state commit: new tasks are
+//! added, tasks gone from the file are `cancelled` (kept, so their history
+//! stays), changed text and dependencies are updated, and status and attempts
+//! of existing tasks are kept. The blob id it ingested is recorded, so
+//! re-ingesting the same file changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gix::bstr::ByteSlice;
+use gix::ObjectId;
+use serde::Serialize;
+
+use crate::clock;
+use crate::spec::{self, Plan, SpecError};
+use crate::state::{
+    check_name, Actor, Convoy, ConvoyStatus, Feature, FeatureStatus, StateError, Store, Task,
+    TaskStatus, Transition, Txn,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{what}")]
+    Git {
+        what: String,
+        #[source]
+        source: Box<gix::Error>,
+    },
+    #[error("'{rev}' is not a commit in this repository")]
+    BadRev { rev: String },
+    #[error("no {path} at {rev}")]
+    NoSpec { rev: String, path: String },
+    #[error("no specs/<feature>/tasks.md at {rev}")]
+    NoSpecs { rev: String },
+    #[error("{path} at {rev} is not UTF-8 text")]
+    NotText { rev: String, path: String },
+    #[error("{0}")]
+    Name(String),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl IngestError {
+    fn git(what: impl Into<String>, source: impl Into<gix::Error>) -> Self {
+        IngestError::Git {
+            what: what.into(),
+            source: Box::new(source.into()),
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            IngestError::NoSpec { .. } | IngestError::NoSpecs { .. } => Some(
+                "commit a specs/<feature>/tasks.md on the base branch, or name another commit with --rev"
+                    .into(),
+            ),
+            IngestError::Spec(_) => {
+                Some("fix tasks.md and commit it again; nothing was ingested".into())
+            }
+            IngestError::BadRev { .. } => Some("name a branch, tag or commit id".into()),
+            IngestError::State(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// One tasks.md as committed.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub feature: String,
+    /// `specs/<feature>/tasks.md`.
+    pub path: String,
+    pub blob: ObjectId,
+    pub text: String,
+    /// The revision as the user named it, for messages.
+    pub rev: String,
+}
+
+impl Source {
+    pub fn plan(&self) -> Result<Plan, SpecError> {
+        spec::plan(&spec::parse(&self.path, &self.text)?)
+    }
+}
+
+pub fn tasks_path(feature: &str) -> String {
+    format!("specs/{feature}/tasks.md")
+}
+
+/// The branch tasks.md is read from and features merge into:
+/// `git config sprint.baseBranch`, else the remote's default branch, else
+/// `main` or `master` when one exists, else the branch HEAD is on.
+pub fn base_branch(repo: &gix::Repository) -> Option<String> {
+    let config = repo.config_snapshot();
+    if let Some(b) = config.string("sprint.baseBranch") {
+        let b = b.to_string();
+        if !b.trim().is_empty() {
+            return Some(b.trim().to_owned());
+        }
+    }
+    if let Ok(Some(r)) = repo.try_find_reference("refs/remotes/origin/HEAD") {
+        if let gix::refs::TargetRef::Symbolic(name) = r.target() {
+            if let Some(b) = name
+                .as_bstr()
+                .to_str_lossy()
+                .strip_prefix("refs/remotes/origin/")
+            {
+                return Some(b.to_owned());
+            }
+        }
+    }
+    for b in ["main", "master"] {
+        if let Ok(Some(_)) = repo.try_find_reference(format!("refs/heads/{b}").as_str()) {
+            return Some(b.to_owned());
+        }
+    }
+    repo.head_name()
+        .ok()
+        .flatten()
+        .map(|n| n.shorten().to_str_lossy().into_owned())
+}
+
+/// The commit `rev` names; the default is the base branch, falling back to HEAD.
+pub fn resolve_rev(
+    repo: &gix::Repository,
+    rev: Option<&str>,
+) -> Result<(String, ObjectId), IngestError> {
+    let candidates: Vec<String> = match rev {
+        Some(r) => vec![r.to_owned()],
+        None => base_branch(repo)
+            .into_iter()
+            .chain(["HEAD".to_owned()])
+            .collect(),
+    };
+    for name in &candidates {
+        if let Ok(id) = repo.rev_parse_single(name.as_str()) {
+            if let Ok(commit) = id.object().and_then(|o| o.peel_to_commit()) {
+                return Ok((name.clone(), commit.id));
+            }
+        }
+    }
+    Err(IngestError::BadRev {
+        rev: candidates.first().cloned().unwrap_or_else(|| "HEAD".into()),
+    })
+}
+
+/// Blob ids of every `specs/*/tasks.md` in a commit, by feature.
+pub fn spec_blobs(
+    repo: &gix::Repository,
+    commit: ObjectId,
+) -> Result<BTreeMap<String, ObjectId>, IngestError> {
+    let mut out = BTreeMap::new();
+    let tree = repo
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| IngestError::git("reading the commit's tree", e))?;
+    let Some(specs) = tree
+        .lookup_entry_by_path("specs")
+        .map_err(|e| IngestError::git("looking up specs/", e))?
+    else {
+        return Ok(out);
+    };
+    if !specs.mode().is_tree() {
+        return Ok(out);
+    }
+    let specs = specs
+        .object()
+        .map_err(|e| IngestError::git("reading specs/", e))?
+        .into_tree();
+    let decoded = specs
+        .decode()
+        .map_err(|e| IngestError::git("decoding specs/", e))?;
+    for entry in decoded.entries {
+        if !entry.mode.is_tree() {
+            continue;
+        }
+        let feature = entry.filename.to_str_lossy().into_owned();
+        let sub = repo
+            .find_tree(entry.oid)
+            .map_err(|e| IngestError::git(format!("reading specs/{feature}"), e))?;
+        let found = sub
+            .decode()
+            .map_err(|e| IngestError::git(format!("decoding specs/{feature}"), e))?
+            .entries
+            .iter()
+            .find(|e| e.filename == "tasks.md" && e.mode.is_blob())
+            .map(|e| e.oid.to_owned());
+        if let Some(blob) = found {
+            out.insert(feature, blob);
+        }
+    }
+    Ok(out)
+}
+
+/// Features whose tasks.md differs between `old` and `new` (added or changed;
+/// a removed tasks.md is left alone: deleting the file is not cancelling the
+/// feature).
+pub fn changed_features(
+    repo: &gix::Repository,
+    new: ObjectId,
+    old: Option<ObjectId>,
+) -> Result<Vec<String>, IngestError> {
+    let now = spec_blobs(repo, new)?;
+    let before = match old {
+        Some(old) => spec_blobs(repo, old)?,
+        None => BTreeMap::new(),
+    };
+    Ok(now
+        .into_iter()
+        .filter(|(f, blob)| before.get(f) != Some(blob))
+        .map(|(f, _)| f)
+        .collect())
+}
+
+/// Reads the tasks.md of `features` (all of them when empty) at `commit`.
+pub fn sources(
+    repo: &gix::Repository,
+    rev: &str,
+    commit: ObjectId,
+    features: &[String],
+) -> Result<Vec<Source>, IngestError> {
+    let blobs = spec_blobs(repo, commit)?;
+    let wanted: Vec<String> = if features.is_empty() {
+        if blobs.is_empty() {
+            return Err(IngestError::NoSpecs {
+                rev: rev.to_owned(),
+            });
+        }
+        blobs.keys().cloned().collect()
+    } else {
+        features.to_vec()
+    };
+    let mut out = Vec::new();
+    for feature in wanted {
+        check_name("feature", &feature).map_err(IngestError::Name)?;
+        let path = tasks_path(&feature);
+        let blob = *blobs.get(&feature).ok_or_else(|| IngestError::NoSpec {
+            rev: rev.to_owned(),
+            path: path.clone(),
+        })?;
+        let data = repo
+            .find_blob(blob)
+            .map_err(|e| IngestError::git(format!("reading {path}"), e))?
+            .detach()
+            .data;
+        let text = String::from_utf8(data).map_err(|_| IngestError::NotText {
+            rev: rev.to_owned(),
+            path: path.clone(),
+        })?;
+        out.push(Source {
+            feature,
+            path,
+            blob,
+            text,
+            rev: rev.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// What one ingest did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub feature: String,
+    pub path: String,
+    pub blob: String,
+    /// The same blob was ingested before: nothing changed.
+    pub unchanged: bool,
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    pub cancelled: Vec<String>,
+    pub reinstated: Vec<String>,
+    /// Checked off (`[x]`) in tasks.md and so marked done.
+    pub checked_off: Vec<String>,
+    pub integration_branch: Option<String>,
+    #[serde(skip)]
+    pub commit: Option<ObjectId>,
+}
+
+impl Outcome {
+    pub fn summary(&self) -> String {
+        if self.unchanged {
+            return "unchanged".into();
+        }
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (self.added.len(), "added"),
+            (self.updated.len(), "updated"),
+            (self.cancelled.len(), "cancelled"),
+            (self.reinstated.len(), "reinstated"),
+            (self.checked_off.len(), "checked off"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        if parts.is_empty() {
+            "no task changed".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Ingests one tasks.md: plans it, creates the integration branch if it is
+/// missing, and reconciles the feature's tasks in one state commit.
+pub fn ingest(
+    store: &Store,
+    actor: &Actor,
+    source: &Source,
+    base: Option<&str>,
+) -> Result<Outcome, IngestError> {
+    let plan = source.plan()?;
+    for t in &plan.tasks {
+        check_name("task", &t.id).map_err(IngestError::Name)?;
+    }
+    for c in &plan.convoys {
+        check_name("convoy", &c.name).map_err(IngestError::Name)?;
+    }
+    let integration = format!("sprint/{}", source.feature);
+    let done = store.transact(actor, |txn| {
+        reconcile(txn, source, &plan, base, &integration)
+    })?;
+    let mut outcome = done.value;
+    outcome.commit = done.commit;
+    if !outcome.unchanged {
+        if let Some(base) = base {
+            outcome.integration_branch = ensure_branch(store.repo(), &integration, base)?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Creates `refs/heads/<branch>` at `base` unless it exists; returns its name
+/// when it was created.
+fn ensure_branch(
+    repo: &gix::Repository,
+    branch: &str,
+    base: &str,
+) -> Result<Option<String>, IngestError> {
+    let full = format!("refs/heads/{branch}");
+    if repo
+        .try_find_reference(full.as_str())
+        .map_err(|e| IngestError::git(format!("reading {full}"), e))?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let Ok(target) = repo.rev_parse_single(base) else {
+        // An unborn base branch: the engine creates the branch once it exists.
+        return Ok(None);
+    };
+    repo.reference(
+        full.as_str(),
+        target.detach(),
+        gix::refs::transaction::PreviousValue::MustNotExist,
+        format!("git-sprint: integration branch from {base}"),
+    )
+    .map_err(|e| IngestError::git(format!("creating branch {branch}"), e))?;
+    Ok(Some(branch.to_owned()))
+}
+
+fn reconcile(
+    txn: &mut Txn<'_>,
+    source: &Source,
+    plan: &Plan,
+    base: Option<&str>,
+    integration: &str,
+) -> Result<Outcome, StateError> {
+    let name = &source.feature;
+    let now = clock::now_rfc3339();
+    let mut out = Outcome {
+        feature: name.clone(),
+        path: source.path.clone(),
+        blob: source.blob.to_string(),
+        ..Default::default()
+    };
+    let blob = source.blob.to_string();
+    let existing_feature = txn.feature(name)?;
+    if existing_feature
+        .as_ref()
+        .is_some_and(|f| f.tasks_blob.as_deref() == Some(blob.as_str()))
+    {
+        out.unchanged = true;
+        return Ok(out);
+    }
+    let mut feature = existing_feature
+        .clone()
+        .unwrap_or_else(|| Feature::new(name, &now));
+    feature.tasks_blob = Some(blob.clone());
+    feature.tasks_path = Some(source.path.clone());
+    if feature.base_branch.is_none() {
+        feature.base_branch = base.map(str::to_owned);
+    }
+    feature.integration_branch = Some(integration.to_owned());
+    if existing_feature.is_none() {
+        txn.record(Transition {
+            task: name.clone(),
+            from: "none".into(),
+            to: FeatureStatus::Planned.to_string(),
+            reason: Some(format!("ingested {} at {}", source.path, source.rev)),
+            policy: None,
+        });
+    }
+
+    let mut existing: BTreeMap<String, Task> = txn
+        .tasks(name)?
+        .into_iter()
+        .map(|t| (t.id.clone(), t))
+        .collect();
+    let note = |txn: &mut Txn<'_>, id: &str, from: &str, to: TaskStatus, reason: &str| {
+        txn.record(Transition {
+            task: format!("{name}/{id}"),
+            from: from.to_owned(),
+            to: to.to_string(),
+            reason: Some(reason.to_owned()),
+            policy: None,
+        });
+    };
+    for pt in &plan.tasks {
+        let mut task = match existing.remove(&pt.id) {
+            Some(t) => t,
+            None => {
+                let mut t = Task::new(&pt.id, &pt.title, &now);
+                t.status = if pt.done {
+                    TaskStatus::Done
+                } else {
+                    TaskStatus::Todo
+                };
+                apply(&mut t, pt);
+                note(txn, &pt.id, "none", t.status, "added from tasks.md");
+                txn.put_task(name, &t)?;
+                out.added.push(pt.id.clone());
+                continue;
+            }
+        };
+        let before = task.clone();
+        apply(&mut task, pt);
+        let from = task.status;
+        if from == TaskStatus::Cancelled {
+            task.status = if pt.done {
+                TaskStatus::Done
+            } else {
+                TaskStatus::Todo
+            };
+            note(txn, &pt.id, from.as_str(), task.status, "back in tasks.md");
+            out.reinstated.push(pt.id.clone());
+        } else if pt.done
+            && matches!(
+                from,
+                TaskStatus::Todo | TaskStatus::Blocked | TaskStatus::Failed
+            )
+        {
+            task.status = TaskStatus::Done;
+            task.claim = None;
+            note(
+                txn,
+                &pt.id,
+                from.as_str(),
+                TaskStatus::Done,
+                "checked off in tasks.md",
+            );
+            out.checked_off.push(pt.id.clone());
+        } else if task != before {
+            out.updated.push(pt.id.clone());
+        }
+        if task != before {
+            task.updated = now.clone();
+            txn.put_task(name, &task)?;
+        }
+    }
+    for (id, mut task) in existing {
+        if matches!(task.status, TaskStatus::Cancelled | TaskStatus::Done) {
+            continue;
+        }
+        let from = task.status;
+        task.status = TaskStatus::Cancelled;
+        task.claim = None;
+        task.reason = Some("removed from tasks.md".into());
+        task.updated = now.clone();
+        note(
+            txn,
+            &id,
+            from.as_str(),
+            TaskStatus::Cancelled,
+            "removed from tasks.md",
+        );
+        txn.put_task(name, &task)?;
+        out.cancelled.push(id);
+    }
+
+    // Convoys follow the plan; a convoy keeps its status across re-ingests.
+    let mut stale: BTreeSet<String> = txn.convoy_ids(name)?.into_iter().collect();
+    for c in &plan.convoys {
+        stale.remove(&c.name);
+        let status = txn
+            .convoy(name, &c.name)?
+            .map(|c| c.status)
+            .unwrap_or(ConvoyStatus::Open);
+        let title = match (&c.story, c.phase) {
+            (Some(story), _) => story.clone(),
+            (None, Some(p)) => plan
+                .phases
+                .iter()
+                .find(|ph| ph.index == p)
+                .map(|ph| ph.title.clone())
+                .unwrap_or_default(),
+            (None, None) => String::new(),
+        };
+        let convoy = Convoy {
+            id: c.name.clone(),
+            title,
+            status,
+            tasks: c.tasks.clone(),
+        };
+        if txn.convoy(name, &c.name)?.as_ref() != Some(&convoy) {
+            txn.put_convoy(name, &convoy)?;
+        }
+    }
+    for id in stale {
+        txn.remove(&format!("features/{name}/convoys/{id}.yaml"));
+    }
+    txn.put_feature(&feature)?;
+    txn.subject(format!(
+        "{name}: ingested {} ({})",
+        source.path,
+        out.summary()
+    ));
+    Ok(out)
+}
+
+/// Copies what tasks.md says about a task onto its record.
+fn apply(task: &mut Task, pt: &spec::PlannedTask) {
+    task.title = pt.title.clone();
+    task.description = if pt.description == pt.title {
+        String::new()
+    } else {
+        pt.description.clone()
+    };
+    task.story = pt.story.clone();
+    task.convoy = Some(pt.convoy.clone());
+    task.deps = pt.deps.clone();
+    task.paths = pt.paths.clone();
+    task.labels = pt.labels.clone();
+    task.line = pt.line as u32;
+    task.phase = pt.phase as u32;
+    task.parallel = pt.parallel;
+}
