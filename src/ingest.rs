@@ -447,6 +447,7 @@ fn reconcile(
             } else {
                 TaskStatus::Todo
             };
+            task.reason = None;
             note(txn, &pt.id, from.as_str(), task.status, "back in tasks.md");
             out.reinstated.push(pt.id.clone());
         } else if pt.done
@@ -465,7 +466,12 @@ fn reconcile(
                 "checked off in tasks.md",
             );
             out.checked_off.push(pt.id.clone());
-        } else if task != before {
+        } else if (Task {
+            line: before.line,
+            ..task.clone()
+        }) != before
+        {
+            // Moving in the file alone is not worth reporting.
             out.updated.push(pt.id.clone());
         }
         if task != before {

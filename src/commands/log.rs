@@ -47,27 +47,37 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if args.json {
         return write_json(ctx.out, &entries);
     }
+    let focus = filter.as_deref().filter(|f| f.contains('/'));
     for e in &entries {
-        line(ctx.out, e)?;
+        line(ctx.out, e, focus)?;
     }
     Ok(())
 }
 
-pub fn line(out: &mut dyn Write, e: &Entry) -> Result {
-    let reason = e
-        .transitions
-        .iter()
-        .find_map(|t| t.reason.as_deref())
-        .filter(|_| e.transitions.len() == 1)
-        .map(|r| format!("  ({r})"))
-        .unwrap_or_default();
+/// One entry per line. With `focus` (a `feature/task`), the entry shows
+/// that task's own transition rather than the commit's subject.
+pub fn line(out: &mut dyn Write, e: &Entry, focus: Option<&str>) -> Result {
+    let own = focus.and_then(|f| e.transitions.iter().find(|t| t.task == f));
+    let (what, reason) = match own {
+        Some(t) => (
+            format!("{}: {} -> {}", t.task, t.from, t.to),
+            t.reason.as_deref(),
+        ),
+        None => (
+            e.subject.clone(),
+            e.transitions
+                .iter()
+                .find_map(|t| t.reason.as_deref())
+                .filter(|_| e.transitions.len() == 1),
+        ),
+    };
+    let reason = reason.map(|r| format!("  ({r})")).unwrap_or_default();
     writeln!(
         out,
-        "{} {} {:<10} {}{reason}",
+        "{} {} {:<10} {what}{reason}",
         short(&e.commit),
         clock::rfc3339(e.time),
         e.actor,
-        e.subject
     )?;
     Ok(())
 }

@@ -102,7 +102,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     writeln!(out, "history:")?;
     for e in entries.iter().rev() {
         write!(out, "  ")?;
-        super::log::line(out, e)?;
+        super::log::line(out, e, Some(&name))?;
     }
     Ok(())
 }

@@ -15,12 +15,11 @@ pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "plan for {}", plan.file)?;
     writeln!(
         out,
-        "{} tasks ({} done), {} phases, {} convoys, {} waves",
-        plan.tasks.len(),
-        done,
-        plan.phases.len(),
-        plan.convoys.len(),
-        plan.waves.len()
+        "{} ({done} done), {}, {}, {}",
+        count(plan.tasks.len(), "task"),
+        count(plan.phases.len(), "phase"),
+        count(plan.convoys.len(), "convoy"),
+        count(plan.waves.len(), "wave"),
     )?;
 
     writeln!(out, "\nphases (each waits for the one before)")?;
@@ -112,4 +111,13 @@ fn short(s: &str) -> String {
     let mut t: String = s.chars().take(TITLE_CHARS - 3).collect();
     t.push_str("...");
     t
+}
+
+/// `1 task`, `2 tasks`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
