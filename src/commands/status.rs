@@ -110,8 +110,17 @@ fn feature(out: &mut dyn Write, fs: &FeatureState, now: i64) -> Result {
             convoys.entry(c.clone()).or_default().1.push(t);
         }
     }
+    // In tasks.md order: by the first line of each convoy's tasks.
+    let first_line = |id: &String| {
+        convoys[id]
+            .1
+            .iter()
+            .map(|t| if t.line == 0 { u32::MAX } else { t.line })
+            .min()
+            .unwrap_or(u32::MAX)
+    };
     let mut ids: Vec<_> = convoys.keys().cloned().collect();
-    ids.sort_by_key(|id| natural_key(id));
+    ids.sort_by_key(|id| (first_line(id), natural_key(id)));
     for id in ids {
         let (status, tasks) = &convoys[&id];
         let done = tasks
