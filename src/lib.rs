@@ -9,5 +9,6 @@ pub mod commands;
 pub mod hooks;
 pub mod ingest;
 pub mod spec;
+pub mod stages;
 pub mod state;
 pub mod worker;

@@ -132,3 +132,12 @@ pub enum SpecError {
 
 /// Most tasks a file may hold: path-lock checks are quadratic, and no real file comes close.
 pub const MAX_TASKS: usize = 5000;
+
+/// Whether two tasks' path locks overlap (same file, a glob matching the
+/// other's path, or a directory holding it): such tasks never run at once.
+pub fn paths_overlap(a: &[String], b: &[String]) -> bool {
+    let b: Vec<paths::Lock> = b.iter().map(|p| paths::Lock::new(p)).collect();
+    a.iter()
+        .map(|p| paths::Lock::new(p))
+        .any(|la| b.iter().any(|lb| la.overlaps(lb)))
+}

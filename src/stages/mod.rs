@@ -1,0 +1,399 @@
+//! The deterministic stages of a sprint: each is a function of the state
+//! (and of what the daemon observed about processes) that returns what is
+//! owed. They never act; the daemon carries their actions out.
+//!
+//! Being pure makes them level-triggered: after a crash or a missed event,
+//! the next reconcile computes the same debts from the same state and the
+//! sprint carries on where it was.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::state::{Agent, AgentState, FeatureState, Snapshot, Task, TaskStatus};
+
+pub mod cab;
+pub mod manager;
+pub mod tester;
+pub mod witness;
+
+/// What the stages need to know beyond the state.
+#[derive(Debug, Clone)]
+pub struct World<'a> {
+    pub snapshot: &'a Snapshot,
+    /// Unix seconds.
+    pub now: i64,
+    /// Agents whose tmux session is alive.
+    pub live: &'a HashSet<String>,
+    /// Last pane output per live agent (unix seconds).
+    pub activity: &'a HashMap<String, i64>,
+    /// Tasks whose gates this orchestrator is running right now.
+    pub busy: &'a HashSet<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub developers: usize,
+    pub testers: usize,
+    /// Attempts a task gets before it is `failed`.
+    pub max_attempts: u32,
+    /// Lease length: an agent with no heartbeat and no pane output for this
+    /// long is hung.
+    pub lease_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            developers: 3,
+            testers: 3,
+            max_attempts: 3,
+            lease_secs: 600,
+        }
+    }
+}
+
+/// A gate stage the daemon runs in a task's worktree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GateStage {
+    Review,
+    Test,
+}
+
+/// Something owed to the sprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Claim the task and start a Developer on it (attempt `attempt`).
+    StartDeveloper {
+        feature: String,
+        task: String,
+        attempt: u32,
+    },
+    /// The developer ended well: on to review.
+    DeveloperDone {
+        feature: String,
+        task: String,
+        agent: String,
+    },
+    /// Start a Tester in the task's worktree.
+    StartTester {
+        feature: String,
+        task: String,
+        attempt: u32,
+    },
+    /// Run a gate stage in the task's worktree.
+    RunGates {
+        feature: String,
+        task: String,
+        stage: GateStage,
+    },
+    /// The attempt is lost (agent failed, died or hung): keep its work, stop
+    /// it, and retry the task — or fail it past the attempt limit.
+    Retry {
+        feature: String,
+        task: String,
+        agent: Option<String>,
+        reason: String,
+    },
+}
+
+impl Action {
+    pub fn task(&self) -> (&str, &str) {
+        match self {
+            Action::StartDeveloper { feature, task, .. }
+            | Action::DeveloperDone { feature, task, .. }
+            | Action::StartTester { feature, task, .. }
+            | Action::RunGates { feature, task, .. }
+            | Action::Retry { feature, task, .. } => (feature, task),
+        }
+    }
+}
+
+/// Every stage's debts, in the order the daemon should pay them: endings and
+/// deaths first (they free slots), then new work.
+pub fn owed(world: &World<'_>) -> Vec<Action> {
+    let mut actions = witness::owed(world);
+    let retried: HashSet<(String, String)> = actions
+        .iter()
+        .map(|a| (a.task().0.to_owned(), a.task().1.to_owned()))
+        .collect();
+    let keep = |a: &Action| !retried.contains(&(a.task().0.to_owned(), a.task().1.to_owned()));
+    actions.extend(cab::owed(world).into_iter().filter(keep));
+    actions.extend(tester::owed(world).into_iter().filter(keep));
+    actions.extend(manager::owed(world).into_iter().filter(keep));
+    actions
+}
+
+/// The id of the agent working on `task` in `role` for `attempt`:
+/// `<feature>.<task>.<role>.<attempt>`, so each attempt keeps its record.
+pub fn agent_id(feature: &str, task: &str, role: &str, attempt: u32) -> String {
+    format!("{feature}.{task}.{}.{attempt}", role_tag(role))
+}
+
+fn role_tag(role: &str) -> &str {
+    match role {
+        "developer" => "dev",
+        "tester" => "test",
+        "librarian" => "docs",
+        other => other,
+    }
+}
+
+/// The branch a task's work lives on.
+pub fn task_branch(feature: &str, task: &str) -> String {
+    format!("sprint/{feature}/{task}")
+}
+
+pub(crate) fn agent<'s>(snapshot: &'s Snapshot, id: &str) -> Option<&'s Agent> {
+    snapshot.agents.iter().find(|a| a.id == id)
+}
+
+/// Whether an agent record is still meant to be running.
+pub(crate) fn running(a: &Agent) -> bool {
+    matches!(a.state, AgentState::Starting | AgentState::Running)
+}
+
+/// Running agents of `role` (any task).
+pub(crate) fn count_running(snapshot: &Snapshot, role: &str) -> usize {
+    snapshot
+        .agents
+        .iter()
+        .filter(|a| a.role == role && running(a))
+        .count()
+}
+
+/// Active features' tasks, with their feature.
+pub(crate) fn tasks(snapshot: &Snapshot) -> impl Iterator<Item = (&FeatureState, &Task)> {
+    snapshot
+        .features
+        .iter()
+        .filter(|f| {
+            !matches!(
+                f.feature.status,
+                crate::state::FeatureStatus::Done | crate::state::FeatureStatus::Cancelled
+            )
+        })
+        .flat_map(|f| f.tasks.iter().map(move |t| (f, t)))
+}
+
+pub(crate) fn key(feature: &str, task: &str) -> String {
+    format!("{feature}/{task}")
+}
+
+/// Tasks an agent or the gates may be working on: their paths are locked.
+pub(crate) fn holds_paths(status: TaskStatus) -> bool {
+    status.is_active()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use super::*;
+    use crate::state::{Claim, Feature, FeatureStatus, SprintMeta};
+
+    fn task(id: &str, status: TaskStatus, deps: &[&str], paths: &[&str]) -> Task {
+        let mut t = Task::new(id, id, "");
+        t.status = status;
+        t.deps = deps.iter().map(|d| d.to_string()).collect();
+        t.paths = paths.iter().map(|p| p.to_string()).collect();
+        t.line = id[1..].parse().unwrap_or(0);
+        t
+    }
+
+    fn snapshot(tasks: Vec<Task>, agents: Vec<Agent>) -> Snapshot {
+        let mut feature = Feature::new("f", "");
+        feature.status = FeatureStatus::Active;
+        Snapshot {
+            meta: Some(SprintMeta::new("")),
+            features: vec![FeatureState {
+                feature,
+                convoys: vec![],
+                tasks,
+            }],
+            agents,
+        }
+    }
+
+    fn agent(id: &str, role: &str, state: AgentState, exit: Option<i32>) -> Agent {
+        serde_yaml::from_str(&format!(
+            "id: {id}\nrole: {role}\nstate: {}\n{}",
+            state,
+            exit.map(|c| format!("exit_status: {c}\n"))
+                .unwrap_or_default()
+        ))
+        .unwrap()
+    }
+
+    fn claimed(mut t: Task, holder: &str, expires: i64) -> Task {
+        t.claim = Some(Claim {
+            holder: holder.into(),
+            since: String::new(),
+            expires,
+            ttl: 600,
+        });
+        t
+    }
+
+    struct Fixture {
+        live: HashSet<String>,
+        activity: HashMap<String, i64>,
+        busy: HashSet<String>,
+    }
+
+    impl Fixture {
+        fn new(live: &[&str]) -> Self {
+            Fixture {
+                live: live.iter().map(|s| s.to_string()).collect(),
+                activity: HashMap::new(),
+                busy: HashSet::new(),
+            }
+        }
+        fn world<'a>(&'a self, s: &'a Snapshot, now: i64) -> World<'a> {
+            World {
+                snapshot: s,
+                now,
+                live: &self.live,
+                activity: &self.activity,
+                busy: &self.busy,
+                limits: Limits {
+                    developers: 2,
+                    ..Limits::default()
+                },
+            }
+        }
+    }
+
+    fn starts(actions: &[Action]) -> Vec<&str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::StartDeveloper { task, .. } => Some(task.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn manager_waits_for_deps_path_locks_and_free_slots() {
+        let s = snapshot(
+            vec![
+                task("T1", TaskStatus::Done, &[], &["a.rs"]),
+                task("T2", TaskStatus::Todo, &["T1"], &["b.rs"]),
+                task("T3", TaskStatus::Todo, &["T9"], &["c.rs"]),
+                task("T4", TaskStatus::InReview, &[], &["d.rs"]),
+                task("T5", TaskStatus::Todo, &[], &["d.rs"]),
+                task("T6", TaskStatus::Todo, &[], &["e.rs"]),
+                task("T7", TaskStatus::Todo, &[], &["f.rs"]),
+            ],
+            vec![],
+        );
+        let fx = Fixture::new(&[]);
+        // T3 waits for a dependency, T5 for T4's path; two slots: T2, T6.
+        assert_eq!(starts(&manager::owed(&fx.world(&s, 0))), vec!["T2", "T6"]);
+    }
+
+    #[test]
+    fn manager_prefers_priority_and_respects_pause_and_running_developers() {
+        let mut high = task("T9", TaskStatus::Todo, &[], &["z.rs"]);
+        high.priority = 5;
+        let mut s = snapshot(
+            vec![
+                task("T1", TaskStatus::Todo, &[], &["a.rs"]),
+                task("T2", TaskStatus::Todo, &[], &["a.rs"]),
+                high,
+            ],
+            vec![agent("x", "developer", AgentState::Running, None)],
+        );
+        let fx = Fixture::new(&["x"]);
+        // One slot left; T9 first by priority; T2 shares T1's path anyway.
+        assert_eq!(starts(&manager::owed(&fx.world(&s, 0))), vec!["T9"]);
+        s.meta.as_mut().unwrap().paused = true;
+        assert!(manager::owed(&fx.world(&s, 0)).is_empty());
+    }
+
+    #[test]
+    fn witness_retries_dead_and_hung_agents_but_not_busy_ones() {
+        let s = snapshot(
+            vec![
+                claimed(task("T1", TaskStatus::InProgress, &[], &[]), "d1", 100),
+                claimed(task("T2", TaskStatus::InProgress, &[], &[]), "d2", 100),
+                claimed(task("T3", TaskStatus::InProgress, &[], &[]), "d3", 100),
+                claimed(task("T4", TaskStatus::InProgress, &[], &[]), "d4", 3000),
+            ],
+            vec![
+                agent("d1", "developer", AgentState::Running, None),
+                agent("d2", "developer", AgentState::Running, None),
+                agent("d3", "developer", AgentState::Running, None),
+                agent("d4", "developer", AgentState::Running, None),
+            ],
+        );
+        let mut fx = Fixture::new(&["d2", "d3", "d4"]);
+        fx.activity.insert("d2".into(), 1900); // printed recently: not hung
+        fx.activity.insert("d3".into(), 0);
+        let actions = witness::owed(&fx.world(&s, 2000));
+        let retried: Vec<_> = actions.iter().map(|a| a.task().1).collect();
+        assert_eq!(retried, vec!["T1", "T3"]);
+        assert!(
+            matches!(&actions[0], Action::Retry { reason, .. } if reason.contains("tmux session is gone"))
+        );
+        assert!(matches!(&actions[1], Action::Retry { reason, .. } if reason.contains("hung")));
+    }
+
+    #[test]
+    fn cab_routes_developer_endings_and_reviews() {
+        let s = snapshot(
+            vec![
+                claimed(task("T1", TaskStatus::InProgress, &[], &[]), "d1", 999),
+                claimed(task("T2", TaskStatus::InProgress, &[], &[]), "d2", 999),
+                task("T3", TaskStatus::InReview, &[], &[]),
+            ],
+            vec![
+                agent("d1", "developer", AgentState::Exited, Some(0)),
+                agent("d2", "developer", AgentState::Exited, Some(3)),
+            ],
+        );
+        let fx = Fixture::new(&[]);
+        let actions = cab::owed(&fx.world(&s, 0));
+        assert!(matches!(&actions[0], Action::DeveloperDone { task, .. } if task == "T1"));
+        assert!(matches!(&actions[1], Action::Retry { reason, .. } if reason.contains("status 3")));
+        assert!(matches!(
+            &actions[2],
+            Action::RunGates {
+                stage: GateStage::Review,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn tester_starts_once_then_gates_judge() {
+        let mut t = task("T1", TaskStatus::InTests, &[], &[]);
+        t.attempts = 2;
+        let s = snapshot(vec![t.clone()], vec![]);
+        let fx = Fixture::new(&[]);
+        assert_eq!(
+            tester::owed(&fx.world(&s, 0)),
+            vec![Action::StartTester {
+                feature: "f".into(),
+                task: "T1".into(),
+                attempt: 2
+            }]
+        );
+        let s = snapshot(
+            vec![t],
+            vec![agent(
+                &agent_id("f", "T1", "tester", 2),
+                "tester",
+                AgentState::Exited,
+                Some(0),
+            )],
+        );
+        assert!(matches!(
+            &tester::owed(&fx.world(&s, 0))[0],
+            Action::RunGates {
+                stage: GateStage::Test,
+                ..
+            }
+        ));
+    }
+}
