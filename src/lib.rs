@@ -8,6 +8,7 @@ pub mod clock;
 pub mod commands;
 pub mod hooks;
 pub mod ingest;
+pub mod prompt;
 pub mod spec;
 pub mod stages;
 pub mod state;

@@ -123,6 +123,9 @@ pub enum Refusal {
     #[error("{task} is {status}, not claimable")]
     NotClaimable { task: String, status: TaskStatus },
 
+    #[error("{task} is {status}: only failed, blocked or cancelled tasks can be retried")]
+    NotRetryable { task: String, status: TaskStatus },
+
     #[error("{task} waits for {}", waiting.join(", "))]
     Waiting { task: String, waiting: Vec<String> },
 
@@ -168,6 +171,9 @@ impl Refusal {
                 Some("finish those first, or move this task by hand with --force".into())
             }
             Refusal::NotHolder { .. } => Some("pass the holder's name with --as".into()),
+            Refusal::NotRetryable { .. } => {
+                Some("'git sprint move' changes the status of a task in flight".into())
+            }
             _ => None,
         }
     }

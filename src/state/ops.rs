@@ -219,7 +219,8 @@ pub fn claim(
         Some(p) if p != holder => format!("claimed by {holder}, taking over {p}'s expired lease"),
         _ => format!("claimed by {holder} for {}", ttl_text(ttl_secs)),
     };
-    if from == TaskStatus::Todo {
+    // A new holder is a new attempt; a holder renewing its own claim is not.
+    if task.claim.as_ref().map(|c| c.holder.as_str()) != Some(holder) {
         task.attempts += 1;
     }
     task.status = TaskStatus::InProgress;
@@ -353,4 +354,151 @@ pub fn release(
         policy: None,
     });
     Ok(task)
+}
+
+/// Stops (or resumes) scheduling new work; running agents go on.
+pub fn set_paused(
+    txn: &mut Txn<'_>,
+    paused: bool,
+    reason: Option<&str>,
+) -> Result<bool, StateError> {
+    let mut meta = txn
+        .meta()?
+        .unwrap_or_else(|| super::model::SprintMeta::new(&clock::now_rfc3339()));
+    if meta.paused == paused {
+        return Ok(false);
+    }
+    meta.paused = paused;
+    txn.put_meta(&meta)?;
+    let (from, to) = if paused {
+        ("running", "paused")
+    } else {
+        ("paused", "running")
+    };
+    txn.record(Transition {
+        task: String::new(),
+        from: from.into(),
+        to: to.into(),
+        reason: reason.map(str::to_owned),
+        policy: None,
+    });
+    Ok(true)
+}
+
+/// Gives a failed, blocked or cancelled task a fresh start: `todo` with its
+/// attempts reset; dependants blocked because of it are unblocked too.
+pub fn retry(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    reason: Option<&str>,
+) -> Result<Vec<String>, StateError> {
+    let mut task = load(txn, r)?;
+    if !matches!(
+        task.status,
+        TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled
+    ) {
+        return Err(Refusal::NotRetryable {
+            task: r.to_string(),
+            status: task.status,
+        }
+        .into());
+    }
+    let from = task.status;
+    task.status = TaskStatus::Todo;
+    task.attempts = 0;
+    task.claim = None;
+    task.reason = reason.map(str::to_owned);
+    task.updated = clock::now_rfc3339();
+    txn.put_task(&r.feature, &task)?;
+    txn.record(Transition {
+        task: r.to_string(),
+        from: from.to_string(),
+        to: TaskStatus::Todo.to_string(),
+        reason: Some(reason.unwrap_or("retried").to_owned()),
+        policy: None,
+    });
+    let mut unblocked = Vec::new();
+    for dep in dependants(txn, &r.feature, &r.id)? {
+        let Some(mut d) = txn.task(&r.feature, &dep)? else {
+            continue;
+        };
+        if d.status == TaskStatus::Blocked {
+            d.status = TaskStatus::Todo;
+            d.reason = None;
+            d.updated = clock::now_rfc3339();
+            txn.put_task(&r.feature, &d)?;
+            txn.record(Transition {
+                task: format!("{}/{dep}", r.feature),
+                from: TaskStatus::Blocked.to_string(),
+                to: TaskStatus::Todo.to_string(),
+                reason: Some(format!("{} is being retried", r.id)),
+                policy: None,
+            });
+            unblocked.push(dep);
+        }
+    }
+    Ok(unblocked)
+}
+
+/// Takes a task out of the sprint (`cancelled`); its history stays.
+pub fn cancel(txn: &mut Txn<'_>, r: &TaskRef, reason: Option<&str>) -> Result<Task, StateError> {
+    let task = load(txn, r)?;
+    if task.status == TaskStatus::Done {
+        return Err(Refusal::IllegalTransition {
+            task: r.to_string(),
+            from: task.status,
+            to: TaskStatus::Cancelled,
+        }
+        .into());
+    }
+    move_task(
+        txn,
+        r,
+        TaskStatus::Cancelled,
+        Some(reason.unwrap_or("cancelled")),
+        false,
+    )
+}
+
+/// Marks a task `failed` and every task that (transitively) depends on it
+/// and has not started `blocked`, each with the reason.
+pub fn fail(txn: &mut Txn<'_>, r: &TaskRef, reason: &str) -> Result<Vec<String>, StateError> {
+    move_task(txn, r, TaskStatus::Failed, Some(reason), true)?;
+    let mut blocked = Vec::new();
+    for dep in dependants(txn, &r.feature, &r.id)? {
+        let Some(d) = txn.task(&r.feature, &dep)? else {
+            continue;
+        };
+        if d.status == TaskStatus::Todo {
+            let why = format!("blocked: {} failed ({reason})", r.id);
+            move_task(
+                txn,
+                &TaskRef {
+                    feature: r.feature.clone(),
+                    id: dep.clone(),
+                },
+                TaskStatus::Blocked,
+                Some(&why),
+                false,
+            )?;
+            blocked.push(dep);
+        }
+    }
+    Ok(blocked)
+}
+
+/// Tasks of `feature` that depend on `id`, directly or through others.
+pub fn dependants(txn: &Txn<'_>, feature: &str, id: &str) -> Result<Vec<String>, StateError> {
+    let tasks = txn.tasks(feature)?;
+    let mut found: Vec<String> = Vec::new();
+    let mut frontier = vec![id.to_owned()];
+    while let Some(cur) = frontier.pop() {
+        for t in &tasks {
+            if t.deps.contains(&cur) && !found.contains(&t.id) && t.id != id {
+                found.push(t.id.clone());
+                frontier.push(t.id.clone());
+            }
+        }
+    }
+    Ok(found)
 }

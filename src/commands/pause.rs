@@ -1,0 +1,38 @@
+//! `git sprint pause` and `git sprint resume`: stop or restart scheduling.
+
+use super::{person, Ctx, Result};
+use crate::state::ops;
+
+/// Stop starting new work; agents already running finish their tasks
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Why, recorded in the audit trail
+    #[arg(long, short)]
+    pub reason: Option<String>,
+    /// Record the change as NAME instead of your git user.name
+    #[arg(long = "as", value_name = "NAME")]
+    pub actor: Option<String>,
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args, paused: bool) -> Result {
+    let store = ctx.store()?;
+    let actor = person(&store, args.actor.as_deref());
+    let done = store.transact(&actor, |txn| {
+        ops::set_paused(txn, paused, args.reason.as_deref())
+    })?;
+    let word = if paused { "paused" } else { "running" };
+    if done.value {
+        writeln!(
+            ctx.out,
+            "Sprint {word}: {}",
+            if paused {
+                "no new work will start"
+            } else {
+                "scheduling new work again"
+            }
+        )?;
+    } else {
+        writeln!(ctx.out, "Sprint already {word}; nothing changed")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! One orchestrator per repository: an exclusive file lock (fs4, flock).
+//!
+//! The kernel drops the lock when its process dies, so a lock left by a
+//! crashed or `kill -9`ed orchestrator is simply taken by the next one; the
+//! pid written inside is only for messages and `git sprint stop`.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use fs4::fs_std::FileExt;
+
+pub struct Lock {
+    file: File,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("the orchestrator is already running (pid {pid})")]
+    Held { pid: String },
+    #[error("cannot open the orchestrator lock {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub fn path(common_dir: &Path) -> PathBuf {
+    common_dir.join("sprint").join("orchestrator.lock")
+}
+
+/// Takes the lock or says who holds it.
+pub fn acquire(common_dir: &Path) -> Result<Lock, LockError> {
+    let path = path(common_dir);
+    let io = |source| LockError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    if !FileExt::try_lock_exclusive(&file).map_err(io)? {
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        return Err(LockError::Held {
+            pid: pid.trim().to_owned(),
+        });
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    write!(file, "{}", std::process::id()).map_err(io)?;
+    file.flush().map_err(io)?;
+    Ok(Lock { file, path })
+}
+
+/// The pid of the running orchestrator, if one holds the lock.
+pub fn holder(common_dir: &Path) -> Option<u32> {
+    let path = path(common_dir);
+    let file = std::fs::File::open(&path).ok()?;
+    // If we can take it, nobody holds it.
+    if FileExt::try_lock_shared(&file).ok()? {
+        let _ = FileExt::unlock(&file);
+        return None;
+    }
+    std::fs::read_to_string(&path).ok()?.trim().parse().ok()
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}

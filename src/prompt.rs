@@ -1,0 +1,91 @@
+//! Prompts for the agents, rendered from the templates in `templates/`.
+//!
+//! The templates are compiled in, so the binary alone has everything it
+//! needs; a repository may override one with `.git-sprint/<role>.md`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const DEVELOPER: &str = include_str!("../templates/developer.md");
+pub const TESTER: &str = include_str!("../templates/tester.md");
+pub const LIBRARIAN: &str = include_str!("../templates/librarian.md");
+
+/// The template for `role`, from the repository if it has one.
+pub fn template(worktree: &Path, role: &str) -> String {
+    let custom = worktree.join(".git-sprint").join(format!("{role}.md"));
+    if let Ok(text) = std::fs::read_to_string(custom) {
+        return text;
+    }
+    match role {
+        "tester" => TESTER,
+        "librarian" => LIBRARIAN,
+        _ => DEVELOPER,
+    }
+    .to_owned()
+}
+
+/// Replaces each `{key}` with its value; unknown placeholders stay as they
+/// are, so a template can show braces.
+pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) if vars.contains_key(&after[..close]) => {
+                out.push_str(&vars[&after[..close]]);
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The feedback section: what earlier attempts were told, newest last.
+pub fn feedback(items: &[String]) -> String {
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n# Feedback from earlier attempts (fix these first)\n");
+    for (i, f) in items.iter().enumerate() {
+        out.push_str(&format!("\n## Attempt {}\n{}\n", i + 1, f.trim_end()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_known_keys_and_keeps_other_braces() {
+        let vars = BTreeMap::from([("task", "T001".to_owned()), ("title", "Add {x}".to_owned())]);
+        assert_eq!(
+            render("{task}: {title} {unknown} {", &vars),
+            "T001: Add {x} {unknown} {"
+        );
+    }
+
+    #[test]
+    fn developer_prompt_carries_feedback() {
+        let vars = BTreeMap::from([
+            ("feature", "f".to_owned()),
+            ("task", "T1".to_owned()),
+            (
+                "feedback",
+                feedback(&["clippy failed: unused variable".into()]),
+            ),
+        ]);
+        let p = render(DEVELOPER, &vars);
+        assert!(
+            p.contains("task T1") && p.contains("## Attempt 1\nclippy failed"),
+            "{p}"
+        );
+    }
+}
