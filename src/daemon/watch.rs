@@ -35,7 +35,11 @@ pub struct WatchError {
 }
 
 /// Starts watching; events arrive on `tx` until the returned value is dropped.
-pub fn start(common_dir: &Path, worktree: &Path, tx: UnboundedSender<Wake>) -> Result<Watch, WatchError> {
+pub fn start(
+    common_dir: &Path,
+    worktree: &Path,
+    tx: UnboundedSender<Wake>,
+) -> Result<Watch, WatchError> {
     let refs = common_dir.join("refs");
     let packed = common_dir.join("packed-refs");
     let specs = worktree.join("specs");
