@@ -6,6 +6,8 @@
 
 pub mod clock;
 pub mod commands;
+pub mod config;
+pub mod fleet;
 pub mod hooks;
 pub mod state;
 pub mod worker;

@@ -9,13 +9,23 @@ use std::path::{Path, PathBuf};
 use crate::state::{Actor, StateError, Store};
 
 pub mod add;
+pub mod agent_run;
+pub mod attach;
 pub mod claim;
+pub mod config;
+pub mod fanout;
 pub mod heartbeat;
 pub mod init;
+pub mod kill;
+pub mod list;
 pub mod log;
+pub mod logs;
 pub mod move_;
+pub mod multi;
+pub mod prompt;
 pub mod release;
 pub mod show;
+pub mod spawn;
 pub mod status;
 pub mod uninstall;
 
@@ -44,6 +54,12 @@ pub enum CommandError {
 
     #[error("writing output")]
     Output(#[from] std::io::Error),
+
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl CommandError {
@@ -62,6 +78,8 @@ impl CommandError {
                 Some("check the permissions of the repository's hooks directory".into())
             }
             CommandError::Output(_) => None,
+            CommandError::Fleet(e) => e.hint(),
+            CommandError::Config(e) => e.hint(),
         }
     }
 
@@ -69,6 +87,7 @@ impl CommandError {
         match self {
             CommandError::Usage { .. } => 2,
             CommandError::State(e) if e.is_usage() => 2,
+            CommandError::Fleet(e) if e.is_usage() => 2,
             _ => 1,
         }
     }

@@ -103,6 +103,9 @@ pub enum Refusal {
     #[error("{0}")]
     InvalidName(String),
 
+    #[error("a worker named '{name}' exists already")]
+    AgentExists { name: String },
+
     #[error("task {task} already exists")]
     TaskExists { task: String },
 
@@ -168,6 +171,9 @@ impl Refusal {
                 Some("finish those first, or move this task by hand with --force".into())
             }
             Refusal::NotHolder { .. } => Some("pass the holder's name with --as".into()),
+            Refusal::AgentExists { name } => Some(format!(
+                "pick another name, or remove it first with 'git sprint kill {name}'"
+            )),
             _ => None,
         }
     }

@@ -1,5 +1,6 @@
 //! One integration-test binary, so linking happens once; a module per area.
 
 mod cli;
+mod fleet;
 mod state;
 mod support;
