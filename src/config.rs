@@ -34,7 +34,7 @@ pub const TEMPLATE: &str = include_str!("../templates/git-sprint.yaml");
 /// What is wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {}", path.display())]
+    #[error("reading or writing {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -318,6 +318,29 @@ pub struct Loaded {
 /// The configuration file of the repository whose main worktree is `root`.
 pub fn path(root: &Path) -> PathBuf {
     root.join(FILE_NAME)
+}
+
+/// Writes the commented example to `root` unless a file is there; returns
+/// the path when it wrote one.
+pub fn write_example(root: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    let file = path(root);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+    {
+        Ok(mut f) => {
+            use std::io::Write;
+            f.write_all(TEMPLATE.as_bytes())
+                .map_err(|source| ConfigError::Read {
+                    path: file.clone(),
+                    source,
+                })?;
+            Ok(Some(file))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(source) => Err(ConfigError::Read { path: file, source }),
+    }
 }
 
 /// Loads the merged configuration for the main worktree `root`; `git_dir`
