@@ -75,7 +75,10 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             message: format!("watching {}: {e}", path.display()),
             hint: None,
         })?;
-    if let Some(pid) = a.runner_pid {
+    // The pane's process is the wrapper (tmux execs it), known to tmux from
+    // the start, even before the wrapper has recorded itself.
+    let runner = fleet.tmux.pane_pid(&a.session).ok().or(a.runner_pid);
+    if let Some(pid) = runner {
         std::thread::spawn(move || {
             crate::fleet::wait_for_exit(pid, Duration::from_secs(365 * 86400));
             let _ = tx.send(Event::Ended);

@@ -169,6 +169,19 @@ pub(crate) fn alive(pid: u32) -> bool {
     procstat::is_alive(pid)
 }
 
+/// Whether `pid` is the `agent-run` wrapper of worker `id` (Linux `/proc`).
+pub fn is_runner_of(pid: u32, id: &str) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.windows(2)
+        .any(|w| w[0] == b"agent-run" && w[1] == id.as_bytes())
+}
+
 /// Blocks until process `pid` exits or `timeout` passes; true when it exited.
 pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
     sys::wait_exit(pid, timeout)
@@ -316,14 +329,24 @@ impl Fleet {
             let workers = specs.len().clamp(1, 4);
             // Fleet holds a gix repository, which is not Sync; git is.
             let git = &self.git;
+            // Concurrent `git worktree add`s read each other's half-made
+            // administrative dirs and fail; setup commands may overlap.
+            let add_lock = std::sync::Mutex::new(());
             let paths: Vec<PathBuf> = specs.iter().map(|s| self.worktree_path(&s.id)).collect();
             std::thread::scope(|s| {
                 for _ in 0..workers {
                     s.spawn(|| loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let Some(spec) = specs.get(i) else { break };
-                        let r =
-                            make_worktree(git, &root, &paths[i], spec, &bases[&spec.from], setup);
+                        let r = make_worktree(
+                            git,
+                            &add_lock,
+                            &root,
+                            &paths[i],
+                            spec,
+                            &bases[&spec.from],
+                            setup,
+                        );
                         results.lock().expect("no panics").push((i, r));
                     });
                 }
@@ -410,7 +433,8 @@ impl Fleet {
                 let started: Vec<&Agent> = agents[..i].iter().collect();
                 for s in &started {
                     let _ = self.tmux.kill_session(&s.session);
-                    if let Some(pid) = self.agent(&s.id).ok().and_then(|a| a.runner_pid) {
+                    let runner = self.agent(&s.id).ok().and_then(|a| a.runner_pid);
+                    if let Some(pid) = runner.filter(|p| is_runner_of(*p, &s.id)) {
                         sys::wait_exit(pid, KILL_GRACE);
                     }
                 }
@@ -495,7 +519,12 @@ impl Fleet {
         let gone = |a: &Agent| {
             matches!(a.state, AgentState::Starting | AgentState::Running)
                 && !sessions.contains(&a.session)
-                && !a.runner_pid.is_some_and(alive)
+                && !a.runner_pid.is_some_and(|p| match a.state {
+                    // The wrapper, unless its pid went to another process.
+                    AgentState::Running => is_runner_of(p, &a.id),
+                    // The spawner, still making the session.
+                    _ => alive(p),
+                })
         };
         if !agents.iter().any(gone) {
             return Ok((agents, sessions));
@@ -715,7 +744,8 @@ impl Fleet {
     fn stop_one(&self, a: &Agent, force: bool) -> Result<Killed> {
         let had_session = self.tmux.kill_session(&a.session)?;
         // The wrapper got SIGHUP: let it save the work and record the end.
-        if let Some(pid) = a.runner_pid.filter(|p| *p != std::process::id()) {
+        // Only a pid that is still this worker's wrapper: pids get reused.
+        if let Some(pid) = a.runner_pid.filter(|p| is_runner_of(*p, &a.id)) {
             if !sys::wait_exit(pid, KILL_GRACE) {
                 sys::signal(pid, sys::SIGKILL);
                 sys::wait_exit(pid, Duration::from_secs(2));
@@ -768,13 +798,17 @@ impl Fleet {
 
 fn make_worktree(
     git: &Git,
+    add_lock: &std::sync::Mutex<()>,
     root: &Path,
     path: &Path,
     spec: &WorkerSpec,
     base: &str,
     setup: &Setup,
 ) -> Result<()> {
-    git.add_worktree(path, &spec.branch, base)?;
+    {
+        let _serial = add_lock.lock().unwrap_or_else(|e| e.into_inner());
+        git.add_worktree(path, &spec.branch, base)?;
+    }
     if let Err(e) = crate::worker::worktree::setup(root, path, &setup.copy, &setup.commands) {
         let _ = git.remove_worktree(path, true);
         let _ = std::fs::remove_dir_all(path);

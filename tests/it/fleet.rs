@@ -374,3 +374,22 @@ fn multi_starts_one_batch_and_unknown_workers_are_usage_errors() {
     f.ok(&["kill", "--batch", "pair", "--force"]);
     assert!(f.list().is_empty());
 }
+
+#[test]
+fn logs_follow_prints_output_until_the_worker_ends() {
+    let f = Fleet::new();
+    let cmd = format!("SCRIPTED_AGENT_SLEEP=1 {}", agent());
+    f.ok(&[
+        "spawn",
+        "slow",
+        "--prompt",
+        "wait a bit",
+        "--agent-command",
+        &cmd,
+    ]);
+    let started = Instant::now();
+    let out = f.ok(&["logs", "slow", "-f"]);
+    assert!(out.contains("scripted-agent: committed"), "{out}");
+    assert!(out.contains("git-sprint: slow: agent exited 0"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
