@@ -81,8 +81,8 @@ impl fmt::Display for HumanDuration {
         let s = self.0.as_secs();
         match s {
             0 => write!(f, "0s"),
-            _ if s % 3600 == 0 => write!(f, "{}h", s / 3600),
-            _ if s % 60 == 0 => write!(f, "{}m", s / 60),
+            _ if s.is_multiple_of(3600) => write!(f, "{}h", s / 3600),
+            _ if s.is_multiple_of(60) => write!(f, "{}m", s / 60),
             _ => write!(f, "{s}s"),
         }
     }

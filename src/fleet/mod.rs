@@ -283,7 +283,7 @@ impl Fleet {
         // Check everything that can be checked before anything is made.
         let mut seen = HashSet::new();
         for spec in specs {
-            check_name("worker", &spec.id).map_err(|e| FleetError::Invalid(e))?;
+            check_name("worker", &spec.id).map_err(FleetError::Invalid)?;
             if !seen.insert(session_name(&spec.id)) {
                 return Err(FleetError::Invalid(format!(
                     "worker '{}' is named twice (or clashes with another after tmux's renaming)",
@@ -687,10 +687,11 @@ impl Fleet {
         let mut k = 0;
         let mut current: Option<usize> = None;
         for line in text.lines() {
+            let parsed = gix::ObjectId::from_hex(line.as_bytes()).ok();
             // Advance to the next pending pair whose tip this header names.
             let header = todo[k..]
                 .iter()
-                .position(|&i| pairs[i].is_some_and(|(t, _)| t.to_string() == line));
+                .position(|&i| pairs[i].is_some_and(|(t, _)| Some(t) == parsed));
             if let Some(off) = header {
                 current = Some(todo[k + off]);
                 k += off + 1;
