@@ -6,7 +6,9 @@
 
 pub mod clock;
 pub mod commands;
+pub mod config;
 pub mod daemon;
+pub mod fleet;
 pub mod hooks;
 pub mod ingest;
 pub mod prompt;

@@ -52,6 +52,18 @@ enum Command {
     Uninstall(commands::uninstall::Args),
     #[command(hide = true)]
     Hook(commands::hook::Args),
+    Spawn(commands::spawn::Args),
+    Fanout(commands::fanout::Args),
+    Multi(commands::multi::Args),
+    List(commands::list::Args),
+    Prompt(commands::prompt::Args),
+    Attach(commands::attach::Args),
+    Logs(commands::logs::Args),
+    Kill(commands::kill::Args),
+    #[command(subcommand)]
+    Config(commands::config::Command),
+    #[command(hide = true)]
+    AgentRun(commands::agent_run::Args),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +109,16 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Ingest(a) => commands::ingest::run(ctx, a),
         Command::Uninstall(a) => commands::uninstall::run(ctx, a),
         Command::Hook(a) => commands::hook::run(ctx, a),
+        Command::Spawn(a) => commands::spawn::run(ctx, a),
+        Command::Fanout(a) => commands::fanout::run(ctx, a),
+        Command::Multi(a) => commands::multi::run(ctx, a),
+        Command::List(a) => commands::list::run(ctx, a),
+        Command::Prompt(a) => commands::prompt::run(ctx, a),
+        Command::Attach(a) => commands::attach::run(ctx, a),
+        Command::Logs(a) => commands::logs::run(ctx, a),
+        Command::Kill(a) => commands::kill::run(ctx, a),
+        Command::Config(c) => commands::config::run(ctx, c),
+        Command::AgentRun(a) => commands::agent_run::run(ctx, a),
     }
 }
 

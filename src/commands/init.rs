@@ -7,7 +7,8 @@ use crate::state::{Actor, SprintMeta, Transition};
 
 /// Set up git-sprint in this repository: the state ref and the git hooks
 ///
-/// Creates refs/ai-sprint if it is missing and installs the post-commit and
+/// Creates refs/ai-sprint if it is missing, writes a commented
+/// .git-sprint.yaml if there is none, and installs the post-commit and
 /// post-merge hooks (any hook already there is kept and still runs). The
 /// state is shared by every worktree of the repository; nothing in your
 /// branches or working tree changes. Running it again changes nothing.
@@ -47,10 +48,13 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             )?
         }
     }
+    let top = super::worktree_root(&store)?;
+    if let Some(path) = crate::config::write_example(&top)? {
+        writeln!(ctx.out, "Wrote {} (commit it)", path.display())?;
+    }
     if args.no_hooks {
         return Ok(());
     }
-    let top = super::worktree_root(&store)?;
     let dir = hooks::hooks_dir(&top)?;
     let bin = super::current_exe()?;
     let outcomes = hooks::install(&dir, &bin)?;

@@ -9,20 +9,30 @@ use std::path::{Path, PathBuf};
 use crate::state::{Actor, StateError, Store};
 
 pub mod add;
+pub mod agent_run;
+pub mod attach;
 pub mod cancel;
 pub mod claim;
+pub mod config;
 pub mod done;
+pub mod fanout;
 pub mod heartbeat;
 pub mod hook;
 pub mod ingest;
 pub mod init;
+pub mod kill;
+pub mod list;
 pub mod log;
+pub mod logs;
 pub mod move_;
+pub mod multi;
 pub mod pause;
 pub mod plan;
+pub mod prompt;
 pub mod release;
 pub mod retry;
 pub mod show;
+pub mod spawn;
 pub mod status;
 pub mod uninstall;
 
@@ -57,6 +67,12 @@ pub enum CommandError {
 
     #[error("writing output")]
     Output(#[from] std::io::Error),
+
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl CommandError {
@@ -77,6 +93,8 @@ impl CommandError {
             CommandError::Ingest(e) => e.hint(),
             CommandError::Spec(_) => Some("fix the file; nothing was changed".into()),
             CommandError::Output(_) => None,
+            CommandError::Fleet(e) => e.hint(),
+            CommandError::Config(e) => e.hint(),
         }
     }
 
@@ -84,6 +102,7 @@ impl CommandError {
         match self {
             CommandError::Usage { .. } => 2,
             CommandError::State(e) if e.is_usage() => 2,
+            CommandError::Fleet(e) if e.is_usage() => 2,
             _ => 1,
         }
     }

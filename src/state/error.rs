@@ -103,6 +103,9 @@ pub enum Refusal {
     #[error("{0}")]
     InvalidName(String),
 
+    #[error("a worker named '{name}' exists already")]
+    AgentExists { name: String },
+
     #[error("task {task} already exists")]
     TaskExists { task: String },
 
@@ -174,6 +177,9 @@ impl Refusal {
             Refusal::NotRetryable { .. } => {
                 Some("'git sprint move' changes the status of a task in flight".into())
             }
+            Refusal::AgentExists { name } => Some(format!(
+                "pick another name, or remove it first with 'git sprint kill {name}'"
+            )),
             _ => None,
         }
     }

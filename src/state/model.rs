@@ -385,6 +385,28 @@ pub struct Agent {
     pub exit_status: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wip_commit: Option<String>,
+    /// The process answerable for the record now: the spawner while
+    /// `starting`, then the `agent-run` wrapper (the tmux pane's process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_pid: Option<u32>,
+    /// The commit `base` named when the worker started: "ahead" counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_commit: Option<String>,
+    /// The agent command, resolved when the worker was spawned, so the
+    /// wrapper runs exactly what was asked for whatever the config says now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<crate::worker::profile::AgentProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Files the task names, for `SPRINT_PATHS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// The signal that ended the agent, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Prompts typed into the pane after the start (`git sprint prompt`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub followups: Vec<String>,
 }
 
 fn is_zero_u32(n: &u32) -> bool {

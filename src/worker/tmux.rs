@@ -355,7 +355,8 @@ impl Tmux {
                 .args(["list-sessions", "-F", "#{session_name}"]),
         )?;
         if !out.status.success() {
-            if is_missing(&out) {
+            // A server whose last session just ended exits mid-answer.
+            if is_missing(&out) || server_exited(&out) {
                 return Ok(Vec::new());
             }
             return Err(self.failed("list-sessions", &out));

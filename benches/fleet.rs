@@ -1,0 +1,194 @@
+//! Fleet benchmark: on a generated repository of 5,000 files, the median
+//! `git sprint spawn` (worktree + setup + tmux session + state record) against
+//! a bare `git worktree add` in the same run, `fanout 10`, and `list` with 20
+//! workers. Benchmarks measure; the targets are printed beside the figures.
+//!
+//! Run with `cargo bench --bench fleet`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_git-sprint");
+const FILES: usize = 5000;
+const RUNS: usize = 7;
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    repo: std::path::PathBuf,
+    home: std::path::PathBuf,
+    socket: String,
+}
+
+impl Env {
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.current_dir(&self.repo)
+            .env("HOME", &self.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "bench")
+            .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
+            .env("GIT_COMMITTER_NAME", "bench")
+            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
+            .env("GIT_SPRINT_TMUX_SOCKET", &self.socket)
+            .env_remove("TMUX")
+            .env_remove("GIT_DIR");
+        c
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self.cmd(program).args(args).output().expect("run");
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn time(&self, program: &str, args: &[&str]) -> Duration {
+        let t = Instant::now();
+        self.run(program, args);
+        t.elapsed()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+fn setup() -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    for i in 0..FILES {
+        let p = repo.join(format!("src/m{:02}/f{i:04}.rs", i % 50));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!("pub fn f{i}() -> usize {{ {i} }}\n")).unwrap();
+    }
+    let env = Env {
+        _tmp: tmp,
+        repo,
+        home,
+        socket: format!("gsb-{}", std::process::id()),
+    };
+    env.run("git", &["init", "-q", "-b", "main"]);
+    env.run("git", &["add", "-A"]);
+    env.run("git", &["commit", "-q", "-m", "5000 files"]);
+    env
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let env = setup();
+    let agent = "true";
+    // Warm the server and caches once.
+    env.run(
+        BIN,
+        &["spawn", "warm", "--prompt", "x", "--agent-command", agent],
+    );
+    env.run(BIN, &["kill", "--all", "--force"]);
+
+    let mut spawn = Vec::new();
+    let mut bare = Vec::new();
+    // Interleaved, each after a `sync`, so both see the same disk and load.
+    for i in 0..RUNS {
+        let path = env.repo.join(format!(".git/sprint/bare{i}"));
+        let p = path.display().to_string();
+        env.run("sync", &[]);
+        bare.push(env.time(
+            "git",
+            &["worktree", "add", "-q", "-b", &format!("b{i}"), &p, "main"],
+        ));
+        env.run("git", &["worktree", "remove", "--force", &p]);
+        env.run("git", &["branch", "-D", &format!("b{i}")]);
+        let id = format!("s{i}");
+        env.run("sync", &[]);
+        spawn.push(env.time(
+            BIN,
+            &["spawn", &id, "--prompt", "x", "--agent-command", agent],
+        ));
+        env.run(BIN, &["kill", &id, "--force"]);
+    }
+    let (spawn, bare) = (median(spawn), median(bare));
+    println!(
+        "spawn (worktree + setup + session + record), median of {RUNS}: {:.1} ms (target <= 400 ms)",
+        ms(spawn)
+    );
+    println!(
+        "bare `git worktree add`, median of {RUNS}:                    {:.1} ms",
+        ms(bare)
+    );
+    println!(
+        "spawn / bare worktree add:                                 {:.2}x",
+        spawn.as_secs_f64() / bare.as_secs_f64()
+    );
+
+    let mut fan = Vec::new();
+    for i in 0..3 {
+        let name = format!("fan{i}");
+        fan.push(env.time(
+            BIN,
+            &[
+                "fanout",
+                "10",
+                &name,
+                "--prompt",
+                "x",
+                "--agent-command",
+                agent,
+            ],
+        ));
+        env.run(BIN, &["kill", "--batch", &name, "--force"]);
+    }
+    println!(
+        "fanout 10, median of 3:                                    {:.1} ms (target <= 3000 ms)",
+        ms(median(fan))
+    );
+
+    // 20 workers that each made a commit, then exited.
+    let work = "echo change > out-$SPRINT_WORKER.txt && git add -A && git commit -qm work";
+    env.run(
+        BIN,
+        &[
+            "fanout",
+            "20",
+            "l",
+            "--prompt",
+            "x",
+            "--agent-command",
+            work,
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = env.cmd(BIN).args(["list", "--json"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.matches("\"status\": \"exited 0\"").count() == 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "workers did not finish: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lists: Vec<Duration> = (0..RUNS).map(|_| env.time(BIN, &["list"])).collect();
+    println!(
+        "list with 20 exited workers, median of {RUNS}:               {:.1} ms (target <= 100 ms)",
+        ms(median(lists))
+    );
+    let table = env.cmd(BIN).arg("list").output().unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    println!("{}", table.lines().take(4).collect::<Vec<_>>().join("\n"));
+    let _ = Path::new(BIN);
+}

@@ -1,0 +1,19 @@
+//! `git sprint agent-run`: the wrapper a worker's tmux pane runs (hidden).
+
+use super::{Ctx, Result};
+use crate::fleet::{run, Fleet};
+
+/// Run a worker's agent, save its uncommitted work and record its end
+///
+/// Started by spawn inside the worker's tmux session; not for people.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The worker id
+    pub id: String,
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    let fleet = Fleet::open(&ctx.cwd)?;
+    run::agent_run(&fleet, &args.id, ctx.out)?;
+    Ok(())
+}

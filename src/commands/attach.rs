@@ -1,0 +1,35 @@
+//! `git sprint attach`: open a worker's tmux session in this terminal.
+
+use super::{person, Ctx, Result};
+use crate::fleet::{Fleet, FleetError};
+
+/// Attach this terminal to a worker's tmux session (detach with C-b d)
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The worker
+    pub id: String,
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    let fleet = Fleet::open(&ctx.cwd)?;
+    let actor = person(&fleet.store, None);
+    let (agents, sessions) = fleet.reconcile(&actor)?;
+    let a = agents
+        .iter()
+        .find(|a| a.id == args.id)
+        .ok_or_else(|| FleetError::UnknownWorker {
+            id: args.id.clone(),
+            known: agents.iter().map(|a| a.id.clone()).collect(),
+        })?;
+    if !sessions.contains(&a.session) {
+        return Err(FleetError::NotRunning {
+            id: a.id.clone(),
+            state: crate::fleet::describe(a),
+        }
+        .into());
+    }
+    ctx.out.flush()?;
+    // Returns only when exec failed.
+    fleet.tmux.attach(&a.session).map_err(FleetError::from)?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! `git sprint list`: the workers, as they really are.
+
+use std::time::Duration;
+
+use super::{person, write_json, Ctx, Result};
+use crate::clock;
+use crate::fleet::Fleet;
+
+/// List workers: state, age, commits ahead, files changed, CPU and memory
+///
+/// Records are checked against tmux and the processes first: a worker whose
+/// session vanished is reported (and recorded) as dead.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON for tools instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Only the workers of this batch
+    #[arg(long, value_name = "B")]
+    pub batch: Option<String>,
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    let fleet = Fleet::open(&ctx.cwd)?;
+    let actor = person(&fleet.store, None);
+    let mut rows = fleet.status(&actor, Duration::from_millis(100))?;
+    if let Some(b) = &args.batch {
+        rows.retain(|r| r.agent.batch.as_deref() == Some(b.as_str()));
+    }
+    if args.json {
+        return write_json(ctx.out, &rows);
+    }
+    if rows.is_empty() {
+        writeln!(ctx.out, "No workers.")?;
+        writeln!(
+            ctx.out,
+            "hint: start one with 'git sprint spawn <name> --prompt TEXT'"
+        )?;
+        return Ok(());
+    }
+    let table: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            let opt = |v: Option<usize>| v.map_or("-".into(), |n| n.to_string());
+            [
+                r.agent.id.clone(),
+                r.agent.batch.clone().unwrap_or_else(|| "-".into()),
+                r.agent.branch.clone(),
+                r.state.clone(),
+                clock::short_age(r.age_secs),
+                opt(r.ahead),
+                opt(r.files_changed),
+                r.cpu_percent.map_or("-".into(), |c| format!("{c:.0}%")),
+                r.rss_bytes.map_or("-".into(), human_bytes),
+            ]
+        })
+        .collect();
+    let header = [
+        "ID", "BATCH", "BRANCH", "STATE", "AGE", "AHEAD", "FILES", "CPU", "RSS",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    writeln!(ctx.out, "{}", line(header.to_vec()))?;
+    for row in &table {
+        writeln!(
+            ctx.out,
+            "{}",
+            line(row.iter().map(String::as_str).collect())
+        )?;
+    }
+    Ok(())
+}
+
+fn human_bytes(b: u64) -> String {
+    const MB: f64 = 1024.0 * 1024.0;
+    if b as f64 >= 1024.0 * MB {
+        format!("{:.1}G", b as f64 / (1024.0 * MB))
+    } else {
+        format!("{:.0}M", b as f64 / MB)
+    }
+}
