@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod commands;
+pub mod gates;
 pub mod hooks;
 pub mod ingest;
 pub mod spec;
