@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod fleet;
+pub mod gates;
 pub mod hooks;
 pub mod ingest;
 pub mod prompt;

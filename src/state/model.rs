@@ -163,6 +163,13 @@ pub struct GateResult {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub output_tail: String,
     pub at: String,
+    /// The command's exit code; absent when it was killed or never started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub duration_ms: u64,
 }
 
 /// `features/<feature>/tasks/<id>.yaml`.
