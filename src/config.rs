@@ -238,7 +238,7 @@ impl Default for Timeouts {
 
 /// The merged configuration. Add a section by adding a field (with a
 /// `Default`) here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The branch workers start from and merge into.
@@ -248,6 +248,23 @@ pub struct Config {
     pub roles: Roles,
     pub setup: Setup,
     pub timeouts: Timeouts,
+    /// Commands that judge work at each stage (see templates/gates/).
+    pub gates: crate::gates::GateSet,
+    pub policy: Policy,
+}
+
+/// Rules of the task life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Attempts a task gets before it is `failed` and its dependants blocked.
+    pub max_attempts: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { max_attempts: 3 }
+    }
 }
 
 impl Default for Config {
@@ -264,6 +281,8 @@ impl Default for Config {
             roles: Roles::default(),
             setup: Setup::default(),
             timeouts: Timeouts::default(),
+            gates: crate::gates::GateSet::default(),
+            policy: Policy::default(),
         }
     }
 }

@@ -91,15 +91,20 @@ pub fn tasks_path(feature: &str) -> String {
     format!("specs/{feature}/tasks.md")
 }
 
-/// The branch tasks.md is read from and features merge into:
-/// `git config sprint.baseBranch`, else the remote's default branch, else
-/// `main` or `master` when one exists, else the branch HEAD is on.
+/// The branch tasks.md is read from and features merge into: `base_branch`
+/// when `.git-sprint.yaml` or `git config sprint.base-branch` sets it, else
+/// the remote's default branch, else `main` or `master` when one exists,
+/// else the branch HEAD is on.
 pub fn base_branch(repo: &gix::Repository) -> Option<String> {
-    let config = repo.config_snapshot();
-    if let Some(b) = config.string("sprint.baseBranch") {
-        let b = b.to_string();
-        if !b.trim().is_empty() {
-            return Some(b.trim().to_owned());
+    if let Some(root) = repo.workdir() {
+        if let Ok(loaded) = crate::config::load(root, repo.common_dir()) {
+            let set = loaded
+                .sources
+                .get("base_branch")
+                .is_some_and(|s| *s != crate::config::Source::Default);
+            if set {
+                return Some(loaded.config.base_branch);
+            }
         }
     }
     if let Ok(Some(r)) = repo.try_find_reference("refs/remotes/origin/HEAD") {
@@ -337,7 +342,7 @@ pub fn ingest(
 
 /// Creates `refs/heads/<branch>` at `base` unless it exists; returns its name
 /// when it was created.
-fn ensure_branch(
+pub fn ensure_branch(
     repo: &gix::Repository,
     branch: &str,
     base: &str,

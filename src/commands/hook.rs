@@ -37,6 +37,19 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
 
 fn react(ctx: &mut Ctx<'_>, name: &str) -> Result {
     let store = ctx.store()?;
+    // A commit by an agent (the worker wrapper sets these): a heartbeat.
+    if let (Ok(task), Ok(worker)) = (std::env::var("SPRINT_TASK"), std::env::var("SPRINT_WORKER")) {
+        let actor = crate::state::Actor::named(&worker);
+        let beat = store.transact(&actor, |txn| {
+            let r = crate::state::ops::resolve(txn, &task)?;
+            crate::state::ops::heartbeat(txn, &r, &worker)
+        });
+        // Not holding a lease (a tester, a fleet worker) is fine.
+        if let Err(e) = beat {
+            tracing::debug!(error = %e, "no heartbeat recorded");
+        }
+        return Ok(());
+    }
     let repo = store.repo();
     let Ok(head) = repo.head_id() else {
         return Ok(());

@@ -7,9 +7,9 @@ use crate::ingest::{self, Outcome};
 
 /// Read committed specs/<feature>/tasks.md files into the sprint state
 ///
-/// Reads the file as committed on the base branch (git config
-/// sprint.baseBranch, else main or master, else HEAD), never the working
-/// tree. New tasks are added, tasks gone from the file are cancelled (their
+/// Reads the file as committed on the base branch (base_branch in
+/// .git-sprint.yaml, else the remote's default branch, else main or master,
+/// else HEAD), never the working tree. New tasks are added, tasks gone from the file are cancelled (their
 /// history stays), changed text and dependencies are updated; status and
 /// attempts are kept. Ingesting the same file again changes nothing. The
 /// post-commit hook runs this for you when a commit on the base branch

@@ -16,6 +16,7 @@ pub mod claim;
 pub mod config;
 pub mod done;
 pub mod fanout;
+pub mod health;
 pub mod heartbeat;
 pub mod hook;
 pub mod ingest;
@@ -33,7 +34,9 @@ pub mod release;
 pub mod retry;
 pub mod show;
 pub mod spawn;
+pub mod start;
 pub mod status;
+pub mod stop;
 pub mod uninstall;
 
 /// What a command failed with, rendered once by `main`.
@@ -72,6 +75,9 @@ pub enum CommandError {
     Fleet(#[from] crate::fleet::FleetError),
 
     #[error(transparent)]
+    Daemon(#[from] crate::daemon::DaemonError),
+
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
 
@@ -95,6 +101,7 @@ impl CommandError {
             CommandError::Output(_) => None,
             CommandError::Fleet(e) => e.hint(),
             CommandError::Config(e) => e.hint(),
+            CommandError::Daemon(e) => e.hint(),
         }
     }
 

@@ -1,5 +1,111 @@
 //! The orchestrator: one per repository, woken by inotify, reconciling the
 //! sprint state with what runs (DESIGN.md principle 2).
+//!
+//! `git sprint start` runs it in a tmux session of the repository's server
+//! (or in the foreground). The loop sleeps until a watched file changes, a
+//! gate run ends, a lease runs out, or it is told to stop; bursts of events
+//! are coalesced into one reconcile. Nothing polls: idle, it uses no CPU.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub mod engine;
 pub mod lock;
 pub mod watch;
+
+use engine::Engine;
+use watch::Wake;
+
+/// The tmux session the orchestrator runs in.
+pub const SESSION: &str = "orchestrator";
+
+/// How long to wait for more events before reconciling: one commit moves a
+/// ref, writes a reflog and a lock file; they should make one wake-up.
+const COALESCE: Duration = Duration::from_millis(40);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error(transparent)]
+    Watch(#[from] watch::WatchError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("starting the orchestrator's runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl DaemonError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DaemonError::Lock(lock::LockError::Held { .. }) => {
+                Some("'git sprint stop' stops it; 'git sprint health' shows what it does".into())
+            }
+            DaemonError::Fleet(e) => e.hint(),
+            DaemonError::Config(e) => e.hint(),
+            DaemonError::State(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// Runs the orchestrator in this process until SIGTERM/SIGINT.
+pub fn run(cwd: &Path, exe: PathBuf) -> Result<(), DaemonError> {
+    let fleet = crate::fleet::Fleet::open(cwd)?;
+    let _lock = lock::acquire(&fleet.common_dir)?;
+    let root = fleet.main_worktree()?;
+    let config = crate::config::load(&root, &fleet.common_dir)?.config;
+    let common = fleet.common_dir.clone();
+    tracing::info!(pid = std::process::id(), "orchestrator started");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    rt.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _watch = watch::start(&common, &root, tx.clone())?;
+        let engine = Engine::new(fleet, config, exe, tx)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(DaemonError::Runtime)?;
+        loop {
+            let deadline = match engine.reconcile() {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconcile failed; waiting for the next change");
+                    None
+                }
+            };
+            let sleep = async {
+                match deadline {
+                    Some(at) => {
+                        let secs = (at - crate::clock::now()).max(0) as u64;
+                        // One second past the deadline, so the lease has run out.
+                        tokio::time::sleep(Duration::from_secs(secs + 1)).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                wake = rx.recv() => {
+                    let Some(wake) = wake else { break };
+                    tracing::debug!(?wake, "woken");
+                    tokio::time::sleep(COALESCE).await;
+                    while let Ok(more) = rx.try_recv() {
+                        if let Wake::Specs(path) = &more {
+                            tracing::debug!(path = %path.display(), "specs changed");
+                        }
+                    }
+                }
+                _ = sleep => tracing::debug!("lease deadline"),
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            }
+        }
+        tracing::info!("orchestrator stopping");
+        Ok(())
+    })
+}

@@ -14,7 +14,7 @@
 //! undoes what it made, in reverse order.
 
 pub mod run;
-mod sys;
+pub mod sys;
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
@@ -485,7 +485,7 @@ impl Fleet {
         let _ = std::fs::remove_file(self.prompt_path(&spec.id));
     }
 
-    fn start_session(&self, exe: &Path, a: &Agent) -> Result<()> {
+    pub fn start_session(&self, exe: &Path, a: &Agent) -> Result<()> {
         let log = self.log_path(&a.id);
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|source| FleetError::Io {

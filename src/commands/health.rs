@@ -1,0 +1,157 @@
+//! `git sprint health`: is every agent alive, and is the orchestrator?
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::{write_json, CommandError, Ctx, Result};
+use crate::clock;
+use crate::daemon::lock;
+use crate::fleet::Fleet;
+use crate::state::{AgentState, Snapshot};
+use crate::worker::procstat;
+
+/// Check the agents and the orchestrator; exit 1 if anything is unhealthy
+///
+/// For each running agent: its role and task, whether its process lives,
+/// seconds since its last heartbeat (a commit) and since its pane last
+/// printed, and when its lease runs out.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON for tools instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct AgentHealth {
+    id: String,
+    role: String,
+    task: Option<String>,
+    pid: Option<u32>,
+    pid_alive: bool,
+    session_alive: bool,
+    since_heartbeat: Option<i64>,
+    since_output: Option<i64>,
+    lease_expires_in: Option<i64>,
+    healthy: bool,
+    problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Health {
+    orchestrator: Option<u32>,
+    healthy: bool,
+    agents: Vec<AgentHealth>,
+}
+
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    let fleet = Fleet::open(&ctx.cwd)?;
+    let snapshot = fleet.store.read(Snapshot::read)?;
+    let sessions: HashSet<String> = fleet
+        .tmux
+        .list_sessions()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let now = clock::now();
+    let mut agents = Vec::new();
+    for a in snapshot
+        .agents
+        .iter()
+        .filter(|a| matches!(a.state, AgentState::Starting | AgentState::Running))
+    {
+        let session_alive = sessions.contains(&a.session);
+        let pid_alive = a.pid.is_some_and(procstat::is_alive);
+        let claim = a
+            .task
+            .as_deref()
+            .and_then(|t| {
+                let (f, id) = t.split_once('/')?;
+                snapshot
+                    .feature(f)?
+                    .tasks
+                    .iter()
+                    .find(|x| x.id == id)?
+                    .claim
+                    .clone()
+            })
+            .filter(|c| c.holder == a.id);
+        let since_output = session_alive
+            .then(|| fleet.tmux.pane_activity(&a.session).ok())
+            .flatten()
+            .map(|t| now - t as i64);
+        let since_heartbeat = claim.as_ref().map(|c| now - (c.expires - c.ttl as i64));
+        let lease_expires_in = claim.as_ref().map(|c| c.expires - now);
+        let problem = if !session_alive {
+            Some("tmux session gone".to_owned())
+        } else if a.pid.is_some() && !pid_alive {
+            Some("agent process gone".to_owned())
+        } else if lease_expires_in.is_some_and(|s| s < 0)
+            && since_output.is_none_or(|s| s > -lease_expires_in.unwrap_or(0))
+        {
+            Some("lease expired".to_owned())
+        } else {
+            None
+        };
+        agents.push(AgentHealth {
+            id: a.id.clone(),
+            role: a.role.clone(),
+            task: a.task.clone(),
+            pid: a.pid,
+            pid_alive,
+            session_alive,
+            since_heartbeat,
+            since_output,
+            lease_expires_in,
+            healthy: problem.is_none(),
+            problem,
+        });
+    }
+    let orchestrator = lock::holder(&fleet.common_dir);
+    let healthy = agents.iter().all(|a| a.healthy) && (orchestrator.is_some() || agents.is_empty());
+    let report = Health {
+        orchestrator,
+        healthy,
+        agents,
+    };
+    if args.json {
+        write_json(ctx.out, &report)?;
+    } else {
+        match report.orchestrator {
+            Some(pid) => writeln!(ctx.out, "orchestrator: running (pid {pid})")?,
+            None => writeln!(ctx.out, "orchestrator: not running")?,
+        }
+        if report.agents.is_empty() {
+            writeln!(ctx.out, "no agents running")?;
+        }
+        let secs = |v: Option<i64>| v.map(|s| format!("{s}s")).unwrap_or_else(|| "-".into());
+        for a in &report.agents {
+            writeln!(
+                ctx.out,
+                "{:<28} {:<9} {:<16} pid {:<7} heartbeat {:>6} output {:>6} lease {:>6}  {}",
+                a.id,
+                a.role,
+                a.task.as_deref().unwrap_or("-"),
+                a.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                secs(a.since_heartbeat),
+                secs(a.since_output),
+                secs(a.lease_expires_in),
+                a.problem.as_deref().unwrap_or("ok"),
+            )?;
+        }
+    }
+    if report.healthy {
+        Ok(())
+    } else {
+        Err(CommandError::Failed {
+            message: "unhealthy".into(),
+            hint: Some(if report.orchestrator.is_none() {
+                "start the orchestrator with 'git sprint start'".into()
+            } else {
+                "the orchestrator retries lost agents; 'git sprint logs <agent>' shows what one did"
+                    .into()
+            }),
+        })
+    }
+}

@@ -1,0 +1,606 @@
+//! Carries out what the stages say is owed.
+//!
+//! One reconcile reads the whole state, looks at tmux (which sessions live,
+//! when each pane last printed), asks [`crate::stages::owed`] for the debts
+//! and pays them. Every change goes through a state transaction that checks
+//! the task is still where the stage saw it, so a stale action is a no-op,
+//! and a crash at any point leaves a state the next reconcile can finish.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::watch::Wake;
+use crate::clock;
+use crate::config::Config;
+use crate::fleet::{session_name, Fleet};
+use crate::gates::{self, Gate};
+use crate::prompt;
+use crate::stages::{self, agent_id, task_branch, Action, GateStage, Limits, World};
+use crate::state::{
+    ops, Actor, Agent, AgentState, FeatureStatus, Snapshot, StateError, Task, TaskRef, TaskStatus,
+};
+
+pub struct Engine {
+    pub fleet: Fleet,
+    pub config: Config,
+    exe: PathBuf,
+    root: PathBuf,
+    /// Tasks whose gates run on a thread of ours right now.
+    busy: Arc<Mutex<HashSet<String>>>,
+    wake: UnboundedSender<Wake>,
+}
+
+/// The orchestrator's own name in the audit trail.
+fn orchestrator() -> Actor {
+    Actor::named("orchestrator")
+}
+
+impl Engine {
+    pub fn new(
+        fleet: Fleet,
+        config: Config,
+        exe: PathBuf,
+        wake: UnboundedSender<Wake>,
+    ) -> Result<Self, crate::fleet::FleetError> {
+        let root = fleet.main_worktree()?;
+        Ok(Engine {
+            fleet,
+            config,
+            exe,
+            root,
+            busy: Arc::default(),
+            wake,
+        })
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            developers: self.config.roles.developer.count as usize,
+            testers: self.config.roles.tester.count as usize,
+            max_attempts: self.config.policy.max_attempts,
+            lease_secs: self.config.timeouts.lease.0.as_secs(),
+        }
+    }
+
+    /// One pass: read, observe, pay what is owed. Returns when the next
+    /// lease runs out (unix seconds), so the caller can sleep until then.
+    pub fn reconcile(&self) -> Result<Option<i64>, StateError> {
+        let snapshot = self.fleet.store.read(Snapshot::read)?;
+        let sessions: HashSet<String> = self
+            .fleet
+            .tmux
+            .list_sessions()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        let mut live = HashSet::new();
+        let mut activity = HashMap::new();
+        for a in &snapshot.agents {
+            if stages_running(a) && sessions.contains(&a.session) {
+                live.insert(a.id.clone());
+                if let Ok(t) = self.fleet.tmux.pane_activity(&a.session) {
+                    activity.insert(a.id.clone(), t as i64);
+                }
+            }
+        }
+        let busy = self.busy.lock().expect("no panics").clone();
+        let world = World {
+            snapshot: &snapshot,
+            now: clock::now(),
+            live: &live,
+            activity: &activity,
+            busy: &busy,
+            limits: self.limits(),
+        };
+        for action in stages::owed(&world) {
+            tracing::info!(?action, "owed");
+            if let Err(e) = self.execute(&snapshot, &action) {
+                tracing::warn!(?action, error = %e, "action failed");
+            }
+        }
+        Ok(self.next_deadline(&snapshot, &activity))
+    }
+
+    /// When the earliest live lease needs a look.
+    fn next_deadline(&self, snapshot: &Snapshot, activity: &HashMap<String, i64>) -> Option<i64> {
+        let lease = self.limits().lease_secs as i64;
+        snapshot
+            .features
+            .iter()
+            .flat_map(|f| &f.tasks)
+            .filter(|t| t.status == TaskStatus::InProgress)
+            .filter_map(|t| t.claim.as_ref())
+            .map(|c| {
+                let heartbeat = c.expires - c.ttl as i64;
+                let output = activity.get(&c.holder).copied().unwrap_or(heartbeat);
+                heartbeat.max(output) + lease
+            })
+            .min()
+    }
+
+    fn execute(&self, snapshot: &Snapshot, action: &Action) -> Result<(), EngineError> {
+        match action {
+            Action::StartDeveloper {
+                feature,
+                task,
+                attempt,
+            } => self.start_developer(snapshot, feature, task, *attempt),
+            Action::DeveloperDone {
+                feature,
+                task,
+                agent,
+            } => {
+                let r = TaskRef {
+                    feature: feature.clone(),
+                    id: task.clone(),
+                };
+                self.fleet.store.transact(&orchestrator(), |txn| {
+                    let Some(t) = txn.task(feature, task)? else {
+                        return Ok(());
+                    };
+                    if t.status != TaskStatus::InProgress
+                        || t.claim.as_ref().map(|c| &c.holder) != Some(agent)
+                    {
+                        return Ok(()); // someone else moved it
+                    }
+                    ops::move_task(
+                        txn,
+                        &r,
+                        TaskStatus::InReview,
+                        Some(&format!("developer {agent} finished")),
+                        false,
+                    )?;
+                    Ok(())
+                })?;
+                Ok(())
+            }
+            Action::StartTester {
+                feature,
+                task,
+                attempt,
+            } => self.start_tester(snapshot, feature, task, *attempt),
+            Action::RunGates {
+                feature,
+                task,
+                stage,
+            } => self.run_gates(feature, task, *stage),
+            Action::Retry {
+                feature,
+                task,
+                agent,
+                reason,
+            } => self.retry(snapshot, feature, task, agent.as_deref(), reason),
+        }
+    }
+
+    fn task_worktree(&self, feature: &str, task: &str) -> PathBuf {
+        self.fleet.worktree_path(&format!("{feature}.{task}"))
+    }
+
+    /// The task's worktree on `sprint/<feature>/<task>`, made from the
+    /// integration branch the first time and kept across attempts.
+    fn ensure_worktree(
+        &self,
+        feature: &str,
+        task: &str,
+        integration: &str,
+    ) -> Result<PathBuf, EngineError> {
+        let path = self.task_worktree(feature, task);
+        if path.join(".git").exists() {
+            return Ok(path);
+        }
+        let branch = task_branch(feature, task);
+        let git = &self.fleet.git;
+        if !git.branch_exists(integration)? {
+            let base = crate::ingest::base_branch(self.fleet.store.repo())
+                .unwrap_or_else(|| "HEAD".into());
+            crate::ingest::ensure_branch(self.fleet.store.repo(), integration, &base)?;
+        }
+        if git.branch_exists(&branch)? {
+            let out = git
+                .command(["worktree", "add", "--quiet"])
+                .arg(&path)
+                .arg(&branch)
+                .output()
+                .map_err(|e| EngineError::Other(format!("running git worktree add: {e}")))?;
+            if !out.status.success() {
+                return Err(EngineError::Other(format!(
+                    "git worktree add {} {branch}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        } else {
+            git.add_worktree(&path, &branch, integration)?;
+        }
+        crate::worker::worktree::setup(
+            &self.root,
+            &path,
+            &self.config.setup.copy,
+            &self.config.setup.commands,
+        )?;
+        Ok(path)
+    }
+
+    fn prompt_vars(
+        &self,
+        feature: &str,
+        t: &Task,
+        integration: &str,
+    ) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("feature", feature.to_owned()),
+            ("task", t.id.clone()),
+            ("title", t.title.clone()),
+            ("description", t.description.clone()),
+            (
+                "paths",
+                if t.paths.is_empty() {
+                    "(none named)".into()
+                } else {
+                    t.paths.join(", ")
+                },
+            ),
+            ("branch", task_branch(feature, &t.id)),
+            ("integration", integration.to_owned()),
+            ("feedback", prompt::feedback(&t.feedback)),
+        ])
+    }
+
+    fn integration(&self, snapshot: &Snapshot, feature: &str) -> String {
+        snapshot
+            .feature(feature)
+            .and_then(|f| f.feature.integration_branch.clone())
+            .unwrap_or_else(|| format!("sprint/{feature}"))
+    }
+
+    fn start_developer(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        task: &str,
+        attempt: u32,
+    ) -> Result<(), EngineError> {
+        let role = &self.config.roles.developer;
+        let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        let integration = self.integration(snapshot, feature);
+        let worktree = self.ensure_worktree(feature, task, &integration)?;
+        let id = agent_id(feature, task, "developer", attempt);
+        let r = TaskRef {
+            feature: feature.to_owned(),
+            id: task.to_owned(),
+        };
+        let lease = self.limits().lease_secs;
+        let agent = self.fleet.store.transact(&orchestrator(), |txn| {
+            let Some(t) = txn.task(feature, task)? else {
+                return Ok(None);
+            };
+            // Still waiting for a developer, exactly as the Manager saw it?
+            let waiting = t.status == TaskStatus::Todo
+                || (t.status == TaskStatus::InProgress && t.claim.is_none());
+            if !waiting || txn.agent(&id)?.is_some() {
+                return Ok(None);
+            }
+            let mut t = ops::claim(txn, &r, &id, lease)?;
+            t.branch = Some(task_branch(feature, task));
+            t.worktree = Some(worktree.display().to_string());
+            txn.put_task(feature, &t)?;
+            if let Some(mut f) = txn.feature(feature)? {
+                if f.status == FeatureStatus::Planned {
+                    f.status = FeatureStatus::Active;
+                    txn.put_feature(&f)?;
+                }
+            }
+            let vars = self.prompt_vars(feature, &t, &integration);
+            let agent = self.agent_record(
+                &id,
+                "developer",
+                &r,
+                &worktree,
+                &integration,
+                &role.agent,
+                &profile,
+                &t,
+                prompt::render(&prompt::template(&self.root, "developer"), &vars),
+            );
+            txn.put_agent(&agent)?;
+            Ok(Some(agent))
+        })?;
+        let Some(agent) = agent.value else {
+            return Ok(());
+        };
+        if let Err(e) = self.fleet.start_session(&self.exe, &agent) {
+            let why = format!("could not start developer {id}: {e}");
+            self.fleet.store.transact(&orchestrator(), |txn| {
+                if let Some(mut a) = txn.agent(&id)? {
+                    a.state = AgentState::Dead;
+                    a.ended = Some(clock::now());
+                    txn.put_agent(&a)?;
+                }
+                ops::release(txn, &r, Some(&id), Some(&why)).map(|_| ())
+            })?;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn start_tester(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        task: &str,
+        attempt: u32,
+    ) -> Result<(), EngineError> {
+        let role = &self.config.roles.tester;
+        let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        let integration = self.integration(snapshot, feature);
+        let worktree = self.ensure_worktree(feature, task, &integration)?;
+        let id = agent_id(feature, task, "tester", attempt);
+        let r = TaskRef {
+            feature: feature.to_owned(),
+            id: task.to_owned(),
+        };
+        let agent = self.fleet.store.transact(&orchestrator(), |txn| {
+            let Some(t) = txn.task(feature, task)? else {
+                return Ok(None);
+            };
+            if t.status != TaskStatus::InTests || txn.agent(&id)?.is_some() {
+                return Ok(None);
+            }
+            let vars = self.prompt_vars(feature, &t, &integration);
+            let agent = self.agent_record(
+                &id,
+                "tester",
+                &r,
+                &worktree,
+                &integration,
+                &role.agent,
+                &profile,
+                &t,
+                prompt::render(&prompt::template(&self.root, "tester"), &vars),
+            );
+            txn.put_agent(&agent)?;
+            txn.subject(format!("{r}: tester {id} starting"));
+            Ok(Some(agent))
+        })?;
+        let Some(agent) = agent.value else {
+            return Ok(());
+        };
+        if let Err(e) = self.fleet.start_session(&self.exe, &agent) {
+            self.fleet.store.transact(&orchestrator(), |txn| {
+                if let Some(mut a) = txn.agent(&id)? {
+                    a.state = AgentState::Dead;
+                    a.ended = Some(clock::now());
+                    txn.put_agent(&a)?;
+                }
+                Ok(())
+            })?;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn agent_record(
+        &self,
+        id: &str,
+        role: &str,
+        r: &TaskRef,
+        worktree: &Path,
+        integration: &str,
+        profile_name: &str,
+        profile: &crate::worker::profile::AgentProfile,
+        t: &Task,
+        prompt: String,
+    ) -> Agent {
+        Agent {
+            id: id.to_owned(),
+            role: role.to_owned(),
+            state: AgentState::Starting,
+            task: Some(r.to_string()),
+            batch: None,
+            profile: profile_name.to_owned(),
+            session: session_name(id),
+            pid: None,
+            worktree: worktree.display().to_string(),
+            branch: task_branch(&r.feature, &r.id),
+            base: integration.to_owned(),
+            prompt,
+            started: clock::now(),
+            heartbeat: 0,
+            ended: None,
+            exit_status: None,
+            wip_commit: None,
+            runner_pid: None,
+            base_commit: None,
+            launch: Some(profile.clone()),
+            model: None,
+            paths: t.paths.clone(),
+            signal: None,
+            followups: Vec::new(),
+        }
+    }
+
+    /// Runs a gate stage on a thread; the verdict is a state commit, which
+    /// wakes the orchestrator again.
+    fn run_gates(&self, feature: &str, task: &str, stage: GateStage) -> Result<(), EngineError> {
+        let key = format!("{feature}/{task}");
+        if !self.busy.lock().expect("no panics").insert(key.clone()) {
+            return Ok(());
+        }
+        let gates: Vec<Gate> = match stage {
+            GateStage::Review => self.config.gates.review.clone(),
+            GateStage::Test => self.config.gates.test.clone(),
+        };
+        let worktree = self.task_worktree(feature, task);
+        let store_dir = self.root.clone();
+        let (feature, task) = (feature.to_owned(), task.to_owned());
+        let busy = self.busy.clone();
+        let wake = self.wake.clone();
+        std::thread::spawn(move || {
+            let outcome = gates::run_stage(
+                &gates,
+                &worktree,
+                &[("SPRINT_TASK".to_owned(), key.clone())],
+            );
+            let result = crate::state::Store::discover(&store_dir)
+                .and_then(|store| record_verdict(&store, &feature, &task, stage, &outcome));
+            if let Err(e) = result {
+                tracing::warn!(task = %key, error = %e, "recording the gate verdict failed");
+            }
+            busy.lock().expect("no panics").remove(&key);
+            let _ = wake.send(Wake::GatesDone);
+        });
+        Ok(())
+    }
+
+    /// A lost attempt: stop the agent (its wrapper commits what it left),
+    /// then retry the task, or fail it past the attempt limit.
+    fn retry(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        task: &str,
+        agent: Option<&str>,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        if let Some(id) = agent {
+            if let Some(a) = snapshot.agents.iter().find(|a| a.id == id) {
+                if self.fleet.tmux.kill_session(&a.session).unwrap_or(false) {
+                    if let Some(pid) = a.runner_pid {
+                        crate::fleet::wait_for_exit(pid, std::time::Duration::from_secs(10));
+                    }
+                }
+                // If the wrapper died too (kill -9), save the work here.
+                let wt = crate::worker::worktree::Git::new(&a.worktree);
+                if Path::new(&a.worktree).exists() && wt.is_dirty().unwrap_or(false) {
+                    let _ = wt.commit_wip(
+                        &format!("WIP: {feature}/{task} ({reason})"),
+                        &crate::fleet::worker_identity(id),
+                    );
+                }
+            }
+        }
+        let max = self.limits().max_attempts;
+        let r = TaskRef {
+            feature: feature.to_owned(),
+            id: task.to_owned(),
+        };
+        self.fleet.store.transact(&orchestrator(), |txn| {
+            if let Some(id) = agent {
+                if let Some(mut a) = txn.agent(id)? {
+                    if matches!(a.state, AgentState::Starting | AgentState::Running) {
+                        a.state = AgentState::Dead;
+                        a.ended = Some(clock::now());
+                        txn.put_agent(&a)?;
+                    }
+                }
+            }
+            let Some(mut t) = txn.task(feature, task)? else {
+                return Ok(());
+            };
+            if t.status != TaskStatus::InProgress {
+                return Ok(());
+            }
+            if let (Some(id), Some(c)) = (agent, &t.claim) {
+                if c.holder != id {
+                    return Ok(()); // a newer attempt already holds it
+                }
+            }
+            t.feedback
+                .push(format!("attempt {} was lost: {reason}", t.attempts));
+            txn.put_task(feature, &t)?;
+            if t.attempts >= max {
+                ops::fail(txn, &r, &format!("{reason}; {} attempts used", t.attempts))?;
+            } else {
+                ops::move_task(txn, &r, TaskStatus::Todo, Some(reason), false)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+fn stages_running(a: &Agent) -> bool {
+    matches!(a.state, AgentState::Starting | AgentState::Running)
+}
+
+/// Records a gate stage's verdict on the task, if it is still waiting for it.
+fn record_verdict(
+    store: &crate::state::Store,
+    feature: &str,
+    task: &str,
+    stage: GateStage,
+    outcome: &gates::StageOutcome,
+) -> Result<(), StateError> {
+    let (expect, pass_to, kind) = match stage {
+        GateStage::Review => (
+            TaskStatus::InReview,
+            TaskStatus::InTests,
+            gates::Stage::Review,
+        ),
+        GateStage::Test => (TaskStatus::InTests, TaskStatus::InDocs, gates::Stage::Test),
+    };
+    let name = kind.as_str();
+    let r = TaskRef {
+        feature: feature.to_owned(),
+        id: task.to_owned(),
+    };
+    store.transact(&Actor::named("cab"), |txn| {
+        let Some(mut t) = txn.task(feature, task)? else {
+            return Ok(());
+        };
+        if t.status != expect {
+            return Ok(());
+        }
+        let at = clock::now_rfc3339();
+        for (gate, o) in &outcome.results {
+            t.gates.push(o.to_result(gate, kind, &at));
+        }
+        if !outcome.passed {
+            t.feedback.push(outcome.feedback());
+        }
+        txn.put_task(feature, &t)?;
+        if outcome.passed {
+            let why = if outcome.results.is_empty() {
+                format!("no {name} gates configured")
+            } else {
+                format!("{name} gates passed")
+            };
+            ops::move_task(txn, &r, pass_to, Some(&why), false)?;
+        } else {
+            let failed = outcome
+                .results
+                .iter()
+                .find(|(_, o)| !o.passed)
+                .map(|(g, _)| g.as_str())
+                .unwrap_or("a gate");
+            ops::move_task(
+                txn,
+                &r,
+                TaskStatus::InProgress,
+                Some(&format!("{name} gate {failed} failed")),
+                false,
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    #[error(transparent)]
+    Worktree(#[from] crate::worker::worktree::WorktreeError),
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
+    #[error("{0}")]
+    Other(String),
+}
