@@ -326,7 +326,7 @@ pub fn ingest(
     for c in &plan.convoys {
         check_name("convoy", &c.name).map_err(IngestError::Name)?;
     }
-    let integration = format!("sprint/{}", source.feature);
+    let integration = crate::stages::integration_branch(&source.feature);
     let done = store.transact(actor, |txn| {
         reconcile(txn, source, &plan, base, &integration)
     })?;

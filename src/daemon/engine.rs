@@ -254,7 +254,7 @@ impl Engine {
         snapshot
             .feature(feature)
             .and_then(|f| f.feature.integration_branch.clone())
-            .unwrap_or_else(|| format!("sprint/{feature}"))
+            .unwrap_or_else(|| stages::integration_branch(feature))
     }
 
     fn start_developer(

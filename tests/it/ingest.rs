@@ -77,9 +77,9 @@ fn committing_tasks_md_ingests_it_and_an_edit_reconciles() {
     );
     assert_eq!(
         status["features"][0]["feature"]["integration_branch"],
-        "sprint/001-demo"
+        "sprint/001-demo/integration"
     );
-    repo.git(["rev-parse", "--verify", "sprint/001-demo"]);
+    repo.git(["rev-parse", "--verify", "sprint/001-demo/integration"]);
 
     // Work starts on T001 before the file changes.
     repo.sprint(["claim", "T001", "--as", "dev-1"]);
