@@ -13,6 +13,7 @@ pub mod gates;
 pub mod hooks;
 pub mod ingest;
 pub mod prompt;
+pub mod refinery;
 pub mod spec;
 pub mod stages;
 pub mod state;

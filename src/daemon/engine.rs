@@ -18,9 +18,11 @@ use crate::config::Config;
 use crate::fleet::{session_name, Fleet};
 use crate::gates::{self, Gate};
 use crate::prompt;
+use crate::refinery::Verdict;
 use crate::stages::{self, agent_id, task_branch, Action, GateStage, Limits, World};
 use crate::state::{
-    ops, Actor, Agent, AgentState, FeatureStatus, Snapshot, StateError, Task, TaskRef, TaskStatus,
+    ops, Actor, Agent, AgentState, ConvoyStatus, FeatureStatus, Snapshot, StateError, Task,
+    TaskRef, TaskStatus, Transition,
 };
 
 pub struct Engine {
@@ -68,7 +70,9 @@ impl Engine {
     /// One pass: read, observe, pay what is owed. Returns when the next
     /// lease runs out (unix seconds), so the caller can sleep until then.
     pub fn reconcile(&self) -> Result<Option<i64>, StateError> {
-        let snapshot = self.fleet.store.read(Snapshot::read)?;
+        // Sessions first, state second: a wrapper records its agent's end
+        // before its session closes, so an agent whose session is gone here
+        // shows as ended in the state read after — never as a false death.
         let sessions: HashSet<String> = self
             .fleet
             .tmux
@@ -76,6 +80,7 @@ impl Engine {
             .unwrap_or_default()
             .into_iter()
             .collect();
+        let snapshot = self.fleet.store.read(Snapshot::read)?;
         let mut live = HashSet::new();
         let mut activity = HashMap::new();
         for a in &snapshot.agents {
@@ -173,6 +178,9 @@ impl Engine {
                 agent,
                 reason,
             } => self.retry(snapshot, feature, task, agent.as_deref(), reason),
+            Action::Merge { feature, task } => self.merge(snapshot, feature, task),
+            Action::CloseConvoy { feature, convoy } => self.close_convoy(feature, convoy),
+            Action::CloseFeature { feature } => self.close_feature(feature),
         }
     }
 
@@ -522,6 +530,154 @@ impl Engine {
         })?;
         Ok(())
     }
+}
+
+impl Engine {
+    fn close_convoy(&self, feature: &str, convoy: &str) -> Result<(), EngineError> {
+        self.fleet
+            .store
+            .transact(&Actor::named("refinery"), |txn| {
+                let Some(mut c) = txn.convoy(feature, convoy)? else {
+                    return Ok(());
+                };
+                if c.status == ConvoyStatus::Done {
+                    return Ok(());
+                }
+                let from = c.status;
+                c.status = ConvoyStatus::Done;
+                txn.put_convoy(feature, &c)?;
+                txn.record(Transition {
+                    task: format!("{feature}/{convoy}"),
+                    from: from.to_string(),
+                    to: c.status.to_string(),
+                    reason: Some("every task merged".into()),
+                    policy: None,
+                });
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    fn close_feature(&self, feature: &str) -> Result<(), EngineError> {
+        self.fleet
+            .store
+            .transact(&Actor::named("refinery"), |txn| {
+                let Some(mut f) = txn.feature(feature)? else {
+                    return Ok(());
+                };
+                if f.status == FeatureStatus::Done {
+                    return Ok(());
+                }
+                let from = f.status;
+                f.status = FeatureStatus::Done;
+                txn.put_feature(&f)?;
+                let branch = f.integration_branch.clone().unwrap_or_default();
+                txn.record(Transition {
+                    task: feature.to_owned(),
+                    from: from.to_string(),
+                    to: f.status.to_string(),
+                    reason: Some(format!("every convoy done; {branch} is ready to merge")),
+                    policy: None,
+                });
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    /// Merges a task on a thread (the Refinery's lock makes merges serial
+    /// across processes); the verdict is a state commit.
+    fn merge(&self, snapshot: &Snapshot, feature: &str, task: &str) -> Result<(), EngineError> {
+        let key = format!("{feature}/{task}");
+        if !self.busy.lock().expect("no panics").insert(key.clone()) {
+            return Ok(());
+        }
+        let title = snapshot
+            .feature(feature)
+            .and_then(|f| f.tasks.iter().find(|t| t.id == task))
+            .map(|t| t.title.clone())
+            .unwrap_or_default();
+        let integration = self.integration(snapshot, feature);
+        let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
+        let task_wt = self.task_worktree(feature, task);
+        let gates = &self.config.gates;
+        let (security, post_merge) = (gates.security.clone(), gates.post_merge.clone());
+        let (feature, task) = (feature.to_owned(), task.to_owned());
+        let busy = self.busy.clone();
+        let wake = self.wake.clone();
+        std::thread::spawn(move || {
+            let branch = task_branch(&feature, &task);
+            let verdict = crate::refinery::merge(&crate::refinery::Merge {
+                common_dir: &common,
+                root: &root,
+                task: &key,
+                title: &title,
+                task_branch: &branch,
+                task_worktree: &task_wt,
+                integration: &integration,
+                security: &security,
+                post_merge: &post_merge,
+            });
+            let recorded = verdict.map_err(|e| e.to_string()).and_then(|v| {
+                crate::state::Store::discover(&root)
+                    .and_then(|store| record_merge(&store, &feature, &task, &integration, &v))
+                    .map_err(|e| e.to_string())?;
+                if matches!(v, Verdict::Merged { .. } | Verdict::AlreadyMerged { .. }) {
+                    // The work is in; its worktree goes, its branch stays.
+                    let _ =
+                        crate::worker::worktree::Git::new(&root).remove_worktree(&task_wt, true);
+                }
+                Ok(())
+            });
+            if let Err(e) = recorded {
+                tracing::warn!(task = %key, error = %e, "merge failed");
+            }
+            busy.lock().expect("no panics").remove(&key);
+            let _ = wake.send(Wake::GatesDone);
+        });
+        Ok(())
+    }
+}
+
+/// Records the Refinery's verdict on a task still waiting in `in_docs`.
+fn record_merge(
+    store: &crate::state::Store,
+    feature: &str,
+    task: &str,
+    integration: &str,
+    verdict: &Verdict,
+) -> Result<(), StateError> {
+    let r = TaskRef {
+        feature: feature.to_owned(),
+        id: task.to_owned(),
+    };
+    store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut t) = txn.task(feature, task)? else {
+            return Ok(());
+        };
+        if t.status != TaskStatus::InDocs {
+            return Ok(());
+        }
+        let why = match verdict {
+            Verdict::Merged { commit } | Verdict::AlreadyMerged { commit } => {
+                let short = &commit[..commit.len().min(12)];
+                let why = format!("merged into {integration} as {short}");
+                ops::move_task(txn, &r, TaskStatus::Done, Some(&why), false)?;
+                return Ok(());
+            }
+            Verdict::Conflict { files, .. } => format!("merge conflict in {}", files.join(", ")),
+            Verdict::GatesFailed { stage, outcome } => {
+                t.gates
+                    .extend(outcome.to_results(*stage, &clock::now_rfc3339()));
+                format!("{stage} gates failed on the merge")
+            }
+        };
+        t.feedback
+            .extend(crate::refinery::feedback(verdict, integration));
+        txn.put_task(feature, &t)?;
+        ops::move_task(txn, &r, TaskStatus::InProgress, Some(&why), false)?;
+        Ok(())
+    })?;
+    Ok(())
 }
 
 fn stages_running(a: &Agent) -> bool {

@@ -12,6 +12,7 @@ use crate::state::{Agent, AgentState, FeatureState, Snapshot, Task, TaskStatus};
 
 pub mod cab;
 pub mod manager;
+pub mod refinery;
 pub mod tester;
 pub mod witness;
 
@@ -94,6 +95,12 @@ pub enum Action {
         agent: Option<String>,
         reason: String,
     },
+    /// Merge the task's branch into the integration branch (Refinery).
+    Merge { feature: String, task: String },
+    /// Every task of the convoy is done.
+    CloseConvoy { feature: String, convoy: String },
+    /// Every convoy of the feature is done.
+    CloseFeature { feature: String },
 }
 
 impl Action {
@@ -103,7 +110,10 @@ impl Action {
             | Action::DeveloperDone { feature, task, .. }
             | Action::StartTester { feature, task, .. }
             | Action::RunGates { feature, task, .. }
-            | Action::Retry { feature, task, .. } => (feature, task),
+            | Action::Retry { feature, task, .. }
+            | Action::Merge { feature, task } => (feature, task),
+            Action::CloseConvoy { feature, convoy } => (feature, convoy),
+            Action::CloseFeature { feature } => (feature, ""),
         }
     }
 }
@@ -119,6 +129,7 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
     let keep = |a: &Action| !retried.contains(&(a.task().0.to_owned(), a.task().1.to_owned()));
     actions.extend(cab::owed(world).into_iter().filter(keep));
     actions.extend(tester::owed(world).into_iter().filter(keep));
+    actions.extend(refinery::owed(world).into_iter().filter(keep));
     actions.extend(manager::owed(world).into_iter().filter(keep));
     actions
 }

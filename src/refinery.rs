@@ -1,0 +1,248 @@
+//! The Refinery's merge: one task branch into the feature's integration
+//! branch, so that the integration branch only ever points at commits that
+//! passed the post-merge gates (bors's "not rocket science" rule).
+//!
+//! The merge happens in the Refinery's own worktree, detached at the
+//! integration tip; the branch moves only after the gates pass, by a
+//! compare-and-swap `update-ref`. A crash at any point leaves either the old
+//! tip (the merge never happened) or the new one (it happened once), and a
+//! task whose branch is already in the integration branch is recognised as
+//! merged rather than merged again.
+
+use std::path::{Path, PathBuf};
+
+use fs4::fs_std::FileExt;
+
+use crate::gates::{self, Gate, StageOutcome};
+use crate::worker::worktree::Git;
+
+/// One merge to make.
+pub struct Merge<'a> {
+    pub common_dir: &'a Path,
+    /// The main worktree, where git commands start.
+    pub root: &'a Path,
+    pub task: &'a str,
+    pub title: &'a str,
+    pub task_branch: &'a str,
+    pub task_worktree: &'a Path,
+    pub integration: &'a str,
+    pub security: &'a [Gate],
+    pub post_merge: &'a [Gate],
+}
+
+/// How it went.
+#[derive(Debug)]
+pub enum Verdict {
+    Merged {
+        commit: String,
+    },
+    /// The branch was already in the integration branch (a merge that
+    /// finished before a crash): nothing to do again.
+    AlreadyMerged {
+        commit: String,
+    },
+    Conflict {
+        files: Vec<String>,
+        output: String,
+    },
+    GatesFailed {
+        stage: gates::Stage,
+        outcome: StageOutcome,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefineryError {
+    #[error("git {args} failed in {}: {stderr}", dir.display())]
+    Git {
+        args: String,
+        dir: PathBuf,
+        stderr: String,
+    },
+    #[error("cannot run git in {}", dir.display())]
+    Spawn {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot take the refinery lock {}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{integration} moved while merging {task}; the merge will be tried again")]
+    Raced { integration: String, task: String },
+}
+
+type Result<T> = std::result::Result<T, RefineryError>;
+
+/// The Refinery's worktree, shared by all features (merges are serial).
+pub fn worktree(common_dir: &Path) -> PathBuf {
+    common_dir.join("sprint").join("worktrees").join("refinery")
+}
+
+fn run(git: &Git, args: &[&str]) -> Result<std::process::Output> {
+    git.command(args)
+        .output()
+        .map_err(|source| RefineryError::Spawn {
+            dir: git.dir().to_owned(),
+            source,
+        })
+}
+
+fn ok(git: &Git, args: &[&str]) -> Result<String> {
+    let out = run(git, args)?;
+    if !out.status.success() {
+        return Err(RefineryError::Git {
+            args: args.join(" "),
+            dir: git.dir().to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Makes one merge, holding the repository's refinery lock throughout.
+pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
+    let lock_path = m.common_dir.join("sprint").join("refinery.lock");
+    let lock_err = |source| RefineryError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(lock_path.parent().expect("has parent")).map_err(lock_err)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(lock_err)?;
+    FileExt::lock_exclusive(&lock).map_err(lock_err)?;
+
+    // Our own hooks must not react to the Refinery's merge commits.
+    let git = Git::new(m.root)
+        .with_env("GIT_SPRINT_HOOKS", "0")
+        .with_env("GIT_AUTHOR_NAME", "refinery")
+        .with_env("GIT_AUTHOR_EMAIL", "refinery@git-sprint")
+        .with_env("GIT_COMMITTER_NAME", "refinery")
+        .with_env("GIT_COMMITTER_EMAIL", "refinery@git-sprint");
+    let integration_ref = format!("refs/heads/{}", m.integration);
+    let old = ok(
+        &git,
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("{integration_ref}^{{commit}}"),
+        ],
+    )?;
+    let tip = ok(
+        &git,
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("refs/heads/{}^{{commit}}", m.task_branch),
+        ],
+    )?;
+    let merged = run(&git, &["merge-base", "--is-ancestor", &tip, &old])?;
+    if merged.status.success() {
+        return Ok(Verdict::AlreadyMerged { commit: old });
+    }
+
+    if !m.security.is_empty() && m.task_worktree.exists() {
+        let outcome = gates::run_stage(m.security, m.task_worktree, &[]);
+        if !outcome.passed {
+            return Ok(Verdict::GatesFailed {
+                stage: gates::Stage::Security,
+                outcome,
+            });
+        }
+    }
+
+    let wt_path = worktree(m.common_dir);
+    if wt_path.join(".git").exists() {
+        let wt = git.at(&wt_path);
+        let _ = run(&wt, &["merge", "--abort"]);
+        ok(&wt, &["checkout", "--quiet", "--force", "--detach", &old])?;
+        ok(&wt, &["clean", "-fdxq"])?;
+    } else {
+        let _ = std::fs::remove_dir_all(&wt_path);
+        let _ = run(&git, &["worktree", "prune"]);
+        ok(
+            &git,
+            &[
+                "worktree",
+                "add",
+                "--quiet",
+                "--detach",
+                &wt_path.to_string_lossy(),
+                &old,
+            ],
+        )?;
+    }
+    let wt = git.at(&wt_path);
+    let message = format!("Merge {}: {}\n\nSprint-Task: {}\n", m.task, m.title, m.task);
+    let out = run(
+        &wt,
+        &["merge", "--no-ff", "--no-edit", "-m", &message, &tip],
+    )?;
+    if !out.status.success() {
+        let files = ok(&wt, &["diff", "--name-only", "--diff-filter=U"])
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let output = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = run(&wt, &["merge", "--abort"]);
+        return Ok(Verdict::Conflict { files, output });
+    }
+    let outcome = gates::run_stage(m.post_merge, &wt_path, &[]);
+    let new = ok(&wt, &["rev-parse", "HEAD"])?;
+    if !outcome.passed {
+        let _ = run(&wt, &["checkout", "--quiet", "--force", "--detach", &old]);
+        return Ok(Verdict::GatesFailed {
+            stage: gates::Stage::PostMerge,
+            outcome,
+        });
+    }
+    // Compare-and-swap: only from the tip we merged onto.
+    let moved = run(
+        &git,
+        &[
+            "update-ref",
+            "-m",
+            &format!("refinery: merge {}", m.task),
+            &integration_ref,
+            &new,
+            &old,
+        ],
+    )?;
+    if !moved.status.success() {
+        return Err(RefineryError::Raced {
+            integration: m.integration.to_owned(),
+            task: m.task.to_owned(),
+        });
+    }
+    drop(lock);
+    Ok(Verdict::Merged { commit: new })
+}
+
+/// What the developer is told when their merge did not go in.
+pub fn feedback(verdict: &Verdict, integration: &str) -> Option<String> {
+    match verdict {
+        Verdict::Conflict { files, output } => Some(format!(
+            "Merging your branch into {integration} conflicts in: {}.\n\
+             Merge {integration} into your branch, resolve the conflicts, keep both sides' intent, and commit.\n\n```\n{}\n```",
+            files.join(", "),
+            output.trim_end()
+        )),
+        Verdict::GatesFailed { stage, outcome } => Some(format!(
+            "The {stage} gates failed on your branch merged into {integration}:\n{}",
+            outcome.feedback()
+        )),
+        _ => None,
+    }
+}

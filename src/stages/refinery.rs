@@ -1,0 +1,68 @@
+//! Refinery (the stage): which finished task merges next, and which convoys
+//! and features are complete.
+//!
+//! One merge at a time per repository, in queue order: priority, then the
+//! time the task became ready (`updated` when it entered `in_docs`).
+
+use super::{key, tasks, Action, World};
+use crate::state::{ConvoyStatus, FeatureStatus, TaskStatus};
+
+pub fn owed(world: &World<'_>) -> Vec<Action> {
+    let mut out = Vec::new();
+    // Any merge already running holds the queue.
+    let merging = tasks(world.snapshot).any(|(f, t)| {
+        t.status == TaskStatus::InDocs && world.busy.contains(&key(&f.feature.name, &t.id))
+    });
+    if !merging {
+        let next = tasks(world.snapshot)
+            .filter(|(_, t)| t.status == TaskStatus::InDocs)
+            .min_by(|(fa, a), (fb, b)| {
+                (-a.priority, &a.updated, &fa.feature.name, a.line).cmp(&(
+                    -b.priority,
+                    &b.updated,
+                    &fb.feature.name,
+                    b.line,
+                ))
+            });
+        if let Some((f, t)) = next {
+            out.push(Action::Merge {
+                feature: f.feature.name.clone(),
+                task: t.id.clone(),
+            });
+        }
+    }
+    for fs in &world.snapshot.features {
+        if matches!(
+            fs.feature.status,
+            FeatureStatus::Done | FeatureStatus::Cancelled
+        ) {
+            continue;
+        }
+        let finished = |s: TaskStatus| matches!(s, TaskStatus::Done | TaskStatus::Cancelled);
+        for c in &fs.convoys {
+            if c.status == ConvoyStatus::Done {
+                continue;
+            }
+            let all = c.tasks.iter().all(|id| {
+                fs.tasks
+                    .iter()
+                    .find(|t| &t.id == id)
+                    .is_none_or(|t| finished(t.status))
+            });
+            if all {
+                out.push(Action::CloseConvoy {
+                    feature: fs.feature.name.clone(),
+                    convoy: c.id.clone(),
+                });
+            }
+        }
+        let tasks_done = !fs.tasks.is_empty() && fs.tasks.iter().all(|t| finished(t.status));
+        let convoys_done = fs.convoys.iter().all(|c| c.status == ConvoyStatus::Done);
+        if tasks_done && convoys_done {
+            out.push(Action::CloseFeature {
+                feature: fs.feature.name.clone(),
+            });
+        }
+    }
+    out
+}
