@@ -70,6 +70,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             env.push((var.to_owned(), v));
         }
     }
+    // A session left by an orchestrator that was killed (its lock is free).
+    let _ = fleet.tmux.kill_session(daemon::SESSION);
     let argv = vec![exe.into_os_string(), "start".into(), "--foreground".into()];
     fleet
         .tmux

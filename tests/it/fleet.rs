@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::support::{stderr, stdout, Repo};
 
-fn agent() -> String {
+pub(crate) fn agent() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/agents/scripted-agent")
         .display()
@@ -19,13 +19,13 @@ fn agent() -> String {
 }
 
 /// A repository plus a private tmux server that dies with it.
-struct Fleet {
-    repo: Repo,
-    socket: String,
+pub(crate) struct Fleet {
+    pub(crate) repo: Repo,
+    pub(crate) socket: String,
 }
 
 impl Fleet {
-    fn new() -> Fleet {
+    pub(crate) fn new() -> Fleet {
         static N: AtomicUsize = AtomicUsize::new(0);
         let socket = format!(
             "gsf-{}-{}",
@@ -38,20 +38,20 @@ impl Fleet {
         }
     }
 
-    fn cmd(&self, program: &str) -> Command {
+    pub(crate) fn cmd(&self, program: &str) -> Command {
         let mut c = self.repo.command(program);
         c.env("GIT_SPRINT_TMUX_SOCKET", &self.socket);
         c
     }
 
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
         self.cmd(super::support::BIN)
             .args(args)
             .output()
             .expect("run git-sprint")
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -62,13 +62,13 @@ impl Fleet {
         stdout(&out)
     }
 
-    fn list(&self) -> Vec<Value> {
+    pub(crate) fn list(&self) -> Vec<Value> {
         let v: Value = serde_json::from_str(&self.ok(&["list", "--json"])).expect("json");
         v.as_array().cloned().unwrap_or_default()
     }
 
     /// Polls `list --json` until `f` holds, for at most 20 s.
-    fn wait_list(&self, what: &str, f: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) fn wait_list(&self, what: &str, f: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let rows = self.list();
@@ -83,7 +83,7 @@ impl Fleet {
         }
     }
 
-    fn tmux(&self, args: &[&str]) -> String {
+    pub(crate) fn tmux(&self, args: &[&str]) -> String {
         let out = self
             .cmd("tmux")
             .arg("-L")
@@ -94,14 +94,14 @@ impl Fleet {
         stdout(&out)
     }
 
-    fn sessions(&self) -> Vec<String> {
+    pub(crate) fn sessions(&self) -> Vec<String> {
         self.tmux(&["list-sessions", "-F", "#{session_name}"])
             .lines()
             .map(str::to_owned)
             .collect()
     }
 
-    fn worktrees(&self) -> usize {
+    pub(crate) fn worktrees(&self) -> usize {
         self.repo
             .git(["worktree", "list", "--porcelain"])
             .lines()
@@ -109,7 +109,7 @@ impl Fleet {
             .count()
     }
 
-    fn state_commits(&self) -> usize {
+    pub(crate) fn state_commits(&self) -> usize {
         self.repo
             .git(["rev-list", "--count", "refs/ai-sprint"])
             .trim()
@@ -117,7 +117,7 @@ impl Fleet {
             .unwrap()
     }
 
-    fn worktree_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn worktree_dir(&self, id: &str) -> PathBuf {
         self.repo.path().join(".git/sprint/worktrees").join(id)
     }
 }

@@ -3,5 +3,6 @@
 mod cli;
 mod fleet;
 mod ingest;
+mod sprint;
 mod state;
 mod support;
