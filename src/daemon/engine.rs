@@ -181,6 +181,29 @@ impl Engine {
             Action::Merge { feature, task } => self.merge(snapshot, feature, task),
             Action::CloseConvoy { feature, convoy } => self.close_convoy(feature, convoy),
             Action::CloseFeature { feature } => self.close_feature(feature),
+            Action::MarkDead { agent } => {
+                self.fleet.store.transact(&orchestrator(), |txn| {
+                    let Some(mut a) = txn.agent(agent)? else {
+                        return Ok(());
+                    };
+                    if !stages_running(&a) {
+                        return Ok(());
+                    }
+                    let from = a.state;
+                    a.state = AgentState::Dead;
+                    a.ended = Some(clock::now());
+                    txn.put_agent(&a)?;
+                    txn.record(Transition {
+                        task: agent.clone(),
+                        from: from.to_string(),
+                        to: a.state.to_string(),
+                        reason: Some("its tmux session is gone".into()),
+                        policy: None,
+                    });
+                    Ok(())
+                })?;
+                Ok(())
+            }
         }
     }
 

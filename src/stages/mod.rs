@@ -101,6 +101,9 @@ pub enum Action {
     CloseConvoy { feature: String, convoy: String },
     /// Every convoy of the feature is done.
     CloseFeature { feature: String },
+    /// A tester's or librarian's session is gone while its record says it
+    /// runs (the orchestrator died while starting it, or tmux was killed).
+    MarkDead { agent: String },
 }
 
 impl Action {
@@ -114,6 +117,7 @@ impl Action {
             | Action::Merge { feature, task } => (feature, task),
             Action::CloseConvoy { feature, convoy } => (feature, convoy),
             Action::CloseFeature { feature } => (feature, ""),
+            Action::MarkDead { agent } => (agent, ""),
         }
     }
 }
@@ -354,6 +358,25 @@ mod tests {
             matches!(&actions[0], Action::Retry { reason, .. } if reason.contains("tmux session is gone"))
         );
         assert!(matches!(&actions[1], Action::Retry { reason, .. } if reason.contains("hung")));
+    }
+
+    #[test]
+    fn witness_marks_a_tester_without_a_session_dead_but_not_fleet_workers() {
+        let mut tester = agent("f.T1.test.1", "tester", AgentState::Running, None);
+        tester.task = Some("f/T1".into());
+        let mut fleet = agent("w1", "fleet", AgentState::Starting, None);
+        fleet.task = Some("w1".into());
+        let s = snapshot(
+            vec![task("T1", TaskStatus::InTests, &[], &[])],
+            vec![tester, fleet],
+        );
+        let fx = Fixture::new(&[]);
+        assert_eq!(
+            witness::owed(&fx.world(&s, 0)),
+            vec![Action::MarkDead {
+                agent: "f.T1.test.1".into()
+            }]
+        );
     }
 
     #[test]

@@ -11,6 +11,23 @@ use crate::state::TaskStatus;
 
 pub fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
+    // Agents that hold no lease (testers, librarians) die quietly: record it,
+    // and their stage moves on. Fleet workers are the fleet commands' own.
+    let holders: std::collections::HashSet<&str> = tasks(world.snapshot)
+        .filter_map(|(_, t)| t.claim.as_ref().map(|c| c.holder.as_str()))
+        .collect();
+    for a in &world.snapshot.agents {
+        if running(a)
+            && a.role != "fleet"
+            && a.task.is_some()
+            && !holders.contains(a.id.as_str())
+            && !world.live.contains(&a.id)
+        {
+            out.push(Action::MarkDead {
+                agent: a.id.clone(),
+            });
+        }
+    }
     for (f, t) in tasks(world.snapshot) {
         if world.busy.contains(&key(&f.feature.name, &t.id)) {
             continue;
