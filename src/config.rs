@@ -251,6 +251,9 @@ pub struct Config {
     /// Commands that judge work at each stage (see templates/gates/).
     pub gates: crate::gates::GateSet,
     pub policy: Policy,
+    /// Docs the Librarian keeps up to date when a convoy is done (none: no
+    /// Librarian runs).
+    pub docs: Vec<String>,
 }
 
 /// Rules of the task life.
@@ -283,6 +286,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             gates: crate::gates::GateSet::default(),
             policy: Policy::default(),
+            docs: Vec::new(),
         }
     }
 }

@@ -508,8 +508,9 @@ fn reconcile(
     let mut stale: BTreeSet<String> = txn.convoy_ids(name)?.into_iter().collect();
     for c in &plan.convoys {
         stale.remove(&c.name);
-        let status = txn
-            .convoy(name, &c.name)?
+        let existing_convoy = txn.convoy(name, &c.name)?;
+        let status = existing_convoy
+            .as_ref()
             .map(|c| c.status)
             .unwrap_or(ConvoyStatus::Open);
         let title = match (&c.story, c.phase) {
@@ -527,6 +528,14 @@ fn reconcile(
             title,
             status,
             tasks: c.tasks.clone(),
+            ..existing_convoy.clone().unwrap_or_else(|| Convoy {
+                id: String::new(),
+                title: String::new(),
+                status,
+                tasks: Vec::new(),
+                attempts: 0,
+                reason: None,
+            })
         };
         if txn.convoy(name, &c.name)?.as_ref() != Some(&convoy) {
             txn.put_convoy(name, &convoy)?;

@@ -19,7 +19,7 @@ use crate::fleet::{session_name, Fleet};
 use crate::gates::{self, Gate};
 use crate::prompt;
 use crate::refinery::Verdict;
-use crate::stages::{self, agent_id, task_branch, Action, GateStage, Limits, World};
+use crate::stages::{self, agent_id, librarian, task_branch, Action, GateStage, Limits, World};
 use crate::state::{
     ops, Actor, Agent, AgentState, ConvoyStatus, FeatureStatus, Snapshot, StateError, Task,
     TaskRef, TaskStatus, Transition,
@@ -62,6 +62,11 @@ impl Engine {
         Limits {
             developers: self.config.roles.developer.count as usize,
             testers: self.config.roles.tester.count as usize,
+            librarians: if self.config.docs.is_empty() {
+                0
+            } else {
+                self.config.roles.librarian.count as usize
+            },
             max_attempts: self.config.policy.max_attempts,
             lease_secs: self.config.timeouts.lease.0.as_secs(),
         }
@@ -181,6 +186,12 @@ impl Engine {
             Action::Merge { feature, task } => self.merge(snapshot, feature, task),
             Action::CloseConvoy { feature, convoy } => self.close_convoy(feature, convoy),
             Action::CloseFeature { feature } => self.close_feature(feature),
+            Action::StartLibrarian {
+                feature,
+                convoy,
+                attempt,
+            } => self.start_librarian(snapshot, feature, convoy, *attempt),
+            Action::MergeDocs { feature, convoy } => self.merge_docs(snapshot, feature, convoy),
             Action::MarkDead { agent } => {
                 self.fleet.store.transact(&orchestrator(), |txn| {
                     let Some(mut a) = txn.agent(agent)? else {
@@ -607,28 +618,71 @@ impl Engine {
         Ok(())
     }
 
-    /// Merges a task on a thread (the Refinery's lock makes merges serial
-    /// across processes); the verdict is a state commit.
+    /// Merges a task on a thread; the verdict is a state commit.
     fn merge(&self, snapshot: &Snapshot, feature: &str, task: &str) -> Result<(), EngineError> {
-        let key = format!("{feature}/{task}");
-        if !self.busy.lock().expect("no panics").insert(key.clone()) {
-            return Ok(());
-        }
         let title = snapshot
             .feature(feature)
             .and_then(|f| f.tasks.iter().find(|t| t.id == task))
             .map(|t| t.title.clone())
             .unwrap_or_default();
         let integration = self.integration(snapshot, feature);
+        let security = self.config.gates.security.clone();
+        let (f, t, i) = (feature.to_owned(), task.to_owned(), integration.clone());
+        self.spawn_merge(
+            feature,
+            task,
+            title,
+            integration,
+            security,
+            move |store, v| record_merge(store, &f, &t, &i, v),
+        );
+        Ok(())
+    }
+
+    /// Merges a convoy's docs branch; the convoy is done once they are in.
+    fn merge_docs(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        convoy: &str,
+    ) -> Result<(), EngineError> {
+        let integration = self.integration(snapshot, feature);
+        let (f, c, i) = (feature.to_owned(), convoy.to_owned(), integration.clone());
+        let max = self.limits().max_attempts;
+        self.spawn_merge(
+            feature,
+            &librarian::docs_task(convoy),
+            format!("docs for convoy {convoy}"),
+            integration,
+            Vec::new(),
+            move |store, v| record_docs(store, &f, &c, &i, v, max),
+        );
+        Ok(())
+    }
+
+    /// Runs one Refinery merge of `sprint/<feature>/<task>` on a thread (the
+    /// Refinery's lock makes merges serial across processes), then records
+    /// the verdict and wakes the loop.
+    fn spawn_merge(
+        &self,
+        feature: &str,
+        task: &str,
+        title: String,
+        integration: String,
+        security: Vec<Gate>,
+        record: impl FnOnce(&crate::state::Store, &Verdict) -> Result<(), StateError> + Send + 'static,
+    ) {
+        let key = format!("{feature}/{task}");
+        if !self.busy.lock().expect("no panics").insert(key.clone()) {
+            return;
+        }
         let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
         let task_wt = self.task_worktree(feature, task);
-        let gates = &self.config.gates;
-        let (security, post_merge) = (gates.security.clone(), gates.post_merge.clone());
-        let (feature, task) = (feature.to_owned(), task.to_owned());
+        let post_merge = self.config.gates.post_merge.clone();
+        let branch = task_branch(feature, task);
         let busy = self.busy.clone();
         let wake = self.wake.clone();
         std::thread::spawn(move || {
-            let branch = task_branch(&feature, &task);
             let verdict = crate::refinery::merge(&crate::refinery::Merge {
                 common_dir: &common,
                 root: &root,
@@ -642,7 +696,7 @@ impl Engine {
             });
             let recorded = verdict.map_err(|e| e.to_string()).and_then(|v| {
                 crate::state::Store::discover(&root)
-                    .and_then(|store| record_merge(&store, &feature, &task, &integration, &v))
+                    .and_then(|store| record(&store, &v))
                     .map_err(|e| e.to_string())?;
                 if matches!(v, Verdict::Merged { .. } | Verdict::AlreadyMerged { .. }) {
                     // The work is in; its worktree goes, its branch stays.
@@ -657,8 +711,151 @@ impl Engine {
             busy.lock().expect("no panics").remove(&key);
             let _ = wake.send(Wake::GatesDone);
         });
+    }
+
+    fn start_librarian(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        convoy: &str,
+        attempt: u32,
+    ) -> Result<(), EngineError> {
+        let role = &self.config.roles.librarian;
+        let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        let integration = self.integration(snapshot, feature);
+        let docs = librarian::docs_task(convoy);
+        let worktree = self.ensure_worktree(feature, &docs, &integration)?;
+        let id = agent_id(feature, &docs, "librarian", attempt);
+        let fs = snapshot.feature(feature);
+        let Some(c) = fs.and_then(|f| f.convoys.iter().find(|c| c.id == convoy)) else {
+            return Ok(());
+        };
+        let tasks: Vec<String> = c
+            .tasks
+            .iter()
+            .filter_map(|id| fs?.tasks.iter().find(|t| &t.id == id))
+            .map(|t| format!("- {}: {}", t.id, t.title))
+            .collect();
+        let mut feedback = Vec::new();
+        feedback.extend(c.reason.clone());
+        let vars = BTreeMap::from([
+            ("feature", feature.to_owned()),
+            ("convoy", convoy.to_owned()),
+            ("integration", integration.clone()),
+            ("tasks", tasks.join("\n")),
+            ("docs", self.config.docs.join(", ")),
+            ("feedback", prompt::feedback(&feedback)),
+        ]);
+        let prompt_text = prompt::render(&prompt::template(&self.root, "librarian"), &vars);
+        let r = TaskRef {
+            feature: feature.to_owned(),
+            id: docs.clone(),
+        };
+        let agent = self.fleet.store.transact(&orchestrator(), |txn| {
+            let Some(mut c) = txn.convoy(feature, convoy)? else {
+                return Ok(None);
+            };
+            if c.status == ConvoyStatus::Done || txn.agent(&id)?.is_some() {
+                return Ok(None);
+            }
+            let from = c.status;
+            c.status = ConvoyStatus::InDocs;
+            c.attempts = attempt;
+            txn.put_convoy(feature, &c)?;
+            let mut a = self.agent_record(
+                &id,
+                "librarian",
+                &r,
+                &worktree,
+                &integration,
+                &role.agent,
+                &profile,
+                &Task::new(&docs, "", ""),
+                prompt_text.clone(),
+            );
+            a.paths = self.config.docs.clone();
+            txn.put_agent(&a)?;
+            txn.record(Transition {
+                task: format!("{feature}/{convoy}"),
+                from: from.to_string(),
+                to: c.status.to_string(),
+                reason: Some(format!("librarian {id} updates the docs")),
+                policy: None,
+            });
+            Ok(Some(a))
+        })?;
+        let Some(agent) = agent.value else {
+            return Ok(());
+        };
+        if let Err(e) = self.fleet.start_session(&self.exe, &agent) {
+            self.fleet.store.transact(&orchestrator(), |txn| {
+                if let Some(mut a) = txn.agent(&id)? {
+                    a.state = AgentState::Dead;
+                    a.ended = Some(clock::now());
+                    txn.put_agent(&a)?;
+                }
+                Ok(())
+            })?;
+            return Err(e.into());
+        }
         Ok(())
     }
+}
+
+/// Records the docs merge: the convoy is done, or goes back for another
+/// Librarian attempt (done without new docs past the attempt limit).
+fn record_docs(
+    store: &crate::state::Store,
+    feature: &str,
+    convoy: &str,
+    integration: &str,
+    verdict: &Verdict,
+    max_attempts: u32,
+) -> Result<(), StateError> {
+    store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut c) = txn.convoy(feature, convoy)? else {
+            return Ok(());
+        };
+        if c.status != ConvoyStatus::InDocs {
+            return Ok(());
+        }
+        let (to, why) = match verdict {
+            Verdict::Merged { commit } | Verdict::AlreadyMerged { commit } => (
+                ConvoyStatus::Done,
+                format!(
+                    "docs merged into {integration} as {}",
+                    &commit[..commit.len().min(12)]
+                ),
+            ),
+            other => {
+                let what = crate::refinery::feedback(other, integration).unwrap_or_default();
+                c.reason = Some(what);
+                if c.attempts >= max_attempts {
+                    (
+                        ConvoyStatus::Done,
+                        format!("docs not merged after {} attempts", c.attempts),
+                    )
+                } else {
+                    (
+                        ConvoyStatus::Open,
+                        "docs merge failed; another librarian attempt".to_owned(),
+                    )
+                }
+            }
+        };
+        let from = c.status;
+        c.status = to;
+        txn.put_convoy(feature, &c)?;
+        txn.record(Transition {
+            task: format!("{feature}/{convoy}"),
+            from: from.to_string(),
+            to: to.to_string(),
+            reason: Some(why),
+            policy: None,
+        });
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// Records the Refinery's verdict on a task still waiting in `in_docs`.

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use crate::state::{Agent, AgentState, FeatureState, Snapshot, Task, TaskStatus};
 
 pub mod cab;
+pub mod librarian;
 pub mod manager;
 pub mod refinery;
 pub mod tester;
@@ -35,6 +36,8 @@ pub struct World<'a> {
 pub struct Limits {
     pub developers: usize,
     pub testers: usize,
+    /// Librarians at once; 0 when no docs are configured.
+    pub librarians: usize,
     /// Attempts a task gets before it is `failed`.
     pub max_attempts: u32,
     /// Lease length: an agent with no heartbeat and no pane output for this
@@ -47,6 +50,7 @@ impl Default for Limits {
         Limits {
             developers: 3,
             testers: 3,
+            librarians: 0,
             max_attempts: 3,
             lease_secs: 600,
         }
@@ -101,6 +105,14 @@ pub enum Action {
     CloseConvoy { feature: String, convoy: String },
     /// Every convoy of the feature is done.
     CloseFeature { feature: String },
+    /// Start a Librarian on a finished convoy's docs.
+    StartLibrarian {
+        feature: String,
+        convoy: String,
+        attempt: u32,
+    },
+    /// Merge the Librarian's docs branch (Refinery).
+    MergeDocs { feature: String, convoy: String },
     /// A tester's or librarian's session is gone while its record says it
     /// runs (the orchestrator died while starting it, or tmux was killed).
     MarkDead { agent: String },
@@ -115,7 +127,11 @@ impl Action {
             | Action::RunGates { feature, task, .. }
             | Action::Retry { feature, task, .. }
             | Action::Merge { feature, task } => (feature, task),
-            Action::CloseConvoy { feature, convoy } => (feature, convoy),
+            Action::CloseConvoy { feature, convoy }
+            | Action::StartLibrarian {
+                feature, convoy, ..
+            }
+            | Action::MergeDocs { feature, convoy } => (feature, convoy),
             Action::CloseFeature { feature } => (feature, ""),
             Action::MarkDead { agent } => (agent, ""),
         }
@@ -134,6 +150,7 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
     actions.extend(cab::owed(world).into_iter().filter(keep));
     actions.extend(tester::owed(world).into_iter().filter(keep));
     actions.extend(refinery::owed(world).into_iter().filter(keep));
+    actions.extend(librarian::owed(world).into_iter().filter(keep));
     actions.extend(manager::owed(world).into_iter().filter(keep));
     actions
 }

@@ -1,5 +1,5 @@
-//! Refinery (the stage): which finished task merges next, and which convoys
-//! and features are complete.
+//! Refinery (the stage): which finished task merges next, and which
+//! features are complete (convoys close through the Librarian stage).
 //!
 //! One merge at a time per repository, in queue order: priority, then the
 //! time the task became ready (`updated` when it entered `in_docs`).
@@ -39,23 +39,6 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
             continue;
         }
         let finished = |s: TaskStatus| matches!(s, TaskStatus::Done | TaskStatus::Cancelled);
-        for c in &fs.convoys {
-            if c.status == ConvoyStatus::Done {
-                continue;
-            }
-            let all = c.tasks.iter().all(|id| {
-                fs.tasks
-                    .iter()
-                    .find(|t| &t.id == id)
-                    .is_none_or(|t| finished(t.status))
-            });
-            if all {
-                out.push(Action::CloseConvoy {
-                    feature: fs.feature.name.clone(),
-                    convoy: c.id.clone(),
-                });
-            }
-        }
         let tasks_done = !fs.tasks.is_empty() && fs.tasks.iter().all(|t| finished(t.status));
         let convoys_done = fs.convoys.iter().all(|c| c.status == ConvoyStatus::Done);
         if tasks_done && convoys_done {

@@ -334,6 +334,11 @@ pub struct Convoy {
     pub status: ConvoyStatus,
     #[serde(default)]
     pub tasks: Vec<String>,
+    /// Librarian attempts at this convoy's docs.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

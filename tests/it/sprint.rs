@@ -550,3 +550,41 @@ fn kill_9_during_a_merge_merges_once_or_not_at_all() {
     assert_eq!(reflog.lines().count(), 3, "{reflog}");
     s.check_every_integration_commit();
 }
+
+#[test]
+fn a_finished_convoy_gets_its_docs_from_a_librarian_merged_like_a_task() {
+    let tasks = "- [ ] T001 [P] [US1] One in a.txt\n- [ ] T002 [P] [US1] Two in b.txt\n- [ ] T003 [P] [US2] Three in c.txt\n";
+    let cfg = config(&scripted(), "docs: [docs/guide.md]\nroles_extra: {}\n")
+        .replace("roles_extra: {}\n", "");
+    let cfg = cfg.replace(
+        "  tester: { agent: scripted, count: 2 }\n",
+        "  tester: { agent: scripted, count: 2 }\n  librarian: { agent: scripted, count: 1 }\n",
+    );
+    let s = Sprint::new(&cfg, tasks);
+    s.start(&[]);
+    s.wait_done(90);
+    let status = s.status();
+    for c in status["features"][0]["convoys"].as_array().unwrap() {
+        assert_eq!(c["status"], "done", "{c}");
+    }
+    let trail = s.transitions();
+    for convoy in ["US1", "US2"] {
+        assert!(
+            trail
+                .iter()
+                .any(|(t, from, to, why)| t == &format!("f/{convoy}")
+                    && from == "in_docs"
+                    && to == "done"
+                    && why.starts_with("docs merged")),
+            "{convoy}: {trail:?}"
+        );
+    }
+    let guide = s.f.repo.git(["show", "sprint/f/integration:docs/guide.md"]);
+    assert!(
+        guide.contains("f/docs-US1") && guide.contains("f/docs-US2"),
+        "{guide}"
+    );
+    let merges = s.merges();
+    assert_eq!(merges.get("docs-US1"), Some(&1), "{merges:?}");
+    s.check_every_integration_commit();
+}
