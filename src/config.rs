@@ -254,6 +254,17 @@ pub struct Config {
     /// Docs the Librarian keeps up to date when a convoy is done (none: no
     /// Librarian runs).
     pub docs: Vec<String>,
+    /// What happens to a finished feature's integration branch.
+    pub merge: MergePolicy,
+}
+
+/// `merge.auto`: the Refinery merges a finished feature into its base
+/// branch itself (`mode: ff` or `merge`, a gated merge commit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergePolicy {
+    pub auto: bool,
+    pub mode: crate::refinery::MergeMode,
 }
 
 /// Rules of the task life.
@@ -287,6 +298,7 @@ impl Default for Config {
             gates: crate::gates::GateSet::default(),
             policy: Policy::default(),
             docs: Vec::new(),
+            merge: MergePolicy::default(),
         }
     }
 }

@@ -246,3 +246,164 @@ pub fn feedback(verdict: &Verdict, integration: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// How a finished feature reaches its base branch with `merge.auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergeMode {
+    /// Only when the base has not moved: the base takes the integration tip.
+    #[default]
+    Ff,
+    /// A merge commit, made and gated in the Refinery's worktree first.
+    Merge,
+}
+
+/// How a feature's merge into its base branch went.
+#[derive(Debug)]
+pub enum BaseVerdict {
+    Merged {
+        commit: String,
+    },
+    AlreadyMerged,
+    /// `ff` was asked for but the base moved on.
+    NotFastForward,
+    /// The base is checked out in a worktree with uncommitted changes.
+    Dirty {
+        worktree: PathBuf,
+    },
+    Conflict {
+        files: Vec<String>,
+    },
+    GatesFailed {
+        outcome: StageOutcome,
+    },
+}
+
+/// Merges `integration` into `base` (fast-forward or a gated merge commit)
+/// and moves `base` without ever touching a dirty checkout of it.
+pub fn merge_into_base(
+    common_dir: &Path,
+    root: &Path,
+    integration: &str,
+    base: &str,
+    mode: MergeMode,
+    post_merge: &[Gate],
+) -> Result<BaseVerdict> {
+    let lock_path = common_dir.join("sprint").join("refinery.lock");
+    let lock_err = |source| RefineryError::Lock {
+        path: lock_path.clone(),
+        source,
+    };
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(lock_err)?;
+    FileExt::lock_exclusive(&lock).map_err(lock_err)?;
+    let git = Git::new(root)
+        .with_env("GIT_SPRINT_HOOKS", "0")
+        .with_env("GIT_AUTHOR_NAME", "refinery")
+        .with_env("GIT_AUTHOR_EMAIL", "refinery@git-sprint")
+        .with_env("GIT_COMMITTER_NAME", "refinery")
+        .with_env("GIT_COMMITTER_EMAIL", "refinery@git-sprint");
+    let base_ref = format!("refs/heads/{base}");
+    let old = ok(
+        &git,
+        &["rev-parse", "--verify", &format!("{base_ref}^{{commit}}")],
+    )?;
+    let tip = ok(
+        &git,
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("refs/heads/{integration}^{{commit}}"),
+        ],
+    )?;
+    let is_ancestor = |a: &str, b: &str| -> Result<bool> {
+        Ok(run(&git, &["merge-base", "--is-ancestor", a, b])?
+            .status
+            .success())
+    };
+    if is_ancestor(&tip, &old)? {
+        return Ok(BaseVerdict::AlreadyMerged);
+    }
+    let target = match mode {
+        MergeMode::Ff if is_ancestor(&old, &tip)? => tip.clone(),
+        MergeMode::Ff => return Ok(BaseVerdict::NotFastForward),
+        MergeMode::Merge => {
+            let wt_path = worktree(common_dir);
+            if wt_path.join(".git").exists() {
+                let wt = git.at(&wt_path);
+                let _ = run(&wt, &["merge", "--abort"]);
+                ok(&wt, &["checkout", "--quiet", "--force", "--detach", &old])?;
+                ok(&wt, &["clean", "-fdxq"])?;
+            } else {
+                ok(
+                    &git,
+                    &[
+                        "worktree",
+                        "add",
+                        "--quiet",
+                        "--detach",
+                        &wt_path.to_string_lossy(),
+                        &old,
+                    ],
+                )?;
+            }
+            let wt = git.at(&wt_path);
+            let msg = format!("Merge {integration} into {base}\n");
+            let out = run(&wt, &["merge", "--no-ff", "--no-edit", "-m", &msg, &tip])?;
+            if !out.status.success() {
+                let files = ok(&wt, &["diff", "--name-only", "--diff-filter=U"])
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect();
+                let _ = run(&wt, &["merge", "--abort"]);
+                return Ok(BaseVerdict::Conflict { files });
+            }
+            let outcome = gates::run_stage(post_merge, &wt_path, &[]);
+            if !outcome.passed {
+                return Ok(BaseVerdict::GatesFailed { outcome });
+            }
+            ok(&wt, &["rev-parse", "HEAD"])?
+        }
+    };
+    // Where is the base checked out? Move it there only by a fast-forward of
+    // a clean worktree; elsewhere by compare-and-swap.
+    let list = ok(&git, &["worktree", "list", "--porcelain"])?;
+    let mut path = None;
+    let mut current = None;
+    for line in list.lines() {
+        if let Some(p) = line.strip_prefix("worktree ") {
+            current = Some(PathBuf::from(p));
+        } else if line == format!("branch {base_ref}") {
+            path = current.clone();
+        }
+    }
+    match path {
+        Some(p) => {
+            let wt = git.at(&p);
+            if !ok(&wt, &["status", "--porcelain"])?.is_empty() {
+                return Ok(BaseVerdict::Dirty { worktree: p });
+            }
+            ok(&wt, &["merge", "--quiet", "--ff-only", &target])?;
+        }
+        None => {
+            ok(
+                &git,
+                &[
+                    "update-ref",
+                    "-m",
+                    &format!("refinery: merge {integration}"),
+                    &base_ref,
+                    &target,
+                    &old,
+                ],
+            )?;
+        }
+    }
+    drop(lock);
+    Ok(BaseVerdict::Merged { commit: target })
+}

@@ -60,7 +60,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let now = clock::now();
     for fs in &snapshot.features {
         writeln!(out)?;
-        feature(out, fs, now)?;
+        let git = store
+            .repo()
+            .workdir()
+            .map(crate::worker::worktree::Git::new);
+        feature(out, fs, now, git.as_ref())?;
     }
     Ok(())
 }
@@ -73,7 +77,12 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn feature(out: &mut dyn Write, fs: &FeatureState, now: i64) -> Result {
+fn feature(
+    out: &mut dyn Write,
+    fs: &FeatureState,
+    now: i64,
+    git: Option<&crate::worker::worktree::Git>,
+) -> Result {
     let f = &fs.feature;
     let done = fs
         .tasks
@@ -89,7 +98,25 @@ fn feature(out: &mut dyn Write, fs: &FeatureState, now: i64) -> Result {
         fs.tasks.len()
     )?;
     if let Some(branch) = &f.integration_branch {
-        writeln!(out, "  integration branch: {branch}")?;
+        let base = f.base_branch.as_deref().unwrap_or("main");
+        let ahead = git.and_then(|g| g.commits_ahead(branch, base).ok());
+        match ahead {
+            Some(n) => writeln!(
+                out,
+                "  integration branch: {branch} ({n} commit{} ahead of {base})",
+                if n == 1 { "" } else { "s" }
+            )?,
+            None => writeln!(out, "  integration branch: {branch}")?,
+        }
+        if f.status == crate::state::FeatureStatus::Done {
+            match &f.note {
+                Some(note) => writeln!(out, "  {note}")?,
+                None if ahead.is_some_and(|n| n > 0) => {
+                    writeln!(out, "  ready: git switch {base} && git merge {branch}")?
+                }
+                None => {}
+            }
+        }
     }
     let counts: Vec<String> = fs
         .counts()

@@ -185,7 +185,7 @@ impl Engine {
             } => self.retry(snapshot, feature, task, agent.as_deref(), reason),
             Action::Merge { feature, task } => self.merge(snapshot, feature, task),
             Action::CloseConvoy { feature, convoy } => self.close_convoy(feature, convoy),
-            Action::CloseFeature { feature } => self.close_feature(feature),
+            Action::CloseFeature { feature } => self.close_feature(snapshot, feature),
             Action::StartLibrarian {
                 feature,
                 convoy,
@@ -592,15 +592,18 @@ impl Engine {
         Ok(())
     }
 
-    fn close_feature(&self, feature: &str) -> Result<(), EngineError> {
-        self.fleet
+    /// Marks the feature done, deletes the branches of its merged tasks, and
+    /// with `merge.auto` merges it into its base branch.
+    fn close_feature(&self, snapshot: &Snapshot, feature: &str) -> Result<(), EngineError> {
+        let closed = self
+            .fleet
             .store
             .transact(&Actor::named("refinery"), |txn| {
                 let Some(mut f) = txn.feature(feature)? else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 if f.status == FeatureStatus::Done {
-                    return Ok(());
+                    return Ok(None);
                 }
                 let from = f.status;
                 f.status = FeatureStatus::Done;
@@ -613,6 +616,79 @@ impl Engine {
                     reason: Some(format!("every convoy done; {branch} is ready to merge")),
                     policy: None,
                 });
+                Ok(Some(f))
+            })?;
+        let Some(f) = closed.value else {
+            return Ok(());
+        };
+        let integration = self.integration(snapshot, feature);
+        // Their work is in the integration branch; a branch with anything
+        // more is kept.
+        if let Some(fs) = snapshot.feature(feature) {
+            let names = fs
+                .tasks
+                .iter()
+                .filter(|t| t.status == TaskStatus::Done)
+                .map(|t| t.id.clone())
+                .chain(fs.convoys.iter().map(|c| librarian::docs_task(&c.id)));
+            for name in names {
+                let _ = self.fleet.git.delete_branch_if_merged(
+                    &task_branch(feature, &name),
+                    &integration,
+                    false,
+                );
+            }
+        }
+        if !self.config.merge.auto {
+            return Ok(());
+        }
+        let base = f
+            .base_branch
+            .clone()
+            .or_else(|| crate::ingest::base_branch(self.fleet.store.repo()))
+            .unwrap_or_else(|| "main".into());
+        let verdict = crate::refinery::merge_into_base(
+            &self.fleet.common_dir,
+            &self.root,
+            &integration,
+            &base,
+            self.config.merge.mode,
+            &self.config.gates.post_merge,
+        );
+        use crate::refinery::BaseVerdict;
+        let note = match verdict {
+            Ok(BaseVerdict::Merged { commit }) => {
+                format!("merged into {base} at {}", &commit[..commit.len().min(12)])
+            }
+            Ok(BaseVerdict::AlreadyMerged) => format!("already in {base}"),
+            Ok(BaseVerdict::NotFastForward) => format!(
+                "not merged: {base} moved on; merge {integration} by hand or use merge.mode: merge"
+            ),
+            Ok(BaseVerdict::Dirty { worktree }) => format!(
+                "not merged: {base} is checked out with uncommitted changes in {}",
+                worktree.display()
+            ),
+            Ok(BaseVerdict::Conflict { files }) => {
+                format!("not merged: conflicts with {base} in {}", files.join(", "))
+            }
+            Ok(BaseVerdict::GatesFailed { outcome }) => format!(
+                "not merged: the post-merge gates failed on the merge into {base}:\n{}",
+                outcome.feedback()
+            ),
+            Err(e) => format!("not merged: {e}"),
+        };
+        self.fleet
+            .store
+            .transact(&Actor::named("refinery"), |txn| {
+                let Some(mut f) = txn.feature(feature)? else {
+                    return Ok(());
+                };
+                f.note = Some(note.clone());
+                txn.put_feature(&f)?;
+                txn.subject(format!(
+                    "{feature}: {}",
+                    note.lines().next().unwrap_or_default()
+                ));
                 Ok(())
             })?;
         Ok(())

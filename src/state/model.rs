@@ -288,6 +288,9 @@ pub struct Feature {
     /// Blob id of the tasks.md last ingested; re-ingesting it is a no-op.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tasks_blob: Option<String>,
+    /// What became of the finished feature (merged into its base, or why not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     #[serde(default)]
     pub created: String,
 }
@@ -301,6 +304,7 @@ impl Feature {
             integration_branch: None,
             tasks_path: None,
             tasks_blob: None,
+            note: None,
             created: now.to_owned(),
         }
     }

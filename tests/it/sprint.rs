@@ -588,3 +588,37 @@ fn a_finished_convoy_gets_its_docs_from_a_librarian_merged_like_a_task() {
     assert_eq!(merges.get("docs-US1"), Some(&1), "{merges:?}");
     s.check_every_integration_commit();
 }
+
+#[test]
+fn merge_auto_brings_a_finished_feature_into_its_base_and_deletes_merged_task_branches() {
+    let tasks = "- [ ] T001 [P] One in a.txt\n- [ ] T002 [P] Two in b.txt\n";
+    let s = Sprint::new(
+        &config(&scripted(), "merge: { auto: true, mode: merge }\n"),
+        tasks,
+    );
+    s.start(&[]);
+    s.wait_done(60);
+    // Closing the feature and merging it into main is one more step.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.status()["features"][0]["feature"]["note"].is_null() {
+        assert!(Instant::now() < deadline, "no merge into main");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let note = s.status()["features"][0]["feature"]["note"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(note.starts_with("merged into main"), "{note}");
+    // main holds both tasks' work and the person's checkout followed.
+    assert!(s.f.repo.path().join("a.txt").exists() && s.f.repo.path().join("b.txt").exists());
+    let main = s.f.repo.git(["rev-parse", "main"]);
+    s.f.repo.git([
+        "merge-base",
+        "--is-ancestor",
+        "sprint/f/integration",
+        main.trim(),
+    ]);
+    let branches = s.f.repo.git(["branch", "--list", "sprint/f/T*"]);
+    assert!(branches.trim().is_empty(), "task branches left: {branches}");
+    assert!(s.f.ok(&["status"]).contains("merged into main"));
+}
