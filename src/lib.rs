@@ -8,6 +8,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod fleet;
 pub mod gates;
 pub mod hooks;

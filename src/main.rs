@@ -33,6 +33,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Init(commands::init::Args),
+    Demo(commands::demo::Args),
     Status(commands::status::Args),
     Add(commands::add::Args),
     Claim(commands::claim::Args),
@@ -95,6 +96,7 @@ fn main() -> ExitCode {
 fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
     match command {
         Command::Init(a) => commands::init::run(ctx, a),
+        Command::Demo(a) => commands::demo::run(ctx, a),
         Command::Status(a) => commands::status::run(ctx, a),
         Command::Add(a) => commands::add::run(ctx, a),
         Command::Claim(a) => commands::claim::run(ctx, a),

@@ -14,6 +14,7 @@ pub mod attach;
 pub mod cancel;
 pub mod claim;
 pub mod config;
+pub mod demo;
 pub mod done;
 pub mod fanout;
 pub mod health;
@@ -79,6 +80,9 @@ pub enum CommandError {
 
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
 }
 
 impl CommandError {
@@ -102,6 +106,7 @@ impl CommandError {
             CommandError::Fleet(e) => e.hint(),
             CommandError::Config(e) => e.hint(),
             CommandError::Daemon(e) => e.hint(),
+            CommandError::Demo(e) => e.hint(),
         }
     }
 

@@ -55,6 +55,19 @@ impl DaemonError {
 
 /// Runs the orchestrator in this process until SIGTERM/SIGINT.
 pub fn run(cwd: &Path, exe: PathBuf) -> Result<(), DaemonError> {
+    // Only the signals stop it: the sender lives as long as the loop.
+    let (_never, stop) = tokio::sync::watch::channel(false);
+    run_until(cwd, exe, stop)
+}
+
+/// Runs the orchestrator in this process until `stop` turns true (or its
+/// sender goes away), or SIGTERM/SIGINT. For callers that run it on a
+/// thread of their own, such as `git sprint demo`.
+pub fn run_until(
+    cwd: &Path,
+    exe: PathBuf,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), DaemonError> {
     let fleet = crate::fleet::Fleet::open(cwd)?;
     let _lock = lock::acquire(&fleet.common_dir)?;
     let root = fleet.main_worktree()?;
@@ -102,6 +115,7 @@ pub fn run(cwd: &Path, exe: PathBuf) -> Result<(), DaemonError> {
                 }
                 _ = sleep => tracing::debug!("lease deadline"),
                 _ = tokio::signal::ctrl_c() => break,
+                _ = stop.wait_for(|stop| *stop) => break,
                 _ = term.recv() => break,
             }
         }

@@ -55,33 +55,58 @@ pub fn history(
         if limit.is_some_and(|n| out.len() >= n) {
             break;
         }
-        let commit = store
-            .repo()
-            .find_commit(id)
-            .map_err(|e| StateError::git("reading the state history", e))?;
-        let decoded = commit
-            .decode()
-            .map_err(|e| StateError::git("decoding a state commit", e))?;
-        let entry = parse_entry(
-            id,
-            decoded
-                .author()
-                .map(|a| a.name.to_string())
-                .unwrap_or_default(),
-            decoded
-                .author()
-                .ok()
-                .and_then(|a| a.time().ok())
-                .map(|t| t.seconds)
-                .unwrap_or(0),
-            &decoded.message.to_str_lossy(),
-        );
-        next = decoded.parents().next();
+        let (entry, parent) = read_entry(store, id)?;
+        next = parent;
         if keep(&entry) {
             out.push(entry);
         }
     }
     Ok(out)
+}
+
+/// The entries from the tip back to, but not including, `seen` (a tip read
+/// earlier), oldest first: what happened since. With `seen` not on the
+/// first-parent line (the ref was rewritten), the whole history.
+pub fn since(store: &Store, seen: Option<ObjectId>) -> Result<Vec<Entry>, StateError> {
+    let mut out = Vec::new();
+    let mut next = store.tip()?;
+    while let Some(id) = next {
+        if Some(id) == seen {
+            break;
+        }
+        let (entry, parent) = read_entry(store, id)?;
+        next = parent;
+        out.push(entry);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The entry of state commit `id`, and its first parent.
+fn read_entry(store: &Store, id: ObjectId) -> Result<(Entry, Option<ObjectId>), StateError> {
+    let commit = store
+        .repo()
+        .find_commit(id)
+        .map_err(|e| StateError::git("reading the state history", e))?;
+    let decoded = commit
+        .decode()
+        .map_err(|e| StateError::git("decoding a state commit", e))?;
+    let entry = parse_entry(
+        id,
+        decoded
+            .author()
+            .map(|a| a.name.to_string())
+            .unwrap_or_default(),
+        decoded
+            .author()
+            .ok()
+            .and_then(|a| a.time().ok())
+            .map(|t| t.seconds)
+            .unwrap_or(0),
+        &decoded.message.to_str_lossy(),
+    );
+    let parent = decoded.parents().next();
+    Ok((entry, parent))
 }
 
 fn parse_entry(id: ObjectId, actor: String, time: i64, message: &str) -> Entry {

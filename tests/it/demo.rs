@@ -1,0 +1,172 @@
+//! `git sprint demo`: the whole sprint, end to end, as a new user first sees it.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{isolate, BIN};
+
+fn run_in(dir: &Path, home: &Path, program: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(program);
+    isolate(&mut cmd, home).current_dir(dir).args(args);
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed in {}:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn demo_runs_the_whole_sprint_merges_each_task_once_and_leaves_no_tmux_server() {
+    let home = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let socket = format!("gs-demo-test-{}", std::process::id());
+
+    let started = Instant::now();
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd, home.path())
+        .env("GIT_SPRINT_TMUX_SOCKET", &socket)
+        .current_dir(tmp.path())
+        .args(["demo", "--keep", "demo", "--timeout", "100s"]);
+    let out = cmd.output().expect("run git sprint demo");
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed ({}):\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
+    assert!(stdout.contains("001-notes is done"), "{stdout}");
+    assert!(stdout.contains("T005   in_review -> in_tests"), "{stdout}");
+
+    // No tmux server is left on the socket.
+    let mut tmux = Command::new("tmux");
+    isolate(&mut tmux, home.path()).args(["-L", &socket, "list-sessions"]);
+    let listed = tmux.output().expect("run tmux");
+    assert!(
+        !listed.status.success(),
+        "tmux server left running: {}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+
+    // Every task done.
+    let status: Value =
+        serde_json::from_str(&run_in(&dir, home.path(), BIN, &["status", "--json"])).unwrap();
+    let feature = &status["features"][0];
+    assert_eq!(feature["feature"]["status"], "done");
+    let tasks: Vec<&str> = feature["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_eq!(t["status"], "done", "{t}");
+            t["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(tasks.len(), 11);
+
+    // Each task merged exactly once into the integration branch.
+    let integration = "sprint/001-notes/integration";
+    let merges = run_in(
+        &dir,
+        home.path(),
+        "git",
+        &["log", "--merges", "--format=%s", integration],
+    );
+    for task in &tasks {
+        let prefix = format!("Merge 001-notes/{task}: ");
+        let n = merges.lines().filter(|l| l.starts_with(&prefix)).count();
+        assert_eq!(n, 1, "{task} merged {n} times:\n{merges}");
+    }
+
+    // check.sh passes on every commit the integration branch ever pointed at.
+    let commits = run_in(
+        &dir,
+        home.path(),
+        "git",
+        &["rev-list", "--first-parent", integration],
+    );
+    let check = tmp.path().join("check");
+    let check_s = check.to_str().unwrap();
+    run_in(
+        &dir,
+        home.path(),
+        "git",
+        &[
+            "worktree",
+            "add",
+            "--quiet",
+            "--detach",
+            check_s,
+            integration,
+        ],
+    );
+    assert!(commits.lines().count() >= 12, "{commits}");
+    for commit in commits.lines() {
+        run_in(
+            &check,
+            home.path(),
+            "git",
+            &["checkout", "--quiet", "--detach", commit],
+        );
+        run_in(&check, home.path(), "sh", &["check.sh"]);
+    }
+}
+
+#[test]
+fn demo_refuses_a_directory_that_is_not_empty() {
+    let home = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("precious.txt"), "mine\n").unwrap();
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd, home.path())
+        .env(
+            "GIT_SPRINT_TMUX_SOCKET",
+            format!("gs-demo-refuse-{}", std::process::id()),
+        )
+        .args(["demo", "--keep"])
+        .arg(tmp.path());
+    let out = cmd.output().expect("run git sprint demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not empty"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "the demo wrote into a directory it refused");
+}
+
+#[test]
+fn demo_with_a_failing_agent_exits_1_names_the_task_and_stops_its_tmux_server() {
+    let home = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = format!("gs-demo-fail-{}", std::process::id());
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd, home.path())
+        .env("GIT_SPRINT_TMUX_SOCKET", &socket)
+        // The scripted agent fails every attempt at T003, through the tmux
+        // server's environment, which the demo's process starts.
+        .env("SCRIPTED_AGENT_MODE_001_notes_T003", "fail")
+        .current_dir(tmp.path())
+        .args(["demo", "--keep", "demo", "--timeout", "100s"]);
+    let out = cmd.output().expect("run git sprint demo");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("task T003 failed"), "{stderr}");
+    assert!(stdout.contains("failing as told"), "{stdout}");
+    assert!(!stdout.contains("001-notes is done"), "{stdout}");
+    let mut tmux = Command::new("tmux");
+    isolate(&mut tmux, home.path()).args(["-L", &socket, "list-sessions"]);
+    assert!(!tmux.output().expect("run tmux").status.success());
+}
