@@ -345,8 +345,9 @@ fn a_hung_agent_loses_its_lease_and_the_task_is_retried_with_its_work_kept() {
         "{trail:?}"
     );
     assert_eq!(s.tasks()["T001"]["attempts"], 2);
-    // What the hung agent wrote was committed, not lost.
-    let log = s.f.repo.git(["log", "--format=%s", "sprint/f/T001"]);
+    // What the hung agent wrote was committed, not lost: it is merged (the
+    // task branch itself is deleted once the feature is done).
+    let log = s.f.repo.git(["log", "--format=%s", "sprint/f/integration"]);
     assert!(log.lines().any(|l| l.starts_with("WIP")), "{log}");
 }
 
