@@ -82,13 +82,28 @@ pub fn worktree(common_dir: &Path) -> PathBuf {
     common_dir.join("sprint").join("worktrees").join("refinery")
 }
 
+/// Nanoseconds this process spent waiting on git in the Refinery, for the
+/// benchmark's split between git and the tool.
+static GIT_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn git_time() -> std::time::Duration {
+    std::time::Duration::from_nanos(GIT_NANOS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 fn run(git: &Git, args: &[&str]) -> Result<std::process::Output> {
-    git.command(args)
+    let start = std::time::Instant::now();
+    let out = git
+        .command(args)
         .output()
         .map_err(|source| RefineryError::Spawn {
             dir: git.dir().to_owned(),
             source,
-        })
+        });
+    GIT_NANOS.fetch_add(
+        start.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    out
 }
 
 fn ok(git: &Git, args: &[&str]) -> Result<String> {
