@@ -118,29 +118,66 @@ fn ok(git: &Git, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// Makes one merge, holding the repository's refinery lock throughout.
-pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
-    let lock_path = m.common_dir.join("sprint").join("refinery.lock");
-    let lock_err = |source| RefineryError::Lock {
-        path: lock_path.clone(),
+/// The repository's Refinery lock: one merge at a time across processes.
+fn lock(common_dir: &Path) -> Result<std::fs::File> {
+    let path = common_dir.join("sprint").join("refinery.lock");
+    let err = |source| RefineryError::Lock {
+        path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(lock_path.parent().expect("has parent")).map_err(lock_err)?;
-    let lock = std::fs::OpenOptions::new()
+    std::fs::create_dir_all(path.parent().expect("has parent")).map_err(err)?;
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&lock_path)
-        .map_err(lock_err)?;
-    FileExt::lock_exclusive(&lock).map_err(lock_err)?;
+        .open(&path)
+        .map_err(err)?;
+    FileExt::lock_exclusive(&file).map_err(err)?;
+    Ok(file)
+}
 
-    // Our own hooks must not react to the Refinery's merge commits.
-    let git = Git::new(m.root)
+/// git as the Refinery: its own identity, and our hooks off so they do
+/// not react to its merge commits.
+fn refinery_git(root: &Path) -> Git {
+    Git::new(root)
         .with_env("GIT_SPRINT_HOOKS", "0")
         .with_env("GIT_AUTHOR_NAME", "refinery")
         .with_env("GIT_AUTHOR_EMAIL", "refinery@git-sprint")
         .with_env("GIT_COMMITTER_NAME", "refinery")
-        .with_env("GIT_COMMITTER_EMAIL", "refinery@git-sprint");
+        .with_env("GIT_COMMITTER_EMAIL", "refinery@git-sprint")
+}
+
+/// The Refinery's worktree, clean and detached at `at` (made if missing,
+/// and reset from whatever a crash left in it).
+fn prepare_worktree(git: &Git, common_dir: &Path, at: &str) -> Result<Git> {
+    let path = worktree(common_dir);
+    if path.join(".git").exists() {
+        let wt = git.at(&path);
+        let _ = run(&wt, &["merge", "--abort"]);
+        ok(&wt, &["checkout", "--quiet", "--force", "--detach", at])?;
+        ok(&wt, &["clean", "-fdxq"])?;
+        return Ok(wt);
+    }
+    let _ = std::fs::remove_dir_all(&path);
+    let _ = run(git, &["worktree", "prune"]);
+    let p = path.to_string_lossy().into_owned();
+    ok(git, &["worktree", "add", "--quiet", "--detach", &p, at])?;
+    Ok(git.at(&path))
+}
+
+/// Files left in conflict by a failed merge.
+fn conflicted(wt: &Git) -> Vec<String> {
+    ok(wt, &["diff", "--name-only", "--diff-filter=U"])
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Makes one merge, holding the repository's refinery lock throughout.
+pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
+    let lock = lock(m.common_dir)?;
+    let git = refinery_git(m.root);
     let integration_ref = format!("refs/heads/{}", m.integration);
     let old = ok(
         &git,
@@ -174,38 +211,14 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
     }
 
     let wt_path = worktree(m.common_dir);
-    if wt_path.join(".git").exists() {
-        let wt = git.at(&wt_path);
-        let _ = run(&wt, &["merge", "--abort"]);
-        ok(&wt, &["checkout", "--quiet", "--force", "--detach", &old])?;
-        ok(&wt, &["clean", "-fdxq"])?;
-    } else {
-        let _ = std::fs::remove_dir_all(&wt_path);
-        let _ = run(&git, &["worktree", "prune"]);
-        ok(
-            &git,
-            &[
-                "worktree",
-                "add",
-                "--quiet",
-                "--detach",
-                &wt_path.to_string_lossy(),
-                &old,
-            ],
-        )?;
-    }
-    let wt = git.at(&wt_path);
+    let wt = prepare_worktree(&git, m.common_dir, &old)?;
     let message = format!("Merge {}: {}\n\nSprint-Task: {}\n", m.task, m.title, m.task);
     let out = run(
         &wt,
         &["merge", "--no-ff", "--no-edit", "-m", &message, &tip],
     )?;
     if !out.status.success() {
-        let files = ok(&wt, &["diff", "--name-only", "--diff-filter=U"])
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let files = conflicted(&wt);
         let output = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -304,24 +317,8 @@ pub fn merge_into_base(
     mode: MergeMode,
     post_merge: &[Gate],
 ) -> Result<BaseVerdict> {
-    let lock_path = common_dir.join("sprint").join("refinery.lock");
-    let lock_err = |source| RefineryError::Lock {
-        path: lock_path.clone(),
-        source,
-    };
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(lock_err)?;
-    FileExt::lock_exclusive(&lock).map_err(lock_err)?;
-    let git = Git::new(root)
-        .with_env("GIT_SPRINT_HOOKS", "0")
-        .with_env("GIT_AUTHOR_NAME", "refinery")
-        .with_env("GIT_AUTHOR_EMAIL", "refinery@git-sprint")
-        .with_env("GIT_COMMITTER_NAME", "refinery")
-        .with_env("GIT_COMMITTER_EMAIL", "refinery@git-sprint");
+    let lock = lock(common_dir)?;
+    let git = refinery_git(root);
     let base_ref = format!("refs/heads/{base}");
     let old = ok(
         &git,
@@ -348,33 +345,11 @@ pub fn merge_into_base(
         MergeMode::Ff => return Ok(BaseVerdict::NotFastForward),
         MergeMode::Merge => {
             let wt_path = worktree(common_dir);
-            if wt_path.join(".git").exists() {
-                let wt = git.at(&wt_path);
-                let _ = run(&wt, &["merge", "--abort"]);
-                ok(&wt, &["checkout", "--quiet", "--force", "--detach", &old])?;
-                ok(&wt, &["clean", "-fdxq"])?;
-            } else {
-                ok(
-                    &git,
-                    &[
-                        "worktree",
-                        "add",
-                        "--quiet",
-                        "--detach",
-                        &wt_path.to_string_lossy(),
-                        &old,
-                    ],
-                )?;
-            }
-            let wt = git.at(&wt_path);
+            let wt = prepare_worktree(&git, common_dir, &old)?;
             let msg = format!("Merge {integration} into {base}\n");
             let out = run(&wt, &["merge", "--no-ff", "--no-edit", "-m", &msg, &tip])?;
             if !out.status.success() {
-                let files = ok(&wt, &["diff", "--name-only", "--diff-filter=U"])
-                    .unwrap_or_default()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect();
+                let files = conflicted(&wt);
                 let _ = run(&wt, &["merge", "--abort"]);
                 return Ok(BaseVerdict::Conflict { files });
             }

@@ -354,17 +354,13 @@ impl Engine {
         let Some(agent) = agent.value else {
             return Ok(());
         };
-        if let Err(e) = self.fleet.start_session(&self.exe, &agent) {
+        if let Err(e) = self.launch(&agent) {
+            // The claim goes back so the Manager can try again.
             let why = format!("could not start developer {id}: {e}");
             self.fleet.store.transact(&orchestrator(), |txn| {
-                if let Some(mut a) = txn.agent(&id)? {
-                    a.state = AgentState::Dead;
-                    a.ended = Some(clock::now());
-                    txn.put_agent(&a)?;
-                }
                 ops::release(txn, &r, Some(&id), Some(&why)).map(|_| ())
             })?;
-            return Err(e.into());
+            return Err(e);
         }
         Ok(())
     }
@@ -411,18 +407,24 @@ impl Engine {
         let Some(agent) = agent.value else {
             return Ok(());
         };
-        if let Err(e) = self.fleet.start_session(&self.exe, &agent) {
-            self.fleet.store.transact(&orchestrator(), |txn| {
-                if let Some(mut a) = txn.agent(&id)? {
-                    a.state = AgentState::Dead;
-                    a.ended = Some(clock::now());
-                    txn.put_agent(&a)?;
-                }
-                Ok(())
-            })?;
-            return Err(e.into());
-        }
-        Ok(())
+        self.launch(&agent)
+    }
+
+    /// Starts the agent's tmux session; if that fails, the record says the
+    /// agent is dead, so nothing waits for it.
+    fn launch(&self, agent: &Agent) -> Result<(), EngineError> {
+        let Err(e) = self.fleet.start_session(&self.exe, agent) else {
+            return Ok(());
+        };
+        self.fleet.store.transact(&orchestrator(), |txn| {
+            if let Some(mut a) = txn.agent(&agent.id)? {
+                a.state = AgentState::Dead;
+                a.ended = Some(clock::now());
+                txn.put_agent(&a)?;
+            }
+            Ok(())
+        })?;
+        Err(e.into())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -863,18 +865,7 @@ impl Engine {
         let Some(agent) = agent.value else {
             return Ok(());
         };
-        if let Err(e) = self.fleet.start_session(&self.exe, &agent) {
-            self.fleet.store.transact(&orchestrator(), |txn| {
-                if let Some(mut a) = txn.agent(&id)? {
-                    a.state = AgentState::Dead;
-                    a.ended = Some(clock::now());
-                    txn.put_agent(&a)?;
-                }
-                Ok(())
-            })?;
-            return Err(e.into());
-        }
-        Ok(())
+        self.launch(&agent)
     }
 }
 
