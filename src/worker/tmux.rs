@@ -302,7 +302,12 @@ impl Tmux {
             cmd.args([";", "pipe-pane", "-o", "-t", &target])
                 .arg(tmux_arg(&pipe_command(log)));
         }
-        let out = self.output(&mut cmd)?;
+        let mut out = self.output(&mut cmd)?;
+        if server_exited(&out) {
+            // The server was shutting down (its last session had just
+            // ended) as we connected; the next command starts a new one.
+            out = self.output(&mut cmd)?;
+        }
         if !out.status.success() {
             // Another process created the same session since has_session.
             if String::from_utf8_lossy(&out.stderr).contains("duplicate session") {
@@ -341,7 +346,7 @@ impl Tmux {
         )?;
         if out.status.success() {
             Ok(true)
-        } else if is_missing(&out) {
+        } else if is_missing(&out) || server_exited(&out) {
             Ok(false)
         } else {
             Err(self.failed("has-session", &out))
