@@ -166,6 +166,7 @@ fn main() {
     let t = Instant::now();
     env.commit_spec("wide", &tasks);
     let peak = std::sync::atomic::AtomicUsize::new(0);
+    let health = std::sync::Mutex::new(None);
     env.until(Duration::from_secs(300), |s| {
         let running = s
             .agents
@@ -173,6 +174,12 @@ fn main() {
             .filter(|a| a.state == AgentState::Running)
             .count();
         peak.fetch_max(running, std::sync::atomic::Ordering::Relaxed);
+        let mut h = health.lock().unwrap();
+        if running >= 10 && h.is_none() {
+            let t = Instant::now();
+            let _ = env.cmd(BIN).args(["health", "--json"]).output();
+            *h = Some((t.elapsed(), running));
+        }
         s.feature("wide")
             .is_some_and(|f| f.tasks.iter().all(|t| t.status == TaskStatus::Done))
     });
@@ -187,6 +194,12 @@ fn main() {
         "idle orchestrator over 10 s: {idle} CPU ticks ({:.2} s of CPU)",
         idle as f64 / tick
     );
+    if let Some((t, n)) = health.into_inner().unwrap() {
+        println!(
+            "git sprint health with {n} agents running: {:.0} ms",
+            t.as_secs_f64() * 1000.0
+        );
+    }
     println!(
         "20 tasks, up to {} agents at once: {:.1} s wall, orchestrator CPU {:.2} s ({:.1}% of one core)",
         peak.into_inner(),

@@ -570,3 +570,43 @@ fn apply(task: &mut Task, pt: &spec::PlannedTask) {
     task.phase = pt.phase as u32;
     task.parallel = pt.parallel;
 }
+
+/// A tasks.md in the working tree that does not parse: what `status` and
+/// the orchestrator report before anyone commits it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Draft {
+    pub path: String,
+    pub error: String,
+}
+
+/// Checks every `specs/*/tasks.md` in the working tree at `root`.
+pub fn check_drafts(root: &std::path::Path) -> Vec<Draft> {
+    let mut out = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(root.join("specs")) else {
+        return out;
+    };
+    let mut paths: Vec<_> = dirs
+        .filter_map(|d| d.ok())
+        .map(|d| d.path().join("tasks.md"))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let error = match std::fs::read_to_string(&path) {
+            Err(e) => Some(e.to_string()),
+            Ok(text) => spec::parse(&rel, &text)
+                .and_then(|f| spec::plan(&f))
+                .err()
+                .map(|e| e.to_string()),
+        };
+        if let Some(error) = error {
+            out.push(Draft { path: rel, error });
+        }
+    }
+    out
+}

@@ -20,6 +20,8 @@ pub struct Args {
 #[derive(Serialize)]
 struct StatusJson<'a> {
     tip: Option<String>,
+    /// Working-tree tasks.md files that do not parse.
+    drafts: Vec<crate::ingest::Draft>,
     #[serde(flatten)]
     snapshot: &'a Snapshot,
 }
@@ -28,11 +30,17 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let tip = store.tip()?;
     let snapshot = store.read(Snapshot::read)?;
+    let drafts = store
+        .repo()
+        .workdir()
+        .map(crate::ingest::check_drafts)
+        .unwrap_or_default();
     if args.json {
         return write_json(
             ctx.out,
             &StatusJson {
                 tip: tip.map(|t| t.to_string()),
+                drafts,
                 snapshot: &snapshot,
             },
         );
@@ -41,7 +49,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let Some(tip) = tip else {
         writeln!(out, "No sprint state yet: refs/ai-sprint does not exist.")?;
         writeln!(out, "hint: run 'git sprint init', then commit a specs/<feature>/tasks.md or 'git sprint add' a task")?;
-        return Ok(());
+        return show_drafts(out, &drafts);
     };
     writeln!(
         out,
@@ -65,6 +73,14 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .workdir()
             .map(crate::worker::worktree::Git::new);
         feature(out, fs, now, git.as_ref())?;
+    }
+    show_drafts(out, &drafts)
+}
+
+/// Working-tree tasks.md files that would be rejected if committed.
+fn show_drafts(out: &mut dyn Write, drafts: &[crate::ingest::Draft]) -> Result {
+    for d in drafts {
+        writeln!(out, "\nnot committable: {}", d.error)?;
     }
     Ok(())
 }

@@ -816,12 +816,30 @@ impl Engine {
             .collect();
         let mut feedback = Vec::new();
         feedback.extend(c.reason.clone());
+        // What the convoy changed, as a summary for the docs.
+        let base = snapshot
+            .feature(feature)
+            .and_then(|f| f.feature.base_branch.clone())
+            .unwrap_or_else(|| "HEAD".into());
+        let diffstat = self
+            .fleet
+            .git
+            .command([
+                "diff",
+                "--stat=100",
+                &format!("{base}...{integration}"),
+                "--",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
         let vars = BTreeMap::from([
             ("feature", feature.to_owned()),
             ("convoy", convoy.to_owned()),
             ("integration", integration.clone()),
             ("tasks", tasks.join("\n")),
             ("docs", self.config.docs.join(", ")),
+            ("diffstat", diffstat),
             ("feedback", prompt::feedback(&feedback)),
         ]);
         let prompt_text = prompt::render(&prompt::template(&self.root, "librarian"), &vars);

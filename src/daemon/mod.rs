@@ -107,9 +107,15 @@ pub fn run_until(
                     let Some(wake) = wake else { break };
                     tracing::debug!(?wake, "woken");
                     tokio::time::sleep(COALESCE).await;
+                    let mut specs = matches!(wake, Wake::Specs(_));
                     while let Ok(more) = rx.try_recv() {
-                        if let Wake::Specs(path) = &more {
-                            tracing::debug!(path = %path.display(), "specs changed");
+                        specs |= matches!(more, Wake::Specs(_));
+                    }
+                    // A draft tasks.md is checked as soon as it is saved, so
+                    // a mistake shows before it is committed.
+                    if specs {
+                        for d in crate::ingest::check_drafts(&root) {
+                            tracing::warn!(path = %d.path, error = %d.error, "tasks.md in the working tree does not parse");
                         }
                     }
                 }

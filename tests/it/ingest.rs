@@ -155,6 +155,12 @@ fn a_malformed_tasks_md_never_fails_the_commit_and_changes_nothing() {
     );
     assert!(err.contains("not ingested"), "{err}");
     assert_eq!(repo.git(["rev-parse", "refs/ai-sprint"]), tip);
+    // status shows what is wrong with the working-tree file.
+    let status = repo.sprint(["status"]);
+    assert!(
+        status.contains("not committable: specs/bad/tasks.md:1: dependency cycle"),
+        "{status}"
+    );
     // The explicit command fails with the same message and exit 1.
     let out = repo.run(["ingest", "bad"]);
     assert_eq!(out.status.code(), Some(1));

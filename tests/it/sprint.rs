@@ -580,6 +580,18 @@ fn a_finished_convoy_gets_its_docs_from_a_librarian_merged_like_a_task() {
             "{convoy}: {trail:?}"
         );
     }
+    // The Librarian was told what the convoy did.
+    let librarian = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "f.docs-US1.docs.1")
+        .expect("a librarian for US1");
+    let prompt = librarian["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("- T001: One in a.txt") && prompt.contains("a.txt | "),
+        "{prompt}"
+    );
     let guide = s.f.repo.git(["show", "sprint/f/integration:docs/guide.md"]);
     assert!(
         guide.contains("f/docs-US1") && guide.contains("f/docs-US2"),
