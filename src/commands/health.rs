@@ -109,7 +109,15 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         });
     }
     let orchestrator = lock::holder(&fleet.common_dir);
-    let healthy = agents.iter().all(|a| a.healthy) && (orchestrator.is_some() || agents.is_empty());
+    // Work in flight needs an orchestrator to move it on.
+    let in_flight = snapshot
+        .features
+        .iter()
+        .flat_map(|f| &f.tasks)
+        .filter(|t| t.status.is_active())
+        .count();
+    let healthy = agents.iter().all(|a| a.healthy)
+        && (orchestrator.is_some() || (agents.is_empty() && in_flight == 0));
     let report = Health {
         orchestrator,
         healthy,
@@ -120,6 +128,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     } else {
         match report.orchestrator {
             Some(pid) => writeln!(ctx.out, "orchestrator: running (pid {pid})")?,
+            None if in_flight > 0 => writeln!(
+                ctx.out,
+                "orchestrator: not running, with {in_flight} task{} in flight",
+                if in_flight == 1 { "" } else { "s" }
+            )?,
             None => writeln!(ctx.out, "orchestrator: not running")?,
         }
         if report.agents.is_empty() {

@@ -635,3 +635,41 @@ fn merge_auto_brings_a_finished_feature_into_its_base_and_deletes_merged_task_br
     assert!(branches.trim().is_empty(), "task branches left: {branches}");
     assert!(s.f.ok(&["status"]).contains("merged into main"));
 }
+
+#[test]
+fn stop_all_keeps_the_work_health_notices_and_start_carries_on() {
+    let s = Sprint::new(
+        &config(&scripted(), ""),
+        "- [ ] T001 [P] One in a.txt\n- [ ] T002 [P] Two in b.txt\n",
+    );
+    s.start(&[("SCRIPTED_AGENT_SLEEP", "30")]);
+    s.wait("both developers running", 30, |t| {
+        t.values().all(|t| t["status"] == "in_progress")
+    });
+    let healthy = s.f.run(&["health"]);
+    assert!(
+        healthy.status.success(),
+        "{}",
+        super::support::stdout(&healthy)
+    );
+    let out = s.f.ok(&["stop", "--all"]);
+    assert!(
+        out.contains("Orchestrator stopped") && out.contains("Stopped 2 agents"),
+        "{out}"
+    );
+    assert!(s.f.sessions().is_empty(), "{:?}", s.f.sessions());
+    // Nothing runs now, but the tasks still say in_progress: unhealthy.
+    let sick = s.f.run(&["health"]);
+    assert_eq!(
+        sick.status.code(),
+        Some(1),
+        "{}",
+        super::support::stdout(&sick)
+    );
+    assert!(super::support::stdout(&sick).contains("orchestrator: not running"));
+    // Their branches are kept; a new start retries and finishes.
+    s.f.repo.git(["rev-parse", "--verify", "sprint/f/T001"]);
+    s.start(&[]);
+    s.wait_done(60);
+    assert_eq!(s.merges().len(), 2);
+}
