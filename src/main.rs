@@ -34,28 +34,25 @@ struct Cli {
 enum Command {
     Init(commands::init::Args),
     Demo(commands::demo::Args),
+    Start(commands::start::Args),
+    Stop(commands::stop::Args),
     Status(commands::status::Args),
+    Health(commands::health::Args),
+    Plan(commands::plan::Args),
+    Ingest(commands::ingest::Args),
+    Log(commands::log::Args),
+    Show(commands::show::Args),
     Add(commands::add::Args),
     Claim(commands::claim::Args),
     Move(commands::move_::Args),
     Heartbeat(commands::heartbeat::Args),
     Release(commands::release::Args),
-    Show(commands::show::Args),
-    Log(commands::log::Args),
-    Start(commands::start::Args),
-    Stop(commands::stop::Args),
-    Health(commands::health::Args),
-    Plan(commands::plan::Args),
     Done(commands::done::Args),
     Retry(commands::retry::Args),
     Cancel(commands::cancel::Args),
     Pause(commands::pause::Args),
     /// Start scheduling new work again after a pause
     Resume(commands::pause::Args),
-    Ingest(commands::ingest::Args),
-    Uninstall(commands::uninstall::Args),
-    #[command(hide = true)]
-    Hook(commands::hook::Args),
     Spawn(commands::spawn::Args),
     Fanout(commands::fanout::Args),
     Multi(commands::multi::Args),
@@ -66,6 +63,9 @@ enum Command {
     Kill(commands::kill::Args),
     #[command(subcommand)]
     Config(commands::config::Command),
+    Uninstall(commands::uninstall::Args),
+    #[command(hide = true)]
+    Hook(commands::hook::Args),
     #[command(hide = true)]
     AgentRun(commands::agent_run::Args),
 }
