@@ -73,6 +73,7 @@ pub fn run_until(
     let root = fleet.main_worktree()?;
     let config = crate::config::load(&root, &fleet.common_dir)?.config;
     let common = fleet.common_dir.clone();
+    record_settings(&fleet.store, &config)?;
     tracing::info!(pid = std::process::id(), "orchestrator started");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -128,4 +129,27 @@ pub fn run_until(
         tracing::info!("orchestrator stopping");
         Ok(())
     })
+}
+
+/// Snapshots the settings this orchestrator runs with into `sprint.yaml`,
+/// so the audit trail shows which configuration made which decisions.
+fn record_settings(
+    store: &crate::state::Store,
+    config: &crate::config::Config,
+) -> Result<(), crate::state::StateError> {
+    let settings: std::collections::BTreeMap<String, String> =
+        crate::config::flatten(config).into_iter().collect();
+    store.transact(&crate::state::Actor::named("orchestrator"), |txn| {
+        let mut meta = txn
+            .meta()?
+            .unwrap_or_else(|| crate::state::SprintMeta::new(&crate::clock::now_rfc3339()));
+        if meta.settings == settings {
+            return Ok(());
+        }
+        meta.settings = settings.clone();
+        txn.put_meta(&meta)?;
+        txn.subject("sprint: settings changed");
+        Ok(())
+    })?;
+    Ok(())
 }
