@@ -58,6 +58,11 @@ impl Engine {
         })
     }
 
+    /// A sender for wake-ups into the orchestrator's loop.
+    pub fn wake(&self) -> UnboundedSender<Wake> {
+        self.wake.clone()
+    }
+
     pub fn limits(&self) -> Limits {
         Limits {
             developers: self.config.roles.developer.count as usize,

@@ -81,7 +81,7 @@ pub fn run_until(
         .map_err(DaemonError::Runtime)?;
     rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let _watch = watch::start(&common, &root, tx.clone())?;
+        let mut watching = watch::start(&common, &root, tx.clone())?;
         let engine = Engine::new(fleet, config, exe, tx)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(DaemonError::Runtime)?;
@@ -114,6 +114,10 @@ pub fn run_until(
                     }
                     // A draft tasks.md is checked as soon as it is saved, so
                     // a mistake shows before it is committed.
+                    if specs && !watching.watching_specs && root.join("specs").is_dir() {
+                        // specs/ was just made: watch inside it from now on.
+                        watching = watch::start(&common, &root, engine.wake())?;
+                    }
                     if specs {
                         for d in crate::ingest::check_drafts(&root) {
                             tracing::warn!(path = %d.path, error = %d.error, "tasks.md in the working tree does not parse");

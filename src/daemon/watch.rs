@@ -24,6 +24,9 @@ pub enum Wake {
 
 pub struct Watch {
     _watcher: notify::RecommendedWatcher,
+    /// Whether `specs/` existed (and so is watched); until it does, the
+    /// worktree's top is watched for its creation.
+    pub watching_specs: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,8 +80,14 @@ pub fn start(
     };
     add(&refs, RecursiveMode::Recursive)?;
     add(common_dir, RecursiveMode::NonRecursive)?;
-    if specs.is_dir() {
+    let watching_specs = specs.is_dir();
+    if watching_specs {
         add(&specs, RecursiveMode::Recursive)?;
+    } else {
+        add(worktree, RecursiveMode::NonRecursive)?;
     }
-    Ok(Watch { _watcher: watcher })
+    Ok(Watch {
+        _watcher: watcher,
+        watching_specs,
+    })
 }

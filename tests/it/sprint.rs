@@ -673,3 +673,30 @@ fn stop_all_keeps_the_work_health_notices_and_start_carries_on() {
     s.wait_done(60);
     assert_eq!(s.merges().len(), 2);
 }
+
+#[test]
+fn a_draft_tasks_md_saved_while_running_is_checked_at_once() {
+    // No specs/ when the orchestrator starts: it watches for it to appear.
+    let f = Fleet::new();
+    f.repo.write(".git-sprint.yaml", &config(&scripted(), ""));
+    f.repo.git(["add", "-A"]);
+    f.repo.git(["commit", "-q", "-m", "config"]);
+    f.ok(&["start"]);
+    std::thread::sleep(Duration::from_millis(300));
+    f.repo.write(
+        "specs/draft/tasks.md",
+        "- [ ] T001 one (depends on T002)\n- [ ] T002 two (depends on T001)\n",
+    );
+    let log = f.repo.path().join(".git/sprint/logs/orchestrator.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("does not parse")
+            && text.contains("specs/draft/tasks.md:1: dependency cycle")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not reported:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
