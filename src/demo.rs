@@ -662,6 +662,7 @@ impl Drop for Server {
         if let Err(e) = self.0.kill_server() {
             tracing::warn!(socket = self.0.socket(), error = %e, "could not stop the demo's tmux server");
         }
+        self.0.remove_socket_file();
     }
 }
 

@@ -117,14 +117,7 @@ impl Drop for TmuxGuard {
     fn drop(&mut self) {
         let _ = self.tmux.kill_server();
         // tmux leaves the socket file behind; don't litter /tmp with one per test.
-        use std::os::unix::fs::MetadataExt;
-        if let Ok(meta) = std::fs::metadata("/proc/self") {
-            let dir = std::env::var_os("TMUX_TMPDIR").unwrap_or_else(|| "/tmp".into());
-            let socket = Path::new(&dir)
-                .join(format!("tmux-{}", meta.uid()))
-                .join(self.tmux.socket());
-            let _ = std::fs::remove_file(socket);
-        }
+        self.tmux.remove_socket_file();
     }
 }
 

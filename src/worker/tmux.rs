@@ -400,6 +400,21 @@ impl Tmux {
         }
     }
 
+    /// Removes the server's socket file, which tmux leaves behind when its
+    /// server exits; for throwaway servers (the demo, tests), after
+    /// [`Tmux::kill_server`].
+    pub fn remove_socket_file(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata("/proc/self") else {
+            return;
+        };
+        let dir = std::env::var_os("TMUX_TMPDIR").unwrap_or_else(|| "/tmp".into());
+        let path = Path::new(&dir)
+            .join(format!("tmux-{}", meta.uid()))
+            .join(&self.socket);
+        let _ = std::fs::remove_file(path);
+    }
+
     /// Types `text` literally into the session's pane, then presses Enter.
     pub fn send_text(&self, session: &str, text: &str) -> Result<()> {
         validate_name(session)?;

@@ -51,6 +51,7 @@ fn demo_runs_the_whole_sprint_merges_each_task_once_and_leaves_no_tmux_server() 
     // No tmux server is left on the socket.
     let mut tmux = Command::new("tmux");
     isolate(&mut tmux, home.path()).args(["-L", &socket, "list-sessions"]);
+    let _cleanup = SocketFile(&socket);
     let listed = tmux.output().expect("run tmux");
     assert!(
         !listed.status.success(),
@@ -168,5 +169,15 @@ fn demo_with_a_failing_agent_exits_1_names_the_task_and_stops_its_tmux_server() 
     assert!(!stdout.contains("001-notes is done"), "{stdout}");
     let mut tmux = Command::new("tmux");
     isolate(&mut tmux, home.path()).args(["-L", &socket, "list-sessions"]);
+    let _cleanup = SocketFile(&socket);
     assert!(!tmux.output().expect("run tmux").status.success());
+}
+
+/// Removes the demo's tmux socket file at the end of the test.
+struct SocketFile<'a>(&'a str);
+
+impl Drop for SocketFile<'_> {
+    fn drop(&mut self) {
+        super::support::kill_tmux(self.0);
+    }
 }

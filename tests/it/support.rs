@@ -130,3 +130,11 @@ pub fn stderr(out: &Output) -> String {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Kills the tmux server on `socket` and removes its socket file, which
+/// tmux leaves behind: tests must not litter /tmp with one per run.
+pub fn kill_tmux(socket: &str) {
+    let tmux = git_sprint::worker::tmux::Tmux::new(socket);
+    let _ = tmux.kill_server();
+    tmux.remove_socket_file();
+}
