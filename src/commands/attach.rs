@@ -13,21 +13,7 @@ pub struct Args {
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     let actor = person(&fleet.store, None);
-    let (agents, sessions) = fleet.reconcile(&actor)?;
-    let a = agents
-        .iter()
-        .find(|a| a.id == args.id)
-        .ok_or_else(|| FleetError::UnknownWorker {
-            id: args.id.clone(),
-            known: agents.iter().map(|a| a.id.clone()).collect(),
-        })?;
-    if !sessions.contains(&a.session) {
-        return Err(FleetError::NotRunning {
-            id: a.id.clone(),
-            state: crate::fleet::describe(a),
-        }
-        .into());
-    }
+    let a = &fleet.running_worker(&actor, &args.id)?;
     ctx.out.flush()?;
     // Returns only when exec failed.
     fleet.tmux.attach(&a.session).map_err(FleetError::from)?;

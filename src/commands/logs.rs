@@ -30,14 +30,8 @@ enum Event {
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     let actor = person(&fleet.store, None);
-    let (agents, sessions) = fleet.reconcile(&actor)?;
-    let a = agents
-        .iter()
-        .find(|a| a.id == args.id)
-        .ok_or_else(|| FleetError::UnknownWorker {
-            id: args.id.clone(),
-            known: agents.iter().map(|a| a.id.clone()).collect(),
-        })?;
+    let (a, live) = fleet.worker(&actor, &args.id)?;
+    let a = &a;
     let path = fleet.log_path(&a.id);
     let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
@@ -52,7 +46,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .map_err(|e| read_error(&path, e))?;
     let mut offset = text.len() as u64;
     write_clean(ctx, &tail_lines(&text, args.lines))?;
-    if !args.follow || !sessions.contains(&a.session) {
+    if !args.follow || !live {
         return Ok(());
     }
 

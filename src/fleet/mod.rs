@@ -513,6 +513,33 @@ impl Fleet {
     /// worker whose session is gone and whose wrapper is not alive is
     /// recorded `dead` (one commit for all, only when something changed).
     /// Returns the records as they are after that, and the live session names.
+    /// Worker `id` as reality has it (see [`Fleet::reconcile`]), and whether
+    /// its session is alive.
+    pub fn worker(&self, actor: &Actor, id: &str) -> Result<(Agent, bool)> {
+        let (agents, sessions) = self.reconcile(actor)?;
+        let known = || agents.iter().map(|a| a.id.clone()).collect();
+        let a = agents
+            .iter()
+            .find(|a| a.id == id)
+            .ok_or_else(|| FleetError::UnknownWorker {
+                id: id.to_owned(),
+                known: known(),
+            })?;
+        let live = sessions.contains(&a.session);
+        Ok((a.clone(), live))
+    }
+
+    /// Worker `id`, refusing when its session is not running.
+    pub fn running_worker(&self, actor: &Actor, id: &str) -> Result<Agent> {
+        match self.worker(actor, id)? {
+            (a, true) => Ok(a),
+            (a, false) => Err(FleetError::NotRunning {
+                id: a.id.clone(),
+                state: describe(&a),
+            }),
+        }
+    }
+
     pub fn reconcile(&self, actor: &Actor) -> Result<(Vec<Agent>, HashSet<String>)> {
         let agents = self.agents()?;
         let sessions: HashSet<String> = self.tmux.list_sessions()?.into_iter().collect();
