@@ -78,8 +78,10 @@ impl Engine {
     }
 
     /// One pass: read, observe, pay what is owed. Returns when the next
-    /// lease runs out (unix seconds), so the caller can sleep until then.
-    pub fn reconcile(&self) -> Result<Option<i64>, StateError> {
+    /// lease runs out (unix seconds), and whether an action failed (then
+    /// the caller reconciles again after a backoff: a failure changes no
+    /// state, so no event would come to retry it).
+    pub fn reconcile(&self) -> Result<(Option<i64>, bool), StateError> {
         // Sessions first, state second: a wrapper records its agent's end
         // before its session closes, so an agent whose session is gone here
         // shows as ended in the state read after — never as a false death.
@@ -110,13 +112,15 @@ impl Engine {
             busy: &busy,
             limits: self.limits(),
         };
+        let mut failed = false;
         for action in stages::owed(&world) {
             tracing::info!(?action, "owed");
             if let Err(e) = self.execute(&snapshot, &action) {
                 tracing::warn!(?action, error = %e, "action failed");
+                failed = true;
             }
         }
-        Ok(self.next_deadline(&snapshot, &activity))
+        Ok((self.next_deadline(&snapshot, &activity), failed))
     }
 
     /// When the earliest live lease needs a look.
@@ -241,6 +245,12 @@ impl Engine {
         }
         let branch = task_branch(feature, task);
         let git = &self.fleet.git;
+        if path.exists() {
+            // Half made when an orchestrator died: the branch keeps any
+            // commits; the directory holds nothing git tracks.
+            let _ = std::fs::remove_dir_all(&path);
+        }
+        let _ = git.command(["worktree", "prune"]).output();
         if !git.branch_exists(integration)? {
             let base = crate::ingest::base_branch(self.fleet.store.repo())
                 .unwrap_or_else(|| "HEAD".into());

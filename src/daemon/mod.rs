@@ -23,6 +23,10 @@ pub const SESSION: &str = "orchestrator";
 /// ref, writes a reflog and a lock file; they should make one wake-up.
 const COALESCE: Duration = Duration::from_millis(40);
 
+/// Backoff before reconciling again after a failed action.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
@@ -85,21 +89,36 @@ pub fn run_until(
         let engine = Engine::new(fleet, config, exe, tx)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(DaemonError::Runtime)?;
+        let mut backoff = RETRY_MIN;
         loop {
-            let deadline = match engine.reconcile() {
-                Ok(d) => d,
+            let (deadline, failed) = match engine.reconcile() {
+                Ok(next) => next,
                 Err(e) => {
-                    tracing::warn!(error = %e, "reconcile failed; waiting for the next change");
-                    None
+                    tracing::warn!(error = %e, "reconcile failed");
+                    (None, true)
                 }
             };
+            // After a failure, look again later even if nothing changes;
+            // otherwise sleep until an event or the next lease deadline.
+            let retry = if failed {
+                let wait = backoff;
+                backoff = (backoff * 2).min(RETRY_MAX);
+                Some(wait)
+            } else {
+                backoff = RETRY_MIN;
+                None
+            };
+            let lease = deadline.map(|at| {
+                // One second past the deadline, so the lease has run out.
+                Duration::from_secs((at - crate::clock::now()).max(0) as u64 + 1)
+            });
+            let wait = match (lease, retry) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
-                match deadline {
-                    Some(at) => {
-                        let secs = (at - crate::clock::now()).max(0) as u64;
-                        // One second past the deadline, so the lease has run out.
-                        tokio::time::sleep(Duration::from_secs(secs + 1)).await
-                    }
+                match wait {
+                    Some(d) => tokio::time::sleep(d).await,
                     None => std::future::pending().await,
                 }
             };
