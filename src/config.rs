@@ -256,6 +256,74 @@ pub struct Config {
     pub docs: Vec<String>,
     /// What happens to a finished feature's integration branch.
     pub merge: MergePolicy,
+    /// Spending limits; reaching one stops starting agents in its scope.
+    pub budget: Budget,
+    /// Prices per million tokens by model, for CLIs that report no cost.
+    pub prices: BTreeMap<String, Price>,
+    /// How agents sign their commits.
+    pub identity: Identity,
+    /// The Landlock sandbox agents run in.
+    pub sandbox: SandboxConfig,
+}
+
+/// `budget`: limits in US dollars and tokens; unset means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budget {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feature_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sprint_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_tokens: Option<u64>,
+}
+
+/// US dollars per million tokens of each kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    pub cache_read: f64,
+    pub cache_write: f64,
+}
+
+/// `identity`: agents author their commits as `<agent-id> <email>`; the
+/// committer stays the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Identity {
+    /// The author email; `{agent}` is replaced by the agent id.
+    pub email: String,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity {
+            email: "{agent}@git-sprint.invalid".into(),
+        }
+    }
+}
+
+/// `sandbox`: Landlock confinement of agent processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Confine agents where the kernel supports Landlock.
+    pub enabled: bool,
+    /// Extra paths agents may write (`~` is the home directory).
+    pub writable: Vec<String>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            enabled: true,
+            writable: Vec::new(),
+        }
+    }
 }
 
 /// `merge.auto`: the Refinery merges a finished feature into its base
@@ -273,11 +341,24 @@ pub struct MergePolicy {
 pub struct Policy {
     /// Attempts a task gets before it is `failed` and its dependants blocked.
     pub max_attempts: u32,
+    /// The first pause between two attempts of a task; it doubles each
+    /// time (with jitter), up to 32 times this.
+    pub retry_backoff: HumanDuration,
+    /// Infrastructure failures in a row that open an agent profile's
+    /// circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker waits before one probe run.
+    pub breaker_cooldown: HumanDuration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_attempts: 3 }
+        Policy {
+            max_attempts: 3,
+            retry_backoff: HumanDuration(Duration::from_secs(10)),
+            breaker_threshold: 3,
+            breaker_cooldown: HumanDuration(Duration::from_secs(300)),
+        }
     }
 }
 
@@ -299,6 +380,10 @@ impl Default for Config {
             policy: Policy::default(),
             docs: Vec::new(),
             merge: MergePolicy::default(),
+            budget: Budget::default(),
+            prices: BTreeMap::new(),
+            identity: Identity::default(),
+            sandbox: SandboxConfig::default(),
         }
     }
 }

@@ -480,6 +480,9 @@ impl Engine {
             paths: t.paths.clone(),
             signal: None,
             followups: Vec::new(),
+            usage: None,
+            cause: None,
+            error: None,
         }
     }
 

@@ -396,6 +396,9 @@ impl Fleet {
                 paths: spec.paths.clone(),
                 signal: None,
                 followups: Vec::new(),
+                usage: None,
+                cause: None,
+                error: None,
             })
             .collect();
         let subject = match (specs.len(), batch) {

@@ -24,6 +24,36 @@ pub struct SprintMeta {
     pub paused: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
+    /// Circuit breakers per agent profile (DESIGN.md "Trust model").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub breakers: BTreeMap<String, Breaker>,
+    /// Budgets reached, per scope (`sprint`, `feature <f>`, `task <f>/<T>`):
+    /// the line that says so. A scope is here once, when it was reached.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub budget_stops: BTreeMap<String, String>,
+}
+
+/// A circuit breaker on one agent profile: consecutive infrastructure
+/// failures open it, and while open no agent of the profile starts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Breaker {
+    /// Infrastructure failures in a row (a good run resets it).
+    #[serde(default)]
+    pub failures: u32,
+    /// Unix seconds it opened; `None` while closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_since: Option<i64>,
+    /// Unix seconds the cool-down ends and one probe run may start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_at: Option<i64>,
+    /// The agent started as the probe while half-open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+    /// The CLI's own error line from the last failure.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 impl SprintMeta {
@@ -33,6 +63,8 @@ impl SprintMeta {
             created: now.to_owned(),
             paused: false,
             settings: BTreeMap::new(),
+            breakers: BTreeMap::new(),
+            budget_stops: BTreeMap::new(),
         }
     }
 }
@@ -172,6 +204,145 @@ pub struct GateResult {
     pub duration_ms: u64,
 }
 
+/// Why a run or an attempt ended badly (DESIGN.md "Trust model").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The API refused the key (401/403).
+    Auth,
+    /// 429: too many requests.
+    RateLimit,
+    /// 529 or "overloaded": the provider is out of capacity.
+    Overloaded,
+    /// Any other API error (500, a malformed answer).
+    ApiError,
+    /// The API could not be reached.
+    Network,
+    /// The CLI refused to run (e.g. as root without a sandbox, bad flags).
+    Refused,
+    /// The run went past its time limit.
+    Timeout,
+    /// No output, event or commit for `timeouts.hung`.
+    Hung,
+    /// The agent died (signal, lost session, non-zero exit with no better cause).
+    Crash,
+    /// The run left no commit beyond its start point.
+    NoChange,
+    /// A review, test or security gate failed.
+    Gate,
+    /// The merge into the integration branch conflicted.
+    Conflict,
+    /// Preparing the worktree failed.
+    Setup,
+    /// The run broke a rule (touched shared config, hooks or protected files).
+    Policy,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 14] = [
+        Cause::Auth,
+        Cause::RateLimit,
+        Cause::Overloaded,
+        Cause::ApiError,
+        Cause::Network,
+        Cause::Refused,
+        Cause::Timeout,
+        Cause::Hung,
+        Cause::Crash,
+        Cause::NoChange,
+        Cause::Gate,
+        Cause::Conflict,
+        Cause::Setup,
+        Cause::Policy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Auth => "auth",
+            Cause::RateLimit => "rate_limit",
+            Cause::Overloaded => "overloaded",
+            Cause::ApiError => "api_error",
+            Cause::Network => "network",
+            Cause::Refused => "refused",
+            Cause::Timeout => "timeout",
+            Cause::Hung => "hung",
+            Cause::Crash => "crash",
+            Cause::NoChange => "no_change",
+            Cause::Gate => "gate",
+            Cause::Conflict => "conflict",
+            Cause::Setup => "setup",
+            Cause::Policy => "policy",
+        }
+    }
+
+    /// Not the task's fault: the attempt is not counted, nothing goes into
+    /// a prompt, and the profile's circuit breaker counts it.
+    pub fn is_infrastructure(self) -> bool {
+        matches!(
+            self,
+            Cause::Auth | Cause::RateLimit | Cause::Overloaded | Cause::Network
+        )
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one agent run cost, from the CLI's structured output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub turns: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub input_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub output_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cache_read_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub cache_write_tokens: u64,
+    /// US dollars, as the CLI reported or from the config's price table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+impl Usage {
+    /// Every token the run was billed for.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+    }
+}
+
+/// One attempt's end, kept in the task's history (never in a prompt unless
+/// it is gate or review output, which goes to `feedback`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptNote {
+    pub attempt: u32,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    pub cause: Cause,
+    pub note: String,
+    /// Whether it consumed an attempt (infrastructure failures do not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub counted: bool,
+}
+
+/// What the Refinery merged for a task: the branch tip and the merge commit
+/// on the integration branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merged {
+    pub tip: String,
+    pub commit: String,
+}
+
 /// `features/<feature>/tasks/<id>.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -213,10 +384,33 @@ pub struct Task {
     pub gates: Vec<GateResult>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub feedback: Vec<String>,
+    /// Tokens spent on the task by every agent run so far.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub tokens: u64,
+    /// US dollars spent on the task so far.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub cost_usd: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The cause of the last attempt that ended badly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+    /// Every attempt that ended badly, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<AttemptNote>,
+    /// Unix seconds before which no new attempt starts (backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<i64>,
+    /// Infrastructure failures in a row (for the backoff between them).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub infra_failures: u32,
+    /// What the Refinery merged, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Merged>,
+    /// Cancelled by a person: re-ingest keeps it cancelled until its line
+    /// in tasks.md changes or it is retried.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual_cancel: bool,
     #[serde(default)]
     pub created: String,
     #[serde(default)]
@@ -246,7 +440,14 @@ impl Task {
             gates: Vec::new(),
             feedback: Vec::new(),
             tokens: 0,
+            cost_usd: 0.0,
             reason: None,
+            cause: None,
+            history: Vec::new(),
+            retry_after: None,
+            infra_failures: 0,
+            merged: None,
+            manual_cancel: false,
             created: now.to_owned(),
             updated: now.to_owned(),
         }
@@ -423,6 +624,15 @@ pub struct Agent {
     /// Prompts typed into the pane after the start (`git sprint prompt`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub followups: Vec<String>,
+    /// What the run cost, from the CLI's structured output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Why the run ended badly, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+    /// The CLI's own error line (or the wrapper's reason) for `cause`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn is_zero_u32(n: &u32) -> bool {
@@ -433,6 +643,9 @@ fn is_zero_u64(n: &u64) -> bool {
 }
 fn is_zero_i64(n: &i64) -> bool {
     *n == 0
+}
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
 }
 
 /// A validated name for a feature, task, convoy or agent: it becomes a path

@@ -10,22 +10,22 @@ use serde_json::Value;
 use super::fleet::{agent, Fleet};
 
 /// Fails a post-merge (or test) gate on conflict markers or a file saying BAD.
-const CHECK: &str = r#"#!/bin/sh
+pub(crate) const CHECK: &str = r#"#!/bin/sh
 if grep -rIl -e '^<<<<<<< ' -e '^>>>>>>> ' --exclude-dir=.git . ; then echo "conflict markers"; exit 1; fi
 if grep -rIl '^BAD' --exclude-dir=.git . ; then echo "found BAD"; exit 1; fi
 exit 0
 "#;
 
-struct Sprint {
-    f: Fleet,
+pub(crate) struct Sprint {
+    pub(crate) f: Fleet,
 }
 
 /// One state commit's transitions, oldest first: (task, from, to, reason).
-type Transition = (String, String, String, String);
+pub(crate) type Transition = (String, String, String, String);
 
 impl Sprint {
     /// A repository with `check.sh`, the config and `tasks.md` committed.
-    fn new(config: &str, tasks: &str) -> Sprint {
+    pub(crate) fn new(config: &str, tasks: &str) -> Sprint {
         let f = Fleet::new();
         f.repo.write("check.sh", CHECK);
         f.repo.write(".git-sprint.yaml", config);
@@ -35,7 +35,7 @@ impl Sprint {
         Sprint { f }
     }
 
-    fn start(&self, env: &[(&str, &str)]) {
+    pub(crate) fn start(&self, env: &[(&str, &str)]) {
         let mut cmd = self.f.cmd(super::support::BIN);
         cmd.arg("start");
         for (k, v) in env {
@@ -45,11 +45,11 @@ impl Sprint {
         assert!(out.status.success(), "{}", super::support::stderr(&out));
     }
 
-    fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         serde_json::from_str(&self.f.ok(&["status", "--json"])).unwrap()
     }
 
-    fn tasks(&self) -> HashMap<String, Value> {
+    pub(crate) fn tasks(&self) -> HashMap<String, Value> {
         self.status()["features"][0]["tasks"]
             .as_array()
             .unwrap()
@@ -59,7 +59,7 @@ impl Sprint {
     }
 
     /// Polls the board until `done` holds (the test waits; the product does not poll).
-    fn wait(&self, what: &str, secs: u64, done: impl Fn(&HashMap<String, Value>) -> bool) {
+    pub(crate) fn wait(&self, what: &str, secs: u64, done: impl Fn(&HashMap<String, Value>) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let tasks = self.tasks();
@@ -81,7 +81,7 @@ impl Sprint {
         }
     }
 
-    fn wait_done(&self, secs: u64) {
+    pub(crate) fn wait_done(&self, secs: u64) {
         self.wait("every task done", secs, |t| {
             t.values().all(|t| t["status"] == "done")
         });
@@ -93,7 +93,7 @@ impl Sprint {
         }
     }
 
-    fn transitions(&self) -> Vec<Transition> {
+    pub(crate) fn transitions(&self) -> Vec<Transition> {
         let log = self
             .f
             .repo
@@ -124,7 +124,7 @@ impl Sprint {
     }
 
     /// Merge commits on the integration branch, per task.
-    fn merges(&self) -> HashMap<String, usize> {
+    pub(crate) fn merges(&self) -> HashMap<String, usize> {
         let mut n = HashMap::new();
         for subject in self
             .f
@@ -141,7 +141,7 @@ impl Sprint {
     }
 
     /// Runs check.sh on every commit the integration branch ever pointed at.
-    fn check_every_integration_commit(&self) {
+    pub(crate) fn check_every_integration_commit(&self) {
         let tips = self
             .f
             .repo
@@ -177,7 +177,7 @@ impl Sprint {
     }
 }
 
-fn config(agent_command: &str, extra: &str) -> String {
+pub(crate) fn config(agent_command: &str, extra: &str) -> String {
     format!(
         r#"agents:
   scripted:
@@ -201,7 +201,7 @@ gates:
     )
 }
 
-fn scripted() -> String {
+pub(crate) fn scripted() -> String {
     format!("exec '{}'", agent())
 }
 
