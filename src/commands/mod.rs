@@ -38,6 +38,7 @@ pub mod spawn;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod sync;
 pub mod uninstall;
 
 /// What a command failed with, rendered once by `main`.

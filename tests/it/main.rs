@@ -1,6 +1,7 @@
 //! One integration-test binary, so linking happens once; a module per area.
 
 mod attempts;
+mod base;
 mod cli;
 mod demo;
 mod fleet;
