@@ -22,6 +22,10 @@ struct StatusJson<'a> {
     tip: Option<String>,
     /// Working-tree tasks.md files that do not parse.
     drafts: Vec<crate::ingest::Draft>,
+    /// Set when the working tree's `.git-sprint.yaml` is not the committed
+    /// one the sprint uses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_notice: Option<String>,
     #[serde(flatten)]
     snapshot: &'a Snapshot,
 }
@@ -35,17 +39,28 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .workdir()
         .map(crate::ingest::check_drafts)
         .unwrap_or_default();
+    let config_notice = store.repo().workdir().and_then(|top| {
+        let root = crate::worker::worktree::Git::new(top)
+            .main_worktree()
+            .ok()
+            .flatten()?;
+        crate::config::uncommitted_notice(store.repo(), &root)
+    });
     if args.json {
         return write_json(
             ctx.out,
             &StatusJson {
                 tip: tip.map(|t| t.to_string()),
                 drafts,
+                config_notice,
                 snapshot: &snapshot,
             },
         );
     }
     let out = &mut *ctx.out;
+    if let Some(notice) = &config_notice {
+        writeln!(out, "note: {notice}")?;
+    }
     let Some(tip) = tip else {
         writeln!(out, "No sprint state yet: refs/ai-sprint does not exist.")?;
         writeln!(out, "hint: run 'git sprint init', then commit a specs/<feature>/tasks.md or 'git sprint add' a task")?;
