@@ -571,7 +571,7 @@ pub fn write_example(root: &Path) -> Result<Option<PathBuf>, ConfigError> {
 pub fn load(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigError> {
     let repo = gix::open(git_dir).map_err(|e| ConfigError::Git {
         what: format!("the repository at {}", git_dir.display()),
-        source: Box::new(e.into()),
+        source: Box::new(e),
     })?;
     load_from(&repo, Some(root))
 }
@@ -724,13 +724,10 @@ fn committed_file(
     };
     let tree = repo
         .find_commit(commit)
-        .map_err(|e| git(e.into()))?
+        .map_err(&git)?
         .tree()
-        .map_err(|e| git(e.into()))?;
-    let Some(entry) = tree
-        .lookup_entry_by_path(FILE_NAME)
-        .map_err(|e| git(e.into()))?
-    else {
+        .map_err(&git)?;
+    let Some(entry) = tree.lookup_entry_by_path(FILE_NAME).map_err(&git)? else {
         return Ok(None);
     };
     if !entry.mode().is_blob() {
@@ -745,7 +742,7 @@ fn committed_file(
             problem: format!("is {what}"),
         });
     }
-    let blob = entry.object().map_err(|e| git(e.into()))?;
+    let blob = entry.object().map_err(&git)?;
     Ok(Some(blob.detach().data))
 }
 
