@@ -98,9 +98,7 @@ impl CommandError {
         match self {
             CommandError::State(e) => e.hint(),
             CommandError::Usage { hint, .. } | CommandError::Failed { hint, .. } => hint.clone(),
-            CommandError::Hook(_) => {
-                Some("check the permissions of the repository's hooks directory".into())
-            }
+            CommandError::Hook(e) => e.hint(),
             CommandError::Ingest(e) => e.hint(),
             CommandError::Spec(_) => Some("fix the file; nothing was changed".into()),
             CommandError::Output(_) => None,

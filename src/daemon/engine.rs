@@ -366,19 +366,27 @@ impl Engine {
         } else {
             git.add_worktree(&path, &branch, integration)?;
         }
-        if let Err(e) = crate::worker::worktree::setup(
+        let setup = crate::worker::worktree::setup(
             &self.root,
             &path,
             &self.config.setup.copy,
             &self.config.setup.commands,
-        ) {
-            // A worktree whose setup failed is never used: the next attempt
-            // makes it anew (the branch keeps every commit).
-            let _ = git.remove_worktree(&path, true);
-            let _ = std::fs::remove_dir_all(&path);
-            return Err(e.into());
+        );
+        match setup {
+            Ok(report) => {
+                for (file, why) in &report.skipped {
+                    tracing::warn!(worktree = %path.display(), file = %file.display(), "setup file not copied: {why}");
+                }
+                Ok(path)
+            }
+            Err(e) => {
+                // No half-made worktree: the next attempt makes it again and
+                // runs setup again; the branch keeps any commits.
+                let _ = git.remove_worktree(&path, true);
+                let _ = std::fs::remove_dir_all(&path);
+                Err(e.into())
+            }
         }
-        Ok(path)
     }
 
     fn prompt_vars(

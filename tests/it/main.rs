@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod fleet;
 mod ingest;
+mod safety;
 mod sprint;
 mod state;
 mod support;
