@@ -46,19 +46,7 @@ impl Engine {
         wake: UnboundedSender<Wake>,
     ) -> Result<Self, crate::fleet::FleetError> {
         let root = fleet.main_worktree()?;
-        let mut config = config;
-        // `timeouts.gate` bounds every gate that names no timeout of its own.
-        let default = config.timeouts.gate.to_string();
-        let gates = &mut config.gates;
-        for g in gates
-            .review
-            .iter_mut()
-            .chain(gates.test.iter_mut())
-            .chain(gates.security.iter_mut())
-            .chain(gates.post_merge.iter_mut())
-        {
-            g.timeout.get_or_insert_with(|| default.clone());
-        }
+        let config = with_gate_timeouts(config);
         Ok(Engine {
             fleet,
             config,
@@ -67,6 +55,12 @@ impl Engine {
             busy: Arc::default(),
             wake,
         })
+    }
+
+    /// Runs with `config` from now on (the base branch's committed file or
+    /// a `git config sprint.*` override changed while running).
+    pub fn set_config(&mut self, config: Config) {
+        self.config = with_gate_timeouts(config);
     }
 
     /// A sender for wake-ups into the orchestrator's loop.
@@ -822,6 +816,22 @@ impl Engine {
             .ok()??;
         r.peel_to_id().ok().map(|id| id.to_string())
     }
+}
+
+/// `timeouts.gate` bounds every gate that names no timeout of its own.
+fn with_gate_timeouts(mut config: Config) -> Config {
+    let default = config.timeouts.gate.to_string();
+    let gates = &mut config.gates;
+    for g in gates
+        .review
+        .iter_mut()
+        .chain(gates.test.iter_mut())
+        .chain(gates.security.iter_mut())
+        .chain(gates.post_merge.iter_mut())
+    {
+        g.timeout.get_or_insert_with(|| default.clone());
+    }
+    config
 }
 
 fn task_ref(feature: &str, task: &str) -> TaskRef {
