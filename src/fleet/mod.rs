@@ -15,6 +15,7 @@
 
 pub mod run;
 pub mod sys;
+pub mod terminal_text;
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
