@@ -83,7 +83,7 @@ type Result<T> = std::result::Result<T, WorktreeError>;
 
 /// Environment variables that would redirect git away from the directory we
 /// name with `-C`: git exports some of them to hooks, and a hook may call us.
-const REDIRECTING_VARS: &[&str] = &[
+pub(crate) const REDIRECTING_VARS: &[&str] = &[
     "GIT_DIR",
     "GIT_WORK_TREE",
     "GIT_INDEX_FILE",
