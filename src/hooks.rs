@@ -12,10 +12,16 @@ use std::process::Command;
 
 /// The hooks git-sprint installs. `post-commit` and `post-merge` see every
 /// commit that can change a tasks.md or a worker's branch; DESIGN.md explains
-/// why not `reference-transaction`.
-pub const HOOKS: [(&str, &str); 2] = [
+/// why not `reference-transaction`. `prepare-commit-msg` adds the
+/// `Sprint-Agent:` trailer to an agent's commits (`--no-verify` skips
+/// `commit-msg`, not this one).
+pub const HOOKS: [(&str, &str); 3] = [
     ("post-commit", include_str!("../hooks/post-commit")),
     ("post-merge", include_str!("../hooks/post-merge")),
+    (
+        "prepare-commit-msg",
+        include_str!("../hooks/prepare-commit-msg"),
+    ),
 ];
 
 const MARKER: &str = "# BEGIN git-sprint";
@@ -199,7 +205,8 @@ mod tests {
             first,
             vec![
                 ("post-commit", Installed::Chained),
-                ("post-merge", Installed::New)
+                ("post-merge", Installed::New),
+                ("prepare-commit-msg", Installed::New)
             ]
         );
         let again = install(dir.path(), bin).unwrap();
@@ -213,7 +220,8 @@ mod tests {
             removed,
             vec![
                 ("post-commit", Removed::Restored),
-                ("post-merge", Removed::Removed)
+                ("post-merge", Removed::Removed),
+                ("prepare-commit-msg", Removed::Removed)
             ]
         );
         assert_eq!(
@@ -225,7 +233,8 @@ mod tests {
             uninstall(dir.path()).unwrap(),
             vec![
                 ("post-commit", Removed::NotInstalled),
-                ("post-merge", Removed::NotInstalled)
+                ("post-merge", Removed::NotInstalled),
+                ("prepare-commit-msg", Removed::NotInstalled)
             ]
         );
     }

@@ -8,8 +8,9 @@ use crate::state::{Actor, SprintMeta, Transition};
 /// Set up git-sprint in this repository: the state ref and the git hooks
 ///
 /// Creates refs/ai-sprint if it is missing, writes a commented
-/// .git-sprint.yaml if there is none, and installs the post-commit and
-/// post-merge hooks (any hook already there is kept and still runs). The
+/// .git-sprint.yaml if there is none, and installs the post-commit,
+/// post-merge and prepare-commit-msg hooks (any hook already there is kept
+/// and still runs; run init again to add a hook a newer version brings). The
 /// state is shared by every worktree of the repository; nothing in your
 /// branches or working tree changes. Running it again changes nothing.
 #[derive(Debug, clap::Args)]

@@ -475,6 +475,7 @@ impl Engine {
             wip_commit: None,
             runner_pid: None,
             base_commit: None,
+            end_commit: None,
             launch: Some(profile.clone()),
             model: None,
             paths: t.paths.clone(),
@@ -539,9 +540,10 @@ impl Engine {
                 // If the wrapper died too (kill -9), save the work here.
                 let wt = crate::worker::worktree::Git::new(&a.worktree);
                 if Path::new(&a.worktree).exists() && wt.is_dirty().unwrap_or(false) {
-                    let _ = wt.commit_wip(
+                    let _ = self.fleet.save_wip(
+                        Path::new(&a.worktree),
+                        id,
                         &format!("WIP: {feature}/{task} ({reason})"),
-                        &crate::fleet::worker_identity(id),
                     );
                 }
             }
@@ -641,6 +643,10 @@ impl Engine {
         let Some(f) = closed.value else {
             return Ok(());
         };
+        // The agents' logs were kept for their failures; the work is merged.
+        if let Err(e) = self.fleet.remove_feature_logs(feature) {
+            tracing::warn!(feature, error = %e, "removing the agents' logs failed");
+        }
         let integration = self.integration(snapshot, feature);
         // Their work is in the integration branch; a branch with anything
         // more is kept.

@@ -3,6 +3,7 @@
 mod cli;
 mod demo;
 mod fleet;
+mod hygiene;
 mod ingest;
 mod sprint;
 mod state;
