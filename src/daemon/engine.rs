@@ -695,6 +695,7 @@ impl Engine {
             wip_commit: None,
             runner_pid: None,
             base_commit: None,
+            end_commit: None,
             launch: Some(profile.clone()),
             model: None,
             paths: t.paths.clone(),
@@ -756,9 +757,10 @@ impl Engine {
         }
         let wt = crate::worker::worktree::Git::new(&a.worktree);
         if Path::new(&a.worktree).exists() && wt.is_dirty().unwrap_or(false) {
-            let _ = wt.commit_wip(
+            let _ = self.fleet.save_wip(
+                Path::new(&a.worktree),
+                &a.id,
                 &format!("WIP: {} ({reason})", a.id),
-                &crate::fleet::worker_identity(&a.id),
             );
         }
     }
@@ -808,13 +810,7 @@ impl Engine {
 
     /// The commit `branch` points at, read in-process.
     fn branch_tip(&self, branch: &str) -> Option<String> {
-        let mut r = self
-            .fleet
-            .store
-            .repo()
-            .try_find_reference(format!("refs/heads/{branch}").as_str())
-            .ok()??;
-        r.peel_to_id().ok().map(|id| id.to_string())
+        self.fleet.branch_tip(branch).map(|id| id.to_string())
     }
 }
 
@@ -896,6 +892,10 @@ impl Engine {
         let Some(f) = closed.value else {
             return Ok(());
         };
+        // The agents' logs were kept for their failures; the work is merged.
+        if let Err(e) = self.fleet.remove_feature_logs(feature) {
+            tracing::warn!(feature, error = %e, "removing the agents' logs failed");
+        }
         let integration = self.integration(snapshot, feature);
         // Their work is in the integration branch; a branch with anything
         // more is kept.

@@ -73,7 +73,7 @@ pub fn run_until(
     exe: PathBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let fleet = crate::fleet::Fleet::open(cwd)?;
+    let mut fleet = crate::fleet::Fleet::open(cwd)?;
     let _lock = lock::acquire(&fleet.common_dir)?;
     let root = fleet.main_worktree()?;
     let loaded = crate::config::load_from(fleet.store.repo(), Some(&root))?;
@@ -82,6 +82,9 @@ pub fn run_until(
         tracing::warn!("{notice}");
     }
     let config = loaded.config;
+    // Agents get the environment of the last `start` (or `resume`), not ours.
+    fleet.env_from = crate::fleet::EnvFrom::SprintStart;
+    fleet.identity = config.identity.clone();
     let common = fleet.common_dir.clone();
     record_settings(&fleet.store, &config)?;
     tracing::info!(pid = std::process::id(), "orchestrator started");
