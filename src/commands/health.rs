@@ -42,6 +42,8 @@ struct AgentHealth {
 struct Health {
     orchestrator: Option<u32>,
     healthy: bool,
+    /// How agents are confined: `landlock ABI 7`, `off`, `unavailable: …`.
+    sandbox: String,
     agents: Vec<AgentHealth>,
 }
 
@@ -118,9 +120,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .count();
     let healthy = agents.iter().all(|a| a.healthy)
         && (orchestrator.is_some() || (agents.is_empty() && in_flight == 0));
+    let (sandbox, unconfined) = crate::fleet::contain::sandbox_status(&fleet);
     let report = Health {
         orchestrator,
         healthy,
+        sandbox,
         agents,
     };
     if args.json {
@@ -134,6 +138,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 if in_flight == 1 { "" } else { "s" }
             )?,
             None => writeln!(ctx.out, "orchestrator: not running")?,
+        }
+        if let Some(line) = unconfined {
+            writeln!(ctx.out, "{line}")?;
         }
         if report.agents.is_empty() {
             writeln!(ctx.out, "no agents running")?;

@@ -45,6 +45,11 @@ impl Sprint {
         assert!(out.status.success(), "{}", super::support::stderr(&out));
     }
 
+    /// Makes `$HOME/once/`, where agents under [`ONCE`] may keep markers.
+    pub(crate) fn once_dir(&self) {
+        std::fs::create_dir_all(self.f.repo.home().join("once")).unwrap();
+    }
+
     pub(crate) fn status(&self) -> Value {
         serde_json::from_str(&self.f.ok(&["status", "--json"])).unwrap()
     }
@@ -59,7 +64,12 @@ impl Sprint {
     }
 
     /// Polls the board until `done` holds (the test waits; the product does not poll).
-    pub(crate) fn wait(&self, what: &str, secs: u64, done: impl Fn(&HashMap<String, Value>) -> bool) {
+    pub(crate) fn wait(
+        &self,
+        what: &str,
+        secs: u64,
+        done: impl Fn(&HashMap<String, Value>) -> bool,
+    ) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let tasks = self.tasks();
@@ -176,6 +186,10 @@ impl Sprint {
         }
     }
 }
+
+/// Config for agents that remember across attempts in `$HOME/once/`: the
+/// sandbox lets them write only there (see [`Sprint::once_dir`]).
+const ONCE: &str = "sandbox: { writable: [~/once] }\n";
 
 pub(crate) fn config(agent_command: &str, extra: &str) -> String {
     format!(
@@ -327,14 +341,15 @@ fn a_review_gate_that_fails_once_is_fed_back_into_the_next_prompt() {
 #[test]
 fn a_hung_agent_loses_its_lease_and_the_task_is_retried_with_its_work_kept() {
     let once = format!(
-        "m=\"$(git rev-parse --git-common-dir)/hung-once\"; if [ ! -e \"$m\" ]; then touch \"$m\"; SCRIPTED_AGENT_MODE=hang {}; fi; {}",
+        "m=\"$HOME/once/hung\"; if [ ! -e \"$m\" ]; then touch \"$m\"; SCRIPTED_AGENT_MODE=hang {}; fi; {}",
         scripted(),
         scripted()
     );
     let s = Sprint::new(
-        &config(&once, "timeouts: { lease: 2s }\n"),
+        &config(&once, &format!("timeouts: {{ lease: 2s }}\n{ONCE}")),
         "- [ ] T001 Write src/a.txt\n",
     );
+    s.once_dir();
     s.start(&[]);
     s.wait_done(60);
     let trail = s.transitions();
@@ -472,7 +487,7 @@ grep -q "$SPRINT_TASK" shared.txt 2>/dev/null || {{ echo "$SPRINT_TASK" >> share
 #[test]
 fn a_failing_post_merge_gate_keeps_the_integration_branch_where_it_was() {
     let once = format!(
-        r#"m="$(git rev-parse --git-common-dir)/bad-once"
+        r#"m="$HOME/once/bad"
 case "$SPRINT_WORKER" in *.dev.*)
   if [ ! -e "$m" ]; then touch "$m"; echo BAD > bad.txt; git add bad.txt; git commit -q -m "bad"
   elif [ -e bad.txt ]; then git rm -q bad.txt; git commit -q -m "fix"; fi
@@ -481,11 +496,12 @@ esac
         scripted()
     );
     // Only the post-merge gate looks for BAD: review and test gates pass.
-    let cfg = config(&once, "").replace(
+    let cfg = config(&once, ONCE).replace(
         "  test:\n    - name: check\n      run: sh check.sh\n",
         "  test: []\n",
     );
     let s = Sprint::new(&cfg, "- [ ] T001 One in a.txt\n");
+    s.once_dir();
     let before = s.f.repo.git(["rev-parse", "HEAD"]);
     s.start(&[]);
     s.wait_done(60);
