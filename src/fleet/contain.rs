@@ -124,9 +124,12 @@ impl Containment {
     ) -> Vec<String> {
         // Fleet workers have no task to name files: a person started them
         // for whatever they asked, and nothing merges their branch unasked.
-        let (Some(_), Some(base)) = (&agent.task, &agent.base_commit) else {
+        if agent.task.is_none() {
             return Vec::new();
-        };
+        }
+        // The commit it started from, else what it branched from (sprint
+        // workers: the integration branch, compared from the merge base).
+        let base = agent.base_commit.as_deref().unwrap_or(&agent.base);
         let git = fleet.git.at(worktree);
         match guard::config_changes(&git, base, "HEAD", &agent.paths) {
             Ok(files) => files
