@@ -85,9 +85,14 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .map(|t| now - t as i64);
         let since_heartbeat = claim.as_ref().map(|c| now - (c.expires - c.ttl as i64));
         let lease_expires_in = claim.as_ref().map(|c| c.expires - now);
+        // An agent that has ended while its wrapper still cleans up, saves
+        // its work and records the end is finishing, not lost.
+        let finishing = a
+            .runner_pid
+            .is_some_and(|p| crate::fleet::is_runner_of(p, &a.id));
         let problem = if !session_alive {
             Some("tmux session gone".to_owned())
-        } else if a.pid.is_some() && !pid_alive {
+        } else if a.pid.is_some() && !pid_alive && !finishing {
             Some("agent process gone".to_owned())
         } else if lease_expires_in.is_some_and(|s| s < 0)
             && since_output.is_none_or(|s| s > -lease_expires_in.unwrap_or(0))

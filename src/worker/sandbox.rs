@@ -272,7 +272,7 @@ impl Plan {
                 for rel in *paths {
                     let path = home.join(rel.trim_end_matches('/'));
                     let is_dir = rel.ends_with('/');
-                    if is_dir && !path.exists() && (cli.is_empty() || *cli == program) {
+                    if is_dir && !path.exists() && *cli == program {
                         make_dir(&path)?;
                     }
                     if path.exists() {

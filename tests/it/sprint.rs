@@ -604,8 +604,13 @@ fn a_finished_convoy_gets_its_docs_from_a_librarian_merged_like_a_task() {
         .find(|a| a["id"] == "f.docs-US1.docs.1")
         .expect("a librarian for US1");
     let prompt = librarian["prompt"].as_str().unwrap();
+    // The diffstat pads names to the longest one, which depends on whether
+    // the other convoy's docs were merged first.
     assert!(
-        prompt.contains("- T001: One in a.txt") && prompt.contains("a.txt | "),
+        prompt.contains("- T001: One in a.txt")
+            && prompt
+                .lines()
+                .any(|l| l.trim_start().starts_with("a.txt ") && l.contains(" | ")),
         "{prompt}"
     );
     let guide = s.f.repo.git(["show", "sprint/f/integration:docs/guide.md"]);
