@@ -244,7 +244,8 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
                 Some(c) => format!("{to}; uncommitted work saved as {c}"),
                 None => to.clone(),
             }),
-            policy: None,
+            // A broken rule is a policy decision of the audit trail.
+            policy: end.policy.clone(),
         });
         Ok(Some(a))
     })?;

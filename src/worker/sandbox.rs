@@ -141,7 +141,7 @@ impl Support {
         let after = "the shared .git/config and hooks are still checked after every run";
         match (enabled, self) {
             (false, _) => Some(format!(
-                "sandbox: off (`sandbox: off` in the configuration): agents run unconfined; {after}"
+                "sandbox: off (so configured): agents run unconfined; {after}"
             )),
             (true, Support::Missing { reason }) => Some(format!(
                 "sandbox: unavailable, {reason}: agents run unconfined; {after}"

@@ -148,6 +148,7 @@ fn the_sandbox_refuses_writes_to_the_shared_config_and_hooks_and_the_sprint_goes
         return;
     }
     let git_dir = s.f.repo.path().join(".git");
+    s.f.ok(&["init"]);
     let config_before = read(&git_dir.join("config"));
     s.start(&[]);
     s.wait_done(60);
@@ -179,10 +180,19 @@ fn without_the_sandbox_a_planted_fsmonitor_and_hook_are_reverted_and_the_run_is_
         "- [ ] T001 Write src/a.txt\n",
     );
     let git_dir = s.f.repo.path().join(".git");
-    s.start(&[]);
+    // init installs the hooks; what they are before any agent runs:
+    s.f.ok(&["init"]);
     let config_before = read(&git_dir.join("config"));
     let hook_before = read(&git_dir.join("hooks/post-commit"));
     assert!(hook_before.contains("git-sprint"), "{hook_before}");
+    let out = s.f.run(&["start"]);
+    assert!(out.status.success(), "{}", super::support::stderr(&out));
+    let said = super::support::stdout(&out);
+    let lines: Vec<&str> = said.lines().filter(|l| l.contains("sandbox")).collect();
+    assert_eq!(lines.len(), 1, "one line: {said}");
+    assert!(lines[0].starts_with("sandbox: off"), "{said}");
+    let health = super::support::stdout(&s.f.run(&["health"]));
+    assert!(health.contains("sandbox: off"), "{health}");
     let dev = ended(&s, "f.T001.dev.1");
 
     assert_eq!(dev["cause"], "policy", "{dev:#}");
@@ -198,6 +208,12 @@ fn without_the_sandbox_a_planted_fsmonitor_and_hook_are_reverted_and_the_run_is_
     assert_eq!(read(&git_dir.join("config")), config_before);
     assert!(!read(&git_dir.join("config")).contains("fsmonitor"));
     assert_eq!(read(&git_dir.join("hooks/post-commit")), hook_before);
+    // The audit trail says which rule the run broke.
+    let trail = s.f.repo.git(["log", "--format=%B", "refs/ai-sprint"]);
+    assert!(
+        trail.contains("Sprint-Policy: the agent's run left"),
+        "{trail}"
+    );
     // The user's next git status runs nothing the agent planted.
     s.f.repo.git(["status"]);
     assert!(!s.f.repo.path().join("pwned").exists());
