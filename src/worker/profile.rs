@@ -351,7 +351,9 @@ impl Launch {
     ) -> Result<Child> {
         let mut cmd = self.command(cwd);
         if let Some(sandbox) = sandbox {
-            cmd.envs(sandbox.env());
+            // The profile's own settings win.
+            let own = |k: &String| self.env.iter().any(|(key, _)| key == k);
+            cmd.envs(sandbox.env().into_iter().filter(|(k, _)| !own(k)));
             sandbox.confine(&mut cmd);
         }
         let mut child = cmd.spawn().map_err(|source| ProfileError::Spawn {

@@ -348,13 +348,18 @@ impl Sandbox {
         Ok(fd.map(|ruleset| Sandbox { ruleset, abi, plan }))
     }
 
-    /// The variables the confined agent needs (`TMPDIR` when private).
+    /// The variables the confined agent gets: `TMPDIR` when it is private,
+    /// and `IS_SANDBOX=1`, with which Claude Code accepts skipped permissions
+    /// as root (anthropics/claude-code#3490) — true here, and only here.
     pub fn env(&self) -> Vec<(String, OsString)> {
-        self.plan
-            .tmpdir
-            .iter()
-            .map(|t| ("TMPDIR".to_owned(), t.clone().into_os_string()))
-            .collect()
+        let mut env = vec![("IS_SANDBOX".to_owned(), OsString::from("1"))];
+        env.extend(
+            self.plan
+                .tmpdir
+                .iter()
+                .map(|t| ("TMPDIR".to_owned(), t.clone().into_os_string())),
+        );
+        env
     }
 
     /// One line for the agent's log.
