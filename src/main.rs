@@ -49,6 +49,7 @@ enum Command {
     Release(commands::release::Args),
     Done(commands::done::Args),
     Retry(commands::retry::Args),
+    Sync(commands::sync::Args),
     Cancel(commands::cancel::Args),
     Pause(commands::pause::Args),
     /// Start scheduling new work again after a pause
@@ -111,6 +112,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Plan(a) => commands::plan::run(ctx, a),
         Command::Done(a) => commands::done::run(ctx, a),
         Command::Retry(a) => commands::retry::run(ctx, a),
+        Command::Sync(a) => commands::sync::run(ctx, a),
         Command::Cancel(a) => commands::cancel::run(ctx, a),
         Command::Pause(a) => commands::pause::run(ctx, a, true),
         Command::Resume(a) => commands::pause::run(ctx, a, false),

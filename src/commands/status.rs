@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{short, write_json, Ctx, Result};
 use crate::clock;
+use crate::stages::budget::{spend, Spend};
 use crate::state::{natural_key, ConvoyStatus, FeatureState, Snapshot, TaskStatus};
 
 /// Show features, convoys, tasks per status and live claims
@@ -20,8 +21,17 @@ pub struct Args {
 #[derive(Serialize)]
 struct StatusJson<'a> {
     tip: Option<String>,
+    /// US dollars spent, in total and per feature.
+    spend: Spend,
+    /// What needs a person (open breakers, budgets reached, failed, blocked
+    /// and stalled work).
+    trouble: Vec<crate::stages::trouble::Trouble>,
     /// Working-tree tasks.md files that do not parse.
     drafts: Vec<crate::ingest::Draft>,
+    /// Set when the working tree's `.git-sprint.yaml` is not the committed
+    /// one the sprint uses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_notice: Option<String>,
     #[serde(flatten)]
     snapshot: &'a Snapshot,
 }
@@ -35,17 +45,32 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .workdir()
         .map(crate::ingest::check_drafts)
         .unwrap_or_default();
+    let config_notice = store.repo().workdir().and_then(|top| {
+        let root = crate::worker::worktree::Git::new(top)
+            .main_worktree()
+            .ok()
+            .flatten()?;
+        crate::config::uncommitted_notice(store.repo(), &root)
+    });
+    let spent = spend(&snapshot);
+    let trouble = crate::stages::trouble::list(&snapshot);
     if args.json {
         return write_json(
             ctx.out,
             &StatusJson {
                 tip: tip.map(|t| t.to_string()),
+                spend: spent,
+                trouble,
                 drafts,
+                config_notice,
                 snapshot: &snapshot,
             },
         );
     }
     let out = &mut *ctx.out;
+    if let Some(notice) = &config_notice {
+        writeln!(out, "note: {notice}")?;
+    }
     let Some(tip) = tip else {
         writeln!(out, "No sprint state yet: refs/ai-sprint does not exist.")?;
         writeln!(out, "hint: run 'git sprint init', then commit a specs/<feature>/tasks.md or 'git sprint add' a task")?;
@@ -53,18 +78,23 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     };
     writeln!(
         out,
-        "refs/ai-sprint at {}: {} feature{}, {} agent{}{}",
+        "refs/ai-sprint at {}: {} feature{}, {} agent{}, ${:.2} spent{}",
         short(&tip),
         snapshot.features.len(),
         plural(snapshot.features.len()),
         snapshot.agents.len(),
         plural(snapshot.agents.len()),
+        spent.total_usd,
         if snapshot.meta.as_ref().is_some_and(|m| m.paused) {
             " (paused)"
         } else {
             ""
         }
     )?;
+    for t in &trouble {
+        writeln!(out, "{}: {}: {}", t.kind, t.subject, t.message)?;
+        writeln!(out, "  -> {}", t.hint)?;
+    }
     let now = clock::now();
     for fs in &snapshot.features {
         writeln!(out)?;
@@ -72,7 +102,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .repo()
             .workdir()
             .map(crate::worker::worktree::Git::new);
-        feature(out, fs, now, git.as_ref())?;
+        let usd = spent.features.get(&fs.feature.name).copied().unwrap_or(0.0);
+        feature(out, fs, now, git.as_ref(), usd)?;
     }
     show_drafts(out, &drafts)
 }
@@ -98,6 +129,7 @@ fn feature(
     fs: &FeatureState,
     now: i64,
     git: Option<&crate::worker::worktree::Git>,
+    usd: f64,
 ) -> Result {
     let f = &fs.feature;
     let done = fs
@@ -107,9 +139,13 @@ fn feature(
         .count();
     writeln!(
         out,
-        "{}  {}  {}/{} tasks done",
+        "{}  {}  {}/{} tasks done  ${usd:.2} spent",
         f.name,
-        f.status,
+        if crate::stages::stalled(fs) {
+            "stalled".to_owned()
+        } else {
+            f.status.to_string()
+        },
         done,
         fs.tasks.len()
     )?;

@@ -346,7 +346,10 @@ fn a_hung_agent_loses_its_lease_and_the_task_is_retried_with_its_work_kept() {
         scripted()
     );
     let s = Sprint::new(
-        &config(&once, &format!("timeouts: {{ lease: 2s }}\n{ONCE}")),
+        &config(
+            &once,
+            &format!("timeouts: {{ lease: 2s, hung: 2s }}\npolicy: {{ retry_backoff: 1s }}\n{ONCE}"),
+        ),
         "- [ ] T001 Write src/a.txt\n",
     );
     s.once_dir();
@@ -667,6 +670,20 @@ fn stop_all_keeps_the_work_health_notices_and_start_carries_on() {
     s.wait("both developers running", 30, |t| {
         t.values().all(|t| t["status"] == "in_progress")
     });
+    // Claimed is not yet started: wait for both wrappers to record `running`.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.status()["agents"]
+        .as_array()
+        .map(|a| a.iter().filter(|a| a["state"] == "running").count())
+        != Some(2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "both agents never ran: {}",
+            s.f.ok(&["list"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let healthy = s.f.run(&["health"]);
     assert!(
         healthy.status.success(),
