@@ -348,7 +348,9 @@ fn a_hung_agent_loses_its_lease_and_the_task_is_retried_with_its_work_kept() {
     let s = Sprint::new(
         &config(
             &once,
-            &format!("timeouts: {{ lease: 2s, hung: 2s }}\npolicy: {{ retry_backoff: 1s }}\n{ONCE}"),
+            &format!(
+                "timeouts: {{ lease: 2s, hung: 2s }}\npolicy: {{ retry_backoff: 1s }}\n{ONCE}"
+            ),
         ),
         "- [ ] T001 Write src/a.txt\n",
     );
