@@ -9,8 +9,9 @@ use crate::state::{Actor, SprintMeta, Transition};
 ///
 /// Creates refs/ai-sprint if it is missing, writes a commented
 /// .git-sprint.yaml if there is none, and installs the post-commit,
-/// post-merge, post-applypatch and post-rewrite hooks (any hook already
-/// there is kept and still runs). A core.hooksPath outside this repository
+/// post-merge, post-applypatch, post-rewrite and prepare-commit-msg hooks
+/// (any hook already there is kept and still runs; run init again to add a
+/// hook a newer version brings). A core.hooksPath outside this repository
 /// is refused unless --shared-hooks is given. The state is shared by every
 /// worktree of the repository; nothing in your branches or working tree
 /// changes. Running it again changes nothing.

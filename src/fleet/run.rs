@@ -9,6 +9,11 @@
 //! SIGTERM and SIGINT are passed to the agent and do not stop the wrapper
 //! before the work is saved and the end recorded.
 //!
+//! Around the run (`contain.rs`), the agent is confined by the sandbox, and
+//! when it ends, whatever its tree left running is killed and any shared file
+//! it changed is put back before git runs in its worktree again; a broken rule
+//! makes the run's cause `policy`.
+//!
 //! Recording the end is an operation on the record as it is then: when the
 //! record is gone (`kill` removed it), nothing is written.
 
@@ -16,7 +21,7 @@ use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 
 use super::contain::Containment;
-use super::{sys, worker_identity, Fleet, FleetError, Result};
+use super::{sys, Fleet, FleetError, Result};
 use crate::clock;
 use crate::state::{Actor, Agent, AgentState, Cause, Transition};
 use crate::worker::profile::{AgentProfile, RenderInput};
@@ -98,6 +103,8 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             source,
         })?;
     let _ = writeln!(log, "git-sprint: {id}: starting {}", launch.program());
+    // Where the agent's work begins, for `list` (the engine's records have none).
+    let start_tip = fleet.branch_tip(&agent.branch).map(|t| t.to_string());
     let started = Containment::prepare(fleet, &agent, &worktree, &launch.program(), log).and_then(
         |contained| {
             let child = launch
@@ -140,6 +147,9 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
         a.pid = Some(pid);
         a.runner_pid = Some(me);
         a.heartbeat = clock::now();
+        if a.base_commit.is_none() {
+            a.base_commit = start_tip.clone();
+        }
         txn.put_agent(&a)?;
         txn.subject(format!("{id}: {from} -> running"));
         txn.record(Transition {
@@ -163,9 +173,9 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     // would run here, outside the sandbox.
     let mut breaches = contained.after_exit(id, &mark, log);
     let wip_commit = fleet
-        .git
-        .at(&worktree)
-        .commit_wip(
+        .save_wip(
+            &worktree,
+            id,
             &format!(
                 "WIP: {id}: uncommitted work when the agent ended ({})\n\nSaved by git-sprint so that no work is lost.",
                 match signal {
@@ -173,7 +183,6 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
                     None => format!("exit {exit_status}"),
                 }
             ),
-            &worker_identity(id),
         )
         .map_err(FleetError::from);
     let wip_commit = match wip_commit {
@@ -225,6 +234,9 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
         };
         a.ended = Some(now);
         a.exit_status = Some(end.exit_status);
+        if let Some(tip) = fleet.branch_tip(&a.branch) {
+            a.end_commit = Some(tip.to_string());
+        }
         a.signal = end.signal;
         if end.wip_commit.is_some() {
             a.wip_commit = end.wip_commit.clone();

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use super::*;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/tasks-md/");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/tasks-md/");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/specs/");
 
 const CORPUS_FILES: &[&str] = &[

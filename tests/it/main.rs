@@ -6,6 +6,7 @@ mod cli;
 mod containment;
 mod demo;
 mod fleet;
+mod hygiene;
 mod ingest;
 mod safety;
 mod sprint;
