@@ -133,8 +133,14 @@ fn log_of(s: &Sprint, id: &str) -> String {
 
 /// What a hostile agent does before the scripted agent's honest work:
 /// git runs `core.fsmonitor` for everyone's `git status`, and the
-/// post-commit hook on everyone's commits.
-const PLANT: &str = r#"git config core.fsmonitor 'touch pwned; true'; printf '#!/bin/sh\ntouch pwned\n' > "$(git rev-parse --git-common-dir)/hooks/post-commit"; "#;
+/// post-commit hook on everyone's commits. Only T001's agent does: without the sandbox, agents running at once
+/// would see each other's changes as the state they started from.
+const PLANT: &str = r#"if [ "$SPRINT_TASK" = f/T001 ]; then git config core.fsmonitor 'touch pwned; true'; printf '#!/bin/sh\ntouch pwned\n' > "$(git rev-parse --git-common-dir)/hooks/post-commit"; fi; "#;
+
+/// Two tasks, the second of which hangs (see [`HANG_T002`]): the feature
+/// stays open, so its agents' logs are kept while the test reads them.
+const TWO: &str = "- [ ] T001 [P] Write src/a.txt\n- [ ] T002 [P] Wait in src/b.txt\n";
+const HANG_T002: (&str, &str) = ("SCRIPTED_AGENT_MODE_f_T002", "hang");
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
@@ -143,15 +149,15 @@ fn read(path: &Path) -> String {
 #[test]
 fn the_sandbox_refuses_writes_to_the_shared_config_and_hooks_and_the_sprint_goes_on() {
     let agent_cmd = format!("{PLANT}{}", scripted());
-    let s = Sprint::new(&config(&agent_cmd, ""), "- [ ] T001 Write src/a.txt\n");
+    let s = Sprint::new(&config(&agent_cmd, ""), TWO);
     if !landlock(&s.f, "the_sandbox_refuses_writes") {
         return;
     }
     let git_dir = s.f.repo.path().join(".git");
     s.f.ok(&["init"]);
     let config_before = read(&git_dir.join("config"));
-    s.start(&[]);
-    s.wait_done(60);
+    s.start(&[HANG_T002]);
+    s.wait("T001 merged", 60, |t| t["T001"]["status"] == "done");
 
     let log = log_of(&s, "f.T001.dev.1");
     assert!(log.contains("sandbox: Landlock ABI"), "{log}");
@@ -170,22 +176,25 @@ fn the_sandbox_refuses_writes_to_the_shared_config_and_hooks_and_the_sprint_goes
     // The honest part of the work was merged.
     let merged = s.f.repo.git(["show", "sprint/f/integration:src/a.txt"]);
     assert!(merged.contains("T001"), "{merged}");
+    s.f.ok(&["stop", "--all"]);
 }
 
 #[test]
 fn without_the_sandbox_a_planted_fsmonitor_and_hook_are_reverted_and_the_run_is_a_policy_failure() {
     let agent_cmd = format!("{PLANT}{}", scripted());
-    let s = Sprint::new(
-        &config(&agent_cmd, "sandbox: off\n"),
-        "- [ ] T001 Write src/a.txt\n",
-    );
+    let s = Sprint::new(&config(&agent_cmd, "sandbox: off\n"), TWO);
     let git_dir = s.f.repo.path().join(".git");
     // init installs the hooks; what they are before any agent runs:
     s.f.ok(&["init"]);
     let config_before = read(&git_dir.join("config"));
     let hook_before = read(&git_dir.join("hooks/post-commit"));
     assert!(hook_before.contains("git-sprint"), "{hook_before}");
-    let out = s.f.run(&["start"]);
+    let out =
+        s.f.cmd(super::support::BIN)
+            .arg("start")
+            .env(HANG_T002.0, HANG_T002.1)
+            .output()
+            .unwrap();
     assert!(out.status.success(), "{}", super::support::stderr(&out));
     let said = super::support::stdout(&out);
     let lines: Vec<&str> = said.lines().filter(|l| l.contains("sandbox")).collect();
