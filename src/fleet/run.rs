@@ -9,16 +9,23 @@
 //! SIGTERM and SIGINT are passed to the agent and do not stop the wrapper
 //! before the work is saved and the end recorded.
 //!
+//! Around the run (`contain.rs`), the agent is confined by the sandbox, and
+//! when it ends, whatever its tree left running is killed and any shared file
+//! it changed is put back before git runs in its worktree again; a broken rule
+//! makes the run's cause `policy`.
+//!
 //! Recording the end is an operation on the record as it is then: when the
 //! record is gone (`kill` removed it), nothing is written.
 
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 
+use super::contain::Containment;
 use super::{sys, Fleet, FleetError, Result};
 use crate::clock;
-use crate::state::{Actor, Agent, AgentState, Transition};
+use crate::state::{Actor, Agent, AgentState, Cause, Transition};
 use crate::worker::profile::{AgentProfile, RenderInput};
+use crate::worker::reap;
 
 /// How an agent ended, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,12 +37,23 @@ pub struct RunEnd {
     pub wip_commit: Option<String>,
     /// Whether a signal to the wrapper (a kill) ended the run.
     pub killed: bool,
+    /// The rules the run broke (shared files changed, sprint configuration
+    /// committed), as one line: the run's cause is then `policy`.
+    pub policy: Option<String>,
 }
 
 /// Runs worker `id`'s agent to its end and records it; `log` gets the
 /// wrapper's own messages (the pane, which tmux copies to the log file).
 pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd> {
     sys::forward_terminating_signals();
+    // Orphans of the agent's tree (`setsid`, double forks) are re-parented
+    // to the wrapper, which kills them when the agent ends.
+    if let Err(e) = reap::become_subreaper() {
+        let _ = writeln!(
+            log,
+            "git-sprint: {id}: cannot adopt the agent's orphans: {e}"
+        );
+    }
     let agent = fleet.agent(id)?;
     let actor = Actor::named(id);
     let worktree = std::path::PathBuf::from(&agent.worktree);
@@ -70,6 +88,8 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     if !agent.paths.is_empty() {
         env.push(("SPRINT_PATHS".to_owned(), agent.paths.join("\n")));
     }
+    let mark = fleet.process_mark(id);
+    env.push((reap::MARK_ENV.to_owned(), mark.clone()));
     let launch = profile
         .render(&RenderInput {
             prompt: &agent.prompt,
@@ -85,13 +105,20 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     let _ = writeln!(log, "git-sprint: {id}: starting {}", launch.program());
     // Where the agent's work begins, for `list` (the engine's records have none).
     let start_tip = fleet.branch_tip(&agent.branch).map(|t| t.to_string());
-    let mut child = match launch.spawn(&worktree) {
-        Ok(c) => c,
-        Err(source) => {
-            let err = FleetError::Profile {
-                worker: id.to_owned(),
-                source,
-            };
+    let started = Containment::prepare(fleet, &agent, &worktree, &launch.program(), log).and_then(
+        |contained| {
+            let child = launch
+                .spawn_confined(&worktree, contained.sandbox())
+                .map_err(|source| FleetError::Profile {
+                    worker: id.to_owned(),
+                    source,
+                })?;
+            Ok((contained, child))
+        },
+    );
+    let (contained, mut child) = match started {
+        Ok(started) => started,
+        Err(err) => {
             // Record the failed start so the worker is not left `starting`.
             record_end(
                 fleet,
@@ -102,6 +129,7 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
                     signal: None,
                     wip_commit: None,
                     killed: false,
+                    policy: None,
                 },
             )?;
             return Err(err);
@@ -141,6 +169,9 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     })?;
     let signal = status.signal();
     let exit_status = status.code().unwrap_or(128 + signal.unwrap_or(0));
+    // Before git runs in the worktree again: a planted fsmonitor or hook
+    // would run here, outside the sandbox.
+    let mut breaches = contained.after_exit(id, &mark, log);
     let wip_commit = fleet
         .save_wip(
             &worktree,
@@ -164,11 +195,13 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             None
         }
     };
+    breaches.extend(contained.after_commit(fleet, &agent, &worktree, log));
     let end = RunEnd {
         exit_status,
         signal,
         wip_commit,
         killed: sys::received().is_some(),
+        policy: (!breaches.is_empty()).then(|| breaches.join("; ")),
     };
     record_end(fleet, &actor, id, &end)?;
     let _ = writeln!(
@@ -208,6 +241,10 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
         if end.wip_commit.is_some() {
             a.wip_commit = end.wip_commit.clone();
         }
+        if let Some(breach) = &end.policy {
+            a.cause = Some(Cause::Policy);
+            a.error = Some(breach.clone());
+        }
         txn.put_agent(&a)?;
         let ok = a.exit_status == Some(0) && a.cause.is_none();
         crate::state::ops::account_run(txn, &a.profile, id, ok, a.cause, a.error.as_deref())?;
@@ -221,7 +258,8 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
                 Some(c) => format!("{to}; uncommitted work saved as {c}"),
                 None => to.clone(),
             }),
-            policy: None,
+            // A broken rule is a policy decision of the audit trail.
+            policy: end.policy.clone(),
         });
         Ok(Some(a))
     })?;

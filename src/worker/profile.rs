@@ -428,13 +428,27 @@ impl Launch {
     /// Starts the agent in `cwd`; stdin bytes are written from a thread, then
     /// stdin is closed so the agent sees end of input.
     pub fn spawn(&self, cwd: &Path) -> Result<Child> {
-        let mut child = self
-            .command(cwd)
-            .spawn()
-            .map_err(|source| ProfileError::Spawn {
-                program: self.program(),
-                source,
-            })?;
+        self.spawn_confined(cwd, None)
+    }
+
+    /// [`spawn`](Self::spawn), confining the agent to `sandbox` when given
+    /// (its variables, such as a private `TMPDIR`, are added too).
+    pub(crate) fn spawn_confined(
+        &self,
+        cwd: &Path,
+        sandbox: Option<&super::sandbox::Sandbox>,
+    ) -> Result<Child> {
+        let mut cmd = self.command(cwd);
+        if let Some(sandbox) = sandbox {
+            // The profile's own settings win.
+            let own = |k: &String| self.env.iter().any(|(key, _)| key == k);
+            cmd.envs(sandbox.env().into_iter().filter(|(k, _)| !own(k)));
+            sandbox.confine(&mut cmd);
+        }
+        let mut child = cmd.spawn().map_err(|source| ProfileError::Spawn {
+            program: self.program(),
+            source,
+        })?;
         if let (Some(bytes), Some(mut pipe)) = (self.stdin.clone(), child.stdin.take()) {
             // An agent that exits without reading gives EPIPE: not our error.
             std::thread::spawn(move || {
