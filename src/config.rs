@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
 use crate::worker::profile::{AgentProfile, PromptMode, PRESETS};
+use crate::worker::stream::OutputFormat;
 
 /// The file name, at the root of the main worktree.
 pub const FILE_NAME: &str = ".git-sprint.yaml";
@@ -130,6 +131,10 @@ pub struct AgentEntry {
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_args: Option<Vec<String>>,
+    /// How the agent writes its output: text, claude, codex, gemini or
+    /// opencode (a preset sets the one its CLI streams).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputFormat>,
 }
 
 impl AgentEntry {
@@ -159,6 +164,9 @@ impl AgentEntry {
         }
         if let Some(args) = &self.model_args {
             profile.model_args = args.clone();
+        }
+        if let Some(output) = self.output {
+            profile.output = output;
         }
         profile.validate().map_err(|e| e.to_string())?;
         Ok(profile)

@@ -1,7 +1,8 @@
 //! Worker machinery: the low-level pieces a worker is made of — a git worktree
 //! per task ([`worktree`]), a tmux session per worker on one private server per
 //! repository ([`tmux`]), the agent command line rendered from a profile
-//! ([`profile`]) and process-tree statistics for `list` ([`procstat`]).
+//! ([`profile`]), the reader of its output ([`stream`]) and process-tree
+//! statistics for `list` ([`procstat`]).
 //!
 //! Nothing here knows about `refs/ai-sprint` or the CLI: each module shells out
 //! to `git` or `tmux` (real processes, never a screen scraper) and returns typed
@@ -10,6 +11,7 @@
 
 pub mod procstat;
 pub mod profile;
+pub mod stream;
 pub mod tmux;
 pub mod worktree;
 
