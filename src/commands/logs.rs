@@ -106,10 +106,12 @@ fn copy_new(
     Ok(offset + buf.len() as u64)
 }
 
-/// Terminal line ends (`\r\n`) become plain newlines.
+/// Terminal line ends (`\r\n`) become plain newlines and escape sequences
+/// go: the wrapper writes a clean transcript, but a log can hold whatever an
+/// agent printed before it (or a person typed into the pane).
 fn write_clean(ctx: &mut Ctx<'_>, bytes: &[u8]) -> Result {
-    let cleaned: Vec<u8> = bytes.iter().copied().filter(|b| *b != b'\r').collect();
-    ctx.out.write_all(&cleaned)?;
+    let cleaned = crate::worker::stream::strip_terminal(&String::from_utf8_lossy(bytes));
+    ctx.out.write_all(cleaned.as_bytes())?;
     Ok(())
 }
 

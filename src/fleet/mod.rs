@@ -13,6 +13,7 @@
 //! and wrapper are both gone as `dead`, once. A spawn that fails part way
 //! undoes what it made, in reverse order.
 
+mod output;
 pub mod run;
 pub mod sys;
 

@@ -391,13 +391,22 @@ impl Launch {
     /// Starts the agent in `cwd`; stdin bytes are written from a thread, then
     /// stdin is closed so the agent sees end of input.
     pub fn spawn(&self, cwd: &Path) -> Result<Child> {
-        let mut child = self
-            .command(cwd)
-            .spawn()
-            .map_err(|source| ProfileError::Spawn {
-                program: self.program(),
-                source,
-            })?;
+        self.start(self.command(cwd))
+    }
+
+    /// Like [`Launch::spawn`], with stdout and stderr piped to the caller
+    /// (the wrapper reads them: [`crate::worker::stream`]).
+    pub fn spawn_captured(&self, cwd: &Path) -> Result<Child> {
+        let mut cmd = self.command(cwd);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.start(cmd)
+    }
+
+    fn start(&self, mut cmd: Command) -> Result<Child> {
+        let mut child = cmd.spawn().map_err(|source| ProfileError::Spawn {
+            program: self.program(),
+            source,
+        })?;
         if let (Some(bytes), Some(mut pipe)) = (self.stdin.clone(), child.stdin.take()) {
             // An agent that exits without reading gives EPIPE: not our error.
             std::thread::spawn(move || {
