@@ -8,3 +8,4 @@ mod realcli;
 mod sprint;
 mod state;
 mod support;
+mod transcript;
