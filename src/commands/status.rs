@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{short, write_json, Ctx, Result};
 use crate::clock;
+use crate::stages::budget::{spend, Spend};
 use crate::state::{natural_key, ConvoyStatus, FeatureState, Snapshot, TaskStatus};
 
 /// Show features, convoys, tasks per status and live claims
@@ -20,6 +21,11 @@ pub struct Args {
 #[derive(Serialize)]
 struct StatusJson<'a> {
     tip: Option<String>,
+    /// US dollars spent, in total and per feature.
+    spend: Spend,
+    /// What needs a person (open breakers, budgets reached, failed, blocked
+    /// and stalled work).
+    trouble: Vec<crate::stages::trouble::Trouble>,
     /// Working-tree tasks.md files that do not parse.
     drafts: Vec<crate::ingest::Draft>,
     #[serde(flatten)]
@@ -35,11 +41,15 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .workdir()
         .map(crate::ingest::check_drafts)
         .unwrap_or_default();
+    let spent = spend(&snapshot);
+    let trouble = crate::stages::trouble::list(&snapshot);
     if args.json {
         return write_json(
             ctx.out,
             &StatusJson {
                 tip: tip.map(|t| t.to_string()),
+                spend: spent,
+                trouble,
                 drafts,
                 snapshot: &snapshot,
             },
@@ -53,18 +63,23 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     };
     writeln!(
         out,
-        "refs/ai-sprint at {}: {} feature{}, {} agent{}{}",
+        "refs/ai-sprint at {}: {} feature{}, {} agent{}, ${:.2} spent{}",
         short(&tip),
         snapshot.features.len(),
         plural(snapshot.features.len()),
         snapshot.agents.len(),
         plural(snapshot.agents.len()),
+        spent.total_usd,
         if snapshot.meta.as_ref().is_some_and(|m| m.paused) {
             " (paused)"
         } else {
             ""
         }
     )?;
+    for t in &trouble {
+        writeln!(out, "{}: {}: {}", t.kind, t.subject, t.message)?;
+        writeln!(out, "  -> {}", t.hint)?;
+    }
     let now = clock::now();
     for fs in &snapshot.features {
         writeln!(out)?;
@@ -72,7 +87,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .repo()
             .workdir()
             .map(crate::worker::worktree::Git::new);
-        feature(out, fs, now, git.as_ref())?;
+        let usd = spent.features.get(&fs.feature.name).copied().unwrap_or(0.0);
+        feature(out, fs, now, git.as_ref(), usd)?;
     }
     show_drafts(out, &drafts)
 }
@@ -98,6 +114,7 @@ fn feature(
     fs: &FeatureState,
     now: i64,
     git: Option<&crate::worker::worktree::Git>,
+    usd: f64,
 ) -> Result {
     let f = &fs.feature;
     let done = fs
@@ -107,9 +124,13 @@ fn feature(
         .count();
     writeln!(
         out,
-        "{}  {}  {}/{} tasks done",
+        "{}  {}  {}/{} tasks done  ${usd:.2} spent",
         f.name,
-        f.status,
+        if crate::stages::stalled(fs) {
+            "stalled".to_owned()
+        } else {
+            f.status.to_string()
+        },
         done,
         fs.tasks.len()
     )?;

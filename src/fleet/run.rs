@@ -282,6 +282,8 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
                 txn.put_task(&r.feature, &t)?;
             }
         }
+        let ok = a.exit_status == Some(0) && a.cause.is_none();
+        crate::state::ops::account_run(txn, &a.profile, id, ok, a.cause, a.error.as_deref())?;
         let to = super::describe(&a);
         txn.subject(format!("{id}: {from} -> {to}"));
         let mut reason = to.clone();
