@@ -619,13 +619,11 @@ fn no_change(kind: Kind) {
 }
 
 #[test]
-#[ignore = "needs the engine's no_change rule (a developer run with no commit fails its attempt)"]
 fn claude_code_that_changes_nothing_fails_its_attempts_and_nothing_is_merged() {
     no_change(Kind::Claude);
 }
 
 #[test]
-#[ignore = "needs the engine's no_change rule (a developer run with no commit fails its attempt)"]
 fn codex_that_changes_nothing_fails_its_attempts_and_nothing_is_merged() {
     no_change(Kind::Codex);
 }
@@ -661,13 +659,11 @@ fn overloaded_once(kind: Kind) {
 }
 
 #[test]
-#[ignore = "needs the engine's infrastructure-failure handling (no attempt consumed, backoff)"]
 fn claude_code_overloaded_once_backs_off_and_then_succeeds() {
     overloaded_once(Kind::Claude);
 }
 
 #[test]
-#[ignore = "needs the engine's infrastructure-failure handling (no attempt consumed, backoff)"]
 fn codex_overloaded_once_backs_off_and_then_succeeds() {
     overloaded_once(Kind::Codex);
 }
@@ -723,13 +719,11 @@ fn breaker(kind: Kind) {
 }
 
 #[test]
-#[ignore = "needs the engine's circuit breaker per agent profile and `git sprint resume`"]
 fn claude_code_with_a_bad_key_opens_the_breaker_and_resume_after_the_fix_finishes() {
     breaker(Kind::Claude);
 }
 
 #[test]
-#[ignore = "needs the engine's circuit breaker per agent profile and `git sprint resume`"]
 fn codex_with_a_bad_key_opens_the_breaker_and_resume_after_the_fix_finishes() {
     breaker(Kind::Codex);
 }
