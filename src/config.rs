@@ -887,6 +887,21 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_entry_says_how_its_output_reads() {
+        let l = load_text(
+            "agents:\n  mine:\n    command: [my-claude, -p, '{prompt}']\n    output: claude\n  c:\n    preset: codex\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(l.config.agent("mine").unwrap().output, OutputFormat::Claude);
+        assert_eq!(l.config.agent("c").unwrap().output, OutputFormat::Codex);
+        let e = load_text("agents:\n  x:\n    preset: claude\n    output: xml\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("agents.x") && e.contains("xml"), "{e}");
+    }
+
+    #[test]
     fn git_keys_map_to_paths() {
         assert_eq!(
             git_key_to_path("sprint.base-branch").unwrap(),

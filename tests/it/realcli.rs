@@ -785,3 +785,34 @@ fn the_stand_in_answers_both_apis_and_its_faults() {
         .iter()
         .all(|e| e["task"] == "T009" && e["role"] == "developer"));
 }
+
+#[test]
+fn claude_code_as_root_without_is_sandbox_is_refused_with_its_own_line() {
+    let (cli, node) = need!(Kind::Claude);
+    let standin = StandIn::start(&node, json!({}));
+    let run = Run::new(Kind::Claude, &cli, &standin, "", ONE);
+    // The same config without the variable that lets Claude Code skip
+    // permissions as root.
+    let file = run.s.f.repo.path().join(".git-sprint.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("      IS_SANDBOX: \"1\"\n", "")).unwrap();
+    run.s.f.repo.git(["commit", "-q", "-am", "no IS_SANDBOX"]);
+    let uid = Command::new("id").arg("-u").output().unwrap();
+    let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+    run.start();
+    if root {
+        run.wait_agents("the developer to end", 60, |a| {
+            a.iter()
+                .any(|a| a["id"] == "f.T001.dev.1" && !a["cause"].is_null())
+        });
+        let a = run.agent("f.T001.dev.1");
+        assert_eq!(a["cause"], "refused", "{a:#}");
+        let error = a["error"].as_str().unwrap();
+        assert!(error.contains("cannot be used with root"), "{error}");
+        assert!(standin.ledger().is_empty(), "it never asked the API");
+    } else {
+        // Not root: nothing to refuse.
+        run.s.wait_done(90);
+        assert!(run.agent("f.T001.dev.1")["cause"].is_null());
+    }
+}
