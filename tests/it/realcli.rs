@@ -10,7 +10,9 @@
 //! returns: CI installs them, so there the tests run.
 //!
 //! Each test keeps its CLI fast and contained: retries off, short leases, a
-//! temp `HOME` (and `CODEX_HOME` in it), no telemetry or update checks.
+//! temp `HOME` (Codex reads `$HOME/.codex`), no telemetry, update checks or
+//! plugin syncs — checked with strace: neither CLI resolves or connects to
+//! anything but the stand-in.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -254,6 +256,10 @@ check_for_update_on_startup = false
 
 [analytics]
 enabled = false
+
+# Else it syncs its curated plugins from github.com (and chatgpt.com) at start.
+[features]
+plugins = false
 
 [model_providers.standin]
 name = "git-sprint stand-in"
