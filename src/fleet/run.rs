@@ -229,7 +229,7 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             .map(|c| format!("; uncommitted work saved as {}", &c[..c.len().min(7)]))
             .unwrap_or_default()
     );
-    if let Some(u) = &end.usage {
+    if let Some(u) = end.usage.as_ref().filter(|u| u.tokens() > 0) {
         let _ = writeln!(log, "git-sprint: {id}: {}", stream::describe_usage(u));
     }
     if let (Some(cause), Some(error)) = (end.cause, &end.error) {
