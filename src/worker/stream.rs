@@ -208,35 +208,33 @@ impl StreamReader {
                 .and_then(|m| price_for(prices, m))
                 .map(|p| cost(&usage, p));
         }
-        let failed = exit.status != 0 || exit.signal.is_some();
-        let (cause, error) = match self.failure {
-            Some((Some(cause), line)) => (Some(cause), Some(line)),
-            Some((None, line)) => match classify(&line) {
+        // The structured stream's word first; for a failed run with none,
+        // the text it printed last, a retried API error, or a crash.
+        let failed = (exit.status != 0 || exit.signal.is_some()) && !exit.killed;
+        let guess = classify_tail(&self.tail).or(self.retried.clone());
+        let (cause, error) = match self.failure.take() {
+            Some((cause, line)) => match cause.or_else(|| classify(&line)) {
                 Some(cause) => (Some(cause), Some(line)),
-                None if failed && !exit.killed => {
-                    match classify_tail(&self.tail).or(self.retried.clone()) {
-                        Some((cause, tail_line)) => (Some(cause), Some(tail_line)),
-                        None => (Some(Cause::Crash), Some(line)),
-                    }
-                }
+                None if failed => match guess {
+                    Some((cause, tail)) => (Some(cause), Some(tail)),
+                    None => (Some(Cause::Crash), Some(line)),
+                },
                 None => (None, Some(line)),
             },
-            None if failed && !exit.killed => {
-                match classify_tail(&self.tail).or(self.retried.clone()) {
-                    Some((cause, line)) => (Some(cause), Some(line)),
-                    None => {
-                        let line = self
-                            .tail
-                            .back()
-                            .cloned()
-                            .unwrap_or_else(|| match exit.signal {
-                                Some(s) => format!("ended by signal {s}"),
-                                None => format!("exited with status {}", exit.status),
-                            });
-                        (Some(Cause::Crash), Some(line))
-                    }
+            None if failed => match guess {
+                Some((cause, line)) => (Some(cause), Some(line)),
+                None => {
+                    let last = self
+                        .tail
+                        .back()
+                        .cloned()
+                        .unwrap_or_else(|| match exit.signal {
+                            Some(s) => format!("ended by signal {s}"),
+                            None => format!("exited with status {}", exit.status),
+                        });
+                    (Some(Cause::Crash), Some(last))
                 }
-            }
+            },
             None => (None, None),
         };
         Outcome {
