@@ -49,9 +49,13 @@ enum Command {
     Release(commands::release::Args),
     Done(commands::done::Args),
     Retry(commands::retry::Args),
+    Sync(commands::sync::Args),
     Cancel(commands::cancel::Args),
     Pause(commands::pause::Args),
     /// Start scheduling new work again after a pause
+    ///
+    /// With the orchestrator running, the agents it starts from now on get
+    /// this shell's environment, as after 'git sprint start'.
     Resume(commands::pause::Args),
     Spawn(commands::spawn::Args),
     Fanout(commands::fanout::Args),
@@ -71,6 +75,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A process we started in tmux takes the environment handed to it, not
+    // the tmux server's; this re-executes, so it comes before anything else.
+    if let Err(e) = git_sprint::fleet::env::adopt_handoff() {
+        let cause = std::error::Error::source(&e)
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        eprintln!("git-sprint: {e}{cause}; running with the tmux server's environment instead");
+    }
     init_tracing();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -111,6 +123,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Plan(a) => commands::plan::run(ctx, a),
         Command::Done(a) => commands::done::run(ctx, a),
         Command::Retry(a) => commands::retry::run(ctx, a),
+        Command::Sync(a) => commands::sync::run(ctx, a),
         Command::Cancel(a) => commands::cancel::run(ctx, a),
         Command::Pause(a) => commands::pause::run(ctx, a, true),
         Command::Resume(a) => commands::pause::run(ctx, a, false),

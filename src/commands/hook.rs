@@ -1,7 +1,15 @@
 //! `git sprint hook <name>`: what the installed git hooks run.
 //!
 //! A hook must be fast and must never fail the user's git command: every
-//! error becomes one line on stderr and exit 0.
+//! error becomes one line on stderr and exit 0, and a watchdog ends the
+//! process at [`hooks::timeout`] whatever it is waiting for (a hung network
+//! filesystem, a config include that blocks), so git is never held up.
+//!
+//! Every way a commit lands on the base branch ingests a changed tasks.md:
+//! `post-commit` and `post-applypatch` (`git am`) compare the new commit with
+//! its parent, `post-merge` and `post-rewrite` after a rebase compare HEAD
+//! with `ORIG_HEAD`, the tip before the operation. An amend needs nothing
+//! from `post-rewrite`: git runs `post-commit` for it too.
 
 use std::io::Write;
 
@@ -13,7 +21,8 @@ use crate::state::Store;
 /// Run git-sprint's part of a git hook (called by the installed shims)
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The hook: post-commit or post-merge
+    /// The hook: post-commit, post-merge, post-applypatch, post-rewrite or
+    /// prepare-commit-msg
     pub name: String,
     /// The hook's arguments from git
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -25,7 +34,23 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         return Ok(());
     }
     let _span = tracing::info_span!("hook", name = %args.name).entered();
-    if let Err(e) = react(ctx, &args.name) {
+    let limit = hooks::timeout();
+    let name = args.name.clone();
+    // Detached: when the work ends first, the process simply exits.
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "git-sprint: {name} hook stopped after {}s; 'git sprint ingest' catches up",
+            limit.as_secs()
+        );
+        std::process::exit(0);
+    });
+    let done = match args.name.as_str() {
+        "prepare-commit-msg" => agent_trailer(ctx, &args.args),
+        name => react(ctx, name, &args.args),
+    };
+    if let Err(e) = done {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "git-sprint ({} hook): {e}", args.name);
         if let Some(h) = e.hint() {
@@ -35,7 +60,50 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     Ok(())
 }
 
-fn react(ctx: &mut Ctx<'_>, name: &str) -> Result {
+/// In an agent's commit (the wrapper sets `SPRINT_WORKER` for the agent
+/// only), adds `Sprint-Agent: <id>` to the message in file `args[0]`. git
+/// interpret-trailers knows where trailers go (after a blank line, before
+/// comments) and leaves the message alone when it already has this one.
+fn agent_trailer(ctx: &Ctx<'_>, args: &[String]) -> Result {
+    let Ok(id) = std::env::var("SPRINT_WORKER") else {
+        return Ok(());
+    };
+    let Some(file) = args.first() else {
+        return Ok(());
+    };
+    // Only a name git-sprint could have given: the value lands in the message.
+    if crate::state::check_name("worker", &id).is_err() {
+        return Ok(());
+    }
+    let out = crate::worker::worktree::Git::new(&ctx.cwd)
+        .command([
+            "interpret-trailers",
+            "--in-place",
+            "--if-exists",
+            "addIfDifferent",
+            "--trailer",
+        ])
+        .arg(format!("{}: {id}", crate::fleet::AGENT_TRAILER))
+        .arg(file)
+        .output()?;
+    if !out.status.success() {
+        return Err(super::CommandError::Failed {
+            message: format!(
+                "git interpret-trailers could not add the {} trailer to {file}: {}",
+                crate::fleet::AGENT_TRAILER,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            hint: None,
+        });
+    }
+    Ok(())
+}
+
+fn react(ctx: &mut Ctx<'_>, name: &str, args: &[String]) -> Result {
+    if name == "post-rewrite" && args.first().map(String::as_str) != Some("rebase") {
+        // `amend`: post-commit has seen it already.
+        return Ok(());
+    }
     let store = ctx.store()?;
     // A commit by an agent (the worker wrapper sets these): a heartbeat.
     if let (Ok(task), Ok(worker)) = (std::env::var("SPRINT_TASK"), std::env::var("SPRINT_WORKER")) {
@@ -63,7 +131,7 @@ fn react(ctx: &mut Ctx<'_>, name: &str) -> Result {
         return Ok(());
     }
     let before = match name {
-        "post-merge" => repo
+        "post-merge" | "post-rewrite" => repo
             .rev_parse_single("ORIG_HEAD")
             .ok()
             .map(|id| id.detach()),

@@ -46,19 +46,7 @@ impl Engine {
         wake: UnboundedSender<Wake>,
     ) -> Result<Self, crate::fleet::FleetError> {
         let root = fleet.main_worktree()?;
-        let mut config = config;
-        // `timeouts.gate` bounds every gate that names no timeout of its own.
-        let default = config.timeouts.gate.to_string();
-        let gates = &mut config.gates;
-        for g in gates
-            .review
-            .iter_mut()
-            .chain(gates.test.iter_mut())
-            .chain(gates.security.iter_mut())
-            .chain(gates.post_merge.iter_mut())
-        {
-            g.timeout.get_or_insert_with(|| default.clone());
-        }
+        let config = with_gate_timeouts(config);
         Ok(Engine {
             fleet,
             config,
@@ -67,6 +55,12 @@ impl Engine {
             busy: Arc::default(),
             wake,
         })
+    }
+
+    /// Runs with `config` from now on (the base branch's committed file or
+    /// a `git config sprint.*` override changed while running).
+    pub fn set_config(&mut self, config: Config) {
+        self.config = with_gate_timeouts(config);
     }
 
     /// A sender for wake-ups into the orchestrator's loop.
@@ -135,6 +129,18 @@ impl Engine {
         }
         let busy = self.busy_set();
         let profiles = self.profiles();
+        let behind: HashSet<String> = snapshot
+            .features
+            .iter()
+            .filter(|f| {
+                !matches!(
+                    f.feature.status,
+                    FeatureStatus::Done | FeatureStatus::Cancelled
+                )
+            })
+            .filter(|f| crate::sync::behind(&self.fleet.store, &f.feature))
+            .map(|f| f.feature.name.clone())
+            .collect();
         let world = World {
             snapshot: &snapshot,
             now: clock::now(),
@@ -144,6 +150,7 @@ impl Engine {
             limits: self.limits(),
             budget: &self.config.budget,
             profiles: &profiles,
+            behind: &behind,
         };
         let mut failed = false;
         for action in stages::owed(&world) {
@@ -287,6 +294,10 @@ impl Engine {
                 attempt,
             } => self.start_librarian(snapshot, feature, convoy, *attempt),
             Action::MergeDocs { feature, convoy } => self.merge_docs(snapshot, feature, convoy),
+            Action::SyncBase { feature } => {
+                self.sync_base(feature);
+                Ok(())
+            }
             Action::MarkDead {
                 agent,
                 cause,
@@ -349,19 +360,27 @@ impl Engine {
         } else {
             git.add_worktree(&path, &branch, integration)?;
         }
-        if let Err(e) = crate::worker::worktree::setup(
+        let setup = crate::worker::worktree::setup(
             &self.root,
             &path,
             &self.config.setup.copy,
             &self.config.setup.commands,
-        ) {
-            // A worktree whose setup failed is never used: the next attempt
-            // makes it anew (the branch keeps every commit).
-            let _ = git.remove_worktree(&path, true);
-            let _ = std::fs::remove_dir_all(&path);
-            return Err(e.into());
+        );
+        match setup {
+            Ok(report) => {
+                for (file, why) in &report.skipped {
+                    tracing::warn!(worktree = %path.display(), file = %file.display(), "setup file not copied: {why}");
+                }
+                Ok(path)
+            }
+            Err(e) => {
+                // No half-made worktree: the next attempt makes it again and
+                // runs setup again; the branch keeps any commits.
+                let _ = git.remove_worktree(&path, true);
+                let _ = std::fs::remove_dir_all(&path);
+                Err(e.into())
+            }
         }
-        Ok(path)
     }
 
     fn prompt_vars(
@@ -676,6 +695,7 @@ impl Engine {
             wip_commit: None,
             runner_pid: None,
             base_commit: None,
+            end_commit: None,
             launch: Some(profile.clone()),
             model: None,
             paths: t.paths.clone(),
@@ -737,9 +757,10 @@ impl Engine {
         }
         let wt = crate::worker::worktree::Git::new(&a.worktree);
         if Path::new(&a.worktree).exists() && wt.is_dirty().unwrap_or(false) {
-            let _ = wt.commit_wip(
+            let _ = self.fleet.save_wip(
+                Path::new(&a.worktree),
+                &a.id,
                 &format!("WIP: {} ({reason})", a.id),
-                &crate::fleet::worker_identity(&a.id),
             );
         }
     }
@@ -789,14 +810,24 @@ impl Engine {
 
     /// The commit `branch` points at, read in-process.
     fn branch_tip(&self, branch: &str) -> Option<String> {
-        let mut r = self
-            .fleet
-            .store
-            .repo()
-            .try_find_reference(format!("refs/heads/{branch}").as_str())
-            .ok()??;
-        r.peel_to_id().ok().map(|id| id.to_string())
+        self.fleet.branch_tip(branch).map(|id| id.to_string())
     }
+}
+
+/// `timeouts.gate` bounds every gate that names no timeout of its own.
+fn with_gate_timeouts(mut config: Config) -> Config {
+    let default = config.timeouts.gate.to_string();
+    let gates = &mut config.gates;
+    for g in gates
+        .review
+        .iter_mut()
+        .chain(gates.test.iter_mut())
+        .chain(gates.security.iter_mut())
+        .chain(gates.post_merge.iter_mut())
+    {
+        g.timeout.get_or_insert_with(|| default.clone());
+    }
+    config
 }
 
 fn task_ref(feature: &str, task: &str) -> TaskRef {
@@ -861,6 +892,10 @@ impl Engine {
         let Some(f) = closed.value else {
             return Ok(());
         };
+        // The agents' logs were kept for their failures; the work is merged.
+        if let Err(e) = self.fleet.remove_feature_logs(feature) {
+            tracing::warn!(feature, error = %e, "removing the agents' logs failed");
+        }
         let integration = self.integration(snapshot, feature);
         // Their work is in the integration branch; a branch with anything
         // more is kept.
@@ -975,6 +1010,42 @@ impl Engine {
             move |store, v| record::record_docs(store, &f, &c, &i, v, max),
         );
         Ok(())
+    }
+
+    /// Merges the base's new commits into the feature's integration branch
+    /// on a thread (the Refinery's lock keeps it apart from task merges);
+    /// the result is a state commit, which wakes the loop.
+    fn sync_base(&self, feature: &str) {
+        let key = format!("{feature}/base");
+        if !self
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
+        let post_merge = self.config.gates.post_merge.clone();
+        let feature = feature.to_owned();
+        let (busy, wake) = (self.busy.clone(), self.wake.clone());
+        std::thread::spawn(move || {
+            let result = crate::state::Store::discover(&root)
+                .map_err(crate::sync::SyncError::from)
+                .and_then(|store| {
+                    crate::sync::sync_feature(&store, &common, &root, &feature, &post_merge)
+                });
+            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            match result {
+                Ok(synced) => {
+                    tracing::info!(%feature, ?synced, "base synced");
+                    let _ = wake.send(Wake::GatesDone);
+                }
+                // Nothing changed, so no wake-up: the next event tries again
+                // (a wake here would retry in a tight loop).
+                Err(e) => tracing::warn!(%feature, error = %e, "syncing the base failed"),
+            }
+        });
     }
 
     /// Runs one Refinery merge of `sprint/<feature>/<task>` on a thread (the

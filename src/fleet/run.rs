@@ -22,7 +22,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
 
 use super::output::{self, Liveness};
-use super::{sys, worker_identity, Fleet, FleetError, Result};
+use super::{sys, Fleet, FleetError, Result};
 use crate::clock;
 use crate::state::{Actor, Agent, AgentState, Cause, Transition, Usage};
 use crate::worker::profile::{AgentProfile, RenderInput};
@@ -97,12 +97,8 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             source,
         })?;
     let _ = writeln!(log, "git-sprint: {id}: starting {}", launch.program());
-    let config = fleet
-        .main_worktree()
-        .and_then(|root| {
-            crate::config::load(&root, &fleet.common_dir)
-                .map_err(|e| FleetError::Invalid(e.to_string()))
-        })
+    // The committed config (the base branch's), for the lease and prices.
+    let config = crate::config::load_from(fleet.store.repo(), None)
         .map(|l| l.config)
         .unwrap_or_else(|e| {
             let _ = writeln!(
@@ -111,6 +107,8 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             );
             crate::config::Config::default()
         });
+    // Where the agent's work begins, for `list` (the engine's records have none).
+    let start_tip = fleet.branch_tip(&agent.branch).map(|t| t.to_string());
     let started = Instant::now();
     let child = match launch.spawn_captured(&worktree) {
         Ok(c) => c,
@@ -149,6 +147,9 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
         a.pid = Some(pid);
         a.runner_pid = Some(me);
         a.heartbeat = clock::now();
+        if a.base_commit.is_none() {
+            a.base_commit = start_tip.clone();
+        }
         txn.put_agent(&a)?;
         txn.subject(format!("{id}: {from} -> running"));
         txn.record(Transition {
@@ -184,9 +185,9 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
         agent.model.as_deref().or(profile.model.as_deref()),
     );
     let wip_commit = fleet
-        .git
-        .at(&worktree)
-        .commit_wip(
+        .save_wip(
+            &worktree,
+            id,
             &format!(
                 "WIP: {id}: uncommitted work when the agent ended ({})\n\nSaved by git-sprint so that no work is lost.",
                 match signal {
@@ -194,7 +195,6 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
                     None => format!("exit {exit_status}"),
                 }
             ),
-            &worker_identity(id),
         )
         .map_err(FleetError::from);
     let wip_commit = match wip_commit {
@@ -266,6 +266,9 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
         };
         a.ended = Some(now);
         a.exit_status = Some(end.exit_status);
+        if let Some(tip) = fleet.branch_tip(&a.branch) {
+            a.end_commit = Some(tip.to_string());
+        }
         a.signal = end.signal;
         if end.wip_commit.is_some() {
             a.wip_commit = end.wip_commit.clone();

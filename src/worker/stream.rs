@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Price;
+use crate::fleet::terminal_text::TerminalText;
 use crate::state::{Cause, Usage};
 
 /// How an agent CLI writes its output.
@@ -850,69 +851,16 @@ fn shown(line: &str) -> String {
     format!("{cut}…")
 }
 
-/// `text` as a terminal would leave it readable: escape sequences (CSI, OSC,
-/// DCS and the two-byte ones) and other control characters removed, and a
-/// line redrawn with `\r` reduced to what it finally showed. Tabs and
-/// newlines stay.
+/// `text` as a terminal would have shown it, as plain text
+/// ([`TerminalText`]): escape sequences and control characters gone, a line
+/// redrawn after `\r` as it ended. Tabs and newlines stay.
 pub fn strip_terminal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        // Carriage returns redraw the line: keep the last drawing.
-        let line = line.rsplit('\r').next().unwrap_or(line);
-        strip_line(line, &mut out);
+    let mut plain = String::from_utf8_lossy(&TerminalText::plain(text.as_bytes())).into_owned();
+    // `plain` ends every line; keep the caller's last line open if it was.
+    if !text.ends_with('\n') && plain.ends_with('\n') {
+        plain.pop();
     }
-    out
-}
-
-fn strip_line(line: &str, out: &mut String) {
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => match chars.next() {
-                // CSI: parameters and intermediates, then one final byte.
-                Some('[') => {
-                    for c in chars.by_ref() {
-                        if ('\u{40}'..='\u{7e}').contains(&c) {
-                            break;
-                        }
-                    }
-                }
-                // OSC, DCS, SOS, PM, APC: up to BEL or ESC \.
-                Some(']' | 'P' | 'X' | '^' | '_') => {
-                    while let Some(c) = chars.next() {
-                        if c == '\u{7}' {
-                            break;
-                        }
-                        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
-                            chars.next();
-                            break;
-                        }
-                    }
-                }
-                // Charset selection and the like take one more byte.
-                Some('(' | ')' | '*' | '+' | '#' | '%') => {
-                    chars.next();
-                }
-                _ => {}
-            },
-            // C1 CSI: like ESC [.
-            '\u{9b}' => {
-                for c in chars.by_ref() {
-                    if ('\u{40}'..='\u{7e}').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            // Other C0 and C1 controls go; tabs stay.
-            '\t' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
+    plain
 }
 
 #[cfg(test)]

