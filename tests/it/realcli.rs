@@ -397,6 +397,13 @@ fn happy_path(kind: Kind) {
     let standin = StandIn::start(&node, json!({}));
     let run = Run::new(kind, &cli, &standin, "", ONE);
     run.start();
+    // The developer's whole log, followed to its end: logs go with their
+    // feature once it is done.
+    run.wait_agents("the developer to run", 60, |a| {
+        a.iter()
+            .any(|a| a["id"] == "f.T001.dev.1" && a["state"] != "starting")
+    });
+    let log = run.s.f.ok(&["logs", "f.T001.dev.1", "-f", "-n", "400"]);
     run.s.wait_done(90);
 
     // What the stand-in answered is what was recorded, run by run.
@@ -436,7 +443,6 @@ fn happy_path(kind: Kind) {
         file.contains("T001: written by the stand-in developer"),
         "{file}"
     );
-    let log = run.logs("f.T001.dev.1");
     assert_readable(&log);
     let call = match kind {
         Kind::Claude => "» Bash: git add -A && git commit",
@@ -713,7 +719,16 @@ fn breaker(kind: Kind) {
     );
     // The key is fixed; resume closes the breaker and the sprint finishes.
     standin.set(json!({}));
-    run.s.f.ok(&["resume"]);
+    // Agents get the environment of the last start or resume: this one's.
+    let out = run
+        .s
+        .f
+        .cmd(super::support::BIN)
+        .arg("resume")
+        .env("PATH", &run.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", super::support::stderr(&out));
     run.s.wait_done(90);
     let mut by_role = BTreeMap::new();
     for e in standin.ledger() {

@@ -92,6 +92,21 @@ fn claude_stream_json_usage_is_recorded_on_each_run_and_added_up_on_the_task() {
         "- [ ] T001 Write src/a.txt\n",
     );
     s.start(&[]);
+    // Followed to the developer's end: logs go with their feature once done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !s.status()["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["id"] == "f.T001.dev.1" && a["state"] != "starting")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the developer never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = s.f.ok(&["logs", "f.T001.dev.1", "-f"]);
     s.wait_done(60);
     let status = s.status();
     let agents = status["agents"].as_array().unwrap();
@@ -118,7 +133,6 @@ fn claude_stream_json_usage_is_recorded_on_each_run_and_added_up_on_the_task() {
     let t = &s.tasks()["T001"];
     assert_eq!(t["tokens"], 2 * (7311 + 573 + 37200 + 1500), "{t:#}");
     assert!((t["cost_usd"].as_f64().unwrap() - 2.0 * 0.047313).abs() < 1e-9);
-    let log = s.f.ok(&["logs", "f.T001.dev.1"]);
     assert_clean(&log);
     assert!(
         log.contains("» Bash: git add -A && git commit -q -m 'T003: Write src/c.txt'"),
