@@ -245,6 +245,9 @@ fn fleet_agents_author_their_commits_and_wip_commits_with_the_configured_email()
         ".git-sprint.yaml",
         "identity: { email: 'bots+{agent}@example.com' }\n",
     );
+    // The configuration is read as committed on the base branch.
+    f.repo.git(["add", ".git-sprint.yaml"]);
+    f.repo.git(["commit", "-qm", "identity"]);
     f.ok(&["init"]);
     let out = f
         .cmd(BIN)
