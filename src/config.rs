@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
 use crate::worker::profile::{AgentProfile, PromptMode, PRESETS};
+use crate::worker::stream::OutputFormat;
 
 /// The file name, at the root of the main worktree.
 pub const FILE_NAME: &str = ".git-sprint.yaml";
@@ -164,6 +165,10 @@ pub struct AgentEntry {
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_args: Option<Vec<String>>,
+    /// How the agent writes its output: text, claude, codex, gemini or
+    /// opencode (a preset sets the one its CLI streams).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputFormat>,
 }
 
 impl AgentEntry {
@@ -193,6 +198,9 @@ impl AgentEntry {
         }
         if let Some(args) = &self.model_args {
             profile.model_args = args.clone();
+        }
+        if let Some(output) = self.output {
+            profile.output = output;
         }
         profile.validate().map_err(|e| e.to_string())?;
         Ok(profile)
@@ -1145,9 +1153,6 @@ mod tests {
             }
         }
         assert!(keys.len() > 20, "{keys:?}");
-        // TEMPORARY while the sandbox and price-table branches land; removed
-        // in the merge that brings them.
-        unread.retain(|k| !["prices"].contains(&k.as_str()));
         assert!(unread.is_empty(), "template keys nothing reads: {unread:?}");
     }
 
@@ -1278,6 +1283,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("enabeld"), "{e}");
+    }
+
+    #[test]
+    fn an_agent_entry_says_how_its_output_reads() {
+        let l = load_text(
+            "agents:\n  mine:\n    command: [my-claude, -p, '{prompt}']\n    output: claude\n  c:\n    preset: codex\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(l.config.agent("mine").unwrap().output, OutputFormat::Claude);
+        assert_eq!(l.config.agent("c").unwrap().output, OutputFormat::Codex);
+        let e = load_text("agents:\n  x:\n    preset: claude\n    output: xml\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("agents.x") && e.contains("xml"), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 
 pub(crate) mod contain;
 pub mod env;
+mod output;
 pub mod run;
 pub mod sys;
 pub mod terminal_text;
