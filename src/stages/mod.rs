@@ -249,6 +249,7 @@ mod tests {
                 tasks,
             }],
             agents,
+            quarantined: vec![],
         }
     }
 

@@ -59,7 +59,12 @@ impl Sprint {
     }
 
     /// Polls the board until `done` holds (the test waits; the product does not poll).
-    pub(crate) fn wait(&self, what: &str, secs: u64, done: impl Fn(&HashMap<String, Value>) -> bool) {
+    pub(crate) fn wait(
+        &self,
+        what: &str,
+        secs: u64,
+        done: impl Fn(&HashMap<String, Value>) -> bool,
+    ) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let tasks = self.tasks();
