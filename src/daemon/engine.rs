@@ -21,8 +21,8 @@ use crate::prompt;
 use crate::refinery::Verdict;
 use crate::stages::{self, agent_id, librarian, task_branch, Action, GateStage, Limits, World};
 use crate::state::{
-    ops, Actor, Agent, AgentState, ConvoyStatus, FeatureStatus, Snapshot, StateError, Task,
-    TaskRef, TaskStatus, Transition,
+    ops, Actor, Agent, AgentState, AttemptNote, Cause, ConvoyStatus, FeatureStatus, Merged,
+    Snapshot, StateError, Task, TaskRef, TaskStatus, Transition,
 };
 
 pub struct Engine {
@@ -923,12 +923,16 @@ fn record_docs(
             return Ok(());
         }
         let (to, why) = match verdict {
-            Verdict::Merged { commit } | Verdict::AlreadyMerged { commit } => (
+            Verdict::Merged { commit, .. } | Verdict::AlreadyMerged { commit, .. } => (
                 ConvoyStatus::Done,
                 format!(
                     "docs merged into {integration} as {}",
                     &commit[..commit.len().min(12)]
                 ),
+            ),
+            Verdict::NothingToMerge { .. } => (
+                ConvoyStatus::Done,
+                "the librarian changed no docs: nothing to merge".to_owned(),
             ),
             other => {
                 let what = crate::refinery::feedback(other, integration).unwrap_or_default();
@@ -981,11 +985,37 @@ fn record_merge(
             return Ok(());
         }
         let why = match verdict {
-            Verdict::Merged { commit } | Verdict::AlreadyMerged { commit } => {
+            Verdict::Merged { commit, tip } | Verdict::AlreadyMerged { commit, tip } => {
                 let short = &commit[..commit.len().min(12)];
-                let why = format!("merged into {integration} as {short}");
+                let why = match verdict {
+                    Verdict::Merged { .. } => format!("merged into {integration} as {short}"),
+                    _ => format!("already merged into {integration} as {short} (found by its Sprint-Task trailer)"),
+                };
+                t.merged = Some(Merged {
+                    tip: tip.clone(),
+                    commit: commit.clone(),
+                });
+                txn.put_task(feature, &t)?;
                 ops::move_task(txn, &r, TaskStatus::Done, Some(&why), false)?;
                 return Ok(());
+            }
+            Verdict::NothingToMerge { tip } => {
+                // A failed attempt, never a merge: the developer left no commit.
+                let why = format!(
+                    "nothing to merge: {} at {} adds no commit to {integration}",
+                    task_branch(feature, task),
+                    &tip[..tip.len().min(12)]
+                );
+                t.cause = Some(Cause::NoChange);
+                t.history.push(AttemptNote {
+                    attempt: t.attempts,
+                    at: clock::now_rfc3339(),
+                    agent: Some(agent_id(feature, task, "developer", t.attempts)),
+                    cause: Cause::NoChange,
+                    note: why.clone(),
+                    counted: true,
+                });
+                why
             }
             Verdict::Conflict { files, .. } => format!("merge conflict in {}", files.join(", ")),
             Verdict::GatesFailed { stage, outcome } => {
