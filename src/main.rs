@@ -50,6 +50,7 @@ enum Command {
     Done(commands::done::Args),
     Retry(commands::retry::Args),
     Cancel(commands::cancel::Args),
+    Repair(commands::repair::Args),
     Pause(commands::pause::Args),
     /// Start scheduling new work again after a pause
     Resume(commands::pause::Args),
@@ -63,6 +64,7 @@ enum Command {
     Kill(commands::kill::Args),
     #[command(subcommand)]
     Config(commands::config::Command),
+    Recover(commands::recover::Args),
     Uninstall(commands::uninstall::Args),
     #[command(hide = true)]
     Hook(commands::hook::Args),
@@ -112,6 +114,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Done(a) => commands::done::run(ctx, a),
         Command::Retry(a) => commands::retry::run(ctx, a),
         Command::Cancel(a) => commands::cancel::run(ctx, a),
+        Command::Repair(a) => commands::repair::run(ctx, a),
+        Command::Recover(a) => commands::recover::run(ctx, a),
         Command::Pause(a) => commands::pause::run(ctx, a, true),
         Command::Resume(a) => commands::pause::run(ctx, a, false),
         Command::Ingest(a) => commands::ingest::run(ctx, a),

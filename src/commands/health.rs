@@ -15,7 +15,8 @@ use crate::worker::procstat;
 ///
 /// For each running agent: its role and task, whether its process lives,
 /// seconds since its last heartbeat (a commit) and since its pane last
-/// printed, and when its lease runs out.
+/// printed, and when its lease runs out. State records that do not parse
+/// (quarantined) are unhealthy too.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON for tools instead of text
@@ -43,6 +44,8 @@ struct Health {
     orchestrator: Option<u32>,
     healthy: bool,
     agents: Vec<AgentHealth>,
+    /// State records that do not parse, left out of the sprint.
+    quarantined: Vec<crate::state::Quarantined>,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
@@ -117,11 +120,13 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .filter(|t| t.status.is_active())
         .count();
     let healthy = agents.iter().all(|a| a.healthy)
-        && (orchestrator.is_some() || (agents.is_empty() && in_flight == 0));
+        && (orchestrator.is_some() || (agents.is_empty() && in_flight == 0))
+        && snapshot.quarantined.is_empty();
     let report = Health {
         orchestrator,
         healthy,
         agents,
+        quarantined: snapshot.quarantined.clone(),
     };
     if args.json {
         write_json(ctx.out, &report)?;
@@ -153,13 +158,16 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 a.problem.as_deref().unwrap_or("ok"),
             )?;
         }
+        super::status::show_quarantined(ctx.out, &report.quarantined)?;
     }
     if report.healthy {
         Ok(())
     } else {
         Err(CommandError::Failed {
             message: "unhealthy".into(),
-            hint: Some(if report.orchestrator.is_none() {
+            hint: Some(if let Some(q) = report.quarantined.first() {
+                format!("{} record {} does not parse: {}", q.kind, q.path, q.fix)
+            } else if report.orchestrator.is_none() {
                 "start the orchestrator with 'git sprint start'".into()
             } else {
                 "the orchestrator retries lost agents; 'git sprint logs <agent>' shows what one did"

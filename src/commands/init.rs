@@ -3,11 +3,13 @@
 use super::{short, Ctx, Result};
 use crate::clock;
 use crate::hooks::{self, Installed};
-use crate::state::{Actor, SprintMeta, Transition};
+use crate::state::{Actor, SprintMeta, StateError, Transition};
 
 /// Set up git-sprint in this repository: the state ref and the git hooks
 ///
-/// Creates refs/ai-sprint if it is missing, writes a commented
+/// Creates refs/ai-sprint if it is missing (but refuses when sprint branches,
+/// worktrees or a backup show that a state was lost: 'git sprint recover'
+/// restores it), writes a commented
 /// .git-sprint.yaml if there is none, and installs the post-commit and
 /// post-merge hooks (any hook already there is kept and still runs). The
 /// state is shared by every worktree of the repository; nothing in your
@@ -21,6 +23,17 @@ pub struct Args {
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
+    if store.tip()?.is_none() {
+        // A new state over an old sprint's branches would run its tasks
+        // again from scratch: refuse, and point to recover.
+        let evidence = store.evidence()?;
+        if !evidence.is_empty() {
+            return Err(StateError::Lost {
+                evidence: evidence.to_string(),
+            }
+            .into());
+        }
+    }
     let done = store.transact(&Actor::named("git-sprint"), |txn| {
         if txn.meta()?.is_some() {
             return Ok(());

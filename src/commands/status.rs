@@ -7,9 +7,11 @@ use serde::Serialize;
 
 use super::{short, write_json, Ctx, Result};
 use crate::clock;
-use crate::state::{natural_key, ConvoyStatus, FeatureState, Snapshot, TaskStatus};
+use crate::state::{
+    natural_key, ConvoyStatus, FeatureState, Quarantined, Snapshot, StateError, TaskStatus,
+};
 
-/// Show features, convoys, tasks per status and live claims
+/// Show features, convoys, tasks per status, live claims and quarantined records
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON for tools instead of text
@@ -29,6 +31,15 @@ struct StatusJson<'a> {
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let tip = store.tip()?;
+    if tip.is_none() {
+        let evidence = store.evidence()?;
+        if !evidence.is_empty() {
+            return Err(StateError::Lost {
+                evidence: evidence.to_string(),
+            }
+            .into());
+        }
+    }
     let snapshot = store.read(Snapshot::read)?;
     let drafts = store
         .repo()
@@ -74,7 +85,28 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .map(crate::worker::worktree::Git::new);
         feature(out, fs, now, git.as_ref())?;
     }
+    show_quarantined(out, &snapshot.quarantined)?;
     show_drafts(out, &drafts)
+}
+
+/// Records left out because they do not parse: the rest runs without them.
+pub(crate) fn show_quarantined(out: &mut dyn Write, quarantined: &[Quarantined]) -> Result {
+    if quarantined.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "\nquarantined ({} record{} that do not parse; the sprint runs without {}):",
+        quarantined.len(),
+        plural(quarantined.len()),
+        if quarantined.len() == 1 { "it" } else { "them" }
+    )?;
+    for q in quarantined {
+        writeln!(out, "  {} {}  {}", q.kind, q.name, q.path)?;
+        writeln!(out, "    error: {}", q.error)?;
+        writeln!(out, "    fix: {}", q.fix)?;
+    }
+    Ok(())
 }
 
 /// Working-tree tasks.md files that would be rejected if committed.
