@@ -11,7 +11,7 @@ use crate::state::{
     natural_key, ConvoyStatus, FeatureState, Quarantined, Snapshot, StateError, TaskStatus,
 };
 
-/// Show features, convoys, tasks per status, live claims and quarantined records
+/// Show features, convoys, tasks per status, claims and quarantined records
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON for tools instead of text
@@ -90,15 +90,14 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
 }
 
 /// Records left out because they do not parse: the rest runs without them.
+/// Each with its file, the parse error and the command that fixes it.
 pub(crate) fn show_quarantined(out: &mut dyn Write, quarantined: &[Quarantined]) -> Result {
     if quarantined.is_empty() {
         return Ok(());
     }
     writeln!(
         out,
-        "\nquarantined ({} record{} that do not parse; the sprint runs without {}):",
-        quarantined.len(),
-        plural(quarantined.len()),
+        "\nquarantined (the sprint runs without {}):",
         if quarantined.len() == 1 { "it" } else { "them" }
     )?;
     for q in quarantined {

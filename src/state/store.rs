@@ -667,20 +667,19 @@ impl Store {
         Ok(out)
     }
 
-    /// With `refs/ai-sprint` missing: refuses when the backup or the reflog
-    /// show that a state existed, so nothing silently starts over.
+    /// With `refs/ai-sprint` missing: refuses when the backup, the reflog
+    /// or the tool's branches show that a state existed, so nothing silently
+    /// starts over (worktrees do not count here: a first `spawn` makes its
+    /// worktree before the state's first commit).
     fn refuse_if_lost(&self) -> Result<(), StateError> {
-        if let Some(backup) = self.backup_tip()? {
-            return Err(StateError::Lost {
-                evidence: format!("{BACKUP_REF} is at {}", short_id(&backup)),
-            });
+        let mut evidence = self.evidence()?;
+        evidence.worktrees.clear();
+        if evidence.is_empty() {
+            return Ok(());
         }
-        if let Some(last) = self.reflog_tips()?.first() {
-            return Err(StateError::Lost {
-                evidence: format!("the reflog of {STATE_REF} ends at {}", short_id(last)),
-            });
-        }
-        Ok(())
+        Err(StateError::Lost {
+            evidence: evidence.to_string(),
+        })
     }
 
     fn write_tree(&self, root: Option<ObjectId>, txn: &Txn<'_>) -> Result<ObjectId, StateError> {
@@ -831,10 +830,6 @@ fn classify(err: &gix::Error) -> SwapFailure {
     } else {
         SwapFailure::Other
     }
-}
-
-fn short_id(id: &ObjectId) -> String {
-    id.to_string()[..7].to_owned()
 }
 
 /// Jittered exponential backoff so racing writers spread out.

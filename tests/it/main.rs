@@ -4,6 +4,7 @@ mod cli;
 mod demo;
 mod fleet;
 mod ingest;
+mod integrity;
 mod sprint;
 mod state;
 mod support;
