@@ -239,7 +239,7 @@ pub fn recover(store: &Store, actor: &Actor) -> Result<Recovery, StateError> {
         };
         let short = &commit.to_string()[..7];
         store.restore_ref(commit, &format!("git-sprint: recovered from {source}"))?;
-        let recorded = store.transact(actor, |txn| {
+        store.transact(actor, |txn| {
             txn.subject(format!("sprint: recovered from {source} at {short}"));
             txn.repair(format!(
                 "restored {STATE_REF} from {source} at {short} after it went missing"
@@ -253,7 +253,6 @@ pub fn recover(store: &Store, actor: &Actor) -> Result<Recovery, StateError> {
             });
             Ok(())
         })?;
-        let _ = recorded;
         return Ok(Recovery::Restored {
             source,
             commit: commit.to_string(),

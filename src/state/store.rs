@@ -263,27 +263,17 @@ impl<'r> Txn<'r> {
     }
     /// All readable tasks of a feature, in tasks.md order (hand-added ones
     /// last, by id). A record that does not parse is quarantined: left out
-    /// here (see [`Txn::quarantined_tasks`]), so one broken file does not
+    /// here (see [`Txn::tasks_and_quarantined`]), so one broken file does not
     /// stop the rest of the feature.
     pub fn tasks(&self, feature: &str) -> Result<Vec<Task>, StateError> {
         Ok(self.tasks_and_quarantined(feature)?.0)
-    }
-
-    /// Ids of the feature's task records that do not parse.
-    pub fn quarantined_tasks(&self, feature: &str) -> Result<Vec<String>, StateError> {
-        Ok(self
-            .tasks_and_quarantined(feature)?
-            .1
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect())
     }
 
     /// The readable tasks, and the id and error of each that is not.
     pub(crate) fn tasks_and_quarantined(
         &self,
         feature: &str,
-    ) -> Result<(Vec<Task>, Vec<(String, StateError)>), StateError> {
+    ) -> Result<(Vec<Task>, Vec<Unreadable>), StateError> {
         let mut tasks = Vec::new();
         let mut broken = Vec::new();
         for id in self.task_ids(feature)? {
@@ -360,6 +350,9 @@ impl<'r> Txn<'r> {
         msg
     }
 }
+
+/// A task record that does not parse: its id and the error.
+pub(crate) type Unreadable = (String, StateError);
 
 pub fn task_path(feature: &str, id: &str) -> String {
     format!("features/{feature}/tasks/{id}.yaml")

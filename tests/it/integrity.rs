@@ -317,7 +317,7 @@ fn a_broken_task_record_is_quarantined_the_rest_runs_and_repair_lets_the_sprint_
     assert_eq!(q["path"], "features/f/tasks/T002.yaml", "{status}");
     assert_eq!(q["fix"], "git sprint repair f/T002");
     assert!(q["error"].as_str().unwrap().contains("flying"), "{q}");
-    assert!(s.tasks().get("T002").is_none());
+    assert!(!s.tasks().contains_key("T002"));
     assert_eq!(s.tasks()["T004"]["status"], "todo");
     assert_ne!(status["features"][0]["feature"]["status"], "done");
     let text = s.f.ok(&["status"]);
@@ -350,7 +350,7 @@ fn a_broken_task_record_is_quarantined_the_rest_runs_and_repair_lets_the_sprint_
     assert_eq!(t["T002"]["title"], "Two in b.txt (depends on T001)");
     // Nothing depending on the quarantined task started before its repair.
     let trail = s.transitions();
-    let at = |pred: &dyn Fn(&(String, String, String, String)) -> bool| {
+    let at = |pred: &dyn Fn(&super::sprint::Transition) -> bool| {
         trail
             .iter()
             .position(pred)
@@ -513,7 +513,9 @@ fn done_no_change_closes_a_task_as_a_persons_recorded_decision_and_refuses_other
     // Its dependant may start now.
     repo.sprint(["claim", "T003", "--as", "dev-3"]);
 
-    let refusals: [(&[&str], &[(&str, &str)], &str); 3] = [
+    /// Arguments, extra environment, and what the refusal says.
+    type Refusal<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let refusals: [Refusal; 3] = [
         (&["done", "T001", "--no-change"], &[], "it is done already"),
         (
             &["done", "T002", "--no-change"],
