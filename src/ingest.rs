@@ -450,7 +450,16 @@ fn reconcile(
         let before = task.clone();
         apply(&mut task, pt);
         let from = task.status;
-        if from == TaskStatus::Cancelled {
+        // A person's cancel holds until the task's line says something new.
+        let same_line = task.title == before.title
+            && task.description == before.description
+            && task.deps == before.deps
+            && task.paths == before.paths
+            && !pt.done;
+        if from == TaskStatus::Cancelled && task.manual_cancel && same_line {
+            // Stays cancelled.
+        } else if from == TaskStatus::Cancelled {
+            task.manual_cancel = false;
             task.status = if pt.done {
                 TaskStatus::Done
             } else {

@@ -11,12 +11,14 @@ use crate::fleet::Fleet;
 use crate::state::{AgentState, Snapshot};
 use crate::worker::procstat;
 
-/// Check the agents and the orchestrator; exit 1 if anything is unhealthy
+/// Check the agents, the orchestrator and the sprint; exit 1 if anything needs you
 ///
 /// For each running agent: its role and task, whether its process lives,
-/// seconds since its last heartbeat (a commit) and since its pane last
-/// printed, and when its lease runs out. State records that do not parse
-/// (quarantined) are unhealthy too.
+/// seconds since its last heartbeat (a commit or stream event) and since its
+/// pane last printed, when its lease runs out, and what it has cost. Then
+/// what needs a person: a quarantined record, an open breaker, a budget, failed or
+/// blocked tasks, stalled features — each with its cause and the command
+/// that helps. Agents run by fleet commands alone need no orchestrator.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON for tools instead of text
@@ -35,6 +37,8 @@ struct AgentHealth {
     since_heartbeat: Option<i64>,
     since_output: Option<i64>,
     lease_expires_in: Option<i64>,
+    tokens: u64,
+    cost_usd: Option<f64>,
     healthy: bool,
     problem: Option<String>,
 }
@@ -44,8 +48,8 @@ struct Health {
     orchestrator: Option<u32>,
     healthy: bool,
     agents: Vec<AgentHealth>,
-    /// State records that do not parse, left out of the sprint.
-    quarantined: Vec<crate::state::Quarantined>,
+    /// What needs a person.
+    trouble: Vec<crate::stages::trouble::Trouble>,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
@@ -84,7 +88,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .then(|| fleet.tmux.pane_activity(&a.session).ok())
             .flatten()
             .map(|t| now - t as i64);
-        let since_heartbeat = claim.as_ref().map(|c| now - (c.expires - c.ttl as i64));
+        let since_heartbeat = claim
+            .as_ref()
+            .map(|c| c.expires - c.ttl as i64)
+            .max(Some(a.heartbeat).filter(|h| *h > 0))
+            .map(|t| now - t);
         let lease_expires_in = claim.as_ref().map(|c| c.expires - now);
         let problem = if !session_alive {
             Some("tmux session gone".to_owned())
@@ -107,26 +115,31 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             since_heartbeat,
             since_output,
             lease_expires_in,
+            tokens: a.usage.as_ref().map(|u| u.tokens()).unwrap_or(0),
+            cost_usd: a.usage.as_ref().and_then(|u| u.cost_usd),
             healthy: problem.is_none(),
             problem,
         });
     }
     let orchestrator = lock::holder(&fleet.common_dir);
-    // Work in flight needs an orchestrator to move it on.
+    // Work in flight needs an orchestrator to move it on; fleet workers and
+    // finished sprints do not.
     let in_flight = snapshot
         .features
         .iter()
         .flat_map(|f| &f.tasks)
         .filter(|t| t.status.is_active())
         .count();
+    let sprint_agents = agents.iter().any(|a| a.role != "fleet");
+    let trouble = crate::stages::trouble::list(&snapshot);
     let healthy = agents.iter().all(|a| a.healthy)
-        && (orchestrator.is_some() || (agents.is_empty() && in_flight == 0))
-        && snapshot.quarantined.is_empty();
+        && (orchestrator.is_some() || (!sprint_agents && in_flight == 0))
+        && trouble.is_empty();
     let report = Health {
         orchestrator,
         healthy,
         agents,
-        quarantined: snapshot.quarantined.clone(),
+        trouble,
     };
     if args.json {
         write_json(ctx.out, &report)?;
@@ -147,7 +160,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         for a in &report.agents {
             writeln!(
                 ctx.out,
-                "{:<28} {:<9} {:<16} pid {:<7} heartbeat {:>6} output {:>6} lease {:>6}  {}",
+                "{:<28} {:<9} {:<16} pid {:<7} heartbeat {:>6} output {:>6} lease {:>6} {:>9}  {}",
                 a.id,
                 a.role,
                 a.task.as_deref().unwrap_or("-"),
@@ -155,24 +168,32 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 secs(a.since_heartbeat),
                 secs(a.since_output),
                 secs(a.lease_expires_in),
+                a.cost_usd
+                    .map(|c| format!("${c:.2}"))
+                    .unwrap_or_else(|| "-".into()),
                 a.problem.as_deref().unwrap_or("ok"),
             )?;
         }
-        super::status::show_quarantined(ctx.out, &report.quarantined)?;
+        for t in &report.trouble {
+            writeln!(ctx.out, "{}: {}: {}", t.kind, t.subject, t.message)?;
+            writeln!(ctx.out, "  -> {}", t.hint)?;
+        }
     }
     if report.healthy {
         Ok(())
     } else {
         Err(CommandError::Failed {
             message: "unhealthy".into(),
-            hint: Some(if let Some(q) = report.quarantined.first() {
-                format!("{} record {} does not parse: {}", q.kind, q.path, q.fix)
-            } else if report.orchestrator.is_none() {
-                "start the orchestrator with 'git sprint start'".into()
-            } else {
-                "the orchestrator retries lost agents; 'git sprint logs <agent>' shows what one did"
+            hint: Some(
+                if report.orchestrator.is_none() && (in_flight > 0 || sprint_agents) {
+                    "start the orchestrator with 'git sprint start'".into()
+                } else if let Some(t) = report.trouble.first() {
+                    t.hint.clone()
+                } else {
+                    "the orchestrator retries lost agents; 'git sprint logs <agent>' shows what one did"
                     .into()
-            }),
+                },
+            ),
         })
     }
 }

@@ -18,10 +18,24 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args, paused: bool) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());
     let done = store.transact(&actor, |txn| {
-        ops::set_paused(txn, paused, args.reason.as_deref())
+        let changed = ops::set_paused(txn, paused, args.reason.as_deref())?;
+        // Resuming also lets each open circuit breaker try one probe run.
+        let probes = if paused {
+            Vec::new()
+        } else {
+            ops::half_open_breakers(txn)?
+        };
+        Ok((changed, probes))
     })?;
+    let (changed, probes) = done.value;
+    for p in &probes {
+        writeln!(
+            ctx.out,
+            "Circuit breaker of agent profile {p}: half open; one probe run starts now"
+        )?;
+    }
     let word = if paused { "paused" } else { "running" };
-    if done.value {
+    if changed {
         writeln!(
             ctx.out,
             "Sprint {word}: {}",
@@ -31,7 +45,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args, paused: bool) -> Result {
                 "scheduling new work again"
             }
         )?;
-    } else {
+    } else if probes.is_empty() {
         writeln!(ctx.out, "Sprint already {word}; nothing changed")?;
     }
     Ok(())

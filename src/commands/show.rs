@@ -72,6 +72,19 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         writeln!(out, "  priority: {}", task.priority)?;
     }
     writeln!(out, "  attempts: {}", task.attempts)?;
+    if task.tokens > 0 || task.cost_usd > 0.0 {
+        writeln!(
+            out,
+            "  spent:    {} tokens, ${:.4}",
+            task.tokens, task.cost_usd
+        )?;
+    }
+    if let Some(c) = task.cause {
+        writeln!(out, "  cause:    {c}")?;
+    }
+    if let Some(at) = task.retry_after.filter(|at| *at > clock::now()) {
+        writeln!(out, "  next try: after {}", clock::rfc3339(at))?;
+    }
     if let Some(c) = &task.claim {
         writeln!(
             out,
@@ -97,6 +110,17 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             "  feedback {}: {}",
             i + 1,
             f.lines().next().unwrap_or_default()
+        )?;
+    }
+    for n in &task.history {
+        writeln!(
+            out,
+            "  attempt {}: {} [{}{}] {}",
+            n.attempt,
+            n.at,
+            n.cause,
+            if n.counted { "" } else { ", not counted" },
+            n.note
         )?;
     }
     writeln!(out, "history:")?;

@@ -7,9 +7,8 @@ use serde::Serialize;
 
 use super::{short, write_json, Ctx, Result};
 use crate::clock;
-use crate::state::{
-    natural_key, ConvoyStatus, FeatureState, Quarantined, Snapshot, StateError, TaskStatus,
-};
+use crate::stages::budget::{spend, Spend};
+use crate::state::{natural_key, ConvoyStatus, FeatureState, Snapshot, StateError, TaskStatus};
 
 /// Show features, convoys, tasks per status, claims and quarantined records
 #[derive(Debug, clap::Args)]
@@ -22,6 +21,11 @@ pub struct Args {
 #[derive(Serialize)]
 struct StatusJson<'a> {
     tip: Option<String>,
+    /// US dollars spent, in total and per feature.
+    spend: Spend,
+    /// What needs a person (quarantined records, open breakers, budgets
+    /// reached, failed, blocked and stalled work).
+    trouble: Vec<crate::stages::trouble::Trouble>,
     /// Working-tree tasks.md files that do not parse.
     drafts: Vec<crate::ingest::Draft>,
     #[serde(flatten)]
@@ -46,11 +50,15 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .workdir()
         .map(crate::ingest::check_drafts)
         .unwrap_or_default();
+    let spent = spend(&snapshot);
+    let trouble = crate::stages::trouble::list(&snapshot);
     if args.json {
         return write_json(
             ctx.out,
             &StatusJson {
                 tip: tip.map(|t| t.to_string()),
+                spend: spent,
+                trouble,
                 drafts,
                 snapshot: &snapshot,
             },
@@ -64,18 +72,23 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     };
     writeln!(
         out,
-        "refs/ai-sprint at {}: {} feature{}, {} agent{}{}",
+        "refs/ai-sprint at {}: {} feature{}, {} agent{}, ${:.2} spent{}",
         short(&tip),
         snapshot.features.len(),
         plural(snapshot.features.len()),
         snapshot.agents.len(),
         plural(snapshot.agents.len()),
+        spent.total_usd,
         if snapshot.meta.as_ref().is_some_and(|m| m.paused) {
             " (paused)"
         } else {
             ""
         }
     )?;
+    for t in &trouble {
+        writeln!(out, "{}: {}: {}", t.kind, t.subject, t.message)?;
+        writeln!(out, "  -> {}", t.hint)?;
+    }
     let now = clock::now();
     for fs in &snapshot.features {
         writeln!(out)?;
@@ -83,29 +96,10 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .repo()
             .workdir()
             .map(crate::worker::worktree::Git::new);
-        feature(out, fs, now, git.as_ref())?;
+        let usd = spent.features.get(&fs.feature.name).copied().unwrap_or(0.0);
+        feature(out, fs, now, git.as_ref(), usd)?;
     }
-    show_quarantined(out, &snapshot.quarantined)?;
     show_drafts(out, &drafts)
-}
-
-/// Records left out because they do not parse: the rest runs without them.
-/// Each with its file, the parse error and the command that fixes it.
-pub(crate) fn show_quarantined(out: &mut dyn Write, quarantined: &[Quarantined]) -> Result {
-    if quarantined.is_empty() {
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "\nquarantined (the sprint runs without {}):",
-        if quarantined.len() == 1 { "it" } else { "them" }
-    )?;
-    for q in quarantined {
-        writeln!(out, "  {} {}  {}", q.kind, q.name, q.path)?;
-        writeln!(out, "    error: {}", q.error)?;
-        writeln!(out, "    fix: {}", q.fix)?;
-    }
-    Ok(())
 }
 
 /// Working-tree tasks.md files that would be rejected if committed.
@@ -129,6 +123,7 @@ fn feature(
     fs: &FeatureState,
     now: i64,
     git: Option<&crate::worker::worktree::Git>,
+    usd: f64,
 ) -> Result {
     let f = &fs.feature;
     let done = fs
@@ -138,9 +133,13 @@ fn feature(
         .count();
     writeln!(
         out,
-        "{}  {}  {}/{} tasks done",
+        "{}  {}  {}/{} tasks done  ${usd:.2} spent",
         f.name,
-        f.status,
+        if crate::stages::stalled(fs) {
+            "stalled".to_owned()
+        } else {
+            f.status.to_string()
+        },
         done,
         fs.tasks.len()
     )?;

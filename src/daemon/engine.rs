@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::record::{self, orchestrator, AttemptPolicy};
 use super::watch::Wake;
 use crate::clock;
 use crate::config::Config;
@@ -19,10 +20,12 @@ use crate::fleet::{session_name, Fleet};
 use crate::gates::{self, Gate};
 use crate::prompt;
 use crate::refinery::Verdict;
-use crate::stages::{self, agent_id, librarian, task_branch, Action, GateStage, Limits, World};
+use crate::stages::{
+    self, agent_id, librarian, task_branch, Action, BreakerGate, GateStage, Limits, Profiles, World,
+};
 use crate::state::{
-    ops, Actor, Agent, AgentState, AttemptNote, Cause, ConvoyStatus, FeatureStatus, Merged,
-    Snapshot, StateError, Task, TaskRef, TaskStatus, Transition,
+    ops, Actor, Agent, AgentState, Cause, ConvoyStatus, FeatureStatus, Snapshot, StateError, Task,
+    TaskRef, TaskStatus, Transition,
 };
 
 pub struct Engine {
@@ -33,11 +36,6 @@ pub struct Engine {
     /// Tasks whose gates run on a thread of ours right now.
     busy: Arc<Mutex<HashSet<String>>>,
     wake: UnboundedSender<Wake>,
-}
-
-/// The orchestrator's own name in the audit trail.
-fn orchestrator() -> Actor {
-    Actor::named("orchestrator")
 }
 
 impl Engine {
@@ -74,6 +72,25 @@ impl Engine {
             },
             max_attempts: self.config.policy.max_attempts,
             lease_secs: self.config.timeouts.lease.0.as_secs(),
+            hung_secs: self.config.timeouts.hung.0.as_secs(),
+            breaker_cooldown_secs: self.config.policy.breaker_cooldown.0.as_secs(),
+            breaker_threshold: self.config.policy.breaker_threshold,
+        }
+    }
+
+    fn attempt_policy(&self) -> AttemptPolicy {
+        AttemptPolicy {
+            max_attempts: self.config.policy.max_attempts,
+            backoff_secs: self.config.policy.retry_backoff.0.as_secs(),
+        }
+    }
+
+    fn profiles(&self) -> Profiles {
+        let roles = &self.config.roles;
+        Profiles {
+            developer: roles.developer.agent.clone(),
+            tester: roles.tester.agent.clone(),
+            librarian: roles.librarian.agent.clone(),
         }
     }
 
@@ -103,7 +120,8 @@ impl Engine {
                 }
             }
         }
-        let busy = self.busy.lock().expect("no panics").clone();
+        let busy = self.busy_set();
+        let profiles = self.profiles();
         let world = World {
             snapshot: &snapshot,
             now: clock::now(),
@@ -111,6 +129,8 @@ impl Engine {
             activity: &activity,
             busy: &busy,
             limits: self.limits(),
+            budget: &self.config.budget,
+            profiles: &profiles,
         };
         let mut failed = false;
         for action in stages::owed(&world) {
@@ -123,21 +143,50 @@ impl Engine {
         Ok((self.next_deadline(&snapshot, &activity), failed))
     }
 
-    /// When the earliest live lease needs a look.
+    /// The tasks whose gates or merge run on a thread now. A poisoned lock
+    /// (a panic on such a thread) still holds a usable set.
+    fn busy_set(&self) -> HashSet<String> {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// When the next timer-driven look is due: a lease running out, an agent
+    /// going quiet for `timeouts.hung`, a backoff ending, a breaker cooling.
     fn next_deadline(&self, snapshot: &Snapshot, activity: &HashMap<String, i64>) -> Option<i64> {
-        let lease = self.limits().lease_secs as i64;
-        snapshot
-            .features
-            .iter()
-            .flat_map(|f| &f.tasks)
-            .filter(|t| t.status == TaskStatus::InProgress)
-            .filter_map(|t| t.claim.as_ref())
-            .map(|c| {
-                let heartbeat = c.expires - c.ttl as i64;
-                let output = activity.get(&c.holder).copied().unwrap_or(heartbeat);
-                heartbeat.max(output) + lease
-            })
-            .min()
+        let limits = self.limits();
+        let mut at: Vec<i64> = Vec::new();
+        for fs in &snapshot.features {
+            for t in &fs.tasks {
+                if let (TaskStatus::InProgress, Some(c)) = (t.status, &t.claim) {
+                    at.push(c.expires);
+                }
+                if let Some(r) = t.retry_after {
+                    if matches!(
+                        t.status,
+                        TaskStatus::Todo | TaskStatus::InProgress | TaskStatus::InTests
+                    ) {
+                        at.push(r);
+                    }
+                }
+            }
+        }
+        for a in snapshot.agents.iter().filter(|a| stages_running(a)) {
+            let claim = a
+                .task
+                .as_deref()
+                .and_then(|t| t.split_once('/'))
+                .and_then(|(f, id)| snapshot.feature(f)?.tasks.iter().find(|t| t.id == id))
+                .and_then(|t| t.claim.as_ref());
+            let last = stages::last_sign(a, claim, activity.get(&a.id).copied());
+            at.push(last + limits.hung_secs as i64);
+        }
+        if let Some(meta) = &snapshot.meta {
+            for b in meta.breakers.values().filter(|b| b.open_since.is_some()) {
+                at.push(b.last_failure + limits.breaker_cooldown_secs as i64);
+            }
+        }
+        let now = clock::now();
+        // Deadlines already past were acted on (or wait for an event).
+        at.into_iter().filter(|t| *t > now).min()
     }
 
     fn execute(&self, snapshot: &Snapshot, action: &Action) -> Result<(), EngineError> {
@@ -152,28 +201,15 @@ impl Engine {
                 task,
                 agent,
             } => {
-                let r = TaskRef {
-                    feature: feature.clone(),
-                    id: task.clone(),
-                };
-                self.fleet.store.transact(&orchestrator(), |txn| {
-                    let Some(t) = txn.task(feature, task)? else {
-                        return Ok(());
-                    };
-                    if t.status != TaskStatus::InProgress
-                        || t.claim.as_ref().map(|c| &c.holder) != Some(agent)
-                    {
-                        return Ok(()); // someone else moved it
-                    }
-                    ops::move_task(
-                        txn,
-                        &r,
-                        TaskStatus::InReview,
-                        Some(&format!("developer {agent} finished")),
-                        false,
-                    )?;
-                    Ok(())
-                })?;
+                let r = task_ref(feature, task);
+                let changed = self.developer_changed(snapshot, agent);
+                record::developer_done(
+                    &self.fleet.store,
+                    &r,
+                    agent,
+                    changed,
+                    self.attempt_policy(),
+                )?;
                 Ok(())
             }
             Action::StartTester {
@@ -190,8 +226,45 @@ impl Engine {
                 feature,
                 task,
                 agent,
+                cause,
                 reason,
-            } => self.retry(snapshot, feature, task, agent.as_deref(), reason),
+            } => self.retry(snapshot, feature, task, agent.as_deref(), *cause, reason),
+            Action::RestartTester {
+                feature,
+                task,
+                agent,
+                cause,
+            } => {
+                let r = task_ref(feature, task);
+                record::restart_tester(
+                    &self.fleet.store,
+                    &r,
+                    agent,
+                    *cause,
+                    self.attempt_policy(),
+                )?;
+                Ok(())
+            }
+            Action::Block {
+                feature,
+                task,
+                reason,
+            } => {
+                record::block(&self.fleet.store, &task_ref(feature, task), reason)?;
+                Ok(())
+            }
+            Action::Unblock { feature, task } => {
+                record::unblock(&self.fleet.store, &task_ref(feature, task))?;
+                Ok(())
+            }
+            Action::OpenBreaker { profile } => {
+                record::open_breaker(&self.fleet.store, profile, self.limits().breaker_threshold)?;
+                Ok(())
+            }
+            Action::RecordBudgets { stops } => {
+                record::record_budgets(&self.fleet.store, stops)?;
+                Ok(())
+            }
             Action::Merge { feature, task } => self.merge(snapshot, feature, task),
             Action::CloseConvoy { feature, convoy } => self.close_convoy(feature, convoy),
             Action::CloseFeature { feature } => self.close_feature(snapshot, feature),
@@ -201,27 +274,17 @@ impl Engine {
                 attempt,
             } => self.start_librarian(snapshot, feature, convoy, *attempt),
             Action::MergeDocs { feature, convoy } => self.merge_docs(snapshot, feature, convoy),
-            Action::MarkDead { agent } => {
-                self.fleet.store.transact(&orchestrator(), |txn| {
-                    let Some(mut a) = txn.agent(agent)? else {
-                        return Ok(());
-                    };
-                    if !stages_running(&a) {
-                        return Ok(());
-                    }
-                    let from = a.state;
-                    a.state = AgentState::Dead;
-                    a.ended = Some(clock::now());
-                    txn.put_agent(&a)?;
-                    txn.record(Transition {
-                        task: agent.clone(),
-                        from: from.to_string(),
-                        to: a.state.to_string(),
-                        reason: Some("its tmux session is gone".into()),
-                        policy: None,
-                    });
-                    Ok(())
-                })?;
+            Action::MarkDead {
+                agent,
+                cause,
+                reason,
+            } => {
+                if let Some(a) = stages::agent(snapshot, agent) {
+                    // A hung one still has a session: stop it (its wrapper
+                    // saves its work) before the record says it is dead.
+                    self.stop_agent(a, reason);
+                }
+                record::mark_dead(&self.fleet.store, agent, *cause, reason)?;
                 Ok(())
             }
         }
@@ -273,12 +336,18 @@ impl Engine {
         } else {
             git.add_worktree(&path, &branch, integration)?;
         }
-        crate::worker::worktree::setup(
+        if let Err(e) = crate::worker::worktree::setup(
             &self.root,
             &path,
             &self.config.setup.copy,
             &self.config.setup.commands,
-        )?;
+        ) {
+            // A worktree whose setup failed is never used: the next attempt
+            // makes it anew (the branch keeps every commit).
+            let _ = git.remove_worktree(&path, true);
+            let _ = std::fs::remove_dir_all(&path);
+            return Err(e.into());
+        }
         Ok(path)
     }
 
@@ -319,18 +388,24 @@ impl Engine {
         snapshot: &Snapshot,
         feature: &str,
         task: &str,
-        attempt: u32,
+        _attempt: u32,
     ) -> Result<(), EngineError> {
         let role = &self.config.roles.developer;
         let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
         let integration = self.integration(snapshot, feature);
-        let worktree = self.ensure_worktree(feature, task, &integration)?;
-        let id = agent_id(feature, task, "developer", attempt);
-        let r = TaskRef {
-            feature: feature.to_owned(),
-            id: task.to_owned(),
+        let r = task_ref(feature, task);
+        let worktree = match self.ensure_worktree(feature, task, &integration) {
+            Ok(w) => w,
+            Err(e) => {
+                // A worktree that cannot be prepared is a failed attempt
+                // (cause `setup`), so a broken setup cannot loop for ever.
+                self.setup_failed(&r, &e.to_string())?;
+                return Err(e);
+            }
         };
+        let base_commit = self.branch_tip(&task_branch(feature, task));
         let lease = self.limits().lease_secs;
+        let limits = self.limits();
         let agent = self.fleet.store.transact(&orchestrator(), |txn| {
             let Some(t) = txn.task(feature, task)? else {
                 return Ok(None);
@@ -338,10 +413,25 @@ impl Engine {
             // Still waiting for a developer, exactly as the Manager saw it?
             let waiting = t.status == TaskStatus::Todo
                 || (t.status == TaskStatus::InProgress && t.claim.is_none());
-            if !waiting || txn.agent(&id)?.is_some() {
+            if !waiting {
+                return Ok(None);
+            }
+            // Each run gets an id never used before, whatever `retry` did
+            // to the attempt count.
+            let mut run = t.runs.max(t.attempts) + 1;
+            while txn
+                .agent(&agent_id(feature, task, "developer", run))?
+                .is_some()
+            {
+                run += 1;
+            }
+            let id = agent_id(feature, task, "developer", run);
+            if !self.breaker_admits(txn, &role.agent, &id, &limits)? {
                 return Ok(None);
             }
             let mut t = ops::claim(txn, &r, &id, lease)?;
+            t.runs = run;
+            t.retry_after = None;
             t.branch = Some(task_branch(feature, task));
             t.worktree = Some(worktree.display().to_string());
             txn.put_task(feature, &t)?;
@@ -352,7 +442,7 @@ impl Engine {
                 }
             }
             let vars = self.prompt_vars(feature, &t, &integration);
-            let agent = self.agent_record(
+            let mut agent = self.agent_record(
                 &id,
                 "developer",
                 &r,
@@ -363,6 +453,7 @@ impl Engine {
                 &t,
                 prompt::render(&prompt::template(&self.root, "developer"), &vars),
             );
+            agent.base_commit = base_commit.clone();
             txn.put_agent(&agent)?;
             Ok(Some(agent))
         })?;
@@ -370,14 +461,94 @@ impl Engine {
             return Ok(());
         };
         if let Err(e) = self.launch(&agent) {
-            // The claim goes back so the Manager can try again.
-            let why = format!("could not start developer {id}: {e}");
-            self.fleet.store.transact(&orchestrator(), |txn| {
-                ops::release(txn, &r, Some(&id), Some(&why)).map(|_| ())
-            })?;
+            let why = format!("could not start developer {}: {e}", agent.id);
+            record::lost_attempt(
+                &self.fleet.store,
+                &r,
+                Some(&agent.id),
+                Cause::Setup,
+                &why,
+                self.attempt_policy(),
+            )?;
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Counts a worktree that could not be prepared as a failed attempt.
+    fn setup_failed(&self, r: &TaskRef, error: &str) -> Result<(), EngineError> {
+        let policy = self.attempt_policy();
+        self.fleet.store.transact(&orchestrator(), |txn| {
+            let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+                return Ok(());
+            };
+            let waiting = t.status == TaskStatus::Todo
+                || (t.status == TaskStatus::InProgress && t.claim.is_none());
+            if !waiting {
+                return Ok(());
+            }
+            t.attempts += 1;
+            txn.put_task(&r.feature, &t)?;
+            let note = format!("preparing the worktree failed: {error}");
+            record::end_attempt(
+                txn,
+                r,
+                None,
+                Cause::Setup,
+                &note,
+                None,
+                policy,
+                TaskStatus::Todo,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Whether the breaker of `profile` lets agent `id` start; a probe run
+    /// is recorded as such.
+    fn breaker_admits(
+        &self,
+        txn: &mut crate::state::Txn<'_>,
+        profile: &str,
+        id: &str,
+        limits: &Limits,
+    ) -> Result<bool, StateError> {
+        let Some(mut meta) = txn.meta()? else {
+            return Ok(true);
+        };
+        let snapshot_agents = Snapshot {
+            meta: None,
+            features: Vec::new(),
+            agents: match meta.breakers.get(profile).and_then(|b| b.probe.clone()) {
+                Some(p) => txn.agent(&p)?.into_iter().collect(),
+                None => Vec::new(),
+            },
+            quarantined: Vec::new(),
+        };
+        match stages::breaker_gate(
+            meta.breakers.get(profile),
+            &snapshot_agents,
+            limits,
+            clock::now(),
+        ) {
+            BreakerGate::Closed => Ok(true),
+            BreakerGate::Open => Ok(false),
+            BreakerGate::Probe => {
+                if let Some(b) = meta.breakers.get_mut(profile) {
+                    b.probe = Some(id.to_owned());
+                    b.half_open = false;
+                }
+                txn.put_meta(&meta)?;
+                txn.record(Transition {
+                    task: format!("breaker/{profile}"),
+                    from: "open".into(),
+                    to: "half_open".into(),
+                    reason: Some(format!("{id} probes whether the agent works again")),
+                    policy: Some("circuit breaker: one probe run".into()),
+                });
+                Ok(true)
+            }
+        }
     }
 
     fn start_tester(
@@ -391,18 +562,36 @@ impl Engine {
         let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
         let integration = self.integration(snapshot, feature);
         let worktree = self.ensure_worktree(feature, task, &integration)?;
-        let id = agent_id(feature, task, "tester", attempt);
-        let r = TaskRef {
-            feature: feature.to_owned(),
-            id: task.to_owned(),
-        };
+        let r = task_ref(feature, task);
+        let limits = self.limits();
         let agent = self.fleet.store.transact(&orchestrator(), |txn| {
-            let Some(t) = txn.task(feature, task)? else {
+            let Some(mut t) = txn.task(feature, task)? else {
                 return Ok(None);
             };
-            if t.status != TaskStatus::InTests || txn.agent(&id)?.is_some() {
+            if t.status != TaskStatus::InTests {
                 return Ok(None);
             }
+            let id = match &t.tester {
+                // Named before the orchestrator stopped, never started.
+                Some(id) if txn.agent(id)?.is_none() => id.clone(),
+                Some(_) => return Ok(None),
+                None => {
+                    let base = agent_id(feature, task, "tester", t.runs.max(attempt).max(1));
+                    let mut id = base.clone();
+                    let mut k = 1;
+                    while txn.agent(&id)?.is_some() {
+                        k += 1;
+                        id = format!("{base}-{k}");
+                    }
+                    id
+                }
+            };
+            if !self.breaker_admits(txn, &role.agent, &id, &limits)? {
+                return Ok(None);
+            }
+            t.tester = Some(id.clone());
+            t.retry_after = None;
+            txn.put_task(feature, &t)?;
             let vars = self.prompt_vars(feature, &t, &integration);
             let agent = self.agent_record(
                 &id,
@@ -490,7 +679,12 @@ impl Engine {
     /// wakes the orchestrator again.
     fn run_gates(&self, feature: &str, task: &str, stage: GateStage) -> Result<(), EngineError> {
         let key = format!("{feature}/{task}");
-        if !self.busy.lock().expect("no panics").insert(key.clone()) {
+        if !self
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
             return Ok(());
         }
         let gates: Vec<Gate> = match stage {
@@ -499,6 +693,7 @@ impl Engine {
         };
         let worktree = self.task_worktree(feature, task);
         let store_dir = self.root.clone();
+        let policy = self.attempt_policy();
         let (feature, task) = (feature.to_owned(), task.to_owned());
         let busy = self.busy.clone();
         let wake = self.wake.clone();
@@ -508,81 +703,94 @@ impl Engine {
                 &worktree,
                 &[("SPRINT_TASK".to_owned(), key.clone())],
             );
-            let result = crate::state::Store::discover(&store_dir)
-                .and_then(|store| record_verdict(&store, &feature, &task, stage, &outcome));
+            let result = crate::state::Store::discover(&store_dir).and_then(|store| {
+                record::record_verdict(&store, &feature, &task, stage, &outcome, policy)
+            });
             if let Err(e) = result {
                 tracing::warn!(task = %key, error = %e, "recording the gate verdict failed");
             }
-            busy.lock().expect("no panics").remove(&key);
+            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             let _ = wake.send(Wake::GatesDone);
         });
         Ok(())
     }
 
-    /// A lost attempt: stop the agent (its wrapper commits what it left),
-    /// then retry the task, or fail it past the attempt limit.
+    /// Stops a running agent's session and waits for its wrapper to save
+    /// the work; if the wrapper died too (kill -9), saves it here.
+    fn stop_agent(&self, a: &Agent, reason: &str) {
+        if self.fleet.tmux.kill_session(&a.session).unwrap_or(false) {
+            if let Some(pid) = a.runner_pid {
+                crate::fleet::wait_for_exit(pid, std::time::Duration::from_secs(10));
+            }
+        }
+        let wt = crate::worker::worktree::Git::new(&a.worktree);
+        if Path::new(&a.worktree).exists() && wt.is_dirty().unwrap_or(false) {
+            let _ = wt.commit_wip(
+                &format!("WIP: {} ({reason})", a.id),
+                &crate::fleet::worker_identity(&a.id),
+            );
+        }
+    }
+
+    /// A lost attempt: stop the agent (its work is kept), then retry the
+    /// task after a backoff, or fail it past the attempt limit.
     fn retry(
         &self,
         snapshot: &Snapshot,
         feature: &str,
         task: &str,
         agent: Option<&str>,
+        cause: Cause,
         reason: &str,
     ) -> Result<(), EngineError> {
-        if let Some(id) = agent {
-            if let Some(a) = snapshot.agents.iter().find(|a| a.id == id) {
-                if self.fleet.tmux.kill_session(&a.session).unwrap_or(false) {
-                    if let Some(pid) = a.runner_pid {
-                        crate::fleet::wait_for_exit(pid, std::time::Duration::from_secs(10));
-                    }
-                }
-                // If the wrapper died too (kill -9), save the work here.
-                let wt = crate::worker::worktree::Git::new(&a.worktree);
-                if Path::new(&a.worktree).exists() && wt.is_dirty().unwrap_or(false) {
-                    let _ = wt.commit_wip(
-                        &format!("WIP: {feature}/{task} ({reason})"),
-                        &crate::fleet::worker_identity(id),
-                    );
-                }
+        if let Some(a) = agent.and_then(|id| stages::agent(snapshot, id)) {
+            if stages_running(a) {
+                self.stop_agent(a, reason);
             }
         }
-        let max = self.limits().max_attempts;
-        let r = TaskRef {
-            feature: feature.to_owned(),
-            id: task.to_owned(),
-        };
-        self.fleet.store.transact(&orchestrator(), |txn| {
-            if let Some(id) = agent {
-                if let Some(mut a) = txn.agent(id)? {
-                    if matches!(a.state, AgentState::Starting | AgentState::Running) {
-                        a.state = AgentState::Dead;
-                        a.ended = Some(clock::now());
-                        txn.put_agent(&a)?;
-                    }
-                }
-            }
-            let Some(mut t) = txn.task(feature, task)? else {
-                return Ok(());
-            };
-            if t.status != TaskStatus::InProgress {
-                return Ok(());
-            }
-            if let (Some(id), Some(c)) = (agent, &t.claim) {
-                if c.holder != id {
-                    return Ok(()); // a newer attempt already holds it
-                }
-            }
-            t.feedback
-                .push(format!("attempt {} was lost: {reason}", t.attempts));
-            txn.put_task(feature, &t)?;
-            if t.attempts >= max {
-                ops::fail(txn, &r, &format!("{reason}; {} attempts used", t.attempts))?;
-            } else {
-                ops::move_task(txn, &r, TaskStatus::Todo, Some(reason), false)?;
-            }
-            Ok(())
-        })?;
+        let r = task_ref(feature, task);
+        record::lost_attempt(
+            &self.fleet.store,
+            &r,
+            agent,
+            cause,
+            reason,
+            self.attempt_policy(),
+        )?;
         Ok(())
+    }
+
+    /// Whether a developer left a commit beyond where its run started (the
+    /// wrapper's WIP commit counts). Unknown start: assume it did.
+    fn developer_changed(&self, snapshot: &Snapshot, agent: &str) -> bool {
+        let Some(a) = stages::agent(snapshot, agent) else {
+            return true;
+        };
+        let Some(start) = a.base_commit.as_deref() else {
+            return true;
+        };
+        match self.branch_tip(&a.branch) {
+            Some(tip) => tip != start,
+            None => true,
+        }
+    }
+
+    /// The commit `branch` points at, read in-process.
+    fn branch_tip(&self, branch: &str) -> Option<String> {
+        let mut r = self
+            .fleet
+            .store
+            .repo()
+            .try_find_reference(format!("refs/heads/{branch}").as_str())
+            .ok()??;
+        r.peel_to_id().ok().map(|id| id.to_string())
+    }
+}
+
+fn task_ref(feature: &str, task: &str) -> TaskRef {
+    TaskRef {
+        feature: feature.to_owned(),
+        id: task.to_owned(),
     }
 }
 
@@ -723,6 +931,7 @@ impl Engine {
             .unwrap_or_default();
         let integration = self.integration(snapshot, feature);
         let security = self.config.gates.security.clone();
+        let policy = self.attempt_policy();
         let (f, t, i) = (feature.to_owned(), task.to_owned(), integration.clone());
         self.spawn_merge(
             feature,
@@ -730,7 +939,7 @@ impl Engine {
             title,
             integration,
             security,
-            move |store, v| record_merge(store, &f, &t, &i, v),
+            move |store, v| record::record_merge(store, &f, &t, &i, v, policy),
         );
         Ok(())
     }
@@ -751,7 +960,7 @@ impl Engine {
             format!("docs for convoy {convoy}"),
             integration,
             Vec::new(),
-            move |store, v| record_docs(store, &f, &c, &i, v, max),
+            move |store, v| record::record_docs(store, &f, &c, &i, v, max),
         );
         Ok(())
     }
@@ -769,7 +978,12 @@ impl Engine {
         record: impl FnOnce(&crate::state::Store, &Verdict) -> Result<(), StateError> + Send + 'static,
     ) {
         let key = format!("{feature}/{task}");
-        if !self.busy.lock().expect("no panics").insert(key.clone()) {
+        if !self
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
             return;
         }
         let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
@@ -804,7 +1018,7 @@ impl Engine {
             if let Err(e) = recorded {
                 tracing::warn!(task = %key, error = %e, "merge failed");
             }
-            busy.lock().expect("no panics").remove(&key);
+            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             let _ = wake.send(Wake::GatesDone);
         });
     }
@@ -872,6 +1086,9 @@ impl Engine {
             if c.status == ConvoyStatus::Done || txn.agent(&id)?.is_some() {
                 return Ok(None);
             }
+            if !self.breaker_admits(txn, &role.agent, &id, &self.limits())? {
+                return Ok(None);
+            }
             let from = c.status;
             c.status = ConvoyStatus::InDocs;
             c.attempts = attempt;
@@ -905,199 +1122,8 @@ impl Engine {
     }
 }
 
-/// Records the docs merge: the convoy is done, or goes back for another
-/// Librarian attempt (done without new docs past the attempt limit).
-fn record_docs(
-    store: &crate::state::Store,
-    feature: &str,
-    convoy: &str,
-    integration: &str,
-    verdict: &Verdict,
-    max_attempts: u32,
-) -> Result<(), StateError> {
-    store.transact(&Actor::named("refinery"), |txn| {
-        let Some(mut c) = txn.convoy(feature, convoy)? else {
-            return Ok(());
-        };
-        if c.status != ConvoyStatus::InDocs {
-            return Ok(());
-        }
-        let (to, why) = match verdict {
-            Verdict::Merged { commit, .. } | Verdict::AlreadyMerged { commit, .. } => (
-                ConvoyStatus::Done,
-                format!(
-                    "docs merged into {integration} as {}",
-                    &commit[..commit.len().min(12)]
-                ),
-            ),
-            Verdict::NothingToMerge { .. } => (
-                ConvoyStatus::Done,
-                "the librarian changed no docs: nothing to merge".to_owned(),
-            ),
-            other => {
-                let what = crate::refinery::feedback(other, integration).unwrap_or_default();
-                c.reason = Some(what);
-                if c.attempts >= max_attempts {
-                    (
-                        ConvoyStatus::Done,
-                        format!("docs not merged after {} attempts", c.attempts),
-                    )
-                } else {
-                    (
-                        ConvoyStatus::Open,
-                        "docs merge failed; another librarian attempt".to_owned(),
-                    )
-                }
-            }
-        };
-        let from = c.status;
-        c.status = to;
-        txn.put_convoy(feature, &c)?;
-        txn.record(Transition {
-            task: format!("{feature}/{convoy}"),
-            from: from.to_string(),
-            to: to.to_string(),
-            reason: Some(why),
-            policy: None,
-        });
-        Ok(())
-    })?;
-    Ok(())
-}
-
-/// Records the Refinery's verdict on a task still waiting in `in_docs`.
-fn record_merge(
-    store: &crate::state::Store,
-    feature: &str,
-    task: &str,
-    integration: &str,
-    verdict: &Verdict,
-) -> Result<(), StateError> {
-    let r = TaskRef {
-        feature: feature.to_owned(),
-        id: task.to_owned(),
-    };
-    store.transact(&Actor::named("refinery"), |txn| {
-        let Some(mut t) = txn.task(feature, task)? else {
-            return Ok(());
-        };
-        if t.status != TaskStatus::InDocs {
-            return Ok(());
-        }
-        let why = match verdict {
-            Verdict::Merged { commit, tip } | Verdict::AlreadyMerged { commit, tip } => {
-                let short = &commit[..commit.len().min(12)];
-                let why = match verdict {
-                    Verdict::Merged { .. } => format!("merged into {integration} as {short}"),
-                    _ => format!("already merged into {integration} as {short} (found by its Sprint-Task trailer)"),
-                };
-                t.merged = Some(Merged {
-                    tip: tip.clone(),
-                    commit: commit.clone(),
-                });
-                txn.put_task(feature, &t)?;
-                ops::move_task(txn, &r, TaskStatus::Done, Some(&why), false)?;
-                return Ok(());
-            }
-            Verdict::NothingToMerge { tip } => {
-                // A failed attempt, never a merge: the developer left no commit.
-                let why = format!(
-                    "nothing to merge: {} at {} adds no commit to {integration}",
-                    task_branch(feature, task),
-                    &tip[..tip.len().min(12)]
-                );
-                t.cause = Some(Cause::NoChange);
-                t.history.push(AttemptNote {
-                    attempt: t.attempts,
-                    at: clock::now_rfc3339(),
-                    agent: Some(agent_id(feature, task, "developer", t.attempts)),
-                    cause: Cause::NoChange,
-                    note: why.clone(),
-                    counted: true,
-                });
-                why
-            }
-            Verdict::Conflict { files, .. } => format!("merge conflict in {}", files.join(", ")),
-            Verdict::GatesFailed { stage, outcome } => {
-                t.gates
-                    .extend(outcome.to_results(*stage, &clock::now_rfc3339()));
-                format!("{stage} gates failed on the merge")
-            }
-        };
-        t.feedback
-            .extend(crate::refinery::feedback(verdict, integration));
-        txn.put_task(feature, &t)?;
-        ops::move_task(txn, &r, TaskStatus::InProgress, Some(&why), false)?;
-        Ok(())
-    })?;
-    Ok(())
-}
-
 fn stages_running(a: &Agent) -> bool {
-    matches!(a.state, AgentState::Starting | AgentState::Running)
-}
-
-/// Records a gate stage's verdict on the task, if it is still waiting for it.
-fn record_verdict(
-    store: &crate::state::Store,
-    feature: &str,
-    task: &str,
-    stage: GateStage,
-    outcome: &gates::StageOutcome,
-) -> Result<(), StateError> {
-    let (expect, pass_to, kind) = match stage {
-        GateStage::Review => (
-            TaskStatus::InReview,
-            TaskStatus::InTests,
-            gates::Stage::Review,
-        ),
-        GateStage::Test => (TaskStatus::InTests, TaskStatus::InDocs, gates::Stage::Test),
-    };
-    let name = kind.as_str();
-    let r = TaskRef {
-        feature: feature.to_owned(),
-        id: task.to_owned(),
-    };
-    store.transact(&Actor::named("cab"), |txn| {
-        let Some(mut t) = txn.task(feature, task)? else {
-            return Ok(());
-        };
-        if t.status != expect {
-            return Ok(());
-        }
-        let at = clock::now_rfc3339();
-        for (gate, o) in &outcome.results {
-            t.gates.push(o.to_result(gate, kind, &at));
-        }
-        if !outcome.passed {
-            t.feedback.push(outcome.feedback());
-        }
-        txn.put_task(feature, &t)?;
-        if outcome.passed {
-            let why = if outcome.results.is_empty() {
-                format!("no {name} gates configured")
-            } else {
-                format!("{name} gates passed")
-            };
-            ops::move_task(txn, &r, pass_to, Some(&why), false)?;
-        } else {
-            let failed = outcome
-                .results
-                .iter()
-                .find(|(_, o)| !o.passed)
-                .map(|(g, _)| g.as_str())
-                .unwrap_or("a gate");
-            ops::move_task(
-                txn,
-                &r,
-                TaskStatus::InProgress,
-                Some(&format!("{name} gate {failed} failed")),
-                false,
-            )?;
-        }
-        Ok(())
-    })?;
-    Ok(())
+    crate::stages::running(a)
 }
 
 #[derive(Debug, thiserror::Error)]

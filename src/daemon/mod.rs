@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod engine;
 pub mod lock;
+pub mod record;
 pub mod watch;
 
 use engine::Engine;

@@ -202,6 +202,8 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
             a.wip_commit = end.wip_commit.clone();
         }
         txn.put_agent(&a)?;
+        let ok = a.exit_status == Some(0) && a.cause.is_none();
+        crate::state::ops::account_run(txn, &a.profile, id, ok, a.cause, a.error.as_deref())?;
         let to = super::describe(&a);
         txn.subject(format!("{id}: {from} -> {to}"));
         txn.record(Transition {

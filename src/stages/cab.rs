@@ -1,8 +1,9 @@
 //! CAB: routes a developer's finished work into review and runs the review
-//! gates. A developer that ended badly loses its attempt.
+//! gates. A developer that ended badly loses its attempt, with the cause
+//! its wrapper recorded (an API outage is not the task's fault).
 
 use super::{agent, key, running, tasks, Action, GateStage, World};
-use crate::state::TaskStatus;
+use crate::state::{Cause, TaskStatus};
 
 pub fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
@@ -22,21 +23,29 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
                 if running(a) {
                     continue;
                 }
-                match a.exit_status {
-                    Some(0) => out.push(Action::DeveloperDone {
+                match (a.exit_status, a.cause) {
+                    (Some(0), None) => out.push(Action::DeveloperDone {
                         feature,
                         task,
                         agent: a.id.clone(),
                     }),
-                    status => out.push(Action::Retry {
-                        feature,
-                        task,
-                        agent: Some(a.id.clone()),
-                        reason: match status {
+                    (status, cause) => {
+                        let what = match status {
                             Some(code) => format!("developer {} exited with status {code}", a.id),
                             None => format!("developer {} {}", a.id, a.state),
-                        },
-                    }),
+                        };
+                        let cause = cause.unwrap_or(Cause::Crash);
+                        out.push(Action::Retry {
+                            feature,
+                            task,
+                            agent: Some(a.id.clone()),
+                            cause,
+                            reason: match &a.error {
+                                Some(e) if !e.is_empty() => format!("{what} ({cause}: {e})"),
+                                _ => format!("{what} ({cause})"),
+                            },
+                        })
+                    }
                 }
             }
             TaskStatus::InReview => out.push(Action::RunGates {

@@ -14,10 +14,12 @@ pub fn docs_task(convoy: &str) -> String {
 
 pub fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
-    let mut free = world
+    let free = world
         .limits
         .librarians
         .saturating_sub(count_running(world.snapshot, "librarian"));
+    let mut free = super::breaker_slots(world, &world.profiles.librarian, free);
+    let stops = super::budget::reached(world);
     for fs in &world.snapshot.features {
         if matches!(
             fs.feature.status,
@@ -48,7 +50,8 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
                             feature: feature.clone(),
                             convoy: c.id.clone(),
                         });
-                    } else if free > 0 && !docs_locked {
+                    } else if free > 0 && !docs_locked && !stops.blocks(feature, &docs_task(&c.id))
+                    {
                         free -= 1;
                         docs_locked = true;
                         out.push(Action::StartLibrarian {

@@ -4,25 +4,33 @@
 //! `in_progress` with nobody on it (a gate sent it back); and when no active
 //! task holds a path it names. Order: priority, then convoy (the order its
 //! first task has in tasks.md), then file order. Developers are limited by
-//! the role's count.
+//! the role's count, by the developer profile's circuit breaker, by the
+//! budgets, and by each task's backoff after a failed attempt. A `todo` task
+//! whose dependency failed or was cancelled can never run: it is blocked,
+//! with the reason.
 
 use std::collections::HashMap;
 
-use super::{count_running, holds_paths, key, tasks, Action, World};
+use super::{
+    backing_off, breaker_slots, budget, count_running, holds_paths, key, tasks, Action, World,
+};
 use crate::spec::paths_overlap;
 use crate::state::{Task, TaskStatus};
 
 pub fn owed(world: &World<'_>) -> Vec<Action> {
+    let mut out = blocked(world);
     if world.snapshot.meta.as_ref().is_some_and(|m| m.paused) {
-        return Vec::new();
+        return out;
     }
-    let mut free = world
+    let free = world
         .limits
         .developers
         .saturating_sub(count_running(world.snapshot, "developer"));
+    let mut free = breaker_slots(world, &world.profiles.developer, free);
     if free == 0 {
-        return Vec::new();
+        return out;
     }
+    let stops = budget::reached(world);
     // Paths held by work in flight, per feature.
     let mut held: Vec<(&str, &Task)> = tasks(world.snapshot)
         .filter(|(_, t)| holds_paths(t.status))
@@ -51,6 +59,8 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
             };
             if !waiting
                 || world.busy.contains(&key(&fs.feature.name, &t.id))
+                || backing_off(world, t)
+                || stops.blocks(&fs.feature.name, &t.id)
                 || !t
                     .deps
                     .iter()
@@ -76,7 +86,6 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
         )
     });
 
-    let mut out = Vec::new();
     for (feature, t, _) in ready {
         if free == 0 {
             break;
@@ -94,6 +103,49 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
             task: t.id.clone(),
             attempt: t.attempts + 1,
         });
+    }
+    out
+}
+
+/// `todo` tasks with a failed or cancelled dependency: they would wait forever.
+fn blocked(world: &World<'_>) -> Vec<Action> {
+    let mut out = Vec::new();
+    for (f, t) in tasks(world.snapshot) {
+        // Only blocks this tool made ("blocked: …") lift by themselves; a
+        // person's `move … blocked` stays.
+        let ours = t.status == TaskStatus::Blocked
+            && t.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("blocked: "));
+        if t.status != TaskStatus::Todo && !ours {
+            continue;
+        }
+        let dead: Vec<String> = t
+            .deps
+            .iter()
+            .filter_map(|d| {
+                let dep = f.tasks.iter().find(|x| &x.id == d)?;
+                matches!(
+                    dep.status,
+                    TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Blocked
+                )
+                .then(|| format!("{d} is {}", dep.status))
+            })
+            .collect();
+        if ours {
+            if dead.is_empty() {
+                out.push(Action::Unblock {
+                    feature: f.feature.name.clone(),
+                    task: t.id.clone(),
+                });
+            }
+        } else if !dead.is_empty() {
+            out.push(Action::Block {
+                feature: f.feature.name.clone(),
+                task: t.id.clone(),
+                reason: format!("blocked: {}", dead.join(", ")),
+            });
+        }
     }
     out
 }

@@ -8,13 +8,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::state::{Agent, AgentState, FeatureState, Snapshot, Task, TaskStatus};
+use crate::state::{
+    Agent, AgentState, Breaker, Cause, Claim, FeatureState, Snapshot, Task, TaskStatus,
+};
 
+pub mod budget;
 pub mod cab;
 pub mod librarian;
 pub mod manager;
 pub mod refinery;
 pub mod tester;
+pub mod trouble;
 pub mod witness;
 
 /// What the stages need to know beyond the state.
@@ -30,6 +34,18 @@ pub struct World<'a> {
     /// Tasks whose gates this orchestrator is running right now.
     pub busy: &'a HashSet<String>,
     pub limits: Limits,
+    /// Spending limits (`budget` in the config).
+    pub budget: &'a crate::config::Budget,
+    /// Which agent profile plays each role, for the circuit breakers.
+    pub profiles: &'a Profiles,
+}
+
+/// The agent profile of each AI role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profiles {
+    pub developer: String,
+    pub tester: String,
+    pub librarian: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +56,15 @@ pub struct Limits {
     pub librarians: usize,
     /// Attempts a task gets before it is `failed`.
     pub max_attempts: u32,
-    /// Lease length: an agent with no heartbeat and no pane output for this
-    /// long is hung.
+    /// Lease length: a claim with no agent behind it is free after this.
     pub lease_secs: u64,
+    /// An agent with no sign of life (stream event, pane output, commit)
+    /// for this long is hung (`timeouts.hung`).
+    pub hung_secs: u64,
+    /// Cool-down of an open circuit breaker before one probe run.
+    pub breaker_cooldown_secs: u64,
+    /// Infrastructure failures in a row that open a breaker.
+    pub breaker_threshold: u32,
 }
 
 impl Default for Limits {
@@ -53,6 +75,9 @@ impl Default for Limits {
             librarians: 0,
             max_attempts: 3,
             lease_secs: 600,
+            hung_secs: 900,
+            breaker_cooldown_secs: 300,
+            breaker_threshold: 3,
         }
     }
 }
@@ -91,13 +116,37 @@ pub enum Action {
         task: String,
         stage: GateStage,
     },
-    /// The attempt is lost (agent failed, died or hung): keep its work, stop
-    /// it, and retry the task — or fail it past the attempt limit.
+    /// The attempt ended badly (agent failed, died, hung, changed nothing):
+    /// keep its work, stop it, and retry the task after a backoff — or fail
+    /// it past the attempt limit. Infrastructure causes count no attempt.
     Retry {
         feature: String,
         task: String,
         agent: Option<String>,
+        cause: Cause,
         reason: String,
+    },
+    /// The Tester's run failed for a reason that is not the work's
+    /// (infrastructure): start another Tester after a backoff.
+    RestartTester {
+        feature: String,
+        task: String,
+        agent: String,
+        cause: Cause,
+    },
+    /// A `todo` task waits on a task that failed or was cancelled.
+    Block {
+        feature: String,
+        task: String,
+        reason: String,
+    },
+    /// A task we blocked can run again: what it waited on is back.
+    Unblock { feature: String, task: String },
+    /// An agent profile's breaker reached its threshold: record it open.
+    OpenBreaker { profile: String },
+    /// The budgets reached differ from those recorded: record the change.
+    RecordBudgets {
+        stops: std::collections::BTreeMap<String, String>,
     },
     /// Merge the task's branch into the integration branch (Refinery).
     Merge { feature: String, task: String },
@@ -114,8 +163,13 @@ pub enum Action {
     /// Merge the Librarian's docs branch (Refinery).
     MergeDocs { feature: String, convoy: String },
     /// A tester's or librarian's session is gone while its record says it
-    /// runs (the orchestrator died while starting it, or tmux was killed).
-    MarkDead { agent: String },
+    /// runs (the orchestrator died while starting it, or tmux was killed),
+    /// or it hung: stop it and record it dead with the cause.
+    MarkDead {
+        agent: String,
+        cause: Cause,
+        reason: String,
+    },
 }
 
 impl Action {
@@ -126,6 +180,9 @@ impl Action {
             | Action::StartTester { feature, task, .. }
             | Action::RunGates { feature, task, .. }
             | Action::Retry { feature, task, .. }
+            | Action::RestartTester { feature, task, .. }
+            | Action::Block { feature, task, .. }
+            | Action::Unblock { feature, task }
             | Action::Merge { feature, task } => (feature, task),
             Action::CloseConvoy { feature, convoy }
             | Action::StartLibrarian {
@@ -133,7 +190,9 @@ impl Action {
             }
             | Action::MergeDocs { feature, convoy } => (feature, convoy),
             Action::CloseFeature { feature } => (feature, ""),
-            Action::MarkDead { agent } => (agent, ""),
+            Action::MarkDead { agent, .. } => (agent, ""),
+            Action::OpenBreaker { profile } => (profile, ""),
+            Action::RecordBudgets { .. } => ("", ""),
         }
     }
 }
@@ -142,6 +201,8 @@ impl Action {
 /// deaths first (they free slots), then new work.
 pub fn owed(world: &World<'_>) -> Vec<Action> {
     let mut actions = witness::owed(world);
+    actions.extend(budget::owed(world));
+    actions.extend(breakers_owed(world));
     let retried: HashSet<(String, String)> = actions
         .iter()
         .map(|a| (a.task().0.to_owned(), a.task().1.to_owned()))
@@ -181,12 +242,12 @@ pub fn integration_branch(feature: &str) -> String {
     format!("sprint/{feature}/integration")
 }
 
-pub(crate) fn agent<'s>(snapshot: &'s Snapshot, id: &str) -> Option<&'s Agent> {
+pub fn agent<'s>(snapshot: &'s Snapshot, id: &str) -> Option<&'s Agent> {
     snapshot.agents.iter().find(|a| a.id == id)
 }
 
 /// Whether an agent record is still meant to be running.
-pub(crate) fn running(a: &Agent) -> bool {
+pub fn running(a: &Agent) -> bool {
     matches!(a.state, AgentState::Starting | AgentState::Running)
 }
 
@@ -220,6 +281,122 @@ pub(crate) fn key(feature: &str, task: &str) -> String {
 /// Tasks an agent or the gates may be working on: their paths are locked.
 pub(crate) fn holds_paths(status: TaskStatus) -> bool {
     status.is_active()
+}
+
+/// The last sign of life of a running agent (unix seconds): its start, its
+/// heartbeat (stream events and commits renew it), its claim's renewal, and
+/// its pane's last output. The one home of the hang rule's input.
+pub(crate) fn last_sign(a: &Agent, claim: Option<&Claim>, activity: Option<i64>) -> i64 {
+    let renewed = claim
+        .filter(|c| c.holder == a.id)
+        .map(|c| c.expires - c.ttl as i64)
+        .unwrap_or(i64::MIN);
+    a.started
+        .max(a.heartbeat)
+        .max(renewed)
+        .max(activity.unwrap_or(i64::MIN))
+}
+
+/// Whether a running agent is hung: no sign of life for `hung_secs`.
+pub(crate) fn hung_for(world: &World<'_>, a: &Agent, claim: Option<&Claim>) -> Option<i64> {
+    let last = last_sign(a, claim, world.activity.get(&a.id).copied());
+    let quiet = world.now - last;
+    (quiet >= world.limits.hung_secs as i64).then_some(quiet)
+}
+
+/// What an agent profile's circuit breaker lets start now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerGate {
+    /// Closed: start freely.
+    Closed,
+    /// Open, cooled down (or resumed), no probe running: one may start.
+    Probe,
+    /// Open: start nothing.
+    Open,
+}
+
+/// The one home of the breaker rule, for the stages and the engine alike.
+pub fn breaker_gate(
+    b: Option<&Breaker>,
+    snapshot: &Snapshot,
+    limits: &Limits,
+    now: i64,
+) -> BreakerGate {
+    let Some(b) = b else {
+        return BreakerGate::Closed;
+    };
+    if b.failures < limits.breaker_threshold.max(1) {
+        return BreakerGate::Closed;
+    }
+    let probing = b
+        .probe
+        .as_deref()
+        .and_then(|id| agent(snapshot, id))
+        .is_some_and(running);
+    let cooled = b.half_open || now >= b.last_failure + limits.breaker_cooldown_secs as i64;
+    if !probing && cooled {
+        BreakerGate::Probe
+    } else {
+        BreakerGate::Open
+    }
+}
+
+/// The breaker of `profile`, if it has one.
+pub(crate) fn breaker<'s>(snapshot: &'s Snapshot, profile: &str) -> Option<&'s Breaker> {
+    snapshot.meta.as_ref()?.breakers.get(profile)
+}
+
+/// How many agents of `profile` may start now, given `free` slots.
+pub(crate) fn breaker_slots(world: &World<'_>, profile: &str, free: usize) -> usize {
+    match breaker_gate(
+        breaker(world.snapshot, profile),
+        world.snapshot,
+        &world.limits,
+        world.now,
+    ) {
+        BreakerGate::Closed => free,
+        BreakerGate::Probe => free.min(1),
+        BreakerGate::Open => 0,
+    }
+}
+
+/// Breakers past their threshold that are not yet recorded open.
+fn breakers_owed(world: &World<'_>) -> Vec<Action> {
+    let Some(meta) = &world.snapshot.meta else {
+        return Vec::new();
+    };
+    meta.breakers
+        .iter()
+        .filter(|(_, b)| {
+            b.failures >= world.limits.breaker_threshold.max(1) && b.open_since.is_none()
+        })
+        .map(|(p, _)| Action::OpenBreaker { profile: p.clone() })
+        .collect()
+}
+
+/// Whether a task's backoff still holds it back.
+pub(crate) fn backing_off(world: &World<'_>, t: &Task) -> bool {
+    t.retry_after.is_some_and(|at| at > world.now)
+}
+
+/// A feature is stalled when nothing of it can move any more: no task is
+/// active or waiting to run, and some are blocked, failed or cancelled
+/// while not every one is finished.
+pub fn stalled(fs: &FeatureState) -> bool {
+    use crate::state::FeatureStatus;
+    if matches!(
+        fs.feature.status,
+        FeatureStatus::Done | FeatureStatus::Cancelled
+    ) || fs.tasks.is_empty()
+    {
+        return false;
+    }
+    let stuck = |s: TaskStatus| matches!(s, TaskStatus::Blocked | TaskStatus::Failed);
+    let moving = fs
+        .tasks
+        .iter()
+        .any(|t| t.status == TaskStatus::Todo || t.status.is_active());
+    !moving && fs.tasks.iter().any(|t| stuck(t.status))
 }
 
 #[cfg(test)]
@@ -277,6 +454,8 @@ mod tests {
         live: HashSet<String>,
         activity: HashMap<String, i64>,
         busy: HashSet<String>,
+        budget: crate::config::Budget,
+        profiles: Profiles,
     }
 
     impl Fixture {
@@ -285,6 +464,12 @@ mod tests {
                 live: live.iter().map(|s| s.to_string()).collect(),
                 activity: HashMap::new(),
                 busy: HashSet::new(),
+                budget: crate::config::Budget::default(),
+                profiles: Profiles {
+                    developer: "dev".into(),
+                    tester: "test".into(),
+                    librarian: "docs".into(),
+                },
             }
         }
         fn world<'a>(&'a self, s: &'a Snapshot, now: i64) -> World<'a> {
@@ -298,6 +483,8 @@ mod tests {
                     developers: 2,
                     ..Limits::default()
                 },
+                budget: &self.budget,
+                profiles: &self.profiles,
             }
         }
     }
@@ -392,7 +579,9 @@ mod tests {
         assert_eq!(
             witness::owed(&fx.world(&s, 0)),
             vec![Action::MarkDead {
-                agent: "f.T1.test.1".into()
+                agent: "f.T1.test.1".into(),
+                cause: Cause::Crash,
+                reason: "its tmux session is gone".into(),
             }]
         );
     }
@@ -437,14 +626,11 @@ mod tests {
                 attempt: 2
             }]
         );
+        let id = agent_id("f", "T1", "tester", 2);
+        t.tester = Some(id.clone());
         let s = snapshot(
-            vec![t],
-            vec![agent(
-                &agent_id("f", "T1", "tester", 2),
-                "tester",
-                AgentState::Exited,
-                Some(0),
-            )],
+            vec![t.clone()],
+            vec![agent(&id, "tester", AgentState::Exited, Some(0))],
         );
         assert!(matches!(
             &tester::owed(&fx.world(&s, 0))[0],
@@ -453,5 +639,164 @@ mod tests {
                 ..
             }
         ));
+        // An API outage is not a verdict on the work: another Tester.
+        let mut outage = agent(&id, "tester", AgentState::Exited, Some(1));
+        outage.cause = Some(Cause::Overloaded);
+        let s = snapshot(vec![t], vec![outage]);
+        assert!(matches!(
+            &tester::owed(&fx.world(&s, 0))[0],
+            Action::RestartTester {
+                cause: Cause::Overloaded,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn cab_carries_the_recorded_cause_and_defaults_to_crash() {
+        let mut auth = agent("d1", "developer", AgentState::Exited, Some(1));
+        auth.cause = Some(Cause::Auth);
+        auth.error = Some("Invalid API key".into());
+        let s = snapshot(
+            vec![
+                claimed(task("T1", TaskStatus::InProgress, &[], &[]), "d1", 999),
+                claimed(task("T2", TaskStatus::InProgress, &[], &[]), "d2", 999),
+            ],
+            vec![auth, agent("d2", "developer", AgentState::Exited, Some(2))],
+        );
+        let actions = cab::owed(&Fixture::new(&[]).world(&s, 0));
+        assert!(
+            matches!(&actions[0], Action::Retry { cause: Cause::Auth, reason, .. } if reason.contains("Invalid API key"))
+        );
+        assert!(matches!(
+            &actions[1],
+            Action::Retry {
+                cause: Cause::Crash,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn manager_waits_out_a_backoff_and_blocks_tasks_whose_dependency_failed() {
+        let mut waiting = task("T1", TaskStatus::Todo, &[], &["a.rs"]);
+        waiting.retry_after = Some(100);
+        let s = snapshot(
+            vec![
+                waiting,
+                task("T2", TaskStatus::Cancelled, &[], &["b.rs"]),
+                task("T3", TaskStatus::Todo, &["T2"], &["c.rs"]),
+            ],
+            vec![],
+        );
+        let fx = Fixture::new(&[]);
+        let early = manager::owed(&fx.world(&s, 50));
+        assert!(starts(&early).is_empty(), "{early:?}");
+        assert!(
+            matches!(&early[0], Action::Block { task, reason, .. } if task == "T3" && reason.contains("T2 is cancelled"))
+        );
+        assert_eq!(starts(&manager::owed(&fx.world(&s, 100))), vec!["T1"]);
+    }
+
+    #[test]
+    fn an_open_breaker_starts_nothing_then_one_probe_after_the_cool_down() {
+        let mut s = snapshot(
+            vec![
+                task("T1", TaskStatus::Todo, &[], &["a.rs"]),
+                task("T2", TaskStatus::Todo, &[], &["b.rs"]),
+            ],
+            vec![],
+        );
+        let b = Breaker {
+            failures: 3,
+            last_failure: 1000,
+            open_since: Some(1000),
+            cause: Some(Cause::Auth),
+            ..Breaker::default()
+        };
+        s.meta.as_mut().unwrap().breakers.insert("dev".into(), b);
+        let fx = Fixture::new(&[]);
+        assert!(starts(&manager::owed(&fx.world(&s, 1100))).is_empty());
+        assert_eq!(starts(&manager::owed(&fx.world(&s, 1300))), vec!["T1"]);
+        // `resume` half-opens it at once.
+        s.meta
+            .as_mut()
+            .unwrap()
+            .breakers
+            .get_mut("dev")
+            .unwrap()
+            .half_open = true;
+        assert_eq!(starts(&manager::owed(&fx.world(&s, 1001))), vec!["T1"]);
+        // Below the threshold, it does not hold anything back.
+        let m = s.meta.as_mut().unwrap().breakers.get_mut("dev").unwrap();
+        m.failures = 2;
+        m.open_since = None;
+        m.half_open = false;
+        assert_eq!(
+            starts(&manager::owed(&fx.world(&s, 1001))),
+            vec!["T1", "T2"]
+        );
+    }
+
+    #[test]
+    fn a_reached_budget_stops_new_developers_in_its_scope_and_is_recorded() {
+        let mut spent = task("T1", TaskStatus::Todo, &[], &["a.rs"]);
+        spent.cost_usd = 2.5;
+        let s = snapshot(
+            vec![spent, task("T2", TaskStatus::Todo, &[], &["b.rs"])],
+            vec![],
+        );
+        let mut fx = Fixture::new(&[]);
+        fx.budget.task_usd = Some(2.0);
+        assert_eq!(starts(&manager::owed(&fx.world(&s, 0))), vec!["T2"]);
+        let owed = budget::owed(&fx.world(&s, 0));
+        assert!(
+            matches!(&owed[0], Action::RecordBudgets { stops } if stops.contains_key("task f/T1"))
+        );
+        fx.budget.task_usd = None;
+        fx.budget.sprint_usd = Some(2.0);
+        assert!(starts(&manager::owed(&fx.world(&s, 0))).is_empty());
+    }
+
+    #[test]
+    fn a_quiet_tester_is_hung_after_timeouts_hung() {
+        let mut tester = agent("f.T1.test.1", "tester", AgentState::Running, None);
+        tester.task = Some("f/T1".into());
+        tester.started = 0;
+        let s = snapshot(
+            vec![task("T1", TaskStatus::InTests, &[], &[])],
+            vec![tester],
+        );
+        let mut fx = Fixture::new(&["f.T1.test.1"]);
+        fx.activity.insert("f.T1.test.1".into(), 100);
+        assert!(witness::owed(&fx.world(&s, 500)).is_empty());
+        assert!(matches!(
+            &witness::owed(&fx.world(&s, 1000))[0],
+            Action::MarkDead {
+                cause: Cause::Hung,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_feature_with_only_blocked_work_left_is_stalled() {
+        let s = snapshot(
+            vec![
+                task("T1", TaskStatus::Done, &[], &[]),
+                task("T2", TaskStatus::Failed, &[], &[]),
+                task("T3", TaskStatus::Blocked, &["T2"], &[]),
+            ],
+            vec![],
+        );
+        assert!(stalled(&s.features[0]));
+        let s = snapshot(
+            vec![
+                task("T2", TaskStatus::Failed, &[], &[]),
+                task("T4", TaskStatus::Todo, &[], &[]),
+            ],
+            vec![],
+        );
+        assert!(!stalled(&s.features[0]));
     }
 }

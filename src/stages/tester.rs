@@ -1,15 +1,22 @@
 //! Tester: a Tester agent works in the task's worktree after review, then the
-//! test gates run there.
+//! test gates run there. The task remembers its current Tester, so a Tester
+//! that met an API outage is replaced (after a backoff, no attempt spent)
+//! rather than mistaken for one that finished.
 
-use super::{agent, agent_id, count_running, key, running, tasks, Action, GateStage, World};
+use super::{
+    agent, backing_off, breaker_slots, budget, count_running, key, running, tasks, Action,
+    GateStage, World,
+};
 use crate::state::TaskStatus;
 
 pub fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
-    let mut free = world
+    let free = world
         .limits
         .testers
         .saturating_sub(count_running(world.snapshot, "tester"));
+    let mut free = breaker_slots(world, &world.profiles.tester, free);
+    let stops = budget::reached(world);
     for (f, t) in tasks(world.snapshot) {
         if t.status != TaskStatus::InTests || world.busy.contains(&key(&f.feature.name, &t.id)) {
             continue;
@@ -24,18 +31,32 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
             });
             continue;
         }
-        let id = agent_id(&feature, &task, "tester", t.attempts.max(1));
-        match agent(world.snapshot, &id) {
-            None if free > 0 => {
-                free -= 1;
-                out.push(Action::StartTester {
+        let current = t
+            .tester
+            .as_deref()
+            .map(|id| (id, agent(world.snapshot, id)));
+        match current {
+            // Not started yet, or the orchestrator stopped between naming
+            // the Tester and starting it.
+            None | Some((_, None)) => {
+                if free > 0 && !backing_off(world, t) && !stops.blocks(&feature, &task) {
+                    free -= 1;
+                    out.push(Action::StartTester {
+                        feature,
+                        task,
+                        attempt: t.attempts.max(1),
+                    });
+                }
+            }
+            Some((_, Some(a))) if running(a) => {}
+            Some((id, Some(a))) if a.cause.is_some_and(|c| c.is_infrastructure()) => {
+                out.push(Action::RestartTester {
                     feature,
                     task,
-                    attempt: t.attempts.max(1),
-                });
+                    agent: id.to_owned(),
+                    cause: a.cause.unwrap_or(crate::state::Cause::Crash),
+                })
             }
-            None => {}
-            Some(a) if running(a) => {}
             // A tester that failed still leaves the gates to judge the work.
             Some(_) => out.push(Action::RunGates {
                 feature,

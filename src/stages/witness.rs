@@ -1,30 +1,39 @@
-//! Witness: leases, heartbeats and dead sessions.
+//! Witness: leases, hangs and dead sessions.
 //!
-//! A developer holds its task by a lease; commits (through the worker's
-//! post-commit hook) and pane output renew it. An agent whose tmux session
-//! vanished is dead; one whose lease ran out with no output since is hung.
-//! Either way the attempt is lost and the task is retried — with its work
-//! kept, which the daemon does before anything else.
+//! Every running agent shows signs of life: stream events and commits (its
+//! heartbeat), pane output, its claim's renewal. One with none for
+//! `timeouts.hung` is hung, whatever its role; one whose tmux session
+//! vanished is dead. A developer's attempt is then lost and the task
+//! retried — with its work kept, which the daemon does before anything
+//! else; a Tester or Librarian is stopped and recorded dead, and its stage
+//! moves on. A claim with no agent behind it is free once its lease runs out.
 
-use super::{agent, key, running, tasks, Action, World};
-use crate::state::TaskStatus;
+use super::{agent, hung_for, key, running, tasks, Action, World};
+use crate::state::{Cause, TaskStatus};
 
 pub fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
-    // Agents that hold no lease (testers, librarians) die quietly: record it,
-    // and their stage moves on. Fleet workers are the fleet commands' own.
+    // Agents that hold no lease (testers, librarians): a dead or hung one is
+    // recorded, and its stage moves on. Fleet workers are the fleet
+    // commands' own.
     let holders: std::collections::HashSet<&str> = tasks(world.snapshot)
         .filter_map(|(_, t)| t.claim.as_ref().map(|c| c.holder.as_str()))
         .collect();
     for a in &world.snapshot.agents {
-        if running(a)
-            && a.role != "fleet"
-            && a.task.is_some()
-            && !holders.contains(a.id.as_str())
-            && !world.live.contains(&a.id)
-        {
+        if !running(a) || a.role == "fleet" || a.task.is_none() || holders.contains(a.id.as_str()) {
+            continue;
+        }
+        if !world.live.contains(&a.id) {
             out.push(Action::MarkDead {
                 agent: a.id.clone(),
+                cause: Cause::Crash,
+                reason: "its tmux session is gone".into(),
+            });
+        } else if let Some(quiet) = hung_for(world, a, None) {
+            out.push(Action::MarkDead {
+                agent: a.id.clone(),
+                cause: Cause::Hung,
+                reason: format!("hung: no output, event or commit for {quiet}s"),
             });
         }
     }
@@ -32,19 +41,20 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
         if world.busy.contains(&key(&f.feature.name, &t.id)) {
             continue;
         }
-        let holder = match (&t.status, &t.claim) {
-            (TaskStatus::InProgress, Some(c)) => c.holder.clone(),
+        let (holder, claim) = match (&t.status, &t.claim) {
+            (TaskStatus::InProgress, Some(c)) => (c.holder.clone(), c),
             _ => continue,
         };
         let Some(a) = agent(world.snapshot, &holder) else {
             // A claim with no agent record: the orchestrator died between
             // the claim and the spawn. The lease decides, so a person's
             // hand-made claim is honoured until it expires.
-            if t.claim.as_ref().is_some_and(|c| c.expires <= world.now) {
+            if claim.expires <= world.now {
                 out.push(Action::Retry {
                     feature: f.feature.name.clone(),
                     task: t.id.clone(),
                     agent: None,
+                    cause: Cause::Crash,
                     reason: format!("lease of {holder} expired with no agent running"),
                 });
             }
@@ -53,32 +63,28 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
         if !running(a) {
             continue; // ended: the CAB looks at how
         }
-        let reason = if !world.live.contains(&a.id) {
-            Some(format!("agent {} died: its tmux session is gone", a.id))
+        let lost = if !world.live.contains(&a.id) {
+            Some((
+                Cause::Crash,
+                format!("agent {} died: its tmux session is gone", a.id),
+            ))
         } else {
-            // Alive while a heartbeat (which sets the lease's expiry) or
-            // pane output happened within the last lease period.
-            let lease = world.limits.lease_secs as i64;
-            let heartbeat = t
-                .claim
-                .as_ref()
-                .map(|c| c.expires - c.ttl as i64)
-                .unwrap_or(i64::MIN / 2);
-            let output = world.activity.get(&a.id).copied().unwrap_or(i64::MIN / 2);
-            let last_sign = heartbeat.max(output);
-            (last_sign + lease <= world.now).then(|| {
-                format!(
-                    "agent {} hung: no heartbeat or output for {}s",
-                    a.id,
-                    world.now - last_sign
+            hung_for(world, a, Some(claim)).map(|quiet| {
+                (
+                    Cause::Hung,
+                    format!(
+                        "agent {} hung: no output, event or commit for {quiet}s",
+                        a.id
+                    ),
                 )
             })
         };
-        if let Some(reason) = reason {
+        if let Some((cause, reason)) = lost {
             out.push(Action::Retry {
                 feature: f.feature.name.clone(),
                 task: t.id.clone(),
                 agent: Some(a.id.clone()),
+                cause,
                 reason,
             });
         }

@@ -33,20 +33,26 @@ pub struct SprintMeta {
     pub budget_stops: BTreeMap<String, String>,
 }
 
-/// A circuit breaker on one agent profile: consecutive infrastructure
-/// failures open it, and while open no agent of the profile starts.
+/// A circuit breaker on one agent profile: infrastructure failures in a row
+/// open it (`policy.breaker_threshold`), and while open no agent of the
+/// profile starts, except one probe run after the cool-down or a `resume`.
+/// A run of the profile that ends without an infrastructure failure closes
+/// it (the entry goes).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Breaker {
-    /// Infrastructure failures in a row (a good run resets it).
+    /// Infrastructure failures in a row.
     #[serde(default)]
     pub failures: u32,
-    /// Unix seconds it opened; `None` while closed.
+    /// Unix seconds of the last of them.
+    #[serde(default)]
+    pub last_failure: i64,
+    /// Unix seconds it was recorded open; `None` while closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_since: Option<i64>,
-    /// Unix seconds the cool-down ends and one probe run may start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe_at: Option<i64>,
-    /// The agent started as the probe while half-open.
+    /// Set by `git sprint resume`: one probe may start now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub half_open: bool,
+    /// The agent started as the probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -372,8 +378,16 @@ pub struct Task {
     pub line: u32,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parallel: bool,
+    /// Attempts counted against `policy.max_attempts` (reset by `retry`).
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub attempts: u32,
+    /// Developer runs ever started on the task, never reset: each run's
+    /// agent id is `<feature>.<task>.dev.<run>`, so ids never repeat.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub runs: u32,
+    /// The Tester agent of the current attempt, once one was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tester: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -434,6 +448,8 @@ impl Task {
             line: 0,
             parallel: false,
             attempts: 0,
+            runs: 0,
+            tester: None,
             claim: None,
             branch: None,
             worktree: None,

@@ -436,7 +436,9 @@ pub fn set_paused(
 }
 
 /// Gives a failed, blocked or cancelled task a fresh start: `todo` with its
-/// attempts reset; dependants blocked because of it are unblocked too.
+/// attempts reset and no backoff; dependants blocked because of it are
+/// unblocked too. The next run gets a new agent id (`runs` is never reset),
+/// and the old gate output leaves the prompt (it stays in `history`).
 pub fn retry(
     txn: &mut Txn<'_>,
     r: &TaskRef,
@@ -457,6 +459,12 @@ pub fn retry(
     task.status = TaskStatus::Todo;
     task.attempts = 0;
     task.claim = None;
+    task.tester = None;
+    task.retry_after = None;
+    task.infra_failures = 0;
+    task.cause = None;
+    task.manual_cancel = false;
+    task.feedback.clear();
     task.reason = reason.map(str::to_owned);
     task.updated = clock::now_rfc3339();
     txn.put_task(&r.feature, &task)?;
@@ -490,9 +498,11 @@ pub fn retry(
     Ok(unblocked)
 }
 
-/// Takes a task out of the sprint (`cancelled`); its history stays.
+/// Takes a task out of the sprint (`cancelled`) by a person's decision; its
+/// history stays, and re-ingesting tasks.md keeps it cancelled until its
+/// line changes or it is retried. Its waiting dependants are blocked.
 pub fn cancel(txn: &mut Txn<'_>, r: &TaskRef, reason: Option<&str>) -> Result<Task, StateError> {
-    let task = load(txn, r)?;
+    let mut task = load(txn, r)?;
     if task.status == TaskStatus::Done {
         return Err(Refusal::IllegalTransition {
             task: r.to_string(),
@@ -501,13 +511,106 @@ pub fn cancel(txn: &mut Txn<'_>, r: &TaskRef, reason: Option<&str>) -> Result<Ta
         }
         .into());
     }
-    move_task(
+    task.manual_cancel = true;
+    txn.put_task(&r.feature, &task)?;
+    let task = move_task(
         txn,
         r,
         TaskStatus::Cancelled,
         Some(reason.unwrap_or("cancelled")),
         false,
-    )
+    )?;
+    for dep in dependants(txn, &r.feature, &r.id)? {
+        let Some(d) = txn.task(&r.feature, &dep)? else {
+            continue;
+        };
+        if d.status == TaskStatus::Todo {
+            move_task(
+                txn,
+                &TaskRef {
+                    feature: r.feature.clone(),
+                    id: dep.clone(),
+                },
+                TaskStatus::Blocked,
+                Some(&format!("blocked: {} was cancelled", r.id)),
+                false,
+            )?;
+        }
+    }
+    Ok(task)
+}
+
+/// Accounts a finished agent run to its profile's circuit breaker: an
+/// infrastructure failure counts, a run that ended well closes it. Called
+/// in the transaction that records the run's end.
+pub fn account_run(
+    txn: &mut Txn<'_>,
+    profile: &str,
+    agent: &str,
+    ok: bool,
+    cause: Option<super::model::Cause>,
+    error: Option<&str>,
+) -> Result<(), StateError> {
+    if profile.is_empty() {
+        return Ok(());
+    }
+    let Some(mut meta) = txn.meta()? else {
+        return Ok(());
+    };
+    match cause.filter(|c| c.is_infrastructure()) {
+        Some(c) => {
+            let b = meta.breakers.entry(profile.to_owned()).or_default();
+            b.failures += 1;
+            b.last_failure = clock::now();
+            b.cause = Some(c);
+            b.error = error.unwrap_or_default().chars().take(500).collect();
+        }
+        None if ok => {
+            let Some(b) = meta.breakers.remove(profile) else {
+                return Ok(());
+            };
+            if b.open_since.is_some() {
+                txn.record(Transition {
+                    task: format!("breaker/{profile}"),
+                    from: "open".into(),
+                    to: "closed".into(),
+                    reason: Some(format!("{agent} ran without an infrastructure failure")),
+                    policy: Some("circuit breaker closed".into()),
+                });
+            }
+        }
+        None => return Ok(()),
+    }
+    txn.put_meta(&meta)?;
+    Ok(())
+}
+
+/// `git sprint resume` for breakers: every open one lets one probe start now.
+pub fn half_open_breakers(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> {
+    let Some(mut meta) = txn.meta()? else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for (name, b) in meta.breakers.iter_mut() {
+        if b.open_since.is_some() && !b.half_open {
+            b.half_open = true;
+            b.probe = None;
+            names.push(name.clone());
+        }
+    }
+    if !names.is_empty() {
+        txn.put_meta(&meta)?;
+        for n in &names {
+            txn.record(Transition {
+                task: format!("breaker/{n}"),
+                from: "open".into(),
+                to: "half_open".into(),
+                reason: Some("resumed by hand: one probe run may start".into()),
+                policy: Some("circuit breaker: resumed".into()),
+            });
+        }
+    }
+    Ok(names)
 }
 
 /// Marks a task `failed` and every task that (transitively) depends on it

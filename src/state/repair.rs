@@ -111,9 +111,6 @@ pub fn repair_task(
     task.id = r.id.clone();
     task.status = status;
     task.claim = None;
-    // The next developer must not reuse an attempt number (and agent id)
-    // an earlier one had.
-    task.attempts = task.attempts.max(developer_attempts(txn, r)?);
     task.reason = Some(
         reason
             .map(str::to_owned)
@@ -140,21 +137,6 @@ pub fn repair_task(
         kept,
         dropped,
     })
-}
-
-/// The highest attempt number of the task's developer agents on record.
-fn developer_attempts(txn: &Txn<'_>, r: &TaskRef) -> Result<u32, StateError> {
-    let prefix = format!("{}.{}.", r.feature, r.id);
-    let mut max = 0;
-    for id in txn.agent_ids()? {
-        let Some(rest) = id.strip_prefix(&prefix) else {
-            continue;
-        };
-        if let Some(n) = rest.rsplit('.').next().and_then(|n| n.parse::<u32>().ok()) {
-            max = max.max(n);
-        }
-    }
-    Ok(max)
 }
 
 /// A task from whatever of `raw` still reads: each top-level field of the

@@ -132,7 +132,10 @@ fn kill_9_of_a_writer_holding_the_state_lock_costs_the_next_write_seconds_not_a_
 #[test]
 fn the_state_ref_deleted_mid_sprint_start_refuses_recover_restores_and_each_task_merges_once() {
     let tasks = "- [ ] T001 [P] One in a.txt\n- [ ] T002 [P] Two in b.txt\n- [ ] T003 [P] Three in c.txt (depends on T001)\n- [ ] T004 [P] Four in d.txt (depends on T002)\n";
-    let s = Sprint::new(&config(&scripted(), ""), tasks);
+    let s = Sprint::new(
+        &config(&scripted(), "policy: { retry_backoff: 1s }\n"),
+        tasks,
+    );
     s.start(&[("SCRIPTED_AGENT_SLEEP", "1")]);
     s.wait("a task done", 60, |t| {
         t.values().any(|t| t["status"] == "done")
@@ -322,9 +325,8 @@ fn a_broken_task_record_is_quarantined_the_rest_runs_and_repair_lets_the_sprint_
     assert_ne!(status["features"][0]["feature"]["status"], "done");
     let text = s.f.ok(&["status"]);
     assert!(
-        text.contains("quarantined (the sprint runs without it):")
-            && text.contains("features/f/tasks/T002.yaml")
-            && text.contains("fix: git sprint repair f/T002"),
+        text.contains("quarantined: f/T002: features/f/tasks/T002.yaml does not parse: ")
+            && text.contains("  -> git sprint repair f/T002"),
         "{text}"
     );
     let health = s.f.run(&["health"]);
@@ -394,7 +396,7 @@ fn move_force_rewrites_a_quarantined_record_and_every_command_names_the_fix() {
     // The rest of the state still reads.
     let status = repo.sprint(["status"]);
     assert!(
-        status.contains("task f/T001  features/f/tasks/T001.yaml"),
+        status.contains("quarantined: f/T001: features/f/tasks/T001.yaml does not parse"),
         "{status}"
     );
     let moved = repo.sprint(["move", "T001", "in_progress", "--force"]);
@@ -414,20 +416,23 @@ fn move_force_rewrites_a_quarantined_record_and_every_command_names_the_fix() {
 }
 
 #[test]
-fn regression_an_agent_that_exits_0_without_a_commit_is_never_reported_merged() {
-    // First developer of T001 commits nothing, of T002 commits and drops
-    // it; testers never commit; later developers do the work.
+fn regression_a_branch_with_no_commit_beyond_the_integration_branch_is_never_reported_merged() {
+    // T001: the first developer commits nothing. T002: the first developer
+    // commits, then its tester drops that commit again, so the branch adds
+    // nothing by the time the Refinery sees it. Later runs do the work.
     let agent = format!(
-        r#"m="$(git rev-parse --git-common-dir)/first-$(printf %s "$SPRINT_TASK" | tr / _)"
+        r#"m="$(git rev-parse --git-common-dir)/first-${{SPRINT_WORKER%.*}}"
+first() {{ [ ! -e "$m" ] && touch "$m"; }}
 case "$SPRINT_WORKER" in
+  f.T001.dev.*) first && export SCRIPTED_AGENT_MODE=nothing ;;
+  f.T002.test.*) first && {{ git reset -q --hard sprint/f/integration; exit 0; }} ;;
   *.test.*) export SCRIPTED_AGENT_MODE=nothing ;;
-  *.dev.*) if [ ! -e "$m" ]; then touch "$m"; export SCRIPTED_AGENT_MODE_f_T001=nothing SCRIPTED_AGENT_MODE_f_T002=drop; fi ;;
 esac
 {}"#,
         scripted()
     );
     // No review gate asks for commits: the Refinery is the last line.
-    let cfg = config(&agent, "").replace(
+    let cfg = config(&agent, "policy: { retry_backoff: 1s }\n").replace(
         "  review:\n    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
         "  review: []\n",
     );
@@ -437,17 +442,19 @@ esac
     );
     let base = s.f.repo.git(["rev-parse", "main"]).trim().to_owned();
     s.start(&[]);
-    s.wait_done(90);
+    s.wait_done(120);
     let trail = s.transitions();
+    // The dropped commit reached the Refinery, which merged nothing.
+    assert!(
+        trail.iter().any(|(t, from, to, why)| t == "f/T002"
+            && from == "in_docs"
+            && to == "in_progress"
+            && why.starts_with("nothing to merge: sprint/f/T002 at")
+            && why.contains("[no_change]")),
+        "{trail:?}"
+    );
     for id in ["T001", "T002"] {
         let task = format!("f/{id}");
-        assert!(
-            trail.iter().any(|(t, from, to, why)| *t == task
-                && from == "in_docs"
-                && to == "in_progress"
-                && why.starts_with(&format!("nothing to merge: sprint/f/{id} at"))),
-            "{task}: {trail:?}"
-        );
         // Never "merged" at the base's tip.
         assert!(
             !trail
@@ -457,26 +464,19 @@ esac
         );
         let t = &s.tasks()[id];
         let history = t["history"].as_array().expect("a history");
-        assert!(
-            history
-                .iter()
-                .any(|h| h["cause"] == "no_change" && h["agent"] == format!("f.{id}.dev.1")),
-            "{t}"
-        );
-        // What was merged is the second developer's real commit.
+        assert!(history.iter().any(|h| h["cause"] == "no_change"), "{t}");
+        // What was merged is a later run's real commit.
         let tip = t["merged"]["tip"].as_str().unwrap();
-        let is_base =
+        let in_base =
             s.f.repo
                 .command("git")
                 .args(["merge-base", "--is-ancestor", tip, &base])
                 .status()
                 .unwrap();
-        assert!(!is_base.success(), "{id} merged {tip}, already in main");
-        let parents = s.f.repo.git([
-            "rev-parse",
-            &format!("{}^2", t["merged"]["commit"].as_str().unwrap()),
-        ]);
-        assert_eq!(parents.trim(), tip);
+        assert!(!in_base.success(), "{id} merged {tip}, already in main");
+        let merge = t["merged"]["commit"].as_str().unwrap();
+        let second = s.f.repo.git(["rev-parse", &format!("{merge}^2")]);
+        assert_eq!(second.trim(), tip);
     }
     assert_each_merged_once(&s.f.repo, &["f/T001", "f/T002"]);
 }

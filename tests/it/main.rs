@@ -1,5 +1,6 @@
 //! One integration-test binary, so linking happens once; a module per area.
 
+mod attempts;
 mod cli;
 mod demo;
 mod fleet;

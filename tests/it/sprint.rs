@@ -337,7 +337,10 @@ fn a_hung_agent_loses_its_lease_and_the_task_is_retried_with_its_work_kept() {
         scripted()
     );
     let s = Sprint::new(
-        &config(&once, "timeouts: { lease: 2s }\n"),
+        &config(
+            &once,
+            "timeouts: { lease: 2s, hung: 2s }\npolicy: { retry_backoff: 1s }\n",
+        ),
         "- [ ] T001 Write src/a.txt\n",
     );
     s.start(&[]);
@@ -594,7 +597,10 @@ fn a_finished_convoy_gets_its_docs_from_a_librarian_merged_like_a_task() {
         .expect("a librarian for US1");
     let prompt = librarian["prompt"].as_str().unwrap();
     assert!(
-        prompt.contains("- T001: One in a.txt") && prompt.contains("a.txt | "),
+        prompt.contains("- T001: One in a.txt")
+            && prompt
+                .lines()
+                .any(|l| l.trim_start().starts_with("a.txt ") && l.contains(" | ")),
         "{prompt}"
     );
     let guide = s.f.repo.git(["show", "sprint/f/integration:docs/guide.md"]);
@@ -651,6 +657,20 @@ fn stop_all_keeps_the_work_health_notices_and_start_carries_on() {
     s.wait("both developers running", 30, |t| {
         t.values().all(|t| t["status"] == "in_progress")
     });
+    // Claimed is not yet started: wait for both wrappers to record `running`.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.status()["agents"]
+        .as_array()
+        .map(|a| a.iter().filter(|a| a["state"] == "running").count())
+        != Some(2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "both agents never ran: {}",
+            s.f.ok(&["list"])
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let healthy = s.f.run(&["health"]);
     assert!(
         healthy.status.success(),

@@ -1,0 +1,628 @@
+//! The orchestrator's state transactions: every change the engine makes to
+//! `refs/ai-sprint` is one function here, so each rule has one home — above
+//! all "an attempt ended badly" ([`end_attempt`]), which every failure path
+//! (agent failure, no change, gate, conflict, lost session, setup, policy)
+//! goes through. Each checks that the task is still where the stage saw it,
+//! so a stale action is a no-op.
+
+use std::collections::BTreeMap;
+
+use crate::clock;
+use crate::gates;
+use crate::refinery::Verdict;
+use crate::stages::GateStage;
+use crate::state::{
+    ops, Actor, AgentState, AttemptNote, Cause, ConvoyStatus, Merged, StateError, Store, Task,
+    TaskRef, TaskStatus, Transition, Txn,
+};
+
+/// How failed attempts are paid for (from `policy` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptPolicy {
+    pub max_attempts: u32,
+    /// The first pause between attempts, in seconds; it doubles each time.
+    pub backoff_secs: u64,
+}
+
+/// The pause before attempt `n + 1` (n ≥ 1 failures so far): `base · 2^(n-1)`
+/// capped at 32 × base, with ±25 % jitter so tasks that failed together do
+/// not all start again in the same second.
+pub fn backoff_secs(base: u64, n: u32, seed: &str) -> u64 {
+    if base == 0 {
+        return 0;
+    }
+    let exp = n.saturating_sub(1).min(5);
+    let pause = base.saturating_mul(1 << exp);
+    use std::hash::BuildHasher;
+    let noise = std::collections::hash_map::RandomState::new().hash_one((seed, n, clock::now()));
+    let spread = pause / 4;
+    if spread == 0 {
+        return pause;
+    }
+    pause - spread + noise % (2 * spread + 1)
+}
+
+/// Records that an attempt at `r` ended badly and moves the task on: back to
+/// `to` after a backoff, or `failed` (dependants blocked) past
+/// `max_attempts`. Infrastructure causes count no attempt and put nothing
+/// into the next prompt; `feedback` (gate or review output) does.
+#[allow(clippy::too_many_arguments)]
+pub fn end_attempt(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    agent: Option<&str>,
+    cause: Cause,
+    note: &str,
+    feedback: Option<String>,
+    policy: AttemptPolicy,
+    to: TaskStatus,
+) -> Result<(), StateError> {
+    let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+        return Ok(());
+    };
+    let now = clock::now();
+    let counted = !cause.is_infrastructure();
+    let n = if counted {
+        t.infra_failures = 0;
+        t.attempts
+    } else {
+        // The claim counted this attempt when it started; it was not the
+        // task's fault, so it does not count.
+        t.attempts = t.attempts.saturating_sub(1);
+        t.infra_failures += 1;
+        t.infra_failures
+    };
+    t.history.push(AttemptNote {
+        attempt: t.attempts + u32::from(!counted),
+        at: clock::rfc3339(now),
+        agent: agent.map(str::to_owned),
+        cause,
+        note: note.to_owned(),
+        counted,
+    });
+    if counted {
+        t.feedback.extend(feedback);
+    }
+    t.cause = Some(cause);
+    t.tester = None;
+    let pause = backoff_secs(policy.backoff_secs, n.max(1), &r.to_string());
+    t.retry_after = Some(now + pause as i64);
+    txn.put_task(&r.feature, &t)?;
+    let reason = format!("{note} [{cause}]");
+    if counted && t.attempts >= policy.max_attempts {
+        ops::fail(
+            txn,
+            r,
+            &format!(
+                "{reason}; {} of {} attempts used",
+                t.attempts, policy.max_attempts
+            ),
+        )?;
+    } else {
+        let wait = if pause > 0 {
+            format!("; next attempt in {}", clock::short_age(pause as i64))
+        } else {
+            String::new()
+        };
+        let spent = if counted {
+            format!("; attempt {} of {}", t.attempts, policy.max_attempts)
+        } else {
+            "; not counted: not the task's fault".to_owned()
+        };
+        let why = format!("{reason}{spent}{wait}");
+        if t.status == to {
+            // Nothing moves (a setup failure before the claim), but the
+            // attempt is on the record all the same.
+            txn.record(Transition {
+                task: r.to_string(),
+                from: to.to_string(),
+                to: to.to_string(),
+                reason: Some(why),
+                policy: None,
+            });
+        } else {
+            ops::move_task(txn, r, to, Some(&why), false)?;
+        }
+    }
+    Ok(())
+}
+
+/// A developer's attempt is over: record its agent `cause`, then the task.
+pub fn lost_attempt(
+    store: &Store,
+    r: &TaskRef,
+    agent: Option<&str>,
+    cause: Cause,
+    reason: &str,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        if let Some(id) = agent {
+            if let Some(mut a) = txn.agent(id)? {
+                if matches!(a.state, AgentState::Starting | AgentState::Running) {
+                    a.state = AgentState::Dead;
+                    a.ended = Some(clock::now());
+                }
+                a.cause.get_or_insert(cause);
+                if a.error.is_none() {
+                    a.error = Some(reason.to_owned());
+                }
+                txn.put_agent(&a)?;
+            }
+        }
+        let Some(t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        if t.status != TaskStatus::InProgress {
+            return Ok(());
+        }
+        if let (Some(id), Some(c)) = (agent, &t.claim) {
+            if c.holder != id {
+                return Ok(()); // a newer attempt already holds it
+            }
+        }
+        end_attempt(txn, r, agent, cause, reason, None, policy, TaskStatus::Todo)
+    })?;
+    Ok(())
+}
+
+/// The orchestrator's own name in the audit trail.
+pub fn orchestrator() -> Actor {
+    Actor::named("orchestrator")
+}
+
+/// The developer ended well: to review — unless it left no commit beyond
+/// where it started (`changed` is false), which fails the attempt.
+pub fn developer_done(
+    store: &Store,
+    r: &TaskRef,
+    agent: &str,
+    changed: bool,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        if t.status != TaskStatus::InProgress
+            || t.claim.as_ref().map(|c| c.holder.as_str()) != Some(agent)
+        {
+            return Ok(()); // someone else moved it
+        }
+        if !changed {
+            let why = format!("developer {agent} finished without a commit");
+            if let Some(mut a) = txn.agent(agent)? {
+                a.cause = Some(Cause::NoChange);
+                a.error = Some(why.clone());
+                txn.put_agent(&a)?;
+            }
+            return end_attempt(
+                txn,
+                r,
+                Some(agent),
+                Cause::NoChange,
+                &why,
+                None,
+                policy,
+                TaskStatus::Todo,
+            );
+        }
+        ops::move_task(
+            txn,
+            r,
+            TaskStatus::InReview,
+            Some(&format!("developer {agent} finished")),
+            false,
+        )?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A Tester met an infrastructure failure: forget it, so another starts
+/// after a backoff; no attempt is spent.
+pub fn restart_tester(
+    store: &Store,
+    r: &TaskRef,
+    agent: &str,
+    cause: Cause,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        if t.status != TaskStatus::InTests || t.tester.as_deref() != Some(agent) {
+            return Ok(());
+        }
+        let now = clock::now();
+        t.infra_failures += 1;
+        let pause = backoff_secs(policy.backoff_secs, t.infra_failures, &r.to_string());
+        t.retry_after = Some(now + pause as i64);
+        t.tester = None;
+        t.cause = Some(cause);
+        t.history.push(AttemptNote {
+            attempt: t.attempts,
+            at: clock::rfc3339(now),
+            agent: Some(agent.to_owned()),
+            cause,
+            note: format!("tester {agent} failed ({cause}); another starts"),
+            counted: false,
+        });
+        txn.put_task(&r.feature, &t)?;
+        txn.subject(format!(
+            "{r}: tester {agent} failed ({cause}); another in {}",
+            clock::short_age(pause as i64)
+        ));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Records an agent dead (session gone, or hung and stopped) with its cause.
+pub fn mark_dead(store: &Store, agent: &str, cause: Cause, reason: &str) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut a) = txn.agent(agent)? else {
+            return Ok(());
+        };
+        if !matches!(a.state, AgentState::Starting | AgentState::Running) {
+            // Its wrapper recorded the end when the session was stopped;
+            // the cause is still ours to say.
+            if a.cause.is_none() {
+                a.cause = Some(cause);
+                a.error = Some(reason.to_owned());
+                txn.put_agent(&a)?;
+                txn.subject(format!("{agent}: {} [{cause}]", a.state));
+            }
+            return Ok(());
+        }
+        let from = a.state;
+        a.state = AgentState::Dead;
+        a.ended = Some(clock::now());
+        a.cause = Some(cause);
+        a.error = Some(reason.to_owned());
+        txn.put_agent(&a)?;
+        txn.record(Transition {
+            task: agent.to_owned(),
+            from: from.to_string(),
+            to: a.state.to_string(),
+            reason: Some(format!("{reason} [{cause}]")),
+            policy: None,
+        });
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A `todo` task that can never run (its dependency failed or was cancelled).
+pub fn block(store: &Store, r: &TaskRef, reason: &str) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        if t.status != TaskStatus::Todo {
+            return Ok(());
+        }
+        ops::move_task(txn, r, TaskStatus::Blocked, Some(reason), false)?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A task blocked by its dependencies may run again.
+pub fn unblock(store: &Store, r: &TaskRef) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        if t.status != TaskStatus::Blocked {
+            return Ok(());
+        }
+        ops::move_task(
+            txn,
+            r,
+            TaskStatus::Todo,
+            Some("what it waited on is back"),
+            false,
+        )?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Records an agent profile's breaker open, with the cause and the fix.
+pub fn open_breaker(store: &Store, profile: &str, threshold: u32) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut meta) = txn.meta()? else {
+            return Ok(());
+        };
+        let Some(b) = meta.breakers.get_mut(profile) else {
+            return Ok(());
+        };
+        if b.open_since.is_some() || b.failures < threshold.max(1) {
+            return Ok(());
+        }
+        b.open_since = Some(clock::now());
+        let cause = b.cause.map(|c| c.to_string()).unwrap_or_default();
+        let line = breaker_line(profile, b);
+        txn.put_meta(&meta)?;
+        txn.record(Transition {
+            task: format!("breaker/{profile}"),
+            from: "closed".into(),
+            to: "open".into(),
+            reason: Some(line),
+            policy: Some(format!(
+                "circuit breaker: {threshold} {cause} failures in a row"
+            )),
+        });
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// One line on an open breaker: what, why, and what to do.
+pub fn breaker_line(profile: &str, b: &crate::state::Breaker) -> String {
+    let cause = b
+        .cause
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "infrastructure".into());
+    let fix = match b.cause {
+        Some(Cause::Auth) => "fix the API key in the shell, then 'git sprint start' (it refreshes the agents' environment) and 'git sprint resume'",
+        Some(Cause::RateLimit) | Some(Cause::Overloaded) => "it probes again after the cool-down; 'git sprint resume' probes now",
+        _ => "check the network and the provider's status; 'git sprint resume' probes now",
+    };
+    let error = if b.error.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", b.error)
+    };
+    format!(
+        "agent profile {profile}: circuit breaker open after {} {cause} failures in a row{error}; {fix}",
+        b.failures
+    )
+}
+
+/// Records the budgets reached now, one transition per scope that changed.
+pub fn record_budgets(store: &Store, stops: &BTreeMap<String, String>) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut meta) = txn.meta()? else {
+            return Ok(());
+        };
+        if &meta.budget_stops == stops {
+            return Ok(());
+        }
+        for (scope, line) in stops {
+            if !meta.budget_stops.contains_key(scope) {
+                txn.record(Transition {
+                    task: format!("budget/{scope}"),
+                    from: "open".into(),
+                    to: "reached".into(),
+                    reason: Some(line.clone()),
+                    policy: Some(format!("budget: no new agents for {scope}")),
+                });
+            }
+        }
+        for scope in meta.budget_stops.keys() {
+            if !stops.contains_key(scope) {
+                txn.record(Transition {
+                    task: format!("budget/{scope}"),
+                    from: "reached".into(),
+                    to: "open".into(),
+                    reason: Some("the limit was raised".into()),
+                    policy: Some(format!("budget: agents may start again for {scope}")),
+                });
+            }
+        }
+        meta.budget_stops = stops.clone();
+        txn.put_meta(&meta)?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Records a gate stage's verdict on the task, if it is still waiting for it.
+pub fn record_verdict(
+    store: &Store,
+    feature: &str,
+    task: &str,
+    stage: GateStage,
+    outcome: &gates::StageOutcome,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    let (expect, pass_to, kind) = match stage {
+        GateStage::Review => (
+            TaskStatus::InReview,
+            TaskStatus::InTests,
+            gates::Stage::Review,
+        ),
+        GateStage::Test => (TaskStatus::InTests, TaskStatus::InDocs, gates::Stage::Test),
+    };
+    let name = kind.as_str();
+    let r = TaskRef {
+        feature: feature.to_owned(),
+        id: task.to_owned(),
+    };
+    store.transact(&Actor::named("cab"), |txn| {
+        let Some(mut t) = txn.task(feature, task)? else {
+            return Ok(());
+        };
+        if t.status != expect {
+            return Ok(());
+        }
+        let at = clock::now_rfc3339();
+        for (gate, o) in &outcome.results {
+            t.gates.push(o.to_result(gate, kind, &at));
+        }
+        if outcome.passed {
+            t.tester = None;
+            txn.put_task(feature, &t)?;
+            let why = if outcome.results.is_empty() {
+                format!("no {name} gates configured")
+            } else {
+                format!("{name} gates passed")
+            };
+            ops::move_task(txn, &r, pass_to, Some(&why), false)?;
+        } else {
+            txn.put_task(feature, &t)?;
+            let failed = outcome
+                .results
+                .iter()
+                .find(|(_, o)| !o.passed)
+                .map(|(g, _)| g.as_str())
+                .unwrap_or("a gate");
+            end_attempt(
+                txn,
+                &r,
+                None,
+                Cause::Gate,
+                &format!("{name} gate {failed} failed"),
+                Some(outcome.feedback()),
+                policy,
+                TaskStatus::InProgress,
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Records the Refinery's verdict on a task still waiting in `in_docs`.
+pub fn record_merge(
+    store: &Store,
+    feature: &str,
+    task: &str,
+    integration: &str,
+    verdict: &Verdict,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    let r = TaskRef {
+        feature: feature.to_owned(),
+        id: task.to_owned(),
+    };
+    store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut t) = txn.task(feature, task)? else {
+            return Ok(());
+        };
+        if t.status != TaskStatus::InDocs {
+            return Ok(());
+        }
+        let (cause, why) = match verdict {
+            Verdict::Merged { commit, tip } | Verdict::AlreadyMerged { commit, tip } => {
+                let why = match verdict {
+                    Verdict::Merged { .. } => {
+                        format!("merged into {integration} as {}", short(commit))
+                    }
+                    _ => format!(
+                        "already merged into {integration} as {} (found by its Sprint-Task trailer)",
+                        short(commit)
+                    ),
+                };
+                // What was merged, in the transaction that says it was.
+                t.merged = Some(Merged {
+                    tip: tip.clone(),
+                    commit: commit.clone(),
+                });
+                txn.put_task(feature, &t)?;
+                ops::move_task(txn, &r, TaskStatus::Done, Some(&why), false)?;
+                return Ok(());
+            }
+            // Never a merge: the branch adds nothing (no commit, or dropped).
+            Verdict::NothingToMerge { tip } => (
+                Cause::NoChange,
+                format!(
+                    "nothing to merge: {} at {} adds no commit to {integration}",
+                    crate::stages::task_branch(feature, task),
+                    short(tip)
+                ),
+            ),
+            Verdict::Conflict { files, .. } => (
+                Cause::Conflict,
+                format!("merge conflict in {}", files.join(", ")),
+            ),
+            Verdict::GatesFailed { stage, outcome } => {
+                t.gates
+                    .extend(outcome.to_results(*stage, &clock::now_rfc3339()));
+                txn.put_task(feature, &t)?;
+                (Cause::Gate, format!("{stage} gates failed on the merge"))
+            }
+        };
+        end_attempt(
+            txn,
+            &r,
+            None,
+            cause,
+            &why,
+            crate::refinery::feedback(verdict, integration),
+            policy,
+            TaskStatus::InProgress,
+        )
+    })?;
+    Ok(())
+}
+
+/// Records the docs merge: the convoy is done, or goes back for another
+/// Librarian attempt (done without new docs past the attempt limit).
+pub fn record_docs(
+    store: &Store,
+    feature: &str,
+    convoy: &str,
+    integration: &str,
+    verdict: &Verdict,
+    max_attempts: u32,
+) -> Result<(), StateError> {
+    store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut c) = txn.convoy(feature, convoy)? else {
+            return Ok(());
+        };
+        if c.status != ConvoyStatus::InDocs {
+            return Ok(());
+        }
+        let (to, why) = match verdict {
+            Verdict::Merged { commit, .. } | Verdict::AlreadyMerged { commit, .. } => (
+                ConvoyStatus::Done,
+                format!("docs merged into {integration} as {}", short(commit)),
+            ),
+            Verdict::NothingToMerge { .. } => (
+                ConvoyStatus::Done,
+                "the librarian changed no docs: nothing to merge".to_owned(),
+            ),
+            other => {
+                let what = crate::refinery::feedback(other, integration).unwrap_or_default();
+                c.reason = Some(what);
+                if c.attempts >= max_attempts {
+                    (
+                        ConvoyStatus::Done,
+                        format!("docs not merged after {} attempts", c.attempts),
+                    )
+                } else {
+                    (
+                        ConvoyStatus::Open,
+                        "docs merge failed; another librarian attempt".to_owned(),
+                    )
+                }
+            }
+        };
+        let from = c.status;
+        c.status = to;
+        txn.put_convoy(feature, &c)?;
+        txn.record(Transition {
+            task: format!("{feature}/{convoy}"),
+            from: from.to_string(),
+            to: to.to_string(),
+            reason: Some(why),
+            policy: None,
+        });
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A commit id cut to 12 characters for messages.
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// The task `r` as the engine reads it before acting.
+pub fn task(store: &Store, r: &TaskRef) -> Result<Option<Task>, StateError> {
+    store.read(|txn| txn.task(&r.feature, &r.id))
+}
