@@ -46,6 +46,19 @@ impl Engine {
         wake: UnboundedSender<Wake>,
     ) -> Result<Self, crate::fleet::FleetError> {
         let root = fleet.main_worktree()?;
+        let mut config = config;
+        // `timeouts.gate` bounds every gate that names no timeout of its own.
+        let default = config.timeouts.gate.to_string();
+        let gates = &mut config.gates;
+        for g in gates
+            .review
+            .iter_mut()
+            .chain(gates.test.iter_mut())
+            .chain(gates.security.iter_mut())
+            .chain(gates.post_merge.iter_mut())
+        {
+            g.timeout.get_or_insert_with(|| default.clone());
+        }
         Ok(Engine {
             fleet,
             config,

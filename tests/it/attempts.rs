@@ -248,3 +248,23 @@ fn a_manual_cancel_sticks_across_re_ingest_blocks_dependants_and_the_feature_sta
     // …and what waited on it runs again.
     s.wait_done(60);
 }
+
+#[test]
+fn timeouts_gate_bounds_a_gate_that_names_no_timeout() {
+    let cfg = config(
+        &scripted(),
+        "policy: { max_attempts: 1 }\ntimeouts: { gate: 1s }\n",
+    )
+    .replace(
+        "  review:\n    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
+        "  review:\n    - name: slow\n      run: sleep 600\n",
+    );
+    let s = Sprint::new(&cfg, "- [ ] T001 Write src/a.txt\n");
+    s.start(&[]);
+    // Failed within the wait, so the 600 s gate was cut short.
+    s.wait("T001 failed", 60, |t| t["T001"]["status"] == "failed");
+    let t = &s.tasks()["T001"];
+    assert_eq!(t["cause"], "gate", "{t}");
+    let gate = &t["gates"][0];
+    assert_eq!(gate["timed_out"], true, "{gate}");
+}
