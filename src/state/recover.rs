@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::error::StateError;
 use super::model::SprintMeta;
 use super::snapshot::Snapshot;
-use super::store::{Actor, Store, Transition, BACKUP_REF, STATE_REF};
+use super::store::{signature, Actor, Store, Transition, BACKUP_REF, STATE_REF};
 use crate::clock;
 
 /// What shows that this repository had sprint state.
@@ -153,8 +153,15 @@ impl Store {
         })
     }
 
-    /// Points `refs/ai-sprint` at `commit`, only while the ref is missing.
-    fn restore_ref(&self, commit: ObjectId, message: &str) -> Result<(), StateError> {
+    /// Creates `name` at `commit`, only if it does not exist, by `actor`
+    /// (the reflog's committer: no identity from the config is needed).
+    fn create_ref(
+        &self,
+        actor: &Actor,
+        name: &str,
+        commit: ObjectId,
+        message: &str,
+    ) -> Result<(), StateError> {
         let edit = RefEdit {
             change: Change::Update {
                 log: LogChange {
@@ -165,12 +172,15 @@ impl Store {
                 expected: PreviousValue::MustNotExist,
                 new: Target::Object(commit),
             },
-            name: STATE_REF.try_into().expect("valid ref name"),
+            // Our own names (the state ref, refs/ai-sprint-abandoned/<n>).
+            name: name.try_into().expect("a valid ref name"),
             deref: false,
         };
+        let sig = signature(actor);
+        let mut buf = gix::date::parse::TimeBuf::default();
         self.repo()
-            .edit_reference(edit)
-            .map_err(|e| StateError::git("restoring refs/ai-sprint", e))?;
+            .edit_references_as([edit], Some(sig.to_ref(&mut buf)))
+            .map_err(|e| StateError::git(format!("creating {name}"), e))?;
         Ok(())
     }
 
@@ -238,7 +248,13 @@ pub fn recover(store: &Store, actor: &Actor) -> Result<Recovery, StateError> {
             }
         };
         let short = &commit.to_string()[..7];
-        store.restore_ref(commit, &format!("git-sprint: recovered from {source}"))?;
+        // Only while it is still missing: a ref that came back meanwhile wins.
+        store.create_ref(
+            actor,
+            STATE_REF,
+            commit,
+            &format!("git-sprint: recovered from {source}"),
+        )?;
         store.transact(actor, |txn| {
             txn.subject(format!("sprint: recovered from {source} at {short}"));
             txn.repair(format!(
@@ -291,15 +307,12 @@ pub fn start_fresh(store: &Store, actor: &Actor) -> Result<Option<Fresh>, StateE
     let kept_as = match store.backup_tip()? {
         Some(old) => {
             let name = format!("refs/ai-sprint-abandoned/{}", clock::now());
-            store
-                .repo()
-                .reference(
-                    name.as_str(),
-                    old,
-                    PreviousValue::MustNotExist,
-                    "git-sprint: state abandoned by recover --fresh",
-                )
-                .map_err(|e| StateError::git(format!("keeping the old state as {name}"), e))?;
+            store.create_ref(
+                actor,
+                &name,
+                old,
+                "git-sprint: state abandoned by recover --fresh",
+            )?;
             Some(name)
         }
         None => None,

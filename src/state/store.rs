@@ -644,16 +644,18 @@ impl Store {
     /// The commits `refs/ai-sprint`'s reflog names, newest first (a reflog
     /// outlives its ref when the ref file alone was deleted).
     pub fn reflog_tips(&self) -> Result<Vec<ObjectId>, StateError> {
-        let mut buf = [0u8; 4096];
+        // Room for the longest line: a state commit's subject is in each.
+        let mut buf = vec![0u8; 64 * 1024];
         let iter = self
             .repo
             .refs
             .reflog_iter_rev(STATE_REF, &mut buf)
             .map_err(|e| StateError::git("reading the reflog of refs/ai-sprint", e))?;
+        let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for line in iter.into_iter().flatten() {
             let Ok(line) = line else { continue };
-            if !line.new_oid.is_null() && !out.contains(&line.new_oid) {
+            if !line.new_oid.is_null() && seen.insert(line.new_oid) {
                 out.push(line.new_oid);
             }
         }
@@ -788,7 +790,7 @@ fn check_schema(txn: &Txn<'_>) -> Result<(), StateError> {
     Ok(())
 }
 
-fn signature(actor: &Actor) -> gix::actor::Signature {
+pub(super) fn signature(actor: &Actor) -> gix::actor::Signature {
     gix::actor::Signature {
         name: actor.name.as_str().into(),
         email: actor.email.as_str().into(),
