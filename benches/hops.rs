@@ -158,7 +158,7 @@ fn main() {
     let hops: [Hop; 5] = [
         (
             "developer exit -> in_review",
-            |s| s.contains(".dev.") && s.ends_with("-> exited"),
+            |s| s.contains(".dev.") && s.contains("-> exited"),
             |s| s.ends_with("in_progress -> in_review"),
         ),
         (
@@ -173,7 +173,7 @@ fn main() {
         ),
         (
             "tester exit -> in_docs (no test gates)",
-            |s| s.contains(".test.") && s.ends_with("-> exited"),
+            |s| s.contains(".test.") && s.contains("-> exited"),
             |s| s.ends_with("in_tests -> in_docs"),
         ),
         (
@@ -187,7 +187,7 @@ fn main() {
         if s.contains(".dev.") && s.ends_with("-> running") {
             if let Some((t2, _)) = events[i..]
                 .iter()
-                .find(|(_, s2)| s2.contains(".dev.") && s2.ends_with("-> exited"))
+                .find(|(_, s2)| s2.contains(".dev.") && s2.contains("-> exited"))
             {
                 agent_ms.push(t2.duration_since(*t).as_secs_f64() * 1000.0);
             }

@@ -14,6 +14,19 @@
 //! `a.b.c`, with `-` in the last part standing for `_` (git forbids `_` in
 //! variable names): `sprint.roles.developer.count`, `sprint.timeouts.lease`,
 //! `sprint.base-branch`, `sprint.agents.claude.model`.
+//!
+//! The file layer is the file *as committed at the base branch's tip* ([`load`]),
+//! never the working tree's copy and never a task branch's: gates, setup
+//! commands and agent profiles are code the orchestrator runs, so they must be
+//! what the person committed on the branch the work merges into, not whatever
+//! happens to be checked out (a side branch, an agent's branch under review).
+//! Every command reads it this way, fleet commands included, so that "not used
+//! until committed" is one rule with no exceptions; the working-tree file only
+//! shows up as a notice when it differs ([`Loaded::notice`]), and `config edit`
+//! checks it before it is committed ([`load_working_file`]). Git config
+//! overrides are per-user and apply as before. The base branch itself comes
+//! from `git config sprint.base-branch`, else the `base_branch` of the file
+//! committed on the default branch, else the default branch ([`base_branch`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,8 +54,20 @@ pub enum ConfigError {
         source: std::io::Error,
     },
 
-    #[error("{}: not valid YAML: {message}", path.display())]
-    Syntax { path: PathBuf, message: String },
+    #[error("{origin}: not valid YAML: {message}")]
+    Syntax { origin: String, message: String },
+
+    /// The committed file could not be read from the repository.
+    #[error("reading {FILE_NAME} from {what}")]
+    Git {
+        what: String,
+        #[source]
+        source: Box<gix::Error>,
+    },
+
+    /// The committed `.git-sprint.yaml` is a symlink, a directory or not text.
+    #[error("{origin}: {problem}")]
+    NotAFile { origin: String, problem: String },
 
     /// A key of the merged configuration is unknown or has the wrong type.
     #[error("{origin}: `{key}`: {message}")]
@@ -67,7 +92,10 @@ impl ConfigError {
                 "fix it with 'git sprint config edit'; the commented example is in 'git sprint init's {FILE_NAME}"
             )),
             ConfigError::GitConfig { .. } => Some("is git installed and on PATH?".into()),
-            ConfigError::Read { .. } => None,
+            ConfigError::NotAFile { .. } => Some(format!(
+                "commit {FILE_NAME} as a regular file on the base branch"
+            )),
+            ConfigError::Read { .. } | ConfigError::Git { .. } => None,
         }
     }
 }
@@ -107,9 +135,15 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 ))
             }
         };
-        crate::clock::parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(serde::de::Error::custom)
+        let d = crate::clock::parse_duration(&text).map_err(serde::de::Error::custom)?;
+        // No setting means "no time at all": a 0s lease, gate or backoff
+        // would only make work fail or spin.
+        if d.is_zero() {
+            return Err(serde::de::Error::custom(
+                "must be longer than 0s (the shortest is 1s)",
+            ));
+        }
+        Ok(HumanDuration(d))
     }
 }
 
@@ -431,8 +465,76 @@ pub struct Loaded {
     pub config: Config,
     /// Leaf path (`roles.developer.count`) → where its value came from.
     pub sources: BTreeMap<String, Source>,
-    /// The file, when one exists.
+    /// The file, when one was read (for the committed file: where it is
+    /// checked out in the main worktree).
     pub file: Option<PathBuf>,
+    /// The branch (and its tip) the file was read from; `None` for the
+    /// working-tree file of [`load_working_file`].
+    pub base: Option<BaseFile>,
+    /// The working tree's file differs from the committed one that is used.
+    pub uncommitted: bool,
+}
+
+/// Where the sprint's `.git-sprint.yaml` was read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BaseFile {
+    /// The base branch.
+    pub branch: String,
+    /// Its tip, or `None` when it has no commit yet (then defaults apply).
+    pub commit: Option<String>,
+}
+
+impl Loaded {
+    /// The one line to show when the working tree's file is not the one in
+    /// use, e.g. "`.git-sprint.yaml` has uncommitted changes: not used until
+    /// committed on main".
+    pub fn notice(&self) -> Option<String> {
+        self.uncommitted
+            .then(|| notice_text(self.base.as_ref().map(|b| b.branch.as_str())))
+    }
+
+    /// Where the file came from, for people: `.git-sprint.yaml at main (1a2b3c4)`.
+    pub fn origin(&self) -> String {
+        match &self.base {
+            Some(BaseFile {
+                branch,
+                commit: Some(c),
+            }) => format!("{FILE_NAME} at {branch} ({})", &c[..c.len().min(7)]),
+            Some(BaseFile {
+                branch,
+                commit: None,
+            }) => format!("{FILE_NAME} on {branch} (no commit yet)"),
+            None => self
+                .file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| FILE_NAME.to_owned()),
+        }
+    }
+}
+
+fn notice_text(branch: Option<&str>) -> String {
+    let on = branch.map(|b| format!(" on {b}")).unwrap_or_default();
+    format!("`{FILE_NAME}` has uncommitted changes: not used until committed{on}")
+}
+
+/// [`Loaded::notice`] without loading the configuration (for `status`,
+/// which must show the board even when the committed file is broken):
+/// `None` when the main worktree `root` holds the committed file, or when
+/// something cannot be read.
+pub fn uncommitted_notice(repo: &gix::Repository, root: &Path) -> Option<String> {
+    let overrides = git_overrides(git_config_dir(repo)).unwrap_or_default();
+    let base = resolve_base(repo, &overrides);
+    let committed = match base.as_deref().and_then(|b| branch_tip(repo, b)) {
+        Some(c) => committed_file(repo, c, FILE_NAME).ok()?,
+        None => None,
+    };
+    let here = match std::fs::read(path(root)) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => return None,
+    };
+    (here != committed).then(|| notice_text(base.as_deref()))
 }
 
 /// The configuration file of the repository whose main worktree is `root`.
@@ -463,9 +565,74 @@ pub fn write_example(root: &Path) -> Result<Option<PathBuf>, ConfigError> {
     }
 }
 
-/// Loads the merged configuration for the main worktree `root`; `git_dir`
-/// is where `git config` runs (any directory of the repository).
+/// The sprint's configuration for the repository at `git_dir` (any directory
+/// of it) whose main worktree is `root`: the file committed at the base
+/// branch's tip, with git config overrides (see the module docs).
 pub fn load(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigError> {
+    let repo = gix::open(git_dir).map_err(|e| ConfigError::Git {
+        what: format!("the repository at {}", git_dir.display()),
+        source: Box::new(e),
+    })?;
+    load_from(&repo, Some(root))
+}
+
+/// [`load`] with a repository already open; `root` is the main worktree
+/// whose file is compared with the committed one (`None`: no comparison).
+pub fn load_from(repo: &gix::Repository, root: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let overrides = git_overrides(git_config_dir(repo))?;
+    let base = resolve_base(repo, &overrides);
+    let commit = base.as_deref().and_then(|b| branch_tip(repo, b));
+    let origin = match (&base, commit) {
+        (Some(b), Some(c)) => format!("{FILE_NAME} at {b} ({})", c.to_hex_with_len(7)),
+        _ => FILE_NAME.to_owned(),
+    };
+    let bytes = match commit {
+        Some(c) => committed_file(repo, c, &origin)?,
+        None => None,
+    };
+    let text = match &bytes {
+        Some(b) => Some(std::str::from_utf8(b).map_err(|_| ConfigError::NotAFile {
+            origin: origin.clone(),
+            problem: "not UTF-8 text".into(),
+        })?),
+        None => None,
+    };
+    let mut loaded = merge(text, &origin, &overrides)?;
+    if let Some(b) = &base {
+        // A base found by the default-branch rules is the base, whatever
+        // the built-in default says.
+        if loaded.sources.get("base_branch") == Some(&Source::Default) {
+            loaded.config.base_branch = b.clone();
+        }
+    }
+    loaded.file = match (text.is_some(), root) {
+        (true, Some(root)) => Some(path(root)),
+        _ => None,
+    };
+    loaded.base = base.map(|branch| BaseFile {
+        branch,
+        commit: commit.map(|c| c.to_string()),
+    });
+    if let Some(root) = root {
+        let here = match std::fs::read(path(root)) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path(root),
+                    source,
+                })
+            }
+        };
+        loaded.uncommitted = here != bytes;
+    }
+    Ok(loaded)
+}
+
+/// The working tree's file of the main worktree `root` with git config
+/// overrides: what `config edit` checks before the file is committed. The
+/// sprint never runs on this; see [`load`].
+pub fn load_working_file(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigError> {
     let file = path(root);
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => Some(t),
@@ -473,18 +640,120 @@ pub fn load(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigError> {
         Err(source) => return Err(ConfigError::Read { path: file, source }),
     };
     let overrides = git_overrides(git_dir)?;
-    let mut loaded = merge(text.as_deref(), &file, &overrides)?;
+    let mut loaded = merge(text.as_deref(), &file.display().to_string(), &overrides)?;
     loaded.file = text.is_some().then_some(file);
     Ok(loaded)
 }
 
-/// Merges defaults, the file's text and git config `(key, value)` pairs.
+/// The branch tasks.md is read from, workers start from and features merge
+/// into: `git config sprint.base-branch`, else `base_branch` in the
+/// `.git-sprint.yaml` committed on the default branch, else the default
+/// branch: the remote's default branch, else `main` or `master` when one
+/// exists, else the branch HEAD is on. Never the working tree's file: a
+/// checked-out side branch must not be able to name itself the base.
+pub fn base_branch(repo: &gix::Repository) -> Option<String> {
+    let overrides = git_overrides(git_config_dir(repo)).unwrap_or_default();
+    resolve_base(repo, &overrides)
+}
+
+fn git_config_dir(repo: &gix::Repository) -> &Path {
+    repo.workdir().unwrap_or_else(|| repo.git_dir())
+}
+
+fn resolve_base(repo: &gix::Repository, overrides: &[(String, String)]) -> Option<String> {
+    let from_git = overrides
+        .iter()
+        .rev()
+        .find(|(k, _)| git_key_to_path(k).is_some_and(|p| p == ["base_branch"]))
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    if from_git.is_some() {
+        return from_git;
+    }
+    let default = default_branch(repo)?;
+    let named = branch_tip(repo, &default)
+        .and_then(|c| committed_file(repo, c, FILE_NAME).ok().flatten())
+        .and_then(|bytes| serde_yaml::from_slice::<Value>(&bytes).ok())
+        .and_then(|v| v.get("base_branch")?.as_str().map(str::to_owned))
+        .filter(|b| !b.trim().is_empty());
+    Some(named.unwrap_or(default))
+}
+
+/// The remote's default branch, else `main` or `master`, else HEAD's branch.
+fn default_branch(repo: &gix::Repository) -> Option<String> {
+    use gix::bstr::ByteSlice;
+    if let Ok(Some(r)) = repo.try_find_reference("refs/remotes/origin/HEAD") {
+        if let gix::refs::TargetRef::Symbolic(name) = r.target() {
+            if let Some(b) = name
+                .as_bstr()
+                .to_str_lossy()
+                .strip_prefix("refs/remotes/origin/")
+            {
+                return Some(b.to_owned());
+            }
+        }
+    }
+    for b in ["main", "master"] {
+        if let Ok(Some(_)) = repo.try_find_reference(format!("refs/heads/{b}").as_str()) {
+            return Some(b.to_owned());
+        }
+    }
+    repo.head_name()
+        .ok()
+        .flatten()
+        .map(|n| n.shorten().to_str_lossy().into_owned())
+}
+
+/// The commit at the tip of local branch `branch`, if it has one.
+fn branch_tip(repo: &gix::Repository, branch: &str) -> Option<gix::ObjectId> {
+    let mut r = repo
+        .try_find_reference(format!("refs/heads/{branch}").as_str())
+        .ok()??;
+    r.peel_to_commit().ok().map(|c| c.id)
+}
+
+/// The bytes of `.git-sprint.yaml` in `commit`'s tree, if it has one.
+fn committed_file(
+    repo: &gix::Repository,
+    commit: gix::ObjectId,
+    origin: &str,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    let git = |e: gix::Error| ConfigError::Git {
+        what: format!("commit {commit}"),
+        source: Box::new(e),
+    };
+    let tree = repo
+        .find_commit(commit)
+        .map_err(&git)?
+        .tree()
+        .map_err(&git)?;
+    let Some(entry) = tree.lookup_entry_by_path(FILE_NAME).map_err(&git)? else {
+        return Ok(None);
+    };
+    if !entry.mode().is_blob() {
+        // A committed link would make the config whatever it points at.
+        let what = if entry.mode().is_link() {
+            "a symlink"
+        } else {
+            "not a regular file"
+        };
+        return Err(ConfigError::NotAFile {
+            origin: origin.to_owned(),
+            problem: format!("is {what}"),
+        });
+    }
+    let blob = entry.object().map_err(&git)?;
+    Ok(Some(blob.detach().data))
+}
+
+/// Merges defaults, the file's text and git config `(key, value)` pairs;
+/// `origin` names the file in errors and sources.
 pub fn merge(
     text: Option<&str>,
-    file: &Path,
+    origin: &str,
     overrides: &[(String, String)],
 ) -> Result<Loaded, ConfigError> {
-    let file_name = file.display().to_string();
+    let file_name = origin.to_owned();
     let mut value = serde_yaml::to_value(Config::default()).expect("defaults serialize");
     let mut sources = BTreeMap::new();
     leaves(&value, "", &mut |p| {
@@ -492,7 +761,7 @@ pub fn merge(
     });
     if let Some(text) = text {
         let parsed: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: file.to_owned(),
+            origin: file_name.clone(),
             message: e.to_string(),
         })?;
         match parsed {
@@ -540,35 +809,83 @@ pub fn merge(
             message: e.into_inner().to_string(),
         }
     })?;
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        origin: origin_of(&sources, &key).unwrap_or_else(|| file_name.clone()),
+        key,
+        message,
+    };
     for (name, entry) in &config.agents {
-        entry.resolve().map_err(|message| {
-            let key = format!("agents.{name}");
-            ConfigError::Invalid {
-                origin: origin_of(&sources, &key).unwrap_or_else(|| file_name.clone()),
-                key,
-                message,
-            }
-        })?;
+        entry
+            .resolve()
+            .map_err(|message| invalid(format!("agents.{name}"), message))?;
     }
     for (role, r) in [
         ("developer", &config.roles.developer),
         ("tester", &config.roles.tester),
         ("librarian", &config.roles.librarian),
     ] {
-        if let Err(message) = config.agent(&r.agent) {
-            let key = format!("roles.{role}.agent");
-            return Err(ConfigError::Invalid {
-                origin: origin_of(&sources, &key).unwrap_or_else(|| file_name.clone()),
+        let key = format!("roles.{role}.agent");
+        let profile = config
+            .agent(&r.agent)
+            .map_err(|m| invalid(key.clone(), m))?;
+        // Sprint prompts hold task text and gate output, which agents can
+        // shape: a profile that executes its prompt would run their code.
+        if let Some(how) = profile.prompt_as_code() {
+            return Err(invalid(
                 key,
-                message,
-            });
+                format!(
+                    "agent `{}` {how}, and a sprint's prompt holds task text and gate output: \
+                     use a `command:` profile that reads $SPRINT_PROMPT_FILE as data, \
+                     or use `{}` only with fleet commands (spawn, fanout, multi)",
+                    r.agent, r.agent
+                ),
+            ));
+        }
+    }
+    check_bounds(&config).map_err(|(key, message)| invalid(key.into(), message.into()))?;
+    for (i, rel) in config.setup.copy.iter().enumerate() {
+        if !crate::worker::worktree::is_safe_copy_path(rel) {
+            return Err(invalid(
+                format!("setup.copy[{i}]"),
+                format!(
+                    "`{}` must be a relative path inside the repository (no `..`, not absolute)",
+                    rel.display()
+                ),
+            ));
         }
     }
     Ok(Loaded {
         config,
         sources,
         file: None,
+        base: None,
+        uncommitted: false,
     })
+}
+
+/// Counts that must not be zero. A tester or librarian count of 0 is
+/// allowed and means the role is off: with no Tester the test gates alone
+/// decide, with no Librarian a finished convoy closes without a docs pass.
+fn check_bounds(config: &Config) -> Result<(), (&'static str, &'static str)> {
+    if config.roles.developer.count == 0 {
+        return Err((
+            "roles.developer.count",
+            "must be at least 1: with no developer no task would ever start",
+        ));
+    }
+    if config.policy.max_attempts == 0 {
+        return Err((
+            "policy.max_attempts",
+            "must be at least 1: with 0 no task could ever be attempted",
+        ));
+    }
+    if config.policy.breaker_threshold == 0 {
+        return Err((
+            "policy.breaker_threshold",
+            "must be at least 1 (failures in a row before an agent profile is paused)",
+        ));
+    }
+    Ok(())
 }
 
 /// The source of `key` or of the nearest leaf under or above it.
@@ -792,14 +1109,14 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        merge(Some(text), Path::new("/r/.git-sprint.yaml"), &git)
+        merge(Some(text), "/r/.git-sprint.yaml", &git)
     }
 
     #[test]
     fn template_is_valid_and_defaults_hold() {
         let loaded = load_text(TEMPLATE, &[]).unwrap();
         assert_eq!(loaded.config.roles.developer.count, 3);
-        let none = merge(None, Path::new("x"), &[]).unwrap();
+        let none = merge(None, "x", &[]).unwrap();
         assert_eq!(none.config, Config::default());
         assert_eq!(none.sources["roles.tester.count"], Source::Default);
     }
@@ -876,6 +1193,92 @@ mod tests {
 
         let e = load_text("base_branch: [", &[]).unwrap_err().to_string();
         assert!(e.contains("not valid YAML"), "{e}");
+    }
+
+    #[test]
+    fn zero_durations_and_counts_are_rejected_with_key_and_origin() {
+        for (text, key) in [
+            ("timeouts:\n  lease: 0s\n", "timeouts.lease"),
+            ("timeouts:\n  hung: 0\n", "timeouts.hung"),
+            ("timeouts:\n  gate: 0m\n", "timeouts.gate"),
+            ("policy:\n  retry_backoff: 0s\n", "policy.retry_backoff"),
+            (
+                "policy:\n  breaker_cooldown: 0h\n",
+                "policy.breaker_cooldown",
+            ),
+            (
+                "roles:\n  developer:\n    count: 0\n",
+                "roles.developer.count",
+            ),
+            ("policy:\n  max_attempts: 0\n", "policy.max_attempts"),
+            (
+                "policy:\n  breaker_threshold: 0\n",
+                "policy.breaker_threshold",
+            ),
+        ] {
+            let e = load_text(text, &[]).unwrap_err().to_string();
+            assert!(
+                e.starts_with("/r/.git-sprint.yaml: ") && e.contains(&format!("`{key}`")),
+                "{text}: {e}"
+            );
+            assert!(e.contains("0s") || e.contains("at least 1"), "{e}");
+        }
+        let e = load_text("", &[("sprint.timeouts.lease", "0s")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("git config sprint.timeouts.lease: `timeouts.lease`"),
+            "{e}"
+        );
+        // 0 testers or librarians turns the role off: still valid.
+        let off = load_text(
+            "roles:\n  tester:\n    count: 0\n  librarian:\n    count: 0\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(off.config.roles.tester.count, 0);
+    }
+
+    #[test]
+    fn a_role_whose_agent_runs_the_prompt_as_code_is_refused() {
+        let e = load_text("roles:\n  developer:\n    agent: shell\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`roles.developer.agent`"), "{e}");
+        assert!(e.contains("runs the prompt file as a script"), "{e}");
+        assert!(
+            e.contains("$SPRINT_PROMPT_FILE") && e.contains("fleet"),
+            "{e}"
+        );
+        let e = load_text(
+            "agents:\n  inline:\n    command: [bash, -c, 'agent \"{prompt}\"']\nroles:\n  tester:\n    agent: inline\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`roles.tester.agent`") && e.contains("inline"),
+            "{e}"
+        );
+        let e = load_text("", &[("sprint.roles.librarian.agent", "shell")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("git config sprint.roles.librarian.agent"),
+            "{e}"
+        );
+        // Defined but not given a role: fine (fleet commands may use it).
+        load_text("agents:\n  s:\n    preset: shell\n", &[]).unwrap();
+    }
+
+    #[test]
+    fn setup_copy_entries_must_stay_inside_the_repository() {
+        for bad in ["../secrets", "/etc/passwd", "a/../../b"] {
+            let text = format!("setup:\n  copy: [.env, '{bad}']\n");
+            let e = load_text(&text, &[]).unwrap_err().to_string();
+            assert!(e.contains("`setup.copy[1]`") && e.contains(bad), "{e}");
+        }
+        load_text("setup:\n  copy: [.env, config/local.toml]\n", &[]).unwrap();
     }
 
     #[test]

@@ -1,28 +1,48 @@
 //! Installing and removing the git hook shims, and what a hook does when git
 //! runs it.
 //!
-//! A shim (`hooks/<name>` in this repository, embedded in the binary) calls
+//! A shim (`hooks/shim` in this repository, embedded in the binary) calls
 //! `git sprint hook <name>` through the absolute path of the binary that
 //! installed it, so hooks work under `cargo run` and without PATH changes. A
 //! user's hook is never lost: it is renamed to `<name>.git-sprint-orig`, the
 //! shim runs it first, and `git sprint uninstall` renames it back.
+//!
+//! Hooks go only into this repository's own hooks directory: a
+//! `core.hooksPath` outside it is usually shared by many repositories, and a
+//! shim there would run for all of them, so installing there (or removing
+//! from there) needs `--shared-hooks` ([`check_location`]). Every call of the
+//! binary is bounded ([`timeout`]): a hook must never hold up git.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-/// The hooks git-sprint installs. `post-commit` and `post-merge` see every
-/// commit that can change a tasks.md or a worker's branch; DESIGN.md explains
-/// why not `reference-transaction`.
-pub const HOOKS: [(&str, &str); 2] = [
-    ("post-commit", include_str!("../hooks/post-commit")),
-    ("post-merge", include_str!("../hooks/post-merge")),
+/// The shim installed for every hook; `@HOOK@` and `@GIT_SPRINT_BIN@` are
+/// filled in.
+const SHIM: &str = include_str!("../hooks/shim");
+
+/// The hooks git-sprint installs: every way a commit lands on a branch.
+/// `post-commit` (commits, amends, cherry-picks), `post-merge` (merges,
+/// pulls), `post-applypatch` (`git am`) and `post-rewrite` (rebases).
+/// DESIGN.md explains why not `reference-transaction`.
+pub const HOOKS: [&str; 4] = [
+    "post-commit",
+    "post-merge",
+    "post-applypatch",
+    "post-rewrite",
 ];
+
+/// How long a hook may take when `GIT_SPRINT_HOOK_TIMEOUT` does not say.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const MARKER: &str = "# BEGIN git-sprint";
 const ORIG_SUFFIX: &str = ".git-sprint-orig";
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
+    /// `core.hooksPath` points outside this repository.
+    #[error("core.hooksPath points to {}, outside this repository: hooks there run for every repository that shares the directory", dir.display())]
+    Shared { dir: PathBuf },
     #[error("cannot find the hooks directory of {}", repo.display())]
     HooksDir {
         repo: PathBuf,
@@ -60,6 +80,59 @@ pub enum Removed {
     NotInstalled,
 }
 
+impl HookError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            HookError::Shared { .. } => "pass --shared-hooks to use that directory anyway, or --no-hooks to run without hooks (a sprint still works; agents' commits then renew leases only through their output)".into(),
+            _ => "check the permissions of the repository's hooks directory".into(),
+        })
+    }
+}
+
+/// How long one run of a hook may take: `GIT_SPRINT_HOOK_TIMEOUT` seconds,
+/// else [`DEFAULT_TIMEOUT`]. The shim reads the same variable.
+pub fn timeout() -> Duration {
+    std::env::var("GIT_SPRINT_HOOK_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
+
+/// Refuses a hooks directory outside every one of `inside` (the repository's
+/// common directory and its worktrees) unless `shared` is set.
+pub fn check_location(dir: &Path, inside: &[&Path], shared: bool) -> Result<(), HookError> {
+    if shared {
+        return Ok(());
+    }
+    let dir = resolved(dir);
+    if inside.iter().any(|root| dir.starts_with(resolved(root))) {
+        Ok(())
+    } else {
+        Err(HookError::Shared { dir })
+    }
+}
+
+/// `path` with symlinks resolved as far as it exists (a hooks directory may
+/// not exist yet), so a link cannot make an outside directory look inside.
+fn resolved(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = path.to_path_buf();
+    loop {
+        if let Ok(real) = cur.canonicalize() {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (cur.file_name().map(|n| n.to_owned()), cur.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                cur = parent.to_path_buf();
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
 /// The hooks directory git uses for `worktree`: honours `core.hooksPath`.
 pub fn hooks_dir(worktree: &Path) -> Result<PathBuf, HookError> {
     let out = Command::new("git")
@@ -82,11 +155,10 @@ pub fn hooks_dir(worktree: &Path) -> Result<PathBuf, HookError> {
 }
 
 /// The shim for `name`, calling `bin`.
-pub fn shim(name: &str, template: &str, bin: &Path) -> String {
+pub fn shim(name: &str, bin: &Path) -> String {
     // Single-quoted in sh: escape any single quote in the path.
     let quoted = bin.display().to_string().replace('\'', r"'\''");
-    template
-        .replace("@GIT_SPRINT_BIN@", &quoted)
+    SHIM.replace("@GIT_SPRINT_BIN@", &quoted)
         .replace("@HOOK@", name)
 }
 
@@ -113,9 +185,9 @@ pub fn install(dir: &Path, bin: &Path) -> Result<Vec<(&'static str, Installed)>,
         source,
     })?;
     let mut done = Vec::new();
-    for (name, template) in HOOKS {
+    for name in HOOKS {
         let path = dir.join(name);
-        let content = shim(name, template, bin);
+        let content = shim(name, bin);
         let existing = std::fs::read_to_string(&path).ok();
         let outcome = match existing {
             Some(old) if old == content => Installed::Unchanged,
@@ -145,7 +217,7 @@ pub fn install(dir: &Path, bin: &Path) -> Result<Vec<(&'static str, Installed)>,
 /// Removes the shims and puts back the hooks they replaced.
 pub fn uninstall(dir: &Path) -> Result<Vec<(&'static str, Removed)>, HookError> {
     let mut done = Vec::new();
-    for (name, _) in HOOKS {
+    for name in HOOKS {
         let path = dir.join(name);
         let orig = dir.join(format!("{name}{ORIG_SUFFIX}"));
         let ours = std::fs::read_to_string(&path).is_ok_and(|c| c.contains(MARKER));
@@ -178,11 +250,7 @@ mod tests {
 
     #[test]
     fn shim_quotes_the_binary_path() {
-        let s = shim(
-            "post-commit",
-            HOOKS[0].1,
-            Path::new("/opt/it's here/git-sprint"),
-        );
+        let s = shim("post-commit", Path::new("/opt/it's here/git-sprint"));
         assert!(s.contains(r"sprint='/opt/it'\''s here/git-sprint'"), "{s}");
         assert!(s.contains("hook post-commit \"$@\""));
         assert!(!s.contains("@HOOK@") && !s.contains("@GIT_SPRINT_BIN@"));
@@ -199,7 +267,9 @@ mod tests {
             first,
             vec![
                 ("post-commit", Installed::Chained),
-                ("post-merge", Installed::New)
+                ("post-merge", Installed::New),
+                ("post-applypatch", Installed::New),
+                ("post-rewrite", Installed::New)
             ]
         );
         let again = install(dir.path(), bin).unwrap();
@@ -213,7 +283,9 @@ mod tests {
             removed,
             vec![
                 ("post-commit", Removed::Restored),
-                ("post-merge", Removed::Removed)
+                ("post-merge", Removed::Removed),
+                ("post-applypatch", Removed::Removed),
+                ("post-rewrite", Removed::Removed)
             ]
         );
         assert_eq!(
@@ -221,12 +293,33 @@ mod tests {
             user
         );
         assert!(!dir.path().join("post-merge").exists());
-        assert_eq!(
-            uninstall(dir.path()).unwrap(),
-            vec![
-                ("post-commit", Removed::NotInstalled),
-                ("post-merge", Removed::NotInstalled)
-            ]
-        );
+        assert!(uninstall(dir.path())
+            .unwrap()
+            .iter()
+            .all(|(_, r)| *r == Removed::NotInstalled));
+    }
+
+    #[test]
+    fn a_hooks_directory_outside_the_repository_needs_shared() {
+        let repo = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let git = repo.path().join(".git");
+        let inside = [git.as_path(), repo.path()];
+        check_location(&git.join("hooks"), &inside, false).unwrap();
+        check_location(&repo.path().join(".githooks/not-yet"), &inside, false).unwrap();
+        let err = check_location(elsewhere.path(), &inside, false).unwrap_err();
+        assert!(matches!(err, HookError::Shared { .. }), "{err}");
+        assert!(err.to_string().contains("outside this repository"), "{err}");
+        check_location(elsewhere.path(), &inside, true).unwrap();
+        // A link inside the repository to a shared directory is outside.
+        std::os::unix::fs::symlink(elsewhere.path(), repo.path().join("hooks-link")).unwrap();
+        let err = check_location(&repo.path().join("hooks-link"), &inside, false).unwrap_err();
+        assert!(matches!(err, HookError::Shared { .. }), "{err}");
+        // So is a climb out with `..`.
+        let climb = repo
+            .path()
+            .join("..")
+            .join(elsewhere.path().file_name().unwrap());
+        assert!(check_location(&climb, &inside, false).is_err());
     }
 }

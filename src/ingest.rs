@@ -91,42 +91,10 @@ pub fn tasks_path(feature: &str) -> String {
     format!("specs/{feature}/tasks.md")
 }
 
-/// The branch tasks.md is read from and features merge into: `base_branch`
-/// when `.git-sprint.yaml` or `git config sprint.base-branch` sets it, else
-/// the remote's default branch, else `main` or `master` when one exists,
-/// else the branch HEAD is on.
+/// The branch tasks.md is read from and features merge into; see
+/// [`crate::config::base_branch`] (never the working tree's config file).
 pub fn base_branch(repo: &gix::Repository) -> Option<String> {
-    if let Some(root) = repo.workdir() {
-        if let Ok(loaded) = crate::config::load(root, repo.common_dir()) {
-            let set = loaded
-                .sources
-                .get("base_branch")
-                .is_some_and(|s| *s != crate::config::Source::Default);
-            if set {
-                return Some(loaded.config.base_branch);
-            }
-        }
-    }
-    if let Ok(Some(r)) = repo.try_find_reference("refs/remotes/origin/HEAD") {
-        if let gix::refs::TargetRef::Symbolic(name) = r.target() {
-            if let Some(b) = name
-                .as_bstr()
-                .to_str_lossy()
-                .strip_prefix("refs/remotes/origin/")
-            {
-                return Some(b.to_owned());
-            }
-        }
-    }
-    for b in ["main", "master"] {
-        if let Ok(Some(_)) = repo.try_find_reference(format!("refs/heads/{b}").as_str()) {
-            return Some(b.to_owned());
-        }
-    }
-    repo.head_name()
-        .ok()
-        .flatten()
-        .map(|n| n.shorten().to_str_lossy().into_owned())
+    crate::config::base_branch(repo)
 }
 
 /// The commit `rev` names; the default is the base branch, falling back to HEAD.

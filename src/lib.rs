@@ -18,4 +18,5 @@ pub mod refinery;
 pub mod spec;
 pub mod stages;
 pub mod state;
+pub mod sync;
 pub mod worker;

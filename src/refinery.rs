@@ -456,6 +456,97 @@ pub fn merge_into_base(
     Ok(BaseVerdict::Merged { commit: target })
 }
 
+/// How bringing the base branch's new commits into an integration branch went.
+#[derive(Debug)]
+pub enum BaseSync {
+    /// The integration branch already holds the base's tip.
+    UpToDate,
+    Merged {
+        commit: String,
+    },
+    Conflict {
+        files: Vec<String>,
+    },
+    GatesFailed {
+        outcome: StageOutcome,
+    },
+}
+
+/// Merges `base` into `integration` behind the post-merge gates, in the
+/// Refinery's worktree and under its lock, moving the integration branch by
+/// compare-and-swap — the same rule as a task merge: the integration branch
+/// only ever points at commits that passed.
+pub fn sync_base(
+    common_dir: &Path,
+    root: &Path,
+    base: &str,
+    integration: &str,
+    post_merge: &[Gate],
+) -> Result<BaseSync> {
+    let lock = lock(common_dir)?;
+    let git = refinery_git(root);
+    let integration_ref = format!("refs/heads/{integration}");
+    let old = ok(
+        &git,
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("{integration_ref}^{{commit}}"),
+        ],
+    )?;
+    let tip = ok(
+        &git,
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("refs/heads/{base}^{{commit}}"),
+        ],
+    )?;
+    if run(&git, &["merge-base", "--is-ancestor", &tip, &old])?
+        .status
+        .success()
+    {
+        return Ok(BaseSync::UpToDate);
+    }
+    let wt_path = worktree(common_dir);
+    let wt = prepare_worktree(&git, common_dir, &old)?;
+    let message = format!("Merge {base} into {integration}\n\nSprint-Base: {tip}\n");
+    let out = run(
+        &wt,
+        &["merge", "--no-ff", "--no-edit", "-m", &message, &tip],
+    )?;
+    if !out.status.success() {
+        let files = conflicted(&wt);
+        let _ = run(&wt, &["merge", "--abort"]);
+        return Ok(BaseSync::Conflict { files });
+    }
+    let outcome = gates::run_stage(post_merge, &wt_path, &[]);
+    let new = ok(&wt, &["rev-parse", "HEAD"])?;
+    if !outcome.passed {
+        let _ = run(&wt, &["checkout", "--quiet", "--force", "--detach", &old]);
+        return Ok(BaseSync::GatesFailed { outcome });
+    }
+    let moved = run(
+        &git,
+        &[
+            "update-ref",
+            "-m",
+            &format!("refinery: merge {base}"),
+            &integration_ref,
+            &new,
+            &old,
+        ],
+    )?;
+    if !moved.status.success() {
+        return Err(RefineryError::Raced {
+            integration: integration.to_owned(),
+            task: base.to_owned(),
+        });
+    }
+    drop(lock);
+    Ok(BaseSync::Merged { commit: new })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,16 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if new.title.is_empty() {
         return Err(super::CommandError::usage("the task title is empty"));
     }
+    if new.title.len() > crate::spec::MAX_TEXT {
+        return Err(super::CommandError::Usage {
+            message: format!(
+                "the task title is {} bytes, more than the {} allowed",
+                new.title.len(),
+                crate::spec::MAX_TEXT
+            ),
+            hint: Some("give a one-line title; put the detail in the feature's spec.md".into()),
+        });
+    }
     let done = store.transact(&actor, |txn| ops::add_task(txn, &args.feature, &new))?;
     writeln!(
         ctx.out,

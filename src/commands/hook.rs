@@ -1,7 +1,15 @@
 //! `git sprint hook <name>`: what the installed git hooks run.
 //!
 //! A hook must be fast and must never fail the user's git command: every
-//! error becomes one line on stderr and exit 0.
+//! error becomes one line on stderr and exit 0, and a watchdog ends the
+//! process at [`hooks::timeout`] whatever it is waiting for (a hung network
+//! filesystem, a config include that blocks), so git is never held up.
+//!
+//! Every way a commit lands on the base branch ingests a changed tasks.md:
+//! `post-commit` and `post-applypatch` (`git am`) compare the new commit with
+//! its parent, `post-merge` and `post-rewrite` after a rebase compare HEAD
+//! with `ORIG_HEAD`, the tip before the operation. An amend needs nothing
+//! from `post-rewrite`: git runs `post-commit` for it too.
 
 use std::io::Write;
 
@@ -13,7 +21,7 @@ use crate::state::Store;
 /// Run git-sprint's part of a git hook (called by the installed shims)
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The hook: post-commit or post-merge
+    /// The hook: post-commit, post-merge, post-applypatch or post-rewrite
     pub name: String,
     /// The hook's arguments from git
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -25,7 +33,19 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         return Ok(());
     }
     let _span = tracing::info_span!("hook", name = %args.name).entered();
-    if let Err(e) = react(ctx, &args.name) {
+    let limit = hooks::timeout();
+    let name = args.name.clone();
+    // Detached: when the work ends first, the process simply exits.
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "git-sprint: {name} hook stopped after {}s; 'git sprint ingest' catches up",
+            limit.as_secs()
+        );
+        std::process::exit(0);
+    });
+    if let Err(e) = react(ctx, &args.name, &args.args) {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "git-sprint ({} hook): {e}", args.name);
         if let Some(h) = e.hint() {
@@ -35,7 +55,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     Ok(())
 }
 
-fn react(ctx: &mut Ctx<'_>, name: &str) -> Result {
+fn react(ctx: &mut Ctx<'_>, name: &str, args: &[String]) -> Result {
+    if name == "post-rewrite" && args.first().map(String::as_str) != Some("rebase") {
+        // `amend`: post-commit has seen it already.
+        return Ok(());
+    }
     let store = ctx.store()?;
     // A commit by an agent (the worker wrapper sets these): a heartbeat.
     if let (Ok(task), Ok(worker)) = (std::env::var("SPRINT_TASK"), std::env::var("SPRINT_WORKER")) {
@@ -63,7 +87,7 @@ fn react(ctx: &mut Ctx<'_>, name: &str) -> Result {
         return Ok(());
     }
     let before = match name {
-        "post-merge" => repo
+        "post-merge" | "post-rewrite" => repo
             .rev_parse_single("ORIG_HEAD")
             .ok()
             .map(|id| id.detach()),

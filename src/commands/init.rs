@@ -7,18 +7,39 @@ use crate::state::{Actor, SprintMeta, StateError, Transition};
 
 /// Set up git-sprint in this repository: the state ref and the git hooks
 ///
-/// Creates refs/ai-sprint if it is missing (but refuses when sprint branches,
-/// worktrees or a backup show that a state was lost: 'git sprint recover'
-/// restores it), writes a commented
-/// .git-sprint.yaml if there is none, and installs the post-commit and
-/// post-merge hooks (any hook already there is kept and still runs). The
-/// state is shared by every worktree of the repository; nothing in your
-/// branches or working tree changes. Running it again changes nothing.
+/// Creates refs/ai-sprint if it is missing (but refuses when sprint
+/// branches, worktrees or a backup show that a state was lost: 'git sprint
+/// recover' restores it), writes a commented .git-sprint.yaml if there is
+/// none, and installs the post-commit, post-merge, post-applypatch and
+/// post-rewrite hooks (any hook already there is kept and still runs). A
+/// core.hooksPath outside this repository is refused unless --shared-hooks
+/// is given. The state is shared by every worktree of the repository;
+/// nothing in your branches or working tree changes. Running it again
+/// changes nothing.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Do not install git hooks
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shared_hooks")]
     pub no_hooks: bool,
+    /// Install into core.hooksPath even when it is outside this repository
+    /// (the hooks then run for every repository that shares it)
+    #[arg(long)]
+    pub shared_hooks: bool,
+}
+
+/// The hooks directory of the repository of `store`, checked to be its own
+/// unless `shared` (for init and uninstall).
+pub(crate) fn hooks_dir(store: &crate::state::Store, shared: bool) -> Result<std::path::PathBuf> {
+    let top = super::worktree_root(store)?;
+    let dir = hooks::hooks_dir(&top)?;
+    let main = crate::worker::worktree::Git::new(&top)
+        .main_worktree()
+        .ok()
+        .flatten();
+    let mut inside = vec![store.repo().common_dir(), top.as_path()];
+    inside.extend(main.as_deref());
+    hooks::check_location(&dir, &inside, shared)?;
+    Ok(dir)
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
@@ -34,6 +55,12 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .into());
         }
     }
+    // Refuse before writing anything: a refusal leaves no half set-up repository.
+    let hooks_dir = if args.no_hooks {
+        None
+    } else {
+        Some(hooks_dir(&store, args.shared_hooks)?)
+    };
     let done = store.transact(&Actor::named("git-sprint"), |txn| {
         if txn.meta()?.is_some() {
             return Ok(());
@@ -65,10 +92,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if let Some(path) = crate::config::write_example(&top)? {
         writeln!(ctx.out, "Wrote {} (commit it)", path.display())?;
     }
-    if args.no_hooks {
+    let Some(dir) = hooks_dir else {
         return Ok(());
-    }
-    let dir = hooks::hooks_dir(&top)?;
+    };
     let bin = super::current_exe()?;
     let outcomes = hooks::install(&dir, &bin)?;
     for (name, outcome) in &outcomes {

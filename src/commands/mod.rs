@@ -40,6 +40,7 @@ pub mod spawn;
 pub mod start;
 pub mod status;
 pub mod stop;
+pub mod sync;
 pub mod uninstall;
 
 /// What a command failed with, rendered once by `main`.
@@ -99,9 +100,7 @@ impl CommandError {
         match self {
             CommandError::State(e) => e.hint(),
             CommandError::Usage { hint, .. } | CommandError::Failed { hint, .. } => hint.clone(),
-            CommandError::Hook(_) => {
-                Some("check the permissions of the repository's hooks directory".into())
-            }
+            CommandError::Hook(e) => e.hint(),
             CommandError::Ingest(e) => e.hint(),
             CommandError::Spec(_) => Some("fix the file; nothing was changed".into()),
             CommandError::Output(_) => None,

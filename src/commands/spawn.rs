@@ -9,7 +9,8 @@ use crate::worker::profile::AgentProfile;
 ///
 /// Creates the worktree under $GIT_COMMON_DIR/sprint/worktrees/<name> on a
 /// new branch <name>, copies the setup files and runs the setup commands from
-/// .git-sprint.yaml, then runs the agent in tmux session <name>. The agent's
+/// .git-sprint.yaml (as committed on the base branch), then runs the agent in
+/// tmux session <name>. The agent's
 /// uncommitted work is committed as a WIP commit when it ends. If anything
 /// fails part way, everything made so far is removed again.
 #[derive(Debug, clap::Args)]
@@ -54,7 +55,7 @@ pub struct Resolved {
 pub fn resolve(ctx: &Ctx<'_>, opts: &AgentOpts) -> Result<Resolved> {
     let fleet = Fleet::open(&ctx.cwd)?;
     let root = fleet.main_worktree()?;
-    let loaded = config::load(&root, &root)?;
+    let loaded = config::load_from(fleet.store.repo(), Some(&root))?;
     let (profile_name, profile) = match (&opts.agent_command, &opts.agent) {
         (Some(cmd), _) => ("command".to_owned(), AgentProfile::from_command(cmd)),
         (None, Some(name)) => (
@@ -119,6 +120,9 @@ impl Resolved {
 
     /// Starts `specs` and prints one line per worker.
     pub fn start(&self, ctx: &mut Ctx<'_>, specs: &[WorkerSpec], batch: Option<&str>) -> Result {
+        if let Some(notice) = self.loaded.notice() {
+            writeln!(ctx.out, "note: {notice}")?;
+        }
         let actor = person(&self.fleet.store, None);
         let exe = super::current_exe()?;
         let agents = self

@@ -25,7 +25,13 @@ pub struct Args {
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     if store.tip()?.is_none() {
-        super::init::run(ctx, &super::init::Args { no_hooks: false })?;
+        super::init::run(
+            ctx,
+            &super::init::Args {
+                no_hooks: false,
+                shared_hooks: false,
+            },
+        )?;
     }
     let fleet = Fleet::open(&ctx.cwd)?;
     let tmux = fleet.tmux.socket().to_owned();
@@ -36,6 +42,13 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             daemon::SESSION
         )?;
         return Ok(());
+    }
+    // The configuration the orchestrator will run with, checked here so a
+    // mistake shows now rather than in its log.
+    let root = fleet.main_worktree()?;
+    let loaded = crate::config::load_from(store.repo(), Some(&root))?;
+    if let Some(notice) = loaded.notice() {
+        writeln!(ctx.out, "note: {notice}")?;
     }
     let actor = super::person(&store, None);
     match super::ingest::ingest_all(&store, &actor, None, &[]) {
@@ -54,7 +67,6 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         daemon::run(&ctx.cwd, exe)?;
         return Ok(());
     }
-    let root = fleet.main_worktree()?;
     let log = fleet
         .common_dir
         .join("sprint")

@@ -28,6 +28,10 @@ struct StatusJson<'a> {
     trouble: Vec<crate::stages::trouble::Trouble>,
     /// Working-tree tasks.md files that do not parse.
     drafts: Vec<crate::ingest::Draft>,
+    /// Set when the working tree's `.git-sprint.yaml` is not the committed
+    /// one the sprint uses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_notice: Option<String>,
     #[serde(flatten)]
     snapshot: &'a Snapshot,
 }
@@ -50,6 +54,13 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .workdir()
         .map(crate::ingest::check_drafts)
         .unwrap_or_default();
+    let config_notice = store.repo().workdir().and_then(|top| {
+        let root = crate::worker::worktree::Git::new(top)
+            .main_worktree()
+            .ok()
+            .flatten()?;
+        crate::config::uncommitted_notice(store.repo(), &root)
+    });
     let spent = spend(&snapshot);
     let trouble = crate::stages::trouble::list(&snapshot);
     if args.json {
@@ -60,11 +71,15 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 spend: spent,
                 trouble,
                 drafts,
+                config_notice,
                 snapshot: &snapshot,
             },
         );
     }
     let out = &mut *ctx.out;
+    if let Some(notice) = &config_notice {
+        writeln!(out, "note: {notice}")?;
+    }
     let Some(tip) = tip else {
         writeln!(out, "No sprint state yet: refs/ai-sprint does not exist.")?;
         writeln!(out, "hint: run 'git sprint init', then commit a specs/<feature>/tasks.md or 'git sprint add' a task")?;

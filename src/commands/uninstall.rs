@@ -9,12 +9,16 @@ use crate::hooks::{self, Removed};
 /// 'git update-ref -d refs/ai-sprint' and 'git update-ref -d
 /// refs/ai-sprint-backup' if you want it gone.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Remove them from core.hooksPath even when it is outside this
+    /// repository (other repositories sharing it lose them too)
+    #[arg(long)]
+    pub shared_hooks: bool,
+}
 
-pub fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
+pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
-    let top = super::worktree_root(&store)?;
-    let dir = hooks::hooks_dir(&top)?;
+    let dir = super::init::hooks_dir(&store, args.shared_hooks)?;
     for (name, outcome) in hooks::uninstall(&dir)? {
         let what = match outcome {
             Removed::Restored => "removed; your hook is back in place",

@@ -135,6 +135,18 @@ impl Engine {
         }
         let busy = self.busy_set();
         let profiles = self.profiles();
+        let behind: HashSet<String> = snapshot
+            .features
+            .iter()
+            .filter(|f| {
+                !matches!(
+                    f.feature.status,
+                    FeatureStatus::Done | FeatureStatus::Cancelled
+                )
+            })
+            .filter(|f| crate::sync::behind(&self.fleet.store, &f.feature))
+            .map(|f| f.feature.name.clone())
+            .collect();
         let world = World {
             snapshot: &snapshot,
             now: clock::now(),
@@ -144,6 +156,7 @@ impl Engine {
             limits: self.limits(),
             budget: &self.config.budget,
             profiles: &profiles,
+            behind: &behind,
         };
         let mut failed = false;
         for action in stages::owed(&world) {
@@ -287,6 +300,10 @@ impl Engine {
                 attempt,
             } => self.start_librarian(snapshot, feature, convoy, *attempt),
             Action::MergeDocs { feature, convoy } => self.merge_docs(snapshot, feature, convoy),
+            Action::SyncBase { feature } => {
+                self.sync_base(feature);
+                Ok(())
+            }
             Action::MarkDead {
                 agent,
                 cause,
@@ -349,19 +366,27 @@ impl Engine {
         } else {
             git.add_worktree(&path, &branch, integration)?;
         }
-        if let Err(e) = crate::worker::worktree::setup(
+        let setup = crate::worker::worktree::setup(
             &self.root,
             &path,
             &self.config.setup.copy,
             &self.config.setup.commands,
-        ) {
-            // A worktree whose setup failed is never used: the next attempt
-            // makes it anew (the branch keeps every commit).
-            let _ = git.remove_worktree(&path, true);
-            let _ = std::fs::remove_dir_all(&path);
-            return Err(e.into());
+        );
+        match setup {
+            Ok(report) => {
+                for (file, why) in &report.skipped {
+                    tracing::warn!(worktree = %path.display(), file = %file.display(), "setup file not copied: {why}");
+                }
+                Ok(path)
+            }
+            Err(e) => {
+                // No half-made worktree: the next attempt makes it again and
+                // runs setup again; the branch keeps any commits.
+                let _ = git.remove_worktree(&path, true);
+                let _ = std::fs::remove_dir_all(&path);
+                Err(e.into())
+            }
         }
-        Ok(path)
     }
 
     fn prompt_vars(
@@ -976,6 +1001,42 @@ impl Engine {
             move |store, v| record::record_docs(store, &f, &c, &i, v, max),
         );
         Ok(())
+    }
+
+    /// Merges the base's new commits into the feature's integration branch
+    /// on a thread (the Refinery's lock keeps it apart from task merges);
+    /// the result is a state commit, which wakes the loop.
+    fn sync_base(&self, feature: &str) {
+        let key = format!("{feature}/base");
+        if !self
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
+        let post_merge = self.config.gates.post_merge.clone();
+        let feature = feature.to_owned();
+        let (busy, wake) = (self.busy.clone(), self.wake.clone());
+        std::thread::spawn(move || {
+            let result = crate::state::Store::discover(&root)
+                .map_err(crate::sync::SyncError::from)
+                .and_then(|store| {
+                    crate::sync::sync_feature(&store, &common, &root, &feature, &post_merge)
+                });
+            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            match result {
+                Ok(synced) => {
+                    tracing::info!(%feature, ?synced, "base synced");
+                    let _ = wake.send(Wake::GatesDone);
+                }
+                // Nothing changed, so no wake-up: the next event tries again
+                // (a wake here would retry in a tight loop).
+                Err(e) => tracing::warn!(%feature, error = %e, "syncing the base failed"),
+            }
+        });
     }
 
     /// Runs one Refinery merge of `sprint/<feature>/<task>` on a thread (the

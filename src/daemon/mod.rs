@@ -76,7 +76,12 @@ pub fn run_until(
     let fleet = crate::fleet::Fleet::open(cwd)?;
     let _lock = lock::acquire(&fleet.common_dir)?;
     let root = fleet.main_worktree()?;
-    let config = crate::config::load(&root, &fleet.common_dir)?.config;
+    let loaded = crate::config::load_from(fleet.store.repo(), Some(&root))?;
+    tracing::info!(from = %loaded.origin(), "configuration loaded");
+    if let Some(notice) = loaded.notice() {
+        tracing::warn!("{notice}");
+    }
+    let config = loaded.config;
     let common = fleet.common_dir.clone();
     record_settings(&fleet.store, &config)?;
     tracing::info!(pid = std::process::id(), "orchestrator started");

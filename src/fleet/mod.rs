@@ -840,13 +840,24 @@ fn make_worktree(
         let _serial = add_lock.lock().unwrap_or_else(|e| e.into_inner());
         git.add_worktree(path, &spec.branch, base)?;
     }
-    if let Err(e) = crate::worker::worktree::setup(root, path, &setup.copy, &setup.commands) {
-        let _ = git.remove_worktree(path, true);
-        let _ = std::fs::remove_dir_all(path);
-        let _ = git.delete_branch_if_merged(&spec.branch, "HEAD", true);
-        return Err(e.into());
+    match crate::worker::worktree::setup(root, path, &setup.copy, &setup.commands) {
+        Ok(report) => {
+            for (file, why) in &report.skipped {
+                tracing::warn!(
+                    "{}: setup file {} not copied: {why}",
+                    spec.id,
+                    file.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let _ = git.remove_worktree(path, true);
+            let _ = std::fs::remove_dir_all(path);
+            let _ = git.delete_branch_if_merged(&spec.branch, "HEAD", true);
+            Err(e.into())
+        }
     }
-    Ok(())
 }
 
 fn rolled_back(id: &str, e: FleetError) -> FleetError {

@@ -122,6 +122,15 @@ pub enum SpecError {
     },
     #[error("{file}: no tasks found (expected lines like `- [ ] T001 Description`)")]
     NoTasks { file: String },
+    #[error("{file}:{line}: {what} is {len} bytes, more than the {max} allowed: keep tasks short and put the detail in spec.md or plan.md")]
+    TooLong {
+        file: String,
+        line: usize,
+        /// `task T001's title`, `task T001's description`, `this line`.
+        what: String,
+        len: usize,
+        max: usize,
+    },
     #[error("{file}: {count} tasks is more than the {max} a plan can hold")]
     TooManyTasks {
         file: String,
@@ -132,6 +141,12 @@ pub enum SpecError {
 
 /// Most tasks a file may hold: path-lock checks are quadratic, and no real file comes close.
 pub const MAX_TASKS: usize = 5000;
+
+/// Most bytes a task's title or description (and any one line) may hold. A
+/// task's text goes into the state, every prompt and the audit trail; the
+/// longest real ones are a few hundred bytes, so 64 KiB only stops mistakes
+/// and abuse (a 10 MB title stored in the state).
+pub const MAX_TEXT: usize = 64 * 1024;
 
 /// Whether two tasks' path locks overlap (same file, a glob matching the
 /// other's path, or a directory holding it): such tasks never run at once.

@@ -3,13 +3,27 @@
 
 use std::collections::HashMap;
 
-use super::{paths, Note, Phase, SpecError, SpecFile, Task, MAX_TASKS};
+use super::{paths, Note, Phase, SpecError, SpecFile, Task, MAX_TASKS, MAX_TEXT};
 
 /// Parses a tasks.md. `file` is only used in error messages.
 ///
 /// Rejects duplicate IDs, dependencies on unknown tasks and dependency cycles (including
 /// cycles through phase order), and a file without tasks.
 pub fn parse(file: &str, text: &str) -> Result<SpecFile, SpecError> {
+    // Before any work on it: a huge line costs time in every pass below.
+    if let Some((i, line)) = text
+        .split('\n')
+        .enumerate()
+        .find(|(_, l)| l.len() > MAX_TEXT)
+    {
+        return Err(SpecError::TooLong {
+            file: file.to_string(),
+            line: i + 1,
+            what: "this line".into(),
+            len: line.len(),
+            max: MAX_TEXT,
+        });
+    }
     let lines = classify(text);
     let heading_tasks = !lines.iter().any(|l| matches!(l, Line::Task { .. }));
     let mut b = Builder::new(heading_tasks);
@@ -455,6 +469,17 @@ impl Builder {
                 if n != raw.line {
                     description.push('\n');
                     description.push_str(&text);
+                }
+            }
+            for (what, len) in [("title", title.len()), ("description", description.len())] {
+                if len > MAX_TEXT {
+                    return Err(SpecError::TooLong {
+                        file: file.to_string(),
+                        line: raw.line,
+                        what: format!("task {}'s {what}", raw.id),
+                        len,
+                        max: MAX_TEXT,
+                    });
                 }
             }
             for (d, n) in &deps {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use super::*;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/tasks-md/");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/tasks-md/");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/specs/");
 
 const CORPUS_FILES: &[&str] = &[
@@ -448,4 +448,40 @@ fn mutated_corpus_never_panics() {
         }
     }
     assert!(ok > 100 && rejected > 100, "ok {ok}, rejected {rejected}");
+}
+
+#[test]
+fn a_huge_title_or_description_is_rejected_with_its_line() {
+    let big = "x".repeat(MAX_TEXT + 1);
+    // One huge line is refused before any other work.
+    let text = format!("# Tasks\n\n- [ ] T001 small\n- [ ] T002 {big}\n");
+    let e = parse("tasks.md", &text).unwrap_err();
+    assert!(matches!(e, SpecError::TooLong { line: 4, .. }), "{e}");
+    assert!(e.to_string().starts_with("tasks.md:4: this line is"), "{e}");
+    // A title wrapped over many lines, each short.
+    let wrapped = "word ".repeat(1000);
+    let mut text = String::from("- [ ] T001 first\n- [ ] T002 start\n");
+    for _ in 0..20 {
+        text.push_str(&format!("  {wrapped}\n"));
+    }
+    let e = parse("tasks.md", &text).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("tasks.md:2: task T002's title is"),
+        "{e}"
+    );
+    // A description made of many sub-bullets.
+    let mut text = String::from("- [ ] T001 short title\n");
+    for _ in 0..20 {
+        text.push_str(&format!("  - {wrapped}\n"));
+    }
+    let e = parse("tasks.md", &text).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("tasks.md:1: task T001's description is"),
+        "{e}"
+    );
+    // Just under the bound is fine.
+    let ok = format!("- [ ] T001 {}\n", "y".repeat(MAX_TEXT - 20));
+    parse("tasks.md", &ok).unwrap();
 }

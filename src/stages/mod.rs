@@ -38,6 +38,9 @@ pub struct World<'a> {
     pub budget: &'a crate::config::Budget,
     /// Which agent profile plays each role, for the circuit breakers.
     pub profiles: &'a Profiles,
+    /// Features whose base branch must be synced into the integration
+    /// branch first (see [`crate::sync::behind`]).
+    pub behind: &'a HashSet<String>,
 }
 
 /// The agent profile of each AI role.
@@ -162,6 +165,8 @@ pub enum Action {
     },
     /// Merge the Librarian's docs branch (Refinery).
     MergeDocs { feature: String, convoy: String },
+    /// Merge the base branch's new commits into the integration branch.
+    SyncBase { feature: String },
     /// A tester's or librarian's session is gone while its record says it
     /// runs (the orchestrator died while starting it, or tmux was killed),
     /// or it hung: stop it and record it dead with the cause.
@@ -190,6 +195,7 @@ impl Action {
             }
             | Action::MergeDocs { feature, convoy } => (feature, convoy),
             Action::CloseFeature { feature } => (feature, ""),
+            Action::SyncBase { feature } => (feature, "base"),
             Action::MarkDead { agent, .. } => (agent, ""),
             Action::OpenBreaker { profile } => (profile, ""),
             Action::RecordBudgets { .. } => ("", ""),
@@ -456,6 +462,7 @@ mod tests {
         busy: HashSet<String>,
         budget: crate::config::Budget,
         profiles: Profiles,
+        behind: HashSet<String>,
     }
 
     impl Fixture {
@@ -470,6 +477,7 @@ mod tests {
                     tester: "test".into(),
                     librarian: "docs".into(),
                 },
+                behind: HashSet::new(),
             }
         }
         fn world<'a>(&'a self, s: &'a Snapshot, now: i64) -> World<'a> {
@@ -485,6 +493,7 @@ mod tests {
                 },
                 budget: &self.budget,
                 profiles: &self.profiles,
+                behind: &self.behind,
             }
         }
     }

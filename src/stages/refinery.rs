@@ -13,9 +13,28 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
     let merging = tasks(world.snapshot).any(|(f, t)| {
         t.status == TaskStatus::InDocs && world.busy.contains(&key(&f.feature.name, &t.id))
     });
+    // The base first: a feature whose base moved merges it before any
+    // task, and one whose base would not merge takes no task until fixed.
+    let syncing = |f: &crate::state::FeatureState| {
+        world.behind.contains(&f.feature.name) || f.feature.base_conflict.is_some()
+    };
+    for fs in &world.snapshot.features {
+        let name = &fs.feature.name;
+        if world.behind.contains(name)
+            && !matches!(
+                fs.feature.status,
+                FeatureStatus::Done | FeatureStatus::Cancelled
+            )
+            && !world.busy.contains(&key(name, "base"))
+        {
+            out.push(Action::SyncBase {
+                feature: name.clone(),
+            });
+        }
+    }
     if !merging {
         let next = tasks(world.snapshot)
-            .filter(|(_, t)| t.status == TaskStatus::InDocs)
+            .filter(|(f, t)| t.status == TaskStatus::InDocs && !syncing(f))
             .min_by(|(fa, a), (fb, b)| {
                 (-a.priority, &a.updated, &fa.feature.name, a.line).cmp(&(
                     -b.priority,

@@ -61,6 +61,25 @@ pub fn list(snapshot: &Snapshot) -> Vec<Trouble> {
     }
     for fs in &snapshot.features {
         let name = &fs.feature.name;
+        if let Some(c) = &fs.feature.base_conflict {
+            let integration = fs
+                .feature
+                .integration_branch
+                .clone()
+                .unwrap_or_else(|| super::integration_branch(name));
+            let base = fs.feature.base_branch.as_deref().unwrap_or("the base");
+            out.push(Trouble {
+                kind: "base_conflict",
+                subject: name.clone(),
+                cause: None,
+                message: format!(
+                    "{integration} cannot take {base} at {}: {}; no task of {name} merges until it does",
+                    &c.base_tip[..c.base_tip.len().min(12)],
+                    c.what.lines().next().unwrap_or_default()
+                ),
+                hint: format!("git switch {integration} && git merge {base}, resolve, commit; then git sprint sync"),
+            });
+        }
         if super::stalled(fs) {
             out.push(Trouble {
                 kind: "stalled",

@@ -508,6 +508,14 @@ pub struct Feature {
     /// What became of the finished feature (merged into its base, or why not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The base branch's tip that could not be merged into the integration
+    /// branch, and why; while it is the base's tip, no task merges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_conflict: Option<BaseConflict>,
+    /// The base branch commit last merged into the integration branch
+    /// during the sprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_synced: Option<String>,
     #[serde(default)]
     pub created: String,
 }
@@ -522,9 +530,19 @@ impl Feature {
             tasks_path: None,
             tasks_blob: None,
             note: None,
+            base_conflict: None,
+            base_synced: None,
             created: now.to_owned(),
         }
     }
+}
+
+/// A base-branch commit the integration branch could not take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseConflict {
+    pub base_tip: String,
+    /// What went wrong: the conflicting files, or the gate that failed.
+    pub what: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

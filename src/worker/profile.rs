@@ -13,6 +13,16 @@
 //! Every launch also gets `SPRINT_PROMPT_FILE`, `SPRINT_WORKTREE`, `SPRINT_MODEL`
 //! (when set) and `SPRINT_PROMPT` (when the prompt fits in one environment
 //! string), plus the caller's variables (`SPRINT_TASK`, `SPRINT_WORKER`, …).
+//!
+//! Prompts are data. A sprint's prompt holds task text and gate output, which
+//! agents can shape, so no preset puts the prompt anywhere a program would
+//! execute it: it is one argv element (never starting with `-`, so never an
+//! option), a file the agent reads, stdin, or the environment. In `env` mode
+//! (`--agent-command`, which runs `sh -c CMD`) `{prompt}` is not expanded at
+//! all, so the command string never holds task text. The `shell` preset,
+//! which runs the prompt as a script, is for fleet commands, where the prompt
+//! is the person's own; [`AgentProfile::prompt_as_code`] finds it and its
+//! look-alikes so config loading can refuse them for sprint roles.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -25,6 +35,27 @@ use thiserror::Error;
 
 /// Names of the built-in presets, for help text and errors.
 pub const PRESETS: &[&str] = &["claude", "codex", "gemini", "aider", "opencode", "shell"];
+
+/// Programs that execute a script named as their first operand, with the
+/// short flag that makes them run code given inline instead.
+const INTERPRETERS: &[(&str, char)] = &[
+    ("sh", 'c'),
+    ("bash", 'c'),
+    ("dash", 'c'),
+    ("zsh", 'c'),
+    ("ksh", 'c'),
+    ("mksh", 'c'),
+    ("ash", 'c'),
+    ("yash", 'c'),
+    ("fish", 'c'),
+    ("python", 'c'),
+    ("python3", 'c'),
+    ("perl", 'e'),
+    ("ruby", 'e'),
+    ("node", 'e'),
+    ("php", 'r'),
+    ("lua", 'e'),
+];
 
 /// Linux refuses (E2BIG) any single argument or `KEY=value` string longer than
 /// this (MAX_ARG_STRLEN, 32 pages, minus the terminating NUL).
@@ -221,6 +252,53 @@ impl AgentProfile {
         }
     }
 
+    /// How this profile would execute its prompt as code, if it would: the
+    /// prompt (or its file) as an interpreter's script, the prompt inside a
+    /// `-c`/`-e` command string, or the prompt on a bare interpreter's stdin.
+    /// `None` when the prompt stays data. (A best effort for look-alikes; the
+    /// `shell` preset is the case it must catch.)
+    pub fn prompt_as_code(&self) -> Option<&'static str> {
+        let program = self.command.first()?;
+        let name = Path::new(program).file_name()?.to_str()?;
+        let (_, inline_flag) = INTERPRETERS.iter().find(|(n, _)| *n == name)?;
+        let mut args = self.command[1..].iter();
+        let mut inline = false;
+        let mut operand = None;
+        while let Some(a) = args.next() {
+            if a == "--" {
+                operand = args.next();
+                break;
+            }
+            if a == "-o" || a == "+o" {
+                args.next();
+                continue;
+            }
+            if a.starts_with('-') && a.len() > 1 {
+                if !a.starts_with("--") && a[1..].contains(*inline_flag) {
+                    inline = true;
+                }
+                continue;
+            }
+            operand = Some(a);
+            break;
+        }
+        let expands_prompt = self.prompt != PromptMode::Env;
+        match operand {
+            Some(code) if inline => (expands_prompt && code.contains("{prompt}"))
+                .then_some("puts the prompt inside an inline command string"),
+            Some(script) if script.contains("{prompt_file}") => {
+                Some("runs the prompt file as a script")
+            }
+            Some(script) if expands_prompt && script.contains("{prompt}") => {
+                Some("runs the prompt as a script")
+            }
+            None if !inline && self.prompt == PromptMode::Stdin => {
+                Some("feeds the prompt to an interpreter's standard input")
+            }
+            _ => None,
+        }
+    }
+
     /// Checks the profile without rendering it (for config loading).
     pub fn validate(&self) -> Result<()> {
         if self.command.first().is_none_or(|p| p.is_empty()) {
@@ -249,8 +327,19 @@ impl AgentProfile {
     pub fn render(&self, input: &RenderInput<'_>) -> Result<Launch> {
         self.validate()?;
         let model = input.model.or(self.model.as_deref());
+        // An argument that starts with `-` is an option to the agent's CLI;
+        // a prompt must never become one (a custom template may start with
+        // a task title).
+        let guarded;
+        let prompt = if input.prompt.starts_with('-') {
+            guarded = format!(" {}", input.prompt);
+            guarded.as_str()
+        } else {
+            input.prompt
+        };
         let values = Values {
-            prompt: input.prompt,
+            // Env mode keeps the prompt out of argv: `{prompt}` stays literal.
+            prompt: (self.prompt != PromptMode::Env).then_some(prompt),
             prompt_file: input.prompt_file.as_os_str(),
             worktree: input.worktree.as_os_str(),
             model,
@@ -357,7 +446,8 @@ impl Launch {
 }
 
 struct Values<'a> {
-    prompt: &'a str,
+    /// `None`: `{prompt}` is not expanded.
+    prompt: Option<&'a str>,
     prompt_file: &'a OsStr,
     worktree: &'a OsStr,
     model: Option<&'a str>,
@@ -373,7 +463,10 @@ impl Values<'_> {
             out.push(&rest[..at]);
             let tail = &rest[at..];
             let (value, len): (&OsStr, usize) = if tail.starts_with("{prompt}") {
-                (OsStr::new(self.prompt), "{prompt}".len())
+                match self.prompt {
+                    Some(prompt) => (OsStr::new(prompt), "{prompt}".len()),
+                    None => (OsStr::new("{prompt}"), "{prompt}".len()),
+                }
             } else if tail.starts_with("{prompt_file}") {
                 (self.prompt_file, "{prompt_file}".len())
             } else if tail.starts_with("{worktree}") {
@@ -639,6 +732,85 @@ mod tests {
         };
         let err = missing.spawn(&PathBuf::from("/")).unwrap_err();
         assert!(matches!(err, ProfileError::Spawn { .. }), "{err}");
+    }
+
+    fn profile(command: &[&str], prompt: PromptMode) -> AgentProfile {
+        AgentProfile {
+            command: strings(command),
+            prompt,
+            env: BTreeMap::new(),
+            model: None,
+            model_args: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_profiles_that_execute_the_prompt_are_prompt_as_code() {
+        use PromptMode::*;
+        let shell = AgentProfile::preset("shell").unwrap();
+        assert_eq!(
+            shell.prompt_as_code(),
+            Some("runs the prompt file as a script")
+        );
+        for name in ["claude", "codex", "gemini", "aider", "opencode"] {
+            let p = AgentProfile::preset(name).unwrap();
+            assert_eq!(p.prompt_as_code(), None, "{name}");
+        }
+        let code = [
+            profile(&["/bin/bash", "-e", "{prompt_file}"], File),
+            profile(&["sh", "-c", "my-agent '{prompt}'"], Arg),
+            profile(&["bash", "-ec", "run {prompt}"], Arg),
+            profile(&["python3", "{prompt_file}"], File),
+            profile(&["sh"], Stdin),
+            profile(&["bash", "-o", "pipefail", "{prompt_file}"], File),
+        ];
+        for p in &code {
+            assert!(p.prompt_as_code().is_some(), "{:?}", p.command);
+        }
+        let data = [
+            AgentProfile::from_command("my-agent --task \"$SPRINT_PROMPT\""),
+            // Env mode never expands {prompt}: the string stays literal.
+            AgentProfile::from_command("echo {prompt}"),
+            profile(
+                &["sh", "-c", "my-agent < \"$1\"", "sh", "{prompt_file}"],
+                File,
+            ),
+            profile(&["my-agent", "{prompt}"], Arg),
+            profile(&["sh", "-c", "my-agent"], Stdin),
+        ];
+        for p in &data {
+            assert_eq!(p.prompt_as_code(), None, "{:?}", p.command);
+        }
+    }
+
+    #[test]
+    fn env_mode_never_puts_the_prompt_into_the_command_string() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        let hostile = format!("$(touch {}) `touch {}`", marker.display(), marker.display());
+        let p = AgentProfile::from_command("printf '%s' '{prompt}'");
+        let launch = p.render(&input(&hostile, None, &[])).unwrap();
+        assert_eq!(launch.argv[2], OsString::from("printf '%s' '{prompt}'"));
+        let out = launch.command(dir.path()).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "{prompt}");
+        assert!(!marker.exists());
+    }
+
+    #[test]
+    fn a_prompt_never_becomes_an_option() {
+        let claude = AgentProfile::preset("claude").unwrap();
+        let launch = claude
+            .render(&input("--dangerously-do-something", None, &[]))
+            .unwrap();
+        assert_eq!(
+            launch.argv[2],
+            OsString::from(" --dangerously-do-something")
+        );
+        // The environment keeps the text as it is.
+        assert_eq!(
+            env_of(&launch, "SPRINT_PROMPT").unwrap(),
+            "--dangerously-do-something"
+        );
     }
 
     #[test]

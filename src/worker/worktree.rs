@@ -419,43 +419,58 @@ impl Git {
     }
 }
 
+/// What [`setup`] did with the files it was asked to copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetupReport {
+    /// Files copied into the new worktree.
+    pub copied: Vec<PathBuf>,
+    /// Files left out, each with the reason (a symlink, not a regular file,
+    /// something already in the worktree). Missing files are not listed: a
+    /// `.env` is optional.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Whether `rel` may name a setup file: relative, not empty, and made of
+/// plain names only (no `..`, no root, no prefix), so it stays inside both
+/// worktrees. Config loading uses it to reject a bad entry with its key.
+pub fn is_safe_copy_path(rel: &Path) -> bool {
+    !rel.as_os_str().is_empty()
+        && rel.components().any(|c| matches!(c, Component::Normal(_)))
+        && rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
 /// Prepares a fresh worktree: copies `copy_files` (relative to `main_worktree`)
 /// that exist, then runs each of `commands` with `sh -c` inside `worktree`.
 ///
-/// Returns the files copied. Missing files are skipped (a `.env` is optional);
-/// the first failing command stops setup with its exit status and stderr tail.
+/// Only regular files are copied, and never through a symlink: a committed
+/// link at the source or in the new worktree (`.env -> /tmp/x`, or a linked
+/// directory) would otherwise read a secret from elsewhere or write one
+/// outside the worktree. Every path component is opened relative to its
+/// parent with `O_NOFOLLOW`, so nothing can swap a link in between a check
+/// and the write; the file is created with `O_EXCL`, never over something the
+/// worktree already holds. A file refused for any of these reasons is
+/// reported in [`SetupReport::skipped`], not fatal: a copy is optional, and a
+/// hostile link must not make every later attempt fail. Missing files are
+/// skipped quietly; the first failing command stops setup with
+/// [`WorktreeError::Setup`] (the caller removes the half-made worktree).
 pub fn setup(
     main_worktree: &Path,
     worktree: &Path,
     copy_files: &[PathBuf],
     commands: &[String],
-) -> Result<Vec<PathBuf>> {
-    let mut copied = Vec::new();
+) -> Result<SetupReport> {
+    let mut report = SetupReport::default();
     for rel in copy_files {
-        let safe = rel
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-        if !safe || rel.as_os_str().is_empty() {
+        if !is_safe_copy_path(rel) {
             return Err(WorktreeError::UnsafeCopyPath { path: rel.clone() });
         }
-        let from = main_worktree.join(rel);
-        if !from.is_file() {
-            continue;
+        match safe_copy::copy(main_worktree, worktree, rel)? {
+            safe_copy::Outcome::Copied => report.copied.push(rel.clone()),
+            safe_copy::Outcome::Missing => {}
+            safe_copy::Outcome::Refused(why) => report.skipped.push((rel.clone(), why)),
         }
-        let to = worktree.join(rel);
-        if let Some(parent) = to.parent() {
-            fs::create_dir_all(parent).map_err(|source| WorktreeError::Io {
-                action: "creating directory",
-                path: parent.to_owned(),
-                source,
-            })?;
-        }
-        fs::copy(&from, &to).map_err(|source| WorktreeError::Io {
-            action: "copying setup file to",
-            path: to.clone(),
-            source,
-        })?;
-        copied.push(rel.clone());
     }
     for command in commands {
         let out = Command::new("sh")
@@ -478,7 +493,170 @@ pub fn setup(
             });
         }
     }
-    Ok(copied)
+    Ok(report)
+}
+
+/// Copying one setup file without following a symlink anywhere below the
+/// two worktree roots (the roots themselves are ours and trusted).
+mod safe_copy {
+    use std::fs::File;
+    use std::os::fd::OwnedFd;
+    use std::path::{Component, Path};
+
+    use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+    use rustix::io::Errno;
+
+    use super::{Result, WorktreeError};
+
+    pub(super) enum Outcome {
+        Copied,
+        Missing,
+        Refused(String),
+    }
+
+    /// Why opening `name` (a directory entry of `dir`) failed, for people.
+    fn describe(dir: &OwnedFd, name: &Path, shown: &str, side: &str) -> String {
+        let kind = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(|st| FileType::from_raw_mode(st.st_mode));
+        match kind {
+            Ok(FileType::Symlink) => format!("`{shown}` in the {side} is a symlink"),
+            Ok(FileType::Directory) => format!("`{shown}` in the {side} is a directory"),
+            Ok(FileType::RegularFile) => format!("`{shown}` in the {side} is a file"),
+            Ok(_) => format!("`{shown}` in the {side} is not a regular file or directory"),
+            Err(e) => format!("`{shown}` in the {side}: {e}"),
+        }
+    }
+
+    fn io(action: &'static str, path: &Path, e: Errno) -> WorktreeError {
+        WorktreeError::Io {
+            action,
+            path: path.to_owned(),
+            source: e.into(),
+        }
+    }
+
+    const DIR: OFlags = OFlags::RDONLY
+        .union(OFlags::DIRECTORY)
+        .union(OFlags::NOFOLLOW)
+        .union(OFlags::CLOEXEC);
+
+    pub(super) fn copy(main: &Path, worktree: &Path, rel: &Path) -> Result<Outcome> {
+        let names: Vec<&Path> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(Path::new(n)),
+                _ => None,
+            })
+            .collect();
+        let Some((file, parents)) = names.split_last() else {
+            return Ok(Outcome::Missing);
+        };
+        let shown = |upto: usize| {
+            names[..=upto]
+                .iter()
+                .map(|n| n.display().to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+
+        // The source, in the main worktree.
+        let open_root = |root: &Path| {
+            rfs::open(
+                root,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| io("opening", root, e))
+        };
+        let mut dir = open_root(main)?;
+        for (i, name) in parents.iter().enumerate() {
+            dir = match rfs::openat(&dir, *name, DIR, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => return Ok(Outcome::Missing),
+                Err(Errno::LOOP | Errno::NOTDIR) => {
+                    return Ok(Outcome::Refused(describe(
+                        &dir,
+                        name,
+                        &shown(i),
+                        "main worktree",
+                    )))
+                }
+                Err(e) => return Err(io("opening", &main.join(shown(i)), e)),
+            };
+        }
+        // NONBLOCK: opening a FIFO must not wait for a writer.
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+        let source = match rfs::openat(&dir, *file, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(Outcome::Missing),
+            Err(Errno::LOOP) => {
+                return Ok(Outcome::Refused(describe(
+                    &dir,
+                    file,
+                    &shown(parents.len()),
+                    "main worktree",
+                )))
+            }
+            Err(e) => return Err(io("opening setup file", &main.join(rel), e)),
+        };
+        let stat = rfs::fstat(&source).map_err(|e| io("reading", &main.join(rel), e))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Ok(Outcome::Refused(format!(
+                "`{}` in the main worktree is not a regular file",
+                rel.display()
+            )));
+        }
+        let mode = Mode::from_raw_mode(stat.st_mode) & Mode::from_bits_truncate(0o777);
+
+        // The destination, in the new worktree: a committed link must not
+        // redirect the write, so every directory is opened without following.
+        let mut dir = open_root(worktree)?;
+        for (i, name) in parents.iter().enumerate() {
+            let opened = match rfs::openat(&dir, *name, DIR, Mode::empty()) {
+                Err(Errno::NOENT) => {
+                    match rfs::mkdirat(&dir, *name, Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => {
+                            return Err(io("creating directory", &worktree.join(shown(i)), e))
+                        }
+                    }
+                    rfs::openat(&dir, *name, DIR, Mode::empty())
+                }
+                other => other,
+            };
+            dir = match opened {
+                Ok(fd) => fd,
+                Err(Errno::LOOP | Errno::NOTDIR) => {
+                    return Ok(Outcome::Refused(describe(
+                        &dir,
+                        name,
+                        &shown(i),
+                        "new worktree",
+                    )))
+                }
+                Err(e) => return Err(io("opening", &worktree.join(shown(i)), e)),
+            };
+        }
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let target = match rfs::openat(&dir, *file, flags, mode) {
+            Ok(fd) => fd,
+            Err(Errno::EXIST | Errno::LOOP) => {
+                return Ok(Outcome::Refused(format!(
+                    "{}: the new worktree already has it, and it is never overwritten",
+                    describe(&dir, file, &shown(parents.len()), "new worktree")
+                )))
+            }
+            Err(e) => return Err(io("creating setup file", &worktree.join(rel), e)),
+        };
+        let (mut from, mut to) = (File::from(source), File::from(target));
+        std::io::copy(&mut from, &mut to).map_err(|source| WorktreeError::Io {
+            action: "copying setup file to",
+            path: worktree.join(rel),
+            source,
+        })?;
+        Ok(Outcome::Copied)
+    }
 }
 
 fn is_empty_dir(path: &Path) -> bool {
@@ -671,21 +849,23 @@ mod tests {
         let wt = repo.path("wt");
         repo.git.add_worktree(&wt, "work", "main").unwrap();
 
-        let copied = setup(
+        let report = setup(
             &repo.work,
             &wt,
             &[
                 PathBuf::from(".env"),
                 PathBuf::from("config/local.toml"),
                 PathBuf::from("missing.txt"),
+                PathBuf::from("nodir/missing.txt"),
             ],
             &["echo made > setup-ran.txt".into(), "test -f .env".into()],
         )
         .unwrap();
         assert_eq!(
-            copied,
+            report.copied,
             vec![PathBuf::from(".env"), PathBuf::from("config/local.toml")]
         );
+        assert!(report.skipped.is_empty(), "{:?}", report.skipped);
         assert_eq!(fs::read_to_string(wt.join(".env")).unwrap(), "SECRET=1\n");
         assert_eq!(
             fs::read_to_string(wt.join("setup-ran.txt")).unwrap(),
@@ -724,7 +904,141 @@ mod tests {
         assert!(err.to_string().contains("echo boom"), "{err}");
         assert!(!wt.join("never").exists());
 
-        let err = setup(&repo.work, &wt, &[PathBuf::from("../escape")], &[]).unwrap_err();
-        assert!(matches!(err, WorktreeError::UnsafeCopyPath { .. }), "{err}");
+        for bad in ["../escape", "/etc/passwd", "", ".", "a/../../b"] {
+            let err = setup(&repo.work, &wt, &[PathBuf::from(bad)], &[]).unwrap_err();
+            assert!(
+                matches!(err, WorktreeError::UnsafeCopyPath { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    /// A directory outside both worktrees that a hostile link points at.
+    fn outside() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn setup_never_writes_through_a_symlink_in_the_new_worktree() {
+        use std::os::unix::fs::symlink;
+        let repo = TestRepo::new();
+        let elsewhere = outside();
+        fs::write(repo.work.join(".env"), "SECRET=1\n").unwrap();
+        fs::create_dir_all(repo.work.join("config")).unwrap();
+        fs::write(repo.work.join("config/local.toml"), "token = 2\n").unwrap();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        // As if committed on the branch: a file link and a directory link,
+        // both pointing outside the worktree.
+        symlink(elsewhere.path().join("stolen"), wt.join(".env")).unwrap();
+        symlink(elsewhere.path(), wt.join("config")).unwrap();
+
+        let report = setup(
+            &repo.work,
+            &wt,
+            &[PathBuf::from(".env"), PathBuf::from("config/local.toml")],
+            &[],
+        )
+        .unwrap();
+        assert!(report.copied.is_empty(), "{report:?}");
+        let skipped: Vec<&str> = report.skipped.iter().map(|(_, why)| why.as_str()).collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(
+            skipped[0].contains("`.env` in the new worktree is a symlink"),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped[1].contains("`config` in the new worktree is a symlink"),
+            "{skipped:?}"
+        );
+        assert!(
+            listing(elsewhere.path()).is_empty(),
+            "written outside: {:?}",
+            listing(elsewhere.path())
+        );
+    }
+
+    #[test]
+    fn setup_never_reads_through_a_symlink_in_the_main_worktree() {
+        use std::os::unix::fs::symlink;
+        let repo = TestRepo::new();
+        let elsewhere = outside();
+        fs::write(elsewhere.path().join("id_rsa"), "PRIVATE KEY\n").unwrap();
+        fs::create_dir_all(elsewhere.path().join("dir")).unwrap();
+        fs::write(elsewhere.path().join("dir/creds"), "PRIVATE\n").unwrap();
+        symlink(elsewhere.path().join("id_rsa"), repo.work.join(".env")).unwrap();
+        symlink(elsewhere.path().join("dir"), repo.work.join("linked")).unwrap();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+
+        let report = setup(
+            &repo.work,
+            &wt,
+            &[PathBuf::from(".env"), PathBuf::from("linked/creds")],
+            &[],
+        )
+        .unwrap();
+        assert!(report.copied.is_empty(), "{report:?}");
+        assert_eq!(report.skipped.len(), 2, "{report:?}");
+        assert!(
+            report.skipped[0].1.contains("main worktree is a symlink"),
+            "{report:?}"
+        );
+        assert!(!wt.join(".env").exists());
+        assert!(!wt.join("linked").exists());
+    }
+
+    #[test]
+    fn setup_copies_only_regular_files_and_never_overwrites() {
+        let repo = TestRepo::new();
+        fs::create_dir_all(repo.work.join("adir")).unwrap();
+        let fifo = repo.work.join("fifo");
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        fs::write(repo.work.join("README.md"), "main worktree's copy\n").unwrap();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        let committed = fs::read_to_string(wt.join("README.md")).unwrap();
+
+        let report = setup(
+            &repo.work,
+            &wt,
+            &[
+                PathBuf::from("adir"),
+                PathBuf::from("fifo"),
+                PathBuf::from("README.md"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(report.copied.is_empty(), "{report:?}");
+        let why: Vec<&str> = report.skipped.iter().map(|(_, w)| w.as_str()).collect();
+        assert!(why[0].contains("not a regular file"), "{why:?}");
+        assert!(why[1].contains("not a regular file"), "{why:?}");
+        assert!(why[2].contains("never overwritten"), "{why:?}");
+        assert_eq!(fs::read_to_string(wt.join("README.md")).unwrap(), committed);
+    }
+
+    #[test]
+    fn setup_keeps_the_file_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let repo = TestRepo::new();
+        let env = repo.work.join(".env");
+        fs::write(&env, "S=1\n").unwrap();
+        fs::set_permissions(&env, fs::Permissions::from_mode(0o600)).unwrap();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        setup(&repo.work, &wt, &[PathBuf::from(".env")], &[]).unwrap();
+        let mode = fs::metadata(wt.join(".env")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -281,6 +281,8 @@ fn failing_setup_rolls_back_everything() {
         ".git-sprint.yaml",
         "setup:\n  commands: [\"echo setting up; exit 3\"]\n",
     );
+    f.repo.git(["add", ".git-sprint.yaml"]);
+    f.repo.git(["commit", "-q", "-m", "a failing setup"]);
     let out = f.run(&["spawn", "bad", "--prompt", "x", "--agent-command", &agent()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);

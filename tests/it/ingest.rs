@@ -242,7 +242,7 @@ fn a_missing_binary_does_not_fail_the_commit() {
 
 #[test]
 fn every_corpus_file_ingests() {
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/tasks-md");
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/tasks-md");
     let repo = Repo::with_commit();
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&corpus).unwrap() {

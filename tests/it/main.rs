@@ -1,11 +1,13 @@
 //! One integration-test binary, so linking happens once; a module per area.
 
 mod attempts;
+mod base;
 mod cli;
 mod demo;
 mod fleet;
 mod ingest;
 mod integrity;
+mod safety;
 mod sprint;
 mod state;
 mod support;

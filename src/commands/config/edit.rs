@@ -6,7 +6,8 @@ use crate::config;
 
 /// Edit .git-sprint.yaml (created from the commented example if missing), then validate it
 ///
-/// Uses $GIT_EDITOR, $VISUAL, $EDITOR or vi, like git.
+/// Uses $GIT_EDITOR, $VISUAL, $EDITOR or vi, like git. The sprint reads the
+/// file as committed on the base branch: commit it to use it.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
@@ -48,7 +49,11 @@ pub fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
             hint: None,
         });
     }
-    config::load(&root, &root)?;
+    // The working tree's file is what will be committed: check that one.
+    config::load_working_file(&root, &root)?;
     writeln!(ctx.out, "{} is valid", path.display())?;
+    if let Some(notice) = config::uncommitted_notice(store.repo(), &root) {
+        writeln!(ctx.out, "note: {notice}")?;
+    }
     Ok(())
 }
