@@ -159,13 +159,25 @@ fn the_state_ref_deleted_mid_sprint_start_refuses_recover_restores_and_each_task
         "{restored}"
     );
     // Restored where the backup was (the orchestrator wrote nothing while
-    // the ref was gone), plus the commit that records the recovery.
-    let parent = s.f.repo.git(["rev-parse", "refs/ai-sprint~1"]);
-    assert_eq!(parent, before);
-    let subject = s.f.repo.git(["log", "-1", "--format=%s", "refs/ai-sprint"]);
+    // the ref was gone): the new reflog starts there, and the recovery is
+    // on the record (the orchestrator may have written after it already).
+    let reflog =
+        s.f.repo
+            .git(["reflog", "show", "--format=%H %gs", "refs/ai-sprint"]);
+    assert_eq!(
+        reflog.lines().last().unwrap(),
+        format!(
+            "{} git-sprint: recovered from refs/ai-sprint-backup",
+            before.trim()
+        ),
+        "{reflog}"
+    );
+    let subjects = s.f.repo.git(["log", "--format=%s", "refs/ai-sprint"]);
     assert!(
-        subject.starts_with("sprint: recovered from refs/ai-sprint-backup"),
-        "{subject}"
+        subjects
+            .lines()
+            .any(|l| l.starts_with("sprint: recovered from refs/ai-sprint-backup at ")),
+        "{subjects}"
     );
     s.start(&[("SCRIPTED_AGENT_SLEEP", "1")]);
     s.wait_done(120);
