@@ -17,19 +17,26 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The shim installed for every hook; `@HOOK@` and `@GIT_SPRINT_BIN@` are
-/// filled in.
+/// The shim installed for every hook but `prepare-commit-msg`; `@HOOK@`
+/// and `@GIT_SPRINT_BIN@` are filled in.
 const SHIM: &str = include_str!("../hooks/shim");
 
-/// The hooks git-sprint installs: every way a commit lands on a branch.
+/// `prepare-commit-msg`: only in an agent's commit, and the hook it
+/// replaced may still refuse the commit.
+const PREPARE_SHIM: &str = include_str!("../hooks/prepare-commit-msg");
+
+/// The hooks git-sprint installs: every way a commit lands on a branch —
 /// `post-commit` (commits, amends, cherry-picks), `post-merge` (merges,
-/// pulls), `post-applypatch` (`git am`) and `post-rewrite` (rebases).
+/// pulls), `post-applypatch` (`git am`) and `post-rewrite` (rebases) — and
+/// `prepare-commit-msg`, which adds the `Sprint-Agent:` trailer to an
+/// agent's commits (`--no-verify` skips `commit-msg`, not this one).
 /// DESIGN.md explains why not `reference-transaction`.
-pub const HOOKS: [&str; 4] = [
+pub const HOOKS: [&str; 5] = [
     "post-commit",
     "post-merge",
     "post-applypatch",
     "post-rewrite",
+    "prepare-commit-msg",
 ];
 
 /// How long a hook may take when `GIT_SPRINT_HOOK_TIMEOUT` does not say.
@@ -158,7 +165,13 @@ pub fn hooks_dir(worktree: &Path) -> Result<PathBuf, HookError> {
 pub fn shim(name: &str, bin: &Path) -> String {
     // Single-quoted in sh: escape any single quote in the path.
     let quoted = bin.display().to_string().replace('\'', r"'\''");
-    SHIM.replace("@GIT_SPRINT_BIN@", &quoted)
+    let template = if name == "prepare-commit-msg" {
+        PREPARE_SHIM
+    } else {
+        SHIM
+    };
+    template
+        .replace("@GIT_SPRINT_BIN@", &quoted)
         .replace("@HOOK@", name)
 }
 
@@ -269,7 +282,8 @@ mod tests {
                 ("post-commit", Installed::Chained),
                 ("post-merge", Installed::New),
                 ("post-applypatch", Installed::New),
-                ("post-rewrite", Installed::New)
+                ("post-rewrite", Installed::New),
+                ("prepare-commit-msg", Installed::New)
             ]
         );
         let again = install(dir.path(), bin).unwrap();
@@ -285,7 +299,8 @@ mod tests {
                 ("post-commit", Removed::Restored),
                 ("post-merge", Removed::Removed),
                 ("post-applypatch", Removed::Removed),
-                ("post-rewrite", Removed::Removed)
+                ("post-rewrite", Removed::Removed),
+                ("prepare-commit-msg", Removed::Removed)
             ]
         );
         assert_eq!(

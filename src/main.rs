@@ -54,6 +54,9 @@ enum Command {
     Repair(commands::repair::Args),
     Pause(commands::pause::Args),
     /// Start scheduling new work again after a pause
+    ///
+    /// With the orchestrator running, the agents it starts from now on get
+    /// this shell's environment, as after 'git sprint start'.
     Resume(commands::pause::Args),
     Spawn(commands::spawn::Args),
     Fanout(commands::fanout::Args),
@@ -74,6 +77,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A process we started in tmux takes the environment handed to it, not
+    // the tmux server's; this re-executes, so it comes before anything else.
+    if let Err(e) = git_sprint::fleet::env::adopt_handoff() {
+        let cause = std::error::Error::source(&e)
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        eprintln!("git-sprint: {e}{cause}; running with the tmux server's environment instead");
+    }
     init_tracing();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -13,7 +13,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
-    let fleet = Fleet::open(&ctx.cwd)?;
+    let mut fleet = Fleet::open(&ctx.cwd)?;
+    // Whoever started the session set the agent's author (from its config)
+    // in the environment handed over: the wrapper's WIP commits use the same.
+    if std::env::var("GIT_AUTHOR_NAME").is_ok_and(|n| n == args.id) {
+        if let Ok(email) = std::env::var("GIT_AUTHOR_EMAIL") {
+            fleet.identity.email = email;
+        }
+    }
     run::agent_run(&fleet, &args.id, ctx.out)?;
     Ok(())
 }

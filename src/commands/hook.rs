@@ -21,7 +21,8 @@ use crate::state::Store;
 /// Run git-sprint's part of a git hook (called by the installed shims)
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The hook: post-commit, post-merge, post-applypatch or post-rewrite
+    /// The hook: post-commit, post-merge, post-applypatch, post-rewrite or
+    /// prepare-commit-msg
     pub name: String,
     /// The hook's arguments from git
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -45,12 +46,55 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         );
         std::process::exit(0);
     });
-    if let Err(e) = react(ctx, &args.name, &args.args) {
+    let done = match args.name.as_str() {
+        "prepare-commit-msg" => agent_trailer(ctx, &args.args),
+        name => react(ctx, name, &args.args),
+    };
+    if let Err(e) = done {
         let mut err = std::io::stderr().lock();
         let _ = writeln!(err, "git-sprint ({} hook): {e}", args.name);
         if let Some(h) = e.hint() {
             let _ = writeln!(err, "git-sprint: hint: {h}");
         }
+    }
+    Ok(())
+}
+
+/// In an agent's commit (the wrapper sets `SPRINT_WORKER` for the agent
+/// only), adds `Sprint-Agent: <id>` to the message in file `args[0]`. git
+/// interpret-trailers knows where trailers go (after a blank line, before
+/// comments) and leaves the message alone when it already has this one.
+fn agent_trailer(ctx: &Ctx<'_>, args: &[String]) -> Result {
+    let Ok(id) = std::env::var("SPRINT_WORKER") else {
+        return Ok(());
+    };
+    let Some(file) = args.first() else {
+        return Ok(());
+    };
+    // Only a name git-sprint could have given: the value lands in the message.
+    if crate::state::check_name("worker", &id).is_err() {
+        return Ok(());
+    }
+    let out = crate::worker::worktree::Git::new(&ctx.cwd)
+        .command([
+            "interpret-trailers",
+            "--in-place",
+            "--if-exists",
+            "addIfDifferent",
+            "--trailer",
+        ])
+        .arg(format!("{}: {id}", crate::fleet::AGENT_TRAILER))
+        .arg(file)
+        .output()?;
+    if !out.status.success() {
+        return Err(super::CommandError::Failed {
+            message: format!(
+                "git interpret-trailers could not add the {} trailer to {file}: {}",
+                crate::fleet::AGENT_TRAILER,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            hint: None,
+        });
     }
     Ok(())
 }

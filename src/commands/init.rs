@@ -10,8 +10,9 @@ use crate::state::{Actor, SprintMeta, StateError, Transition};
 /// Creates refs/ai-sprint if it is missing (but refuses when sprint
 /// branches, worktrees or a backup show that a state was lost: 'git sprint
 /// recover' restores it), writes a commented .git-sprint.yaml if there is
-/// none, and installs the post-commit, post-merge, post-applypatch and
-/// post-rewrite hooks (any hook already there is kept and still runs). A
+/// none, and installs the post-commit, post-merge, post-applypatch,
+/// post-rewrite and prepare-commit-msg hooks (any hook already there is kept
+/// and still runs; run init again to add a hook a newer version brings). A
 /// core.hooksPath outside this repository is refused unless --shared-hooks
 /// is given. The state is shared by every worktree of the repository;
 /// nothing in your branches or working tree changes. Running it again

@@ -6,10 +6,12 @@ use crate::fleet::Fleet;
 /// Stop workers, save their work, and remove their worktrees and records
 ///
 /// The session is ended (the agent gets SIGHUP), uncommitted work is
-/// committed on the worker's branch as a WIP commit, and the worktree, log
-/// and record are removed (the record's history stays in 'git sprint log').
-/// The branch is deleted only when it has no commits beyond its base, so an
-/// agent's work is never lost; --force deletes it anyway.
+/// committed on the worker's branch as a WIP commit, and the worktree and
+/// record are removed (the record's history stays in 'git sprint log'). The
+/// log is kept: 'git sprint logs <id>' still shows it, 'git sprint logs
+/// --prune' removes it. The branch is deleted only when it has no commits
+/// beyond its base, so an agent's work is never lost; --force deletes it
+/// anyway.
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("which").required(true).args(["ids", "batch", "all"]))]
 pub struct Args {
@@ -30,7 +32,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
-    let fleet = Fleet::open(&ctx.cwd)?;
+    let mut fleet = Fleet::open(&ctx.cwd)?;
+    // WIP commits are authored as the agent, with the configured email; a
+    // broken config must not stop a kill, so it falls back to the default.
+    if let Ok(root) = fleet.main_worktree() {
+        if let Ok(loaded) = crate::config::load(&root, &fleet.common_dir) {
+            fleet.identity = loaded.config.identity;
+        }
+    }
     let actor = person(&fleet.store, None);
     let agents = fleet.agents()?;
     let ids: Vec<String> = if args.all {

@@ -53,9 +53,10 @@ pub struct Resolved {
 /// Opens the fleet, loads the config and resolves `opts` (parse, then resolve:
 /// nothing is created until every option is known to be good).
 pub fn resolve(ctx: &Ctx<'_>, opts: &AgentOpts) -> Result<Resolved> {
-    let fleet = Fleet::open(&ctx.cwd)?;
+    let mut fleet = Fleet::open(&ctx.cwd)?;
     let root = fleet.main_worktree()?;
     let loaded = config::load_from(fleet.store.repo(), Some(&root))?;
+    fleet.identity = loaded.config.identity.clone();
     let (profile_name, profile) = match (&opts.agent_command, &opts.agent) {
         (Some(cmd), _) => ("command".to_owned(), AgentProfile::from_command(cmd)),
         (None, Some(name)) => (

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{current_exe, CommandError, Ctx, Result};
 use crate::daemon::{self, lock};
+use crate::fleet::env::Environment;
 use crate::fleet::Fleet;
 
 /// Start the sprint: agents build the committed specs, through the gates
@@ -15,11 +16,19 @@ use crate::fleet::Fleet;
 /// the review gates, Testers and test gates, and retries lost attempts; it
 /// sleeps until something changes. One runs per repository; 'git sprint
 /// stop' stops it.
+///
+/// The agents it starts get this shell's environment (saved in
+/// $GIT_COMMON_DIR/sprint/environment, readable by you only), not the tmux
+/// server's: run start again, while it runs, to hand new agents a changed
+/// environment.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Run in this terminal instead of a tmux session
     #[arg(long)]
     pub foreground: bool,
+    /// Started by 'start' itself in tmux: the environment is saved already
+    #[arg(long, hide = true, requires = "foreground")]
+    pub handed_over: bool,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
@@ -35,10 +44,21 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     }
     let fleet = Fleet::open(&ctx.cwd)?;
     let tmux = fleet.tmux.socket().to_owned();
+    // The environment the orchestrator's agents get, this shell's; it holds
+    // what the shell holds (API keys), hence a file only the user can read.
+    let env = Environment::of_this_process();
+    if !args.handed_over {
+        env.save_for_sprint(&fleet.common_dir)
+            .map_err(crate::fleet::FleetError::from)?;
+    }
     if let Some(pid) = lock::holder(&fleet.common_dir) {
         writeln!(
             ctx.out,
-            "The orchestrator is already running (pid {pid}); watch it with: tmux -L {tmux} attach -t {}",
+            "The orchestrator is already running (pid {pid}); new agents will use this shell's environment"
+        )?;
+        writeln!(
+            ctx.out,
+            "watch it: tmux -L {tmux} attach -t {}",
             daemon::SESSION
         )?;
         return Ok(());
@@ -73,22 +93,21 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .join("logs")
         .join("orchestrator.log");
     std::fs::create_dir_all(log.parent().expect("log dir"))?;
-    let mut env: Vec<(String, String)> = vec![(
-        "GIT_SPRINT_LOG".into(),
-        std::env::var("GIT_SPRINT_LOG").unwrap_or_else(|_| "info".into()),
-    )];
-    for var in [crate::fleet::SOCKET_ENV, "GIT_SPRINT_NOW"] {
-        if let Ok(v) = std::env::var(var) {
-            env.push((var.to_owned(), v));
-        }
+    // The orchestrator (and so its gates) runs with this shell's
+    // environment too, not the tmux server's.
+    let mut env = env;
+    if env.get("GIT_SPRINT_LOG").is_none() {
+        env.set("GIT_SPRINT_LOG", "info");
     }
     // A session left by an orchestrator that was killed (its lock is free).
     let _ = fleet.tmux.kill_session(daemon::SESSION);
-    let argv = vec![exe.into_os_string(), "start".into(), "--foreground".into()];
-    fleet
-        .tmux
-        .new_session_logged(daemon::SESSION, &root, &argv, &env, &log)
-        .map_err(crate::fleet::FleetError::from)?;
+    let argv = vec![
+        exe.into_os_string(),
+        "start".into(),
+        "--foreground".into(),
+        "--handed-over".into(),
+    ];
+    fleet.start_handed_over(daemon::SESSION, &root, &argv, &env, &log)?;
     // The session is up; the orchestrator holds its lock a moment later.
     for _ in 0..100 {
         if let Some(pid) = lock::holder(&fleet.common_dir) {

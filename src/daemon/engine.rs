@@ -46,19 +46,7 @@ impl Engine {
         wake: UnboundedSender<Wake>,
     ) -> Result<Self, crate::fleet::FleetError> {
         let root = fleet.main_worktree()?;
-        let mut config = config;
-        // `timeouts.gate` bounds every gate that names no timeout of its own.
-        let default = config.timeouts.gate.to_string();
-        let gates = &mut config.gates;
-        for g in gates
-            .review
-            .iter_mut()
-            .chain(gates.test.iter_mut())
-            .chain(gates.security.iter_mut())
-            .chain(gates.post_merge.iter_mut())
-        {
-            g.timeout.get_or_insert_with(|| default.clone());
-        }
+        let config = with_gate_timeouts(config);
         Ok(Engine {
             fleet,
             config,
@@ -67,6 +55,12 @@ impl Engine {
             busy: Arc::default(),
             wake,
         })
+    }
+
+    /// Runs with `config` from now on (the base branch's committed file or
+    /// a `git config sprint.*` override changed while running).
+    pub fn set_config(&mut self, config: Config) {
+        self.config = with_gate_timeouts(config);
     }
 
     /// A sender for wake-ups into the orchestrator's loop.
@@ -702,6 +696,7 @@ impl Engine {
             wip_commit: None,
             runner_pid: None,
             base_commit: None,
+            end_commit: None,
             launch: Some(profile.clone()),
             model: None,
             paths: t.paths.clone(),
@@ -763,9 +758,10 @@ impl Engine {
         }
         let wt = crate::worker::worktree::Git::new(&a.worktree);
         if Path::new(&a.worktree).exists() && wt.is_dirty().unwrap_or(false) {
-            let _ = wt.commit_wip(
+            let _ = self.fleet.save_wip(
+                Path::new(&a.worktree),
+                &a.id,
                 &format!("WIP: {} ({reason})", a.id),
-                &crate::fleet::worker_identity(&a.id),
             );
         }
     }
@@ -815,14 +811,24 @@ impl Engine {
 
     /// The commit `branch` points at, read in-process.
     fn branch_tip(&self, branch: &str) -> Option<String> {
-        let mut r = self
-            .fleet
-            .store
-            .repo()
-            .try_find_reference(format!("refs/heads/{branch}").as_str())
-            .ok()??;
-        r.peel_to_id().ok().map(|id| id.to_string())
+        self.fleet.branch_tip(branch).map(|id| id.to_string())
     }
+}
+
+/// `timeouts.gate` bounds every gate that names no timeout of its own.
+fn with_gate_timeouts(mut config: Config) -> Config {
+    let default = config.timeouts.gate.to_string();
+    let gates = &mut config.gates;
+    for g in gates
+        .review
+        .iter_mut()
+        .chain(gates.test.iter_mut())
+        .chain(gates.security.iter_mut())
+        .chain(gates.post_merge.iter_mut())
+    {
+        g.timeout.get_or_insert_with(|| default.clone());
+    }
+    config
 }
 
 fn task_ref(feature: &str, task: &str) -> TaskRef {
@@ -887,6 +893,10 @@ impl Engine {
         let Some(f) = closed.value else {
             return Ok(());
         };
+        // The agents' logs were kept for their failures; the work is merged.
+        if let Err(e) = self.fleet.remove_feature_logs(feature) {
+            tracing::warn!(feature, error = %e, "removing the agents' logs failed");
+        }
         let integration = self.integration(snapshot, feature);
         // Their work is in the integration branch; a branch with anything
         // more is kept.

@@ -73,7 +73,7 @@ pub fn run_until(
     exe: PathBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), DaemonError> {
-    let fleet = crate::fleet::Fleet::open(cwd)?;
+    let mut fleet = crate::fleet::Fleet::open(cwd)?;
     let _lock = lock::acquire(&fleet.common_dir)?;
     let root = fleet.main_worktree()?;
     let loaded = crate::config::load_from(fleet.store.repo(), Some(&root))?;
@@ -82,6 +82,9 @@ pub fn run_until(
         tracing::warn!("{notice}");
     }
     let config = loaded.config;
+    // Agents get the environment of the last `start` (or `resume`), not ours.
+    fleet.env_from = crate::fleet::EnvFrom::SprintStart;
+    fleet.identity = config.identity.clone();
     let common = fleet.common_dir.clone();
     record_settings(&fleet.store, &config)?;
     tracing::info!(pid = std::process::id(), "orchestrator started");
@@ -92,11 +95,30 @@ pub fn run_until(
     rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut watching = watch::start(&common, &root, tx.clone())?;
-        let engine = Engine::new(fleet, config, exe, tx)?;
+        let mut engine = Engine::new(fleet, config, exe, tx)?;
+        let mut seen = config_fingerprint(&engine.fleet.store, &common, &engine.config.base_branch);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(DaemonError::Runtime)?;
         let mut backoff = RETRY_MIN;
         loop {
+            // The config follows the base branch and git config while running:
+            // a raised budget or a fixed gate takes effect without a restart.
+            let now = config_fingerprint(&engine.fleet.store, &common, &engine.config.base_branch);
+            if now != seen {
+                seen = now;
+                match crate::config::load(&root, &common) {
+                    Ok(loaded) => {
+                        if loaded.config != engine.config {
+                            tracing::info!("configuration changed; running with the new one");
+                            if let Err(e) = record_settings(&engine.fleet.store, &loaded.config) {
+                                tracing::warn!(error = %e, "recording the new settings failed");
+                            }
+                            engine.set_config(loaded.config);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the changed configuration is invalid; keeping the one in use"),
+                }
+            }
             let (deadline, failed) = match engine.reconcile() {
                 Ok(next) => next,
                 Err(e) => {
@@ -158,6 +180,26 @@ pub fn run_until(
         tracing::info!("orchestrator stopping");
         Ok(())
     })
+}
+
+/// What the configuration is read from: the base branch's tip (its
+/// committed `.git-sprint.yaml`) and the repository's git config file. Cheap
+/// (a ref lookup and a stat), so it is checked before every reconcile.
+fn config_fingerprint(
+    store: &crate::state::Store,
+    common: &Path,
+    base: &str,
+) -> (Option<String>, Option<std::time::SystemTime>) {
+    let tip = store
+        .repo()
+        .try_find_reference(format!("refs/heads/{base}").as_str())
+        .ok()
+        .flatten()
+        .and_then(|mut r| r.peel_to_id().ok().map(|id| id.to_string()));
+    let modified = std::fs::metadata(common.join("config"))
+        .and_then(|m| m.modified())
+        .ok();
+    (tip, modified)
 }
 
 /// Snapshots the settings this orchestrator runs with into `sprint.yaml`,

@@ -20,6 +20,8 @@ pub enum Wake {
     Specs(PathBuf),
     /// A gate run finished.
     GatesDone,
+    /// The repository's git config changed (`git config sprint.…`).
+    Config,
 }
 
 pub struct Watch {
@@ -47,6 +49,7 @@ pub fn start(
     let packed = common_dir.join("packed-refs");
     let specs = worktree.join("specs");
     let (refs_c, specs_c) = (refs.clone(), specs.clone());
+    let config = common_dir.join("config");
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(event) = res else { return };
         if matches!(event.kind, notify::EventKind::Access(_)) {
@@ -62,6 +65,8 @@ pub fn start(
                 Wake::Refs
             } else if path.starts_with(&specs_c) {
                 Wake::Specs(path.clone())
+            } else if path == &config {
+                Wake::Config
             } else {
                 continue;
             };

@@ -12,9 +12,16 @@
 //! `running` records with tmux and `/proc`, and records a worker whose session
 //! and wrapper are both gone as `dead`, once. A spawn that fails part way
 //! undoes what it made, in reverse order.
+//!
+//! An agent starts with the environment of the command that scheduled it
+//! ([`env`]) and commits as itself: author `<agent-id>`, committer the user,
+//! a `Sprint-Agent:` trailer. Its log outlives it: `kill` keeps it, and it
+//! goes when its feature is done or with `git sprint logs --prune`.
 
+pub mod env;
 pub mod run;
 pub mod sys;
+pub mod terminal_text;
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
@@ -30,6 +37,7 @@ use crate::worker::procstat::{self, Snapshot};
 use crate::worker::profile::{AgentProfile, ProfileError};
 use crate::worker::tmux::{Tmux, TmuxError};
 use crate::worker::worktree::{BranchDeletion, Git, Identity, WorktreeError};
+use env::{EnvError, Environment, HANDOFF_ENV};
 
 /// Overrides the tmux socket name (`tmux -L`) of the repository's server;
 /// tests give each case its own server with it.
@@ -47,6 +55,8 @@ pub enum FleetError {
     Tmux(#[from] TmuxError),
     #[error(transparent)]
     Worktree(#[from] WorktreeError),
+    #[error(transparent)]
+    Env(#[from] EnvError),
     #[error("agent profile for worker '{worker}'")]
     Profile {
         worker: String,
@@ -95,6 +105,7 @@ impl FleetError {
             FleetError::Worktree(WorktreeError::GitMissing { .. }) => {
                 Some("install git 2.20 or newer".into())
             }
+            FleetError::Env(e) => e.hint(),
             _ => None,
         }
     }
@@ -142,7 +153,25 @@ pub struct Fleet {
     pub tmux: Tmux,
     /// git, run in the directory the fleet was opened from.
     pub git: Git,
+    /// How agents' author emails are made (`identity` in the config);
+    /// whoever loads the config sets it, the default otherwise.
+    pub identity: crate::config::Identity,
+    /// Whose environment the agents this fleet starts get.
+    pub env_from: EnvFrom,
 }
+
+/// Whose environment a new agent gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvFrom {
+    /// This process's: a fleet command hands over its caller's.
+    ThisProcess,
+    /// What the last `git sprint start` or `resume` saved (the
+    /// orchestrator's agents), else this process's.
+    SprintStart,
+}
+
+/// The trailer naming the agent in its commits.
+pub const AGENT_TRAILER: &str = "Sprint-Agent";
 
 /// The tmux session name of worker `id`: tmux mangles `.` and non-ASCII.
 pub fn session_name(id: &str) -> String {
@@ -157,12 +186,11 @@ pub fn session_name(id: &str) -> String {
         .collect()
 }
 
-/// The identity WIP commits of worker `id` are made as.
-pub fn worker_identity(id: &str) -> Identity {
-    Identity {
-        name: id.to_owned(),
-        email: format!("{id}@git-sprint"),
-    }
+/// `message` with the `Sprint-Agent: <id>` trailer, for commits git-sprint
+/// makes of an agent's work (the agent's own get it from the
+/// `prepare-commit-msg` hook).
+pub fn with_agent_trailer(message: &str, id: &str) -> String {
+    format!("{}\n\n{AGENT_TRAILER}: {id}\n", message.trim_end())
 }
 
 pub(crate) fn alive(pid: u32) -> bool {
@@ -211,7 +239,31 @@ impl Fleet {
             common_dir,
             tmux,
             git: Git::new(cwd),
+            identity: crate::config::Identity::default(),
+            env_from: EnvFrom::ThisProcess,
         })
+    }
+
+    /// The identity agent `id` authors commits as: its id, and the
+    /// configured email with `{agent}` replaced.
+    pub fn author(&self, id: &str) -> Identity {
+        Identity {
+            name: id.to_owned(),
+            email: self.identity.email.replace("{agent}", id),
+        }
+    }
+
+    /// Commits whatever agent `id` left uncommitted in `worktree` as a WIP
+    /// commit authored by the agent, with its trailer; `None` when clean.
+    pub fn save_wip(
+        &self,
+        worktree: &Path,
+        id: &str,
+        message: &str,
+    ) -> Result<Option<String>, WorktreeError> {
+        self.git
+            .at(worktree)
+            .commit_wip(&with_agent_trailer(message, id), &self.author(id))
     }
 
     fn dir(&self, kind: &str) -> PathBuf {
@@ -228,6 +280,12 @@ impl Fleet {
 
     pub fn prompt_path(&self, id: &str) -> PathBuf {
         self.dir("prompts").join(format!("{id}.md"))
+    }
+
+    /// The environment handed to the process of session `session` (it
+    /// deletes the file as it starts).
+    pub fn handoff_path(&self, session: &str) -> PathBuf {
+        self.dir("env").join(session)
     }
 
     /// The main worktree (where the config and files to copy live).
@@ -391,6 +449,7 @@ impl Fleet {
                 wip_commit: None,
                 runner_pid: Some(me),
                 base_commit: Some(bases[&spec.from].clone()),
+                end_commit: None,
                 launch: Some(spec.profile.clone()),
                 model: spec.model.clone(),
                 paths: spec.paths.clone(),
@@ -488,6 +547,9 @@ impl Fleet {
         let _ = std::fs::remove_file(self.prompt_path(&spec.id));
     }
 
+    /// Starts the tmux session of agent `a`, running the wrapper with the
+    /// environment of whoever scheduled it (see [`EnvFrom`]) and the agent's
+    /// author identity.
     pub fn start_session(&self, exe: &Path, a: &Agent) -> Result<()> {
         let log = self.log_path(&a.id);
         if let Some(dir) = log.parent() {
@@ -502,14 +564,43 @@ impl Fleet {
             "agent-run".into(),
             a.id.clone().into(),
         ];
-        // The wrapper finds the socket the same way we did.
-        let mut env = Vec::new();
+        // A log left by an earlier worker of this name (`kill` keeps logs)
+        // is not this one's.
+        let _ = std::fs::remove_file(&log);
+        let base = match self.env_from {
+            EnvFrom::ThisProcess => None,
+            EnvFrom::SprintStart => Environment::saved_for_sprint(&self.common_dir)?,
+        };
+        let env = base
+            .unwrap_or_else(Environment::of_this_process)
+            .for_agent(&self.author(&a.id));
+        self.start_handed_over(&a.session, Path::new(&a.worktree), &argv, &env, &log)
+    }
+
+    /// Starts session `session` in `cwd` running `argv` with exactly `env`
+    /// (plus the pane's own terminal variables), its output appended to `log`.
+    pub fn start_handed_over(
+        &self,
+        session: &str,
+        cwd: &Path,
+        argv: &[OsString],
+        env: &Environment,
+        log: &Path,
+    ) -> Result<()> {
+        let handoff = self.handoff_path(session);
+        env.write(&handoff)?;
+        // The process finds the socket the same way we did.
+        let mut pane_env = vec![(HANDOFF_ENV.to_owned(), handoff.display().to_string())];
         if let Ok(socket) = std::env::var(SOCKET_ENV) {
-            env.push((SOCKET_ENV.to_owned(), socket));
+            pane_env.push((SOCKET_ENV.to_owned(), socket));
         }
-        self.tmux
-            .new_session_logged(&a.session, Path::new(&a.worktree), &argv, &env, &log)?;
-        Ok(())
+        let started = self
+            .tmux
+            .new_session_logged(session, cwd, argv, &pane_env, log);
+        if started.is_err() {
+            let _ = std::fs::remove_file(&handoff);
+        }
+        Ok(started?)
     }
 
     /// Compares the records with tmux and `/proc`: a `starting` or `running`
@@ -639,17 +730,29 @@ impl Fleet {
             .collect())
     }
 
+    /// The commit branch `branch` points at, if it exists.
+    pub fn branch_tip(&self, branch: &str) -> Option<gix::ObjectId> {
+        self.store
+            .repo()
+            .try_find_reference(format!("refs/heads/{branch}").as_str())
+            .ok()
+            .flatten()
+            .and_then(|mut r| r.peel_to_id().ok().map(|id| id.detach()))
+    }
+
     /// Commits ahead of the base and files changed, per agent: one revision
     /// walk in-process each, and one `git diff-tree --stdin` for all.
     fn progress(&self, agents: &[Agent]) -> Vec<(Option<usize>, Option<usize>)> {
         let repo = self.store.repo();
         let mut tips = Vec::new();
         for a in agents {
-            let tip = repo
-                .try_find_reference(format!("refs/heads/{}", a.branch).as_str())
-                .ok()
-                .flatten()
-                .and_then(|mut r| r.peel_to_id().ok().map(|id| id.detach()));
+            // An agent that ended is measured at its end: the branch may have
+            // moved on (a Tester after a Developer) or be gone (merged).
+            let end = a
+                .end_commit
+                .as_deref()
+                .and_then(|c| gix::ObjectId::from_hex(c.as_bytes()).ok());
+            let tip = end.or_else(|| self.branch_tip(&a.branch));
             let base = a
                 .base_commit
                 .as_deref()
@@ -739,9 +842,10 @@ impl Fleet {
     /// Stops workers: ends the session (the wrapper saves uncommitted work and
     /// records the end), saves anything still uncommitted, removes the
     /// worktree, deletes the branch when all its commits are in the base (or
-    /// with `force`), removes log and prompt, and removes the records in one
+    /// with `force`), removes the prompt, and removes the records in one
     /// commit. The branch is what remains of a worker's work; the record's
-    /// history stays in `git log refs/ai-sprint`.
+    /// history stays in `git log refs/ai-sprint`, and its log stays for
+    /// `git sprint logs <id>` until [`Fleet::prune_logs`].
     pub fn kill(&self, actor: &Actor, ids: &[String], force: bool) -> Result<Vec<Killed>> {
         let mut out = Vec::new();
         for id in ids {
@@ -772,6 +876,66 @@ impl Fleet {
         Ok(out)
     }
 
+    /// Removes the logs of agents that no longer run: those no record names
+    /// any more (`kill` keeps their logs), and with `ended` also those whose
+    /// record says they ended. The logs of running agents and the
+    /// orchestrator's stay. Returns the ids whose logs were removed, sorted.
+    pub fn prune_logs(&self, actor: &Actor, ended: bool) -> Result<Vec<String>> {
+        let (agents, _) = self.reconcile(actor)?;
+        let dir = self.dir("logs");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(FleetError::Io {
+                    action: "listing",
+                    path: dir,
+                    source,
+                })
+            }
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+                continue;
+            };
+            if id == crate::daemon::SESSION {
+                continue;
+            }
+            let gone = match agents.iter().find(|a| a.id == id) {
+                None => true,
+                Some(a) => ended && !matches!(a.state, AgentState::Starting | AgentState::Running),
+            };
+            if gone {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|source| FleetError::Io {
+                    action: "removing",
+                    path,
+                    source,
+                })?;
+                removed.push(id.to_owned());
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
+    /// Removes the logs of feature `feature`'s agents, once it is done.
+    /// Returns how many there were.
+    pub fn remove_feature_logs(&self, feature: &str) -> Result<usize> {
+        let prefix = format!("{feature}/");
+        let mut n = 0;
+        for a in self.agents()? {
+            if a.task.as_deref().is_some_and(|t| t.starts_with(&prefix))
+                && std::fs::remove_file(self.log_path(&a.id)).is_ok()
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     fn stop_one(&self, a: &Agent, force: bool) -> Result<Killed> {
         let had_session = self.tmux.kill_session(&a.session)?;
         // The wrapper got SIGHUP: let it save the work and record the end.
@@ -786,11 +950,10 @@ impl Fleet {
         let mut wip = None;
         if path.is_dir() {
             wip = self
-                .git
-                .at(&path)
-                .commit_wip(
+                .save_wip(
+                    &path,
+                    &a.id,
                     &format!("WIP: {} (saved by git sprint kill)", a.id),
-                    &worker_identity(&a.id),
                 )
                 .ok()
                 .flatten();
@@ -809,8 +972,9 @@ impl Fleet {
                 .ok()
         });
         let branch = self.git.delete_branch_if_merged(&a.branch, &into, force)?;
-        let _ = std::fs::remove_file(self.log_path(&a.id));
+        // The log stays: it may hold the only copy of why the agent failed.
         let _ = std::fs::remove_file(self.prompt_path(&a.id));
+        let _ = std::fs::remove_file(self.handoff_path(&a.session));
         Ok(Killed {
             id: a.id.clone(),
             had_session,

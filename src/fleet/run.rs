@@ -15,7 +15,7 @@
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 
-use super::{sys, worker_identity, Fleet, FleetError, Result};
+use super::{sys, Fleet, FleetError, Result};
 use crate::clock;
 use crate::state::{Actor, Agent, AgentState, Transition};
 use crate::worker::profile::{AgentProfile, RenderInput};
@@ -83,6 +83,8 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             source,
         })?;
     let _ = writeln!(log, "git-sprint: {id}: starting {}", launch.program());
+    // Where the agent's work begins, for `list` (the engine's records have none).
+    let start_tip = fleet.branch_tip(&agent.branch).map(|t| t.to_string());
     let mut child = match launch.spawn(&worktree) {
         Ok(c) => c,
         Err(source) => {
@@ -117,6 +119,9 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
         a.pid = Some(pid);
         a.runner_pid = Some(me);
         a.heartbeat = clock::now();
+        if a.base_commit.is_none() {
+            a.base_commit = start_tip.clone();
+        }
         txn.put_agent(&a)?;
         txn.subject(format!("{id}: {from} -> running"));
         txn.record(Transition {
@@ -137,9 +142,9 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     let signal = status.signal();
     let exit_status = status.code().unwrap_or(128 + signal.unwrap_or(0));
     let wip_commit = fleet
-        .git
-        .at(&worktree)
-        .commit_wip(
+        .save_wip(
+            &worktree,
+            id,
             &format!(
                 "WIP: {id}: uncommitted work when the agent ended ({})\n\nSaved by git-sprint so that no work is lost.",
                 match signal {
@@ -147,7 +152,6 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
                     None => format!("exit {exit_status}"),
                 }
             ),
-            &worker_identity(id),
         )
         .map_err(FleetError::from);
     let wip_commit = match wip_commit {
@@ -197,6 +201,9 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
         };
         a.ended = Some(now);
         a.exit_status = Some(end.exit_status);
+        if let Some(tip) = fleet.branch_tip(&a.branch) {
+            a.end_commit = Some(tip.to_string());
+        }
         a.signal = end.signal;
         if end.wip_commit.is_some() {
             a.wip_commit = end.wip_commit.clone();

@@ -643,6 +643,10 @@ pub struct Agent {
     /// The commit `base` named when the worker started: "ahead" counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_commit: Option<String>,
+    /// The branch's tip when the agent ended: what it did is
+    /// `base_commit..end_commit`, whatever happens to the branch later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_commit: Option<String>,
     /// The agent command, resolved when the worker was spawned, so the
     /// wrapper runs exactly what was asked for whatever the config says now.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -83,7 +83,7 @@ type Result<T> = std::result::Result<T, WorktreeError>;
 
 /// Environment variables that would redirect git away from the directory we
 /// name with `-C`: git exports some of them to hooks, and a hook may call us.
-const REDIRECTING_VARS: &[&str] = &[
+pub(crate) const REDIRECTING_VARS: &[&str] = &[
     "GIT_DIR",
     "GIT_WORK_TREE",
     "GIT_INDEX_FILE",
@@ -365,20 +365,25 @@ impl Git {
 
     /// Commits everything uncommitted in this worktree as `author`.
     ///
-    /// Returns the new commit id, or `None` when the worktree was clean. Hooks
-    /// are skipped (`--no-verify`): a user's pre-commit lint must not refuse
-    /// saving a crashed agent's work.
+    /// The committer is whoever git says it is (the user); only when git
+    /// knows no committer is `author` the committer too, so that saving work
+    /// never fails for want of a name. Returns the new commit id, or `None`
+    /// when the worktree was clean. Hooks are skipped (`--no-verify`): a
+    /// user's pre-commit lint must not refuse saving a crashed agent's work.
     pub fn commit_wip(&self, message: &str, author: &Identity) -> Result<Option<String>> {
         if !self.is_dirty()? {
             return Ok(None);
         }
         self.run(&["add", "-A"])?;
-        let who = self
+        let mut who = self
             .clone()
             .with_env("GIT_AUTHOR_NAME", &author.name)
-            .with_env("GIT_AUTHOR_EMAIL", &author.email)
-            .with_env("GIT_COMMITTER_NAME", &author.name)
-            .with_env("GIT_COMMITTER_EMAIL", &author.email);
+            .with_env("GIT_AUTHOR_EMAIL", &author.email);
+        if !who.check(&["var", "GIT_COMMITTER_IDENT"])? {
+            who = who
+                .with_env("GIT_COMMITTER_NAME", &author.name)
+                .with_env("GIT_COMMITTER_EMAIL", &author.email);
+        }
         who.run(&[
             "commit",
             "--quiet",
@@ -809,11 +814,12 @@ mod tests {
         assert_eq!(id.len(), 40);
         assert!(!g.is_dirty().unwrap());
         let show = g
-            .run(&["log", "-1", "--format=%an <%ae>|%s", "HEAD"])
+            .run(&["log", "-1", "--format=%an <%ae>|%cn|%s", "HEAD"])
             .unwrap();
+        // The agent authors it; the committer stays the user.
         assert_eq!(
             show.trim(),
-            "dev-2 <dev-2@git-sprint.invalid>|T001: save work"
+            "dev-2 <dev-2@git-sprint.invalid>|Test Author|T001: save work"
         );
 
         assert_eq!(repo.git.commits_ahead("work", "main").unwrap(), 1);
@@ -821,6 +827,33 @@ mod tests {
         files.sort();
         assert_eq!(files, vec!["README.md", "src/new.rs"]);
         assert_eq!(repo.git.commits_ahead("main", "work").unwrap(), 0);
+    }
+
+    #[test]
+    fn commit_wip_without_a_known_committer_commits_as_the_author() {
+        let repo = TestRepo::new();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        // No committer in the environment and none git may guess.
+        let mut g = Git::new(&wt);
+        for (k, v) in crate::worker::testutil::git_env(&repo.home) {
+            if !k.starts_with("GIT_COMMITTER_") && !k.starts_with("GIT_AUTHOR_") {
+                g = g.with_env(k, v);
+            }
+        }
+        let g = g
+            .with_env("GIT_CONFIG_COUNT", "1")
+            .with_env("GIT_CONFIG_KEY_0", "user.useConfigOnly")
+            .with_env("GIT_CONFIG_VALUE_0", "true");
+        assert!(!g.check(&["var", "GIT_COMMITTER_IDENT"]).unwrap());
+        fs::write(wt.join("a.txt"), "a").unwrap();
+        let who = Identity {
+            name: "dev-3".into(),
+            email: "dev-3@git-sprint.invalid".into(),
+        };
+        assert!(g.commit_wip("save", &who).unwrap().is_some());
+        let show = g.run(&["log", "-1", "--format=%an|%cn"]).unwrap();
+        assert_eq!(show.trim(), "dev-3|dev-3");
     }
 
     #[test]

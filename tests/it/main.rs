@@ -5,6 +5,7 @@ mod base;
 mod cli;
 mod demo;
 mod fleet;
+mod hygiene;
 mod ingest;
 mod integrity;
 mod safety;
