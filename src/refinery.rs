@@ -86,6 +86,8 @@ pub enum RefineryError {
     },
     #[error("{integration} moved while merging {task}; the merge will be tried again")]
     Raced { integration: String, task: String },
+    #[error(transparent)]
+    StaleLock(#[from] crate::state::StateError),
 }
 
 type Result<T> = std::result::Result<T, RefineryError>;
@@ -166,6 +168,19 @@ fn prepare_worktree(git: &Git, common_dir: &Path, at: &str) -> Result<Git> {
     let path = worktree(common_dir);
     if path.join(".git").exists() {
         let wt = git.at(&path);
+        // A git killed in here (with the orchestrator) leaves its index
+        // lock, and every merge after it would fail.
+        if let Ok(lock) = ok(
+            &wt,
+            &[
+                "rev-parse",
+                "--path-format=absolute",
+                "--git-path",
+                "index.lock",
+            ],
+        ) {
+            clear_stale_lock(Path::new(&lock), common_dir)?;
+        }
         let _ = run(&wt, &["merge", "--abort"]);
         ok(&wt, &["checkout", "--quiet", "--force", "--detach", at])?;
         ok(&wt, &["clean", "-fdxq"])?;
@@ -176,6 +191,32 @@ fn prepare_worktree(git: &Git, common_dir: &Path, at: &str) -> Result<Git> {
     let p = path.to_string_lossy().into_owned();
     ok(git, &["worktree", "add", "--quiet", "--detach", &p, at])?;
     Ok(git.at(&path))
+}
+
+/// Removes `lock` if it is stale (see [`crate::state::clear_stale_lock`]);
+/// true if it did.
+fn clear_stale_lock(lock: &Path, common_dir: &Path) -> Result<bool> {
+    Ok(crate::state::clear_stale_lock(lock, common_dir)?.is_some())
+}
+
+/// Moves `full_ref` from `old` to `new` by compare-and-swap; false when it
+/// is not at `old` (or is locked by a live writer). A lock left on it by a
+/// git killed mid-update would fail every move after it: once stale, it is
+/// removed and the swap tried again.
+fn move_branch(
+    git: &Git,
+    common_dir: &Path,
+    full_ref: &str,
+    new: &str,
+    old: &str,
+    message: &str,
+) -> Result<bool> {
+    let swap = || run(git, &["update-ref", "-m", message, full_ref, new, old]);
+    if swap()?.status.success() {
+        return Ok(true);
+    }
+    let lock = common_dir.join(format!("{full_ref}.lock"));
+    Ok(clear_stale_lock(&lock, common_dir)? && swap()?.status.success())
 }
 
 /// Files left in conflict by a failed merge.
@@ -241,6 +282,15 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
             String::from_utf8_lossy(&out.stderr)
         );
         let _ = run(&wt, &["merge", "--abort"]);
+        if files.is_empty() {
+            // git could not merge at all (a lock, a broken worktree): not
+            // the task's conflict, so no attempt is spent on it.
+            return Err(RefineryError::Git {
+                args: "merge".into(),
+                dir: wt_path,
+                stderr: output.trim().to_owned(),
+            });
+        }
         return Ok(Verdict::Conflict { files, output });
     }
     let outcome = gates::run_stage(m.post_merge, &wt_path, &[]);
@@ -253,18 +303,15 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
         });
     }
     // Compare-and-swap: only from the tip we merged onto.
-    let moved = run(
+    let moved = move_branch(
         &git,
-        &[
-            "update-ref",
-            "-m",
-            &format!("refinery: merge {}", m.task),
-            &integration_ref,
-            &new,
-            &old,
-        ],
+        m.common_dir,
+        &integration_ref,
+        &new,
+        &old,
+        &format!("refinery: merge {}", m.task),
     )?;
-    if !moved.status.success() {
+    if !moved {
         return Err(RefineryError::Raced {
             integration: m.integration.to_owned(),
             task: m.task.to_owned(),
@@ -526,18 +573,15 @@ pub fn sync_base(
         let _ = run(&wt, &["checkout", "--quiet", "--force", "--detach", &old]);
         return Ok(BaseSync::GatesFailed { outcome });
     }
-    let moved = run(
+    let moved = move_branch(
         &git,
-        &[
-            "update-ref",
-            "-m",
-            &format!("refinery: merge {base}"),
-            &integration_ref,
-            &new,
-            &old,
-        ],
+        common_dir,
+        &integration_ref,
+        &new,
+        &old,
+        &format!("refinery: merge {base}"),
     )?;
-    if !moved.status.success() {
+    if !moved {
         return Err(RefineryError::Raced {
             integration: integration.to_owned(),
             task: base.to_owned(),

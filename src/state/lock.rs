@@ -20,7 +20,7 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// A lock file found in the way of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Held {
+pub struct Held {
     pub path: PathBuf,
     pub age: Duration,
 }
@@ -30,6 +30,14 @@ pub(crate) fn lock_path(ref_path: &Path) -> PathBuf {
     let mut p = ref_path.as_os_str().to_owned();
     p.push(".lock");
     p.into()
+}
+
+/// Removes `lock`, a git lock file of this repository, if it is stale: for
+/// locks outside `refs/ai-sprint` (the Refinery's worktree index, the
+/// integration branch). It is moved aside into `git_dir` first (the top of
+/// the git dir, where a stray file is never taken for a ref).
+pub fn clear_stale_lock(lock: &Path, git_dir: &Path) -> Result<Option<Held>, StateError> {
+    clear_if_stale(lock, STALE_AFTER, git_dir)
 }
 
 /// Whether `lock` exists, and how old it is (by its modification time, on

@@ -615,3 +615,37 @@ fn recover_restores_from_the_reflog_and_fresh_starts_over_only_when_asked() {
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("--fresh only starts over when it is missing"));
 }
+
+#[test]
+fn regression_git_locks_left_by_a_killed_merge_do_not_fail_every_merge_after_it() {
+    let s = Sprint::new(&config(&scripted(), ""), "- [ ] T001 One in a.txt\n");
+    // What a git killed mid-merge (with its orchestrator) leaves: the
+    // Refinery worktree's index lock and a lock on the integration branch.
+    let git = s.f.repo.path().join(".git");
+    s.f.ok(&["init"]);
+    s.f.repo.git(["branch", "sprint/f/integration", "main"]);
+    let refinery = git.join("sprint/worktrees/refinery");
+    s.f.repo.git([
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        refinery.to_str().unwrap(),
+        "main",
+    ]);
+    let index_lock = git.join("worktrees/refinery/index.lock");
+    let branch_lock = git.join("refs/heads/sprint/f/integration.lock");
+    for lock in [&index_lock, &branch_lock] {
+        std::fs::write(lock, "").unwrap();
+        age(lock, 60);
+    }
+    s.start(&[]);
+    s.wait_done(60);
+    assert!(!index_lock.exists() && !branch_lock.exists());
+    let t = &s.tasks()["T001"];
+    assert!(
+        t["history"].as_array().is_none(),
+        "no attempt was spent: {t}"
+    );
+    assert_each_merged_once(&s.f.repo, &["f/T001"]);
+}
