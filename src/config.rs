@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
 use crate::worker::profile::{AgentProfile, PromptMode, PRESETS};
+use crate::worker::stream::OutputFormat;
 
 /// The file name, at the root of the main worktree.
 pub const FILE_NAME: &str = ".git-sprint.yaml";
@@ -164,6 +165,10 @@ pub struct AgentEntry {
     pub model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_args: Option<Vec<String>>,
+    /// How the agent writes its output: text, claude, codex, gemini or
+    /// opencode (a preset sets the one its CLI streams).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputFormat>,
 }
 
 impl AgentEntry {
@@ -193,6 +198,9 @@ impl AgentEntry {
         }
         if let Some(args) = &self.model_args {
             profile.model_args = args.clone();
+        }
+        if let Some(output) = self.output {
+            profile.output = output;
         }
         profile.validate().map_err(|e| e.to_string())?;
         Ok(profile)
@@ -341,14 +349,63 @@ impl Default for Identity {
     }
 }
 
-/// `sandbox`: Landlock confinement of agent processes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// `sandbox`: Landlock confinement of agent processes. Written as a mapping,
+/// or as a bare `off` / `on` (`false` / `true`) for `enabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SandboxConfig {
     /// Confine agents where the kernel supports Landlock.
     pub enabled: bool,
     /// Extra paths agents may write (`~` is the home directory).
     pub writable: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for SandboxConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        struct Full {
+            enabled: bool,
+            writable: Vec<String>,
+        }
+        impl Default for Full {
+            fn default() -> Self {
+                let d = SandboxConfig::default();
+                Full {
+                    enabled: d.enabled,
+                    writable: d.writable,
+                }
+            }
+        }
+        let switch = |enabled| SandboxConfig {
+            enabled,
+            ..SandboxConfig::default()
+        };
+        let config = match Value::deserialize(d)? {
+            Value::Bool(b) => switch(b),
+            Value::String(s) if s == "on" => switch(true),
+            Value::String(s) if s == "off" => switch(false),
+            v @ Value::Mapping(_) => {
+                let full: Full = serde_yaml::from_value(v).map_err(serde::de::Error::custom)?;
+                SandboxConfig {
+                    enabled: full.enabled,
+                    writable: full.writable,
+                }
+            }
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "expected off, on, or a mapping with `enabled` and `writable`",
+                ))
+            }
+        };
+        for entry in &config.writable {
+            if !(entry.starts_with('/') || entry == "~" || entry.starts_with("~/")) {
+                return Err(serde::de::Error::custom(format!(
+                    "writable: `{entry}` is not an absolute path: write it as /path or ~/path"
+                )));
+            }
+        }
+        Ok(config)
+    }
 }
 
 impl Default for SandboxConfig {
@@ -1096,9 +1153,6 @@ mod tests {
             }
         }
         assert!(keys.len() > 20, "{keys:?}");
-        // TEMPORARY while the sandbox and price-table branches land; removed
-        // in the merge that brings them.
-        unread.retain(|k| !["prices", "sandbox.enabled", "sandbox.writable"].contains(&k.as_str()));
         assert!(unread.is_empty(), "template keys nothing reads: {unread:?}");
     }
 
@@ -1193,6 +1247,57 @@ mod tests {
 
         let e = load_text("base_branch: [", &[]).unwrap_err().to_string();
         assert!(e.contains("not valid YAML"), "{e}");
+    }
+
+    #[test]
+    fn sandbox_takes_off_on_or_a_mapping_and_checks_writable_paths() {
+        let on = load_text("", &[]).unwrap().config.sandbox;
+        assert!(on.enabled && on.writable.is_empty());
+        for (text, enabled) in [
+            ("sandbox: off\n", false),
+            ("sandbox: on\n", true),
+            ("sandbox: false\n", false),
+            ("sandbox:\n  enabled: false\n", false),
+        ] {
+            let l = load_text(text, &[]).unwrap();
+            assert_eq!(l.config.sandbox.enabled, enabled, "{text}");
+        }
+        let l = load_text("sandbox:\n  writable: [~/.cargo, /opt/cache]\n", &[]).unwrap();
+        assert!(l.config.sandbox.enabled);
+        assert_eq!(l.config.sandbox.writable, ["~/.cargo", "/opt/cache"]);
+        let l = load_text("", &[("sprint.sandbox", "off")]).unwrap();
+        assert!(!l.config.sandbox.enabled);
+        let l = load_text("", &[("sprint.sandbox.enabled", "false")]).unwrap();
+        assert!(!l.config.sandbox.enabled);
+
+        let e = load_text("sandbox: maybe\n", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("sandbox") && e.contains("expected off, on"),
+            "{e}"
+        );
+        let e = load_text("sandbox:\n  writable: [cache]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sandbox") && e.contains("`cache`"), "{e}");
+        let e = load_text("sandbox:\n  enabeld: false\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("enabeld"), "{e}");
+    }
+
+    #[test]
+    fn an_agent_entry_says_how_its_output_reads() {
+        let l = load_text(
+            "agents:\n  mine:\n    command: [my-claude, -p, '{prompt}']\n    output: claude\n  c:\n    preset: codex\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(l.config.agent("mine").unwrap().output, OutputFormat::Claude);
+        assert_eq!(l.config.agent("c").unwrap().output, OutputFormat::Codex);
+        let e = load_text("agents:\n  x:\n    preset: claude\n    output: xml\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("agents.x") && e.contains("xml"), "{e}");
     }
 
     #[test]

@@ -9,19 +9,34 @@
 //! SIGTERM and SIGINT are passed to the agent and do not stop the wrapper
 //! before the work is saved and the end recorded.
 //!
+//! The agent's stdout and stderr come through the wrapper ([`super::output`]):
+//! the pane shows a readable transcript, each line is a sign of life, and the
+//! end records what the run cost (`usage`) and, when it failed, why (`cause`,
+//! `error`), adding its tokens and cost to the task it worked on.
+//!
+//! Around the run (`contain.rs`), the agent is confined by the sandbox, and
+//! when it ends, whatever its tree left running is killed and any shared file
+//! it changed is put back before git runs in its worktree again; a broken rule
+//! makes the run's cause `policy`.
+//!
 //! Recording the end is an operation on the record as it is then: when the
 //! record is gone (`kill` removed it), nothing is written.
 
 use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
+use std::time::Instant;
 
+use super::contain::Containment;
+use super::output::{self, Liveness};
 use super::{sys, Fleet, FleetError, Result};
 use crate::clock;
-use crate::state::{Actor, Agent, AgentState, Transition};
+use crate::state::{Actor, Agent, AgentState, Cause, Transition, Usage};
 use crate::worker::profile::{AgentProfile, RenderInput};
+use crate::worker::reap;
+use crate::worker::stream::{self, Exit, StreamReader};
 
 /// How an agent ended, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunEnd {
     /// The exit code, or `128 + signal` when a signal ended it.
     pub exit_status: i32,
@@ -30,12 +45,29 @@ pub struct RunEnd {
     pub wip_commit: Option<String>,
     /// Whether a signal to the wrapper (a kill) ended the run.
     pub killed: bool,
+    /// What the run cost, from the agent's output.
+    pub usage: Option<Usage>,
+    /// Why it failed, when it did.
+    pub cause: Option<Cause>,
+    /// The CLI's own line for `cause`.
+    pub error: Option<String>,
+    /// The rules the run broke (shared files changed, sprint configuration
+    /// committed), as one line: the run's cause is then `policy`.
+    pub policy: Option<String>,
 }
 
 /// Runs worker `id`'s agent to its end and records it; `log` gets the
 /// wrapper's own messages (the pane, which tmux copies to the log file).
 pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd> {
     sys::forward_terminating_signals();
+    // Orphans of the agent's tree (`setsid`, double forks) are re-parented
+    // to the wrapper, which kills them when the agent ends.
+    if let Err(e) = reap::become_subreaper() {
+        let _ = writeln!(
+            log,
+            "git-sprint: {id}: cannot adopt the agent's orphans: {e}"
+        );
+    }
     let agent = fleet.agent(id)?;
     let actor = Actor::named(id);
     let worktree = std::path::PathBuf::from(&agent.worktree);
@@ -70,6 +102,8 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     if !agent.paths.is_empty() {
         env.push(("SPRINT_PATHS".to_owned(), agent.paths.join("\n")));
     }
+    let mark = fleet.process_mark(id);
+    env.push((reap::MARK_ENV.to_owned(), mark.clone()));
     let launch = profile
         .render(&RenderInput {
             prompt: &agent.prompt,
@@ -83,15 +117,33 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             source,
         })?;
     let _ = writeln!(log, "git-sprint: {id}: starting {}", launch.program());
+    // The committed config (the base branch's), for the lease and prices.
+    let config = crate::config::load_from(fleet.store.repo(), None)
+        .map(|l| l.config)
+        .unwrap_or_else(|e| {
+            let _ = writeln!(
+                log,
+                "git-sprint: {id}: reading the configuration: {e}; using the defaults"
+            );
+            crate::config::Config::default()
+        });
     // Where the agent's work begins, for `list` (the engine's records have none).
     let start_tip = fleet.branch_tip(&agent.branch).map(|t| t.to_string());
-    let mut child = match launch.spawn(&worktree) {
-        Ok(c) => c,
-        Err(source) => {
-            let err = FleetError::Profile {
-                worker: id.to_owned(),
-                source,
-            };
+    let started = Instant::now();
+    let spawned = Containment::prepare(fleet, &agent, &worktree, &launch.program(), log).and_then(
+        |contained| {
+            let child = launch
+                .spawn_confined(&worktree, contained.sandbox())
+                .map_err(|source| FleetError::Profile {
+                    worker: id.to_owned(),
+                    source,
+                })?;
+            Ok((contained, child))
+        },
+    );
+    let (contained, child) = match spawned {
+        Ok(spawned) => spawned,
+        Err(err) => {
             // Record the failed start so the worker is not left `starting`.
             record_end(
                 fleet,
@@ -102,6 +154,10 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
                     signal: None,
                     wip_commit: None,
                     killed: false,
+                    usage: None,
+                    cause: Some(Cause::Setup),
+                    error: Some(err_chain(&err)),
+                    policy: None,
                 },
             )?;
             return Err(err);
@@ -134,13 +190,31 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
         Ok(())
     })?;
 
-    let status = child.wait().map_err(|source| FleetError::Io {
-        action: "waiting for the agent in",
-        path: worktree.clone(),
-        source,
+    let mut reader = StreamReader::new(profile.output);
+    let mut liveness = Liveness::new(fleet, &actor, id, config.timeouts.lease.0);
+    let status = output::follow(child, &mut reader, &mut liveness, log).map_err(|source| {
+        FleetError::Io {
+            action: "waiting for the agent in",
+            path: worktree.clone(),
+            source,
+        }
     })?;
     let signal = status.signal();
     let exit_status = status.code().unwrap_or(128 + signal.unwrap_or(0));
+    let killed = sys::received().is_some();
+    let outcome = reader.finish(
+        &Exit {
+            status: exit_status,
+            signal,
+            killed,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        },
+        &config.prices,
+        agent.model.as_deref().or(profile.model.as_deref()),
+    );
+    // Before git runs in the worktree again: a planted fsmonitor or hook
+    // would run here, outside the sandbox.
+    let mut breaches = contained.after_exit(id, &mark, log);
     let wip_commit = fleet
         .save_wip(
             &worktree,
@@ -164,11 +238,22 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             None
         }
     };
+    breaches.extend(contained.after_commit(fleet, &agent, &worktree, log));
+    let policy = (!breaches.is_empty()).then(|| breaches.join("; "));
     let end = RunEnd {
         exit_status,
         signal,
         wip_commit,
-        killed: sys::received().is_some(),
+        killed,
+        usage: Some(outcome.usage),
+        // A broken rule outweighs whatever else the run reported.
+        cause: if policy.is_some() {
+            Some(Cause::Policy)
+        } else {
+            outcome.cause
+        },
+        error: policy.clone().or(outcome.error),
+        policy,
     };
     record_end(fleet, &actor, id, &end)?;
     let _ = writeln!(
@@ -183,7 +268,25 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             .map(|c| format!("; uncommitted work saved as {}", &c[..c.len().min(7)]))
             .unwrap_or_default()
     );
+    if let Some(u) = end.usage.as_ref().filter(|u| u.tokens() > 0) {
+        let _ = writeln!(log, "git-sprint: {id}: {}", stream::describe_usage(u));
+    }
+    if let (Some(cause), Some(error)) = (end.cause, &end.error) {
+        let _ = writeln!(log, "git-sprint: {id}: {cause}: {error}");
+    }
     Ok(end)
+}
+
+/// An error and its causes on one line, for a record.
+fn err_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// Records how worker `id` ended, if its record still exists.
@@ -194,6 +297,7 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
             return Ok(None);
         };
         let from = a.state.to_string();
+        let first_end = a.ended.is_none();
         a.state = if end.killed {
             AgentState::Killed
         } else {
@@ -208,20 +312,40 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
         if end.wip_commit.is_some() {
             a.wip_commit = end.wip_commit.clone();
         }
+        a.usage = end.usage.clone();
+        a.cause = end.cause;
+        a.error = end.error.clone();
         txn.put_agent(&a)?;
+        // The task pays for every run on it, once.
+        if let (true, Some(u), Some(r)) = (first_end, &end.usage, output::task_of(&a)) {
+            if let Some(mut t) = txn.task(&r.feature, &r.id)? {
+                t.tokens += u.tokens();
+                t.cost_usd += u.cost_usd.unwrap_or(0.0);
+                txn.put_task(&r.feature, &t)?;
+            }
+        }
         let ok = a.exit_status == Some(0) && a.cause.is_none();
         crate::state::ops::account_run(txn, &a.profile, id, ok, a.cause, a.error.as_deref())?;
         let to = super::describe(&a);
         txn.subject(format!("{id}: {from} -> {to}"));
+        let mut reason = to.clone();
+        if let Some(cause) = end.cause {
+            reason.push_str(&format!(" ({cause}"));
+            if let Some(error) = &end.error {
+                reason.push_str(&format!(": {error}"));
+            }
+            reason.push(')');
+        }
+        if let Some(c) = &end.wip_commit {
+            reason.push_str(&format!("; uncommitted work saved as {c}"));
+        }
         txn.record(Transition {
             task: id.to_owned(),
             from,
             to: a.state.to_string(),
-            reason: Some(match &end.wip_commit {
-                Some(c) => format!("{to}; uncommitted work saved as {c}"),
-                None => to.clone(),
-            }),
-            policy: None,
+            reason: Some(reason),
+            // A broken rule is a policy decision of the audit trail.
+            policy: end.policy.clone(),
         });
         Ok(Some(a))
     })?;

@@ -58,6 +58,9 @@ const BEL: u8 = 0x07;
 /// CAN and SUB abort any sequence.
 const CAN: u8 = 0x18;
 const SUB: u8 = 0x1a;
+/// The rightmost column a cursor movement reaches: `ESC[999999999C` from an
+/// agent (untrusted) must not make a line of a billion spaces.
+const MAX_COLUMN: usize = 4096;
 
 impl TerminalText {
     pub fn new() -> TerminalText {
@@ -203,8 +206,12 @@ impl TerminalText {
         }
     }
 
-    /// Writes `c` at the cursor, over whatever is there.
+    /// Writes `c` at the cursor, over whatever is there; C1 controls
+    /// (U+0080–U+009F, which some terminals obey) are dropped like C0 ones.
     fn put(&mut self, c: char) {
+        if c != '\t' && c.is_control() {
+            return;
+        }
         if self.col >= self.len {
             for _ in self.len..self.col {
                 self.line.push(' ');
@@ -248,9 +255,9 @@ impl TerminalText {
                 _ => self.truncate(0),
             },
             // Cursor to a column (1-based), back, forward.
-            b'G' => self.col = first.max(1) - 1,
+            b'G' => self.col = (first.max(1) - 1).min(MAX_COLUMN),
             b'D' => self.col = self.col.saturating_sub(first.max(1)),
-            b'C' => self.col += first.max(1),
+            b'C' => self.col = self.col.saturating_add(first.max(1)).min(MAX_COLUMN),
             _ => {}
         }
     }
@@ -275,6 +282,14 @@ mod tests {
 
     fn plain(s: &str) -> String {
         String::from_utf8(TerminalText::plain(s.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn a_huge_cursor_move_does_not_make_a_huge_line() {
+        let line = plain("a\u{1b}[18446744073709551615Cb\u{1b}[99999999999Gc\n");
+        assert!(line.len() < 10_000, "{} bytes", line.len());
+        assert!(line.starts_with('a') && line.trim_end().ends_with('c'));
+        assert_eq!(plain("x\u{9b}2Jy\n"), "x2Jy\n");
     }
 
     #[test]

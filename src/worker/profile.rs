@@ -23,6 +23,12 @@
 //! which runs the prompt as a script, is for fleet commands, where the prompt
 //! is the person's own; [`AgentProfile::prompt_as_code`] finds it and its
 //! look-alikes so config loading can refuse them for sprint roles.
+//!
+//! A profile also says how the agent writes its output (`output`): the
+//! presets run each CLI in its streaming JSON mode where it has one, so the
+//! wrapper can show a readable transcript, see every event as a sign of
+//! life and record what the run cost and why it failed
+//! ([`crate::worker::stream`]).
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -32,6 +38,8 @@ use std::process::{Child, Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use super::stream::OutputFormat;
 
 /// Names of the built-in presets, for help text and errors.
 pub const PRESETS: &[&str] = &["claude", "codex", "gemini", "aider", "opencode", "shell"];
@@ -140,6 +148,10 @@ pub struct AgentProfile {
     /// Appended to the argv only when a model is set, e.g. `["--model", "{model}"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model_args: Vec<String>,
+    /// How the agent writes its output: `text`, or a CLI's JSON event stream
+    /// (`claude`, `codex`, `gemini`, `opencode`).
+    #[serde(default, skip_serializing_if = "OutputFormat::is_text")]
+    pub output: OutputFormat,
 }
 
 /// What a profile is rendered with.
@@ -177,25 +189,40 @@ impl AgentProfile {
     /// The built-in profile `name` (see [`PRESETS`]).
     pub fn preset(name: &str) -> Result<AgentProfile> {
         let model_flag = strings(&["--model", "{model}"]);
-        let profile = |command: &[&str], prompt: PromptMode| AgentProfile {
+        let profile = |command: &[&str], prompt: PromptMode, output: OutputFormat| AgentProfile {
             command: strings(command),
             prompt,
             env: BTreeMap::new(),
             model: None,
             model_args: model_flag.clone(),
+            output,
         };
         Ok(match name {
-            // Claude Code CLI reference (docs.anthropic.com, "CLI reference" and
+            // Claude Code CLI reference (code.claude.com/docs, "CLI reference" and
             // "Run Claude Code programmatically"): -p/--print runs one prompt
-            // non-interactively; --dangerously-skip-permissions (same as
-            // --permission-mode bypassPermissions) lets it edit and run commands
-            // unattended. It refuses to start as root outside a sandbox.
+            // non-interactively; --output-format stream-json prints one JSON
+            // event per line as the session goes (it needs --verbose with -p),
+            // ending in a `result` event with usage and total_cost_usd;
+            // --dangerously-skip-permissions (same as --permission-mode
+            // bypassPermissions) lets it edit and run commands unattended. It
+            // refuses to start as root unless IS_SANDBOX=1.
             "claude" => profile(
-                &["claude", "-p", "{prompt}", "--dangerously-skip-permissions"],
+                &[
+                    "claude",
+                    "-p",
+                    "{prompt}",
+                    "--output-format",
+                    "stream-json",
+                    "--verbose",
+                    "--dangerously-skip-permissions",
+                ],
                 PromptMode::Arg,
+                OutputFormat::Claude,
             ),
             // Codex CLI docs (developers.openai.com/codex, "Non-interactive
-            // mode"; openai/codex docs/sandbox.md): `codex exec PROMPT`. Not
+            // mode"; openai/codex codex-rs/exec/src/exec_events.rs): `codex exec
+            // --json PROMPT` prints JSONL events (thread.started, item.*,
+            // turn.completed with usage, turn.failed, error). Not
             // --full-auto: its workspace-write sandbox cannot write the
             // worktree's git metadata (it lives in the main repository's
             // common dir), so the agent could not commit. The worktree is the
@@ -204,33 +231,57 @@ impl AgentProfile {
                 &[
                     "codex",
                     "exec",
+                    "--json",
                     "--dangerously-bypass-approvals-and-sandbox",
                     "{prompt}",
                 ],
                 PromptMode::Arg,
+                OutputFormat::Codex,
             ),
-            // Gemini CLI `gemini --help` / headless-mode docs (geminicli.com):
-            // -p/--prompt runs non-interactively; --approval-mode yolo
-            // auto-approves every tool call (--yolo is its deprecated alias).
+            // Gemini CLI `gemini --help` / headless-mode docs (geminicli.com,
+            // "Headless mode reference"): -p/--prompt runs non-interactively;
+            // --output-format stream-json prints JSONL events (init, message,
+            // tool_use, tool_result, error, result with stats); --approval-mode
+            // yolo auto-approves every tool call (--yolo is its deprecated alias).
             "gemini" => profile(
-                &["gemini", "--approval-mode", "yolo", "-p", "{prompt}"],
+                &[
+                    "gemini",
+                    "--approval-mode",
+                    "yolo",
+                    "--output-format",
+                    "stream-json",
+                    "-p",
+                    "{prompt}",
+                ],
                 PromptMode::Arg,
+                OutputFormat::Gemini,
             ),
             // Aider "Scripting aider" (aider.chat/docs/scripting.html):
             // --message-file runs one instruction from a file and exits;
             // --yes-always answers every confirmation. Aider commits its own
-            // edits by default.
+            // edits by default. It has no JSON output: text.
             "aider" => profile(
                 &["aider", "--yes-always", "--message-file", "{prompt_file}"],
                 PromptMode::File,
+                OutputFormat::Text,
             ),
             // OpenCode CLI docs (opencode.ai/docs/cli): `opencode run [message..]`
-            // runs non-interactively; --model takes provider/model.
-            "opencode" => profile(&["opencode", "run", "{prompt}"], PromptMode::Arg),
+            // runs non-interactively; --format json prints JSONL events
+            // (step_start, text, tool_use, step_finish with tokens and cost,
+            // error); --model takes provider/model.
+            "opencode" => profile(
+                &["opencode", "run", "--format", "json", "{prompt}"],
+                PromptMode::Arg,
+                OutputFormat::Opencode,
+            ),
             // The prompt is a POSIX shell script: scripted work, demos, tests.
             "shell" => AgentProfile {
                 model_args: Vec::new(),
-                ..profile(&["sh", "{prompt_file}"], PromptMode::File)
+                ..profile(
+                    &["sh", "{prompt_file}"],
+                    PromptMode::File,
+                    OutputFormat::Text,
+                )
             },
             _ => {
                 return Err(ProfileError::UnknownPreset {
@@ -249,6 +300,7 @@ impl AgentProfile {
             env: BTreeMap::new(),
             model: None,
             model_args: Vec::new(),
+            output: OutputFormat::Text,
         }
     }
 
@@ -428,13 +480,46 @@ impl Launch {
     /// Starts the agent in `cwd`; stdin bytes are written from a thread, then
     /// stdin is closed so the agent sees end of input.
     pub fn spawn(&self, cwd: &Path) -> Result<Child> {
-        let mut child = self
-            .command(cwd)
-            .spawn()
-            .map_err(|source| ProfileError::Spawn {
-                program: self.program(),
-                source,
-            })?;
+        self.spawn_with(cwd, None, false)
+    }
+
+    /// Like [`Launch::spawn`], with stdout and stderr piped to the caller
+    /// (the wrapper reads them: [`crate::worker::stream`]).
+    pub fn spawn_captured(&self, cwd: &Path) -> Result<Child> {
+        self.spawn_with(cwd, None, true)
+    }
+
+    /// [`spawn_captured`](Self::spawn_captured), confining the agent to
+    /// `sandbox` when given (its variables, such as a private `TMPDIR`, are
+    /// added too).
+    pub(crate) fn spawn_confined(
+        &self,
+        cwd: &Path,
+        sandbox: Option<&super::sandbox::Sandbox>,
+    ) -> Result<Child> {
+        self.spawn_with(cwd, sandbox, true)
+    }
+
+    fn spawn_with(
+        &self,
+        cwd: &Path,
+        sandbox: Option<&super::sandbox::Sandbox>,
+        captured: bool,
+    ) -> Result<Child> {
+        let mut cmd = self.command(cwd);
+        if captured {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        if let Some(sandbox) = sandbox {
+            // The profile's own settings win.
+            let own = |k: &String| self.env.iter().any(|(key, _)| key == k);
+            cmd.envs(sandbox.env().into_iter().filter(|(k, _)| !own(k)));
+            sandbox.confine(&mut cmd);
+        }
+        let mut child = cmd.spawn().map_err(|source| ProfileError::Spawn {
+            program: self.program(),
+            source,
+        })?;
         if let (Some(bytes), Some(mut pipe)) = (self.stdin.clone(), child.stdin.take()) {
             // An agent that exits without reading gives EPIPE: not our error.
             std::thread::spawn(move || {
@@ -542,6 +627,7 @@ mod tests {
             env: BTreeMap::from([("AGENT_DIR".into(), "{worktree}/.agent".into())]),
             model: None,
             model_args: strings(&["--model", "{model}"]),
+            output: OutputFormat::Text,
         };
         let prompt = "fix it; rm -rf \"$HOME\" 'now' {model} {worktree}\nline 2";
         let launch = profile.render(&input(prompt, None, &[])).unwrap();
@@ -591,6 +677,7 @@ mod tests {
             env: BTreeMap::new(),
             model: None,
             model_args: Vec::new(),
+            output: OutputFormat::Text,
         };
         let err = profile.render(&input("p", None, &[])).unwrap_err();
         assert!(matches!(err, ProfileError::ModelRequired { .. }), "{err}");
@@ -630,9 +717,22 @@ mod tests {
         let launch = claude.render(&input("x y", None, &[])).unwrap();
         assert_eq!(
             launch.argv,
-            ["claude", "-p", "x y", "--dangerously-skip-permissions"]
-                .map(OsString::from)
-                .to_vec()
+            [
+                "claude",
+                "-p",
+                "x y",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--dangerously-skip-permissions"
+            ]
+            .map(OsString::from)
+            .to_vec()
+        );
+        assert_eq!(claude.output, OutputFormat::Claude);
+        assert_eq!(
+            AgentProfile::preset("aider").unwrap().output,
+            OutputFormat::Text
         );
         let err = AgentProfile::preset("cursor").unwrap_err();
         assert!(err.to_string().contains("claude, codex"), "{err}");
@@ -665,6 +765,7 @@ mod tests {
             env: BTreeMap::new(),
             model: None,
             model_args: Vec::new(),
+            output: OutputFormat::Text,
         };
         let launch = profile.render(&input("from stdin\n", None, &[])).unwrap();
         assert_eq!(launch.stdin.as_deref(), Some(&b"from stdin\n"[..]));
@@ -694,6 +795,7 @@ mod tests {
             env: BTreeMap::new(),
             model: None,
             model_args: Vec::new(),
+            output: OutputFormat::Text,
         };
         assert!(matches!(
             p.validate(),
@@ -741,6 +843,7 @@ mod tests {
             env: BTreeMap::new(),
             model: None,
             model_args: Vec::new(),
+            output: OutputFormat::Text,
         }
     }
 
@@ -823,6 +926,11 @@ mod tests {
         assert_eq!(p, back);
         let minimal: AgentProfile = serde_yaml::from_str("command: [a, '{prompt}']").unwrap();
         assert_eq!(minimal.prompt, PromptMode::Arg);
+        assert_eq!(minimal.output, OutputFormat::Text);
+        let codex = AgentProfile::preset("codex").unwrap();
+        let text = serde_yaml::to_string(&codex).unwrap();
+        assert!(text.contains("output: codex"), "{text}");
+        assert_eq!(serde_yaml::from_str::<AgentProfile>(&text).unwrap(), codex);
         assert!(serde_yaml::from_str::<AgentProfile>("command: [a]\nbogus: 1").is_err());
     }
 }

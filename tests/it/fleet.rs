@@ -260,6 +260,15 @@ fn killed_tmux_server_is_reported_dead_and_recorded_once() {
             .status()
             .unwrap();
     }
+    // Both are gone before anything looks, or a busy machine shows one
+    // death before the other and they are (rightly) recorded apart.
+    for r in &rows {
+        let pid = r["runner_pid"].as_u64().unwrap() as u32;
+        assert!(
+            git_sprint::fleet::wait_for_exit(pid, Duration::from_secs(10)),
+            "wrapper {pid} survived kill -9"
+        );
+    }
     f.tmux(&["kill-server"]);
     let rows = f.wait_list("dead", |r| r.iter().all(|w| w["status"] == "dead"));
     assert_eq!(rows.len(), 2);

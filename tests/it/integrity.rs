@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::sprint::{config, scripted, Sprint};
+use super::sprint::{config, scripted, Sprint, ONCE};
 use super::support::{stderr, stdout, Repo};
 
 /// Merge commits on the integration branch's first-parent history, per
@@ -433,7 +433,7 @@ fn regression_a_branch_with_no_commit_beyond_the_integration_branch_is_never_rep
     // commits, then its tester drops that commit again, so the branch adds
     // nothing by the time the Refinery sees it. Later runs do the work.
     let agent = format!(
-        r#"m="$(git rev-parse --git-common-dir)/first-${{SPRINT_WORKER%.*}}"
+        r#"m="$HOME/once/first-${{SPRINT_WORKER%.*}}"
 first() {{ [ ! -e "$m" ] && touch "$m"; }}
 case "$SPRINT_WORKER" in
   f.T001.dev.*) first && export SCRIPTED_AGENT_MODE=nothing ;;
@@ -444,7 +444,8 @@ esac
         scripted()
     );
     // No review gate asks for commits: the Refinery is the last line.
-    let cfg = config(&agent, "policy: { retry_backoff: 1s }\n").replace(
+    let extra = format!("policy: {{ retry_backoff: 1s }}\n{ONCE}");
+    let cfg = config(&agent, &extra).replace(
         "  review:\n    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
         "  review: []\n",
     );
@@ -452,6 +453,7 @@ esac
         &cfg,
         "- [ ] T001 [P] One in a.txt\n- [ ] T002 [P] Two in b.txt\n",
     );
+    s.once_dir();
     let base = s.f.repo.git(["rev-parse", "main"]).trim().to_owned();
     s.start(&[]);
     s.wait_done(120);

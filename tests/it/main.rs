@@ -3,12 +3,15 @@
 mod attempts;
 mod base;
 mod cli;
+mod containment;
 mod demo;
 mod fleet;
 mod hygiene;
 mod ingest;
 mod integrity;
+mod realcli;
 mod safety;
 mod sprint;
 mod state;
 mod support;
+mod transcript;
