@@ -555,6 +555,7 @@ impl Engine {
                 Some(p) => txn.agent(&p)?.into_iter().collect(),
                 None => Vec::new(),
             },
+            quarantined: Vec::new(),
         };
         match stages::breaker_gate(
             meta.breakers.get(profile),

@@ -31,7 +31,9 @@ pub fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
             }
             .into());
         }
-        if txn.task(feature, id)?.is_none() {
+        // By the file, not its content: a record that does not parse is
+        // still a task a person can name (to repair it).
+        if !txn.task_ids(feature)?.iter().any(|i| i == id) {
             return Err(Refusal::UnknownTask {
                 name: name.to_owned(),
                 known: txn.task_ids(feature)?,
@@ -287,6 +289,54 @@ pub fn move_task(
         policy: force.then(|| "forced past the state machine".to_owned()),
     });
     Ok(task)
+}
+
+/// Closes a task that needs no change: `done` with nothing merged, as
+/// `person`'s recorded decision. Refuses a task already done or cancelled,
+/// and one an agent holds a live lease on. Returns the status it left.
+pub fn close_without_change(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    person: &str,
+    reason: &str,
+) -> Result<TaskStatus, StateError> {
+    let mut task = load(txn, r)?;
+    let from = task.status;
+    let refuse = |why: String| -> Result<TaskStatus, StateError> {
+        Err(Refusal::NeedsChange {
+            task: r.to_string(),
+            why,
+        }
+        .into())
+    };
+    match (from, &task.claim) {
+        (TaskStatus::Done, _) => return refuse("it is done already".into()),
+        (TaskStatus::Cancelled, _) => {
+            return refuse("it is cancelled; 'git sprint retry' brings it back first".into())
+        }
+        (_, Some(c)) if c.expires > clock::now() => {
+            return refuse(format!(
+                "{} is working on it until {}; release or stop it first",
+                c.holder,
+                clock::rfc3339(c.expires)
+            ))
+        }
+        _ => {}
+    }
+    task.status = TaskStatus::Done;
+    task.claim = None;
+    task.cause = None;
+    task.reason = Some(format!("no change needed: {reason}"));
+    task.updated = clock::now_rfc3339();
+    txn.put_task(&r.feature, &task)?;
+    txn.record(Transition {
+        task: r.to_string(),
+        from: from.to_string(),
+        to: TaskStatus::Done.to_string(),
+        reason: Some(format!("no change needed: {reason} (closed by {person})")),
+        policy: Some("closed without a change by a person: nothing was merged".into()),
+    });
+    Ok(from)
 }
 
 /// Renews the holder's lease by its TTL.
