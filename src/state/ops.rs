@@ -520,23 +520,7 @@ pub fn cancel(txn: &mut Txn<'_>, r: &TaskRef, reason: Option<&str>) -> Result<Ta
         Some(reason.unwrap_or("cancelled")),
         false,
     )?;
-    for dep in dependants(txn, &r.feature, &r.id)? {
-        let Some(d) = txn.task(&r.feature, &dep)? else {
-            continue;
-        };
-        if d.status == TaskStatus::Todo {
-            move_task(
-                txn,
-                &TaskRef {
-                    feature: r.feature.clone(),
-                    id: dep.clone(),
-                },
-                TaskStatus::Blocked,
-                Some(&format!("blocked: {} was cancelled", r.id)),
-                false,
-            )?;
-        }
-    }
+    block_dependants(txn, r, &format!("blocked: {} was cancelled", r.id))?;
     Ok(task)
 }
 
@@ -617,23 +601,23 @@ pub fn half_open_breakers(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> 
 /// and has not started `blocked`, each with the reason.
 pub fn fail(txn: &mut Txn<'_>, r: &TaskRef, reason: &str) -> Result<Vec<String>, StateError> {
     move_task(txn, r, TaskStatus::Failed, Some(reason), true)?;
+    block_dependants(txn, r, &format!("blocked: {} failed ({reason})", r.id))
+}
+
+/// Blocks every `todo` task that (transitively) depends on `r`, with `why`
+/// (which starts with "blocked: ", so the Manager may lift it later).
+fn block_dependants(txn: &mut Txn<'_>, r: &TaskRef, why: &str) -> Result<Vec<String>, StateError> {
     let mut blocked = Vec::new();
     for dep in dependants(txn, &r.feature, &r.id)? {
         let Some(d) = txn.task(&r.feature, &dep)? else {
             continue;
         };
         if d.status == TaskStatus::Todo {
-            let why = format!("blocked: {} failed ({reason})", r.id);
-            move_task(
-                txn,
-                &TaskRef {
-                    feature: r.feature.clone(),
-                    id: dep.clone(),
-                },
-                TaskStatus::Blocked,
-                Some(&why),
-                false,
-            )?;
+            let dr = TaskRef {
+                feature: r.feature.clone(),
+                id: dep.clone(),
+            };
+            move_task(txn, &dr, TaskStatus::Blocked, Some(why), false)?;
             blocked.push(dep);
         }
     }
