@@ -6,7 +6,11 @@ use super::{person, write_json, Ctx, Result};
 use crate::clock;
 use crate::fleet::Fleet;
 
-/// List workers: state, age, commits ahead, files changed, CPU and memory
+/// List workers: state, age, commits ahead, files changed, CPU, memory and cost
+///
+/// The state of an ended worker names why it failed (`auth`, `no_change`,
+/// …) when it did; COST is what its run reported (tokens and dollars are in
+/// --json, under `agent.usage`).
 ///
 /// Records are checked against tmux and the processes first: a worker whose
 /// session vanished is reported (and recorded) as dead.
@@ -38,7 +42,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         )?;
         return Ok(());
     }
-    let table: Vec<[String; 9]> = rows
+    let table: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             let opt = |v: Option<usize>| v.map_or("-".into(), |n| n.to_string());
@@ -46,17 +50,27 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 r.agent.id.clone(),
                 r.agent.batch.clone().unwrap_or_else(|| "-".into()),
                 r.agent.branch.clone(),
-                r.state.clone(),
+                match r.agent.cause {
+                    Some(cause) if !r.state.contains(cause.as_str()) => {
+                        format!("{} ({cause})", r.state)
+                    }
+                    _ => r.state.clone(),
+                },
                 clock::short_age(r.age_secs),
                 opt(r.ahead),
                 opt(r.files_changed),
                 r.cpu_percent.map_or("-".into(), |c| format!("{c:.0}%")),
                 r.rss_bytes.map_or("-".into(), human_bytes),
+                r.agent
+                    .usage
+                    .as_ref()
+                    .and_then(|u| u.cost_usd)
+                    .map_or("-".into(), |c| format!("${c:.2}")),
             ]
         })
         .collect();
     let header = [
-        "ID", "BATCH", "BRANCH", "STATE", "AGE", "AHEAD", "FILES", "CPU", "RSS",
+        "ID", "BATCH", "BRANCH", "STATE", "AGE", "AHEAD", "FILES", "CPU", "RSS", "COST",
     ];
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &table {
