@@ -349,14 +349,63 @@ impl Default for Identity {
     }
 }
 
-/// `sandbox`: Landlock confinement of agent processes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// `sandbox`: Landlock confinement of agent processes. Written as a mapping,
+/// or as a bare `off` / `on` (`false` / `true`) for `enabled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SandboxConfig {
     /// Confine agents where the kernel supports Landlock.
     pub enabled: bool,
     /// Extra paths agents may write (`~` is the home directory).
     pub writable: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for SandboxConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        struct Full {
+            enabled: bool,
+            writable: Vec<String>,
+        }
+        impl Default for Full {
+            fn default() -> Self {
+                let d = SandboxConfig::default();
+                Full {
+                    enabled: d.enabled,
+                    writable: d.writable,
+                }
+            }
+        }
+        let switch = |enabled| SandboxConfig {
+            enabled,
+            ..SandboxConfig::default()
+        };
+        let config = match Value::deserialize(d)? {
+            Value::Bool(b) => switch(b),
+            Value::String(s) if s == "on" => switch(true),
+            Value::String(s) if s == "off" => switch(false),
+            v @ Value::Mapping(_) => {
+                let full: Full = serde_yaml::from_value(v).map_err(serde::de::Error::custom)?;
+                SandboxConfig {
+                    enabled: full.enabled,
+                    writable: full.writable,
+                }
+            }
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "expected off, on, or a mapping with `enabled` and `writable`",
+                ))
+            }
+        };
+        for entry in &config.writable {
+            if !(entry.starts_with('/') || entry == "~" || entry.starts_with("~/")) {
+                return Err(serde::de::Error::custom(format!(
+                    "writable: `{entry}` is not an absolute path: write it as /path or ~/path"
+                )));
+            }
+        }
+        Ok(config)
+    }
 }
 
 impl Default for SandboxConfig {
@@ -1104,9 +1153,6 @@ mod tests {
             }
         }
         assert!(keys.len() > 20, "{keys:?}");
-        // TEMPORARY while the sandbox and price-table branches land; removed
-        // in the merge that brings them.
-        unread.retain(|k| !["prices", "sandbox.enabled", "sandbox.writable"].contains(&k.as_str()));
         assert!(unread.is_empty(), "template keys nothing reads: {unread:?}");
     }
 
@@ -1201,6 +1247,42 @@ mod tests {
 
         let e = load_text("base_branch: [", &[]).unwrap_err().to_string();
         assert!(e.contains("not valid YAML"), "{e}");
+    }
+
+    #[test]
+    fn sandbox_takes_off_on_or_a_mapping_and_checks_writable_paths() {
+        let on = load_text("", &[]).unwrap().config.sandbox;
+        assert!(on.enabled && on.writable.is_empty());
+        for (text, enabled) in [
+            ("sandbox: off\n", false),
+            ("sandbox: on\n", true),
+            ("sandbox: false\n", false),
+            ("sandbox:\n  enabled: false\n", false),
+        ] {
+            let l = load_text(text, &[]).unwrap();
+            assert_eq!(l.config.sandbox.enabled, enabled, "{text}");
+        }
+        let l = load_text("sandbox:\n  writable: [~/.cargo, /opt/cache]\n", &[]).unwrap();
+        assert!(l.config.sandbox.enabled);
+        assert_eq!(l.config.sandbox.writable, ["~/.cargo", "/opt/cache"]);
+        let l = load_text("", &[("sprint.sandbox", "off")]).unwrap();
+        assert!(!l.config.sandbox.enabled);
+        let l = load_text("", &[("sprint.sandbox.enabled", "false")]).unwrap();
+        assert!(!l.config.sandbox.enabled);
+
+        let e = load_text("sandbox: maybe\n", &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("sandbox") && e.contains("expected off, on"),
+            "{e}"
+        );
+        let e = load_text("sandbox:\n  writable: [cache]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sandbox") && e.contains("`cache`"), "{e}");
+        let e = load_text("sandbox:\n  enabeld: false\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("enabeld"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //!
 //! Each gate runs in its own process group, and the whole group is killed when the
 //! gate ends or times out, so a test runner's stray children never outlive it or hold
-//! its output pipe open. The timeout is a blocking wait on a channel, not a poll.
+//! its output pipe open. What left the group (`setsid`) is found by the mark every
+//! process of the run inherits (`GIT_SPRINT_MARK`, see `worker/reap.rs`) and killed
+//! too; while a gate runs, the orchestrator keeps a record of it in its ledger
+//! ([`keep_ledger`]), so gates orphaned by a killed orchestrator die at the next
+//! start. The timeout is a blocking wait on a channel, not a poll.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -18,6 +22,7 @@ use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -29,6 +34,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::clock::parse_duration;
 use crate::state::GateResult;
+use crate::worker::reap::{self, Ledger};
 
 /// The timeout of a gate that names none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -43,6 +49,29 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for the output pipe to close once the group is dead; only a
 /// process that left the group (`setsid`) can hold it open longer.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// Where running gates are recorded (the orchestrator's
+/// `<common>/sprint/gates/`); none outside an orchestrator.
+static LEDGER: Mutex<Option<Ledger>> = Mutex::new(None);
+
+/// Records every gate this process runs from now on in `ledger` (`None`
+/// stops recording). The orchestrator calls it once it holds its lock.
+pub fn keep_ledger(ledger: Option<Ledger>) {
+    *LEDGER.lock().unwrap_or_else(|e| e.into_inner()) = ledger;
+}
+
+/// A mark no other gate run shares: this process, a counter and the time.
+fn gate_mark() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "gate-{}-{}-{nanos}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
+}
 
 /// Ready gate sets, by toolchain: YAML with a top-level `gates:` key, commented for
 /// a user to copy into the project configuration.
@@ -692,11 +721,13 @@ fn execute<'a>(
 ) -> std::io::Result<Ran> {
     // One pipe for both streams keeps stdout and stderr interleaved as written.
     let (mut reader, writer) = std::io::pipe()?;
+    let mark = gate_mark();
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(run)
         .current_dir(worktree)
         .envs(envs)
+        .env(reap::MARK_ENV, &mark)
         .stdin(Stdio::null())
         .stdout(writer.try_clone()?)
         .stderr(writer)
@@ -706,6 +737,15 @@ fn execute<'a>(
     // they and every process of the group are gone.
     drop(cmd);
     let pgid = child.id() as i32;
+    let ledger = LEDGER.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // Removed when this function returns, whatever way it does.
+    let _record = ledger.and_then(|l| match l.enter(&mark, child.id(), run) {
+        Ok(entry) => Some(entry),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %l.dir().display(), "cannot record a running gate");
+            None
+        }
+    });
 
     let capture = Arc::new(Mutex::new(Capture::default()));
     let (drained_tx, drained_rx) = mpsc::channel::<()>();
@@ -749,8 +789,10 @@ fn execute<'a>(
         }
         Err(RecvTimeoutError::Disconnected) => (None, false),
     };
-    // Background children the command left behind die with it.
+    // Background children the command left behind die with it, and so do
+    // those that left the group.
     signal_group(pgid, libc::SIGKILL);
+    reap::terminate(|| reap::marked(&mark), Duration::ZERO);
     let _ = drained_rx.recv_timeout(DRAIN_GRACE);
 
     let (output, dropped) = match capture.lock() {
@@ -1057,6 +1099,60 @@ mod tests {
         assert!(o.passed, "{o:?}");
         assert!(started.elapsed() < Duration::from_secs(1));
         assert!(eventually_gone(child_pid(&o.output_tail)));
+    }
+
+    #[test]
+    fn setsid_children_of_a_finished_gate_are_killed() {
+        // Leaves the gate's process group and session, and outlives the shell.
+        let g = gate(
+            "escape",
+            "setsid sleep 317.25 </dev/null >/dev/null 2>&1 & echo \"child=$!\"",
+        );
+        let o = run(&g);
+        assert!(o.passed, "{}", o.output_tail);
+        // `$!` is setsid's pid, which execs sleep (or forks it when it is
+        // already a group leader); the mark finds it either way.
+        assert!(eventually_gone(child_pid(&o.output_tail)));
+        let left: Vec<u32> = crate::worker::procstat::Snapshot::take()
+            .unwrap()
+            .running()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.starts_with(b"sleep\x00317.25"))
+            })
+            .collect();
+        assert!(
+            left.is_empty(),
+            "the setsid sleep outlived its gate: {left:?}"
+        );
+    }
+
+    #[test]
+    fn a_running_gate_is_in_the_ledger_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(dir.path().join("gates"));
+        // Other tests' gates may be recorded here meanwhile: only this one's
+        // record (named by its mark) is checked.
+        keep_ledger(Some(ledger.clone()));
+        let mut g = gate("look", "echo \"mark=$GIT_SPRINT_MARK\"; ls \"$LEDGER\"");
+        g.env
+            .insert("LEDGER".into(), ledger.dir().display().to_string());
+        let o = run(&g);
+        keep_ledger(None);
+        assert!(o.passed, "{}", o.output_tail);
+        let mark = o
+            .output_tail
+            .lines()
+            .find_map(|l| l.strip_prefix("mark="))
+            .expect("the gate sees its mark")
+            .to_owned();
+        assert!(mark.starts_with("gate-"), "{mark}");
+        assert!(
+            o.output_tail.lines().any(|l| l == mark),
+            "recorded while running: {}",
+            o.output_tail
+        );
+        assert!(!ledger.dir().join(&mark).exists(), "removed at its end");
     }
 
     #[test]

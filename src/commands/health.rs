@@ -47,6 +47,8 @@ struct AgentHealth {
 struct Health {
     orchestrator: Option<u32>,
     healthy: bool,
+    /// How agents are confined: `landlock ABI 7`, `off`, `unavailable: …`.
+    sandbox: String,
     agents: Vec<AgentHealth>,
     /// What needs a person.
     trouble: Vec<crate::stages::trouble::Trouble>,
@@ -94,9 +96,14 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .max(Some(a.heartbeat).filter(|h| *h > 0))
             .map(|t| now - t);
         let lease_expires_in = claim.as_ref().map(|c| c.expires - now);
+        // An agent that has ended while its wrapper still cleans up, saves
+        // its work and records the end is finishing, not lost.
+        let finishing = a
+            .runner_pid
+            .is_some_and(|p| crate::fleet::is_runner_of(p, &a.id));
         let problem = if !session_alive {
             Some("tmux session gone".to_owned())
-        } else if a.pid.is_some() && !pid_alive {
+        } else if a.pid.is_some() && !pid_alive && !finishing {
             Some("agent process gone".to_owned())
         } else if lease_expires_in.is_some_and(|s| s < 0)
             && since_output.is_none_or(|s| s > -lease_expires_in.unwrap_or(0))
@@ -135,9 +142,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let healthy = agents.iter().all(|a| a.healthy)
         && (orchestrator.is_some() || (!sprint_agents && in_flight == 0))
         && trouble.is_empty();
+    let (sandbox, unconfined) = crate::fleet::contain::sandbox_status(&fleet);
     let report = Health {
         orchestrator,
         healthy,
+        sandbox,
         agents,
         trouble,
     };
@@ -152,6 +161,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 if in_flight == 1 { "" } else { "s" }
             )?,
             None => writeln!(ctx.out, "orchestrator: not running")?,
+        }
+        if let Some(line) = unconfined {
+            writeln!(ctx.out, "{line}")?;
         }
         if report.agents.is_empty() {
             writeln!(ctx.out, "no agents running")?;

@@ -80,6 +80,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         Err(CommandError::Ingest(crate::ingest::IngestError::NoSpecs { .. })) => {}
         Err(e) => return Err(e),
     }
+    if let Some(line) = crate::fleet::contain::sandbox_status(&fleet).1 {
+        writeln!(ctx.out, "{line}")?;
+    }
     let exe = current_exe()?;
     if args.foreground {
         writeln!(ctx.out, "Orchestrator running here; Ctrl-C stops it")?;

@@ -46,6 +46,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                     fleet::wait_for_exit(pid, Duration::from_secs(10));
                 }
             }
+            // The wrapper kills the agent's processes as it ends; these are
+            // what escaped a wrapper that could not (killed, or never ran).
+            fleet.kill_leftovers(&a.id);
         }
         writeln!(
             ctx.out,

@@ -75,6 +75,7 @@ pub fn run_until(
 ) -> Result<(), DaemonError> {
     let mut fleet = crate::fleet::Fleet::open(cwd)?;
     let _lock = lock::acquire(&fleet.common_dir)?;
+    let _gates = GateLedger::open(&fleet.common_dir);
     let root = fleet.main_worktree()?;
     let loaded = crate::config::load_from(fleet.store.repo(), Some(&root))?;
     tracing::info!(from = %loaded.origin(), "configuration loaded");
@@ -180,6 +181,34 @@ pub fn run_until(
         tracing::info!("orchestrator stopping");
         Ok(())
     })
+}
+
+/// The orchestrator's record of running gates, `<common>/sprint/gates/`.
+/// Opening it kills what gates of an orchestrator that died (`kill -9`) left
+/// running, since none can be running now that the lock is held; dropping it
+/// kills this orchestrator's own gates still running.
+struct GateLedger(crate::worker::reap::Ledger);
+
+impl GateLedger {
+    fn open(common: &Path) -> GateLedger {
+        let ledger = crate::worker::reap::Ledger::new(common.join("sprint").join("gates"));
+        for swept in ledger.sweep().into_iter().filter(|s| s.killed > 0) {
+            tracing::warn!(
+                command = %swept.command,
+                killed = swept.killed,
+                "killed processes left by a gate of an orchestrator that did not stop cleanly"
+            );
+        }
+        crate::gates::keep_ledger(Some(ledger.clone()));
+        GateLedger(ledger)
+    }
+}
+
+impl Drop for GateLedger {
+    fn drop(&mut self) {
+        crate::gates::keep_ledger(None);
+        self.0.sweep();
+    }
 }
 
 /// What the configuration is read from: the base branch's tip (its

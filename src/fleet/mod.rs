@@ -18,6 +18,7 @@
 //! a `Sprint-Agent:` trailer. Its log outlives it: `kill` keeps it, and it
 //! goes when its feature is done or with `git sprint logs --prune`.
 
+pub(crate) mod contain;
 pub mod env;
 mod output;
 pub mod run;
@@ -36,6 +37,7 @@ use crate::config::Setup;
 use crate::state::{check_name, Actor, Agent, AgentState, Refusal, StateError, Store, Transition};
 use crate::worker::procstat::{self, Snapshot};
 use crate::worker::profile::{AgentProfile, ProfileError};
+use crate::worker::reap;
 use crate::worker::tmux::{Tmux, TmuxError};
 use crate::worker::worktree::{BranchDeletion, Git, Identity, WorktreeError};
 use env::{EnvError, Environment, HANDOFF_ENV};
@@ -63,6 +65,12 @@ pub enum FleetError {
         worker: String,
         #[source]
         source: ProfileError,
+    },
+    #[error("sandbox for worker '{worker}'")]
+    Sandbox {
+        worker: String,
+        #[source]
+        source: crate::worker::sandbox::SandboxError,
     },
     #[error("{action} {}", path.display())]
     Io {
@@ -281,6 +289,19 @@ impl Fleet {
 
     pub fn prompt_path(&self, id: &str) -> PathBuf {
         self.dir("prompts").join(format!("{id}.md"))
+    }
+
+    /// The mark (`GIT_SPRINT_MARK`) every process of worker `id` carries:
+    /// it names the repository too, since worker ids repeat across them.
+    pub(crate) fn process_mark(&self, id: &str) -> String {
+        format!("agent:{}:{id}", self.common_dir.display())
+    }
+
+    /// Kills every process still carrying worker `id`'s mark (a wrapper
+    /// that was itself killed could not); returns how many.
+    pub(crate) fn kill_leftovers(&self, id: &str) -> usize {
+        let mark = self.process_mark(id);
+        reap::terminate(|| reap::marked(&mark), reap::GRACE)
     }
 
     /// The environment handed to the process of session `session` (it
@@ -947,6 +968,9 @@ impl Fleet {
                 sys::wait_exit(pid, Duration::from_secs(2));
             }
         }
+        // The wrapper kills the agent's tree; this catches what a wrapper
+        // that was itself killed (or never ran) could not.
+        self.kill_leftovers(&a.id);
         let path = PathBuf::from(&a.worktree);
         let mut wip = None;
         if path.is_dir() {

@@ -14,6 +14,11 @@
 //! end records what the run cost (`usage`) and, when it failed, why (`cause`,
 //! `error`), adding its tokens and cost to the task it worked on.
 //!
+//! Around the run (`contain.rs`), the agent is confined by the sandbox, and
+//! when it ends, whatever its tree left running is killed and any shared file
+//! it changed is put back before git runs in its worktree again; a broken rule
+//! makes the run's cause `policy`.
+//!
 //! Recording the end is an operation on the record as it is then: when the
 //! record is gone (`kill` removed it), nothing is written.
 
@@ -21,11 +26,13 @@ use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
 
+use super::contain::Containment;
 use super::output::{self, Liveness};
 use super::{sys, Fleet, FleetError, Result};
 use crate::clock;
 use crate::state::{Actor, Agent, AgentState, Cause, Transition, Usage};
 use crate::worker::profile::{AgentProfile, RenderInput};
+use crate::worker::reap;
 use crate::worker::stream::{self, Exit, StreamReader};
 
 /// How an agent ended, as recorded.
@@ -44,12 +51,23 @@ pub struct RunEnd {
     pub cause: Option<Cause>,
     /// The CLI's own line for `cause`.
     pub error: Option<String>,
+    /// The rules the run broke (shared files changed, sprint configuration
+    /// committed), as one line: the run's cause is then `policy`.
+    pub policy: Option<String>,
 }
 
 /// Runs worker `id`'s agent to its end and records it; `log` gets the
 /// wrapper's own messages (the pane, which tmux copies to the log file).
 pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd> {
     sys::forward_terminating_signals();
+    // Orphans of the agent's tree (`setsid`, double forks) are re-parented
+    // to the wrapper, which kills them when the agent ends.
+    if let Err(e) = reap::become_subreaper() {
+        let _ = writeln!(
+            log,
+            "git-sprint: {id}: cannot adopt the agent's orphans: {e}"
+        );
+    }
     let agent = fleet.agent(id)?;
     let actor = Actor::named(id);
     let worktree = std::path::PathBuf::from(&agent.worktree);
@@ -84,6 +102,8 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     if !agent.paths.is_empty() {
         env.push(("SPRINT_PATHS".to_owned(), agent.paths.join("\n")));
     }
+    let mark = fleet.process_mark(id);
+    env.push((reap::MARK_ENV.to_owned(), mark.clone()));
     let launch = profile
         .render(&RenderInput {
             prompt: &agent.prompt,
@@ -110,13 +130,20 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     // Where the agent's work begins, for `list` (the engine's records have none).
     let start_tip = fleet.branch_tip(&agent.branch).map(|t| t.to_string());
     let started = Instant::now();
-    let child = match launch.spawn_captured(&worktree) {
-        Ok(c) => c,
-        Err(source) => {
-            let err = FleetError::Profile {
-                worker: id.to_owned(),
-                source,
-            };
+    let spawned = Containment::prepare(fleet, &agent, &worktree, &launch.program(), log).and_then(
+        |contained| {
+            let child = launch
+                .spawn_confined(&worktree, contained.sandbox())
+                .map_err(|source| FleetError::Profile {
+                    worker: id.to_owned(),
+                    source,
+                })?;
+            Ok((contained, child))
+        },
+    );
+    let (contained, child) = match spawned {
+        Ok(spawned) => spawned,
+        Err(err) => {
             // Record the failed start so the worker is not left `starting`.
             record_end(
                 fleet,
@@ -130,6 +157,7 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
                     usage: None,
                     cause: Some(Cause::Setup),
                     error: Some(err_chain(&err)),
+                    policy: None,
                 },
             )?;
             return Err(err);
@@ -184,6 +212,9 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
         &config.prices,
         agent.model.as_deref().or(profile.model.as_deref()),
     );
+    // Before git runs in the worktree again: a planted fsmonitor or hook
+    // would run here, outside the sandbox.
+    let mut breaches = contained.after_exit(id, &mark, log);
     let wip_commit = fleet
         .save_wip(
             &worktree,
@@ -207,14 +238,22 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
             None
         }
     };
+    breaches.extend(contained.after_commit(fleet, &agent, &worktree, log));
+    let policy = (!breaches.is_empty()).then(|| breaches.join("; "));
     let end = RunEnd {
         exit_status,
         signal,
         wip_commit,
         killed,
         usage: Some(outcome.usage),
-        cause: outcome.cause,
-        error: outcome.error,
+        // A broken rule outweighs whatever else the run reported.
+        cause: if policy.is_some() {
+            Some(Cause::Policy)
+        } else {
+            outcome.cause
+        },
+        error: policy.clone().or(outcome.error),
+        policy,
     };
     record_end(fleet, &actor, id, &end)?;
     let _ = writeln!(
@@ -305,7 +344,8 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
             from,
             to: a.state.to_string(),
             reason: Some(reason),
-            policy: None,
+            // A broken rule is a policy decision of the audit trail.
+            policy: end.policy.clone(),
         });
         Ok(Some(a))
     })?;

@@ -1,16 +1,22 @@
 //! Worker machinery: the low-level pieces a worker is made of — a git worktree
 //! per task ([`worktree`]), a tmux session per worker on one private server per
 //! repository ([`tmux`]), the agent command line rendered from a profile
-//! ([`profile`]), the reader of its output ([`stream`]) and process-tree
-//! statistics for `list` ([`procstat`]).
+//! ([`profile`]), the reader of its output ([`stream`]), process-tree
+//! statistics for `list` ([`procstat`]), and the containment of untrusted
+//! agents: the Landlock [`sandbox`], the [`guard`] on shared files checked
+//! around every run, and [`reap`], which kills every process an agent or a
+//! gate left behind.
 //!
 //! Nothing here knows about `refs/ai-sprint` or the CLI: each module shells out
 //! to `git` or `tmux` (real processes, never a screen scraper) and returns typed
 //! errors that say what failed, where, and what to do next. The state store and
 //! the commands compose these pieces.
 
+pub(crate) mod guard;
 pub mod procstat;
 pub mod profile;
+pub(crate) mod reap;
+pub(crate) mod sandbox;
 pub mod stream;
 pub mod tmux;
 pub mod worktree;

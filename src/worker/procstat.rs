@@ -32,6 +32,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 #[derive(Debug, Clone, Copy)]
 struct Proc {
     ppid: u32,
+    /// `R`, `S`, `Z` (a zombie: ended, not yet reaped), …
+    state: char,
     /// utime + stime, in ticks.
     cpu_ticks: u64,
     /// Start time in ticks since boot: tells a reused pid from the original.
@@ -97,6 +99,24 @@ impl Snapshot {
             i += 1;
         }
         out
+    }
+
+    /// [`tree`](Self::tree) without `root` and without processes that have
+    /// already ended (zombies waiting to be reaped).
+    pub fn running_descendants(&self, root: u32) -> Vec<u32> {
+        self.tree(root)
+            .into_iter()
+            .skip(1)
+            .filter(|pid| self.procs[pid].state != 'Z' && self.procs[pid].state != 'X')
+            .collect()
+    }
+
+    /// Every process that has not ended, by pid.
+    pub fn running(&self) -> impl Iterator<Item = u32> + '_ {
+        self.procs
+            .iter()
+            .filter(|(_, p)| p.state != 'Z' && p.state != 'X')
+            .map(|(pid, _)| *pid)
     }
 }
 
@@ -178,6 +198,7 @@ fn parse_stat(stat: &str) -> Option<(char, Proc)> {
         state,
         Proc {
             ppid,
+            state,
             cpu_ticks: utime + stime,
             start,
         },

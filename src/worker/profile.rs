@@ -480,18 +480,42 @@ impl Launch {
     /// Starts the agent in `cwd`; stdin bytes are written from a thread, then
     /// stdin is closed so the agent sees end of input.
     pub fn spawn(&self, cwd: &Path) -> Result<Child> {
-        self.start(self.command(cwd))
+        self.spawn_with(cwd, None, false)
     }
 
     /// Like [`Launch::spawn`], with stdout and stderr piped to the caller
     /// (the wrapper reads them: [`crate::worker::stream`]).
     pub fn spawn_captured(&self, cwd: &Path) -> Result<Child> {
-        let mut cmd = self.command(cwd);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        self.start(cmd)
+        self.spawn_with(cwd, None, true)
     }
 
-    fn start(&self, mut cmd: Command) -> Result<Child> {
+    /// [`spawn_captured`](Self::spawn_captured), confining the agent to
+    /// `sandbox` when given (its variables, such as a private `TMPDIR`, are
+    /// added too).
+    pub(crate) fn spawn_confined(
+        &self,
+        cwd: &Path,
+        sandbox: Option<&super::sandbox::Sandbox>,
+    ) -> Result<Child> {
+        self.spawn_with(cwd, sandbox, true)
+    }
+
+    fn spawn_with(
+        &self,
+        cwd: &Path,
+        sandbox: Option<&super::sandbox::Sandbox>,
+        captured: bool,
+    ) -> Result<Child> {
+        let mut cmd = self.command(cwd);
+        if captured {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        if let Some(sandbox) = sandbox {
+            // The profile's own settings win.
+            let own = |k: &String| self.env.iter().any(|(key, _)| key == k);
+            cmd.envs(sandbox.env().into_iter().filter(|(k, _)| !own(k)));
+            sandbox.confine(&mut cmd);
+        }
         let mut child = cmd.spawn().map_err(|source| ProfileError::Spawn {
             program: self.program(),
             source,

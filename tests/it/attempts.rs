@@ -268,3 +268,48 @@ fn timeouts_gate_bounds_a_gate_that_names_no_timeout() {
     let gate = &t["gates"][0];
     assert_eq!(gate["timed_out"], true, "{gate}");
 }
+
+/// An agent that does the scripted agent's work, then prints Claude Code's
+/// stream-json of a run that cost $0.047313 (fixtures/streams).
+fn costly() -> String {
+    let stream =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/streams/claude-ok.stdout");
+    format!("{} >/dev/null 2>&1; cat '{}'", scripted(), stream.display())
+}
+
+#[test]
+fn a_reached_task_budget_starts_no_new_attempt_until_the_limit_is_raised() {
+    // The review gate fails the first attempt; the second would cost more
+    // than the task's budget allows.
+    let cfg = config(
+        &costly(),
+        "policy: { max_attempts: 3, retry_backoff: 1s }\nbudget: { task_usd: 0.04 }\n",
+    )
+    .replace("  scripted:\n", "  scripted:\n    output: claude\n")
+    .replace(
+        "  review:\n    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
+        "  review:\n    - name: once\n      run: \"m=$(git rev-parse --git-common-dir)/failed-once; [ -e $m ] && exit 0; touch $m; echo nope; exit 1\"\n",
+    );
+    let s = Sprint::new(&cfg, "- [ ] T001 Write src/a.txt\n");
+    s.start(&[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let (code, text) = health(&s);
+        if text.contains("budget: task f/T001") {
+            assert_eq!(code, Some(1), "{text}");
+            break text;
+        }
+        assert!(Instant::now() < deadline, "budget never reached: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(text.contains("budget.task_usd"), "{text}");
+    assert_eq!(developers(&s, "T001").len(), 1, "no second attempt");
+    assert_eq!(s.tasks()["T001"]["status"], "in_progress");
+    // Recorded as a policy decision.
+    let log = s.f.repo.git(["log", "--format=%B", "refs/ai-sprint"]);
+    assert!(log.contains("Sprint-Policy: budget"), "{log}");
+    // Raising the limit lets the task go on, without a restart.
+    s.f.repo.git(["config", "sprint.budget.task-usd", "1"]);
+    s.wait_done(60);
+    assert_eq!(developers(&s, "T001").len(), 2);
+}

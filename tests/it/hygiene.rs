@@ -77,6 +77,8 @@ fn who(f: &Fleet, rev: &str) -> String {
 #[test]
 fn a_spawned_agent_gets_the_callers_environment_not_the_tmux_servers() {
     let f = Fleet::new();
+    // The agent reports into .git, which the sandbox keeps agents out of.
+    f.repo.git(["config", "sprint.sandbox", "off"]);
     early_tmux_server(&f, &[("GS_SERVER_ONLY", "stale"), ("GS_FOO", "server")]);
     let report = "printf 'FOO=%s SERVER_ONLY=%s AUTHOR=%s\\n' \"$GS_FOO\" \"${GS_SERVER_ONLY-unset}\" \"$GIT_AUTHOR_NAME\" > \"$(git rev-parse --git-common-dir)/seen\"";
     let out = f
@@ -117,6 +119,8 @@ case $SPRINT_WORKER in *T001.dev*) i=0; while [ ! -e "$common/go" ] && [ $i -lt 
         &cfg,
         "- [ ] T001 One in a.txt\n- [ ] T002 Two in b.txt (depends on T001)\n",
     );
+    // The agents report into .git, which the sandbox keeps agents out of.
+    s.f.repo.git(["config", "sprint.sandbox", "off"]);
     early_tmux_server(&s.f, &[("GS_SERVER_ONLY", "stale")]);
     let seen = common(&s.f).join("seen");
     s.start(&[("GS_FOO", "one")]);

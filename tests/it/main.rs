@@ -3,6 +3,7 @@
 mod attempts;
 mod base;
 mod cli;
+mod containment;
 mod demo;
 mod fleet;
 mod hygiene;

@@ -45,6 +45,11 @@ impl Sprint {
         assert!(out.status.success(), "{}", super::support::stderr(&out));
     }
 
+    /// Makes `$HOME/once/`, where agents under [`ONCE`] may keep markers.
+    pub(crate) fn once_dir(&self) {
+        std::fs::create_dir_all(self.f.repo.home().join("once")).unwrap();
+    }
+
     pub(crate) fn status(&self) -> Value {
         serde_json::from_str(&self.f.ok(&["status", "--json"])).unwrap()
     }
@@ -181,6 +186,10 @@ impl Sprint {
         }
     }
 }
+
+/// Config for agents that remember across attempts in `$HOME/once/`: the
+/// sandbox lets them write only there (see [`Sprint::once_dir`]).
+const ONCE: &str = "sandbox: { writable: [~/once] }\n";
 
 pub(crate) fn config(agent_command: &str, extra: &str) -> String {
     format!(
@@ -332,17 +341,20 @@ fn a_review_gate_that_fails_once_is_fed_back_into_the_next_prompt() {
 #[test]
 fn a_hung_agent_loses_its_lease_and_the_task_is_retried_with_its_work_kept() {
     let once = format!(
-        "m=\"$(git rev-parse --git-common-dir)/hung-once\"; if [ ! -e \"$m\" ]; then touch \"$m\"; SCRIPTED_AGENT_MODE=hang {}; fi; {}",
+        "m=\"$HOME/once/hung\"; if [ ! -e \"$m\" ]; then touch \"$m\"; SCRIPTED_AGENT_MODE=hang {}; fi; {}",
         scripted(),
         scripted()
     );
     let s = Sprint::new(
         &config(
             &once,
-            "timeouts: { lease: 2s, hung: 2s }\npolicy: { retry_backoff: 1s }\n",
+            &format!(
+                "timeouts: {{ lease: 2s, hung: 2s }}\npolicy: {{ retry_backoff: 1s }}\n{ONCE}"
+            ),
         ),
         "- [ ] T001 Write src/a.txt\n",
     );
+    s.once_dir();
     s.start(&[]);
     s.wait_done(60);
     let trail = s.transitions();
@@ -480,7 +492,7 @@ grep -q "$SPRINT_TASK" shared.txt 2>/dev/null || {{ echo "$SPRINT_TASK" >> share
 #[test]
 fn a_failing_post_merge_gate_keeps_the_integration_branch_where_it_was() {
     let once = format!(
-        r#"m="$(git rev-parse --git-common-dir)/bad-once"
+        r#"m="$HOME/once/bad"
 case "$SPRINT_WORKER" in *.dev.*)
   if [ ! -e "$m" ]; then touch "$m"; echo BAD > bad.txt; git add bad.txt; git commit -q -m "bad"
   elif [ -e bad.txt ]; then git rm -q bad.txt; git commit -q -m "fix"; fi
@@ -489,11 +501,12 @@ esac
         scripted()
     );
     // Only the post-merge gate looks for BAD: review and test gates pass.
-    let cfg = config(&once, "").replace(
+    let cfg = config(&once, ONCE).replace(
         "  test:\n    - name: check\n      run: sh check.sh\n",
         "  test: []\n",
     );
     let s = Sprint::new(&cfg, "- [ ] T001 One in a.txt\n");
+    s.once_dir();
     let before = s.f.repo.git(["rev-parse", "HEAD"]);
     s.start(&[]);
     s.wait_done(60);
@@ -596,6 +609,8 @@ fn a_finished_convoy_gets_its_docs_from_a_librarian_merged_like_a_task() {
         .find(|a| a["id"] == "f.docs-US1.docs.1")
         .expect("a librarian for US1");
     let prompt = librarian["prompt"].as_str().unwrap();
+    // The diffstat pads names to the longest one, which depends on whether
+    // the other convoy's docs were merged first.
     assert!(
         prompt.contains("- T001: One in a.txt")
             && prompt
