@@ -274,7 +274,12 @@ fn timeouts_gate_bounds_a_gate_that_names_no_timeout() {
 fn costly() -> String {
     let stream =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/streams/claude-ok.stdout");
-    format!("{} >/dev/null 2>&1; cat '{}'", scripted(), stream.display())
+    // Not `scripted()`: it `exec`s the agent, and nothing after it would run.
+    format!(
+        "'{}' >/dev/null 2>&1; cat '{}'",
+        super::fleet::agent(),
+        stream.display()
+    )
 }
 
 #[test]

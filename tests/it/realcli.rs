@@ -807,7 +807,15 @@ fn the_stand_in_answers_both_apis_and_its_faults() {
 fn claude_code_as_root_without_is_sandbox_is_refused_with_its_own_line() {
     let (cli, node) = need!(Kind::Claude);
     let standin = StandIn::start(&node, json!({}));
-    let run = Run::new(Kind::Claude, &cli, &standin, "", ONE);
+    // Unsandboxed: a Landlock-confined agent gets IS_SANDBOX=1 from the
+    // sandbox itself, and rightly so.
+    let run = Run::new(
+        Kind::Claude,
+        &cli,
+        &standin,
+        "sandbox: { enabled: false }\n",
+        ONE,
+    );
     // The same config without the variable that lets Claude Code skip
     // permissions as root.
     let file = run.s.f.repo.path().join(".git-sprint.yaml");
