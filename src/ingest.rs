@@ -380,11 +380,12 @@ fn reconcile(
         });
     }
 
-    let mut existing: BTreeMap<String, Task> = txn
-        .tasks(name)?
-        .into_iter()
-        .map(|t| (t.id.clone(), t))
-        .collect();
+    let (readable, broken) = txn.tasks_and_quarantined(name)?;
+    let mut existing: BTreeMap<String, Task> =
+        readable.into_iter().map(|t| (t.id.clone(), t)).collect();
+    // A quarantined record is left as it is: re-adding it as new would wipe
+    // its progress. 'git sprint repair' rewrites it (with tasks.md's text).
+    let broken: BTreeSet<String> = broken.into_iter().map(|(id, _)| id).collect();
     let note = |txn: &mut Txn<'_>, id: &str, from: &str, to: TaskStatus, reason: &str| {
         txn.record(Transition {
             task: format!("{name}/{id}"),
@@ -395,6 +396,9 @@ fn reconcile(
         });
     };
     for pt in &plan.tasks {
+        if broken.contains(&pt.id) {
+            continue;
+        }
         let mut task = match existing.remove(&pt.id) {
             Some(t) => t,
             None => {
@@ -528,6 +532,34 @@ fn reconcile(
         out.summary()
     ));
     Ok(out)
+}
+
+/// Copies what the feature's last ingested tasks.md says about `task`
+/// onto it (for a repaired record); false when there is no such file or
+/// task, or it does not parse.
+pub fn overlay_from_spec(repo: &gix::Repository, feature: &Feature, task: &mut Task) -> bool {
+    let (Some(path), Some(blob)) = (&feature.tasks_path, &feature.tasks_blob) else {
+        return false;
+    };
+    let Ok(id) = ObjectId::from_hex(blob.as_bytes()) else {
+        return false;
+    };
+    let Ok(object) = repo.find_object(id) else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(&object.data) else {
+        return false;
+    };
+    let Ok(plan) = spec::parse(path, text).and_then(|f| spec::plan(&f)) else {
+        return false;
+    };
+    match plan.tasks.iter().find(|pt| pt.id == task.id) {
+        Some(pt) => {
+            apply(task, pt);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Copies what tasks.md says about a task onto its record.

@@ -51,6 +51,7 @@ enum Command {
     Retry(commands::retry::Args),
     Sync(commands::sync::Args),
     Cancel(commands::cancel::Args),
+    Repair(commands::repair::Args),
     Pause(commands::pause::Args),
     /// Start scheduling new work again after a pause
     ///
@@ -67,6 +68,7 @@ enum Command {
     Kill(commands::kill::Args),
     #[command(subcommand)]
     Config(commands::config::Command),
+    Recover(commands::recover::Args),
     Uninstall(commands::uninstall::Args),
     #[command(hide = true)]
     Hook(commands::hook::Args),
@@ -125,6 +127,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Retry(a) => commands::retry::run(ctx, a),
         Command::Sync(a) => commands::sync::run(ctx, a),
         Command::Cancel(a) => commands::cancel::run(ctx, a),
+        Command::Repair(a) => commands::repair::run(ctx, a),
+        Command::Recover(a) => commands::recover::run(ctx, a),
         Command::Pause(a) => commands::pause::run(ctx, a, true),
         Command::Resume(a) => commands::pause::run(ctx, a, false),
         Command::Ingest(a) => commands::ingest::run(ctx, a),

@@ -5,9 +5,13 @@
 //! The merge happens in the Refinery's own worktree, detached at the
 //! integration tip; the branch moves only after the gates pass, by a
 //! compare-and-swap `update-ref`. A crash at any point leaves either the old
-//! tip (the merge never happened) or the new one (it happened once), and a
-//! task whose branch is already in the integration branch is recognised as
-//! merged rather than merged again.
+//! tip (the merge never happened) or the new one (it happened once).
+//!
+//! The integration branch, not the state, is the truth for "merged": every
+//! merge commit carries a `Sprint-Task: <feature>/<task>` trailer, and a task
+//! whose merge is already on the branch's first-parent history is never
+//! merged again, whatever the state says. A task branch with no commit
+//! beyond the integration branch is nothing to merge, never a merge.
 
 use std::path::{Path, PathBuf};
 
@@ -33,13 +37,22 @@ pub struct Merge<'a> {
 /// How it went.
 #[derive(Debug)]
 pub enum Verdict {
+    /// `commit` on the integration branch merged the task branch at `tip`.
     Merged {
         commit: String,
+        tip: String,
     },
-    /// The branch was already in the integration branch (a merge that
-    /// finished before a crash): nothing to do again.
+    /// The integration branch already has the task's merge commit (one that
+    /// finished before a crash, or a state that forgot it): nothing to do
+    /// again. `tip` is what that merge brought in.
     AlreadyMerged {
         commit: String,
+        tip: String,
+    },
+    /// The task branch adds no commit to the integration branch (the agent
+    /// committed nothing, or dropped its commits): no merge was made.
+    NothingToMerge {
+        tip: String,
     },
     Conflict {
         files: Vec<String>,
@@ -73,6 +86,8 @@ pub enum RefineryError {
     },
     #[error("{integration} moved while merging {task}; the merge will be tried again")]
     Raced { integration: String, task: String },
+    #[error(transparent)]
+    StaleLock(#[from] crate::state::StateError),
 }
 
 type Result<T> = std::result::Result<T, RefineryError>;
@@ -153,6 +168,19 @@ fn prepare_worktree(git: &Git, common_dir: &Path, at: &str) -> Result<Git> {
     let path = worktree(common_dir);
     if path.join(".git").exists() {
         let wt = git.at(&path);
+        // A git killed in here (with the orchestrator) leaves its index
+        // lock, and every merge after it would fail.
+        if let Ok(lock) = ok(
+            &wt,
+            &[
+                "rev-parse",
+                "--path-format=absolute",
+                "--git-path",
+                "index.lock",
+            ],
+        ) {
+            clear_stale_lock(Path::new(&lock), common_dir)?;
+        }
         let _ = run(&wt, &["merge", "--abort"]);
         ok(&wt, &["checkout", "--quiet", "--force", "--detach", at])?;
         ok(&wt, &["clean", "-fdxq"])?;
@@ -163,6 +191,32 @@ fn prepare_worktree(git: &Git, common_dir: &Path, at: &str) -> Result<Git> {
     let p = path.to_string_lossy().into_owned();
     ok(git, &["worktree", "add", "--quiet", "--detach", &p, at])?;
     Ok(git.at(&path))
+}
+
+/// Removes `lock` if it is stale (see [`crate::state::clear_stale_lock`]);
+/// true if it did.
+fn clear_stale_lock(lock: &Path, common_dir: &Path) -> Result<bool> {
+    Ok(crate::state::clear_stale_lock(lock, common_dir)?.is_some())
+}
+
+/// Moves `full_ref` from `old` to `new` by compare-and-swap; false when it
+/// is not at `old` (or is locked by a live writer). A lock left on it by a
+/// git killed mid-update would fail every move after it: once stale, it is
+/// removed and the swap tried again.
+fn move_branch(
+    git: &Git,
+    common_dir: &Path,
+    full_ref: &str,
+    new: &str,
+    old: &str,
+    message: &str,
+) -> Result<bool> {
+    let swap = || run(git, &["update-ref", "-m", message, full_ref, new, old]);
+    if swap()?.status.success() {
+        return Ok(true);
+    }
+    let lock = common_dir.join(format!("{full_ref}.lock"));
+    Ok(clear_stale_lock(&lock, common_dir)? && swap()?.status.success())
 }
 
 /// Files left in conflict by a failed merge.
@@ -195,9 +249,12 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
             &format!("refs/heads/{}^{{commit}}", m.task_branch),
         ],
     )?;
-    let merged = run(&git, &["merge-base", "--is-ancestor", &tip, &old])?;
-    if merged.status.success() {
-        return Ok(Verdict::AlreadyMerged { commit: old });
+    if let Some((commit, tip)) = find_merge(&git, &integration_ref, m.task)? {
+        return Ok(Verdict::AlreadyMerged { commit, tip });
+    }
+    let contained = run(&git, &["merge-base", "--is-ancestor", &tip, &old])?;
+    if contained.status.success() {
+        return Ok(Verdict::NothingToMerge { tip });
     }
 
     if !m.security.is_empty() && m.task_worktree.exists() {
@@ -225,6 +282,15 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
             String::from_utf8_lossy(&out.stderr)
         );
         let _ = run(&wt, &["merge", "--abort"]);
+        if files.is_empty() {
+            // git could not merge at all (a lock, a broken worktree): not
+            // the task's conflict, so no attempt is spent on it.
+            return Err(RefineryError::Git {
+                args: "merge".into(),
+                dir: wt_path,
+                stderr: output.trim().to_owned(),
+            });
+        }
         return Ok(Verdict::Conflict { files, output });
     }
     let outcome = gates::run_stage(m.post_merge, &wt_path, &[]);
@@ -237,30 +303,69 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
         });
     }
     // Compare-and-swap: only from the tip we merged onto.
-    let moved = run(
+    let moved = move_branch(
         &git,
-        &[
-            "update-ref",
-            "-m",
-            &format!("refinery: merge {}", m.task),
-            &integration_ref,
-            &new,
-            &old,
-        ],
+        m.common_dir,
+        &integration_ref,
+        &new,
+        &old,
+        &format!("refinery: merge {}", m.task),
     )?;
-    if !moved.status.success() {
+    if !moved {
         return Err(RefineryError::Raced {
             integration: m.integration.to_owned(),
             task: m.task.to_owned(),
         });
     }
     drop(lock);
-    Ok(Verdict::Merged { commit: new })
+    Ok(Verdict::Merged { commit: new, tip })
+}
+
+/// How far back the integration branch's first-parent history is searched
+/// for a task's merge: a sprint's merges are the newest commits on it, so
+/// this bounds the cost in a long history without missing any of them.
+const MERGE_SCAN: usize = 5000;
+
+/// The merge commit on `integration`'s first-parent history whose
+/// `Sprint-Task:` trailer names `task`, and the tip it merged (its second
+/// parent).
+fn find_merge(git: &Git, integration: &str, task: &str) -> Result<Option<(String, String)>> {
+    let log = ok(
+        git,
+        &[
+            "log",
+            "--first-parent",
+            &format!("--max-count={MERGE_SCAN}"),
+            "--format=%H %P%x1f%(trailers:key=Sprint-Task,valueonly,separator=%x1e)",
+            integration,
+            "--",
+        ],
+    )?;
+    Ok(merge_of(&log, task))
+}
+
+/// Parses `find_merge`'s log: one line per commit, `<id> <parents…>` then
+/// \x1f then the `Sprint-Task:` values separated by \x1e. Only a merge
+/// commit (two parents or more) counts, and only an exact value.
+fn merge_of(log: &str, task: &str) -> Option<(String, String)> {
+    log.lines().find_map(|line| {
+        let (ids, trailers) = line.split_once('\x1f')?;
+        if !trailers.split('\x1e').any(|v| v.trim() == task) {
+            return None;
+        }
+        let mut ids = ids.split_whitespace();
+        let (commit, _first, second) = (ids.next()?, ids.next()?, ids.next()?);
+        Some((commit.to_owned(), second.to_owned()))
+    })
 }
 
 /// What the developer is told when their merge did not go in.
 pub fn feedback(verdict: &Verdict, integration: &str) -> Option<String> {
     match verdict {
+        Verdict::NothingToMerge { .. } => Some(format!(
+            "Nothing was merged: your branch has no commit that is not already in {integration}.\n\
+             Make the change the task asks for and commit it; work left uncommitted is not merged."
+        )),
         Verdict::Conflict { files, output } => Some(format!(
             "Merging your branch into {integration} conflicts in: {}.\n\
              Merge {integration} into your branch, resolve the conflicts, keep both sides' intent, and commit.\n\n```\n{}\n```",
@@ -468,18 +573,15 @@ pub fn sync_base(
         let _ = run(&wt, &["checkout", "--quiet", "--force", "--detach", &old]);
         return Ok(BaseSync::GatesFailed { outcome });
     }
-    let moved = run(
+    let moved = move_branch(
         &git,
-        &[
-            "update-ref",
-            "-m",
-            &format!("refinery: merge {base}"),
-            &integration_ref,
-            &new,
-            &old,
-        ],
+        common_dir,
+        &integration_ref,
+        &new,
+        &old,
+        &format!("refinery: merge {base}"),
     )?;
-    if !moved.status.success() {
+    if !moved {
         return Err(RefineryError::Raced {
             integration: integration.to_owned(),
             task: base.to_owned(),
@@ -487,4 +589,58 @@ pub fn sync_base(
     }
     drop(lock);
     Ok(BaseSync::Merged { commit: new })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::testutil::TestRepo;
+
+    #[test]
+    fn only_an_exact_trailer_on_a_merge_commit_counts_as_the_task_merged() {
+        let log = "m3 p2 t3\x1ff/T0010\x1e\n\
+                   c2 p1\x1ff/T001\x1e\n\
+                   m1 p0 t1\x1fother/T9\x1ef/T001\x1e\n";
+        assert_eq!(merge_of(log, "f/T001"), Some(("m1".into(), "t1".into())));
+        assert_eq!(merge_of(log, "f/T0010"), Some(("m3".into(), "t3".into())));
+        assert_eq!(merge_of(log, "f/T002"), None);
+        assert_eq!(merge_of("", "f/T001"), None);
+    }
+
+    #[test]
+    fn the_integration_branch_finds_a_task_merge_by_its_trailer() {
+        let r = TestRepo::new();
+        let git = |args: &[&str]| ok(&r.git, args).unwrap();
+        git(&["branch", "sprint/f/integration"]);
+        git(&["switch", "-q", "-c", "sprint/f/T001"]);
+        std::fs::write(r.work.join("a.txt"), "a\n").unwrap();
+        git(&["add", "a.txt"]);
+        git(&["commit", "-q", "-m", "T001: a"]);
+        let tip = git(&["rev-parse", "HEAD"]);
+        git(&["switch", "-q", "sprint/f/integration"]);
+        git(&[
+            "merge",
+            "--no-ff",
+            "-q",
+            "-m",
+            "Merge f/T001: a\n\nSprint-Task: f/T001\n",
+            "sprint/f/T001",
+        ]);
+        let merge = git(&["rev-parse", "HEAD"]);
+        // A commit of a person on the branch after it does not hide it.
+        std::fs::write(r.work.join("b.txt"), "b\n").unwrap();
+        git(&["add", "b.txt"]);
+        git(&[
+            "commit",
+            "-q",
+            "-m",
+            "Sprint-Task: f/T002 is not a trailer here",
+        ]);
+        let integration = "refs/heads/sprint/f/integration";
+        assert_eq!(
+            find_merge(&r.git, integration, "f/T001").unwrap(),
+            Some((merge, tip))
+        );
+        assert_eq!(find_merge(&r.git, integration, "f/T002").unwrap(), None);
+    }
 }

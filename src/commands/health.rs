@@ -16,7 +16,7 @@ use crate::worker::procstat;
 /// For each running agent: its role and task, whether its process lives,
 /// seconds since its last heartbeat (a commit or stream event) and since its
 /// pane last printed, when its lease runs out, and what it has cost. Then
-/// what needs a person: an open circuit breaker, a budget reached, failed or
+/// what needs a person: a quarantined record, an open breaker, a budget, failed or
 /// blocked tasks, stalled features — each with its cause and the command
 /// that helps. Agents run by fleet commands alone need no orchestrator.
 #[derive(Debug, clap::Args)]

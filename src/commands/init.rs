@@ -3,18 +3,20 @@
 use super::{short, Ctx, Result};
 use crate::clock;
 use crate::hooks::{self, Installed};
-use crate::state::{Actor, SprintMeta, Transition};
+use crate::state::{Actor, SprintMeta, StateError, Transition};
 
 /// Set up git-sprint in this repository: the state ref and the git hooks
 ///
-/// Creates refs/ai-sprint if it is missing, writes a commented
-/// .git-sprint.yaml if there is none, and installs the post-commit,
-/// post-merge, post-applypatch, post-rewrite and prepare-commit-msg hooks
-/// (any hook already there is kept and still runs; run init again to add a
-/// hook a newer version brings). A core.hooksPath outside this repository
-/// is refused unless --shared-hooks is given. The state is shared by every
-/// worktree of the repository; nothing in your branches or working tree
-/// changes. Running it again changes nothing.
+/// Creates refs/ai-sprint if it is missing (but refuses when sprint
+/// branches, worktrees or a backup show that a state was lost: 'git sprint
+/// recover' restores it), writes a commented .git-sprint.yaml if there is
+/// none, and installs the post-commit, post-merge, post-applypatch,
+/// post-rewrite and prepare-commit-msg hooks (any hook already there is kept
+/// and still runs; run init again to add a hook a newer version brings). A
+/// core.hooksPath outside this repository is refused unless --shared-hooks
+/// is given. The state is shared by every worktree of the repository;
+/// nothing in your branches or working tree changes. Running it again
+/// changes nothing.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Do not install git hooks
@@ -43,6 +45,17 @@ pub(crate) fn hooks_dir(store: &crate::state::Store, shared: bool) -> Result<std
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
+    if store.tip()?.is_none() {
+        // A new state over an old sprint's branches would run its tasks
+        // again from scratch: refuse, and point to recover.
+        let evidence = store.evidence()?;
+        if !evidence.is_empty() {
+            return Err(StateError::Lost {
+                evidence: evidence.to_string(),
+            }
+            .into());
+        }
+    }
     // Refuse before writing anything: a refusal leaves no half set-up repository.
     let hooks_dir = if args.no_hooks {
         None

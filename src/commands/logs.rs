@@ -97,12 +97,24 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         }
         Err(e) => return Err(e.into()),
     };
-    let mut file = match std::fs::File::open(&path) {
+    let running = agent
+        .as_ref()
+        .is_some_and(|a| matches!(a.state, AgentState::Starting | AgentState::Running));
+    let opened = match std::fs::File::open(&path) {
+        // Following a worker whose pane has printed nothing yet: make the
+        // (empty) log that tmux appends to, and follow it from the start.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && running && args.follow => {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(&path)
+        }
+        other => other,
+    };
+    let mut file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let running = agent
-                .as_ref()
-                .is_some_and(|a| matches!(a.state, AgentState::Starting | AgentState::Running));
             if running {
                 writeln!(ctx.out, "No output from {id} yet.")?;
             } else {

@@ -1,7 +1,7 @@
 //! `git sprint move`: one transition of a task.
 
 use super::{person, Ctx, Result};
-use crate::state::{ops, TaskStatus};
+use crate::state::{ops, repair, TaskStatus};
 
 /// Move a task to another status
 ///
@@ -35,14 +35,33 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());
     let mut from = None;
+    let mut repaired = false;
     let done = store.transact(&actor, |txn| {
         let r = ops::resolve(txn, &args.task)?;
+        // A record that does not parse is rewritten (as `repair` does):
+        // forcing it to a status is a person saying what it is.
+        repaired = args.force && repair::is_broken(txn, &r)?;
+        if repaired {
+            let fixed = repair::repair_task(
+                txn,
+                &r,
+                args.status,
+                args.reason.as_deref(),
+                &super::repair::overlay_spec,
+            )?;
+            return Ok((r, fixed.task));
+        }
         from = txn.task(&r.feature, &r.id)?.map(|t| t.status);
         let task = ops::move_task(txn, &r, args.status, args.reason.as_deref(), args.force)?;
         Ok((r, task))
     })?;
     let (r, task) = done.value;
     match (from, done.commit) {
+        _ if repaired => writeln!(
+            ctx.out,
+            "{r}: quarantined -> {} (its unreadable record was rewritten)",
+            task.status
+        )?,
         (Some(from), Some(_)) => writeln!(ctx.out, "{r}: {from} -> {}", task.status)?,
         _ => writeln!(ctx.out, "{r} is already {}; nothing changed", task.status)?,
     }

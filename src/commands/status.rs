@@ -8,9 +8,9 @@ use serde::Serialize;
 use super::{short, write_json, Ctx, Result};
 use crate::clock;
 use crate::stages::budget::{spend, Spend};
-use crate::state::{natural_key, ConvoyStatus, FeatureState, Snapshot, TaskStatus};
+use crate::state::{natural_key, ConvoyStatus, FeatureState, Snapshot, StateError, TaskStatus};
 
-/// Show features, convoys, tasks per status and live claims
+/// Show features, convoys, tasks per status, claims and quarantined records
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print JSON for tools instead of text
@@ -23,8 +23,8 @@ struct StatusJson<'a> {
     tip: Option<String>,
     /// US dollars spent, in total and per feature.
     spend: Spend,
-    /// What needs a person (open breakers, budgets reached, failed, blocked
-    /// and stalled work).
+    /// What needs a person (quarantined records, open breakers, budgets
+    /// reached, failed, blocked and stalled work).
     trouble: Vec<crate::stages::trouble::Trouble>,
     /// Working-tree tasks.md files that do not parse.
     drafts: Vec<crate::ingest::Draft>,
@@ -39,6 +39,15 @@ struct StatusJson<'a> {
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let tip = store.tip()?;
+    if tip.is_none() {
+        let evidence = store.evidence()?;
+        if !evidence.is_empty() {
+            return Err(StateError::Lost {
+                evidence: evidence.to_string(),
+            }
+            .into());
+        }
+    }
     let snapshot = store.read(Snapshot::read)?;
     let drafts = store
         .repo()

@@ -6,7 +6,8 @@ use crate::hooks::{self, Removed};
 /// Remove git-sprint's git hooks and put back the hooks they replaced
 ///
 /// The sprint state on refs/ai-sprint is kept; delete it yourself with
-/// 'git update-ref -d refs/ai-sprint' if you want it gone.
+/// 'git update-ref -d refs/ai-sprint' and 'git update-ref -d
+/// refs/ai-sprint-backup' if you want it gone.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Remove them from core.hooksPath even when it is outside this

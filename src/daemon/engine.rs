@@ -163,6 +163,14 @@ impl Engine {
         Ok((self.next_deadline(&snapshot, &activity), failed))
     }
 
+    /// Marks `key` as worked on by a thread of ours; false when it already is.
+    fn take_busy(&self, key: &str) -> bool {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned())
+    }
+
     /// The tasks whose gates or merge run on a thread now. A poisoned lock
     /// (a panic on such a thread) still holds a usable set.
     fn busy_set(&self) -> HashSet<String> {
@@ -555,6 +563,7 @@ impl Engine {
                 Some(p) => txn.agent(&p)?.into_iter().collect(),
                 None => Vec::new(),
             },
+            quarantined: Vec::new(),
         };
         match stages::breaker_gate(
             meta.breakers.get(profile),
@@ -711,12 +720,7 @@ impl Engine {
     /// wakes the orchestrator again.
     fn run_gates(&self, feature: &str, task: &str, stage: GateStage) -> Result<(), EngineError> {
         let key = format!("{feature}/{task}");
-        if !self
-            .busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
-        {
+        if !self.take_busy(&key) {
             return Ok(());
         }
         let gates: Vec<Gate> = match stage {
@@ -1017,12 +1021,7 @@ impl Engine {
     /// the result is a state commit, which wakes the loop.
     fn sync_base(&self, feature: &str) {
         let key = format!("{feature}/base");
-        if !self
-            .busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
-        {
+        if !self.take_busy(&key) {
             return;
         }
         let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
@@ -1061,12 +1060,7 @@ impl Engine {
         record: impl FnOnce(&crate::state::Store, &Verdict) -> Result<(), StateError> + Send + 'static,
     ) {
         let key = format!("{feature}/{task}");
-        if !self
-            .busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
-        {
+        if !self.take_busy(&key) {
             return;
         }
         let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());

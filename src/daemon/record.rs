@@ -12,8 +12,8 @@ use crate::gates;
 use crate::refinery::Verdict;
 use crate::stages::GateStage;
 use crate::state::{
-    ops, Actor, AgentState, AttemptNote, Cause, ConvoyStatus, StateError, Store, Task, TaskRef,
-    TaskStatus, Transition, Txn,
+    ops, Actor, AgentState, AttemptNote, Cause, ConvoyStatus, Merged, StateError, Store, Task,
+    TaskRef, TaskStatus, Transition, Txn,
 };
 
 /// How failed attempts are paid for (from `policy` in the config).
@@ -507,11 +507,34 @@ pub fn record_merge(
             return Ok(());
         }
         let (cause, why) = match verdict {
-            Verdict::Merged { commit } | Verdict::AlreadyMerged { commit } => {
-                let why = format!("merged into {integration} as {}", short(commit));
+            Verdict::Merged { commit, tip } | Verdict::AlreadyMerged { commit, tip } => {
+                let why = match verdict {
+                    Verdict::Merged { .. } => {
+                        format!("merged into {integration} as {}", short(commit))
+                    }
+                    _ => format!(
+                        "already merged into {integration} as {} (found by its Sprint-Task trailer)",
+                        short(commit)
+                    ),
+                };
+                // What was merged, in the transaction that says it was.
+                t.merged = Some(Merged {
+                    tip: tip.clone(),
+                    commit: commit.clone(),
+                });
+                txn.put_task(feature, &t)?;
                 ops::move_task(txn, &r, TaskStatus::Done, Some(&why), false)?;
                 return Ok(());
             }
+            // Never a merge: the branch adds nothing (no commit, or dropped).
+            Verdict::NothingToMerge { tip } => (
+                Cause::NoChange,
+                format!(
+                    "nothing to merge: {} at {} adds no commit to {integration}",
+                    crate::stages::task_branch(feature, task),
+                    short(tip)
+                ),
+            ),
             Verdict::Conflict { files, .. } => (
                 Cause::Conflict,
                 format!("merge conflict in {}", files.join(", ")),
@@ -555,9 +578,13 @@ pub fn record_docs(
             return Ok(());
         }
         let (to, why) = match verdict {
-            Verdict::Merged { commit } | Verdict::AlreadyMerged { commit } => (
+            Verdict::Merged { commit, .. } | Verdict::AlreadyMerged { commit, .. } => (
                 ConvoyStatus::Done,
                 format!("docs merged into {integration} as {}", short(commit)),
+            ),
+            Verdict::NothingToMerge { .. } => (
+                ConvoyStatus::Done,
+                "the librarian changed no docs: nothing to merge".to_owned(),
             ),
             other => {
                 let what = crate::refinery::feedback(other, integration).unwrap_or_default();

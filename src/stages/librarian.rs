@@ -33,10 +33,10 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
         let mut docs_locked = fs.convoys.iter().any(|c| c.status == ConvoyStatus::InDocs);
         for c in &fs.convoys {
             let finished = c.tasks.iter().all(|id| {
-                fs.tasks
-                    .iter()
-                    .find(|t| &t.id == id)
-                    .is_none_or(|t| matches!(t.status, TaskStatus::Done | TaskStatus::Cancelled))
+                !world.snapshot.is_quarantined(feature, id)
+                    && fs.tasks.iter().find(|t| &t.id == id).is_none_or(|t| {
+                        matches!(t.status, TaskStatus::Done | TaskStatus::Cancelled)
+                    })
             });
             let merged_any = c.tasks.iter().any(|id| {
                 fs.tasks

@@ -432,6 +432,7 @@ mod tests {
                 tasks,
             }],
             agents,
+            quarantined: vec![],
         }
     }
 

@@ -58,7 +58,10 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
             continue;
         }
         let finished = |s: TaskStatus| matches!(s, TaskStatus::Done | TaskStatus::Cancelled);
-        let tasks_done = !fs.tasks.is_empty() && fs.tasks.iter().all(|t| finished(t.status));
+        // A quarantined task (its record does not parse) is not finished.
+        let tasks_done = !fs.tasks.is_empty()
+            && fs.tasks.iter().all(|t| finished(t.status))
+            && !world.snapshot.has_quarantined_tasks(&fs.feature.name);
         let convoys_done = fs.convoys.iter().all(|c| c.status == ConvoyStatus::Done);
         if tasks_done && convoys_done {
             out.push(Action::CloseFeature {

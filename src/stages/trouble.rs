@@ -1,5 +1,6 @@
-//! Trouble: what needs a person, read from the state — an open circuit
-//! breaker, a budget reached, a failed or blocked task, a stalled feature.
+//! Trouble: what needs a person, read from the state — a quarantined
+//! record, an open circuit breaker, a budget reached, a failed or blocked
+//! task, a stalled feature.
 //! `status` shows it and `health` exits 1 on it, from this one list, each
 //! with its cause and the command that helps.
 
@@ -10,9 +11,9 @@ use crate::state::{Snapshot, TaskStatus};
 /// One thing that needs a person.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Trouble {
-    /// `breaker`, `budget`, `failed`, `blocked` or `stalled`.
+    /// `quarantined`, `breaker`, `budget`, `failed`, `blocked` or `stalled`.
     pub kind: &'static str,
-    /// The agent profile, budget scope, task (`feature/T001`) or feature.
+    /// The record, agent profile, budget scope, task (`feature/T001`) or feature.
     pub subject: String,
     /// The recorded cause, where there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -26,6 +27,16 @@ pub struct Trouble {
 /// Everything in `snapshot` that needs a person, most urgent first.
 pub fn list(snapshot: &Snapshot) -> Vec<Trouble> {
     let mut out = Vec::new();
+    // A record that does not parse is out of the sprint until repaired.
+    for q in &snapshot.quarantined {
+        out.push(Trouble {
+            kind: "quarantined",
+            subject: q.name.clone(),
+            cause: None,
+            message: format!("{} does not parse: {}", q.path, q.error),
+            hint: q.fix.clone(),
+        });
+    }
     if let Some(meta) = &snapshot.meta {
         for (profile, b) in &meta.breakers {
             if b.open_since.is_some() {

@@ -36,6 +36,28 @@ pub enum StateError {
     #[error("refs/ai-sprint kept changing under us: gave up after {attempts} attempts")]
     Busy { attempts: u32 },
 
+    /// Writes kept meeting a lock too young to call stale.
+    #[error("refs/ai-sprint is locked: {} has been held for {age_secs}s", path.display())]
+    Locked { path: PathBuf, age_secs: u64 },
+
+    /// A lock old enough to be stale that could not be moved out of the way.
+    #[error("cannot remove the stale lock {} ({age_secs}s old)", path.display())]
+    StaleLock {
+        path: PathBuf,
+        age_secs: u64,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The state ref is gone but the repository shows it had one: writing
+    /// now would start a new sprint over the old one's branches.
+    #[error("refs/ai-sprint is missing, but this repository had sprint state: {evidence}")]
+    Lost { evidence: String },
+
+    /// A commit offered as sprint state has no readable `sprint.yaml`.
+    #[error("commit {commit} is not sprint state: it has no sprint.yaml")]
+    NotState { commit: String },
+
     #[error(transparent)]
     Refused(#[from] Refusal),
 }
@@ -60,12 +82,23 @@ impl StateError {
             StateError::Busy { .. } => {
                 Some("another process is writing the sprint state heavily; try again".into())
             }
-            StateError::Yaml { .. } => Some(
-                "inspect it with 'git show refs/ai-sprint:<path>'; the ref's reflog has earlier versions"
-                    .into(),
+            StateError::Yaml { path, .. } => Some(match super::repair::task_of_path(path) {
+                Some((feature, task)) => format!(
+                    "'git sprint repair {feature}/{task}' rewrites it (see it with 'git show refs/ai-sprint:{path}')"
+                ),
+                None => format!(
+                    "see it with 'git show refs/ai-sprint:{path}'; 'git log refs/ai-sprint -- {path}' lists earlier versions"
+                ),
+            }),
+            StateError::Locked { path, .. } | StateError::StaleLock { path, .. } => Some(format!(
+                "once no git-sprint or git process is running in this repository, remove it: rm {}",
+                path.display()
+            )),
+            StateError::Lost { .. } => Some(
+                "'git sprint recover' restores the last state recorded; nothing was written".into(),
             ),
             StateError::Refused(r) => r.hint(),
-            StateError::Git { .. } => None,
+            StateError::Git { .. } | StateError::NotState { .. } => None,
         }
     }
 
@@ -132,6 +165,12 @@ pub enum Refusal {
     #[error("{task} waits for {}", waiting.join(", "))]
     Waiting { task: String, waiting: Vec<String> },
 
+    #[error("{task}'s record reads fine: there is nothing to repair")]
+    NotBroken { task: String },
+
+    #[error("{task} cannot be closed without a change: {why}")]
+    NeedsChange { task: String, why: String },
+
     #[error("{task} is not claimed by {you}{}", holder.as_ref().map(|h| format!(" (it is claimed by {h})")).unwrap_or_else(|| " (nobody holds it)".into()))]
     NotHolder {
         task: String,
@@ -177,6 +216,9 @@ impl Refusal {
             Refusal::NotRetryable { .. } => {
                 Some("'git sprint move' changes the status of a task in flight".into())
             }
+            Refusal::NotBroken { task } => Some(format!(
+                "'git sprint move {task} <status>' changes its status"
+            )),
             Refusal::AgentExists { name } => Some(format!(
                 "pick another name, or remove it first with 'git sprint kill {name}'"
             )),

@@ -31,7 +31,9 @@ pub fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
             }
             .into());
         }
-        if txn.task(feature, id)?.is_none() {
+        // By the file, not its content: a record that does not parse is
+        // still a task a person can name (to repair it).
+        if !txn.task_ids(feature)?.iter().any(|i| i == id) {
             return Err(Refusal::UnknownTask {
                 name: name.to_owned(),
                 known: txn.task_ids(feature)?,
@@ -289,6 +291,54 @@ pub fn move_task(
     Ok(task)
 }
 
+/// Closes a task that needs no change: `done` with nothing merged, as
+/// `person`'s recorded decision. Refuses a task already done or cancelled,
+/// and one an agent holds a live lease on. Returns the status it left.
+pub fn close_without_change(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    person: &str,
+    reason: &str,
+) -> Result<TaskStatus, StateError> {
+    let mut task = load(txn, r)?;
+    let from = task.status;
+    let refuse = |why: String| -> Result<TaskStatus, StateError> {
+        Err(Refusal::NeedsChange {
+            task: r.to_string(),
+            why,
+        }
+        .into())
+    };
+    match (from, &task.claim) {
+        (TaskStatus::Done, _) => return refuse("it is done already".into()),
+        (TaskStatus::Cancelled, _) => {
+            return refuse("it is cancelled; 'git sprint retry' brings it back first".into())
+        }
+        (_, Some(c)) if c.expires > clock::now() => {
+            return refuse(format!(
+                "{} is working on it until {}; release or stop it first",
+                c.holder,
+                clock::rfc3339(c.expires)
+            ))
+        }
+        _ => {}
+    }
+    task.status = TaskStatus::Done;
+    task.claim = None;
+    task.cause = None;
+    task.reason = Some(format!("no change needed: {reason}"));
+    task.updated = clock::now_rfc3339();
+    txn.put_task(&r.feature, &task)?;
+    txn.record(Transition {
+        task: r.to_string(),
+        from: from.to_string(),
+        to: TaskStatus::Done.to_string(),
+        reason: Some(format!("no change needed: {reason} (closed by {person})")),
+        policy: Some("closed without a change by a person: nothing was merged".into()),
+    });
+    Ok(from)
+}
+
 /// Renews the holder's lease by its TTL.
 pub fn heartbeat(txn: &mut Txn<'_>, r: &TaskRef, holder: &str) -> Result<Task, StateError> {
     let mut task = load(txn, r)?;
@@ -470,23 +520,7 @@ pub fn cancel(txn: &mut Txn<'_>, r: &TaskRef, reason: Option<&str>) -> Result<Ta
         Some(reason.unwrap_or("cancelled")),
         false,
     )?;
-    for dep in dependants(txn, &r.feature, &r.id)? {
-        let Some(d) = txn.task(&r.feature, &dep)? else {
-            continue;
-        };
-        if d.status == TaskStatus::Todo {
-            move_task(
-                txn,
-                &TaskRef {
-                    feature: r.feature.clone(),
-                    id: dep.clone(),
-                },
-                TaskStatus::Blocked,
-                Some(&format!("blocked: {} was cancelled", r.id)),
-                false,
-            )?;
-        }
-    }
+    block_dependants(txn, r, &format!("blocked: {} was cancelled", r.id))?;
     Ok(task)
 }
 
@@ -567,23 +601,23 @@ pub fn half_open_breakers(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> 
 /// and has not started `blocked`, each with the reason.
 pub fn fail(txn: &mut Txn<'_>, r: &TaskRef, reason: &str) -> Result<Vec<String>, StateError> {
     move_task(txn, r, TaskStatus::Failed, Some(reason), true)?;
+    block_dependants(txn, r, &format!("blocked: {} failed ({reason})", r.id))
+}
+
+/// Blocks every `todo` task that (transitively) depends on `r`, with `why`
+/// (which starts with "blocked: ", so the Manager may lift it later).
+fn block_dependants(txn: &mut Txn<'_>, r: &TaskRef, why: &str) -> Result<Vec<String>, StateError> {
     let mut blocked = Vec::new();
     for dep in dependants(txn, &r.feature, &r.id)? {
         let Some(d) = txn.task(&r.feature, &dep)? else {
             continue;
         };
         if d.status == TaskStatus::Todo {
-            let why = format!("blocked: {} failed ({reason})", r.id);
-            move_task(
-                txn,
-                &TaskRef {
-                    feature: r.feature.clone(),
-                    id: dep.clone(),
-                },
-                TaskStatus::Blocked,
-                Some(&why),
-                false,
-            )?;
+            let dr = TaskRef {
+                feature: r.feature.clone(),
+                id: dep.clone(),
+            };
+            move_task(txn, &dr, TaskStatus::Blocked, Some(why), false)?;
             blocked.push(dep);
         }
     }

@@ -7,6 +7,12 @@
 //! compare-and-swap ref update. If another process moved the ref first, the
 //! operation runs again on the new tip, so it may refuse then (say, the task
 //! it wanted to claim is no longer `todo`). No update is ever lost.
+//!
+//! Every write also moves [`BACKUP_REF`] in the same ref transaction: the
+//! state survives `git update-ref -d refs/ai-sprint` (which deletes the ref's
+//! reflog too) and its commits stay reachable for `git gc`, so
+//! `git sprint recover` can restore it. While the backup (or a reflog) shows
+//! a state existed, no write starts a new one in its place.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,11 +26,17 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::error::StateError;
+use super::lock;
 use super::model::{Agent, Convoy, Feature, SprintMeta, Task, SCHEMA_VERSION};
 use crate::clock;
 
 /// The ref that holds all sprint state.
 pub const STATE_REF: &str = "refs/ai-sprint";
+
+/// A second ref on the same state commit, moved in the same transaction as
+/// [`STATE_REF`]: a ref rather than a file so that `git gc` keeps the state's
+/// commits, and in the same transaction so that it never lags or goes back.
+pub const BACKUP_REF: &str = "refs/ai-sprint-backup";
 
 /// Attempts at a compare-and-swap before giving up. Each attempt backs off
 /// with jitter, so 16 writers on one ref settle well within this.
@@ -67,6 +79,10 @@ pub struct Txn<'r> {
     read_cache: std::cell::RefCell<std::collections::HashMap<String, Option<Vec<u8>>>>,
     subject: Option<String>,
     transitions: Vec<Transition>,
+    /// Repairs of the store itself (a stale lock removed, the ref restored),
+    /// written as `Sprint-Repair:` trailers; a commit is made for them even
+    /// when no file changed.
+    repairs: Vec<String>,
 }
 
 impl<'r> Txn<'r> {
@@ -78,7 +94,18 @@ impl<'r> Txn<'r> {
             read_cache: Default::default(),
             subject: None,
             transitions: Vec::new(),
+            repairs: Vec::new(),
         }
+    }
+
+    /// The repository the state lives in (for reading blobs it names).
+    pub fn repo(&self) -> &'r gix::Repository {
+        self.repo
+    }
+
+    /// The raw bytes at `path`, for records that do not parse.
+    pub fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>, StateError> {
+        self.raw(path)
     }
 
     /// The raw bytes at `path` as this transaction sees them.
@@ -199,6 +226,11 @@ impl<'r> Txn<'r> {
         self.transitions.push(transition);
     }
 
+    /// Records a repair of the store in the commit (`Sprint-Repair:`).
+    pub fn repair(&mut self, what: impl Into<String>) {
+        self.repairs.push(what.into());
+    }
+
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
@@ -229,16 +261,31 @@ impl<'r> Txn<'r> {
     pub fn put_task(&mut self, feature: &str, task: &Task) -> Result<(), StateError> {
         self.write(&task_path(feature, &task.id), task)
     }
-    /// All tasks of a feature, in tasks.md order (hand-added ones last, by id).
+    /// All readable tasks of a feature, in tasks.md order (hand-added ones
+    /// last, by id). A record that does not parse is quarantined: left out
+    /// here (see [`Txn::tasks_and_quarantined`]), so one broken file does not
+    /// stop the rest of the feature.
     pub fn tasks(&self, feature: &str) -> Result<Vec<Task>, StateError> {
+        Ok(self.tasks_and_quarantined(feature)?.0)
+    }
+
+    /// The readable tasks, and the id and error of each that is not.
+    pub(crate) fn tasks_and_quarantined(
+        &self,
+        feature: &str,
+    ) -> Result<(Vec<Task>, Vec<Unreadable>), StateError> {
         let mut tasks = Vec::new();
+        let mut broken = Vec::new();
         for id in self.task_ids(feature)? {
-            if let Some(t) = self.task(feature, &id)? {
-                tasks.push(t);
+            match self.task(feature, &id) {
+                Ok(Some(t)) => tasks.push(t),
+                Ok(None) => {}
+                Err(e @ StateError::Yaml { .. }) => broken.push((id, e)),
+                Err(e) => return Err(e),
             }
         }
         sort_tasks(&mut tasks);
-        Ok(tasks)
+        Ok((tasks, broken))
     }
     pub fn convoy_ids(&self, feature: &str) -> Result<Vec<String>, StateError> {
         self.list(&format!("features/{feature}/convoys"))
@@ -270,6 +317,7 @@ impl<'r> Txn<'r> {
             .subject
             .clone()
             .unwrap_or_else(|| match self.transitions.as_slice() {
+                [] if !self.repairs.is_empty() => format!("sprint: {}", self.repairs[0]),
                 [] => "update sprint state".to_owned(),
                 [t] if t.task.is_empty() => format!("sprint: {} -> {}", t.from, t.to),
                 [t] => format!("{}: {} -> {}", t.task, t.from, t.to),
@@ -295,10 +343,16 @@ impl<'r> Txn<'r> {
                 msg.push_str(&format!("Sprint-Policy: {}\n", one_line(policy)));
             }
         }
+        for r in &self.repairs {
+            msg.push_str(&format!("Sprint-Repair: {}\n", one_line(r)));
+        }
         msg.push_str(&format!("Sprint-Actor: {}\n", actor.name));
         msg
     }
 }
+
+/// A task record that does not parse: its id and the error.
+pub(crate) type Unreadable = (String, StateError);
 
 pub fn task_path(feature: &str, id: &str) -> String {
     format!("features/{feature}/tasks/{id}.yaml")
@@ -415,13 +469,30 @@ impl Store {
 
     /// Runs a read-only operation on the state at the tip.
     ///
-    /// A repository without `refs/ai-sprint` reads as empty state.
+    /// A repository without `refs/ai-sprint` reads as empty state, unless
+    /// it shows that it had one ([`StateError::Lost`]).
     pub fn read<T>(
         &self,
         op: impl FnOnce(&Txn<'_>) -> Result<T, StateError>,
     ) -> Result<T, StateError> {
-        let root = self.tip()?.map(|c| self.root_of(c)).transpose()?;
+        let tip = self.tip()?;
+        if tip.is_none() {
+            self.refuse_if_lost()?;
+        }
+        let root = tip.map(|c| self.root_of(c)).transpose()?;
         let txn = Txn::new(&self.repo, root);
+        check_schema(&txn)?;
+        op(&txn)
+    }
+
+    /// Runs a read-only operation on the state at `commit` (not the tip).
+    pub fn read_at<T>(
+        &self,
+        commit: ObjectId,
+        op: impl FnOnce(&Txn<'_>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        let root = self.root_of(commit)?;
+        let txn = Txn::new(&self.repo, Some(root));
         check_schema(&txn)?;
         op(&txn)
     }
@@ -431,19 +502,49 @@ impl Store {
     /// `op` may run several times: after a lost race it is re-applied to the
     /// new tip, so it must be a function of the state it reads. A refusal
     /// from `op` ends the transaction at once, with nothing written.
+    ///
+    /// A lock on the ref older than any live write is removed and the
+    /// removal recorded in this commit; with `refs/ai-sprint` missing but a
+    /// backup or reflog left, nothing is written ([`StateError::Lost`]).
     pub fn transact<T>(
         &self,
         actor: &Actor,
+        op: impl FnMut(&mut Txn<'_>) -> Result<T, StateError>,
+    ) -> Result<Committed<T>, StateError> {
+        self.transact_with(actor, false, op)
+    }
+
+    /// Like [`Store::transact`], but may start a new state where one is
+    /// lost: `git sprint recover --fresh`, a person's explicit choice.
+    pub(crate) fn transact_over_lost<T>(
+        &self,
+        actor: &Actor,
+        op: impl FnMut(&mut Txn<'_>) -> Result<T, StateError>,
+    ) -> Result<Committed<T>, StateError> {
+        self.transact_with(actor, true, op)
+    }
+
+    fn transact_with<T>(
+        &self,
+        actor: &Actor,
+        over_lost: bool,
         mut op: impl FnMut(&mut Txn<'_>) -> Result<T, StateError>,
     ) -> Result<Committed<T>, StateError> {
         let mut rng = Jitter::seeded();
+        // Stale locks this write removed: recorded in the commit it makes.
+        let mut repairs: Vec<String> = Vec::new();
+        let mut last_lock: Option<lock::Held> = None;
         for attempt in 0..MAX_ATTEMPTS {
             let tip = self.tip()?;
+            if tip.is_none() && !over_lost {
+                self.refuse_if_lost()?;
+            }
             let root = tip.map(|c| self.root_of(c)).transpose()?;
             let mut txn = Txn::new(&self.repo, root);
             check_schema(&txn)?;
             let value = op(&mut txn)?;
-            if txn.is_empty() {
+            txn.repairs.extend(repairs.iter().cloned());
+            if txn.is_empty() && txn.repairs.is_empty() {
                 return Ok(Committed {
                     value,
                     commit: None,
@@ -453,35 +554,126 @@ impl Store {
                 txn.put_meta(&SprintMeta::new(&clock::now_rfc3339()))?;
             }
             let tree = self.write_tree(root, &txn)?;
-            if Some(tree) == root {
+            let changed = Some(tree) != root;
+            if !changed && txn.repairs.is_empty() {
                 return Ok(Committed {
                     value,
                     commit: None,
                 });
             }
             let commit = self.write_commit(actor, &txn, tree, tip)?;
-            match self.swap(actor, tip, commit, &txn) {
+            let err = match self.swap(actor, tip, commit, &txn) {
                 Ok(()) => {
                     return Ok(Committed {
                         value,
-                        commit: Some(commit),
-                    })
+                        // A commit that only records a repair changed nothing
+                        // the operation asked for.
+                        commit: changed.then_some(commit),
+                    });
                 }
-                Err(err) => {
-                    // Lost a race (the tip moved) or met a held lock: both
-                    // are retried on the fresh tip; anything else is real.
-                    let moved = self.tip()? != tip;
-                    let locked = is_lock_error(&err);
-                    if !moved && !locked {
-                        return Err(StateError::git("updating refs/ai-sprint", err));
+                Err(err) => err,
+            };
+            match classify(&err) {
+                SwapFailure::Raced => {}
+                SwapFailure::Locked => {
+                    last_lock = None;
+                    for path in self.lock_paths() {
+                        let aside = self.repo.common_dir();
+                        if let Some(gone) = lock::clear_if_stale(&path, lock::STALE_AFTER, aside)? {
+                            repairs.push(format!(
+                                "removed stale lock {} ({}s old; its writer is gone)",
+                                self.display_in_repo(&gone.path),
+                                gone.age.as_secs()
+                            ));
+                        } else if let Some(h) = lock::held(&path) {
+                            last_lock = Some(h);
+                        }
                     }
-                    tracing::debug!(attempt, moved, "state write raced; retrying");
-                    std::thread::sleep(rng.backoff(attempt));
+                }
+                // Anything else is real, unless the tip moved meanwhile (then
+                // the failure may be the race itself, and a retry tells).
+                SwapFailure::Other if self.tip()? != tip => {}
+                SwapFailure::Other => {
+                    return Err(StateError::git("updating refs/ai-sprint", err));
                 }
             }
+            tracing::debug!(attempt, error = %err, "state write raced; retrying");
+            std::thread::sleep(rng.backoff(attempt));
         }
-        Err(StateError::Busy {
-            attempts: MAX_ATTEMPTS,
+        Err(match last_lock {
+            Some(held) => StateError::Locked {
+                path: held.path,
+                age_secs: held.age.as_secs(),
+            },
+            None => StateError::Busy {
+                attempts: MAX_ATTEMPTS,
+            },
+        })
+    }
+
+    /// The lock files a state write takes.
+    fn lock_paths(&self) -> [std::path::PathBuf; 2] {
+        let common = self.repo.common_dir();
+        [STATE_REF, BACKUP_REF].map(|r| lock::lock_path(&common.join(r)))
+    }
+
+    /// `path` relative to the repository's git dir, for messages.
+    fn display_in_repo(&self, path: &Path) -> String {
+        path.strip_prefix(self.repo.common_dir())
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// The commit [`BACKUP_REF`] names, if it exists.
+    pub fn backup_tip(&self) -> Result<Option<ObjectId>, StateError> {
+        let reference = self
+            .repo
+            .try_find_reference(BACKUP_REF)
+            .map_err(|e| StateError::git("reading refs/ai-sprint-backup", e))?;
+        match reference {
+            None => Ok(None),
+            Some(mut r) => Ok(Some(
+                r.peel_to_id()
+                    .map_err(|e| StateError::git("resolving refs/ai-sprint-backup", e))?
+                    .detach(),
+            )),
+        }
+    }
+
+    /// The commits `refs/ai-sprint`'s reflog names, newest first (a reflog
+    /// outlives its ref when the ref file alone was deleted).
+    pub fn reflog_tips(&self) -> Result<Vec<ObjectId>, StateError> {
+        // Room for the longest line: a state commit's subject is in each.
+        let mut buf = vec![0u8; 64 * 1024];
+        let iter = self
+            .repo
+            .refs
+            .reflog_iter_rev(STATE_REF, &mut buf)
+            .map_err(|e| StateError::git("reading the reflog of refs/ai-sprint", e))?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for line in iter.into_iter().flatten() {
+            let Ok(line) = line else { continue };
+            if !line.new_oid.is_null() && seen.insert(line.new_oid) {
+                out.push(line.new_oid);
+            }
+        }
+        Ok(out)
+    }
+
+    /// With `refs/ai-sprint` missing: refuses when the backup, the reflog
+    /// or the tool's branches show that a state existed, so nothing silently
+    /// starts over (worktrees do not count here: a first `spawn` makes its
+    /// worktree before the state's first commit).
+    fn refuse_if_lost(&self) -> Result<(), StateError> {
+        let mut evidence = self.evidence()?;
+        evidence.worktrees.clear();
+        if evidence.is_empty() {
+            return Ok(());
+        }
+        Err(StateError::Lost {
+            evidence: evidence.to_string(),
         })
     }
 
@@ -559,8 +751,23 @@ impl Store {
             name: STATE_REF.try_into().expect("valid ref name"),
             deref: false,
         };
+        // Locked together with the main ref: writers are serialised by the
+        // compare-and-swap above, so the backup only ever moves forward.
+        let backup = RefEdit {
+            change: Change::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: "git-sprint: backup of refs/ai-sprint".into(),
+                },
+                expected: PreviousValue::Any,
+                new: Target::Object(new),
+            },
+            name: BACKUP_REF.try_into().expect("valid ref name"),
+            deref: false,
+        };
         self.repo
-            .edit_references_as([edit], Some(sig.to_ref(&mut buf)))?;
+            .edit_references_as([edit, backup], Some(sig.to_ref(&mut buf)))?;
         Ok(())
     }
 }
@@ -583,7 +790,7 @@ fn check_schema(txn: &Txn<'_>) -> Result<(), StateError> {
     Ok(())
 }
 
-fn signature(actor: &Actor) -> gix::actor::Signature {
+pub(super) fn signature(actor: &Actor) -> gix::actor::Signature {
     gix::actor::Signature {
         name: actor.name.as_str().into(),
         email: actor.email.as_str().into(),
@@ -591,11 +798,33 @@ fn signature(actor: &Actor) -> gix::actor::Signature {
     }
 }
 
-fn is_lock_error(err: &gix::Error) -> bool {
-    // gix reports a held `.lock` file as a lock acquisition failure; match on
-    // the rendered chain since the concrete type is not exported stably.
-    let text = format!("{err:?}").to_lowercase();
-    text.contains("lock")
+/// Why a compare-and-swap of the ref failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SwapFailure {
+    /// Another writer moved (or created) the ref first.
+    Raced,
+    /// A `.lock` file was in the way.
+    Locked,
+    Other,
+}
+
+/// gix 0.90 reports errors as a tree: a lost compare-and-swap carries
+/// `ReferenceOutOfDate` (or `MustNotExist` when the ref appeared), a held
+/// lock the `AlreadyExists` I/O error of creating the `.lock` file.
+fn classify(err: &gix::Error) -> SwapFailure {
+    use gix::refs::file::transaction::prepare::{MustNotExist, ReferenceOutOfDate};
+    if err.downcast_any_ref::<ReferenceOutOfDate>().is_some()
+        || err.downcast_any_ref::<MustNotExist>().is_some()
+    {
+        SwapFailure::Raced
+    } else if err
+        .downcast_any_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+    {
+        SwapFailure::Locked
+    } else {
+        SwapFailure::Other
+    }
 }
 
 /// Jittered exponential backoff so racing writers spread out.
@@ -621,5 +850,167 @@ impl Jitter {
     fn backoff(&mut self, attempt: u32) -> Duration {
         let cap_us = (200u64 << attempt.min(7)).min(25_000);
         Duration::from_micros(self.next() % cap_us + 50)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ops, Snapshot};
+
+    /// A store in a fresh repository that reads no global or system config.
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = gix::ThreadSafeRepository::init_opts(
+            dir.path(),
+            gix::create::Kind::WithWorktree,
+            gix::create::Options::default(),
+            gix::open::Options::isolated(),
+        )
+        .unwrap()
+        .to_thread_local();
+        (dir, Store::from_repo(repo))
+    }
+
+    fn who() -> Actor {
+        Actor::named("tester")
+    }
+
+    fn add(store: &Store, id: &str) {
+        store
+            .transact(&who(), |txn| {
+                ops::add_task(
+                    txn,
+                    "f",
+                    &ops::NewTask {
+                        id: Some(id.into()),
+                        title: format!("task {id}"),
+                        ..Default::default()
+                    },
+                )
+            })
+            .unwrap();
+    }
+
+    /// Replaces the bytes of `path` in the state, as a hand edit would.
+    fn overwrite(store: &Store, path: &str, bytes: &str) {
+        store
+            .transact(&who(), |txn| {
+                txn.writes
+                    .insert(path.to_owned(), Some(bytes.as_bytes().to_vec()));
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn every_write_moves_the_backup_ref_with_the_state_ref() {
+        let (_dir, store) = store();
+        assert_eq!(store.backup_tip().unwrap(), None);
+        add(&store, "T1");
+        add(&store, "T2");
+        let tip = store.tip().unwrap().unwrap();
+        assert_eq!(store.backup_tip().unwrap(), Some(tip));
+    }
+
+    #[test]
+    fn with_the_state_ref_deleted_no_write_starts_a_new_state() {
+        let (_dir, store) = store();
+        add(&store, "T1");
+        let tip = store.tip().unwrap().unwrap();
+        store
+            .repo
+            .find_reference(STATE_REF)
+            .unwrap()
+            .delete()
+            .unwrap();
+        let err = store
+            .transact(&who(), |txn| {
+                txn.put_meta(&SprintMeta::new("now"))?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(matches!(err, StateError::Lost { .. }), "{err}");
+        assert!(err.to_string().contains(&tip.to_string()[..7]), "{err}");
+        assert!(err.hint().unwrap().contains("git sprint recover"));
+        let read = store.read(Snapshot::read).unwrap_err();
+        assert!(matches!(read, StateError::Lost { .. }), "{read}");
+        assert_eq!(store.tip().unwrap(), None, "nothing was written");
+    }
+
+    #[test]
+    fn a_stale_lock_is_removed_and_the_removal_recorded_in_the_commit() {
+        let (_dir, store) = store();
+        add(&store, "T1");
+        let lock = lock::lock_path(&store.repo.common_dir().join(STATE_REF));
+        std::fs::write(&lock, format!("{}\n", store.tip().unwrap().unwrap())).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&lock)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+            .unwrap();
+        let started = std::time::Instant::now();
+        add(&store, "T2");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!lock.exists());
+        let tip = store.tip().unwrap().unwrap();
+        let msg = store
+            .repo
+            .find_commit(tip)
+            .unwrap()
+            .message_raw()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains("Sprint-Repair: removed stale lock refs/ai-sprint.lock ("),
+            "{msg}"
+        );
+        assert!(msg.starts_with("f/T2: none -> todo"), "{msg}");
+    }
+
+    #[test]
+    fn a_record_that_does_not_parse_is_quarantined_and_the_rest_reads() {
+        let (_dir, store) = store();
+        add(&store, "T1");
+        add(&store, "T2");
+        overwrite(&store, &task_path("f", "T2"), "id: T2\nstatus: flying\n");
+        overwrite(&store, "agents/a1.yaml", "{{ not yaml");
+        let snapshot = store.read(Snapshot::read).unwrap();
+        let ids: Vec<_> = snapshot.features[0].tasks.iter().map(|t| &t.id).collect();
+        assert_eq!(ids, ["T1"]);
+        assert!(snapshot.is_quarantined("f", "T2"));
+        assert!(snapshot.has_quarantined_tasks("f"));
+        let q: Vec<_> = snapshot
+            .quarantined
+            .iter()
+            .map(|q| (q.kind, q.path.as_str(), q.fix.as_str()))
+            .collect();
+        assert_eq!(
+            q,
+            [
+                ("task", "features/f/tasks/T2.yaml", "git sprint repair f/T2"),
+                (
+                    "agent",
+                    "agents/a1.yaml",
+                    "restore it from an earlier state commit (git log refs/ai-sprint -- agents/a1.yaml)"
+                ),
+            ]
+        );
+        assert!(
+            snapshot.quarantined[0].error.contains("flying"),
+            "{:?}",
+            snapshot.quarantined[0]
+        );
+        // Reading that one task is still an error, with the fix as hint.
+        let err = store.read(|txn| txn.task("f", "T2")).unwrap_err();
+        assert!(
+            err.hint().unwrap().contains("git sprint repair f/T2"),
+            "{err}"
+        );
     }
 }

@@ -24,7 +24,7 @@ pub mod worktree;
 #[cfg(test)]
 mod fixture_tests;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 /// The last `max_lines` lines of `text` (at most 2 KiB), for error messages.
 ///

@@ -274,7 +274,6 @@ fn timeouts_gate_bounds_a_gate_that_names_no_timeout() {
 fn costly() -> String {
     let stream =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/streams/claude-ok.stdout");
-    // Not `scripted()`: it `exec`s the agent, and nothing after it would run.
     format!(
         "'{}' >/dev/null 2>&1; cat '{}'",
         super::fleet::agent(),
@@ -304,7 +303,12 @@ fn a_reached_task_budget_starts_no_new_attempt_until_the_limit_is_raised() {
             assert_eq!(code, Some(1), "{text}");
             break text;
         }
-        assert!(Instant::now() < deadline, "budget never reached: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "budget never reached: {text}\n{}\n{}",
+            s.f.ok(&["status"]),
+            s.f.ok(&["log", "-n", "20"])
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(text.contains("budget.task_usd"), "{text}");

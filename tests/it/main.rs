@@ -8,6 +8,7 @@ mod demo;
 mod fleet;
 mod hygiene;
 mod ingest;
+mod integrity;
 mod realcli;
 mod safety;
 mod sprint;

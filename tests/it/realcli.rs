@@ -807,20 +807,20 @@ fn the_stand_in_answers_both_apis_and_its_faults() {
 fn claude_code_as_root_without_is_sandbox_is_refused_with_its_own_line() {
     let (cli, node) = need!(Kind::Claude);
     let standin = StandIn::start(&node, json!({}));
-    // Unsandboxed: a Landlock-confined agent gets IS_SANDBOX=1 from the
-    // sandbox itself, and rightly so.
-    let run = Run::new(
-        Kind::Claude,
-        &cli,
-        &standin,
-        "sandbox: { enabled: false }\n",
-        ONE,
-    );
+    let run = Run::new(Kind::Claude, &cli, &standin, "", ONE);
     // The same config without the variable that lets Claude Code skip
-    // permissions as root.
+    // permissions as root — and without the Landlock sandbox, which sets it
+    // for the agents it confines.
     let file = run.s.f.repo.path().join(".git-sprint.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("      IS_SANDBOX: \"1\"\n", "")).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "{}sandbox: off\n",
+            text.replace("      IS_SANDBOX: \"1\"\n", "")
+        ),
+    )
+    .unwrap();
     run.s.f.repo.git(["commit", "-q", "-am", "no IS_SANDBOX"]);
     let uid = Command::new("id").arg("-u").output().unwrap();
     let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";

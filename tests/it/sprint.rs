@@ -189,7 +189,7 @@ impl Sprint {
 
 /// Config for agents that remember across attempts in `$HOME/once/`: the
 /// sandbox lets them write only there (see [`Sprint::once_dir`]).
-const ONCE: &str = "sandbox: { writable: [~/once] }\n";
+pub(crate) const ONCE: &str = "sandbox: { writable: [~/once] }\n";
 
 pub(crate) fn config(agent_command: &str, extra: &str) -> String {
     format!(
