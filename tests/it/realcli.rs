@@ -394,16 +394,12 @@ const ONE: &str = "- [ ] T001 Write src/a.txt\n";
 
 fn happy_path(kind: Kind) {
     let (cli, node) = need!(kind);
-    let standin = StandIn::start(&node, json!({}));
+    // A slow tester: the developer's log is read before the feature is done
+    // (and its logs removed).
+    let standin = StandIn::start(&node, json!({"slow": {"role": "tester", "ms": 3000}}));
     let run = Run::new(kind, &cli, &standin, "", ONE);
     run.start();
-    // The developer's whole log, followed to its end: logs go with their
-    // feature once it is done.
-    run.wait_agents("the developer to run", 60, |a| {
-        a.iter()
-            .any(|a| a["id"] == "f.T001.dev.1" && a["state"] != "starting")
-    });
-    let log = run.s.f.ok(&["logs", "f.T001.dev.1", "-f", "-n", "400"]);
+    let log = super::transcript::whole_log(&run.s.f, "f.T001.dev.1", 60);
     run.s.wait_done(90);
 
     // What the stand-in answered is what was recorded, run by run.

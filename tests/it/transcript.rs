@@ -18,6 +18,31 @@ fn stream(name: &str) -> String {
         .to_string()
 }
 
+/// Worker `id`'s whole log, once its wrapper wrote its last line ("agent
+/// exited …"). Logs go with their feature once it is done, so the next stage
+/// must still be running while this waits (the tests slow their tester).
+pub(crate) fn whole_log(f: &Fleet, id: &str, secs: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let end = format!("git-sprint: {id}: agent ");
+    loop {
+        // Before the worker exists `logs` says there is no such worker.
+        let out = f.run(&["logs", id, "-n", "1000"]);
+        let log = super::support::stdout(&out);
+        if out.status.success() && log.contains(&end) {
+            return log;
+        }
+        assert!(
+            !log.starts_with("No log for"),
+            "{id}'s log went with its feature before it was read whole"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id}'s log never ended:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn assert_clean(log: &str) {
     assert!(!log.contains('\u{1b}'), "escape in the log: {log:?}");
     assert!(!log.contains('\u{7}'), "bell in the log: {log:?}");
@@ -74,8 +99,10 @@ exec {}"#,
 /// A config whose `fake-claude` agent replays `fixture` as Claude Code's
 /// stream-json output, after doing the scripted agent's work.
 fn replay(fixture: &str, status: i32) -> String {
+    // The tester takes its time, so the developer's log is read before the
+    // feature is done (and its logs removed).
     let cmd = format!(
-        "'{}' >/dev/null 2>&1; cat '{}'; exit {status}",
+        "'{}' >/dev/null 2>&1; case \"$SPRINT_WORKER\" in *.test.*) sleep 3;; esac; cat '{}'; exit {status}",
         agent(),
         stream(fixture)
     );
@@ -92,21 +119,7 @@ fn claude_stream_json_usage_is_recorded_on_each_run_and_added_up_on_the_task() {
         "- [ ] T001 Write src/a.txt\n",
     );
     s.start(&[]);
-    // Followed to the developer's end: logs go with their feature once done.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !s.status()["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|a| a["id"] == "f.T001.dev.1" && a["state"] != "starting")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the developer never ran"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let log = s.f.ok(&["logs", "f.T001.dev.1", "-f"]);
+    let log = whole_log(&s.f, "f.T001.dev.1", 60);
     s.wait_done(60);
     let status = s.status();
     let agents = status["agents"].as_array().unwrap();
