@@ -69,6 +69,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// `750ms`, `45s`, `10m`, `1h30m`: a duration for people, exact to the second
+/// (to the millisecond under a second), and read back by [`parse_duration`].
+pub fn human_duration(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
+}
+
 /// `3s`, `4m`, `2h`, `5d`: a short age for tables.
 pub fn short_age(secs: i64) -> String {
     let secs = secs.max(0);
@@ -100,6 +117,18 @@ mod tests {
         ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains(&format!("'{bad}'")), "{err}");
+        }
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(human_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(human_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(human_duration(Duration::from_secs(61)), "1m1s");
+        for secs in [1, 59, 61, 3600, 3661, 86_400] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(parse_duration(&human_duration(d)), Ok(d), "{secs}s");
         }
     }
 

@@ -1,0 +1,34 @@
+//! Quality gates: configured shell commands that decide whether a task's work moves on.
+//!
+//! A gate is `sh -c <run>` in a worktree with a timeout; it passes when it exits 0 and,
+//! when it has a `figure` (coverage, mutation score), when the number its regex pulls out
+//! of the output lies within `min`/`max`. Gates come in four stages (DESIGN.md "Task
+//! life"): `review` (CAB, after the Developer), `test` (after the Tester), `security`
+//! (before the merge) and `post_merge` (in the Refinery's worktree). A stage runs its
+//! gates in order and stops at the first failure, whose output tail becomes the
+//! developer's feedback for the next attempt.
+//!
+//! Each gate runs in its own process group, and the whole group is killed when the
+//! gate ends or times out, so a test runner's stray children never outlive it or hold
+//! its output pipe open. What left the group (`setsid`) is found by the mark every
+//! process of the run inherits (`GIT_SPRINT_MARK`, see `worker/reap.rs`) and killed
+//! too; while a gate runs, the orchestrator keeps a record of it in its ledger
+//! ([`keep_ledger`]), so gates orphaned by a killed orchestrator die at the next
+//! start. The timeout is a blocking wait on a channel, not a poll.
+//!
+//! The module is split by job: [`config`] reads and checks the `gates:` section,
+//! [`run`] runs a gate with its limits and captures its output, [`figure`] pulls a
+//! number out of that output, and [`outcome`] turns runs into records and feedback.
+
+mod config;
+mod figure;
+mod outcome;
+mod run;
+#[cfg(test)]
+mod testutil;
+
+pub use config::{
+    template, Figure, Gate, GateConfigError, GateSet, Stage, DEFAULT_TIMEOUT, TEMPLATES,
+};
+pub use outcome::{GateOutcome, StageOutcome, TAIL_BYTES, TAIL_LINES};
+pub use run::{keep_ledger, run_gate, run_stage, run_stage_for_diff};
