@@ -8,7 +8,6 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
-pub mod demo;
 pub mod fleet;
 pub mod gates;
 pub mod hooks;

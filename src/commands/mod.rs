@@ -85,7 +85,7 @@ pub enum CommandError {
     Config(#[from] crate::config::ConfigError),
 
     #[error(transparent)]
-    Demo(#[from] crate::demo::DemoError),
+    Demo(#[from] demo::DemoError),
 }
 
 impl CommandError {

@@ -8,7 +8,9 @@ use serde::Serialize;
 use super::{short, write_json, Ctx, Result};
 use crate::clock;
 use crate::stages::budget::{spend, Spend};
-use crate::state::{natural_key, ConvoyStatus, FeatureState, Snapshot, StateError, TaskStatus};
+use crate::state::{
+    natural_key, ConvoyStatus, FeatureState, Snapshot, StateError, Store, TaskStatus,
+};
 
 /// Show features, convoys, tasks per status, claims and quarantined records
 #[derive(Debug, clap::Args)]
@@ -36,8 +38,20 @@ struct StatusJson<'a> {
     snapshot: &'a Snapshot,
 }
 
+/// How to show the board; [`Args`] resolved, for callers without a command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// JSON for tools instead of text.
+    pub json: bool,
+}
+
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
+    show(&store, ctx.out, &Options { json: args.json })
+}
+
+/// Writes the board of `store` to `out`.
+pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
     let tip = store.tip()?;
     if tip.is_none() {
         let evidence = store.evidence()?;
@@ -63,9 +77,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     });
     let spent = spend(&snapshot);
     let trouble = crate::stages::trouble::list(&snapshot);
-    if args.json {
+    if opts.json {
         return write_json(
-            ctx.out,
+            out,
             &StatusJson {
                 tip: tip.map(|t| t.to_string()),
                 spend: spent,
@@ -76,7 +90,6 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             },
         );
     }
-    let out = &mut *ctx.out;
     if let Some(notice) = &config_notice {
         writeln!(out, "note: {notice}")?;
     }

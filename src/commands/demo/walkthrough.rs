@@ -34,18 +34,22 @@ pub const FEATURE: &str = "001-notes";
 const PROJECT: &[(&str, &str, bool)] = &[
     (
         "README.md",
-        include_str!("../templates/demo/README.md"),
+        include_str!("../../../templates/demo/README.md"),
         false,
     ),
-    ("check.sh", include_str!("../templates/demo/check.sh"), true),
+    (
+        "check.sh",
+        include_str!("../../../templates/demo/check.sh"),
+        true,
+    ),
     (
         ".git-sprint.yaml",
-        include_str!("../templates/demo/git-sprint.yaml"),
+        include_str!("../../../templates/demo/git-sprint.yaml"),
         false,
     ),
     (
         "tools/scripted-agent",
-        include_str!("../fixtures/agents/scripted-agent"),
+        include_str!("../../../fixtures/agents/scripted-agent"),
         true,
     ),
 ];
@@ -54,12 +58,12 @@ const PROJECT: &[(&str, &str, bool)] = &[
 const SPEC: &[(&str, &str, bool)] = &[
     (
         "specs/001-notes/spec.md",
-        include_str!("../templates/demo/specs/001-notes/spec.md"),
+        include_str!("../../../templates/demo/specs/001-notes/spec.md"),
         false,
     ),
     (
         "specs/001-notes/tasks.md",
-        include_str!("../templates/demo/specs/001-notes/tasks.md"),
+        include_str!("../../../templates/demo/specs/001-notes/tasks.md"),
         false,
     ),
 ];
@@ -589,11 +593,8 @@ impl Progress<'_> {
 /// The board, the integration branch and the audit trail.
 fn finale(out: &mut dyn Write, dir: &Path) -> Result {
     writeln!(out, "\n$ git sprint status")?;
-    let mut ctx = Ctx {
-        cwd: dir.to_owned(),
-        out: &mut *out,
-    };
-    commands::status::run(&mut ctx, &commands::status::Args { json: false })
+    let store = Store::discover(dir)?;
+    commands::status::show(&store, out, &commands::status::Options { json: false })
         .map_err(step("showing the board"))?;
     let integration = format!("sprint/{FEATURE}/integration");
     writeln!(out, "\n$ git log --oneline --first-parent {integration}")?;

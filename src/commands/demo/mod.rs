@@ -1,4 +1,11 @@
 //! `git sprint demo`: the first run, with nothing to set up.
+//!
+//! This file is the command (its `--help` and options); the walk through a whole
+//! sprint in a throwaway repository is [`walkthrough`].
+
+mod walkthrough;
+
+pub use walkthrough::{DemoError, Options, FEATURE};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,11 +37,11 @@ fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let keep = args.keep.as_ref().map(|dir| ctx.cwd.join(dir));
-    let options = crate::demo::Options {
+    let options = walkthrough::Options {
         keep,
         timeout: args.timeout,
         exe: current_exe()?,
     };
-    crate::demo::run(ctx.out, &options)?;
+    walkthrough::run(ctx.out, &options)?;
     Ok(())
 }
