@@ -472,7 +472,7 @@ impl Fleet {
                 runner_pid: Some(me),
                 base_commit: Some(bases[&spec.from].clone()),
                 end_commit: None,
-                launch: Some(spec.profile.clone()),
+                launch: Some(crate::state::AgentLaunch::from(&spec.profile)),
                 model: spec.model.clone(),
                 paths: spec.paths.clone(),
                 signal: None,

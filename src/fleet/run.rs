@@ -72,12 +72,13 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     let actor = Actor::named(id);
     let worktree = std::path::PathBuf::from(&agent.worktree);
     let profile = match &agent.launch {
-        Some(p) => p.clone(),
-        None => AgentProfile::preset(&agent.profile).map_err(|source| FleetError::Profile {
-            worker: id.to_owned(),
-            source,
-        })?,
-    };
+        Some(launch) => AgentProfile::try_from(launch),
+        None => AgentProfile::preset(&agent.profile),
+    }
+    .map_err(|source| FleetError::Profile {
+        worker: id.to_owned(),
+        source,
+    })?;
     let prompt_file = fleet.prompt_path(id);
     if let Some(dir) = prompt_file.parent() {
         std::fs::create_dir_all(dir).map_err(|source| FleetError::Io {

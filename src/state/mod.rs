@@ -27,3 +27,35 @@ pub use store::{
     natural_key, sort_tasks, task_path, Actor, Committed, Store, Transition, Txn, BACKUP_REF,
     STATE_REF,
 };
+
+#[cfg(test)]
+mod layering {
+    /// The state layer stores plain data; it must not reach into the code that
+    /// runs agents (`worker`), which itself records into the state.
+    #[test]
+    fn state_imports_nothing_from_worker() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/state");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    assert!(
+                        // Spelled in two halves so this line does not match itself.
+                        !line.contains(concat!("crate::", "worker")),
+                        "{}:{}: the state layer imports worker: {line}",
+                        path.display(),
+                        n + 1
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 5,
+            "found only {checked} files in {}",
+            dir.display()
+        );
+    }
+}

@@ -650,7 +650,7 @@ pub struct Agent {
     /// The agent command, resolved when the worker was spawned, so the
     /// wrapper runs exactly what was asked for whatever the config says now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launch: Option<crate::worker::profile::AgentProfile>,
+    pub launch: Option<AgentLaunch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Files the task names, for `SPRINT_PATHS`.
@@ -679,6 +679,51 @@ fn is_zero_u32(n: &u32) -> bool {
 fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
+/// The agent command an [`Agent`] runs, as resolved when it was spawned: the
+/// serialised form of the worker's agent profile. The state layer keeps it as
+/// plain data and knows nothing of how it is rendered or run; `worker::profile`
+/// converts both ways (an unknown `prompt` or `output` name is an error there,
+/// when the agent is launched, not here, where it would make the whole state
+/// unreadable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentLaunch {
+    /// The argv template, e.g. `["claude", "-p", "{prompt}"]`.
+    pub command: Vec<String>,
+    /// Where the agent finds the prompt: `arg`, `stdin`, `file` or `env`.
+    #[serde(default = "AgentLaunch::default_prompt")]
+    pub prompt: String,
+    /// Extra environment; values may use placeholders.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The default model, overridable per launch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Appended to the argv only when a model is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub model_args: Vec<String>,
+    /// How the agent writes its output: `text`, or a CLI's JSON event stream.
+    #[serde(
+        default = "AgentLaunch::default_output",
+        skip_serializing_if = "AgentLaunch::is_text"
+    )]
+    pub output: String,
+}
+
+impl AgentLaunch {
+    fn default_prompt() -> String {
+        "arg".to_owned()
+    }
+
+    fn default_output() -> String {
+        "text".to_owned()
+    }
+
+    fn is_text(output: &String) -> bool {
+        output == "text"
+    }
+}
+
 fn is_zero_i64(n: &i64) -> bool {
     *n == 0
 }

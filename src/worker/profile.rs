@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::stream::OutputFormat;
+use crate::state::AgentLaunch;
 
 /// Names of the built-in presets, for help text and errors.
 pub const PRESETS: &[&str] = &["claude", "codex", "gemini", "aider", "opencode", "shell"];
@@ -93,6 +94,9 @@ pub enum ProfileError {
     /// An argument or variable is longer than the kernel accepts.
     #[error("{what} is {len} bytes, over the {MAX_STRING}-byte limit for one argument: use `prompt: file` with `{{prompt_file}}`")]
     TooLong { what: String, len: usize },
+    /// A launch recorded in the sprint state names a mode this build does not know.
+    #[error("the recorded agent launch has `{key}: {value}`, which this git-sprint does not know: respawn the agent, or use a git-sprint that knows it")]
+    UnknownRecorded { key: &'static str, value: String },
     /// The agent program could not be started.
     #[error("could not start agent `{program}`: is it installed and on PATH?")]
     Spawn {
@@ -183,6 +187,44 @@ pub struct Launch {
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+impl From<&AgentProfile> for AgentLaunch {
+    fn from(p: &AgentProfile) -> Self {
+        AgentLaunch {
+            command: p.command.clone(),
+            prompt: p.prompt.name().to_owned(),
+            env: p.env.clone(),
+            model: p.model.clone(),
+            model_args: p.model_args.clone(),
+            output: p.output.name().to_owned(),
+        }
+    }
+}
+
+impl TryFrom<&AgentLaunch> for AgentProfile {
+    type Error = ProfileError;
+
+    fn try_from(l: &AgentLaunch) -> Result<Self> {
+        // The enums' serde names are the recorded strings; parsing through serde
+        // keeps one spelling of each.
+        fn parse<T: serde::de::DeserializeOwned>(key: &'static str, value: &str) -> Result<T> {
+            serde_yaml::from_value(serde_yaml::Value::String(value.to_owned())).map_err(|_| {
+                ProfileError::UnknownRecorded {
+                    key,
+                    value: value.to_owned(),
+                }
+            })
+        }
+        Ok(AgentProfile {
+            command: l.command.clone(),
+            prompt: parse("prompt", &l.prompt)?,
+            env: l.env.clone(),
+            model: l.model.clone(),
+            model_args: l.model_args.clone(),
+            output: parse("output", &l.output)?,
+        })
+    }
 }
 
 impl AgentProfile {
@@ -589,6 +631,37 @@ fn check_env_key(key: &str) -> Result<()> {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn a_recorded_launch_reads_as_the_profile_it_was_made_from() {
+        for name in PRESETS {
+            let mut profile = AgentProfile::preset(name).unwrap();
+            profile.env.insert("K".into(), "v".into());
+            profile.model = Some("m".into());
+            let launch = AgentLaunch::from(&profile);
+            assert_eq!(AgentProfile::try_from(&launch).unwrap(), profile, "{name}");
+            // The state keeps the shape the profile itself serialises to, so
+            // records written before the state had its own type still read.
+            let as_profile = serde_yaml::to_string(&profile).unwrap();
+            assert_eq!(
+                serde_yaml::to_string(&launch).unwrap(),
+                as_profile,
+                "{name}"
+            );
+            let back: AgentLaunch = serde_yaml::from_str(&as_profile).unwrap();
+            assert_eq!(back, launch, "{name}");
+        }
+        let defaults: AgentLaunch = serde_yaml::from_str("command: [sh]").unwrap();
+        assert_eq!(
+            (defaults.prompt.as_str(), defaults.output.as_str()),
+            ("arg", "text")
+        );
+
+        let mut odd = AgentLaunch::from(&AgentProfile::preset("claude").unwrap());
+        odd.output = "telepathy".into();
+        let err = AgentProfile::try_from(&odd).unwrap_err().to_string();
+        assert!(err.contains("`output: telepathy`"), "{err}");
+    }
 
     fn input<'a>(
         prompt: &'a str,

@@ -50,6 +50,17 @@ impl OutputFormat {
         *self == OutputFormat::Text
     }
 
+    /// The name in configuration and in the sprint state (`text`, `claude`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Text => "text",
+            OutputFormat::Claude => "claude",
+            OutputFormat::Codex => "codex",
+            OutputFormat::Gemini => "gemini",
+            OutputFormat::Opencode => "opencode",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             OutputFormat::Text => "agent",
