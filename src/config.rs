@@ -640,7 +640,7 @@ pub fn load_from(repo: &gix::Repository, root: Option<&Path>) -> Result<Loaded, 
     let base = resolve_base(repo, &overrides);
     let commit = base.as_deref().and_then(|b| branch_tip(repo, b));
     let origin = match (&base, commit) {
-        (Some(b), Some(c)) => format!("{FILE_NAME} at {b} ({})", c.to_hex_with_len(7)),
+        (Some(b), Some(c)) => format!("{FILE_NAME} at {b} ({})", crate::names::short_id(&c)),
         _ => FILE_NAME.to_owned(),
     };
     let bytes = match commit {

@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod gates;
 pub mod hooks;
 pub mod ingest;
+pub mod names;
 pub mod prompt;
 pub mod refinery;
 pub mod spec;
@@ -19,3 +20,55 @@ pub mod stages;
 pub mod state;
 pub mod sync;
 pub mod worker;
+
+#[cfg(test)]
+mod house {
+    use std::path::Path;
+
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every `unsafe` block says why it holds, in a `// SAFETY:` comment
+    /// just above it.
+    #[test]
+    fn every_unsafe_block_has_a_safety_note() {
+        let mut files = Vec::new();
+        rust_files(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let mut blocks = 0;
+        let mut bare = Vec::new();
+        for path in &files {
+            let text = std::fs::read_to_string(path).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if !code.contains("unsafe {") || code.contains('"') {
+                    continue;
+                }
+                blocks += 1;
+                let above = &lines[i.saturating_sub(6)..i];
+                if !above
+                    .iter()
+                    .any(|l| l.trim_start().starts_with("// SAFETY:"))
+                {
+                    bare.push(format!("{}:{}", path.display(), i + 1));
+                }
+            }
+        }
+        assert!(blocks > 0, "no unsafe block found: is the scan broken?");
+        assert!(
+            bare.is_empty(),
+            "unsafe blocks without a // SAFETY: note: {bare:?}"
+        );
+    }
+}

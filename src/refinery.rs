@@ -94,7 +94,7 @@ type Result<T> = std::result::Result<T, RefineryError>;
 
 /// The Refinery's worktree, shared by all features (merges are serial).
 pub fn worktree(common_dir: &Path) -> PathBuf {
-    common_dir.join("sprint").join("worktrees").join("refinery")
+    crate::names::worktree_path(common_dir, "refinery")
 }
 
 /// Nanoseconds this process spent waiting on git in the Refinery, for the

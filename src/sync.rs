@@ -119,7 +119,7 @@ pub fn sync_feature(
             what: format!("the post-merge gates failed:\n{}", outcome.feedback()),
         },
     };
-    let short = |c: &str| c[..c.len().min(12)].to_owned();
+    let short = crate::names::record_id;
     store.transact(&Actor::named("refinery"), |txn| {
         let Some(mut f) = txn.feature(feature)? else {
             return Ok(());

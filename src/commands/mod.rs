@@ -162,10 +162,7 @@ pub fn write_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> Result
     Ok(())
 }
 
-/// The short form of a commit id for people.
-pub fn short(id: &impl std::fmt::Display) -> String {
-    id.to_string().chars().take(7).collect()
-}
+pub use crate::names::short_id as short;
 
 pub fn display_path(p: &Path) -> String {
     p.display().to_string()

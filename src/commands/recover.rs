@@ -47,7 +47,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         writeln!(
             ctx.out,
             "Started a new sprint state at {STATE_REF} ({})",
-            &fresh.commit[..7]
+            short(&fresh.commit)
         )?;
         if !fresh.evidence.is_empty() {
             writeln!(ctx.out, "left as they were: {}", fresh.evidence)?;
@@ -65,7 +65,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             Recovery::Present { tip } => writeln!(
                 ctx.out,
                 "{STATE_REF} is at {}: nothing to recover",
-                &tip[..7]
+                short(&tip)
             )?,
             Recovery::Restored {
                 source,
@@ -82,13 +82,13 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 writeln!(
                     ctx.out,
                     "Restored {STATE_REF} from {source} at {}: {features} feature{}, {tasks} task{}, {agents} agent{}",
-                    &commit[..7],
+                    short(&commit),
                     plural(*features),
                     plural(*tasks),
                     plural(*agents),
                 )?;
                 if let Some(r) = recorded {
-                    writeln!(ctx.out, "recorded as {}", &r[..7])?;
+                    writeln!(ctx.out, "recorded as {}", short(&r))?;
                 }
                 writeln!(
                     ctx.out,

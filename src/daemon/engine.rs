@@ -705,7 +705,7 @@ impl Engine {
             runner_pid: None,
             base_commit: None,
             end_commit: None,
-            launch: Some(profile.clone()),
+            launch: Some(crate::state::AgentLaunch::from(profile)),
             model: None,
             paths: t.paths.clone(),
             signal: None,
@@ -937,7 +937,7 @@ impl Engine {
         use crate::refinery::BaseVerdict;
         let note = match verdict {
             Ok(BaseVerdict::Merged { commit }) => {
-                format!("merged into {base} at {}", &commit[..commit.len().min(12)])
+                format!("merged into {base} at {}", crate::names::record_id(&commit))
             }
             Ok(BaseVerdict::AlreadyMerged) => format!("already in {base}"),
             Ok(BaseVerdict::NotFastForward) => format!(

@@ -617,10 +617,7 @@ pub fn record_docs(
     Ok(())
 }
 
-/// A commit id cut to 12 characters for messages.
-pub fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
-}
+pub use crate::names::record_id as short;
 
 /// The task `r` as the engine reads it before acting.
 pub fn task(store: &Store, r: &TaskRef) -> Result<Option<Task>, StateError> {

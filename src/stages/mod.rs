@@ -237,16 +237,7 @@ fn role_tag(role: &str) -> &str {
     }
 }
 
-/// The branch a task's work lives on.
-pub fn task_branch(feature: &str, task: &str) -> String {
-    format!("sprint/{feature}/{task}")
-}
-
-/// The feature's integration branch. Not `sprint/<feature>` itself: git
-/// cannot hold both a branch `sprint/f` and branches `sprint/f/T001`.
-pub fn integration_branch(feature: &str) -> String {
-    format!("sprint/{feature}/integration")
-}
+pub use crate::names::{integration_branch, task_branch};
 
 pub fn agent<'s>(snapshot: &'s Snapshot, id: &str) -> Option<&'s Agent> {
     snapshot.agents.iter().find(|a| a.id == id)

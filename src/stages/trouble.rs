@@ -74,7 +74,7 @@ pub fn list(snapshot: &Snapshot) -> Vec<Trouble> {
                 cause: None,
                 message: format!(
                     "{integration} cannot take {base} at {}: {}; no task of {name} merges until it does",
-                    &c.base_tip[..c.base_tip.len().min(12)],
+                    crate::names::record_id(&c.base_tip),
                     c.what.lines().next().unwrap_or_default()
                 ),
                 hint: format!("git switch {integration} && git merge {base}, resolve, commit; then git sprint sync"),

@@ -48,10 +48,13 @@ impl fmt::Display for Evidence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         if let Some(b) = &self.backup {
-            parts.push(format!("{BACKUP_REF} is at {}", &b[..7]));
+            parts.push(format!("{BACKUP_REF} is at {}", crate::names::short_id(b)));
         }
         if let Some(r) = &self.reflog {
-            parts.push(format!("the reflog of {STATE_REF} ends at {}", &r[..7]));
+            parts.push(format!(
+                "the reflog of {STATE_REF} ends at {}",
+                crate::names::short_id(r)
+            ));
         }
         let list = |names: &[String]| {
             let mut s = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
@@ -128,15 +131,13 @@ impl Store {
             // The tool's branches are sprint/<feature>/<task or
             // integration>; a person's own `sprint/q3` is not evidence.
             if let Some(b) = name.strip_prefix("refs/heads/") {
-                if b.strip_prefix("sprint/")
-                    .is_some_and(|rest| rest.contains('/'))
-                {
+                if crate::names::is_sprint_branch(b) {
                     branches.push(b.to_owned());
                 }
             }
         }
         let mut worktrees: Vec<String> =
-            std::fs::read_dir(repo.common_dir().join("sprint").join("worktrees"))
+            std::fs::read_dir(crate::names::worktrees_dir(repo.common_dir()))
                 .map(|dir| {
                     dir.flatten()
                         .filter(|e| e.path().is_dir())
@@ -243,11 +244,14 @@ pub fn recover(store: &Store, actor: &Actor) -> Result<Recovery, StateError> {
         }) {
             Ok(s) => s,
             Err(e) => {
-                skipped.push(format!("{} ({source}): {e}", &commit.to_string()[..7]));
+                skipped.push(format!(
+                    "{} ({source}): {e}",
+                    crate::names::short_id(&commit)
+                ));
                 continue;
             }
         };
-        let short = &commit.to_string()[..7];
+        let short = crate::names::short_id(&commit);
         // Only while it is still missing: a ref that came back meanwhile wins.
         store.create_ref(
             actor,
