@@ -14,7 +14,6 @@
 //! binary is bounded ([`timeout`]): a hook must never hold up git.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// The shim installed for every hook but `prepare-commit-msg`; `@HOOK@`
@@ -54,10 +53,8 @@ pub enum HookError {
     HooksDir {
         repo: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::worker::worktree::WorktreeError,
     },
-    #[error("git rev-parse --git-path hooks failed in {}: {stderr}", repo.display())]
-    GitPath { repo: PathBuf, stderr: String },
     #[error("cannot write hook {}", path.display())]
     Write {
         path: PathBuf,
@@ -142,23 +139,13 @@ fn resolved(path: &Path) -> PathBuf {
 
 /// The hooks directory git uses for `worktree`: honours `core.hooksPath`.
 pub fn hooks_dir(worktree: &Path) -> Result<PathBuf, HookError> {
-    let out = Command::new("git")
-        .args(["rev-parse", "--path-format=absolute", "--git-path", "hooks"])
-        .current_dir(worktree)
-        .output()
+    let out = crate::worker::worktree::Git::new(worktree)
+        .run(&["rev-parse", "--path-format=absolute", "--git-path", "hooks"])
         .map_err(|source| HookError::HooksDir {
             repo: worktree.to_owned(),
             source,
         })?;
-    if !out.status.success() {
-        return Err(HookError::GitPath {
-            repo: worktree.to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(PathBuf::from(
-        String::from_utf8_lossy(&out.stdout).trim_end_matches(['\n', '\r']),
-    ))
+    Ok(PathBuf::from(out.trim_end_matches(['\n', '\r'])))
 }
 
 /// The shim for `name`, calling `bin`.
@@ -260,6 +247,24 @@ pub fn disabled() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_git_names_its_command_line_and_stderr() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = hooks_dir(dir.path()).unwrap_err();
+        let mut text = err.to_string();
+        let mut cur = std::error::Error::source(&err);
+        while let Some(c) = cur {
+            text.push_str(&format!(": {c}"));
+            cur = c.source();
+        }
+        assert!(
+            text.contains("`git rev-parse --path-format=absolute --git-path hooks` failed in"),
+            "{text}"
+        );
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+        assert!(text.contains("not a git repository"), "{text}");
+    }
 
     #[test]
     fn shim_quotes_the_binary_path() {

@@ -15,6 +15,8 @@ extern "C" fn forward(sig: libc::c_int) {
     RECEIVED.store(sig, Ordering::SeqCst);
     let child = CHILD.load(Ordering::SeqCst);
     if child > 0 {
+        // SAFETY: kill(2) takes integers, touches no memory of ours and is
+        // async-signal-safe, so it may run inside this handler.
         unsafe {
             libc::kill(child, sig);
         }
@@ -26,6 +28,10 @@ extern "C" fn forward(sig: libc::c_int) {
 /// enough to save its work and record the end.
 pub fn forward_terminating_signals() {
     for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: an all-zero sigaction is a valid "no flags, empty mask"
+        // value; sigemptyset and sigaction get pointers to this live local;
+        // the handler is an `extern "C" fn(c_int)` that makes only
+        // async-signal-safe calls (atomics and kill).
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = forward as *const () as usize;
@@ -42,6 +48,7 @@ pub fn set_child(pid: u32) {
     CHILD.store(pid as i32, Ordering::SeqCst);
     let pending = RECEIVED.load(Ordering::SeqCst);
     if pending != 0 {
+        // SAFETY: kill(2) takes integers and touches no memory of ours.
         unsafe {
             libc::kill(pid as i32, pending);
         }
@@ -58,6 +65,7 @@ pub fn received() -> Option<i32> {
 
 /// Sends `sig` to `pid`; false when there is no such process.
 pub fn signal(pid: u32, sig: i32) -> bool {
+    // SAFETY: kill(2) takes integers and touches no memory of ours.
     pid > 0 && unsafe { libc::kill(pid as i32, sig) } == 0
 }
 
@@ -69,6 +77,8 @@ pub fn wait_exit(pid: u32, timeout: Duration) -> bool {
     if !super::alive(pid) {
         return true;
     }
+    // SAFETY: pidfd_open takes a pid and flags (integers) and returns a new
+    // descriptor or -1; it reads and writes no memory of ours.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) } as i32;
     if fd < 0 {
         // No pidfd (kernel < 5.3) or the process is gone: fall back to a
@@ -88,6 +98,7 @@ pub fn wait_exit(pid: u32, timeout: Duration) -> bool {
             revents: 0,
         };
         let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `pfd` is a live local pollfd and the count is 1.
         let n = unsafe { libc::poll(&mut pfd, 1, ms) };
         if n > 0 {
             break true;
@@ -99,6 +110,7 @@ pub fn wait_exit(pid: u32, timeout: Duration) -> bool {
             break !super::alive(pid);
         }
     };
+    // SAFETY: `fd` is the pidfd opened above, owned here, closed once.
     unsafe {
         libc::close(fd);
     }

@@ -182,7 +182,9 @@ impl Git {
     }
 
     /// Runs git and returns its stdout, or a [`WorktreeError::Git`] naming the command.
-    fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String> {
+    /// The one way git-sprint shells out to git: the environment rules of
+    /// [`Git::command`] hold for every call.
+    pub(crate) fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String> {
         let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
         let out = self.output(&args)?;
         if out.status.success() {

@@ -99,12 +99,8 @@ pub enum DemoError {
         source: std::io::Error,
     },
 
-    #[error("`git {args}` failed in {}: {stderr}", dir.display())]
-    Git {
-        args: String,
-        dir: PathBuf,
-        stderr: String,
-    },
+    #[error(transparent)]
+    Git(#[from] crate::worker::worktree::WorktreeError),
 
     #[error("{step}")]
     Step {
@@ -154,7 +150,7 @@ impl DemoError {
             DemoError::NotEmpty { .. } => {
                 Some("give --keep a new or empty directory, or leave it out".into())
             }
-            DemoError::Git { .. } => Some("is git 2.32 or newer installed and on PATH?".into()),
+            DemoError::Git(_) => Some("is git 2.32 or newer installed and on PATH?".into()),
             DemoError::Step { source, .. } => source.hint(),
             DemoError::State(e) => e.hint(),
             DemoError::Fleet(e) => e.hint(),
@@ -349,23 +345,7 @@ fn write_files(dir: &Path, files: &[(&str, &str, bool)]) -> Result {
 
 /// Runs git in `dir`; its output on success.
 fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|source| DemoError::Io {
-            action: "running git in",
-            path: dir.to_owned(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(DemoError::Git {
-            args: args.join(" "),
-            dir: dir.to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(crate::worker::worktree::Git::new(dir).run(args)?)
 }
 
 fn step(step: &'static str) -> impl Fn(CommandError) -> DemoError {
@@ -596,7 +576,7 @@ fn finale(out: &mut dyn Write, dir: &Path) -> Result {
     let store = Store::discover(dir)?;
     commands::status::show(&store, out, &commands::status::Options { json: false })
         .map_err(step("showing the board"))?;
-    let integration = format!("sprint/{FEATURE}/integration");
+    let integration = crate::names::integration_branch(FEATURE);
     writeln!(out, "\n$ git log --oneline --first-parent {integration}")?;
     out.write_all(git(dir, &["log", "--oneline", "--first-parent", &integration])?.as_bytes())?;
     writeln!(out, "\n$ git log --oneline refs/ai-sprint | head")?;
