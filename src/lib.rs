@@ -12,7 +12,7 @@ pub mod fleet;
 pub mod gates;
 pub mod hooks;
 pub mod ingest;
-pub mod names;
+pub(crate) mod names;
 pub mod prompt;
 pub mod refinery;
 pub mod spec;

@@ -5,7 +5,7 @@
 
 mod walkthrough;
 
-pub use walkthrough::{DemoError, Options, FEATURE};
+pub use walkthrough::DemoError;
 
 use std::path::PathBuf;
 use std::time::Duration;

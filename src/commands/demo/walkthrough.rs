@@ -15,7 +15,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gix::ObjectId;
@@ -676,7 +675,7 @@ mod tests {
     }
 
     fn check(dir: &Path) -> (bool, String) {
-        let out = Command::new("sh")
+        let out = std::process::Command::new("sh")
             .arg("check.sh")
             .current_dir(dir)
             .output()
