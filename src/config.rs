@@ -107,13 +107,12 @@ pub struct HumanDuration(pub Duration);
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = self.0.as_secs();
-        match s {
-            0 => write!(f, "0s"),
-            _ if s.is_multiple_of(3600) => write!(f, "{}h", s / 3600),
-            _ if s.is_multiple_of(60) => write!(f, "{}m", s / 60),
-            _ => write!(f, "{s}s"),
+        // Configured durations are whole seconds; zero reads better as `0s`
+        // than as clock's `0ms`.
+        if self.0.as_secs() == 0 {
+            return f.write_str("0s");
         }
+        f.write_str(&crate::clock::human_duration(self.0))
     }
 }
 
@@ -1157,6 +1156,18 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn durations_print_as_clock_writes_them_and_read_back() {
+        // Zero is refused on reading, but a value made in code still prints.
+        assert_eq!(HumanDuration(Duration::ZERO).to_string(), "0s");
+        for (secs, text) in [(10, "10s"), (600, "10m"), (5400, "1h30m"), (7200, "2h")] {
+            let d = HumanDuration(Duration::from_secs(secs));
+            assert_eq!(d.to_string(), text);
+            let back: HumanDuration = serde_yaml::from_str(text).unwrap();
+            assert_eq!(back, d, "{text}");
+        }
+    }
 
     fn load_text(text: &str, git: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
         let git: Vec<(String, String)> = git
