@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use super::style::{self, Tone};
 use super::{write_json, CommandError, Ctx, Result};
 use crate::clock;
 use crate::daemon::lock;
@@ -183,11 +184,20 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 a.cost_usd
                     .map(|c| format!("${c:.2}"))
                     .unwrap_or_else(|| "-".into()),
-                a.problem.as_deref().unwrap_or("ok"),
+                match &a.problem {
+                    Some(p) => style::paint(p, Some(Tone::Bad)),
+                    None => style::paint("ok", Some(Tone::Good)),
+                },
             )?;
         }
         for t in &report.trouble {
-            writeln!(ctx.out, "{}: {}: {}", t.kind, t.subject, t.message)?;
+            writeln!(
+                ctx.out,
+                "{}: {}: {}",
+                style::paint(t.kind, style::tone_of(t.kind).or(Some(Tone::Warn))),
+                t.subject,
+                t.message
+            )?;
             writeln!(ctx.out, "  -> {}", t.hint)?;
         }
     }
