@@ -39,6 +39,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             &super::init::Args {
                 no_hooks: false,
                 shared_hooks: false,
+                gates: None,
             },
         )?;
     }
