@@ -89,7 +89,12 @@ fn collect(cmd: clap::Command, out: &mut Vec<(String, Vec<u8>)>) -> std::io::Res
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         collect(sub.clone(), out)?;
     }
-    let page = clap_mangen::Man::new(cmd);
+    // Every field of `.TH` filled: an empty one shifts those after it. The
+    // version stands where a date would, so a page is the same at each build.
+    let page = clap_mangen::Man::new(cmd)
+        .date(env!("CARGO_PKG_VERSION"))
+        .source("git-sprint")
+        .manual("Git Manual");
     let mut text = Vec::new();
     page.render(&mut text)?;
     out.push((page.get_filename(), text));
