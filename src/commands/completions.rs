@@ -57,9 +57,29 @@ _git_sprint() {
 }
 "#;
 
+/// `cli` without its hidden commands (the hook and wrapper entry points),
+/// which clap_complete would offer: a copy of the root's arguments and its
+/// visible commands.
+fn without_hidden(cli: clap::Command) -> clap::Command {
+    let mut root = clap::Command::new(BIN)
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true);
+    for arg in cli.get_arguments().filter(|a| !a.is_hide_set()) {
+        // clap adds --help and --version itself.
+        if !["help", "version"].contains(&arg.get_id().as_str()) {
+            root = root.arg(arg.clone());
+        }
+    }
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        root = root.subcommand(sub.clone());
+    }
+    root
+}
+
 /// Writes the script for `args.shell`, generated from `cli` (the parser
 /// `main` built).
-pub fn run(ctx: &mut Ctx<'_>, args: &Args, mut cli: clap::Command) -> Result {
+pub fn run(ctx: &mut Ctx<'_>, args: &Args, cli: clap::Command) -> Result {
+    let mut cli = without_hidden(cli);
     let mut script = Vec::new();
     match args.shell {
         Shell::Bash => {

@@ -236,6 +236,11 @@ fn bash_completion_completes_git_sprint_through_git() {
         "--json --color --help"
     );
     assert_eq!(
+        complete(&["git", "sprint", "h"]),
+        "health heartbeat help",
+        "hidden commands are not offered"
+    );
+    assert_eq!(
         complete(&["git", "sprint", "completions", "z"]),
         "zsh",
         "the shells are completed too"
