@@ -211,6 +211,16 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                     "start the orchestrator with 'git sprint start'".into()
                 } else if let Some(t) = report.trouble.first() {
                     t.hint.clone()
+                } else if let Some(a) = report
+                    .agents
+                    .iter()
+                    .find(|a| !a.healthy && a.role == "fleet")
+                {
+                    // Nothing retries a fleet worker: say what the person can do.
+                    format!(
+                        "'git sprint logs {0}' shows what it did; 'git sprint kill {0}' saves its work and removes it",
+                        a.id
+                    )
                 } else {
                     "the orchestrator retries lost agents; 'git sprint logs <agent>' shows what one did"
                     .into()

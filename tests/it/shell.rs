@@ -57,6 +57,22 @@ fn health_judges_fleet_only_use_without_an_orchestrator() {
     assert_eq!(json["healthy"], true, "{json:#}");
     assert_eq!(json["orchestrator"], Value::Null, "{json:#}");
 
+    // A lost fleet worker is trouble, and nothing retries it: the hint says
+    // what the person can do.
+    f.tmux(&["kill-session", "-t", "w1"]);
+    let out = f.run(&["health"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("tmux session gone"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("'git sprint kill w1'"),
+        "{}",
+        stderr(&out)
+    );
+
     // A sprint task in flight does need one.
     f.ok(&["add", "feat", "a task", "--id", "T001"]);
     f.ok(&["claim", "feat/T001"]);
@@ -69,7 +85,6 @@ fn health_judges_fleet_only_use_without_an_orchestrator() {
         "{}",
         stderr(&out)
     );
-    f.ok(&["kill", "w1", "--force"]);
 }
 
 #[test]
