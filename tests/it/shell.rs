@@ -57,6 +57,13 @@ fn health_judges_fleet_only_use_without_an_orchestrator() {
     assert_eq!(json["healthy"], true, "{json:#}");
     assert_eq!(json["orchestrator"], Value::Null, "{json:#}");
 
+    // Piped, plain; asked for, the states are painted (padding kept outside).
+    assert!(!f.ok(&["list"]).contains('\x1b'));
+    let list = f.ok(&["list", "--color=always"]);
+    assert!(list.contains("\x1b[32mrunning "), "{list:?}");
+    let health = f.ok(&["--color=always", "health"]);
+    assert!(health.contains("\x1b[32mok\x1b[0m"), "{health:?}");
+
     // A lost fleet worker is trouble, and nothing retries it: the hint says
     // what the person can do.
     f.tmux(&["kill-session", "-t", "w1"]);
