@@ -601,7 +601,7 @@ pub fn path(root: &Path) -> PathBuf {
 
 /// The commented example, with the ready gate set `gates` (the text of one
 /// of [`crate::gates::TEMPLATES`]) in place of its empty `gates:` section.
-pub fn example(gates: Option<&str>) -> String {
+pub(crate) fn example(gates: Option<&str>) -> String {
     let Some(set) = gates else {
         return TEMPLATE.to_owned();
     };
@@ -1074,7 +1074,7 @@ pub fn flatten(config: &Config) -> Vec<(String, String)> {
 
 /// Every leaf of the merged configuration with its typed value, for the
 /// state and for tools.
-pub fn values(config: &Config) -> Vec<(String, serde_json::Value)> {
+pub(crate) fn values(config: &Config) -> Vec<(String, serde_json::Value)> {
     let value = serde_yaml::to_value(config).expect("config serializes");
     let mut out = Vec::new();
     collect(&value, "", &mut out);

@@ -76,7 +76,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args, cli: clap::Command) -> Result {
 
 /// `git-sprint.1` and a page per visible command (`git-sprint-start.1`, and
 /// `git-sprint-config-check.1` for nested ones), as file names and roff.
-pub fn pages(cli: clap::Command) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn pages(cli: clap::Command) -> std::io::Result<Vec<(String, Vec<u8>)>> {
     // Building names each subcommand `git-sprint-<command>` (its display name).
     let mut cli = cli.disable_help_subcommand(true);
     cli.build();

@@ -50,13 +50,13 @@ pub fn set(on: bool) {
 }
 
 /// Whether output is coloured.
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
 /// What a piece of text says to the reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tone {
+pub(crate) enum Tone {
     /// Failed, dead, blocked: needs a person now.
     Bad,
     /// Stalled, waiting, expired: worth a look.
@@ -77,7 +77,7 @@ impl Tone {
 
 /// `text` in its tone when colour is on; pad before painting, since the
 /// escape codes have no width.
-pub fn paint(text: &str, tone: Option<Tone>) -> Cow<'_, str> {
+pub(crate) fn paint(text: &str, tone: Option<Tone>) -> Cow<'_, str> {
     match tone {
         Some(tone) if enabled() => Cow::Owned(format!("{}{text}\x1b[0m", tone.code())),
         _ => Cow::Borrowed(text),
@@ -86,7 +86,7 @@ pub fn paint(text: &str, tone: Option<Tone>) -> Cow<'_, str> {
 
 /// The tone of a state word as the boards print it (task and feature
 /// statuses, worker states, trouble kinds, health problems).
-pub fn tone_of(word: &str) -> Option<Tone> {
+pub(crate) fn tone_of(word: &str) -> Option<Tone> {
     let word = word.trim();
     let head = word.split([' ', '(']).next().unwrap_or(word);
     match head {
@@ -99,7 +99,7 @@ pub fn tone_of(word: &str) -> Option<Tone> {
 }
 
 /// `text` painted in the tone of its first word.
-pub fn state(text: &str) -> Cow<'_, str> {
+pub(crate) fn state(text: &str) -> Cow<'_, str> {
     paint(text, tone_of(text))
 }
 
