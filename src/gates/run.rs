@@ -98,7 +98,10 @@ fn run_stage_inner(
 /// cannot start is a failed outcome that says why.
 pub fn run_gate(gate: &Gate, worktree: &Path, env: &[(String, String)]) -> GateOutcome {
     match gate.timeout() {
-        Ok(timeout) => run_gate_limited(gate, worktree, env, timeout, TERM_GRACE),
+        Ok(timeout) => {
+            let ledger = LEDGER.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            run_gate_limited(gate, worktree, env, timeout, TERM_GRACE, ledger)
+        }
         Err(e) => GateOutcome::not_started(
             &gate.run,
             format!("gate is misconfigured: {}", error_chain(&e)),
@@ -113,6 +116,7 @@ fn run_gate_limited(
     env: &[(String, String)],
     timeout: Duration,
     term_grace: Duration,
+    ledger: Option<Ledger>,
 ) -> GateOutcome {
     let started = Instant::now();
     let figure_re = match gate
@@ -131,7 +135,7 @@ fn run_gate_limited(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .chain(gate.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let ran = match execute(&gate.run, worktree, envs, timeout, term_grace) {
+    let ran = match execute(&gate.run, worktree, envs, timeout, term_grace, ledger) {
         Ok(ran) => ran,
         Err(e) => {
             let why = format!("could not start `sh -c` in {}: {e}", worktree.display());
@@ -221,6 +225,7 @@ fn execute<'a>(
     envs: impl Iterator<Item = (&'a str, &'a str)>,
     timeout: Duration,
     term_grace: Duration,
+    ledger: Option<Ledger>,
 ) -> std::io::Result<Ran> {
     // One pipe for both streams keeps stdout and stderr interleaved as written.
     let (mut reader, writer) = std::io::pipe()?;
@@ -240,7 +245,6 @@ fn execute<'a>(
     // they and every process of the group are gone.
     drop(cmd);
     let pgid = child.id() as i32;
-    let ledger = LEDGER.lock().unwrap_or_else(|e| e.into_inner()).clone();
     // Removed when this function returns, whatever way it does.
     let _record = ledger.and_then(|l| match l.enter(&mark, child.id(), run) {
         Ok(entry) => Some(entry),
@@ -467,6 +471,7 @@ mod tests {
             &[],
             Duration::from_millis(300),
             Duration::from_millis(200),
+            None,
         );
         assert!(started.elapsed() < Duration::from_secs(2), "{o:?}");
         assert!(o.timed_out && !o.passed);
@@ -490,6 +495,7 @@ mod tests {
             &[],
             Duration::from_millis(200),
             Duration::from_millis(100),
+            None,
         );
         assert!(o.timed_out);
         let pid = child_pid(&o.output_tail);
@@ -536,14 +542,20 @@ mod tests {
     fn a_running_gate_is_in_the_ledger_until_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new(dir.path().join("gates"));
-        // Other tests' gates may be recorded here meanwhile: only this one's
-        // record (named by its mark) is checked.
-        keep_ledger(Some(ledger.clone()));
+        // The ledger is handed in rather than set with keep_ledger: that one is
+        // process-wide, and an orchestrator that another test runs meanwhile
+        // sets and clears it (regression: this test flaked so).
         let mut g = gate("look", "echo \"mark=$GIT_SPRINT_MARK\"; ls \"$LEDGER\"");
         g.env
             .insert("LEDGER".into(), ledger.dir().display().to_string());
-        let o = run(&g);
-        keep_ledger(None);
+        let o = run_gate_limited(
+            &g,
+            dir.path(),
+            &[],
+            super::super::config::DEFAULT_TIMEOUT,
+            TERM_GRACE,
+            Some(ledger.clone()),
+        );
         assert!(o.passed, "{}", o.output_tail);
         let mark = o
             .output_tail
