@@ -42,6 +42,7 @@ pub mod status;
 pub mod stop;
 pub mod sync;
 pub mod uninstall;
+pub mod watch;
 
 /// What a command failed with, rendered once by `main`.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +87,9 @@ pub enum CommandError {
 
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
+
+    #[error(transparent)]
+    View(#[from] crate::view::ViewError),
 }
 
 impl CommandError {
@@ -108,6 +112,7 @@ impl CommandError {
             CommandError::Config(e) => e.hint(),
             CommandError::Daemon(e) => e.hint(),
             CommandError::Demo(e) => e.hint(),
+            CommandError::View(e) => e.hint(),
         }
     }
 
