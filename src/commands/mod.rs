@@ -28,6 +28,7 @@ pub mod log;
 pub mod logs;
 pub mod move_;
 pub mod multi;
+mod pager;
 pub mod pause;
 pub mod plan;
 pub mod prompt;
