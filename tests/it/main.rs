@@ -15,3 +15,4 @@ mod sprint;
 mod state;
 mod support;
 mod transcript;
+mod watch;
