@@ -144,11 +144,6 @@ impl Board {
             return Ok(());
         }
         let entries = since(store, self.seen)?;
-        if self.seen.is_some() && entries.len() > RECENT * 1000 {
-            // The ref was rewritten: start over rather than double-count.
-            self.started.clear();
-            self.durations.clear();
-        }
         self.snapshot = store.read(Snapshot::read)?;
         self.trouble = crate::stages::trouble::list(&self.snapshot);
         self.seen = tip;

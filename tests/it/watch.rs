@@ -90,6 +90,28 @@ impl<'a> Pane<'a> {
     }
 }
 
+/// Runs watch, then says how it exited and how the terminal was left.
+const WATCH: &str = r#"'BIN' watch; echo "watch exited $?"; echo "tty: $(stty -a | tr ' ;' '\n\n' | grep -x -e icanon -e -icanon -e echo -e -echo | tr '\n' ' ')""#;
+
+fn watch_script() -> String {
+    WATCH.replace("BIN", BIN)
+}
+
+/// After watch exited: the alternate screen is off, the cursor shown, and
+/// the line discipline cooked and echoing again.
+fn assert_restored(pane: &Pane<'_>) {
+    let screen = pane.wait("watch to exit", 30, |sc| sc.contains("tty: "));
+    assert!(screen.contains("watch exited 0"), "{screen}");
+    assert!(
+        screen.contains("tty: icanon echo"),
+        "raw mode left on: {screen}"
+    );
+    let alternate = pane.tmux(&["display-message", "-p", "#{alternate_on}"]);
+    assert_eq!(alternate.trim(), "0", "the alternate screen was left on");
+    let cursor = pane.tmux(&["display-message", "-p", "#{cursor_flag}"]);
+    assert_eq!(cursor.trim(), "1", "the cursor was left hidden");
+}
+
 impl Drop for Pane<'_> {
     fn drop(&mut self) {
         super::support::kill_tmux(&self.socket);
@@ -108,7 +130,7 @@ fn watch_draws_progress_agents_transitions_and_failures_live_and_q_restores_the_
         &config(&gated, "policy: { max_attempts: 1 }\n"),
         "- [ ] T001 [P] One in a.txt\n- [ ] T002 [P] Two in b.txt\n",
     );
-    let pane = Pane::start(&s.f, &format!("'{BIN}' watch; echo \"watch exited $?\""));
+    let pane = Pane::start(&s.f, &watch_script());
     pane.wait("the board", 30, |sc| sc.contains("git sprint watch"));
     s.start(&[("SCRIPTED_AGENT_MODE_f_T002", "fail")]);
 
@@ -143,11 +165,31 @@ fn watch_draws_progress_agents_transitions_and_failures_live_and_q_restores_the_
     assert!(screen.contains("failed f/T002"), "{screen}");
 
     pane.tmux(&["send-keys", "q"]);
-    pane.wait("watch to exit", 30, |sc| sc.contains("watch exited 0"));
+    assert_restored(&pane);
+}
+
+#[test]
+fn watch_ended_by_sigterm_gives_the_terminal_back() {
+    let f = Fleet::new();
+    f.ok(&["add", "f", "a task"]);
+    let pane = Pane::start(&f, &watch_script());
+    pane.wait("the board", 30, |sc| sc.contains("0/1 done"));
     let alternate = pane.tmux(&["display-message", "-p", "#{alternate_on}"]);
-    assert_eq!(alternate.trim(), "0", "the alternate screen was left on");
-    let echo = pane.tmux(&["display-message", "-p", "#{cursor_flag}"]);
-    assert_eq!(echo.trim(), "1", "the cursor was left hidden");
+    assert_eq!(alternate.trim(), "1", "watch draws on the alternate screen");
+    let shell = pane.tmux(&["display-message", "-p", "#{pane_pid}"]);
+    let shell = shell.trim();
+    let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+        .expect("the pane's shell");
+    let watch = children
+        .split_whitespace()
+        .next()
+        .expect("watch under the pane's shell");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", watch])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_restored(&pane);
 }
 
 #[test]
