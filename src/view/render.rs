@@ -74,14 +74,14 @@ const BAR: usize = 24;
 /// the running agents, what needs a person, and the last transitions; cut
 /// to `width` columns and `height` rows.
 pub fn render(f: &Frame<'_>) -> Vec<Line> {
+    // No clock in the header: a board that nothing changed is not redrawn.
     let mut lines = Vec::new();
     let paused = f.snapshot.meta.as_ref().is_some_and(|m| m.paused);
     lines.push(Line::new(
         format!(
-            "git sprint watch  refs/ai-sprint {}{}  {}{}",
+            "git sprint watch  refs/ai-sprint {}{}{}",
             f.tip.unwrap_or("(none yet)"),
             if paused { " (paused)" } else { "" },
-            time_of_day(f.now),
             if f.live { "   q quits" } else { "" },
         ),
         Style::Bold,
@@ -448,6 +448,26 @@ mod tests {
                     == "  a1  developer  001-auth/T001  60s  12.4k tok $0.03  compiling foo"),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn with_no_agent_running_the_clock_alone_changes_nothing_on_screen() {
+        let s = snapshot(&[TaskStatus::Todo, TaskStatus::Done]);
+        let at = |now| {
+            render(&Frame {
+                snapshot: &s,
+                tip: Some("abc1234"),
+                trouble: &[],
+                last_lines: &BTreeMap::new(),
+                recent: &[],
+                durations: &BTreeMap::new(),
+                now,
+                live: true,
+                width: 100,
+                height: 40,
+            })
+        };
+        assert_eq!(at(1_000_000), at(1_000_037));
     }
 
     #[test]
