@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use super::{Ctx, Result};
+use super::{style, Ctx, Result};
 use crate::view;
 
 /// Show the sprint live: progress, running agents, trouble, transitions
@@ -13,8 +13,8 @@ use crate::view;
 /// highlighted; the last transitions. It redraws when refs/ai-sprint moves or
 /// an agent prints (inotify, no polling). q or Ctrl-C leaves.
 ///
-/// Piped (stdout not a terminal), it prints the board once, without colour,
-/// and exits.
+/// Piped (stdout not a terminal), it prints the board once and exits.
+/// Colour follows --color and NO_COLOR, as for the other boards.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
@@ -23,11 +23,11 @@ pub fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
         let board = view::Board::open(&ctx.cwd)?;
         for line in view::paint(
             &board.frame(crate::clock::now(), false, usize::MAX, 0),
-            false,
+            style::enabled(),
         ) {
             writeln!(ctx.out, "{}", line.trim_end())?;
         }
         return Ok(());
     }
-    Ok(view::live(&ctx.cwd)?)
+    Ok(view::live(&ctx.cwd, style::enabled())?)
 }

@@ -262,8 +262,8 @@ pub fn paint(lines: &[Line], colour: bool) -> Vec<String> {
 }
 
 /// Runs the board on the terminal until `q`, Ctrl-C, SIGTERM or SIGHUP,
-/// leaving the terminal as it found it.
-pub fn live(cwd: &Path) -> Result<(), ViewError> {
+/// leaving the terminal as it found it; `colour` paints the styles.
+pub fn live(cwd: &Path, colour: bool) -> Result<(), ViewError> {
     let mut board = Board::open(cwd)?;
     let (tx, rx) = mpsc::channel();
 
@@ -328,7 +328,10 @@ pub fn live(cwd: &Path) -> Result<(), ViewError> {
     let mut shown: Vec<String> = Vec::new();
     loop {
         let (width, height) = term::size();
-        let painted = paint(&board.frame(crate::clock::now(), true, width, height), true);
+        let painted = paint(
+            &board.frame(crate::clock::now(), true, width, height),
+            colour,
+        );
         if painted != shown {
             screen.draw(&painted).map_err(ViewError::Terminal)?;
             shown = painted;

@@ -302,7 +302,9 @@ fn short_count(n: u64) -> String {
     }
 }
 
-/// The escape sequence that starts `style` (SGR), and the one that ends it.
+/// The escape sequence that starts `style` (SGR), and the one that ends it;
+/// the colours are those of the CLI's `commands::style` tones (the library
+/// does not reach into the CLI layer for them).
 pub fn sgr(style: Style) -> (&'static str, &'static str) {
     match style {
         Style::Plain => ("", ""),

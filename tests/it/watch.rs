@@ -200,6 +200,8 @@ fn watch_piped_prints_the_board_once() {
     assert!(out.contains("f  planned  ["), "{out}");
     assert!(out.contains("0/1 done"), "{out}");
     assert!(!out.contains('\x1b'), "escapes in piped output: {out:?}");
+    let painted = f.ok(&["--color=always", "watch"]);
+    assert!(painted.contains("\x1b[1m"), "--color=always: {painted:?}");
 }
 
 /// A follower process, killed on drop; its lines arrive on a channel.
