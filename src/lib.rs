@@ -19,6 +19,7 @@ pub mod spec;
 pub mod stages;
 pub mod state;
 pub mod sync;
+pub mod view;
 pub mod worker;
 
 #[cfg(test)]
