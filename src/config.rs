@@ -256,6 +256,28 @@ impl Default for Setup {
     }
 }
 
+/// `worktrees`: the pool of finished workers' worktrees that new workers
+/// reuse (see `worker::pool`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Worktrees {
+    /// How many finished worktrees are kept for reuse (0 turns the pool off;
+    /// at most 64).
+    pub pool: usize,
+    /// Paths `git clean` spares when a pooled worktree is reused (built
+    /// dependencies such as `target` or `node_modules`).
+    pub keep: Vec<PathBuf>,
+}
+
+impl Default for Worktrees {
+    fn default() -> Self {
+        Worktrees {
+            pool: 4,
+            keep: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Timeouts {
@@ -289,6 +311,7 @@ pub struct Config {
     pub agents: BTreeMap<String, AgentEntry>,
     pub roles: Roles,
     pub setup: Setup,
+    pub worktrees: Worktrees,
     pub timeouts: Timeouts,
     /// Commands that judge work at each stage (see templates/gates/).
     pub gates: crate::gates::GateSet,
@@ -466,6 +489,7 @@ impl Default for Config {
             )]),
             roles: Roles::default(),
             setup: Setup::default(),
+            worktrees: Worktrees::default(),
             timeouts: Timeouts::default(),
             gates: crate::gates::GateSet::default(),
             policy: Policy::default(),
@@ -911,6 +935,17 @@ pub fn merge(
             ));
         }
     }
+    for (i, rel) in config.worktrees.keep.iter().enumerate() {
+        if !crate::worker::worktree::is_safe_copy_path(rel) {
+            return Err(invalid(
+                format!("worktrees.keep[{i}]"),
+                format!(
+                    "`{}` must be a relative path inside the worktree (no `..`, not absolute)",
+                    rel.display()
+                ),
+            ));
+        }
+    }
     Ok(Loaded {
         config,
         sources,
@@ -934,6 +969,12 @@ fn check_bounds(config: &Config) -> Result<(), (&'static str, &'static str)> {
         return Err((
             "policy.max_attempts",
             "must be at least 1: with 0 no task could ever be attempted",
+        ));
+    }
+    if config.worktrees.pool > crate::worker::pool::MAX_POOL {
+        return Err((
+            "worktrees.pool",
+            "must be at most 64: each pooled worktree is a full checkout kept on disk",
         ));
     }
     if config.policy.breaker_threshold == 0 {

@@ -351,23 +351,7 @@ impl Engine {
                 .unwrap_or_else(|| "HEAD".into());
             crate::ingest::ensure_branch(self.fleet.store.repo(), integration, &base)?;
         }
-        if git.branch_exists(&branch)? {
-            let out = git
-                .command(["worktree", "add", "--quiet"])
-                .arg(&path)
-                .arg(&branch)
-                .output()
-                .map_err(|e| EngineError::Other(format!("running git worktree add: {e}")))?;
-            if !out.status.success() {
-                return Err(EngineError::Other(format!(
-                    "git worktree add {} {branch}: {}",
-                    path.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-        } else {
-            git.add_worktree(&path, &branch, integration)?;
-        }
+        self.fleet.pool.add(git, &path, &branch, integration)?;
         let setup = crate::worker::worktree::setup(
             &self.root,
             &path,
@@ -1069,6 +1053,7 @@ impl Engine {
         let branch = task_branch(feature, task);
         let busy = self.busy.clone();
         let wake = self.wake.clone();
+        let pool = self.fleet.pool.clone();
         std::thread::spawn(move || {
             let verdict = crate::refinery::merge(&crate::refinery::Merge {
                 common_dir: &common,
@@ -1087,8 +1072,7 @@ impl Engine {
                     .map_err(|e| e.to_string())?;
                 if matches!(v, Verdict::Merged { .. } | Verdict::AlreadyMerged { .. }) {
                     // The work is in; its worktree goes, its branch stays.
-                    let _ =
-                        crate::worker::worktree::Git::new(&root).remove_worktree(&task_wt, true);
+                    let _ = pool.retire(&crate::worker::worktree::Git::new(&root), &task_wt);
                 }
                 Ok(())
             });

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{is_runner_of, sys, Fleet, FleetError, Result};
 use crate::state::{Actor, Agent, AgentState, Transition};
+use crate::worker::pool::Retired;
 use crate::worker::worktree::BranchDeletion;
 
 /// How long `kill` waits for a wrapper to save work after its session ends.
@@ -128,15 +129,21 @@ impl Fleet {
         let path = PathBuf::from(&a.worktree);
         let mut wip = None;
         if path.is_dir() {
-            wip = self
-                .save_wip(
-                    &path,
-                    &a.id,
-                    &format!("WIP: {} (saved by git sprint kill)", a.id),
-                )
-                .ok()
-                .flatten();
-            self.git.remove_worktree(&path, true)?;
+            let saved = self.save_wip(
+                &path,
+                &a.id,
+                &format!("WIP: {} (saved by git sprint kill)", a.id),
+            );
+            match saved {
+                // The work is on the branch: the directory may be reused.
+                Ok(commit) => {
+                    wip = commit;
+                    if let Retired::Discarded(why) = self.pool.retire(&self.git, &path)? {
+                        tracing::warn!(worker = %a.id, "worktree not pooled: {why}");
+                    }
+                }
+                Err(_) => self.git.remove_worktree(&path, true)?,
+            }
         } else {
             self.git.remove_worktree(&path, true)?;
         }

@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::state::{Agent, StateError, Store};
+use crate::worker::pool::Pool;
 use crate::worker::procstat;
 use crate::worker::profile::{AgentProfile, ProfileError};
 use crate::worker::reap;
@@ -171,6 +172,10 @@ pub struct Fleet {
     pub identity: crate::config::Identity,
     /// Whose environment the agents this fleet starts get.
     pub env_from: EnvFrom,
+    /// Finished workers' worktrees kept for new ones (`worktrees` in the
+    /// config); whoever loads the config sets it with
+    /// [`Fleet::configure_pool`], the default otherwise.
+    pub pool: Pool,
 }
 
 /// Whose environment a new agent gets.
@@ -181,6 +186,10 @@ pub enum EnvFrom {
     /// What the last `git sprint start` or `resume` saved (the
     /// orchestrator's agents), else this process's.
     SprintStart,
+}
+
+fn pool_of(common_dir: &Path, worktrees: &crate::config::Worktrees) -> Pool {
+    Pool::new(common_dir, worktrees.pool, &worktrees.keep)
 }
 
 pub(crate) fn alive(pid: u32) -> bool {
@@ -226,12 +235,18 @@ impl Fleet {
         };
         Ok(Fleet {
             store,
-            common_dir,
             tmux,
             git: Git::new(cwd),
             identity: crate::config::Identity::default(),
             env_from: EnvFrom::ThisProcess,
+            pool: pool_of(&common_dir, &crate::config::Worktrees::default()),
+            common_dir,
         })
+    }
+
+    /// Sizes the worktree pool as the config's `worktrees` section says.
+    pub fn configure_pool(&mut self, worktrees: &crate::config::Worktrees) {
+        self.pool = pool_of(&self.common_dir, worktrees);
     }
 
     /// The identity agent `id` authors commits as: its id, and the

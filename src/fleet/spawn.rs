@@ -13,6 +13,7 @@ use super::{
 use crate::clock;
 use crate::config::Setup;
 use crate::state::{check_name, Actor, Agent, AgentState, Refusal, StateError, Transition};
+use crate::worker::pool::Pool;
 use crate::worker::worktree::{Git, WorktreeError};
 
 impl Fleet {
@@ -79,6 +80,7 @@ impl Fleet {
             let workers = specs.len().clamp(1, 4);
             // Fleet holds a gix repository, which is not Sync; git is.
             let git = &self.git;
+            let pool = &self.pool;
             // Concurrent `git worktree add`s read each other's half-made
             // administrative dirs and fail; setup commands may overlap.
             let add_lock = std::sync::Mutex::new(());
@@ -90,6 +92,7 @@ impl Fleet {
                         let Some(spec) = specs.get(i) else { break };
                         let r = make_worktree(
                             git,
+                            pool,
                             &add_lock,
                             &root,
                             &paths[i],
@@ -298,6 +301,7 @@ impl Fleet {
 
 fn make_worktree(
     git: &Git,
+    pool: &Pool,
     add_lock: &std::sync::Mutex<()>,
     root: &Path,
     path: &Path,
@@ -305,7 +309,9 @@ fn make_worktree(
     base: &str,
     setup: &Setup,
 ) -> Result<()> {
-    {
+    // A pooled worktree needs no lock: taking one is a rename, and each
+    // re-pointing checkout works in its own worktree.
+    if !pool.take(git, path, &spec.branch, base)? {
         let _serial = add_lock.lock().unwrap_or_else(|e| e.into_inner());
         git.add_worktree(path, &spec.branch, base)?;
     }

@@ -182,7 +182,7 @@ impl Git {
     }
 
     /// Runs git and returns its stdout, or a [`WorktreeError::Git`] naming the command.
-    fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String> {
+    pub(crate) fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String> {
         let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
         let out = self.output(&args)?;
         if out.status.success() {
@@ -193,7 +193,7 @@ impl Git {
     }
 
     /// Runs git and reports only whether it exited 0 (for `--verify`-style checks).
-    fn check<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<bool> {
+    pub(crate) fn check<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<bool> {
         let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
         Ok(self.output(&args)?.status.success())
     }
