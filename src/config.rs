@@ -1418,6 +1418,27 @@ mod tests {
     }
 
     #[test]
+    fn worktree_pool_is_bounded_and_keep_paths_stay_inside() {
+        let e = load_text("worktrees:\n  pool: 65\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`worktrees.pool`") && e.contains("at most 64"),
+            "{e}"
+        );
+        let e = load_text("worktrees:\n  keep: [target, ../up]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`worktrees.keep[1]`") && e.contains("../up"),
+            "{e}"
+        );
+        let ok = load_text("worktrees:\n  pool: 0\n  keep: [target]\n", &[]).unwrap();
+        assert_eq!(ok.config.worktrees.pool, 0);
+        assert_eq!(Config::default().worktrees.pool, 4);
+    }
+
+    #[test]
     fn setup_copy_entries_must_stay_inside_the_repository() {
         for bad in ["../secrets", "/etc/passwd", "a/../../b"] {
             let text = format!("setup:\n  copy: [.env, '{bad}']\n");
