@@ -79,27 +79,23 @@ impl Fleet {
             let next = std::sync::atomic::AtomicUsize::new(0);
             let workers = specs.len().clamp(1, 4);
             // Fleet holds a gix repository, which is not Sync; git is.
-            let git = &self.git;
-            let pool = &self.pool;
             // Concurrent `git worktree add`s read each other's half-made
             // administrative dirs and fail; setup commands may overlap.
             let add_lock = std::sync::Mutex::new(());
+            let maker = Maker {
+                git: &self.git,
+                pool: &self.pool,
+                add_lock: &add_lock,
+                root: &root,
+                setup,
+            };
             let paths: Vec<PathBuf> = specs.iter().map(|s| self.worktree_path(&s.id)).collect();
             std::thread::scope(|s| {
                 for _ in 0..workers {
                     s.spawn(|| loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let Some(spec) = specs.get(i) else { break };
-                        let r = make_worktree(
-                            git,
-                            pool,
-                            &add_lock,
-                            &root,
-                            &paths[i],
-                            spec,
-                            &bases[&spec.from],
-                            setup,
-                        );
+                        let r = maker.make(&paths[i], spec, &bases[&spec.from]);
                         results.lock().expect("no panics").push((i, r));
                     });
                 }
@@ -299,38 +295,50 @@ impl Fleet {
     }
 }
 
-fn make_worktree(
-    git: &Git,
-    pool: &Pool,
-    add_lock: &std::sync::Mutex<()>,
-    root: &Path,
-    path: &Path,
-    spec: &WorkerSpec,
-    base: &str,
-    setup: &Setup,
-) -> Result<()> {
-    // A pooled worktree needs no lock: taking one is a rename, and each
-    // re-pointing checkout works in its own worktree.
-    if !pool.take(git, path, &spec.branch, base)? {
-        let _serial = add_lock.lock().unwrap_or_else(|e| e.into_inner());
-        git.add_worktree(path, &spec.branch, base)?;
-    }
-    match crate::worker::worktree::setup(root, path, &setup.copy, &setup.commands) {
-        Ok(report) => {
-            for (file, why) in &report.skipped {
-                tracing::warn!(
-                    "{}: setup file {} not copied: {why}",
-                    spec.id,
-                    file.display()
-                );
-            }
-            Ok(())
+/// What every worktree of one spawn is made with.
+struct Maker<'a> {
+    /// Fleet holds a gix repository, which is not Sync; git is.
+    git: &'a Git,
+    pool: &'a Pool,
+    add_lock: &'a std::sync::Mutex<()>,
+    root: &'a Path,
+    setup: &'a Setup,
+}
+
+impl Maker<'_> {
+    /// Worker `spec`'s worktree at `path` from `base`, set up; removed
+    /// again when setup fails.
+    fn make(&self, path: &Path, spec: &WorkerSpec, base: &str) -> Result<()> {
+        let Maker {
+            git,
+            pool,
+            add_lock,
+            root,
+            setup,
+        } = *self;
+        // A pooled worktree needs no lock: taking one is a rename, and each
+        // re-pointing checkout works in its own worktree.
+        if !pool.take(git, path, &spec.branch, base)? {
+            let _serial = add_lock.lock().unwrap_or_else(|e| e.into_inner());
+            git.add_worktree(path, &spec.branch, base)?;
         }
-        Err(e) => {
-            let _ = git.remove_worktree(path, true);
-            let _ = std::fs::remove_dir_all(path);
-            let _ = git.delete_branch_if_merged(&spec.branch, "HEAD", true);
-            Err(e.into())
+        match crate::worker::worktree::setup(root, path, &setup.copy, &setup.commands) {
+            Ok(report) => {
+                for (file, why) in &report.skipped {
+                    tracing::warn!(
+                        "{}: setup file {} not copied: {why}",
+                        spec.id,
+                        file.display()
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let _ = git.remove_worktree(path, true);
+                let _ = std::fs::remove_dir_all(path);
+                let _ = git.delete_branch_if_merged(&spec.branch, "HEAD", true);
+                Err(e.into())
+            }
         }
     }
 }
