@@ -48,7 +48,13 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             .into());
         }
     }
-    let snapshot = store.read(Snapshot::read)?;
+    // JSON is the whole record, archived agents included; the summary
+    // reads only the live state, so it costs the same late in a sprint.
+    let snapshot = if args.json {
+        store.read(Snapshot::read_with_archive)?
+    } else {
+        store.read(Snapshot::read)?
+    };
     let drafts = store
         .repo()
         .workdir()

@@ -634,6 +634,12 @@ impl Fleet {
     pub fn worker(&self, actor: &Actor, id: &str) -> Result<(Agent, bool)> {
         let (agents, sessions) = self.reconcile(actor)?;
         let known = || agents.iter().map(|a| a.id.clone()).collect();
+        // A finished sprint agent is archived: still a known worker.
+        if !agents.iter().any(|a| a.id == id) {
+            if let Some(a) = self.store.read(|txn| txn.archived_agent(id))? {
+                return Ok((a, false));
+            }
+        }
         let a = agents
             .iter()
             .find(|a| a.id == id)
