@@ -716,7 +716,18 @@ impl Fleet {
     /// Everything `list` shows, after reconciling. CPU is measured over
     /// `interval`, only when some agent is running.
     pub fn status(&self, actor: &Actor, interval: Duration) -> Result<Vec<WorkerStatus>> {
-        let (agents, sessions) = self.reconcile(actor)?;
+        let (mut agents, sessions) = self.reconcile(actor)?;
+        // Archived (finished) sprint agents are listed too, as before the
+        // archive; a live-only view leaves out `Txn::archived_agent_ids`.
+        let archived = self.store.read(|txn| {
+            let mut out = Vec::new();
+            for id in txn.archived_agent_ids()? {
+                out.extend(txn.archived_agent(&id).ok().flatten());
+            }
+            Ok(out)
+        })?;
+        agents.extend(archived);
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
         let now = clock::now();
         let progress = self.progress(&agents);
         let running: Vec<u32> = agents
