@@ -333,6 +333,11 @@ impl Fleet {
         })?)
     }
 
+    /// Every worker record, archived ones (finished sprint agents) too, by id.
+    pub fn all_agents(&self) -> Result<Vec<Agent>> {
+        Ok(self.store.read(|txn| txn.all_agents())?)
+    }
+
     /// The record of `id`, or an error listing the known ids.
     pub fn agent(&self, id: &str) -> Result<Agent> {
         let agents = self.agents()?;
@@ -716,18 +721,10 @@ impl Fleet {
     /// Everything `list` shows, after reconciling. CPU is measured over
     /// `interval`, only when some agent is running.
     pub fn status(&self, actor: &Actor, interval: Duration) -> Result<Vec<WorkerStatus>> {
-        let (mut agents, sessions) = self.reconcile(actor)?;
+        let (_, sessions) = self.reconcile(actor)?;
         // Archived (finished) sprint agents are listed too, as before the
         // archive; a live-only view leaves out `Txn::archived_agent_ids`.
-        let archived = self.store.read(|txn| {
-            let mut out = Vec::new();
-            for id in txn.archived_agent_ids()? {
-                out.extend(txn.archived_agent(&id).ok().flatten());
-            }
-            Ok(out)
-        })?;
-        agents.extend(archived);
-        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        let agents = self.all_agents()?;
         let now = clock::now();
         let progress = self.progress(&agents);
         let running: Vec<u32> = agents
@@ -920,7 +917,9 @@ impl Fleet {
     /// record says they ended. The logs of running agents and the
     /// orchestrator's stay. Returns the ids whose logs were removed, sorted.
     pub fn prune_logs(&self, actor: &Actor, ended: bool) -> Result<Vec<String>> {
-        let (agents, _) = self.reconcile(actor)?;
+        self.reconcile(actor)?;
+        // An archived record still names its agent.
+        let agents = self.all_agents()?;
         let dir = self.dir("logs");
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -965,7 +964,7 @@ impl Fleet {
     pub fn remove_feature_logs(&self, feature: &str) -> Result<usize> {
         let prefix = format!("{feature}/");
         let mut n = 0;
-        for a in self.agents()? {
+        for a in self.all_agents()? {
             if a.task.as_deref().is_some_and(|t| t.starts_with(&prefix))
                 && std::fs::remove_file(self.log_path(&a.id)).is_ok()
             {
