@@ -11,6 +11,7 @@ mod ingest;
 mod integrity;
 mod realcli;
 mod safety;
+mod shell;
 mod sprint;
 mod state;
 mod support;
