@@ -16,3 +16,4 @@ mod sprint;
 mod state;
 mod support;
 mod transcript;
+mod watch;
