@@ -1221,6 +1221,29 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_chore_pattern_or_story_order_names_the_key() {
+        let e = load_text("planning: { chore_patterns: ['^commit(' ] }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("planning.chore_patterns"), "{e}");
+        assert!(
+            e.contains("chore pattern `^commit(` is not a valid regular expression"),
+            "{e}"
+        );
+        let e = load_text("planning: { stories: sideways }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("planning.stories"), "{e}");
+        let ok = load_text("planning: { stories: serial, chores: run }\n", &[]).unwrap();
+        assert_eq!(ok.config.planning.stories, StoryOrder::Serial);
+        assert_eq!(ok.config.planning.chores, ChoreMode::Run);
+        assert_eq!(
+            ok.config.planning.chore_patterns.len(),
+            crate::spec::DEFAULT_CHORES.len()
+        );
+    }
+
+    #[test]
     fn template_is_valid_and_defaults_hold() {
         let loaded = load_text(TEMPLATE, &[]).unwrap();
         assert_eq!(loaded.config.roles.developer.count, 3);

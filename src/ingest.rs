@@ -314,7 +314,9 @@ pub fn ingest(
     source: &Source,
     base: Option<&str>,
 ) -> Result<Outcome, IngestError> {
-    let planning = crate::config::load_from(store.repo(), None)?.config.planning;
+    let planning = crate::config::load_from(store.repo(), None)?
+        .config
+        .planning;
     let plan = source.plan(&planning)?;
     for t in &plan.tasks {
         check_name("task", &t.id).map_err(IngestError::Name)?;

@@ -34,7 +34,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     };
     // Outside a repository there is no configuration: the defaults apply.
     let planning = match ctx.store() {
-        Ok(store) => crate::config::load_from(store.repo(), None)?.config.planning,
+        Ok(store) => {
+            crate::config::load_from(store.repo(), None)?
+                .config
+                .planning
+        }
         Err(_) => crate::config::Planning::default(),
     };
     // A feature's documents live in specs/<feature>/; a file's beside it.

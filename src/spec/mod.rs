@@ -194,7 +194,9 @@ impl Options {
                 regex::RegexBuilder::new(p)
                     .case_insensitive(true)
                     .build()
-                    .map_err(|e| format!("chore pattern `{p}` is not a valid regular expression: {e}"))
+                    .map_err(|e| {
+                        format!("chore pattern `{p}` is not a valid regular expression: {e}")
+                    })
             })
             .collect()
     }

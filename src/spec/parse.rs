@@ -874,12 +874,20 @@ fn is_story_phase<'a>(title: &str, tasks: impl Iterator<Item = &'a Task>) -> boo
     ]
     .iter()
     .any(|w| lower.contains(w))
+        || lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
+            w.len() > 2 && w.starts_with("us") && w[2..].bytes().all(|b| b.is_ascii_digit())
+        })
         || lower
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|w| w.len() > 2 && w.starts_with("us") && w[2..].bytes().all(|b| b.is_ascii_digit()))
-        || lower.split_whitespace().collect::<Vec<_>>().windows(2).any(|w| {
-            w[0] == "story" && w[1].trim_end_matches([':', '.', ')']).bytes().all(|b| b.is_ascii_digit())
-        });
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| {
+                w[0] == "story"
+                    && w[1]
+                        .trim_end_matches([':', '.', ')'])
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+            });
     if named || title.is_empty() {
         return named;
     }
@@ -940,4 +948,3 @@ fn slug(title: &str, index: usize, implicit: bool) -> String {
         _ => format!("phase-{index}"),
     }
 }
-

@@ -175,9 +175,8 @@ impl Graph {
             }
         }
         // Barriers: sources of a phase wait for the sinks of what it waits for.
-        let story = |p: usize| {
-            !serial_stories && spec.phases.iter().any(|ph| ph.index == p && ph.story)
-        };
+        let story =
+            |p: usize| !serial_stories && spec.phases.iter().any(|ph| ph.index == p && ph.story);
         // What the next phase waits for, and for a run of story phases, what the run
         // started from and the sinks of its phases so far.
         let mut barrier: Vec<usize> = Vec::new();
@@ -187,7 +186,11 @@ impl Graph {
             let sinks: Vec<usize> = members
                 .iter()
                 .copied()
-                .filter(|&s| !members.iter().any(|&o| deps[o].iter().any(|&(d, _)| d == s)))
+                .filter(|&s| {
+                    !members
+                        .iter()
+                        .any(|&o| deps[o].iter().any(|&(d, _)| d == s))
+                })
                 .collect();
             let sources: Vec<usize> = members
                 .iter()
@@ -310,7 +313,10 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
 
 /// Plans a parsed tasks.md as `options` say (story order, chores, the spec directory).
 pub fn plan_with(spec: &SpecFile, options: &Options) -> Result<Plan, SpecError> {
-    let Graph { deps: structure, topo } = Graph::build(spec, options.serial_stories)?;
+    let Graph {
+        deps: structure,
+        topo,
+    } = Graph::build(spec, options.serial_stories)?;
     let tasks = &spec.tasks;
     let n = tasks.len();
     let skipped: Vec<bool> = tasks

@@ -97,8 +97,8 @@ fn assert_effective_order(spec: &SpecFile, p: &Plan) {
     for (i, a) in p.tasks.iter().enumerate() {
         for (j, b) in p.tasks.iter().enumerate() {
             // Story phases side by side need not wait for each other.
-            let side_by_side = (a.phase..=b.phase)
-                .all(|k| spec.phases.iter().any(|ph| ph.index == k && ph.story));
+            let side_by_side =
+                (a.phase..=b.phase).all(|k| spec.phases.iter().any(|ph| ph.index == k && ph.story));
             if a.phase < b.phase && !side_by_side {
                 assert!(
                     reach[j].contains(&i),
@@ -490,7 +490,6 @@ fn a_huge_title_or_description_is_rejected_with_its_line() {
     parse("tasks.md", &ok).unwrap();
 }
 
-
 fn deps_of(p: &Plan, id: &str) -> Vec<String> {
     p.tasks.iter().find(|t| t.id == id).expect(id).deps.clone()
 }
@@ -606,8 +605,11 @@ fn dependency_ranges_name_every_task_between() {
         }
         assert_eq!(task(&spec, "T009").deps, expected, "{form}");
     }
-    let e = parse("t.md", "- [ ] T001 a\n- [ ] T002 b (depends on T001 through T007)\n")
-        .unwrap_err();
+    let e = parse(
+        "t.md",
+        "- [ ] T001 a\n- [ ] T002 b (depends on T001 through T007)\n",
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "t.md:2: task T002 depends on T007, which is not a task in this file"
@@ -664,7 +666,10 @@ fn spec_documents_lock_under_the_feature_directory() {
     let p = plan(&parse("specs/shop/tasks.md", text).unwrap()).unwrap();
     let paths = |id: &str| p.tasks.iter().find(|t| t.id == id).unwrap().paths.clone();
     assert_eq!(paths("T001"), ["specs/shop/spec.md", "specs/shop/plan.md"]);
-    assert_eq!(paths("T002"), ["specs/shop/contracts/api.yaml", "README.md"]);
+    assert_eq!(
+        paths("T002"),
+        ["specs/shop/contracts/api.yaml", "README.md"]
+    );
     assert_eq!(paths("T003"), ["specs/shop/quickstart.md"]);
     // `plan --rev` names the file `specs/shop/tasks.md@main`.
     let p = plan(&parse("specs/shop/tasks.md@main", text).unwrap()).unwrap();
@@ -679,8 +684,17 @@ fn chores_of_corpus_file_02_are_skipped() {
     assert_eq!(skipped.len(), 223, "every open [GIT] task of the file");
     assert!(skipped.iter().all(|t| t.labels == ["GIT"] && !t.done));
     assert!(skipped.iter().all(|t| t.wave.is_none()));
-    let is_chore = |id: &str| p.tasks.iter().find(|t| t.id == id).unwrap().skipped.is_some();
-    for id in ["T032", "T034", "T051", "T052", "T053", "T054", "T055", "T056"] {
+    let is_chore = |id: &str| {
+        p.tasks
+            .iter()
+            .find(|t| t.id == id)
+            .unwrap()
+            .skipped
+            .is_some()
+    };
+    for id in [
+        "T032", "T034", "T051", "T052", "T053", "T054", "T055", "T056",
+    ] {
         assert!(is_chore(id), "{id}: {}", task(&spec, id).title);
     }
     for id in ["T033", "T035", "T047", "T049", "T057"] {
@@ -689,7 +703,10 @@ fn chores_of_corpus_file_02_are_skipped() {
     // A chore between two tasks does not unorder them: T035 still waits for T033.
     assert!(deps_of(&p, "T035").contains(&"T033".to_string()));
     let text = rendered(&p);
-    assert!(text.contains("(31 done, 223 skipped: handled by git-sprint)"), "{text}");
+    assert!(
+        text.contains("(31 done, 223 skipped: handled by git-sprint)"),
+        "{text}"
+    );
     assert!(text.contains("[-] T034   Commit: add domain types  (skipped: handled by git-sprint)"));
 
     // `chores: run`: no pattern, every task gets an agent.
