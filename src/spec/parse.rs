@@ -882,11 +882,8 @@ fn is_story_phase<'a>(title: &str, tasks: impl Iterator<Item = &'a Task>) -> boo
             .collect::<Vec<_>>()
             .windows(2)
             .any(|w| {
-                w[0] == "story"
-                    && w[1]
-                        .trim_end_matches([':', '.', ')'])
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
+                let n = w[1].trim_end_matches([':', '.', ')']);
+                w[0] == "story" && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
             });
     if named || title.is_empty() {
         return named;
