@@ -244,8 +244,8 @@ fn record_settings(
     store: &crate::state::Store,
     config: &crate::config::Config,
 ) -> Result<(), crate::state::StateError> {
-    let settings: std::collections::BTreeMap<String, String> =
-        crate::config::flatten(config).into_iter().collect();
+    let settings: std::collections::BTreeMap<String, serde_json::Value> =
+        crate::config::values(config).into_iter().collect();
     store.transact(&crate::state::Actor::named("orchestrator"), |txn| {
         let mut meta = txn
             .meta()?
