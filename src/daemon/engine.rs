@@ -24,8 +24,8 @@ use crate::stages::{
     self, agent_id, librarian, task_branch, Action, BreakerGate, GateStage, Limits, Profiles, World,
 };
 use crate::state::{
-    ops, Actor, Agent, AgentState, Cause, ConvoyStatus, FeatureStatus, Snapshot, StateError, Task,
-    TaskRef, TaskStatus, Transition,
+    liveness, ops, Actor, Agent, AgentState, Cause, ConvoyStatus, FeatureStatus, Snapshot,
+    StateError, Task, TaskRef, TaskStatus, Transition,
 };
 
 pub struct Engine {
@@ -120,7 +120,7 @@ impl Engine {
         let mut live = HashSet::new();
         let mut activity = HashMap::new();
         for a in &snapshot.agents {
-            if stages_running(a) && sessions.contains(&a.session) {
+            if liveness::is_running(a) && sessions.contains(&a.session) {
                 live.insert(a.id.clone());
                 if let Ok(t) = self.fleet.tmux.pane_activity(&a.session) {
                     activity.insert(a.id.clone(), t as i64);
@@ -197,15 +197,14 @@ impl Engine {
                 }
             }
         }
-        for a in snapshot.agents.iter().filter(|a| stages_running(a)) {
-            let claim = a
-                .task
-                .as_deref()
-                .and_then(|t| t.split_once('/'))
-                .and_then(|(f, id)| snapshot.feature(f)?.tasks.iter().find(|t| t.id == id))
-                .and_then(|t| t.claim.as_ref());
-            let last = stages::last_sign(a, claim, activity.get(&a.id).copied());
-            at.push(last + limits.hung_secs as i64);
+        for a in snapshot.agents.iter().filter(|a| liveness::is_running(a)) {
+            let claim = liveness::claim_of(snapshot, a);
+            at.push(liveness::hung_at(
+                a,
+                claim,
+                activity.get(&a.id).copied(),
+                limits.hung_secs,
+            ));
         }
         if let Some(meta) = &snapshot.meta {
             for b in meta.breakers.values().filter(|b| b.open_since.is_some()) {
@@ -781,7 +780,7 @@ impl Engine {
         reason: &str,
     ) -> Result<(), EngineError> {
         if let Some(a) = agent.and_then(|id| stages::agent(snapshot, id)) {
-            if stages_running(a) {
+            if liveness::is_running(a) {
                 self.stop_agent(a, reason);
             }
         }
@@ -1197,10 +1196,6 @@ impl Engine {
         };
         self.launch(&agent)
     }
-}
-
-fn stages_running(a: &Agent) -> bool {
-    crate::stages::running(a)
 }
 
 #[derive(Debug, thiserror::Error)]

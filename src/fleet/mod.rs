@@ -660,7 +660,7 @@ impl Fleet {
         let agents = self.agents()?;
         let sessions: HashSet<String> = self.tmux.list_sessions()?.into_iter().collect();
         let gone = |a: &Agent| {
-            matches!(a.state, AgentState::Starting | AgentState::Running)
+            crate::state::liveness::is_running(a)
                 && !sessions.contains(&a.session)
                 && !a.runner_pid.is_some_and(|p| match a.state {
                     // The wrapper, unless its pid went to another process.
@@ -715,7 +715,7 @@ impl Fleet {
         let progress = self.progress(&agents);
         let running: Vec<u32> = agents
             .iter()
-            .filter(|a| a.state == AgentState::Running || a.state == AgentState::Starting)
+            .filter(|a| crate::state::liveness::is_running(a))
             .filter_map(|a| a.runner_pid.filter(|p| alive(*p)))
             .collect();
         let usage: BTreeMap<u32, procstat::TreeUsage> = if running.is_empty() {
@@ -927,7 +927,7 @@ impl Fleet {
             }
             let gone = match agents.iter().find(|a| a.id == id) {
                 None => true,
-                Some(a) => ended && !matches!(a.state, AgentState::Starting | AgentState::Running),
+                Some(a) => ended && !crate::state::liveness::is_running(a),
             };
             if gone {
                 let path = entry.path();

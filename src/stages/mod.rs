@@ -254,7 +254,7 @@ pub fn agent<'s>(snapshot: &'s Snapshot, id: &str) -> Option<&'s Agent> {
 
 /// Whether an agent record is still meant to be running.
 pub fn running(a: &Agent) -> bool {
-    matches!(a.state, AgentState::Starting | AgentState::Running)
+    crate::state::liveness::is_running(a)
 }
 
 /// Running agents of `role` (any task).
@@ -289,25 +289,16 @@ pub(crate) fn holds_paths(status: TaskStatus) -> bool {
     status.is_active()
 }
 
-/// The last sign of life of a running agent (unix seconds): its start, its
-/// heartbeat (stream events and commits renew it), its claim's renewal, and
-/// its pane's last output. The one home of the hang rule's input.
-pub(crate) fn last_sign(a: &Agent, claim: Option<&Claim>, activity: Option<i64>) -> i64 {
-    let renewed = claim
-        .filter(|c| c.holder == a.id)
-        .map(|c| c.expires - c.ttl as i64)
-        .unwrap_or(i64::MIN);
-    a.started
-        .max(a.heartbeat)
-        .max(renewed)
-        .max(activity.unwrap_or(i64::MIN))
-}
-
-/// Whether a running agent is hung: no sign of life for `hung_secs`.
+/// Whether a running agent is hung (the rule is
+/// [`crate::state::liveness::hung_for`]), with what the world observed.
 pub(crate) fn hung_for(world: &World<'_>, a: &Agent, claim: Option<&Claim>) -> Option<i64> {
-    let last = last_sign(a, claim, world.activity.get(&a.id).copied());
-    let quiet = world.now - last;
-    (quiet >= world.limits.hung_secs as i64).then_some(quiet)
+    crate::state::liveness::hung_for(
+        a,
+        claim,
+        world.activity.get(&a.id).copied(),
+        world.now,
+        world.limits.hung_secs,
+    )
 }
 
 /// What an agent profile's circuit breaker lets start now.
