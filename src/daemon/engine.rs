@@ -659,14 +659,12 @@ impl Engine {
         let Err(e) = self.fleet.start_session(&self.exe, agent) else {
             return Ok(());
         };
-        self.fleet.store.transact(&orchestrator(), |txn| {
-            if let Some(mut a) = txn.agent(&agent.id)? {
-                a.state = AgentState::Dead;
-                a.ended = Some(clock::now());
-                txn.put_agent(&a)?;
-            }
-            Ok(())
-        })?;
+        record::mark_dead(
+            &self.fleet.store,
+            &agent.id,
+            Cause::Setup,
+            &format!("its tmux session could not start: {e}"),
+        )?;
         Err(e.into())
     }
 

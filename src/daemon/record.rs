@@ -12,8 +12,8 @@ use crate::gates;
 use crate::refinery::Verdict;
 use crate::stages::GateStage;
 use crate::state::{
-    ops, Actor, AgentState, AttemptNote, Cause, ConvoyStatus, Merged, StateError, Store, Task,
-    TaskRef, TaskStatus, Transition, Txn,
+    ops, Actor, AttemptNote, Cause, ConvoyStatus, Merged, StateError, Store, Task, TaskRef,
+    TaskStatus, Transition, Txn,
 };
 
 /// How failed attempts are paid for (from `policy` in the config).
@@ -138,17 +138,7 @@ pub fn lost_attempt(
 ) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
         if let Some(id) = agent {
-            if let Some(mut a) = txn.agent(id)? {
-                if matches!(a.state, AgentState::Starting | AgentState::Running) {
-                    a.state = AgentState::Dead;
-                    a.ended = Some(clock::now());
-                }
-                a.cause.get_or_insert(cause);
-                if a.error.is_none() {
-                    a.error = Some(reason.to_owned());
-                }
-                txn.put_agent(&a)?;
-            }
+            ops::agent_dead(txn, id, cause, reason)?;
         }
         let Some(t) = txn.task(&r.feature, &r.id)? else {
             return Ok(());
@@ -259,36 +249,12 @@ pub fn restart_tester(
     Ok(())
 }
 
-/// Records an agent dead (session gone, or hung and stopped) with its cause.
+/// Records an agent dead (session gone, hung and stopped, or a session
+/// that never started) with its cause: always one transition naming the
+/// agent and the cause ([`ops::agent_dead`]).
 pub fn mark_dead(store: &Store, agent: &str, cause: Cause, reason: &str) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
-        let Some(mut a) = txn.agent(agent)? else {
-            return Ok(());
-        };
-        if !matches!(a.state, AgentState::Starting | AgentState::Running) {
-            // Its wrapper recorded the end when the session was stopped;
-            // the cause is still ours to say.
-            if a.cause.is_none() {
-                a.cause = Some(cause);
-                a.error = Some(reason.to_owned());
-                txn.put_agent(&a)?;
-                txn.subject(format!("{agent}: {} [{cause}]", a.state));
-            }
-            return Ok(());
-        }
-        let from = a.state;
-        a.state = AgentState::Dead;
-        a.ended = Some(clock::now());
-        a.cause = Some(cause);
-        a.error = Some(reason.to_owned());
-        txn.put_agent(&a)?;
-        txn.record(Transition {
-            task: agent.to_owned(),
-            from: from.to_string(),
-            to: a.state.to_string(),
-            reason: Some(format!("{reason} [{cause}]")),
-            policy: None,
-        });
+        ops::agent_dead(txn, agent, cause, reason)?;
         Ok(())
     })?;
     Ok(())

@@ -672,27 +672,21 @@ impl Fleet {
         if !agents.iter().any(gone) {
             return Ok((agents, sessions));
         }
-        let now = clock::now();
         let done = self.store.transact(actor, |txn| {
             let mut dead = Vec::new();
             for id in txn.agent_ids()? {
-                let Some(mut a) = txn.agent(&id)? else {
+                let Some(a) = txn.agent(&id)? else {
                     continue;
                 };
                 if !gone(&a) {
                     continue;
                 }
-                let from = a.state.to_string();
-                a.state = AgentState::Dead;
-                a.ended = Some(now);
-                txn.put_agent(&a)?;
-                txn.record(Transition {
-                    task: a.id.clone(),
-                    from,
-                    to: "dead".into(),
-                    reason: Some("tmux session gone and no wrapper process".into()),
-                    policy: None,
-                });
+                crate::state::ops::agent_dead(
+                    txn,
+                    &id,
+                    crate::state::Cause::Crash,
+                    "tmux session gone and no wrapper process",
+                )?;
                 dead.push(a.id.clone());
             }
             if !dead.is_empty() {
