@@ -99,7 +99,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     };
     let running = agent
         .as_ref()
-        .is_some_and(|a| crate::state::liveness::is_running(a));
+        .is_some_and(crate::state::liveness::is_running);
     let opened = match std::fs::File::open(&path) {
         // Following a worker whose pane has printed nothing yet: make the
         // (empty) log that tmux appends to, and follow it from the start.

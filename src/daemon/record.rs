@@ -6,14 +6,15 @@
 //! so a stale action is a no-op.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use crate::clock;
 use crate::gates;
 use crate::refinery::Verdict;
-use crate::stages::GateStage;
+use crate::stages::{self, agent_id, BreakerGate, GateStage, Limits};
 use crate::state::{
-    ops, Actor, AttemptNote, Cause, ConvoyStatus, Merged, StateError, Store, Task, TaskRef,
-    TaskStatus, Transition, Txn,
+    ops, Actor, Agent, AttemptNote, Cause, ConvoyStatus, Feature, FeatureStatus, Merged, Snapshot,
+    StateError, Store, Task, TaskRef, TaskStatus, Transition, Txn,
 };
 
 /// How failed attempts are paid for (from `policy` in the config).
@@ -591,4 +592,294 @@ pub fn short(commit: &str) -> &str {
 /// The task `r` as the engine reads it before acting.
 pub fn task(store: &Store, r: &TaskRef) -> Result<Option<Task>, StateError> {
     store.read(|txn| txn.task(&r.feature, &r.id))
+}
+
+/// Counts a worktree that could not be prepared (or a setup command that
+/// failed or ran out of time) as a failed attempt of a task still waiting
+/// for its developer.
+pub fn setup_failed(
+    store: &Store,
+    r: &TaskRef,
+    error: &str,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        if !waits_for_developer(&t) {
+            return Ok(());
+        }
+        t.attempts += 1;
+        txn.put_task(&r.feature, &t)?;
+        let note = format!("preparing the worktree failed: {error}");
+        end_attempt(
+            txn,
+            r,
+            None,
+            Cause::Setup,
+            &note,
+            None,
+            policy,
+            TaskStatus::Todo,
+        )
+    })?;
+    Ok(())
+}
+
+/// Still waiting for a developer, exactly as the Manager saw it?
+fn waits_for_developer(t: &Task) -> bool {
+    t.status == TaskStatus::Todo || (t.status == TaskStatus::InProgress && t.claim.is_none())
+}
+
+/// Whether the breaker of `profile` lets agent `id` start; a probe run is
+/// recorded as such (`breaker/<profile>: open -> half_open`).
+pub fn breaker_admits(
+    txn: &mut Txn<'_>,
+    profile: &str,
+    id: &str,
+    limits: &Limits,
+) -> Result<bool, StateError> {
+    let Some(mut meta) = txn.meta()? else {
+        return Ok(true);
+    };
+    let probe_agents = Snapshot {
+        meta: None,
+        features: Vec::new(),
+        agents: match meta.breakers.get(profile).and_then(|b| b.probe.clone()) {
+            Some(p) => txn.agent(&p)?.into_iter().collect(),
+            None => Vec::new(),
+        },
+        quarantined: Vec::new(),
+    };
+    match stages::breaker_gate(
+        meta.breakers.get(profile),
+        &probe_agents,
+        limits,
+        clock::now(),
+    ) {
+        BreakerGate::Closed => Ok(true),
+        BreakerGate::Open => Ok(false),
+        BreakerGate::Probe => {
+            if let Some(b) = meta.breakers.get_mut(profile) {
+                b.probe = Some(id.to_owned());
+                b.half_open = false;
+            }
+            txn.put_meta(&meta)?;
+            txn.record(Transition {
+                task: format!("breaker/{profile}"),
+                from: "open".into(),
+                to: "half_open".into(),
+                reason: Some(format!("{id} probes whether the agent works again")),
+                policy: Some("circuit breaker: one probe run".into()),
+            });
+            Ok(true)
+        }
+    }
+}
+
+/// Claims `r` for a new developer run when it still waits for one and the
+/// profile's breaker admits it: the claim (`todo -> in_progress`), the
+/// task's branch and worktree, the feature made active, and the agent
+/// record `agent(claimed task, new id)` makes. `None`: nothing was owed.
+#[allow(clippy::too_many_arguments)]
+pub fn claim_developer(
+    store: &Store,
+    r: &TaskRef,
+    profile: &str,
+    limits: &Limits,
+    branch: &str,
+    worktree: &Path,
+    agent: impl Fn(&Task, &str) -> Agent,
+) -> Result<Option<Agent>, StateError> {
+    let claimed = store.transact(&orchestrator(), |txn| {
+        let Some(t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(None);
+        };
+        if !waits_for_developer(&t) {
+            return Ok(None);
+        }
+        // Each run gets an id never used before, whatever `retry` did to
+        // the attempt count.
+        let mut run = t.runs.max(t.attempts) + 1;
+        while txn
+            .agent(&agent_id(&r.feature, &r.id, "developer", run))?
+            .is_some()
+        {
+            run += 1;
+        }
+        let id = agent_id(&r.feature, &r.id, "developer", run);
+        if !breaker_admits(txn, profile, &id, limits)? {
+            return Ok(None);
+        }
+        let mut t = ops::claim(txn, r, &id, limits.lease_secs)?;
+        t.runs = run;
+        t.retry_after = None;
+        t.branch = Some(branch.to_owned());
+        t.worktree = Some(worktree.display().to_string());
+        txn.put_task(&r.feature, &t)?;
+        if let Some(mut f) = txn.feature(&r.feature)? {
+            if f.status == FeatureStatus::Planned {
+                f.status = FeatureStatus::Active;
+                txn.put_feature(&f)?;
+            }
+        }
+        let a = agent(&t, &id);
+        txn.put_agent(&a)?;
+        Ok(Some(a))
+    })?;
+    Ok(claimed.value)
+}
+
+/// Names a tester for `r` (in tests, none running) when the profile's
+/// breaker admits it, and writes the record `agent(task, id)` makes.
+/// `None`: nothing was owed.
+pub fn claim_tester(
+    store: &Store,
+    r: &TaskRef,
+    attempt: u32,
+    profile: &str,
+    limits: &Limits,
+    agent: impl Fn(&Task, &str) -> Agent,
+) -> Result<Option<Agent>, StateError> {
+    let claimed = store.transact(&orchestrator(), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(None);
+        };
+        if t.status != TaskStatus::InTests {
+            return Ok(None);
+        }
+        let id = match &t.tester {
+            // Named before the orchestrator stopped, never started.
+            Some(id) if txn.agent(id)?.is_none() => id.clone(),
+            Some(_) => return Ok(None),
+            None => {
+                let base = agent_id(&r.feature, &r.id, "tester", t.runs.max(attempt).max(1));
+                let mut id = base.clone();
+                let mut k = 1;
+                while txn.agent(&id)?.is_some() {
+                    k += 1;
+                    id = format!("{base}-{k}");
+                }
+                id
+            }
+        };
+        if !breaker_admits(txn, profile, &id, limits)? {
+            return Ok(None);
+        }
+        t.tester = Some(id.clone());
+        t.retry_after = None;
+        txn.put_task(&r.feature, &t)?;
+        let a = agent(&t, &id);
+        txn.put_agent(&a)?;
+        txn.subject(format!("{r}: tester {id} starting"));
+        Ok(Some(a))
+    })?;
+    Ok(claimed.value)
+}
+
+/// Puts convoy `feature/convoy` in docs with librarian `agent` when the
+/// convoy is not done, the agent is new and its profile's breaker admits
+/// it. Returns whether the librarian should start.
+pub fn claim_librarian(
+    store: &Store,
+    feature: &str,
+    convoy: &str,
+    attempt: u32,
+    limits: &Limits,
+    agent: &Agent,
+) -> Result<bool, StateError> {
+    let claimed = store.transact(&orchestrator(), |txn| {
+        let Some(mut c) = txn.convoy(feature, convoy)? else {
+            return Ok(false);
+        };
+        if c.status == ConvoyStatus::Done || txn.agent(&agent.id)?.is_some() {
+            return Ok(false);
+        }
+        if !breaker_admits(txn, &agent.profile, &agent.id, limits)? {
+            return Ok(false);
+        }
+        let from = c.status;
+        c.status = ConvoyStatus::InDocs;
+        c.attempts = attempt;
+        txn.put_convoy(feature, &c)?;
+        txn.put_agent(agent)?;
+        txn.record(Transition {
+            task: format!("{feature}/{convoy}"),
+            from: from.to_string(),
+            to: c.status.to_string(),
+            reason: Some(format!("librarian {} updates the docs", agent.id)),
+            policy: None,
+        });
+        Ok(true)
+    })?;
+    Ok(claimed.value)
+}
+
+/// A convoy whose tasks are all merged is done.
+pub fn close_convoy(store: &Store, feature: &str, convoy: &str) -> Result<(), StateError> {
+    store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut c) = txn.convoy(feature, convoy)? else {
+            return Ok(());
+        };
+        if c.status == ConvoyStatus::Done {
+            return Ok(());
+        }
+        let from = c.status;
+        c.status = ConvoyStatus::Done;
+        txn.put_convoy(feature, &c)?;
+        txn.record(Transition {
+            task: format!("{feature}/{convoy}"),
+            from: from.to_string(),
+            to: c.status.to_string(),
+            reason: Some("every task merged".into()),
+            policy: None,
+        });
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A feature whose convoys are all done is done; returns it, or `None` when
+/// it already was (or is unknown).
+pub fn close_feature(store: &Store, feature: &str) -> Result<Option<Feature>, StateError> {
+    let closed = store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut f) = txn.feature(feature)? else {
+            return Ok(None);
+        };
+        if f.status == FeatureStatus::Done {
+            return Ok(None);
+        }
+        let from = f.status;
+        f.status = FeatureStatus::Done;
+        txn.put_feature(&f)?;
+        let branch = f.integration_branch.clone().unwrap_or_default();
+        txn.record(Transition {
+            task: feature.to_owned(),
+            from: from.to_string(),
+            to: f.status.to_string(),
+            reason: Some(format!("every convoy done; {branch} is ready to merge")),
+            policy: None,
+        });
+        Ok(Some(f))
+    })?;
+    Ok(closed.value)
+}
+
+/// Notes on the feature what became of merging it into its base branch; the
+/// note's first line is the commit's subject.
+pub fn feature_note(store: &Store, feature: &str, note: &str) -> Result<(), StateError> {
+    store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut f) = txn.feature(feature)? else {
+            return Ok(());
+        };
+        f.note = Some(note.to_owned());
+        txn.put_feature(&f)?;
+        txn.subject(format!(
+            "{feature}: {}",
+            note.lines().next().unwrap_or_default()
+        ));
+        Ok(())
+    })?;
+    Ok(())
 }

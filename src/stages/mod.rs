@@ -8,9 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::state::{
-    Agent, AgentState, Breaker, Cause, Claim, FeatureState, Snapshot, Task, TaskStatus,
-};
+use crate::state::{Agent, Breaker, Cause, Claim, FeatureState, Snapshot, Task, TaskStatus};
 
 pub mod budget;
 pub mod cab;
@@ -401,7 +399,7 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     use super::*;
-    use crate::state::{Claim, Feature, FeatureStatus, SprintMeta};
+    use crate::state::{AgentState, Claim, Feature, FeatureStatus, SprintMeta};
 
     fn task(id: &str, status: TaskStatus, deps: &[&str], paths: &[&str]) -> Task {
         let mut t = Task::new(id, id, "");
