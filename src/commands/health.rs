@@ -56,13 +56,16 @@ struct Health {
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
-    let snapshot = fleet.store.read(Snapshot::read)?;
+    // Sessions first, state second: a wrapper records its agent's end before
+    // its session closes, so an agent that ends in between shows as ended,
+    // never as a running agent with its session gone.
     let sessions: HashSet<String> = fleet
         .tmux
         .list_sessions()
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let snapshot = fleet.store.read(Snapshot::read)?;
     let now = clock::now();
     let mut agents = Vec::new();
     for a in snapshot.agents.iter().filter(|a| liveness::is_running(a)) {
