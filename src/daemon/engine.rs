@@ -167,7 +167,7 @@ impl Engine {
 
     /// The tasks whose gates or merge run on a thread now. A poisoned lock
     /// (a panic on such a thread) still holds a usable set.
-    fn busy_set(&self) -> HashSet<String> {
+    pub(super) fn busy_set(&self) -> HashSet<String> {
         self.busy.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

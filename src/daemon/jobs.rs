@@ -4,13 +4,15 @@
 //! job is `busy` (the stages leave it alone); a job's verdict is a state
 //! commit, and it wakes the loop when it ends.
 
+use std::path::PathBuf;
+
 use super::engine::{Engine, EngineError};
 use super::record;
 use super::watch::Wake;
 use crate::gates::{self, Gate};
 use crate::refinery::Verdict;
 use crate::stages::{librarian, task_branch, GateStage};
-use crate::state::{Snapshot, StateError, TaskStatus};
+use crate::state::{Snapshot, StateError, TaskRef, TaskStatus};
 
 impl Engine {
     /// Runs a gate stage on a thread; the verdict is a state commit, which
@@ -48,7 +50,7 @@ impl Engine {
                 tracing::warn!(task = %key, error = %e, "recording the gate verdict failed");
             }
             busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-            let _ = wake.send(Wake::GatesDone);
+            let _ = wake.send(Wake::JobDone);
         });
         Ok(())
     }
@@ -123,7 +125,7 @@ impl Engine {
             match result {
                 Ok(synced) => {
                     tracing::info!(%feature, ?synced, "base synced");
-                    let _ = wake.send(Wake::GatesDone);
+                    let _ = wake.send(Wake::JobDone);
                 }
                 // Nothing changed, so no wake-up: the next event tries again
                 // (a wake here would retry in a tight loop).
@@ -181,7 +183,7 @@ impl Engine {
                 tracing::warn!(task = %key, error = %e, "merge failed");
             }
             busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-            let _ = wake.send(Wake::GatesDone);
+            let _ = wake.send(Wake::JobDone);
         });
     }
 
@@ -257,5 +259,68 @@ impl Engine {
         };
         record::feature_note(&self.fleet.store, feature, &note)?;
         Ok(())
+    }
+
+    /// Runs a new worktree's setup (copies and `setup.commands`, each bounded
+    /// by `setup.timeout`) on a thread. Done, it marks the worktree set up;
+    /// failed or timed out, it removes the half-made worktree and, for a
+    /// developer's task `fails`, records a failed attempt (cause `setup`).
+    /// Either way it wakes the loop, which then starts the agent or retries.
+    pub(super) fn spawn_setup(
+        &self,
+        key: String,
+        path: PathBuf,
+        marker: PathBuf,
+        fails: Option<TaskRef>,
+    ) {
+        if !self.take_busy(&key) {
+            return;
+        }
+        let root = self.root.clone();
+        let setup = self.config.setup.clone();
+        let policy = self.attempt_policy();
+        let (busy, wake) = (self.busy.clone(), self.wake.clone());
+        std::thread::spawn(move || {
+            let ran = crate::worker::worktree::setup(
+                &root,
+                &path,
+                &setup.copy,
+                &setup.commands,
+                setup.timeout.0,
+            );
+            let woken = match ran {
+                Ok(report) => {
+                    super::launch::warn_skipped(&path, &report);
+                    if let Err(e) = std::fs::write(&marker, "") {
+                        tracing::warn!(worktree = %path.display(), error = %e, "marking the setup done failed; it runs again");
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(task = %key, error = %e, "worktree setup failed");
+                    super::launch::remove_half_made(&root, &path);
+                    match &fails {
+                        Some(r) => {
+                            let recorded = crate::state::Store::discover(&root).and_then(|store| {
+                                record::setup_failed(&store, r, &e.to_string(), policy)
+                            });
+                            if let Err(e) = recorded {
+                                tracing::warn!(task = %key, error = %e, "recording the failed setup failed");
+                            }
+                            true
+                        }
+                        // Nothing was recorded, so no wake-up: the next event
+                        // tries again (a wake here would retry in a tight loop).
+                        None => false,
+                    }
+                }
+            };
+            // The lock only guards a set: a panic on another thread cannot
+            // leave it half-changed, so a poisoned guard is still good.
+            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            if woken {
+                let _ = wake.send(Wake::JobDone);
+            }
+        });
     }
 }

@@ -17,23 +17,72 @@ use crate::state::{liveness, Agent, AgentState, Cause, Snapshot, Task, TaskRef};
 
 impl Engine {
     /// The task's worktree on `sprint/<feature>/<task>`, made from the
-    /// integration branch the first time and kept across attempts.
+    /// integration branch the first time and kept across attempts, once its
+    /// setup has run. `None`: its setup commands run on a job thread now
+    /// (they may take minutes; the loop goes on), and the job's end wakes
+    /// the loop to look again. A setup that fails or times out is recorded
+    /// against `task` by the job, when the task is a developer's to start.
     pub(super) fn ensure_worktree(
         &self,
         feature: &str,
         task: &str,
         integration: &str,
-    ) -> Result<PathBuf, EngineError> {
+        setup_fails: Option<&TaskRef>,
+    ) -> Result<Option<PathBuf>, EngineError> {
         let path = self.task_worktree(feature, task);
-        if path.join(".git").exists() {
-            return Ok(path);
+        let key = stages::key(feature, task);
+        if self.busy_set().contains(&key) {
+            return Ok(None); // its setup is running
         }
+        if !path.join(".git").exists() {
+            self.add_worktree(&path, feature, task, integration)?;
+        }
+        let Some(marker) = setup_marker(&path) else {
+            return Ok(Some(path)); // not a linked worktree: nothing to set up
+        };
+        if marker.exists() {
+            return Ok(Some(path));
+        }
+        let setup = &self.config.setup;
+        if setup.commands.is_empty() {
+            // Copying files is quick: done here, no job needed.
+            match crate::worker::worktree::setup(
+                &self.root,
+                &path,
+                &setup.copy,
+                &[],
+                setup.timeout.0,
+            ) {
+                Ok(report) => {
+                    warn_skipped(&path, &report);
+                    let _ = std::fs::write(&marker, "");
+                    return Ok(Some(path));
+                }
+                Err(e) => {
+                    remove_half_made(&self.root, &path);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.spawn_setup(key, path, marker, setup_fails.cloned());
+        Ok(None)
+    }
+
+    /// `git worktree add` for the task's branch (made from `integration` the
+    /// first time); fast, so it runs on the loop.
+    fn add_worktree(
+        &self,
+        path: &Path,
+        feature: &str,
+        task: &str,
+        integration: &str,
+    ) -> Result<(), EngineError> {
         let branch = task_branch(feature, task);
         let git = &self.fleet.git;
         if path.exists() {
             // Half made when an orchestrator died: the branch keeps any
             // commits; the directory holds nothing git tracks.
-            let _ = std::fs::remove_dir_all(&path);
+            let _ = std::fs::remove_dir_all(path);
         }
         let _ = git.command(["worktree", "prune"]).output();
         if !git.branch_exists(integration)? {
@@ -44,7 +93,7 @@ impl Engine {
         if git.branch_exists(&branch)? {
             let out = git
                 .command(["worktree", "add", "--quiet"])
-                .arg(&path)
+                .arg(path)
                 .arg(&branch)
                 .output()
                 .map_err(|e| EngineError::Other(format!("running git worktree add: {e}")))?;
@@ -56,29 +105,9 @@ impl Engine {
                 )));
             }
         } else {
-            git.add_worktree(&path, &branch, integration)?;
+            git.add_worktree(path, &branch, integration)?;
         }
-        let setup = crate::worker::worktree::setup(
-            &self.root,
-            &path,
-            &self.config.setup.copy,
-            &self.config.setup.commands,
-        );
-        match setup {
-            Ok(report) => {
-                for (file, why) in &report.skipped {
-                    tracing::warn!(worktree = %path.display(), file = %file.display(), "setup file not copied: {why}");
-                }
-                Ok(path)
-            }
-            Err(e) => {
-                // No half-made worktree: the next attempt makes it again and
-                // runs setup again; the branch keeps any commits.
-                let _ = git.remove_worktree(&path, true);
-                let _ = std::fs::remove_dir_all(&path);
-                Err(e.into())
-            }
-        }
+        Ok(())
     }
 
     pub(super) fn prompt_vars(
@@ -117,8 +146,9 @@ impl Engine {
         let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
         let integration = self.integration(snapshot, feature);
         let r = task_ref(feature, task);
-        let worktree = match self.ensure_worktree(feature, task, &integration) {
-            Ok(w) => w,
+        let worktree = match self.ensure_worktree(feature, task, &integration, Some(&r)) {
+            Ok(Some(w)) => w,
+            Ok(None) => return Ok(()), // setup runs; its end wakes us
             Err(e) => {
                 // A worktree that cannot be prepared is a failed attempt
                 // (cause `setup`), so a broken setup cannot loop for ever.
@@ -182,7 +212,9 @@ impl Engine {
         let role = &self.config.roles.tester;
         let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
         let integration = self.integration(snapshot, feature);
-        let worktree = self.ensure_worktree(feature, task, &integration)?;
+        let Some(worktree) = self.ensure_worktree(feature, task, &integration, None)? else {
+            return Ok(());
+        };
         let r = task_ref(feature, task);
         let limits = self.limits();
         let template = prompt::template(&self.root, "tester");
@@ -330,7 +362,9 @@ impl Engine {
         let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
         let integration = self.integration(snapshot, feature);
         let docs = librarian::docs_task(convoy);
-        let worktree = self.ensure_worktree(feature, &docs, &integration)?;
+        let Some(worktree) = self.ensure_worktree(feature, &docs, &integration, None)? else {
+            return Ok(());
+        };
         let id = agent_id(feature, &docs, "librarian", attempt);
         let fs = snapshot.feature(feature);
         let Some(c) = fs.and_then(|f| f.convoys.iter().find(|c| c.id == convoy)) else {
@@ -419,4 +453,26 @@ impl Engine {
     pub(super) fn branch_tip(&self, branch: &str) -> Option<String> {
         self.fleet.branch_tip(branch).map(|id| id.to_string())
     }
+}
+
+/// Where a worktree's setup is marked done: a file in its private git
+/// directory (`<common>/worktrees/<name>/`), so nothing shows in the
+/// worktree itself, and a setup cut short by a crash runs again.
+pub(super) fn setup_marker(worktree: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let gitdir = text.strip_prefix("gitdir:")?.trim();
+    Some(worktree.join(gitdir).join("sprint-setup-done"))
+}
+
+pub(super) fn warn_skipped(path: &Path, report: &crate::worker::worktree::SetupReport) {
+    for (file, why) in &report.skipped {
+        tracing::warn!(worktree = %path.display(), file = %file.display(), "setup file not copied: {why}");
+    }
+}
+
+/// No half-made worktree: the next attempt makes it again and runs setup
+/// again; the branch keeps any commits.
+pub(super) fn remove_half_made(root: &Path, path: &Path) {
+    let _ = crate::worker::worktree::Git::new(root).remove_worktree(path, true);
+    let _ = std::fs::remove_dir_all(path);
 }
