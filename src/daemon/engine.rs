@@ -30,7 +30,17 @@ pub struct Engine {
     /// Tasks whose gates run on a thread of ours right now.
     pub(super) busy: Arc<Mutex<HashSet<String>>>,
     pub(super) wake: UnboundedSender<Wake>,
+    /// [`Engine::behind`]'s answers by feature, base tip, integration tip
+    /// and recorded conflict.
+    behind_cache: Mutex<HashMap<BehindKey, bool>>,
 }
+
+type BehindKey = (
+    String,
+    Option<gix::ObjectId>,
+    Option<gix::ObjectId>,
+    Option<String>,
+);
 
 impl Engine {
     pub fn new(
@@ -48,6 +58,7 @@ impl Engine {
             root,
             busy: Arc::default(),
             wake,
+            behind_cache: Mutex::default(),
         })
     }
 
@@ -103,21 +114,17 @@ impl Engine {
         // Sessions first, state second: a wrapper records its agent's end
         // before its session closes, so an agent whose session is gone here
         // shows as ended in the state read after — never as a false death.
-        let sessions: HashSet<String> = self
-            .fleet
-            .tmux
-            .list_sessions()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        // One tmux call for every session and its last output, not one per
+        // agent: this runs on every reconcile.
+        let windows = self.fleet.tmux.activity_by_session().unwrap_or_default();
         let snapshot = self.fleet.store.read(Snapshot::read)?;
         let mut live = HashSet::new();
         let mut activity = HashMap::new();
         for a in &snapshot.agents {
-            if liveness::is_running(a) && sessions.contains(&a.session) {
-                live.insert(a.id.clone());
-                if let Ok(t) = self.fleet.tmux.pane_activity(&a.session) {
-                    activity.insert(a.id.clone(), t as i64);
+            if liveness::is_running(a) {
+                if let Some(at) = windows.get(&a.session) {
+                    live.insert(a.id.clone());
+                    activity.insert(a.id.clone(), *at as i64);
                 }
             }
         }
@@ -132,7 +139,7 @@ impl Engine {
                     FeatureStatus::Done | FeatureStatus::Cancelled
                 )
             })
-            .filter(|f| crate::sync::behind(&self.fleet.store, &f.feature))
+            .filter(|f| self.behind(&f.feature))
             .map(|f| f.feature.name.clone())
             .collect();
         let world = World {
@@ -155,6 +162,42 @@ impl Engine {
             }
         }
         Ok((self.next_deadline(&snapshot, &activity), failed))
+    }
+
+    /// Whether `feature`'s base has commits its integration branch lacks,
+    /// remembered by the two tips (and the recorded conflict), so a
+    /// reconcile walks history only when one of them moved.
+    fn behind(&self, feature: &crate::state::Feature) -> bool {
+        let repo = self.fleet.store.repo();
+        let tip = |name: &str| {
+            repo.try_find_reference(format!("refs/heads/{name}").as_str())
+                .ok()
+                .flatten()
+                .and_then(|mut r| r.peel_to_id().ok().map(|id| id.detach()))
+        };
+        let base = feature
+            .base_branch
+            .clone()
+            .or_else(|| crate::ingest::base_branch(repo));
+        let integration = feature
+            .integration_branch
+            .clone()
+            .unwrap_or_else(|| stages::integration_branch(&feature.name));
+        let key = (
+            feature.name.clone(),
+            base.as_deref().and_then(tip),
+            tip(&integration),
+            feature.base_conflict.as_ref().map(|c| c.base_tip.clone()),
+        );
+        // The lock only guards a cache: a poisoned one holds good entries.
+        let mut cache = self.behind_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = cache.get(&key) {
+            return *known;
+        }
+        let behind = crate::sync::behind(&self.fleet.store, feature);
+        cache.retain(|k, _| k.0 != feature.name);
+        cache.insert(key, behind);
+        behind
     }
 
     /// Marks `key` as worked on by a thread of ours; false when it already is.
