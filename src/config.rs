@@ -603,9 +603,32 @@ pub fn path(root: &Path) -> PathBuf {
     root.join(FILE_NAME)
 }
 
-/// Writes the commented example to `root` unless a file is there; returns
-/// the path when it wrote one.
-pub fn write_example(root: &Path) -> Result<Option<PathBuf>, ConfigError> {
+/// The commented example, with the ready gate set `gates` (the text of one
+/// of [`crate::gates::TEMPLATES`]) in place of its empty `gates:` section.
+pub(crate) fn example(gates: Option<&str>) -> String {
+    let Some(set) = gates else {
+        return TEMPLATE.to_owned();
+    };
+    // The template ends with its `gates:` section; the set's header says
+    // what its tools are, except the line telling a reader to copy it here.
+    let head = TEMPLATE
+        .find("\ngates:\n")
+        .map_or(TEMPLATE, |at| &TEMPLATE[..=at]);
+    let mut text = head.to_owned();
+    for line in set.lines() {
+        if line.starts_with("# Copy the `gates:` section") {
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+/// Writes the commented example (with the gate set `gates`, see
+/// [`example`]) to `root` unless a file is there; returns the path when it
+/// wrote one.
+pub fn write_example(root: &Path, gates: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
     let file = path(root);
     match std::fs::OpenOptions::new()
         .write(true)
@@ -614,7 +637,7 @@ pub fn write_example(root: &Path) -> Result<Option<PathBuf>, ConfigError> {
     {
         Ok(mut f) => {
             use std::io::Write;
-            f.write_all(TEMPLATE.as_bytes())
+            f.write_all(example(gates).as_bytes())
                 .map_err(|source| ConfigError::Read {
                     path: file.clone(),
                     source,
@@ -1044,15 +1067,25 @@ fn leaves(v: &Value, prefix: &str, f: &mut dyn FnMut(String)) {
     }
 }
 
-/// Every leaf of the merged configuration with its value as YAML text.
+/// Every leaf of the merged configuration with its value as JSON text
+/// (`"main"`, `3`), for people.
 pub fn flatten(config: &Config) -> Vec<(String, String)> {
+    values(config)
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::to_string(&v).unwrap_or_default()))
+        .collect()
+}
+
+/// Every leaf of the merged configuration with its typed value, for the
+/// state and for tools.
+pub(crate) fn values(config: &Config) -> Vec<(String, serde_json::Value)> {
     let value = serde_yaml::to_value(config).expect("config serializes");
     let mut out = Vec::new();
     collect(&value, "", &mut out);
     out
 }
 
-fn collect(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+fn collect(v: &Value, prefix: &str, out: &mut Vec<(String, serde_json::Value)>) {
     match v {
         Value::Mapping(m) if !m.is_empty() => {
             for (k, v) in m {
@@ -1066,8 +1099,8 @@ fn collect(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
             }
         }
         _ => {
-            let text = serde_json::to_string(v).unwrap_or_default();
-            out.push((prefix.to_owned(), text));
+            let value = serde_json::to_value(v).unwrap_or_default();
+            out.push((prefix.to_owned(), value));
         }
     }
 }
@@ -1388,6 +1421,110 @@ mod tests {
             assert!(e.contains("`setup.copy[1]`") && e.contains(bad), "{e}");
         }
         load_text("setup:\n  copy: [.env, config/local.toml]\n", &[]).unwrap();
+    }
+
+    /// `init --gates <set>` writes a file the loader takes, with the set's
+    /// gates in every stage and the rest of the example unchanged.
+    #[test]
+    fn the_example_with_each_gate_set_loads_with_its_gates() {
+        let plain: Config = serde_yaml::from_str(&example(None)).unwrap();
+        for (name, set) in crate::gates::TEMPLATES {
+            let text = example(Some(set));
+            let loaded = load_text(&text, &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for stage in crate::gates::Stage::ALL {
+                assert!(
+                    !loaded.config.gates.stage(stage).is_empty(),
+                    "{name}: {stage}"
+                );
+            }
+            assert_eq!(loaded.config.roles, plain.roles, "{name}");
+            assert!(!text.contains("Copy the `gates:` section"), "{name}");
+        }
+    }
+
+    /// The keys of the schema, walked through serde itself: a mapping with
+    /// an unknown key at `path` fails with the list of the fields expected
+    /// there. Maps keyed by user names (`agents`, `prices`) are walked
+    /// through one entry `<name>`; what names no struct is a leaf.
+    fn schema_keys(path: &mut Vec<String>, out: &mut Vec<String>) {
+        const PROBE: &str = "zz_no_such_key";
+        let mut value =
+            Value::Mapping([(Value::from(PROBE), Value::from(0))].into_iter().collect());
+        for p in path.iter().rev() {
+            value = Value::Mapping([(Value::from(p.as_str()), value)].into_iter().collect());
+        }
+        let err = match serde_yaml::from_value::<Config>(value) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        };
+        let marker = format!("unknown field `{PROBE}`, expected ");
+        let Some(rest) = err.split(&marker).nth(1) else {
+            if path.len() == 1 && ["agents", "prices"].contains(&path[0].as_str()) {
+                path.push("<name>".into());
+                schema_keys(path, out);
+                path.pop();
+            } else {
+                out.push(path.join("."));
+            }
+            return;
+        };
+        let fields: Vec<String> = rest
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        for f in fields {
+            path.push(f);
+            schema_keys(path, out);
+            path.pop();
+        }
+    }
+
+    /// Every key of the configuration is shown in the generated config
+    /// (`git sprint init`'s commented file, where a commented-out line
+    /// counts) or in the README (as `section.key`, or in a YAML example).
+    #[test]
+    fn every_key_of_the_schema_is_documented() {
+        let mut keys = Vec::new();
+        schema_keys(&mut Vec::new(), &mut keys);
+        assert!(keys.len() > 30, "{keys:?}");
+        assert!(keys.contains(&"merge.auto".to_owned()), "{keys:?}");
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        // YAML keys as a file shows them: at a line's start (after any
+        // comment mark) or inside a flow mapping.
+        let shows_key = |text: &str, key: &str| {
+            let key_re =
+                regex::Regex::new(&format!(r"(?m)(^[\s#]*|[{{,]\s*){}:", regex::escape(key)))
+                    .unwrap();
+            key_re.is_match(text)
+        };
+        let mut missing = Vec::new();
+        for key in &keys {
+            let parts: Vec<&str> = key.split('.').filter(|p| *p != "<name>").collect();
+            let in_template = parts.iter().all(|p| shows_key(TEMPLATE, p));
+            let in_readme =
+                readme.contains(&parts.join(".")) || parts.iter().all(|p| shows_key(&readme, p));
+            if !in_template && !in_readme {
+                missing.push(key.clone());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "config keys documented nowhere: {missing:?}"
+        );
+    }
+
+    /// The state tells typed settings from the JSON text older versions
+    /// wrote by their numbers and booleans (`state::model::read_settings`).
+    #[test]
+    fn values_are_typed_and_include_numbers_and_booleans() {
+        let values: BTreeMap<_, _> = values(&Config::default()).into_iter().collect();
+        assert!(values["base_branch"].is_string(), "{values:?}");
+        assert!(values.values().any(|v| v.is_number()), "{values:?}");
+        assert!(values.values().any(|v| v.is_boolean()), "{values:?}");
     }
 
     #[test]

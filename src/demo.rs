@@ -201,6 +201,7 @@ pub fn run(out: &mut dyn Write, opts: &Options) -> Result {
         &commands::init::Args {
             no_hooks: false,
             shared_hooks: false,
+            gates: None,
         },
     )
     .map_err(step("setting up git-sprint in the demo repository"))?;

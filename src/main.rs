@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use git_sprint::commands::{self, CommandError, Ctx};
 
 /// Run many AI coding agents on one codebase without losing control of it
@@ -25,6 +25,18 @@ struct Cli {
     /// Run as if started in PATH
     #[arg(short = 'C', global = true, value_name = "PATH")]
     directory: Option<PathBuf>,
+
+    /// Colour the output: auto (on a terminal, unless NO_COLOR is set), always or never
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        require_equals = true,
+        default_value = "auto",
+        num_args = 0..=1,
+        default_missing_value = "always"
+    )]
+    color: commands::style::ColorChoice,
 
     #[command(subcommand)]
     command: Command,
@@ -70,6 +82,8 @@ enum Command {
     Config(commands::config::Command),
     Recover(commands::recover::Args),
     Uninstall(commands::uninstall::Args),
+    Completions(commands::completions::Args),
+    InstallMan(commands::man::Args),
     #[command(hide = true)]
     Hook(commands::hook::Args),
     #[command(hide = true)]
@@ -98,6 +112,12 @@ fn main() -> ExitCode {
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
     let stdout = std::io::stdout();
+    commands::style::set(commands::style::decide(
+        cli.color,
+        std::io::IsTerminal::is_terminal(&stdout),
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::env::var_os("TERM").as_deref(),
+    ));
     let mut out = stdout.lock();
     let mut ctx = Ctx { cwd, out: &mut out };
     let result = dispatch(&mut ctx, &cli.command).and_then(|()| Ok(ctx.out.flush()?));
@@ -144,6 +164,8 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Kill(a) => commands::kill::run(ctx, a),
         Command::Config(c) => commands::config::run(ctx, c),
         Command::AgentRun(a) => commands::agent_run::run(ctx, a),
+        Command::Completions(a) => commands::completions::run(ctx, a, Cli::command()),
+        Command::InstallMan(a) => commands::man::run(ctx, a, Cli::command()),
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use super::style::{self, Tone};
 use super::{write_json, CommandError, Ctx, Result};
 use crate::clock;
 use crate::daemon::lock;
@@ -167,11 +168,20 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 a.cost_usd
                     .map(|c| format!("${c:.2}"))
                     .unwrap_or_else(|| "-".into()),
-                a.problem.as_deref().unwrap_or("ok"),
+                match &a.problem {
+                    Some(p) => style::paint(p, Some(Tone::Bad)),
+                    None => style::paint("ok", Some(Tone::Good)),
+                },
             )?;
         }
         for t in &report.trouble {
-            writeln!(ctx.out, "{}: {}: {}", t.kind, t.subject, t.message)?;
+            writeln!(
+                ctx.out,
+                "{}: {}: {}",
+                style::paint(t.kind, style::tone_of(t.kind).or(Some(Tone::Warn))),
+                t.subject,
+                t.message
+            )?;
             writeln!(ctx.out, "  -> {}", t.hint)?;
         }
     }
@@ -185,6 +195,16 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                     "start the orchestrator with 'git sprint start'".into()
                 } else if let Some(t) = report.trouble.first() {
                     t.hint.clone()
+                } else if let Some(a) = report
+                    .agents
+                    .iter()
+                    .find(|a| !a.healthy && a.role == "fleet")
+                {
+                    // Nothing retries a fleet worker: say what the person can do.
+                    format!(
+                        "'git sprint logs {0}' shows what it did; 'git sprint kill {0}' saves its work and removes it",
+                        a.id
+                    )
                 } else {
                     "the orchestrator retries lost agents; 'git sprint logs <agent>' shows what one did"
                     .into()

@@ -17,6 +17,10 @@ use crate::state::{Actor, SprintMeta, StateError, Transition};
 /// is given. The state is shared by every worktree of the repository;
 /// nothing in your branches or working tree changes. Running it again
 /// changes nothing.
+///
+/// With --gates, the new .git-sprint.yaml comes with a ready set of quality
+/// gates for the toolchain (format, lint, complexity, tests, coverage,
+/// security audit), built into this binary.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Do not install git hooks
@@ -26,6 +30,14 @@ pub struct Args {
     /// (the hooks then run for every repository that shares it)
     #[arg(long)]
     pub shared_hooks: bool,
+    /// Write the new .git-sprint.yaml with the ready gate set for this toolchain
+    #[arg(long, value_name = "TOOLCHAIN", value_parser = gate_sets())]
+    pub gates: Option<String>,
+}
+
+/// The names of the gate sets built in (`rust`, `python`, `node`).
+fn gate_sets() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(crate::gates::TEMPLATES.map(|(name, _)| name))
 }
 
 /// The hooks directory of the repository of `store`, checked to be its own
@@ -57,6 +69,25 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         }
     }
     // Refuse before writing anything: a refusal leaves no half set-up repository.
+    let top = super::worktree_root(&store)?;
+    let gates = match &args.gates {
+        Some(name) => {
+            let file = crate::config::path(&top);
+            if file.exists() {
+                return Err(super::CommandError::Failed {
+                    message: format!(
+                        "{} exists already; --gates writes a new one",
+                        file.display()
+                    ),
+                    hint: Some(format!(
+                        "move it aside, run 'git sprint init --gates {name}' again and carry your settings over"
+                    )),
+                });
+            }
+            crate::gates::template(name)
+        }
+        None => None,
+    };
     let hooks_dir = if args.no_hooks {
         None
     } else {
@@ -89,9 +120,15 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             )?
         }
     }
-    let top = super::worktree_root(&store)?;
-    if let Some(path) = crate::config::write_example(&top)? {
-        writeln!(ctx.out, "Wrote {} (commit it)", path.display())?;
+    if let Some(path) = crate::config::write_example(&top, gates)? {
+        match &args.gates {
+            Some(name) => writeln!(
+                ctx.out,
+                "Wrote {} with the {name} gates (commit it)",
+                path.display()
+            )?,
+            None => writeln!(ctx.out, "Wrote {} (commit it)", path.display())?,
+        }
     }
     let Some(dir) = hooks_dir else {
         return Ok(());

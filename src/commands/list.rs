@@ -78,23 +78,29 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: Vec<&str>, body: bool| {
         let mut s = String::new();
         for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
+            let cell = if i + 1 == cells.len() {
+                c.to_string()
             } else {
-                s.push_str(&format!("{c:<w$}  "));
+                format!("{c:<w$}  ")
+            };
+            // The STATE column, painted after padding (escapes have no width).
+            if body && i == 3 {
+                s.push_str(&super::style::state(&cell));
+            } else {
+                s.push_str(&cell);
             }
         }
         s.trim_end().to_owned()
     };
-    writeln!(ctx.out, "{}", line(header.to_vec()))?;
+    writeln!(ctx.out, "{}", line(header.to_vec(), false))?;
     for row in &table {
         writeln!(
             ctx.out,
             "{}",
-            line(row.iter().map(String::as_str).collect())
+            line(row.iter().map(String::as_str).collect(), true)
         )?;
     }
     Ok(())

@@ -32,7 +32,24 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if args.json {
         return write_json(ctx.out, &plan);
     }
-    spec::render_plan(&plan, ctx.out)?;
+    if !super::style::enabled() {
+        spec::render_plan(&plan, ctx.out)?;
+        return Ok(());
+    }
+    // Conflicts and warnings stand out: their section headings in colour.
+    let mut text = Vec::new();
+    spec::render_plan(&plan, &mut text)?;
+    for line in String::from_utf8_lossy(&text).lines() {
+        if line == "warnings" || line.starts_with("serialized conflicts") {
+            writeln!(
+                ctx.out,
+                "{}",
+                super::style::paint(line, Some(super::style::Tone::Warn))
+            )?;
+        } else {
+            writeln!(ctx.out, "{line}")?;
+        }
+    }
     Ok(())
 }
 

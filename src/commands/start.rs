@@ -39,6 +39,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             &super::init::Args {
                 no_hooks: false,
                 shared_hooks: false,
+                gates: None,
             },
         )?;
     }
@@ -132,8 +133,51 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Say why, from the error the orchestrator printed as it stopped.
+    let (why, hint) = last_error(&std::fs::read_to_string(&log).unwrap_or_default());
     Err(CommandError::Failed {
-        message: "the orchestrator did not start".into(),
-        hint: Some(format!("see its log: {}", log.display())),
+        message: match why {
+            Some(why) => format!("the orchestrator did not start: {why}"),
+            None => "the orchestrator did not start".into(),
+        },
+        hint: Some(match hint {
+            Some(hint) => format!("{hint} (its log: {})", log.display()),
+            None => format!("see its log: {}", log.display()),
+        }),
     })
+}
+
+/// The last `error: …` block of a log (with its `caused by:` lines folded
+/// in) and the `hint:` after it, as `main`'s report prints them.
+fn last_error(log: &str) -> (Option<String>, Option<String>) {
+    let lines: Vec<&str> = log.lines().collect();
+    let Some(at) = lines.iter().rposition(|l| l.starts_with("error: ")) else {
+        return (None, None);
+    };
+    let mut why = lines[at]["error: ".len()..].to_owned();
+    let mut hint = None;
+    for line in &lines[at + 1..] {
+        if let Some(cause) = line.trim_start().strip_prefix("caused by: ") {
+            why.push_str(": ");
+            why.push_str(cause);
+        } else if let Some(h) = line.strip_prefix("hint: ") {
+            hint = Some(h.to_owned());
+        }
+    }
+    (Some(why), hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_error;
+
+    #[test]
+    fn the_last_error_of_the_log_is_the_reason() {
+        let log = "INFO started\nerror: old\nerror: cannot lock\n  caused by: busy\nhint: wait\n";
+        assert_eq!(
+            last_error(log),
+            (Some("cannot lock: busy".into()), Some("wait".into()))
+        );
+        assert_eq!(last_error("INFO nothing wrong\n"), (None, None));
+    }
 }

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::style::{self, Tone};
 use super::{short, write_json, Ctx, Result};
 use crate::clock;
 use crate::stages::budget::{spend, Spend};
@@ -101,7 +102,13 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         }
     )?;
     for t in &trouble {
-        writeln!(out, "{}: {}: {}", t.kind, t.subject, t.message)?;
+        writeln!(
+            out,
+            "{}: {}: {}",
+            style::paint(t.kind, style::tone_of(t.kind).or(Some(Tone::Warn))),
+            t.subject,
+            t.message
+        )?;
         writeln!(out, "  -> {}", t.hint)?;
     }
     let now = clock::now();
@@ -150,11 +157,11 @@ fn feature(
         out,
         "{}  {}  {}/{} tasks done  ${usd:.2} spent",
         f.name,
-        if crate::stages::stalled(fs) {
+        style::state(&if crate::stages::stalled(fs) {
             "stalled".to_owned()
         } else {
             f.status.to_string()
-        },
+        }),
         done,
         fs.tasks.len()
     )?;
@@ -182,7 +189,7 @@ fn feature(
     let counts: Vec<String> = fs
         .counts()
         .into_iter()
-        .map(|(st, n)| format!("{st} {n}"))
+        .map(|(st, n)| style::state(&format!("{st} {n}")).into_owned())
         .collect();
     if !counts.is_empty() {
         writeln!(out, "  tasks: {}", counts.join(", "))?;
@@ -220,7 +227,8 @@ fn feature(
             .unwrap_or_else(|| "open".into());
         writeln!(
             out,
-            "  convoy {id:<14} {status:<8} {done}/{} done",
+            "  convoy {id:<14} {} {done}/{} done",
+            style::state(&format!("{status:<8}")),
             tasks.len()
         )?;
     }
@@ -236,7 +244,7 @@ fn feature(
             let when = if left > 0 {
                 format!("expires in {}", clock::short_age(left))
             } else {
-                format!("expired {} ago", clock::short_age(-left))
+                style::state(&format!("expired {} ago", clock::short_age(-left))).into_owned()
             };
             writeln!(out, "    {:<8} {:<12} {when}", t.id, c.holder)?;
         }

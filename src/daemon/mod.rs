@@ -98,6 +98,8 @@ pub fn run_until(
     rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut watching = watch::start(&common, &root, tx.clone())?;
+        // A draft saved before the watch began sent no event: check now.
+        report_drafts(&root);
         let mut engine = Engine::new(fleet, config, exe, tx)?;
         let mut seen = config_fingerprint(&engine.fleet.store, &common, &engine.config.base_branch);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -169,9 +171,7 @@ pub fn run_until(
                         watching = watch::start(&common, &root, engine.wake())?;
                     }
                     if specs {
-                        for d in crate::ingest::check_drafts(&root) {
-                            tracing::warn!(path = %d.path, error = %d.error, "tasks.md in the working tree does not parse");
-                        }
+                        report_drafts(&root);
                     }
                 }
                 _ = sleep => tracing::debug!("lease deadline"),
@@ -183,6 +183,13 @@ pub fn run_until(
         tracing::info!("orchestrator stopping");
         Ok(())
     })
+}
+
+/// Logs each tasks.md in the working tree that does not parse.
+fn report_drafts(root: &Path) {
+    for d in crate::ingest::check_drafts(root) {
+        tracing::warn!(path = %d.path, error = %d.error, "tasks.md in the working tree does not parse");
+    }
 }
 
 /// The orchestrator's record of running gates, `<common>/sprint/gates/`.
@@ -239,8 +246,8 @@ fn record_settings(
     store: &crate::state::Store,
     config: &crate::config::Config,
 ) -> Result<(), crate::state::StateError> {
-    let settings: std::collections::BTreeMap<String, String> =
-        crate::config::flatten(config).into_iter().collect();
+    let settings: std::collections::BTreeMap<String, serde_json::Value> =
+        crate::config::values(config).into_iter().collect();
     store.transact(&crate::state::Actor::named("orchestrator"), |txn| {
         let mut meta = txn
             .meta()?

@@ -22,8 +22,14 @@ pub struct SprintMeta {
     /// Set by `git sprint pause`: the Manager starts no new work while true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub settings: BTreeMap<String, String>,
+    /// The configuration the orchestrator runs with, by dotted key, each
+    /// value typed (`"main"`, `3`, `true`).
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "read_settings"
+    )]
+    pub settings: BTreeMap<String, serde_json::Value>,
     /// Circuit breakers per agent profile (DESIGN.md "Trust model").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub breakers: BTreeMap<String, Breaker>,
@@ -31,6 +37,28 @@ pub struct SprintMeta {
     /// the line that says so. A scope is here once, when it was reached.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub budget_stops: BTreeMap<String, String>,
+}
+
+/// `settings` as written now, or as older versions wrote it: every value a
+/// string of JSON text (`"\"main\""`, `"3"`). A map is the old kind only
+/// when every value is a string that parses as JSON; a current one always
+/// holds numbers or booleans (the config has such keys), so the two cannot
+/// be confused.
+fn read_settings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, serde_json::Value>, D::Error> {
+    let map = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+    let old: Option<BTreeMap<String, serde_json::Value>> = map
+        .iter()
+        .map(|(k, v)| {
+            let parsed = serde_json::from_str(v.as_str()?).ok()?;
+            Some((k.clone(), parsed))
+        })
+        .collect();
+    Ok(match old {
+        Some(old) if !map.is_empty() => old,
+        _ => map,
+    })
 }
 
 /// A circuit breaker on one agent profile: infrastructure failures in a row
@@ -711,6 +739,27 @@ pub fn check_name(kind: &'static str, name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_written_as_json_text_by_older_versions_read_typed() {
+        let old = "schema: 1\nsettings:\n  base_branch: '\"main\"'\n  policy.max_attempts: '3'\n  merge.auto: 'false'\n";
+        let meta: SprintMeta = serde_yaml::from_str(old).unwrap();
+        assert_eq!(meta.settings["base_branch"], serde_json::json!("main"));
+        assert_eq!(meta.settings["policy.max_attempts"], serde_json::json!(3));
+        assert_eq!(meta.settings["merge.auto"], serde_json::json!(false));
+    }
+
+    #[test]
+    fn typed_settings_round_trip_and_a_string_stays_a_string() {
+        let mut meta = SprintMeta::new("2026-01-01T00:00:00Z");
+        meta.settings
+            .insert("base_branch".into(), serde_json::json!("5"));
+        meta.settings
+            .insert("policy.max_attempts".into(), serde_json::json!(3));
+        let text = serde_yaml::to_string(&meta).unwrap();
+        let back: SprintMeta = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(back, meta, "{text}");
+    }
 
     #[test]
     fn status_parses_loosely_and_rejects_unknown() {

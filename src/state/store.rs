@@ -982,13 +982,8 @@ mod tests {
             .unwrap()
             .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
             .unwrap();
-        let started = std::time::Instant::now();
+        // Long past the stale bound: the write removes it and goes on.
         add(&store, "T2");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
         assert!(!lock.exists());
         let tip = store.tip().unwrap().unwrap();
         let msg = store

@@ -159,7 +159,9 @@ fn hang_mode_keeps_running_until_killed() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    assert!(wait_for(10, || wt.join("sprint-output/T006.txt").is_file()));
+    wait_for("the agent to write sprint-output/T006.txt", 10, || {
+        wt.join("sprint-output/T006.txt").is_file()
+    });
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(child.try_wait().unwrap().is_none(), "the agent should hang");
     child.kill().unwrap();
@@ -217,7 +219,9 @@ fn profile_in_tmux_session_commits_and_logs() {
         .tmux
         .new_session_logged("dev-1", &wt, &argv, &env, &log)
         .unwrap();
-    assert!(wait_for(20, || !guard.tmux.has_session("dev-1").unwrap()));
+    wait_for("session dev-1 to close", 20, || {
+        !guard.tmux.has_session("dev-1").unwrap()
+    });
     assert_eq!(head_subject(&repo, &wt), "T008: Implement the endpoint");
     assert!(wt.join("api/endpoint.rs").is_file());
     let logged = fs::read_to_string(&log).unwrap();

@@ -229,28 +229,43 @@ mod tests {
         assert!(parse_stat("garbage").is_none());
     }
 
+    /// Kills the test's process group when the test ends, failed or not, so
+    /// a failing assertion leaves no busy loop behind.
+    struct Group(u32);
+
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.0)])
+                .status();
+        }
+    }
+
     #[test]
     fn tree_of_spawned_sleeps() {
+        use std::os::unix::process::CommandExt;
         // sh busy-loops with two sleeping children: the tree is all three.
         let mut child = Command::new("sh")
             .arg("-c")
             .arg("sleep 30 & sleep 30 & while :; do :; done")
             .stdout(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap();
         let root = child.id();
+        let _group = Group(root);
         assert!(is_alive(root));
-        let found = crate::worker::testutil::wait_for(10, || {
+        crate::worker::testutil::wait_for("sh and its two sleeps in the tree", 10, || {
             Snapshot::take().unwrap().tree(root).len() >= 3
         });
-        assert!(found);
         let usage = tree_usage(root, Duration::from_millis(300))
             .unwrap()
             .unwrap();
         assert!(usage.processes >= 3, "{usage:?}");
         assert!(usage.rss_bytes > 0, "{usage:?}");
-        // The busy loop keeps sh on a core most of the interval.
-        assert!(usage.cpu_percent > 5.0, "{usage:?}");
+        // The busy loop runs for some of the interval; how much depends on
+        // the machine's load, so only that it ran is asserted.
+        assert!(usage.cpu_percent > 0.0, "{usage:?}");
 
         let snap = Snapshot::take().unwrap();
         let tree = snap.tree(root);

@@ -251,8 +251,9 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        let found = crate::worker::testutil::wait_for(10, || marked(&mark).len() == 1);
-        assert!(found, "the setsid sleep carries the mark");
+        crate::worker::testutil::wait_for("the setsid sleep to carry the mark", 10, || {
+            marked(&mark).len() == 1
+        });
         let pid = marked(&mark)[0];
         assert_eq!(terminate(|| marked(&mark), GRACE), 1);
         assert!(!super::super::procstat::is_alive(pid));
@@ -270,11 +271,10 @@ mod tests {
             .env(MARK_ENV, &mark)
             .spawn()
             .unwrap();
-        let started = Instant::now();
         let n = terminate(|| marked(&mark), Duration::from_millis(300));
         child.wait().unwrap();
         assert!(n >= 1);
-        assert!(started.elapsed() < Duration::from_secs(10));
+        // It ignores SIGTERM and loops forever: gone means SIGKILLed.
         assert!(marked(&mark).is_empty());
     }
 

@@ -121,14 +121,15 @@ impl Drop for TmuxGuard {
     }
 }
 
-/// Polls `f` every 20 ms for up to `secs` seconds; true once it holds.
-pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+/// Polls `f` every 20 ms until it holds; fails the test, naming `what` it
+/// waited for, after `secs` seconds.
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {
         if f() {
-            return true;
+            return;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    f()
+    assert!(f(), "waited {secs}s for {what}");
 }

@@ -764,18 +764,22 @@ mod tests {
         assert!(!tmux.has_session("w").unwrap(), "no prefix matching");
         assert_eq!(tmux.list_sessions().unwrap(), vec!["w1".to_owned()]);
 
-        assert!(wait_for(10, || fs::read_to_string(&out)
-            .map(|s| s.contains("env="))
-            .unwrap_or(false)));
+        wait_for("the pane's command to write its argv", 10, || {
+            fs::read_to_string(&out)
+                .map(|s| s.contains("env="))
+                .unwrap_or(false)
+        });
         let expected: String = awkward.iter().map(|a| format!("<{a}>\n")).collect();
         let got = fs::read_to_string(&out).unwrap();
         assert_eq!(
             got,
             format!("{expected}cwd={}\nenv=T001 with space;\n", cwd.display())
         );
-        assert!(wait_for(10, || fs::read_to_string(&log)
-            .map(|s| s.contains("hello-from-pane"))
-            .unwrap_or(false)));
+        wait_for("the pane's output in its log", 10, || {
+            fs::read_to_string(&log)
+                .map(|s| s.contains("hello-from-pane"))
+                .unwrap_or(false)
+        });
 
         let pid = tmux.pane_pid("w1").unwrap();
         assert!(crate::worker::procstat::is_alive(pid));
@@ -810,7 +814,9 @@ mod tests {
             .unwrap();
         tmux.new_session("long", dir.path(), &["sleep".into(), "30".into()], &[])
             .unwrap();
-        assert!(wait_for(10, || !tmux.has_session("short").unwrap()));
+        wait_for("session `short` to close", 10, || {
+            !tmux.has_session("short").unwrap()
+        });
         assert_eq!(tmux.list_sessions().unwrap(), vec!["long".to_owned()]);
     }
 
@@ -837,6 +843,27 @@ mod tests {
     }
 
     #[test]
+    fn regression_a_server_shutting_down_as_we_ask_was_an_error() {
+        // f7a9b42: the server exits with its last session; a command that
+        // reached it while it was going got "server exited unexpectedly",
+        // which read as a failure instead of "no session". Sessions that
+        // end at once, asked about and replaced at once, hit that window.
+        let guard = TmuxGuard::new();
+        let tmux = &guard.tmux;
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            let name = format!("blink{i}");
+            tmux.new_session(&name, dir.path(), &["true".into()], &[])
+                .unwrap_or_else(|e| panic!("round {i}: new-session: {e}"));
+            tmux.has_session(&name)
+                .unwrap_or_else(|e| panic!("round {i}: has-session: {e}"));
+        }
+        wait_for("every session to close", 10, || {
+            tmux.list_sessions().map(|l| l.is_empty()).unwrap_or(false)
+        });
+    }
+
+    #[test]
     fn send_text_reaches_the_pane() {
         let guard = TmuxGuard::new();
         let tmux = &guard.tmux;
@@ -858,13 +885,17 @@ mod tests {
         tmux.pipe_pane_to("reader", &log).unwrap();
         let text = "run the tests; then $STOP 'now' -x;";
         tmux.send_text("reader", text).unwrap();
-        assert!(wait_for(10, || fs::read_to_string(&got)
-            .map(|s| s == format!("{text}\n"))
-            .unwrap_or(false)));
+        wait_for("the sent text to reach the pane's command", 10, || {
+            fs::read_to_string(&got)
+                .map(|s| s == format!("{text}\n"))
+                .unwrap_or(false)
+        });
         // The pane echoes typed input; the log sees it.
-        assert!(wait_for(10, || fs::read_to_string(&log)
-            .map(|s| s.contains("run the tests"))
-            .unwrap_or(false)));
+        wait_for("the typed input in the pane's log", 10, || {
+            fs::read_to_string(&log)
+                .map(|s| s.contains("run the tests"))
+                .unwrap_or(false)
+        });
         assert!(tmux
             .capture_pane("reader", 100)
             .unwrap()

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -29,14 +29,12 @@ fn demo_runs_the_whole_sprint_merges_each_task_once_and_leaves_no_tmux_server() 
     let dir = tmp.path().join("demo");
     let socket = format!("gs-demo-test-{}", std::process::id());
 
-    let started = Instant::now();
     let mut cmd = Command::new(BIN);
     isolate(&mut cmd, home.path())
         .env("GIT_SPRINT_TMUX_SOCKET", &socket)
         .current_dir(tmp.path())
         .args(["demo", "--keep", "demo", "--timeout", "100s"]);
-    let out = cmd.output().expect("run git sprint demo");
-    let elapsed = started.elapsed();
+    let out = super::support::output_within(&mut cmd, "git sprint demo", Duration::from_secs(150));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -44,7 +42,6 @@ fn demo_runs_the_whole_sprint_merges_each_task_once_and_leaves_no_tmux_server() 
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
     assert!(stdout.contains("001-notes is done"), "{stdout}");
     assert!(stdout.contains("T005   in_review -> in_tests"), "{stdout}");
 

@@ -12,6 +12,7 @@ mod integrity;
 mod orchestrator;
 mod realcli;
 mod safety;
+mod shell;
 mod sprint;
 mod state;
 mod support;

@@ -557,7 +557,9 @@ fn kill_9_during_a_merge_merges_once_or_not_at_all() {
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
+    let gone = Instant::now() + Duration::from_secs(10);
     while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < gone, "orchestrator {pid} survived kill -9");
         std::thread::sleep(Duration::from_millis(20));
     }
     s.start(&[]);
@@ -717,12 +719,14 @@ fn stop_all_keeps_the_work_health_notices_and_start_carries_on() {
 #[test]
 fn a_draft_tasks_md_saved_while_running_is_checked_at_once() {
     // No specs/ when the orchestrator starts: it watches for it to appear.
+    // The draft may land before or after the watch begins (`start` returns
+    // once the orchestrator holds its lock): both must be reported, since
+    // drafts are also checked when the orchestrator starts.
     let f = Fleet::new();
     f.repo.write(".git-sprint.yaml", &config(&scripted(), ""));
     f.repo.git(["add", "-A"]);
     f.repo.git(["commit", "-q", "-m", "config"]);
     f.ok(&["start"]);
-    std::thread::sleep(Duration::from_millis(300));
     f.repo.write(
         "specs/draft/tasks.md",
         "- [ ] T001 one (depends on T002)\n- [ ] T002 two (depends on T001)\n",
@@ -739,4 +743,47 @@ fn a_draft_tasks_md_saved_while_running_is_checked_at_once() {
         assert!(Instant::now() < deadline, "not reported:\n{text}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn regression_a_draft_saved_before_start_was_never_checked() {
+    // Drafts were checked only on a file event, so one saved before the
+    // orchestrator began watching went unreported until touched again.
+    let f = Fleet::new();
+    f.repo.write(".git-sprint.yaml", &config(&scripted(), ""));
+    f.repo.git(["add", "-A"]);
+    f.repo.git(["commit", "-q", "-m", "config"]);
+    f.repo
+        .write("specs/early/tasks.md", "- [ ] T001 one (depends on T009)\n");
+    f.ok(&["start"]);
+    let log = f.repo.path().join(".git/sprint/logs/orchestrator.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("does not parse") && text.contains("specs/early/tasks.md") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the draft saved before start was not reported:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn regression_a_half_made_task_worktree_stopped_its_task_for_good() {
+    // 47dc9f1: an orchestrator that died while making a task's worktree left
+    // a directory git does not know; making the worktree again failed on it.
+    let s = Sprint::new(&config(&scripted(), ""), "- [ ] T001 One in a.txt\n");
+    // The sprint's state exists, as it did when that orchestrator died.
+    s.f.ok(&["ingest"]);
+    let half = s.f.repo.path().join(".git/sprint/worktrees/f.T001");
+    std::fs::create_dir_all(half.join("src")).unwrap();
+    std::fs::write(half.join("src/partial.txt"), "half written\n").unwrap();
+    s.start(&[]);
+    s.wait_done(60);
+    let tasks = s.tasks();
+    assert_eq!(tasks["T001"]["attempts"], 1, "{:#}", tasks["T001"]);
+    assert_eq!(s.merges().len(), 1);
 }

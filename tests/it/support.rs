@@ -138,3 +138,61 @@ pub fn kill_tmux(socket: &str) {
     let _ = tmux.kill_server();
     tmux.remove_socket_file();
 }
+
+/// Checks that a claim of "nothing more happens" holds for `span`. Such a
+/// claim can only be tested by waiting; this fails at the first moment it
+/// breaks, naming what was expected to hold.
+pub fn holds_for(what: &str, span: std::time::Duration, check: impl Fn() -> Result<(), String>) {
+    let end = std::time::Instant::now() + span;
+    loop {
+        if let Err(e) = check() {
+            panic!("expected {what} to hold for {span:?}, but: {e}");
+        }
+        if std::time::Instant::now() >= end {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Runs `cmd` to its end, killing it and failing the test if it is still
+/// running after `limit`: a bounded wait for a process that must not hang,
+/// rather than an assertion on how fast it was.
+pub fn output_within(cmd: &mut Command, what: &str, limit: std::time::Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Readers on threads: a full pipe must not stall the child.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut out, &mut v);
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut v);
+        v
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}; killed it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
