@@ -114,17 +114,21 @@ impl Engine {
         // Sessions first, state second: a wrapper records its agent's end
         // before its session closes, so an agent whose session is gone here
         // shows as ended in the state read after — never as a false death.
-        // One tmux call for every session and its last output, not one per
-        // agent: this runs on every reconcile.
-        let windows = self.fleet.tmux.activity_by_session().unwrap_or_default();
+        let sessions: HashSet<String> = self
+            .fleet
+            .tmux
+            .list_sessions()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let snapshot = self.fleet.store.read(Snapshot::read)?;
         let mut live = HashSet::new();
         let mut activity = HashMap::new();
         for a in &snapshot.agents {
-            if liveness::is_running(a) {
-                if let Some(at) = windows.get(&a.session) {
-                    live.insert(a.id.clone());
-                    activity.insert(a.id.clone(), *at as i64);
+            if liveness::is_running(a) && sessions.contains(&a.session) {
+                live.insert(a.id.clone());
+                if let Ok(t) = self.fleet.tmux.pane_activity(&a.session) {
+                    activity.insert(a.id.clone(), t as i64);
                 }
             }
         }

@@ -373,35 +373,6 @@ impl Tmux {
             .collect())
     }
 
-    /// Every session with when its window last printed output (unix
-    /// seconds; the latest of its windows), in one tmux call: the
-    /// orchestrator asks on every reconcile, and a call per agent was most of
-    /// its CPU with twenty running.
-    pub fn activity_by_session(&self) -> Result<std::collections::HashMap<String, u64>> {
-        let out = self.output(self.command().args([
-            "list-windows",
-            "-a",
-            "-F",
-            "#{session_name}\t#{window_activity}",
-        ]))?;
-        if !out.status.success() {
-            if is_missing(&out) || server_exited(&out) {
-                return Ok(Default::default());
-            }
-            return Err(self.failed("list-windows", &out));
-        }
-        let mut by_session = std::collections::HashMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let Some((name, at)) = line.rsplit_once('\t') else {
-                continue;
-            };
-            let at = at.parse().unwrap_or(0);
-            let e = by_session.entry(name.to_owned()).or_insert(at);
-            *e = (*e).max(at);
-        }
-        Ok(by_session)
-    }
-
     /// Kills session `name`; returns whether it existed.
     pub fn kill_session(&self, name: &str) -> Result<bool> {
         validate_name(name)?;
@@ -818,28 +789,6 @@ mod tests {
             !tmux.has_session("short").unwrap()
         });
         assert_eq!(tmux.list_sessions().unwrap(), vec!["long".to_owned()]);
-    }
-
-    #[test]
-    fn activity_by_session_names_every_session_with_its_pane_activity_in_one_call() {
-        let guard = TmuxGuard::new();
-        let tmux = &guard.tmux;
-        assert!(
-            tmux.activity_by_session().unwrap().is_empty(),
-            "no server yet"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        for name in ["a_one", "b-two"] {
-            tmux.new_session(name, dir.path(), &["sleep".into(), "30".into()], &[])
-                .unwrap();
-        }
-        let all = tmux.activity_by_session().unwrap();
-        let mut names: Vec<&str> = all.keys().map(String::as_str).collect();
-        names.sort();
-        assert_eq!(names, ["a_one", "b-two"]);
-        for (name, at) in &all {
-            assert_eq!(*at, tmux.pane_activity(name).unwrap(), "{name}");
-        }
     }
 
     #[test]
