@@ -19,4 +19,5 @@ pub mod spec;
 pub mod stages;
 pub mod state;
 pub mod sync;
+pub mod view;
 pub mod worker;

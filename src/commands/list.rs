@@ -5,8 +5,12 @@ use std::time::Duration;
 use super::{person, write_json, Ctx, Result};
 use crate::clock;
 use crate::fleet::Fleet;
+use crate::state::AgentState;
 
 /// List workers: state, age, commits ahead, files changed, CPU, memory and cost
+///
+/// Only live workers (starting or running) by default; --all adds those that
+/// ended (exited, dead, killed), which stay listed until their feature is done.
 ///
 /// The state of an ended worker names why it failed (`auth`, `no_change`,
 /// …) when it did; COST is what its run reported (tokens and dollars are in
@@ -22,6 +26,9 @@ pub struct Args {
     /// Only the workers of this batch
     #[arg(long, value_name = "B")]
     pub batch: Option<String>,
+    /// Also the workers that ended (the history)
+    #[arg(long, short = 'a')]
+    pub all: bool,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
@@ -31,8 +38,20 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if let Some(b) = &args.batch {
         rows.retain(|r| r.agent.batch.as_deref() == Some(b.as_str()));
     }
+    let before = rows.len();
+    if !args.all {
+        rows.retain(|r| matches!(r.agent.state, AgentState::Starting | AgentState::Running));
+    }
+    let ended = before - rows.len();
     if args.json {
         return write_json(ctx.out, &rows);
+    }
+    if rows.is_empty() && ended > 0 {
+        writeln!(
+            ctx.out,
+            "No live workers; {ended} ended ('git sprint list --all' shows them)."
+        )?;
+        return Ok(());
     }
     if rows.is_empty() {
         writeln!(ctx.out, "No workers.")?;

@@ -30,6 +30,7 @@ pub mod logs;
 pub mod man;
 pub mod move_;
 pub mod multi;
+mod pager;
 pub mod pause;
 pub mod plan;
 pub mod prompt;
@@ -45,6 +46,7 @@ pub mod stop;
 pub mod style;
 pub mod sync;
 pub mod uninstall;
+pub mod watch;
 
 /// What a command failed with, rendered once by `main`.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,9 @@ pub enum CommandError {
 
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
+
+    #[error(transparent)]
+    View(#[from] crate::view::ViewError),
 }
 
 impl CommandError {
@@ -111,6 +116,7 @@ impl CommandError {
             CommandError::Config(e) => e.hint(),
             CommandError::Daemon(e) => e.hint(),
             CommandError::Demo(e) => e.hint(),
+            CommandError::View(e) => e.hint(),
         }
     }
 

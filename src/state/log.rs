@@ -49,8 +49,19 @@ pub fn history(
     limit: Option<usize>,
     keep: impl Fn(&Entry) -> bool,
 ) -> Result<Vec<Entry>, StateError> {
+    history_from(store, store.tip()?, limit, keep)
+}
+
+/// [`history`] from state commit `start` (a tip read earlier) rather than
+/// the current tip, so a follower can pick up exactly after it.
+pub fn history_from(
+    store: &Store,
+    start: Option<ObjectId>,
+    limit: Option<usize>,
+    keep: impl Fn(&Entry) -> bool,
+) -> Result<Vec<Entry>, StateError> {
     let mut out = Vec::new();
-    let mut next = store.tip()?;
+    let mut next = start;
     while let Some(id) = next {
         if limit.is_some_and(|n| out.len() >= n) {
             break;

@@ -63,7 +63,7 @@ impl Fleet {
     }
 
     pub(crate) fn list(&self) -> Vec<Value> {
-        let v: Value = serde_json::from_str(&self.ok(&["list", "--json"])).expect("json");
+        let v: Value = serde_json::from_str(&self.ok(&["list", "--all", "--json"])).expect("json");
         v.as_array().cloned().unwrap_or_default()
     }
 
@@ -152,7 +152,7 @@ fn spawned_agent_commits_and_list_shows_it_exited_with_one_commit_ahead() {
     assert_eq!(w1["ahead"], 1);
     assert_eq!(w1["files_changed"], 1);
     assert_eq!(w1["branch"], "w1");
-    let table = f.ok(&["list"]);
+    let table = f.ok(&["list", "--all"]);
     assert!(
         table.contains("w1") && table.contains("exited 0"),
         "{table}"

@@ -183,14 +183,14 @@ case $SPRINT_WORKER in *T001.dev*) i=0; while [ ! -e "$common/go" ] && [ $i -lt 
 
     // list measures sprint agents from where each started to where it ended,
     // though their branches are deleted now: numbers, not '-'.
-    let rows: Value = serde_json::from_str(&s.f.ok(&["list", "--json"])).unwrap();
+    let rows: Value = serde_json::from_str(&s.f.ok(&["list", "--all", "--json"])).unwrap();
     let rows = rows.as_array().unwrap();
     assert!(rows.len() >= 4, "{rows:#?}");
     for r in rows {
         assert_eq!(r["ahead"].as_u64(), Some(1), "{r:#}");
         assert_eq!(r["files_changed"].as_u64(), Some(1), "{r:#}");
     }
-    let table = s.f.ok(&["list"]);
+    let table = s.f.ok(&["list", "--all"]);
     let dev = table
         .lines()
         .find(|l| l.starts_with("f.T001.dev.1 "))

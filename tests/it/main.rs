@@ -17,3 +17,4 @@ mod sprint;
 mod state;
 mod support;
 mod transcript;
+mod watch;
