@@ -245,6 +245,9 @@ pub struct Setup {
     pub copy: Vec<PathBuf>,
     /// Shell commands run in the new worktree, in order.
     pub commands: Vec<String>,
+    /// The longest one setup command may run; past it, it is killed and the
+    /// attempt fails with cause `setup`.
+    pub timeout: HumanDuration,
 }
 
 impl Default for Setup {
@@ -252,6 +255,7 @@ impl Default for Setup {
         Setup {
             copy: vec![PathBuf::from(".env")],
             commands: Vec::new(),
+            timeout: HumanDuration(Duration::from_secs(10 * 60)),
         }
     }
 }

@@ -9,6 +9,7 @@ mod fleet;
 mod hygiene;
 mod ingest;
 mod integrity;
+mod orchestrator;
 mod planning;
 mod realcli;
 mod safety;
