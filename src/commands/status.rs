@@ -159,9 +159,15 @@ fn feature(
         .iter()
         .filter(|t| t.status == TaskStatus::Done)
         .count();
+    let skipped = fs.tasks.iter().filter(|t| t.skipped.is_some()).count();
+    let skipped = if skipped > 0 {
+        format!(" ({skipped} skipped: {})", crate::spec::CHORE_REASON)
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "{}  {}  {}/{} tasks done  ${usd:.2} spent",
+        "{}  {}  {}/{} tasks done{skipped}  ${usd:.2} spent",
         f.name,
         style::state(&if crate::stages::stalled(fs) {
             "stalled".to_owned()

@@ -671,7 +671,7 @@ impl Fleet {
         let agents = self.agents()?;
         let sessions: HashSet<String> = self.tmux.list_sessions()?.into_iter().collect();
         let gone = |a: &Agent| {
-            matches!(a.state, AgentState::Starting | AgentState::Running)
+            crate::state::liveness::is_running(a)
                 && !sessions.contains(&a.session)
                 && !a.runner_pid.is_some_and(|p| match a.state {
                     // The wrapper, unless its pid went to another process.
@@ -683,27 +683,21 @@ impl Fleet {
         if !agents.iter().any(gone) {
             return Ok((agents, sessions));
         }
-        let now = clock::now();
         let done = self.store.transact(actor, |txn| {
             let mut dead = Vec::new();
             for id in txn.agent_ids()? {
-                let Some(mut a) = txn.agent(&id)? else {
+                let Some(a) = txn.agent(&id)? else {
                     continue;
                 };
                 if !gone(&a) {
                     continue;
                 }
-                let from = a.state.to_string();
-                a.state = AgentState::Dead;
-                a.ended = Some(now);
-                txn.put_agent(&a)?;
-                txn.record(Transition {
-                    task: a.id.clone(),
-                    from,
-                    to: "dead".into(),
-                    reason: Some("tmux session gone and no wrapper process".into()),
-                    policy: None,
-                });
+                crate::state::ops::agent_dead(
+                    txn,
+                    &id,
+                    crate::state::Cause::Crash,
+                    "tmux session gone and no wrapper process",
+                )?;
                 dead.push(a.id.clone());
             }
             if !dead.is_empty() {
@@ -729,7 +723,7 @@ impl Fleet {
         let progress = self.progress(&agents);
         let running: Vec<u32> = agents
             .iter()
-            .filter(|a| a.state == AgentState::Running || a.state == AgentState::Starting)
+            .filter(|a| crate::state::liveness::is_running(a))
             .filter_map(|a| a.runner_pid.filter(|p| alive(*p)))
             .collect();
         let usage: BTreeMap<u32, procstat::TreeUsage> = if running.is_empty() {
@@ -943,7 +937,7 @@ impl Fleet {
             }
             let gone = match agents.iter().find(|a| a.id == id) {
                 None => true,
-                Some(a) => ended && !matches!(a.state, AgentState::Starting | AgentState::Running),
+                Some(a) => ended && !crate::state::liveness::is_running(a),
             };
             if gone {
                 let path = entry.path();
@@ -1045,7 +1039,8 @@ fn make_worktree(
         let _serial = add_lock.lock().unwrap_or_else(|e| e.into_inner());
         git.add_worktree(path, &spec.branch, base)?;
     }
-    match crate::worker::worktree::setup(root, path, &setup.copy, &setup.commands) {
+    match crate::worker::worktree::setup(root, path, &setup.copy, &setup.commands, setup.timeout.0)
+    {
         Ok(report) => {
             for (file, why) in &report.skipped {
                 tracing::warn!(

@@ -8,6 +8,7 @@
 //! see [`recover`] and [`repair`].
 
 mod error;
+pub mod liveness;
 mod lock;
 pub mod log;
 pub mod model;

@@ -431,7 +431,22 @@ impl<'r> Txn<'r> {
             .clone()
             .unwrap_or_else(|| match self.transitions.as_slice() {
                 [] if !self.repairs.is_empty() => format!("sprint: {}", self.repairs[0]),
-                [] => "update sprint state".to_owned(),
+                [] => {
+                    // Every commit on the ref is one readable transition; a
+                    // write that says nothing about itself is a bug in its
+                    // caller. Release builds still name what changed.
+                    let paths: Vec<&str> = self
+                        .writes
+                        .keys()
+                        .map(|p| p.strip_suffix(".yaml").unwrap_or(p))
+                        .filter(|p| *p != "sprint")
+                        .collect();
+                    debug_assert!(
+                        false,
+                        "a state transaction with no subject and no transition wrote {paths:?}"
+                    );
+                    format!("sprint: {} changed", paths.join(", "))
+                }
                 [t] if t.task.is_empty() => format!("sprint: {} -> {}", t.from, t.to),
                 [t] => format!("{}: {} -> {}", t.task, t.from, t.to),
                 [t, rest @ ..] => format!(
@@ -1022,9 +1037,26 @@ mod tests {
             .transact(&who(), |txn| {
                 txn.writes
                     .insert(path.to_owned(), Some(bytes.as_bytes().to_vec()));
+                txn.subject(format!("test: overwrite {path}"));
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// Regression: a transaction that set no subject and recorded no
+    /// transition was committed as "update sprint state", which says nothing
+    /// in `git log refs/ai-sprint`.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "no subject and no transition")]
+    fn update_sprint_state_commit_without_a_subject_is_refused() {
+        let (_dir, store) = store();
+        add(&store, "T1");
+        let _ = store.transact(&who(), |txn| {
+            let mut t = txn.task("f", "T1")?.expect("T1 was added");
+            t.title = "renamed".into();
+            txn.put_task("f", &t)
+        });
     }
 
     #[test]
