@@ -122,7 +122,7 @@ impl Engine {
             .into_iter()
             .collect();
         let snapshot = self.fleet.store.read(Snapshot::read)?;
-        archive_finished(&self.fleet.store, &snapshot);
+        record::archive_finished(&self.fleet.store, &snapshot);
         let mut live = HashSet::new();
         let mut activity = HashMap::new();
         for a in &snapshot.agents {
@@ -413,17 +413,4 @@ pub enum EngineError {
     Ingest(#[from] crate::ingest::IngestError),
     #[error("{0}")]
     Other(String),
-}
-
-/// Moves finished agents out of the live state (one commit for all of them),
-/// so later reads do not grow with the sprint's history. A failure only
-/// leaves them live until the next reconcile.
-fn archive_finished(store: &crate::state::Store, snapshot: &Snapshot) {
-    if snapshot.archivable().is_empty() {
-        return;
-    }
-    let actor = crate::state::Actor::named("orchestrator");
-    if let Err(e) = store.transact(&actor, crate::state::archive_finished_agents) {
-        tracing::warn!(error = %e, "archiving finished agents failed");
-    }
 }

@@ -250,6 +250,18 @@ pub fn restart_tester(
     Ok(())
 }
 
+/// Moves finished agents out of the live state (one commit for all of them),
+/// so later reads do not grow with the sprint's history. A failure only
+/// leaves them live until the next reconcile.
+pub fn archive_finished(store: &Store, snapshot: &crate::state::Snapshot) {
+    if snapshot.archivable().is_empty() {
+        return;
+    }
+    if let Err(e) = store.transact(&orchestrator(), crate::state::archive_finished_agents) {
+        tracing::warn!(error = %e, "archiving finished agents failed");
+    }
+}
+
 /// Records an agent dead (session gone, hung and stopped, or a session
 /// that never started) with its cause: always one transition naming the
 /// agent and the cause ([`ops::agent_dead`]).
