@@ -245,6 +245,9 @@ pub struct Setup {
     pub copy: Vec<PathBuf>,
     /// Shell commands run in the new worktree, in order.
     pub commands: Vec<String>,
+    /// The longest one setup command may run; past it, it is killed and the
+    /// attempt fails with cause `setup`.
+    pub timeout: HumanDuration,
 }
 
 impl Default for Setup {
@@ -252,6 +255,7 @@ impl Default for Setup {
         Setup {
             copy: vec![PathBuf::from(".env")],
             commands: Vec::new(),
+            timeout: HumanDuration(Duration::from_secs(10 * 60)),
         }
     }
 }
@@ -329,6 +333,59 @@ pub struct Config {
     pub identity: Identity,
     /// The Landlock sandbox agents run in.
     pub sandbox: SandboxConfig,
+    /// How tasks.md becomes a schedule.
+    pub planning: Planning,
+}
+
+/// `planning`: story order and chores, read by `plan` and every ingest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Planning {
+    /// `parallel`: user-story phases run side by side once the phases before
+    /// them are done; `serial`: one after another in file order.
+    pub stories: StoryOrder,
+    /// `skip`: tasks whose title matches a chore pattern are marked skipped
+    /// (handled by git-sprint) and get no agent; `run`: they run like any task.
+    pub chores: ChoreMode,
+    /// Chore title patterns: regular expressions, matched case-insensitively.
+    #[serde(deserialize_with = "chore_patterns")]
+    pub chore_patterns: Vec<String>,
+}
+
+impl Default for Planning {
+    fn default() -> Self {
+        Planning {
+            stories: StoryOrder::Parallel,
+            chores: ChoreMode::Skip,
+            chore_patterns: crate::spec::DEFAULT_CHORES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// `planning.stories`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoryOrder {
+    Parallel,
+    Serial,
+}
+
+/// `planning.chores`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChoreMode {
+    Skip,
+    Run,
+}
+
+/// A list of patterns that all compile, or an error naming the bad one.
+fn chore_patterns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let patterns = Vec::<String>::deserialize(d)?;
+    crate::spec::Options::chore_patterns(&patterns).map_err(serde::de::Error::custom)?;
+    Ok(patterns)
 }
 
 /// `budget`: limits in US dollars and tokens; unset means no limit.
@@ -499,6 +556,7 @@ impl Default for Config {
             prices: BTreeMap::new(),
             identity: Identity::default(),
             sandbox: SandboxConfig::default(),
+            planning: Planning::default(),
         }
     }
 }
@@ -1238,6 +1296,29 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         merge(Some(text), "/r/.git-sprint.yaml", &git)
+    }
+
+    #[test]
+    fn a_bad_chore_pattern_or_story_order_names_the_key() {
+        let e = load_text("planning: { chore_patterns: ['^commit(' ] }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("planning.chore_patterns"), "{e}");
+        assert!(
+            e.contains("chore pattern `^commit(` is not a valid regular expression"),
+            "{e}"
+        );
+        let e = load_text("planning: { stories: sideways }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("planning.stories"), "{e}");
+        let ok = load_text("planning: { stories: serial, chores: run }\n", &[]).unwrap();
+        assert_eq!(ok.config.planning.stories, StoryOrder::Serial);
+        assert_eq!(ok.config.planning.chores, ChoreMode::Run);
+        assert_eq!(
+            ok.config.planning.chore_patterns.len(),
+            crate::spec::DEFAULT_CHORES.len()
+        );
     }
 
     #[test]

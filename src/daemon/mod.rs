@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod engine;
+mod jobs;
+mod launch;
 pub mod lock;
 pub mod record;
 pub mod watch;

@@ -58,7 +58,9 @@ impl Fleet {
     /// record says they ended. The logs of running agents and the
     /// orchestrator's stay. Returns the ids whose logs were removed, sorted.
     pub fn prune_logs(&self, actor: &Actor, ended: bool) -> Result<Vec<String>> {
-        let (agents, _) = self.reconcile(actor)?;
+        self.reconcile(actor)?;
+        // An archived record still names its agent.
+        let agents = self.all_agents()?;
         let dir = self.dir("logs");
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -82,7 +84,7 @@ impl Fleet {
             }
             let gone = match agents.iter().find(|a| a.id == id) {
                 None => true,
-                Some(a) => ended && !matches!(a.state, AgentState::Starting | AgentState::Running),
+                Some(a) => ended && !crate::state::liveness::is_running(a),
             };
             if gone {
                 let path = entry.path();
@@ -103,7 +105,7 @@ impl Fleet {
     pub fn remove_feature_logs(&self, feature: &str) -> Result<usize> {
         let prefix = format!("{feature}/");
         let mut n = 0;
-        for a in self.agents()? {
+        for a in self.all_agents()? {
             if a.task.as_deref().is_some_and(|t| t.starts_with(&prefix))
                 && std::fs::remove_file(self.log_path(&a.id)).is_ok()
             {

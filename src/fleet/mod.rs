@@ -329,6 +329,11 @@ impl Fleet {
         })?)
     }
 
+    /// Every worker record, archived ones (finished sprint agents) too, by id.
+    pub fn all_agents(&self) -> Result<Vec<Agent>> {
+        Ok(self.store.read(|txn| txn.all_agents())?)
+    }
+
     /// The record of `id`, or an error listing the known ids.
     pub fn agent(&self, id: &str) -> Result<Agent> {
         let agents = self.agents()?;

@@ -18,6 +18,12 @@ impl Fleet {
     pub fn worker(&self, actor: &Actor, id: &str) -> Result<(Agent, bool)> {
         let (agents, sessions) = self.reconcile(actor)?;
         let known = || agents.iter().map(|a| a.id.clone()).collect();
+        // A finished sprint agent is archived: still a known worker.
+        if !agents.iter().any(|a| a.id == id) {
+            if let Some(a) = self.store.read(|txn| txn.archived_agent(id))? {
+                return Ok((a, false));
+            }
+        }
         let a = agents
             .iter()
             .find(|a| a.id == id)
@@ -48,7 +54,7 @@ impl Fleet {
         let agents = self.agents()?;
         let sessions: HashSet<String> = self.tmux.list_sessions()?.into_iter().collect();
         let gone = |a: &Agent| {
-            matches!(a.state, AgentState::Starting | AgentState::Running)
+            crate::state::liveness::is_running(a)
                 && !sessions.contains(&a.session)
                 && !a.runner_pid.is_some_and(|p| match a.state {
                     // The wrapper, unless its pid went to another process.
@@ -60,27 +66,21 @@ impl Fleet {
         if !agents.iter().any(gone) {
             return Ok((agents, sessions));
         }
-        let now = clock::now();
         let done = self.store.transact(actor, |txn| {
             let mut dead = Vec::new();
             for id in txn.agent_ids()? {
-                let Some(mut a) = txn.agent(&id)? else {
+                let Some(a) = txn.agent(&id)? else {
                     continue;
                 };
                 if !gone(&a) {
                     continue;
                 }
-                let from = a.state.to_string();
-                a.state = AgentState::Dead;
-                a.ended = Some(now);
-                txn.put_agent(&a)?;
-                txn.record(Transition {
-                    task: a.id.clone(),
-                    from,
-                    to: "dead".into(),
-                    reason: Some("tmux session gone and no wrapper process".into()),
-                    policy: None,
-                });
+                crate::state::ops::agent_dead(
+                    txn,
+                    &id,
+                    crate::state::Cause::Crash,
+                    "tmux session gone and no wrapper process",
+                )?;
                 dead.push(a.id.clone());
             }
             if !dead.is_empty() {
@@ -98,12 +98,15 @@ impl Fleet {
     /// Everything `list` shows, after reconciling. CPU is measured over
     /// `interval`, only when some agent is running.
     pub fn status(&self, actor: &Actor, interval: Duration) -> Result<Vec<WorkerStatus>> {
-        let (agents, sessions) = self.reconcile(actor)?;
+        let (_, sessions) = self.reconcile(actor)?;
+        // Archived (finished) sprint agents are listed too, as before the
+        // archive; a live-only view leaves out `Txn::archived_agent_ids`.
+        let agents = self.all_agents()?;
         let now = clock::now();
         let progress = self.progress(&agents);
         let running: Vec<u32> = agents
             .iter()
-            .filter(|a| a.state == AgentState::Running || a.state == AgentState::Starting)
+            .filter(|a| crate::state::liveness::is_running(a))
             .filter_map(|a| a.runner_pid.filter(|p| alive(*p)))
             .collect();
         let usage: BTreeMap<u32, procstat::TreeUsage> = if running.is_empty() {

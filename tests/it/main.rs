@@ -9,6 +9,8 @@ mod fleet;
 mod hygiene;
 mod ingest;
 mod integrity;
+mod orchestrator;
+mod planning;
 mod pool;
 mod realcli;
 mod safety;
