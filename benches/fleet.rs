@@ -1,7 +1,9 @@
 //! Fleet benchmark: on a generated repository of 5,000 files, the median
-//! `git sprint spawn` (worktree + setup + tmux session + state record) against
-//! a bare `git worktree add` in the same run, `fanout 10`, and `list` with 20
-//! workers. Benchmarks measure; the targets are printed beside the figures.
+//! `git sprint spawn` (worktree + setup + tmux session + state record) with a
+//! cold worktree pool (`git worktree add`) and a warm one (a killed worker's
+//! worktree re-pointed), and `fanout 10` both ways, each against a bare
+//! `git worktree add` in the same run; then `list` with 20 workers.
+//! Benchmarks measure; the targets are printed beside the figures.
 //!
 //! Run with `cargo bench --bench fleet`.
 
@@ -101,9 +103,13 @@ fn main() {
     );
     env.run(BIN, &["kill", "--all", "--force"]);
 
-    let mut spawn = Vec::new();
+    // Cold: the pool off (`git worktree add` every time); warm: a pooled
+    // worktree re-pointed. Interleaved, each after a `sync`, so all three see
+    // the same disk and load.
+    let pool = |n: &str| env.run("git", &["config", "sprint.worktrees.pool", n]);
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
     let mut bare = Vec::new();
-    // Interleaved, each after a `sync`, so both see the same disk and load.
     for i in 0..RUNS {
         let path = env.repo.join(format!(".git/sprint/bare{i}"));
         let p = path.display().to_string();
@@ -114,48 +120,86 @@ fn main() {
         ));
         env.run("git", &["worktree", "remove", "--force", &p]);
         env.run("git", &["branch", "-D", &format!("b{i}")]);
-        let id = format!("s{i}");
+
+        pool("0");
+        let id = format!("c{i}");
         env.run("sync", &[]);
-        spawn.push(env.time(
+        cold.push(env.time(
+            BIN,
+            &["spawn", &id, "--prompt", "x", "--agent-command", agent],
+        ));
+        env.run(BIN, &["kill", &id, "--force"]);
+
+        pool("12");
+        if i == 0 {
+            // Fill the pool with one spare.
+            env.run(
+                BIN,
+                &["spawn", "fill", "--prompt", "x", "--agent-command", agent],
+            );
+            env.run(BIN, &["kill", "fill", "--force"]);
+        }
+        let id = format!("w{i}");
+        env.run("sync", &[]);
+        warm.push(env.time(
             BIN,
             &["spawn", &id, "--prompt", "x", "--agent-command", agent],
         ));
         env.run(BIN, &["kill", &id, "--force"]);
     }
-    let (spawn, bare) = (median(spawn), median(bare));
+    let (cold, warm, bare) = (median(cold), median(warm), median(bare));
+    let ratio = |d: Duration| d.as_secs_f64() / bare.as_secs_f64();
+    println!("median of {RUNS}, against a bare `git worktree add` in the same run:");
+    println!("  bare `git worktree add`             {:7.1} ms", ms(bare));
     println!(
-        "spawn (worktree + setup + session + record), median of {RUNS}: {:.1} ms (target <= 400 ms)",
-        ms(spawn)
+        "  spawn, cold pool (worktree add)     {:7.1} ms  {:.2}x",
+        ms(cold),
+        ratio(cold)
     );
     println!(
-        "bare `git worktree add`, median of {RUNS}:                    {:.1} ms",
-        ms(bare)
-    );
-    println!(
-        "spawn / bare worktree add:                                 {:.2}x",
-        spawn.as_secs_f64() / bare.as_secs_f64()
+        "  spawn, warm pool (reused worktree)  {:7.1} ms  {:.2}x  (target <= 400 ms)",
+        ms(warm),
+        ratio(warm)
     );
 
-    let mut fan = Vec::new();
-    for i in 0..3 {
-        let name = format!("fan{i}");
-        fan.push(env.time(
+    let fanout = |name: &str| {
+        let d = env.time(
             BIN,
             &[
                 "fanout",
                 "10",
-                &name,
+                name,
                 "--prompt",
                 "x",
                 "--agent-command",
                 agent,
             ],
-        ));
-        env.run(BIN, &["kill", "--batch", &name, "--force"]);
+        );
+        env.run(BIN, &["kill", "--batch", name, "--force"]);
+        d
+    };
+    let mut fan_cold = Vec::new();
+    let mut fan_warm = Vec::new();
+    pool("12");
+    fanout("fill"); // ten spares in the pool
+    for i in 0..3 {
+        pool("0");
+        env.run("sync", &[]);
+        fan_cold.push(fanout(&format!("fc{i}")));
+        pool("12");
+        env.run("sync", &[]);
+        fan_warm.push(fanout(&format!("fw{i}")));
     }
+    let (fan_cold, fan_warm) = (median(fan_cold), median(fan_warm));
     println!(
-        "fanout 10, median of 3:                                    {:.1} ms (target <= 3000 ms)",
-        ms(median(fan))
+        "  fanout 10, cold pool, median of 3   {:7.1} ms  {:.2}x",
+        ms(fan_cold),
+        ratio(fan_cold)
+    );
+    println!(
+        "  fanout 10, warm pool, median of 3   {:7.1} ms  {:.2}x  (target <= 3000 ms)",
+        ms(fan_warm),
+        ratio(fan_warm)
     );
 
     // 20 workers that each made a commit, then exited.

@@ -244,6 +244,9 @@ pub struct Setup {
     pub copy: Vec<PathBuf>,
     /// Shell commands run in the new worktree, in order.
     pub commands: Vec<String>,
+    /// The longest one setup command may run; past it, it is killed and the
+    /// attempt fails with cause `setup`.
+    pub timeout: HumanDuration,
 }
 
 impl Default for Setup {
@@ -251,6 +254,29 @@ impl Default for Setup {
         Setup {
             copy: vec![PathBuf::from(".env")],
             commands: Vec::new(),
+            timeout: HumanDuration(Duration::from_secs(10 * 60)),
+        }
+    }
+}
+
+/// `worktrees`: the pool of finished workers' worktrees that new workers
+/// reuse (see `worker::pool`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Worktrees {
+    /// How many finished worktrees are kept for reuse (0 turns the pool off;
+    /// at most 64).
+    pub pool: usize,
+    /// Paths `git clean` spares when a pooled worktree is reused (built
+    /// dependencies such as `target` or `node_modules`).
+    pub keep: Vec<PathBuf>,
+}
+
+impl Default for Worktrees {
+    fn default() -> Self {
+        Worktrees {
+            pool: 4,
+            keep: Vec::new(),
         }
     }
 }
@@ -288,6 +314,7 @@ pub struct Config {
     pub agents: BTreeMap<String, AgentEntry>,
     pub roles: Roles,
     pub setup: Setup,
+    pub worktrees: Worktrees,
     pub timeouts: Timeouts,
     /// Commands that judge work at each stage (see templates/gates/).
     pub gates: crate::gates::GateSet,
@@ -305,6 +332,59 @@ pub struct Config {
     pub identity: Identity,
     /// The Landlock sandbox agents run in.
     pub sandbox: SandboxConfig,
+    /// How tasks.md becomes a schedule.
+    pub planning: Planning,
+}
+
+/// `planning`: story order and chores, read by `plan` and every ingest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Planning {
+    /// `parallel`: user-story phases run side by side once the phases before
+    /// them are done; `serial`: one after another in file order.
+    pub stories: StoryOrder,
+    /// `skip`: tasks whose title matches a chore pattern are marked skipped
+    /// (handled by git-sprint) and get no agent; `run`: they run like any task.
+    pub chores: ChoreMode,
+    /// Chore title patterns: regular expressions, matched case-insensitively.
+    #[serde(deserialize_with = "chore_patterns")]
+    pub chore_patterns: Vec<String>,
+}
+
+impl Default for Planning {
+    fn default() -> Self {
+        Planning {
+            stories: StoryOrder::Parallel,
+            chores: ChoreMode::Skip,
+            chore_patterns: crate::spec::DEFAULT_CHORES
+                .iter()
+                .map(|p| (*p).to_owned())
+                .collect(),
+        }
+    }
+}
+
+/// `planning.stories`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoryOrder {
+    Parallel,
+    Serial,
+}
+
+/// `planning.chores`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChoreMode {
+    Skip,
+    Run,
+}
+
+/// A list of patterns that all compile, or an error naming the bad one.
+fn chore_patterns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let patterns = Vec::<String>::deserialize(d)?;
+    crate::spec::Options::chore_patterns(&patterns).map_err(serde::de::Error::custom)?;
+    Ok(patterns)
 }
 
 /// `budget`: limits in US dollars and tokens; unset means no limit.
@@ -465,6 +545,7 @@ impl Default for Config {
             )]),
             roles: Roles::default(),
             setup: Setup::default(),
+            worktrees: Worktrees::default(),
             timeouts: Timeouts::default(),
             gates: crate::gates::GateSet::default(),
             policy: Policy::default(),
@@ -474,6 +555,7 @@ impl Default for Config {
             prices: BTreeMap::new(),
             identity: Identity::default(),
             sandbox: SandboxConfig::default(),
+            planning: Planning::default(),
         }
     }
 }
@@ -933,6 +1015,17 @@ pub fn merge(
             ));
         }
     }
+    for (i, rel) in config.worktrees.keep.iter().enumerate() {
+        if !crate::worker::worktree::is_safe_copy_path(rel) {
+            return Err(invalid(
+                format!("worktrees.keep[{i}]"),
+                format!(
+                    "`{}` must be a relative path inside the worktree (no `..`, not absolute)",
+                    rel.display()
+                ),
+            ));
+        }
+    }
     Ok(Loaded {
         config,
         sources,
@@ -956,6 +1049,12 @@ fn check_bounds(config: &Config) -> Result<(), (&'static str, &'static str)> {
         return Err((
             "policy.max_attempts",
             "must be at least 1: with 0 no task could ever be attempted",
+        ));
+    }
+    if config.worktrees.pool > crate::worker::pool::MAX_POOL {
+        return Err((
+            "worktrees.pool",
+            "must be at most 64: each pooled worktree is a full checkout kept on disk",
         ));
     }
     if config.policy.breaker_threshold == 0 {
@@ -1211,6 +1310,29 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_chore_pattern_or_story_order_names_the_key() {
+        let e = load_text("planning: { chore_patterns: ['^commit(' ] }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("planning.chore_patterns"), "{e}");
+        assert!(
+            e.contains("chore pattern `^commit(` is not a valid regular expression"),
+            "{e}"
+        );
+        let e = load_text("planning: { stories: sideways }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("planning.stories"), "{e}");
+        let ok = load_text("planning: { stories: serial, chores: run }\n", &[]).unwrap();
+        assert_eq!(ok.config.planning.stories, StoryOrder::Serial);
+        assert_eq!(ok.config.planning.chores, ChoreMode::Run);
+        assert_eq!(
+            ok.config.planning.chore_patterns.len(),
+            crate::spec::DEFAULT_CHORES.len()
+        );
+    }
+
+    #[test]
     fn template_is_valid_and_defaults_hold() {
         let loaded = load_text(TEMPLATE, &[]).unwrap();
         assert_eq!(loaded.config.roles.developer.count, 3);
@@ -1418,6 +1540,27 @@ mod tests {
         );
         // Defined but not given a role: fine (fleet commands may use it).
         load_text("agents:\n  s:\n    preset: shell\n", &[]).unwrap();
+    }
+
+    #[test]
+    fn worktree_pool_is_bounded_and_keep_paths_stay_inside() {
+        let e = load_text("worktrees:\n  pool: 65\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`worktrees.pool`") && e.contains("at most 64"),
+            "{e}"
+        );
+        let e = load_text("worktrees:\n  keep: [target, ../up]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`worktrees.keep[1]`") && e.contains("../up"),
+            "{e}"
+        );
+        let ok = load_text("worktrees:\n  pool: 0\n  keep: [target]\n", &[]).unwrap();
+        assert_eq!(ok.config.worktrees.pool, 0);
+        assert_eq!(Config::default().worktrees.pool, 4);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use gix::ObjectId;
 use serde::Serialize;
 
 use crate::clock;
+use crate::config::{ChoreMode, ConfigError, Planning, StoryOrder};
 use crate::spec::{self, Plan, SpecError};
 use crate::state::{
     check_name, Actor, Convoy, ConvoyStatus, Feature, FeatureStatus, StateError, Store, Task,
@@ -43,6 +44,8 @@ pub enum IngestError {
     Spec(#[from] SpecError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error("reading the planning settings")]
+    Config(#[from] ConfigError),
 }
 
 impl IngestError {
@@ -64,6 +67,7 @@ impl IngestError {
             }
             IngestError::BadRev { .. } => Some("name a branch, tag or commit id".into()),
             IngestError::State(e) => e.hint(),
+            IngestError::Config(e) => e.hint(),
             _ => None,
         }
     }
@@ -82,13 +86,33 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn plan(&self) -> Result<Plan, SpecError> {
-        spec::plan(&spec::parse(&self.path, &self.text)?)
+    /// The plan of this file under the `planning` settings.
+    pub fn plan(&self, planning: &Planning) -> Result<Plan, SpecError> {
+        let options = plan_options(planning, &self.feature);
+        spec::plan_with(&spec::parse(&self.path, &self.text)?, &options)
     }
 }
 
 pub fn tasks_path(feature: &str) -> String {
     format!("specs/{feature}/tasks.md")
+}
+
+/// The planner's options for `feature` under the `planning` settings:
+/// story order, chore patterns (none with `chores: run`), and spec-kit's
+/// documents under `specs/<feature>/`.
+pub fn plan_options(planning: &Planning, feature: &str) -> spec::Options {
+    let chores = match planning.chores {
+        // The patterns compiled when the configuration was read.
+        ChoreMode::Skip => {
+            spec::Options::chore_patterns(&planning.chore_patterns).unwrap_or_default()
+        }
+        ChoreMode::Run => Vec::new(),
+    };
+    spec::Options {
+        serial_stories: planning.stories == StoryOrder::Serial,
+        chores,
+        spec_dir: (!feature.is_empty()).then(|| format!("specs/{feature}")),
+    }
 }
 
 /// The branch tasks.md is read from and features merge into; see
@@ -249,6 +273,8 @@ pub struct Outcome {
     pub reinstated: Vec<String>,
     /// Checked off (`[x]`) in tasks.md and so marked done.
     pub checked_off: Vec<String>,
+    /// Chores marked done without an agent (handled by git-sprint).
+    pub skipped: Vec<String>,
     pub integration_branch: Option<String>,
     #[serde(skip)]
     pub commit: Option<ObjectId>,
@@ -266,6 +292,7 @@ impl Outcome {
             (self.cancelled.len(), "cancelled"),
             (self.reinstated.len(), "reinstated"),
             (self.checked_off.len(), "checked off"),
+            (self.skipped.len(), "skipped (chores)"),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {what}"));
@@ -287,7 +314,10 @@ pub fn ingest(
     source: &Source,
     base: Option<&str>,
 ) -> Result<Outcome, IngestError> {
-    let plan = source.plan()?;
+    let planning = crate::config::load_from(store.repo(), None)?
+        .config
+        .planning;
+    let plan = source.plan(&planning)?;
     for t in &plan.tasks {
         check_name("task", &t.id).map_err(IngestError::Name)?;
     }
@@ -403,15 +433,23 @@ fn reconcile(
             Some(t) => t,
             None => {
                 let mut t = Task::new(&pt.id, &pt.title, &now);
-                t.status = if pt.done {
+                t.status = if pt.done || pt.skipped.is_some() {
                     TaskStatus::Done
                 } else {
                     TaskStatus::Todo
                 };
+                t.skipped = pt.skipped.clone();
                 apply(&mut t, pt);
-                note(txn, &pt.id, "none", t.status, "added from tasks.md");
+                let why = match &pt.skipped {
+                    Some(why) => format!("added from tasks.md; skipped: {why}"),
+                    None => "added from tasks.md".to_owned(),
+                };
+                note(txn, &pt.id, "none", t.status, &why);
                 txn.put_task(name, &t)?;
                 out.added.push(pt.id.clone());
+                if pt.skipped.is_some() {
+                    out.skipped.push(pt.id.clone());
+                }
                 continue;
             }
         };
@@ -452,6 +490,40 @@ fn reconcile(
                 "checked off in tasks.md",
             );
             out.checked_off.push(pt.id.clone());
+        } else if let (Some(why), true) = (
+            &pt.skipped,
+            matches!(
+                from,
+                TaskStatus::Todo | TaskStatus::Blocked | TaskStatus::Failed
+            ),
+        ) {
+            task.status = TaskStatus::Done;
+            task.skipped = Some(why.clone());
+            task.claim = None;
+            note(
+                txn,
+                &pt.id,
+                from.as_str(),
+                TaskStatus::Done,
+                &format!("skipped: {why}"),
+            );
+            out.skipped.push(pt.id.clone());
+        } else if from == TaskStatus::Done
+            && task.skipped.is_some()
+            && pt.skipped.is_none()
+            && !pt.done
+        {
+            // No longer a chore (`chores: run`, or its line changed): it gets an agent.
+            task.status = TaskStatus::Todo;
+            task.skipped = None;
+            note(
+                txn,
+                &pt.id,
+                "done",
+                TaskStatus::Todo,
+                "no longer a chore git-sprint handles",
+            );
+            out.updated.push(pt.id.clone());
         } else if (Task {
             line: before.line,
             ..task.clone()

@@ -9,7 +9,7 @@ use super::{write_json, CommandError, Ctx, Result};
 use crate::clock;
 use crate::daemon::lock;
 use crate::fleet::Fleet;
-use crate::state::{AgentState, Snapshot};
+use crate::state::{liveness, Snapshot};
 use crate::worker::procstat;
 
 /// Check the agents, the orchestrator and the sprint; exit 1 if anything needs you
@@ -57,46 +57,30 @@ struct Health {
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
-    let snapshot = fleet.store.read(Snapshot::read)?;
+    // Sessions first, state second: a wrapper records its agent's end before
+    // its session closes, so an agent that ends in between shows as ended,
+    // never as a running agent with its session gone.
     let sessions: HashSet<String> = fleet
         .tmux
         .list_sessions()
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let snapshot = fleet.store.read(Snapshot::read)?;
     let now = clock::now();
     let mut agents = Vec::new();
-    for a in snapshot
-        .agents
-        .iter()
-        .filter(|a| matches!(a.state, AgentState::Starting | AgentState::Running))
-    {
+    for a in snapshot.agents.iter().filter(|a| liveness::is_running(a)) {
         let session_alive = sessions.contains(&a.session);
         let pid_alive = a.pid.is_some_and(procstat::is_alive);
-        let claim = a
-            .task
-            .as_deref()
-            .and_then(|t| {
-                let (f, id) = t.split_once('/')?;
-                snapshot
-                    .feature(f)?
-                    .tasks
-                    .iter()
-                    .find(|x| x.id == id)?
-                    .claim
-                    .clone()
-            })
-            .filter(|c| c.holder == a.id);
+        let claim = liveness::claim_of(&snapshot, a);
         let since_output = session_alive
             .then(|| fleet.tmux.pane_activity(&a.session).ok())
             .flatten()
             .map(|t| now - t as i64);
-        let since_heartbeat = claim
-            .as_ref()
-            .map(|c| c.expires - c.ttl as i64)
+        let since_heartbeat = liveness::renewed(a, claim)
             .max(Some(a.heartbeat).filter(|h| *h > 0))
             .map(|t| now - t);
-        let lease_expires_in = claim.as_ref().map(|c| c.expires - now);
+        let lease_expires_in = claim.map(|c| c.expires - now);
         // An agent that has ended while its wrapper still cleans up, saves
         // its work and records the end is finishing, not lost.
         let finishing = a

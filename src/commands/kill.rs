@@ -37,6 +37,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     // broken config must not stop a kill, so it falls back to the default.
     if let Ok(root) = fleet.main_worktree() {
         if let Ok(loaded) = crate::config::load(&root, &fleet.common_dir) {
+            fleet.configure_pool(&loaded.config.worktrees);
             fleet.identity = loaded.config.identity;
         }
     }

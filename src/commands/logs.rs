@@ -13,7 +13,7 @@ use notify::{RecursiveMode, Watcher};
 use super::{person, CommandError, Ctx, Result};
 use crate::fleet::terminal_text::TerminalText;
 use crate::fleet::{Fleet, FleetError};
-use crate::state::{check_name, AgentState};
+use crate::state::check_name;
 
 /// Show a worker's output (its tmux pane, as logged)
 ///
@@ -99,7 +99,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     };
     let running = agent
         .as_ref()
-        .is_some_and(|a| matches!(a.state, AgentState::Starting | AgentState::Running));
+        .is_some_and(crate::state::liveness::is_running);
     let opened = match std::fs::File::open(&path) {
         // Following a worker whose pane has printed nothing yet: make the
         // (empty) log that tmux appends to, and follow it from the start.

@@ -8,6 +8,10 @@ use crate::spec;
 
 /// Show what a tasks.md would become: convoys, waves, path conflicts, warnings
 ///
+/// Story phases run side by side and chores are skipped as the `planning`
+/// section of the configuration says; each wave's width and the critical
+/// path (the longest chain of open tasks) are printed last.
+///
 /// Reads the working-tree file by default (so you can check it before you
 /// commit), or the committed one with --rev. Changes nothing. A malformed file
 /// is rejected with file:line and what is wrong.
@@ -28,7 +32,23 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         Some(rev) => committed(ctx, &args.target, rev)?,
         None => working_tree(ctx, &args.target)?,
     };
-    let plan = spec::plan(&spec::parse(&name, &text)?)?;
+    // Outside a repository there is no configuration: the defaults apply.
+    let planning = match ctx.store() {
+        Ok(store) => {
+            crate::config::load_from(store.repo(), None)?
+                .config
+                .planning
+        }
+        Err(_) => crate::config::Planning::default(),
+    };
+    // A feature's documents live in specs/<feature>/; a file's beside it.
+    let feature = if args.target.ends_with(".md") {
+        ""
+    } else {
+        args.target.as_str()
+    };
+    let options = ingest::plan_options(&planning, feature);
+    let plan = spec::plan_with(&spec::parse(&name, &text)?, &options)?;
     if args.json {
         return write_json(ctx.out, &plan);
     }

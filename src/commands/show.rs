@@ -46,7 +46,10 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         );
     }
     let out = &mut *ctx.out;
-    writeln!(out, "{name}  {}", task.status)?;
+    match &task.skipped {
+        Some(why) => writeln!(out, "{name}  {} (skipped: {why})", task.status)?,
+        None => writeln!(out, "{name}  {}", task.status)?,
+    }
     writeln!(out, "  title:    {}", task.title)?;
     let opt = |label: &str, v: &Option<String>, out: &mut dyn Write| -> Result {
         if let Some(v) = v {

@@ -57,6 +57,7 @@ pub fn resolve(ctx: &Ctx<'_>, opts: &AgentOpts) -> Result<Resolved> {
     let root = fleet.main_worktree()?;
     let loaded = config::load_from(fleet.store.repo(), Some(&root))?;
     fleet.identity = loaded.config.identity.clone();
+    fleet.configure_pool(&loaded.config.worktrees);
     let (profile_name, profile) = match (&opts.agent_command, &opts.agent) {
         (Some(cmd), _) => ("command".to_owned(), AgentProfile::from_command(cmd)),
         (None, Some(name)) => (

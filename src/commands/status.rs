@@ -63,7 +63,13 @@ pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
             .into());
         }
     }
-    let snapshot = store.read(Snapshot::read)?;
+    // JSON is the whole record, archived agents included; the summary
+    // reads only the live state, so it costs the same late in a sprint.
+    let snapshot = if opts.json {
+        store.read(Snapshot::read_with_archive)?
+    } else {
+        store.read(Snapshot::read)?
+    };
     let drafts = store
         .repo()
         .workdir()
@@ -166,9 +172,15 @@ fn feature(
         .iter()
         .filter(|t| t.status == TaskStatus::Done)
         .count();
+    let skipped = fs.tasks.iter().filter(|t| t.skipped.is_some()).count();
+    let skipped = if skipped > 0 {
+        format!(" ({skipped} skipped: {})", crate::spec::CHORE_REASON)
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "{}  {}  {}/{} tasks done  ${usd:.2} spent",
+        "{}  {}  {}/{} tasks done{skipped}  ${usd:.2} spent",
         f.name,
         style::state(&if crate::stages::stalled(fs) {
             "stalled".to_owned()

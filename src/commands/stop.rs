@@ -5,7 +5,6 @@ use std::time::Duration;
 use super::{Ctx, Result};
 use crate::daemon::lock;
 use crate::fleet::{self, Fleet};
-use crate::state::AgentState;
 
 /// Stop the orchestrator; with --all, stop every agent too
 ///
@@ -38,7 +37,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         let mut stopped = 0;
         for a in agents
             .iter()
-            .filter(|a| matches!(a.state, AgentState::Starting | AgentState::Running))
+            .filter(|a| crate::state::liveness::is_running(a))
         {
             if fleet.tmux.kill_session(&a.session).unwrap_or(false) {
                 stopped += 1;

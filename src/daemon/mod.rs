@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod engine;
+mod jobs;
+mod launch;
 pub mod lock;
 pub mod record;
 pub mod watch;
@@ -86,6 +88,7 @@ pub fn run_until(
     // Agents get the environment of the last `start` (or `resume`), not ours.
     fleet.env_from = crate::fleet::EnvFrom::SprintStart;
     fleet.identity = config.identity.clone();
+    fleet.configure_pool(&config.worktrees);
     let common = fleet.common_dir.clone();
     record_settings(&fleet.store, &config)?;
     tracing::info!(pid = std::process::id(), "orchestrator started");

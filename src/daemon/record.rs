@@ -6,14 +6,15 @@
 //! so a stale action is a no-op.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use crate::clock;
 use crate::gates;
 use crate::refinery::Verdict;
-use crate::stages::GateStage;
+use crate::stages::{self, agent_id, BreakerGate, GateStage, Limits};
 use crate::state::{
-    ops, Actor, AgentState, AttemptNote, Cause, ConvoyStatus, Merged, StateError, Store, Task,
-    TaskRef, TaskStatus, Transition, Txn,
+    ops, Actor, Agent, AttemptNote, Cause, ConvoyStatus, Feature, FeatureStatus, Merged, Snapshot,
+    StateError, Store, Task, TaskRef, TaskStatus, Transition, Txn,
 };
 
 /// How failed attempts are paid for (from `policy` in the config).
@@ -138,17 +139,7 @@ pub fn lost_attempt(
 ) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
         if let Some(id) = agent {
-            if let Some(mut a) = txn.agent(id)? {
-                if matches!(a.state, AgentState::Starting | AgentState::Running) {
-                    a.state = AgentState::Dead;
-                    a.ended = Some(clock::now());
-                }
-                a.cause.get_or_insert(cause);
-                if a.error.is_none() {
-                    a.error = Some(reason.to_owned());
-                }
-                txn.put_agent(&a)?;
-            }
+            ops::agent_dead(txn, id, cause, reason)?;
         }
         let Some(t) = txn.task(&r.feature, &r.id)? else {
             return Ok(());
@@ -259,36 +250,24 @@ pub fn restart_tester(
     Ok(())
 }
 
-/// Records an agent dead (session gone, or hung and stopped) with its cause.
+/// Moves finished agents out of the live state (one commit for all of them),
+/// so later reads do not grow with the sprint's history. A failure only
+/// leaves them live until the next reconcile.
+pub fn archive_finished(store: &Store, snapshot: &crate::state::Snapshot) {
+    if snapshot.archivable().is_empty() {
+        return;
+    }
+    if let Err(e) = store.transact(&orchestrator(), crate::state::archive_finished_agents) {
+        tracing::warn!(error = %e, "archiving finished agents failed");
+    }
+}
+
+/// Records an agent dead (session gone, hung and stopped, or a session
+/// that never started) with its cause: always one transition naming the
+/// agent and the cause ([`ops::agent_dead`]).
 pub fn mark_dead(store: &Store, agent: &str, cause: Cause, reason: &str) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
-        let Some(mut a) = txn.agent(agent)? else {
-            return Ok(());
-        };
-        if !matches!(a.state, AgentState::Starting | AgentState::Running) {
-            // Its wrapper recorded the end when the session was stopped;
-            // the cause is still ours to say.
-            if a.cause.is_none() {
-                a.cause = Some(cause);
-                a.error = Some(reason.to_owned());
-                txn.put_agent(&a)?;
-                txn.subject(format!("{agent}: {} [{cause}]", a.state));
-            }
-            return Ok(());
-        }
-        let from = a.state;
-        a.state = AgentState::Dead;
-        a.ended = Some(clock::now());
-        a.cause = Some(cause);
-        a.error = Some(reason.to_owned());
-        txn.put_agent(&a)?;
-        txn.record(Transition {
-            task: agent.to_owned(),
-            from: from.to_string(),
-            to: a.state.to_string(),
-            reason: Some(format!("{reason} [{cause}]")),
-            policy: None,
-        });
+        ops::agent_dead(txn, agent, cause, reason)?;
         Ok(())
     })?;
     Ok(())
@@ -622,4 +601,769 @@ pub use crate::names::record_id as short;
 /// The task `r` as the engine reads it before acting.
 pub fn task(store: &Store, r: &TaskRef) -> Result<Option<Task>, StateError> {
     store.read(|txn| txn.task(&r.feature, &r.id))
+}
+
+/// Counts a worktree that could not be prepared (or a setup command that
+/// failed or ran out of time) as a failed attempt of a task still waiting
+/// for its developer.
+pub fn setup_failed(
+    store: &Store,
+    r: &TaskRef,
+    error: &str,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        if !waits_for_developer(&t) {
+            return Ok(());
+        }
+        t.attempts += 1;
+        txn.put_task(&r.feature, &t)?;
+        let note = format!("preparing the worktree failed: {error}");
+        end_attempt(
+            txn,
+            r,
+            None,
+            Cause::Setup,
+            &note,
+            None,
+            policy,
+            TaskStatus::Todo,
+        )
+    })?;
+    Ok(())
+}
+
+/// Still waiting for a developer, exactly as the Manager saw it?
+fn waits_for_developer(t: &Task) -> bool {
+    t.status == TaskStatus::Todo || (t.status == TaskStatus::InProgress && t.claim.is_none())
+}
+
+/// Whether the breaker of `profile` lets agent `id` start; a probe run is
+/// recorded as such (`breaker/<profile>: open -> half_open`).
+pub fn breaker_admits(
+    txn: &mut Txn<'_>,
+    profile: &str,
+    id: &str,
+    limits: &Limits,
+) -> Result<bool, StateError> {
+    let Some(mut meta) = txn.meta()? else {
+        return Ok(true);
+    };
+    let probe_agents = Snapshot {
+        meta: None,
+        features: Vec::new(),
+        agents: match meta.breakers.get(profile).and_then(|b| b.probe.clone()) {
+            Some(p) => txn.agent(&p)?.into_iter().collect(),
+            None => Vec::new(),
+        },
+        quarantined: Vec::new(),
+    };
+    match stages::breaker_gate(
+        meta.breakers.get(profile),
+        &probe_agents,
+        limits,
+        clock::now(),
+    ) {
+        BreakerGate::Closed => Ok(true),
+        BreakerGate::Open => Ok(false),
+        BreakerGate::Probe => {
+            if let Some(b) = meta.breakers.get_mut(profile) {
+                b.probe = Some(id.to_owned());
+                b.half_open = false;
+            }
+            txn.put_meta(&meta)?;
+            txn.record(Transition {
+                task: format!("breaker/{profile}"),
+                from: "open".into(),
+                to: "half_open".into(),
+                reason: Some(format!("{id} probes whether the agent works again")),
+                policy: Some("circuit breaker: one probe run".into()),
+            });
+            Ok(true)
+        }
+    }
+}
+
+/// Claims `r` for a new developer run when it still waits for one and the
+/// profile's breaker admits it: the claim (`todo -> in_progress`), the
+/// task's branch and worktree, the feature made active, and the agent
+/// record `agent(claimed task, new id)` makes. `None`: nothing was owed.
+#[allow(clippy::too_many_arguments)]
+pub fn claim_developer(
+    store: &Store,
+    r: &TaskRef,
+    profile: &str,
+    limits: &Limits,
+    branch: &str,
+    worktree: &Path,
+    agent: impl Fn(&Task, &str) -> Agent,
+) -> Result<Option<Agent>, StateError> {
+    let claimed = store.transact(&orchestrator(), |txn| {
+        let Some(t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(None);
+        };
+        if !waits_for_developer(&t) {
+            return Ok(None);
+        }
+        // Each run gets an id never used before, whatever `retry` did to
+        // the attempt count.
+        let mut run = t.runs.max(t.attempts) + 1;
+        while txn
+            .agent(&agent_id(&r.feature, &r.id, "developer", run))?
+            .is_some()
+        {
+            run += 1;
+        }
+        let id = agent_id(&r.feature, &r.id, "developer", run);
+        if !breaker_admits(txn, profile, &id, limits)? {
+            return Ok(None);
+        }
+        let mut t = ops::claim(txn, r, &id, limits.lease_secs)?;
+        t.runs = run;
+        t.retry_after = None;
+        t.branch = Some(branch.to_owned());
+        t.worktree = Some(worktree.display().to_string());
+        txn.put_task(&r.feature, &t)?;
+        if let Some(mut f) = txn.feature(&r.feature)? {
+            if f.status == FeatureStatus::Planned {
+                f.status = FeatureStatus::Active;
+                txn.put_feature(&f)?;
+            }
+        }
+        let a = agent(&t, &id);
+        txn.put_agent(&a)?;
+        Ok(Some(a))
+    })?;
+    Ok(claimed.value)
+}
+
+/// Names a tester for `r` (in tests, none running) when the profile's
+/// breaker admits it, and writes the record `agent(task, id)` makes.
+/// `None`: nothing was owed.
+pub fn claim_tester(
+    store: &Store,
+    r: &TaskRef,
+    attempt: u32,
+    profile: &str,
+    limits: &Limits,
+    agent: impl Fn(&Task, &str) -> Agent,
+) -> Result<Option<Agent>, StateError> {
+    let claimed = store.transact(&orchestrator(), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(None);
+        };
+        if t.status != TaskStatus::InTests {
+            return Ok(None);
+        }
+        let id = match &t.tester {
+            // Named before the orchestrator stopped, never started.
+            Some(id) if txn.agent(id)?.is_none() => id.clone(),
+            Some(_) => return Ok(None),
+            None => {
+                let base = agent_id(&r.feature, &r.id, "tester", t.runs.max(attempt).max(1));
+                let mut id = base.clone();
+                let mut k = 1;
+                while txn.agent(&id)?.is_some() {
+                    k += 1;
+                    id = format!("{base}-{k}");
+                }
+                id
+            }
+        };
+        if !breaker_admits(txn, profile, &id, limits)? {
+            return Ok(None);
+        }
+        t.tester = Some(id.clone());
+        t.retry_after = None;
+        txn.put_task(&r.feature, &t)?;
+        let a = agent(&t, &id);
+        txn.put_agent(&a)?;
+        txn.subject(format!("{r}: tester {id} starting"));
+        Ok(Some(a))
+    })?;
+    Ok(claimed.value)
+}
+
+/// Puts convoy `feature/convoy` in docs with librarian `agent` when the
+/// convoy is not done, the agent is new and its profile's breaker admits
+/// it. Returns whether the librarian should start.
+pub fn claim_librarian(
+    store: &Store,
+    feature: &str,
+    convoy: &str,
+    attempt: u32,
+    limits: &Limits,
+    agent: &Agent,
+) -> Result<bool, StateError> {
+    let claimed = store.transact(&orchestrator(), |txn| {
+        let Some(mut c) = txn.convoy(feature, convoy)? else {
+            return Ok(false);
+        };
+        if c.status == ConvoyStatus::Done || txn.agent(&agent.id)?.is_some() {
+            return Ok(false);
+        }
+        if !breaker_admits(txn, &agent.profile, &agent.id, limits)? {
+            return Ok(false);
+        }
+        let from = c.status;
+        c.status = ConvoyStatus::InDocs;
+        c.attempts = attempt;
+        txn.put_convoy(feature, &c)?;
+        txn.put_agent(agent)?;
+        txn.record(Transition {
+            task: format!("{feature}/{convoy}"),
+            from: from.to_string(),
+            to: c.status.to_string(),
+            reason: Some(format!("librarian {} updates the docs", agent.id)),
+            policy: None,
+        });
+        Ok(true)
+    })?;
+    Ok(claimed.value)
+}
+
+/// A convoy whose tasks are all merged is done.
+pub fn close_convoy(store: &Store, feature: &str, convoy: &str) -> Result<(), StateError> {
+    store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut c) = txn.convoy(feature, convoy)? else {
+            return Ok(());
+        };
+        if c.status == ConvoyStatus::Done {
+            return Ok(());
+        }
+        let from = c.status;
+        c.status = ConvoyStatus::Done;
+        txn.put_convoy(feature, &c)?;
+        txn.record(Transition {
+            task: format!("{feature}/{convoy}"),
+            from: from.to_string(),
+            to: c.status.to_string(),
+            reason: Some("every task merged".into()),
+            policy: None,
+        });
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A feature whose convoys are all done is done; returns it, or `None` when
+/// it already was (or is unknown).
+pub fn close_feature(store: &Store, feature: &str) -> Result<Option<Feature>, StateError> {
+    let closed = store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut f) = txn.feature(feature)? else {
+            return Ok(None);
+        };
+        if f.status == FeatureStatus::Done {
+            return Ok(None);
+        }
+        let from = f.status;
+        f.status = FeatureStatus::Done;
+        txn.put_feature(&f)?;
+        let branch = f.integration_branch.clone().unwrap_or_default();
+        txn.record(Transition {
+            task: feature.to_owned(),
+            from: from.to_string(),
+            to: f.status.to_string(),
+            reason: Some(format!("every convoy done; {branch} is ready to merge")),
+            policy: None,
+        });
+        Ok(Some(f))
+    })?;
+    Ok(closed.value)
+}
+
+/// Notes on the feature what became of merging it into its base branch; the
+/// note's first line is the commit's subject.
+pub fn feature_note(store: &Store, feature: &str, note: &str) -> Result<(), StateError> {
+    store.transact(&Actor::named("refinery"), |txn| {
+        let Some(mut f) = txn.feature(feature)? else {
+            return Ok(());
+        };
+        f.note = Some(note.to_owned());
+        txn.put_feature(&f)?;
+        txn.subject(format!(
+            "{feature}: {}",
+            note.lines().next().unwrap_or_default()
+        ));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{AgentState, Convoy};
+    use gix::ObjectId;
+
+    /// A store in a fresh repository that reads no global or system config.
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = gix::ThreadSafeRepository::init_opts(
+            dir.path(),
+            gix::create::Kind::WithWorktree,
+            gix::create::Options::default(),
+            gix::open::Options::isolated(),
+        )
+        .expect("a repository in the temp dir")
+        .to_thread_local();
+        (dir, Store::from_repo(repo))
+    }
+
+    fn r(id: &str) -> TaskRef {
+        TaskRef {
+            feature: "f".into(),
+            id: id.into(),
+        }
+    }
+
+    fn policy() -> AttemptPolicy {
+        AttemptPolicy {
+            max_attempts: 3,
+            backoff_secs: 0,
+        }
+    }
+
+    fn add_task(store: &Store, id: &str) {
+        store
+            .transact(&Actor::named("person"), |txn| {
+                ops::add_task(
+                    txn,
+                    "f",
+                    &ops::NewTask {
+                        id: Some(id.into()),
+                        title: format!("task {id}"),
+                        ..Default::default()
+                    },
+                )
+            })
+            .expect("adding a task");
+    }
+
+    fn agent(id: &str, task: &str, state: AgentState) -> Agent {
+        let mut a: Agent = serde_yaml::from_str(&format!(
+            "id: {id}\nrole: developer\nstate: {state}\nprofile: scripted\nsession: s-{id}\n"
+        ))
+        .expect("a minimal agent record parses");
+        a.task = Some(task.into());
+        a.started = clock::now();
+        a
+    }
+
+    fn put_agent(store: &Store, a: &Agent) {
+        store
+            .transact(&Actor::named("person"), |txn| {
+                txn.put_agent(a)?;
+                txn.subject(format!("{}: put by the test", a.id));
+                Ok(())
+            })
+            .expect("writing an agent");
+    }
+
+    fn tip(store: &Store) -> ObjectId {
+        store.tip().expect("reading the tip").expect("a state")
+    }
+
+    /// The last commit's message, and whether its parent is `before` (a
+    /// compare-and-swap on the tip the write read, not an overwrite).
+    fn last_commit(store: &Store, before: ObjectId) -> String {
+        let commit = store
+            .repo()
+            .find_commit(tip(store))
+            .expect("the tip is a commit");
+        let parents: Vec<ObjectId> = commit.parent_ids().map(|p| p.detach()).collect();
+        assert_eq!(parents, vec![before], "one commit on top of the tip read");
+        commit.message_raw_sloppy().to_string()
+    }
+
+    fn limits() -> Limits {
+        Limits::default()
+    }
+
+    #[test]
+    fn claim_developer_records_the_claim_and_the_agent_once() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        let before = tip(&store);
+        let claimed = claim_developer(
+            &store,
+            &r("T1"),
+            "scripted",
+            &limits(),
+            "sprint/f/T1",
+            Path::new("/wt"),
+            |t, id| agent(id, &format!("f/{}", t.id), AgentState::Starting),
+        )
+        .expect("claiming")
+        .expect("T1 waits for a developer");
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/T1: todo -> in_progress"), "{msg}");
+        assert!(msg.contains("Sprint-Actor: orchestrator"), "{msg}");
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(
+            t.claim.as_ref().map(|c| c.holder.as_str()),
+            Some(claimed.id.as_str())
+        );
+        assert_eq!(t.branch.as_deref(), Some("sprint/f/T1"));
+        assert!(store.read(|txn| txn.agent(&claimed.id)).unwrap().is_some());
+        // Stale: the task is no longer waiting, so nothing is written.
+        let again = claim_developer(
+            &store,
+            &r("T1"),
+            "scripted",
+            &limits(),
+            "sprint/f/T1",
+            Path::new("/wt"),
+            |t, id| agent(id, &format!("f/{}", t.id), AgentState::Starting),
+        )
+        .unwrap();
+        assert!(again.is_none());
+        assert_eq!(store.tip().unwrap(), Some(tip(&store)));
+    }
+
+    #[test]
+    fn setup_failed_counts_an_attempt_with_cause_setup() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        let before = tip(&store);
+        setup_failed(&store, &r("T1"), "`make deps` exited 2", policy()).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/T1: todo -> todo"), "{msg}");
+        assert!(
+            msg.contains(
+                "Sprint-Reason: preparing the worktree failed: `make deps` exited 2 [setup]"
+            ),
+            "{msg}"
+        );
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!((t.attempts, t.cause), (1, Some(Cause::Setup)));
+    }
+
+    #[test]
+    fn mark_dead_records_a_transition_naming_the_agent_and_cause() {
+        let (_dir, store) = store();
+        put_agent(&store, &agent("t1", "f/T1", AgentState::Running));
+        let before = tip(&store);
+        mark_dead(&store, "t1", Cause::Hung, "hung: no output for 900s").unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("t1: running -> dead\n"), "{msg}");
+        assert!(
+            msg.contains("Sprint-Reason: hung: no output for 900s [hung]"),
+            "{msg}"
+        );
+        let a = store.read(|txn| txn.agent("t1")).unwrap().unwrap();
+        assert_eq!((a.state, a.cause), (AgentState::Dead, Some(Cause::Hung)));
+        assert!(a.ended.is_some());
+    }
+
+    #[test]
+    fn mark_dead_of_an_ended_agent_records_only_a_missing_cause() {
+        let (_dir, store) = store();
+        put_agent(&store, &agent("t1", "f/T1", AgentState::Killed));
+        let before = tip(&store);
+        mark_dead(&store, "t1", Cause::Hung, "hung and stopped").unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("t1: killed -> killed\n"), "{msg}");
+        assert!(msg.contains("[hung]"), "{msg}");
+        // Its cause is on the record now: a second verdict writes nothing.
+        let tip_then = tip(&store);
+        mark_dead(&store, "t1", Cause::Crash, "session gone").unwrap();
+        assert_eq!(tip(&store), tip_then);
+    }
+
+    #[test]
+    fn lost_attempt_ends_the_agent_and_sends_the_task_back() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        let a = claim_developer(
+            &store,
+            &r("T1"),
+            "scripted",
+            &limits(),
+            "sprint/f/T1",
+            Path::new("/wt"),
+            |t, id| agent(id, &format!("f/{}", t.id), AgentState::Running),
+        )
+        .unwrap()
+        .unwrap();
+        let before = tip(&store);
+        lost_attempt(
+            &store,
+            &r("T1"),
+            Some(&a.id),
+            Cause::Crash,
+            "its tmux session is gone",
+            policy(),
+        )
+        .unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.contains(&format!(
+                "Sprint-Task: {}\nSprint-From: running\nSprint-To: dead",
+                a.id
+            )),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("Sprint-Task: f/T1\nSprint-From: in_progress\nSprint-To: todo"),
+            "{msg}"
+        );
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::Todo);
+        let dead = store.read(|txn| txn.agent(&a.id)).unwrap().unwrap();
+        assert_eq!(dead.state, AgentState::Dead);
+    }
+
+    #[test]
+    fn developer_done_moves_to_review_or_fails_a_run_without_a_commit() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        let claim = |store: &Store| {
+            claim_developer(
+                store,
+                &r("T1"),
+                "scripted",
+                &limits(),
+                "sprint/f/T1",
+                Path::new("/wt"),
+                |t, id| agent(id, &format!("f/{}", t.id), AgentState::Exited),
+            )
+            .unwrap()
+            .unwrap()
+        };
+        let a = claim(&store);
+        let before = tip(&store);
+        developer_done(&store, &r("T1"), &a.id, false, policy()).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/T1: in_progress -> todo"), "{msg}");
+        assert!(msg.contains("[no_change]"), "{msg}");
+        let a = claim(&store);
+        let before = tip(&store);
+        developer_done(&store, &r("T1"), &a.id, true, policy()).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/T1: in_progress -> in_review"), "{msg}");
+    }
+
+    #[test]
+    fn claim_tester_names_one_tester_with_a_subject() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        store
+            .transact(&Actor::named("person"), |txn| {
+                let mut t = txn.task("f", "T1")?.unwrap();
+                t.status = TaskStatus::InTests;
+                txn.put_task("f", &t)?;
+                txn.subject("f/T1: to tests by the test");
+                Ok(())
+            })
+            .unwrap();
+        let before = tip(&store);
+        let a = claim_tester(&store, &r("T1"), 1, "scripted", &limits(), |t, id| {
+            agent(id, &format!("f/{}", t.id), AgentState::Starting)
+        })
+        .unwrap()
+        .expect("a tester is owed");
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with(&format!("f/T1: tester {} starting", a.id)),
+            "{msg}"
+        );
+        let again = claim_tester(&store, &r("T1"), 1, "scripted", &limits(), |t, id| {
+            agent(id, &format!("f/{}", t.id), AgentState::Starting)
+        })
+        .unwrap();
+        assert!(again.is_none(), "its tester is named and running");
+    }
+
+    fn add_convoy(store: &Store) {
+        store
+            .transact(&Actor::named("person"), |txn| {
+                txn.put_convoy(
+                    "f",
+                    &Convoy {
+                        id: "US1".into(),
+                        title: String::new(),
+                        status: ConvoyStatus::Open,
+                        tasks: vec!["T1".into()],
+                        attempts: 0,
+                        reason: None,
+                    },
+                )?;
+                txn.subject("f/US1: added by the test");
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn claim_librarian_puts_the_convoy_in_docs_once() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        add_convoy(&store);
+        let lib = agent("f-US1-docs-librarian-1", "f/US1-docs", AgentState::Starting);
+        let before = tip(&store);
+        assert!(claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/US1: open -> in_docs"), "{msg}");
+        assert!(!claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+    }
+
+    #[test]
+    fn closing_a_convoy_and_a_feature_are_transitions() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        add_convoy(&store);
+        let before = tip(&store);
+        close_convoy(&store, "f", "US1").unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/US1: open -> done"), "{msg}");
+        assert!(msg.contains("Sprint-Actor: refinery"), "{msg}");
+        let before = tip(&store);
+        let f = close_feature(&store, "f").unwrap().expect("f was open");
+        assert_eq!(f.status, FeatureStatus::Done);
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f: planned -> done"), "{msg}");
+        assert!(close_feature(&store, "f").unwrap().is_none());
+        let before = tip(&store);
+        feature_note(&store, "f", "merged into main at 0123456789ab\nmore").unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with("f: merged into main at 0123456789ab\n"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn block_and_unblock_are_transitions() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        let before = tip(&store);
+        block(&store, &r("T1"), "T0 failed").unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/T1: todo -> blocked"), "{msg}");
+        let before = tip(&store);
+        unblock(&store, &r("T1")).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/T1: blocked -> todo"), "{msg}");
+    }
+
+    #[test]
+    fn an_open_breaker_holds_developers_back_until_a_probe_is_admitted() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        store
+            .transact(&Actor::named("person"), |txn| {
+                let mut meta = txn.meta()?.expect("the first write made sprint.yaml");
+                meta.breakers.insert(
+                    "scripted".into(),
+                    crate::state::Breaker {
+                        failures: 3,
+                        last_failure: clock::now(),
+                        cause: Some(Cause::RateLimit),
+                        ..Default::default()
+                    },
+                );
+                txn.put_meta(&meta)?;
+                txn.subject("breaker/scripted: failures by the test");
+                Ok(())
+            })
+            .unwrap();
+        let before = tip(&store);
+        open_breaker(&store, "scripted", 3).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("breaker/scripted: closed -> open"), "{msg}");
+        assert!(
+            msg.contains("Sprint-Policy: circuit breaker: 3 rate_limit failures in a row"),
+            "{msg}"
+        );
+        let make = |t: &Task, id: &str| agent(id, &format!("f/{}", t.id), AgentState::Starting);
+        let cooling = Limits {
+            breaker_cooldown_secs: 3600,
+            ..limits()
+        };
+        let held = claim_developer(
+            &store,
+            &r("T1"),
+            "scripted",
+            &cooling,
+            "b",
+            Path::new("/wt"),
+            make,
+        );
+        assert!(held.unwrap().is_none(), "the breaker is open");
+        let cooled = Limits {
+            breaker_cooldown_secs: 0,
+            ..limits()
+        };
+        let before = tip(&store);
+        let probe = claim_developer(
+            &store,
+            &r("T1"),
+            "scripted",
+            &cooled,
+            "b",
+            Path::new("/wt"),
+            make,
+        )
+        .unwrap()
+        .expect("one probe run after the cooldown");
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.contains("Sprint-Task: breaker/scripted\nSprint-From: open\nSprint-To: half_open"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!(
+                "{} probes whether the agent works again",
+                probe.id
+            )),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn budget_stops_are_recorded_when_reached_and_when_raised() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        let stops = BTreeMap::from([("sprint".to_owned(), "spent $5.00 of $5.00".to_owned())]);
+        let before = tip(&store);
+        record_budgets(&store, &stops).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("budget/sprint: open -> reached"), "{msg}");
+        let same = tip(&store);
+        record_budgets(&store, &stops).unwrap();
+        assert_eq!(tip(&store), same, "nothing new to record");
+        record_budgets(&store, &BTreeMap::new()).unwrap();
+        let msg = last_commit(&store, same);
+        assert!(msg.starts_with("budget/sprint: reached -> open"), "{msg}");
+    }
+
+    #[test]
+    fn restart_tester_forgets_the_tester_without_spending_an_attempt() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        store
+            .transact(&Actor::named("person"), |txn| {
+                let mut t = txn.task("f", "T1")?.unwrap();
+                t.status = TaskStatus::InTests;
+                t.tester = Some("tester-1".into());
+                t.attempts = 1;
+                txn.put_task("f", &t)?;
+                txn.subject("f/T1: to tests by the test");
+                Ok(())
+            })
+            .unwrap();
+        let before = tip(&store);
+        restart_tester(&store, &r("T1"), "tester-1", Cause::Overloaded, policy()).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with("f/T1: tester tester-1 failed (overloaded); another in"),
+            "{msg}"
+        );
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!((t.tester, t.attempts, t.infra_failures), (None, 1, 1));
+    }
 }

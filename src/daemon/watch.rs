@@ -18,8 +18,8 @@ pub enum Wake {
     Refs,
     /// Something under specs/ changed in the main worktree.
     Specs(PathBuf),
-    /// A gate run finished.
-    GatesDone,
+    /// A job beside the loop (gates, a merge, a base sync, a worktree setup) ended.
+    JobDone,
     /// The repository's git config changed (`git config sprint.…`).
     Config,
 }

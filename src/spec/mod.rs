@@ -7,18 +7,32 @@
 //! for people. Everything here is pure: no git, no file system, so the state layer, the CLI and
 //! tests all call the same code on a string.
 //!
-//! Rules, chosen to be safe for unattended agents rather than maximally parallel:
+//! Rules, chosen to be safe for unattended agents while following spec-kit's own order:
 //! - Task lines are `- [ ] T001 [P] [US1] Description`, at any indent, with `*`/`+`/`1.`
 //!   bullets too. `[x]`/`[X]` are done, `[A]` (archived) counts as done, `[~]`/`[/]`
 //!   (in progress) as not done. A file without any checkbox task uses headings that start
 //!   with an ID (`### T1 · Title`) as tasks.
 //! - Phases: headings at the level of the first `Phase …` heading start a new phase, in file
-//!   order; each phase waits for the whole previous one. No phase heading: one phase.
+//!   order. No phase heading: one phase. A user-story phase (`Phase 3: User Story 1 …`, or one
+//!   whose story-tagged tasks all carry one `[USn]`) waits for the phases before its run of
+//!   story phases (Setup, Foundational), not for the other stories; the phase after a run of
+//!   story phases (Polish) waits for every story. [`Options::serial_stories`] chains them
+//!   instead. Other phases wait for the phase (or the run of stories) before them.
+//! - A barrier means every task of the earlier phase, whatever is checked: a done task
+//!   satisfies its own edge, but the open tasks it waits for still block (done tasks are
+//!   contracted out of the schedule, so their dependants inherit what they waited for).
 //! - Inside a phase, consecutive `[P]` tasks form a group that runs together; a group waits
 //!   for the task before it, and a task without `[P]` waits for the task or group before it.
-//! - `(depends on T012, T013)`, `depends: T012` and `Dependencies: T012` sub-bullets add edges.
+//! - `(depends on T012, T013)`, `depends: T012` and `Dependencies: T012` sub-bullets add edges;
+//!   `T001 through T006`, `T001–T006` and `T001..T006` are ranges. Lines anywhere that name
+//!   tasks on both sides of a dependency word or arrow (`T012 depends on T010 and T011`,
+//!   `T004 requires T001–T003`, `- T014 → T015`) add edges too.
 //! - Two tasks naming overlapping paths never run at once: if the graph does not order them,
 //!   the later one (in file order) waits for the earlier one (a "serialized conflict").
+//!   spec-kit's own documents (`spec.md`, `plan.md`, `contracts/…`) are named relative to
+//!   tasks.md, so they lock `specs/<feature>/…`.
+//! - Chores (commit, push, open or merge a PR, wait for CI) are git-sprint's job: with
+//!   [`Options::chores`] set they are `skipped` (counted as done, never given an agent).
 //! - Done tasks are not scheduled (no wave, no conflicts) but satisfy the tasks that depend
 //!   on them.
 
@@ -32,7 +46,7 @@ mod tests;
 use serde::Serialize;
 
 pub use parse::parse;
-pub use plan::{plan, Conflict, Convoy, Plan, PlannedTask, Warning};
+pub use plan::{plan, plan_with, Conflict, Convoy, Plan, PlannedTask, Warning};
 pub use render::render_plan;
 
 /// A parsed tasks.md: its tasks in file order and the phases that hold them.
@@ -59,6 +73,8 @@ pub struct Phase {
     pub line: usize,
     /// Short name for the convoy of this phase's tasks without a story (`setup`, `phase-3`).
     pub slug: String,
+    /// A user-story phase: it runs beside the story phases next to it.
+    pub story: bool,
 }
 
 /// One task as written in the file.
@@ -137,6 +153,64 @@ pub enum SpecError {
         count: usize,
         max: usize,
     },
+}
+
+/// Why a chore is not given an agent, as `plan` and the state show it.
+pub const CHORE_REASON: &str = "handled by git-sprint";
+
+/// Title patterns (regular expressions, matched case-insensitively) of tasks that only ask
+/// for what git-sprint does itself: commit, push, open or merge a PR, wait for CI, keep the
+/// branch current. Anchored at the start so `Create PR template in .github/…` is work.
+pub const DEFAULT_CHORES: &[&str] = &[
+    r"^(git\s+)?commit\b",
+    r"^(git\s+)?push(\s+(the\s+|all\s+|your\s+)?(feature\s+)?(branch|changes|commits?|work)\b.*|\s+to\s+.*)?$",
+    r"^(create|open|update|merge)(/(create|open|update|merge))?\s+(a\s+|the\s+)?(pr|pull request)\b(\s+(to|into|for|against|with)\b.*)?$",
+    r"^(verify|check|ensure|wait for|confirm)\b.*\bci\b.*\b(pass|passes|green|succeed|succeeds)\b",
+    r"^wait for ci\b",
+    r"^report pr\b.*\bready\b",
+    r"^(verify|check|ensure|confirm)\b.*\bworking tree is clean\b",
+    r"^(pull|rebase|fetch)\b.*\b(origin|upstream|main|latest)\b",
+    r"^(create|switch to|check out|checkout)\s+(a\s+|the\s+)?(feature\s+)?branch\b",
+    r"^verify on (the )?main branch\b",
+];
+
+/// How [`plan_with`] schedules a file (the `planning` section of the configuration).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Story phases wait for each other in file order instead of running side by side.
+    pub serial_stories: bool,
+    /// Title patterns of chores to skip; empty runs chores like any task.
+    pub chores: Vec<regex::Regex>,
+    /// Where spec-kit's documents live (`specs/<feature>`); `None`: beside the file.
+    pub spec_dir: Option<String>,
+}
+
+impl Options {
+    /// Compiles chore patterns (case-insensitive); the error names the bad pattern.
+    pub fn chore_patterns(patterns: &[String]) -> Result<Vec<regex::Regex>, String> {
+        patterns
+            .iter()
+            .map(|p| {
+                regex::RegexBuilder::new(p)
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|e| {
+                        format!("chore pattern `{p}` is not a valid regular expression: {e}")
+                    })
+            })
+            .collect()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let defaults: Vec<String> = DEFAULT_CHORES.iter().map(|s| s.to_string()).collect();
+        Options {
+            serial_stories: false,
+            chores: Options::chore_patterns(&defaults).expect("built-in chore patterns compile"),
+            spec_dir: None,
+        }
+    }
 }
 
 /// Most tasks a file may hold: path-lock checks are quadratic, and no real file comes close.

@@ -41,7 +41,7 @@ pub fn parse(file: &str, text: &str) -> Result<SpecFile, SpecError> {
     b.close();
     let spec = b.finish(file)?;
     // Cycles, including those through phase order, are found by building the graph.
-    super::plan::Graph::build(&spec)?;
+    super::plan::Graph::build(&spec, false)?;
     Ok(spec)
 }
 
@@ -271,6 +271,8 @@ struct Builder {
     tasks: Vec<RawTask>,
     open: Option<RawTask>,
     notes: Vec<Note>,
+    /// Lines outside any task, for prose dependency lines (`T012 depends on T010`).
+    prose: Vec<(usize, String)>,
 }
 
 impl Builder {
@@ -285,6 +287,7 @@ impl Builder {
             tasks: Vec::new(),
             open: None,
             notes: Vec::new(),
+            prose: Vec::new(),
         }
     }
 
@@ -350,7 +353,10 @@ impl Builder {
     }
 
     fn other(&mut self, n: usize, indent: usize, text: String) {
-        let Some(t) = self.open.as_mut() else { return };
+        let Some(t) = self.open.as_mut() else {
+            self.prose.push((n, text));
+            return;
+        };
         if self.heading_tasks {
             t.body.push((n, text));
             return;
@@ -360,6 +366,7 @@ impl Builder {
         let continues = !rule && (indent > t.indent || (!t.saw_blank && !bullet));
         if !continues {
             self.close();
+            self.prose.push((n, text));
             return;
         }
         if t.in_title && !bullet {
@@ -440,9 +447,29 @@ impl Builder {
                     title: p.title.clone(),
                     line: p.line,
                     slug,
+                    story: false,
                 });
             }
         }
+
+        // Task IDs sorted by number, for ranges (`T001–T006`).
+        let mut order: Vec<(u64, String, String)> = self
+            .tasks
+            .iter()
+            .filter_map(|t| id_key(&t.id).map(|(n, s)| (n, s.to_string(), t.id.clone())))
+            .collect();
+        order.sort();
+        let mut prose: Vec<(usize, ProseEdge)> = self
+            .prose
+            .iter()
+            .flat_map(|(n, text)| {
+                prose_edges(text)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |e| (*n, e))
+            })
+            .collect();
+        let mut notes = self.notes;
 
         let mut tasks = Vec::with_capacity(self.tasks.len());
         for raw in self.tasks {
@@ -460,9 +487,26 @@ impl Builder {
             for (n, text) in
                 std::iter::once((raw.line, raw.title.join(" "))).chain(raw.body.iter().cloned())
             {
-                for d in dependencies(&text) {
-                    if !deps.iter().any(|(x, _)| *x == d) {
-                        deps.push((d, n));
+                // A sub-bullet such as `T004 requires T001–T003` names its own dependant.
+                let edges = if n == raw.line {
+                    None
+                } else {
+                    prose_edges(&text)
+                };
+                if let Some(edges) = edges {
+                    prose.extend(edges.into_iter().map(|e| (n, e)));
+                } else {
+                    for r in dependencies(&text) {
+                        for d in expand(&r, &order).map_err(|dep| SpecError::UnknownDependency {
+                            file: file.to_string(),
+                            line: n,
+                            task: raw.id.clone(),
+                            dep,
+                        })? {
+                            if !deps.iter().any(|(x, _)| *x == d) {
+                                deps.push((d, n));
+                            }
+                        }
                     }
                 }
                 paths::extract_into(&text, &mut paths_found);
@@ -482,16 +526,6 @@ impl Builder {
                     });
                 }
             }
-            for (d, n) in &deps {
-                if !first.contains_key(d.as_str()) {
-                    return Err(SpecError::UnknownDependency {
-                        file: file.to_string(),
-                        line: *n,
-                        task: raw.id,
-                        dep: d.clone(),
-                    });
-                }
-            }
             tasks.push(Task {
                 id: raw.id,
                 line: raw.line,
@@ -506,11 +540,53 @@ impl Builder {
                 phase: new_index[raw.phase],
             });
         }
+        // Prose edges: `T012 depends on T010 and T011`, `T014 → T015`. Prose is read by
+        // heuristics, so a name that is no task here is a note, not a refused file.
+        prose.sort_by_key(|(n, _)| *n);
+        let position: HashMap<String, usize> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.clone(), i))
+            .collect();
+        for (n, edge) in prose {
+            let resolve = |refs: &[Ref]| -> Result<Vec<String>, String> {
+                let mut out = Vec::new();
+                for r in refs {
+                    out.extend(expand(r, &order)?);
+                }
+                Ok(out)
+            };
+            let (dependants, deps) = match (resolve(&edge.dependants), resolve(&edge.deps)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(id), _) | (_, Err(id)) => {
+                    notes.push(Note {
+                        line: n,
+                        message: format!(
+                            "{id} is not a task in this file; this dependency line is ignored"
+                        ),
+                    });
+                    continue;
+                }
+            };
+            for a in &dependants {
+                let Some(&i) = position.get(a) else { continue };
+                for d in &deps {
+                    if d != a && !tasks[i].deps.contains(d) {
+                        tasks[i].deps.push(d.clone());
+                    }
+                }
+            }
+        }
+        notes.sort_by_key(|n| n.line);
+        for p in &mut phases {
+            p.story = is_story_phase(&p.title, tasks.iter().filter(|t| t.phase == p.index));
+        }
+
         Ok(SpecFile {
             file: file.to_string(),
             phases,
             tasks,
-            notes: self.notes,
+            notes,
         })
     }
 }
@@ -566,13 +642,108 @@ fn strip_trailing_tags(title: &mut String) -> Vec<String> {
     tags
 }
 
+/// A dependency as written: one task, or a range (`T001 through T006`, `T001–T006`,
+/// `T001..T006`) that stands for every task numbered between its ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ref {
+    Id(String),
+    Range(String, String),
+}
+
+/// A prose dependency line: every task of `dependants` waits for every task of `deps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProseEdge {
+    dependants: Vec<Ref>,
+    deps: Vec<Ref>,
+}
+
+/// `T002a` → (2, "a"): the order ranges use.
+fn id_key(id: &str) -> Option<(u64, &str)> {
+    let r = id.strip_prefix('T')?;
+    let digits = r.chars().take_while(char::is_ascii_digit).count();
+    Some((r[..digits].parse().ok()?, &r[digits..]))
+}
+
+/// The task IDs a reference names, or the first end that is no task in the file.
+fn expand(r: &Ref, order: &[(u64, String, String)]) -> Result<Vec<String>, String> {
+    let known = |id: &str| {
+        let (n, s) = id_key(id).ok_or_else(|| id.to_string())?;
+        order
+            .iter()
+            .any(|(m, t, _)| *m == n && t == s)
+            .then_some((n, s.to_string()))
+            .ok_or_else(|| id.to_string())
+    };
+    match r {
+        Ref::Id(id) => known(id).map(|_| vec![id.clone()]),
+        Ref::Range(a, b) => {
+            let (mut lo, mut hi) = (known(a)?, known(b)?);
+            if hi < lo {
+                std::mem::swap(&mut lo, &mut hi);
+            }
+            Ok(order
+                .iter()
+                .filter(|(n, s, _)| {
+                    let k = (*n, s.clone());
+                    lo <= k && k <= hi
+                })
+                .map(|(_, _, id)| id.clone())
+                .collect())
+        }
+    }
+}
+
+/// Task IDs in `seg` (lowercased), with `a through b`, `a–b`, `a..b` read as ranges.
+fn refs(seg: &str) -> Vec<Ref> {
+    let bytes = seg.as_bytes();
+    let mut found: Vec<(usize, usize, String)> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        if let Some(rest) = seg[start..i].strip_prefix('t') {
+            let upper = format!("T{rest}");
+            if let Some((id, "")) = task_id(&upper) {
+                found.push((start, i, id.to_string()));
+            }
+        }
+    }
+    let mut out: Vec<Ref> = Vec::new();
+    let mut k = 0;
+    while k < found.len() {
+        let (_, end, a) = &found[k];
+        if let Some((start, _, b)) = found.get(k + 1) {
+            let between = seg[*end..*start].trim();
+            if matches!(
+                between,
+                "-" | "–" | "—" | ".." | "..." | "…" | "~" | "〜" | "through" | "thru" | "to"
+            ) {
+                out.push(Ref::Range(a.clone(), b.clone()));
+                k += 2;
+                continue;
+            }
+        }
+        if !out.contains(&Ref::Id(a.clone())) {
+            out.push(Ref::Id(a.clone()));
+        }
+        k += 1;
+    }
+    out
+}
+
 /// Task IDs named as dependencies in `text`: `(depends on T012, T013)`, `depends: T012`,
-/// `Dependencies: T001, T002`. Stops at `)`, `;` or the end of the line.
-fn dependencies(text: &str) -> Vec<String> {
-    let lower = text.to_lowercase();
+/// `Dependencies: T001, T002`, `depends on T001 through T006`. Stops at `)`, `;` or the
+/// end of the line.
+fn dependencies(text: &str) -> Vec<Ref> {
+    // `**Dependencies**:` is the same key in bold.
+    let lower = text.to_lowercase().replace(['*', '_'], "");
     let mut out = Vec::new();
-    // `to_lowercase` can change byte lengths outside ASCII, so match on the lowered text
-    // and read IDs from it too (IDs are ASCII; lowercase `t` is mapped back).
     for key in [
         "depends on",
         "depends:",
@@ -588,20 +759,149 @@ fn dependencies(text: &str) -> Vec<String> {
             let start = from + i + key.len();
             let seg = &lower[start..];
             let end = seg.find([')', ';', ']']).unwrap_or(seg.len());
-            for word in seg[..end].split(|c: char| !c.is_ascii_alphanumeric()) {
-                if let Some(rest) = word.strip_prefix('t') {
-                    let upper = format!("T{rest}");
-                    if let Some((id, tail)) = task_id(&upper) {
-                        if tail.is_empty() && !out.iter().any(|x: &String| x == id) {
-                            out.push(id.to_string());
-                        }
-                    }
+            for r in refs(&seg[..end]) {
+                if !out.contains(&r) {
+                    out.push(r);
                 }
             }
             from = start;
         }
     }
     out
+}
+
+/// A line that says which task waits for which: `T012 depends on T010 and T011`,
+/// `**Dependencies**: T004 requires T001–T003`, `T003 before T004`, `- T014 → T015`
+/// (arrows chain left to right). `None` when the line names no task on both sides.
+fn prose_edges(text: &str) -> Option<Vec<ProseEdge>> {
+    let lower = text.to_lowercase().replace(['*', '_'], "");
+    let mut arrows = lower.clone();
+    for a in ["⟶", "→", "->", "=>", "⇒"] {
+        arrows = arrows.replace(a, "\u{1}");
+    }
+    if arrows.contains('\u{1}') {
+        // Each side ends at a clause break: `T003 → T004 (same file), then T005` is one edge.
+        let parts: Vec<&str> = arrows.split('\u{1}').collect();
+        let last = parts.len() - 1;
+        let segments: Vec<Vec<Ref>> = parts
+            .iter()
+            .enumerate()
+            .map(|(k, part)| {
+                let from = if k == 0 {
+                    part.rfind([';', ':']).map_or(0, |i| i + 1)
+                } else {
+                    0
+                };
+                let to = if k == last {
+                    part.find([';', '(', ',', ':']).unwrap_or(part.len())
+                } else {
+                    part.len()
+                };
+                refs(part.get(from..to.max(from)).unwrap_or(""))
+            })
+            .collect();
+        let edges: Vec<ProseEdge> = segments
+            .windows(2)
+            .filter(|w| !w[0].is_empty() && !w[1].is_empty())
+            .map(|w| ProseEdge {
+                dependants: w[1].clone(),
+                deps: w[0].clone(),
+            })
+            .collect();
+        return (!edges.is_empty()).then_some(edges);
+    }
+    // (keyword, whether the left side waits for the right side)
+    const KEYS: &[(&str, bool)] = &[
+        ("depends on", true),
+        ("depend on", true),
+        ("requires", true),
+        ("require", true),
+        ("needs", true),
+        ("blocked by", true),
+        ("waits for", true),
+        ("after", true),
+        ("dépend de", true),
+        ("before", false),
+        ("blocks", false),
+    ];
+    let word_at = |i: usize, key: &str| {
+        let before = lower[..i].chars().next_back();
+        let after = lower[i + key.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    };
+    let (at, key, forward) = KEYS
+        .iter()
+        .filter_map(|&(key, fwd)| {
+            lower
+                .match_indices(key)
+                .find(|&(i, _)| word_at(i, key))
+                .map(|(i, _)| (i, key, fwd))
+        })
+        .min_by_key(|&(i, _, _)| i)?;
+    let left = refs(&lower[..at]);
+    let rest = &lower[at + key.len()..];
+    let right = refs(&rest[..rest.find([';', ')', '(']).unwrap_or(rest.len())]);
+    if left.is_empty() || right.is_empty() {
+        return None;
+    }
+    let (dependants, deps) = if forward {
+        (left, right)
+    } else {
+        (right, left)
+    };
+    Some(vec![ProseEdge { dependants, deps }])
+}
+
+/// A user-story phase (`Phase 3: User Story 1 - …`, or one whose story-tagged tasks
+/// all carry the same `[USn]`): it runs beside the story phases next to it.
+fn is_story_phase<'a>(title: &str, tasks: impl Iterator<Item = &'a Task>) -> bool {
+    let lower = title.to_lowercase();
+    if ["setup", "foundation", "polish", "final", "cross-cutting"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        return false;
+    }
+    let named = [
+        "user story",
+        "user-story",
+        "userstory",
+        "historia de usuario",
+        "histoire utilisateur",
+        "用户故事",
+        "用戶故事",
+        "ユーザーストーリー",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+        || lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| {
+            w.len() > 2 && w.starts_with("us") && w[2..].bytes().all(|b| b.is_ascii_digit())
+        })
+        || lower
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| {
+                let n = w[1].trim_end_matches([':', '.', ')']);
+                w[0] == "story" && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+            });
+    if named || title.is_empty() {
+        return named;
+    }
+    let mut total = 0;
+    let mut story: Option<&str> = None;
+    let mut tagged = 0;
+    for t in tasks {
+        total += 1;
+        if let Some(s) = &t.story {
+            if story.is_some_and(|x| x != s) {
+                return false;
+            }
+            story = Some(s);
+            tagged += 1;
+        }
+    }
+    tagged > 0 && tagged * 2 >= total
 }
 
 /// Short convoy name for a phase: `Phase 1: Setup (…)` → `setup`; generic names

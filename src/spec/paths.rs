@@ -182,6 +182,43 @@ pub(crate) fn extract_into(line: &str, out: &mut Vec<String>) {
     }
 }
 
+/// spec-kit's own documents, which a tasks.md names relative to its own directory.
+const SPEC_DOCS: &[&str] = &[
+    "spec.md",
+    "plan.md",
+    "tasks.md",
+    "research.md",
+    "data-model.md",
+    "quickstart.md",
+    "checklist.md",
+];
+
+/// Directories of spec-kit's documents beside tasks.md.
+const SPEC_DIRS: &[&str] = &["contracts/", "checklists/"];
+
+/// The directory of the tasks.md named `file` (`specs/<feature>`), without a `@rev`
+/// suffix; empty for a file at the top.
+pub(crate) fn spec_dir_of(file: &str) -> String {
+    let file = match file.rfind(".md@") {
+        Some(i) => &file[..i + 3],
+        None => file,
+    };
+    match file.rfind('/') {
+        Some(i) => file[..i].to_string(),
+        None => String::new(),
+    }
+}
+
+/// `spec.md`, `contracts/api.yaml` → under `dir` (`specs/<feature>/spec.md`); any other
+/// path unchanged.
+pub(crate) fn under_spec_dir(path: &str, dir: &str) -> String {
+    let spec_doc = SPEC_DOCS.contains(&path) || SPEC_DIRS.iter().any(|d| path.starts_with(d));
+    if dir.is_empty() || !spec_doc {
+        return path.to_string();
+    }
+    format!("{}/{path}", dir.trim_end_matches('/'))
+}
+
 fn push(p: Option<String>, out: &mut Vec<String>) {
     if let Some(p) = p {
         if !out.contains(&p) {

@@ -2,16 +2,21 @@
 //! serialization, convoys and waves.
 //!
 //! Phase barriers are stored as edges from the first tasks of a phase (those with no
-//! dependency inside it) to the last tasks of the previous phase (those nothing inside it
-//! waits for): every task of a phase reaches those, so the relation is the same as "all of
-//! phase k before any of phase k+1" with far fewer edges.
+//! dependency inside it) to the last tasks of the phase it waits for (those nothing inside
+//! it waits for): every task of a phase reaches those, so the relation is the same as "all
+//! of phase k before any of phase k+1" with far fewer edges. Story phases side by side each
+//! wait for the barrier before their run; the phase after the run waits for all their ends.
+//!
+//! Done tasks (checked, or skipped chores) are then contracted out: a task that waited for
+//! a done one waits for the open tasks that one waited for. Without that, a checked last
+//! task of a phase would open the next phase while earlier tasks are still open.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
 use super::paths::Lock;
-use super::{Phase, SpecError, SpecFile};
+use super::{Options, Phase, SpecError, SpecFile, CHORE_REASON};
 
 /// The schedule for one tasks.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,6 +30,8 @@ pub struct Plan {
     /// Tasks not yet done, layered: wave 1 can start now, wave k+1 once wave k is through.
     pub waves: Vec<Vec<String>>,
     pub conflicts: Vec<Conflict>,
+    /// The longest chain of open tasks, first to last: its length is the number of waves.
+    pub critical_path: Vec<String>,
     pub warnings: Vec<Warning>,
 }
 
@@ -36,6 +43,10 @@ pub struct PlannedTask {
     pub description: String,
     pub line: usize,
     pub done: bool,
+    /// Why the task gets no agent though it is not checked (a chore git-sprint handles);
+    /// it counts as done.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub parallel: bool,
     pub story: Option<String>,
     pub labels: Vec<String>,
@@ -96,7 +107,8 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
-    pub(crate) fn build(spec: &SpecFile) -> Result<Graph, SpecError> {
+    /// The graph of `spec`; `serial_stories` chains story phases like other phases.
+    pub(crate) fn build(spec: &SpecFile, serial_stories: bool) -> Result<Graph, SpecError> {
         let tasks = &spec.tasks;
         let n = tasks.len();
         let mut index: HashMap<&str, usize> = HashMap::with_capacity(n);
@@ -162,23 +174,41 @@ impl Graph {
                 }
             }
         }
-        // Barriers: sources of phase k wait for sinks of phase k-1.
-        let phases: Vec<&Vec<usize>> = by_phase.values().collect();
-        for w in phases.windows(2) {
-            let (prev, cur) = (w[0], w[1]);
-            let same = |members: &Vec<usize>, x: usize| members.binary_search(&x).is_ok();
-            let sinks: Vec<usize> = prev
+        // Barriers: sources of a phase wait for the sinks of what it waits for.
+        let story =
+            |p: usize| !serial_stories && spec.phases.iter().any(|ph| ph.index == p && ph.story);
+        // What the next phase waits for, and for a run of story phases, what the run
+        // started from and the sinks of its phases so far.
+        let mut barrier: Vec<usize> = Vec::new();
+        let mut run: Option<(Vec<usize>, Vec<usize>)> = None;
+        for (&p, members) in &by_phase {
+            let same = |x: usize| members.binary_search(&x).is_ok();
+            let sinks: Vec<usize> = members
                 .iter()
                 .copied()
-                .filter(|&s| !prev.iter().any(|&o| deps[o].iter().any(|&(d, _)| d == s)))
+                .filter(|&s| {
+                    !members
+                        .iter()
+                        .any(|&o| deps[o].iter().any(|&(d, _)| d == s))
+                })
                 .collect();
-            let sources: Vec<usize> = cur
+            let sources: Vec<usize> = members
                 .iter()
                 .copied()
-                .filter(|&s| !deps[s].iter().any(|&(d, _)| same(cur, d)))
+                .filter(|&s| !deps[s].iter().any(|&(d, _)| same(d)))
                 .collect();
+            let wait: Vec<usize> = if story(p) {
+                let (before, ends) = run.get_or_insert_with(|| (barrier.clone(), Vec::new()));
+                ends.extend(&sinks);
+                before.clone()
+            } else {
+                if let Some((_, ends)) = run.take() {
+                    barrier = ends;
+                }
+                std::mem::replace(&mut barrier, sinks)
+            };
             for &s in &sources {
-                for &k in &sinks {
+                for &k in &wait {
                     add(&mut deps, s, k, Edge::Phase);
                 }
             }
@@ -274,12 +304,65 @@ impl Bits {
     }
 }
 
-/// Plans a parsed tasks.md. Fails only on a graph error (duplicate or unknown IDs, a
-/// cycle), which [`super::parse`] already rules out for files it produced.
+/// Plans a parsed tasks.md with the default [`Options`]. Fails only on a graph error
+/// (duplicate or unknown IDs, a cycle), which [`super::parse`] already rules out for files
+/// it produced (with story phases side by side).
 pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
-    let Graph { mut deps, topo } = Graph::build(spec)?;
+    plan_with(spec, &Options::default())
+}
+
+/// Plans a parsed tasks.md as `options` say (story order, chores, the spec directory).
+pub fn plan_with(spec: &SpecFile, options: &Options) -> Result<Plan, SpecError> {
+    let Graph {
+        deps: structure,
+        topo,
+    } = Graph::build(spec, options.serial_stories)?;
     let tasks = &spec.tasks;
     let n = tasks.len();
+    let skipped: Vec<bool> = tasks
+        .iter()
+        .map(|t| !t.done && options.chores.iter().any(|re| re.is_match(t.title.trim())))
+        .collect();
+    let done = |i: usize| tasks[i].done || skipped[i];
+    let spec_dir = options
+        .spec_dir
+        .clone()
+        .unwrap_or_else(|| super::paths::spec_dir_of(&spec.file));
+    let task_paths: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let mut out: Vec<String> = Vec::new();
+            for p in &t.paths {
+                let p = super::paths::under_spec_dir(p, &spec_dir);
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+            out
+        })
+        .collect();
+
+    // The schedule: each task waits for the nearest open tasks along its edges. `topo`
+    // lists dependencies first, so a done task's frontier is known before its dependants.
+    let mut deps: Vec<Vec<(usize, Edge)>> = vec![Vec::new(); n];
+    let mut stamp = vec![usize::MAX; n];
+    for &i in &topo {
+        let mut out: Vec<(usize, Edge)> = Vec::new();
+        for &(d, e) in &structure[i] {
+            if done(d) {
+                for &(x, _) in &deps[d] {
+                    if stamp[x] != i {
+                        stamp[x] = i;
+                        out.push((x, e));
+                    }
+                }
+            } else if stamp[d] != i {
+                stamp[d] = i;
+                out.push((d, e));
+            }
+        }
+        deps[i] = out;
+    }
 
     // reach[i]: every task i waits for, transitively.
     let mut reach: Vec<Bits> = (0..n).map(|_| Bits::new(n)).collect();
@@ -293,18 +376,18 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
 
     // Path locks: order overlapping tasks the graph leaves unordered. Nearest earlier task
     // first, so a run of tasks on one file becomes a chain rather than a clique.
-    let locks: Vec<Vec<Lock>> = tasks
+    let locks: Vec<Vec<Lock>> = task_paths
         .iter()
-        .map(|t| t.paths.iter().map(|p| Lock::new(p)).collect())
+        .map(|ps| ps.iter().map(|p| Lock::new(p)).collect())
         .collect();
     let mut conflicts = Vec::new();
     let mut shared: Vec<Vec<String>> = vec![Vec::new(); n];
     for j in 0..n {
-        if tasks[j].done {
+        if done(j) {
             continue;
         }
         for i in (0..j).rev() {
-            if tasks[i].done {
+            if done(i) {
                 continue;
             }
             let mut common: Vec<String> = Vec::new();
@@ -355,12 +438,12 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
     // Waves over tasks not yet done; done tasks satisfy their dependants.
     let mut wave = vec![0usize; n];
     for &i in &topo_with_conflicts(&deps, &topo, &reach) {
-        if tasks[i].done {
+        if done(i) {
             continue;
         }
         wave[i] = 1 + deps[i]
             .iter()
-            .filter(|&&(d, _)| !tasks[d].done)
+            .filter(|&&(d, _)| !done(d))
             .map(|&(d, _)| wave[d])
             .max()
             .unwrap_or(0);
@@ -372,6 +455,18 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
             waves[w - 1].push(tasks[i].id.clone());
         }
     }
+    // One longest chain, walked back from the first task of the last wave.
+    let mut critical_path = Vec::new();
+    let mut at = (0..n).find(|&i| depth > 0 && wave[i] == depth);
+    while let Some(i) = at {
+        critical_path.push(tasks[i].id.clone());
+        at = deps[i]
+            .iter()
+            .map(|&(d, _)| d)
+            .filter(|&d| wave[d] + 1 == wave[i])
+            .min();
+    }
+    critical_path.reverse();
 
     let phase_of = |p: usize| spec.phases.iter().find(|ph| ph.index == p);
     let mut convoys: Vec<Convoy> = Vec::new();
@@ -386,17 +481,22 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
         match convoys.iter_mut().find(|c| c.name == name) {
             Some(c) => {
                 c.tasks.push(t.id.clone());
-                c.done += usize::from(t.done);
+                c.done += usize::from(done(i));
             }
             None => convoys.push(Convoy {
                 name: name.clone(),
                 story: t.story.clone(),
                 phase: t.story.is_none().then_some(t.phase),
                 tasks: vec![t.id.clone()],
-                done: usize::from(t.done),
+                done: usize::from(done(i)),
             }),
         }
-        let mut d: Vec<usize> = deps[i].iter().map(|&(d, _)| d).collect();
+        // The direct edges as written, and the open tasks behind done ones.
+        let mut d: Vec<usize> = deps[i]
+            .iter()
+            .chain(&structure[i])
+            .map(|&(d, _)| d)
+            .collect();
         d.sort_unstable();
         d.dedup();
         planned.push(super::PlannedTask {
@@ -405,11 +505,12 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
             description: t.description.clone(),
             line: t.line,
             done: t.done,
+            skipped: skipped[i].then(|| CHORE_REASON.to_string()),
             parallel: t.parallel,
             story: t.story.clone(),
             labels: t.labels.clone(),
             deps: d.into_iter().map(|d| tasks[d].id.clone()).collect(),
-            paths: t.paths.clone(),
+            paths: task_paths[i].clone(),
             phase: t.phase,
             phase_title: phase.map(|p| p.title.clone()).unwrap_or_default(),
             convoy: name,
@@ -427,7 +528,7 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
         })
         .collect();
     for (i, t) in tasks.iter().enumerate() {
-        if t.done {
+        if done(i) {
             continue;
         }
         if t.paths.is_empty() {
@@ -462,6 +563,7 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
         convoys,
         waves,
         conflicts,
+        critical_path,
         warnings,
     })
 }

@@ -12,17 +12,26 @@ const TITLE_CHARS: usize = 72;
 /// serialized conflicts and warnings.
 pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
     let done = plan.tasks.iter().filter(|t| t.done).count();
+    let skipped = plan.tasks.iter().filter(|t| t.skipped.is_some()).count();
+    let skipped = if skipped > 0 {
+        format!(", {skipped} skipped: {}", super::CHORE_REASON)
+    } else {
+        String::new()
+    };
     writeln!(out, "plan for {}", plan.file)?;
     writeln!(
         out,
-        "{} ({done} done), {}, {}, {}",
+        "{} ({done} done{skipped}), {}, {}, {}",
         count(plan.tasks.len(), "task"),
         count(plan.phases.len(), "phase"),
         count(plan.convoys.len(), "convoy"),
         count(plan.waves.len(), "wave"),
     )?;
 
-    writeln!(out, "\nphases (each waits for the one before)")?;
+    writeln!(
+        out,
+        "\nphases (each waits for the one before; story phases side by side)"
+    )?;
     for p in &plan.phases {
         let title = if p.title.is_empty() {
             "(no heading)"
@@ -31,7 +40,8 @@ pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         };
         let count = plan.tasks.iter().filter(|t| t.phase == p.index).count();
         let s = if count == 1 { "" } else { "s" };
-        writeln!(out, "  {}. {}  [{count} task{s}]", p.index, title)?;
+        let story = if p.story { ", story" } else { "" };
+        writeln!(out, "  {}. {}  [{count} task{s}{story}]", p.index, title)?;
     }
 
     let width = plan.tasks.iter().map(|t| t.id.len()).max().unwrap_or(0);
@@ -54,7 +64,11 @@ pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
             let Some(t) = plan.tasks.iter().find(|t| &t.id == id) else {
                 continue;
             };
-            let mark = if t.done { "x" } else { " " };
+            let mark = match (t.done, &t.skipped) {
+                (true, _) => "x",
+                (false, Some(_)) => "-",
+                (false, None) => " ",
+            };
             let p = if t.parallel { "P" } else { " " };
             let mut line = format!("    [{mark}] {:width$} {p} {}", t.id, short(&t.title));
             if let Some(w) = t.wave {
@@ -64,8 +78,11 @@ pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
                 }
                 line.push(')');
             }
+            if let Some(why) = &t.skipped {
+                line.push_str(&format!("  (skipped: {why})"));
+            }
             writeln!(out, "{}", line.trim_end())?;
-            if !t.done && !t.paths.is_empty() {
+            if t.wave.is_some() && !t.paths.is_empty() {
                 writeln!(out, "    {:width$}     files: {}", "", t.paths.join(" "))?;
             }
         }
@@ -76,7 +93,17 @@ pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "  none: every task is done")?;
     }
     for (i, w) in plan.waves.iter().enumerate() {
-        writeln!(out, "  {}: {}", i + 1, w.join(" "))?;
+        writeln!(out, "  {} [{}]: {}", i + 1, w.len(), w.join(" "))?;
+    }
+    if !plan.critical_path.is_empty() {
+        let widest = plan.waves.iter().map(Vec::len).max().unwrap_or(0);
+        writeln!(
+            out,
+            "  widest wave: {}; critical path: {} ({})",
+            count(widest, "task"),
+            count(plan.critical_path.len(), "task"),
+            plan.critical_path.join(" -> ")
+        )?;
     }
 
     if !plan.conflicts.is_empty() {

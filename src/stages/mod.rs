@@ -8,9 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::state::{
-    Agent, AgentState, Breaker, Cause, Claim, FeatureState, Snapshot, Task, TaskStatus,
-};
+use crate::state::{Agent, Breaker, Cause, Claim, FeatureState, Snapshot, Task, TaskStatus};
 
 pub mod budget;
 pub mod cab;
@@ -245,7 +243,7 @@ pub fn agent<'s>(snapshot: &'s Snapshot, id: &str) -> Option<&'s Agent> {
 
 /// Whether an agent record is still meant to be running.
 pub fn running(a: &Agent) -> bool {
-    matches!(a.state, AgentState::Starting | AgentState::Running)
+    crate::state::liveness::is_running(a)
 }
 
 /// Running agents of `role` (any task).
@@ -280,25 +278,16 @@ pub(crate) fn holds_paths(status: TaskStatus) -> bool {
     status.is_active()
 }
 
-/// The last sign of life of a running agent (unix seconds): its start, its
-/// heartbeat (stream events and commits renew it), its claim's renewal, and
-/// its pane's last output. The one home of the hang rule's input.
-pub(crate) fn last_sign(a: &Agent, claim: Option<&Claim>, activity: Option<i64>) -> i64 {
-    let renewed = claim
-        .filter(|c| c.holder == a.id)
-        .map(|c| c.expires - c.ttl as i64)
-        .unwrap_or(i64::MIN);
-    a.started
-        .max(a.heartbeat)
-        .max(renewed)
-        .max(activity.unwrap_or(i64::MIN))
-}
-
-/// Whether a running agent is hung: no sign of life for `hung_secs`.
+/// Whether a running agent is hung (the rule is
+/// [`crate::state::liveness::hung_for`]), with what the world observed.
 pub(crate) fn hung_for(world: &World<'_>, a: &Agent, claim: Option<&Claim>) -> Option<i64> {
-    let last = last_sign(a, claim, world.activity.get(&a.id).copied());
-    let quiet = world.now - last;
-    (quiet >= world.limits.hung_secs as i64).then_some(quiet)
+    crate::state::liveness::hung_for(
+        a,
+        claim,
+        world.activity.get(&a.id).copied(),
+        world.now,
+        world.limits.hung_secs,
+    )
 }
 
 /// What an agent profile's circuit breaker lets start now.
@@ -401,7 +390,7 @@ mod tests {
     use std::collections::{HashMap, HashSet};
 
     use super::*;
-    use crate::state::{Claim, Feature, FeatureStatus, SprintMeta};
+    use crate::state::{AgentState, Claim, Feature, FeatureStatus, SprintMeta};
 
     fn task(id: &str, status: TaskStatus, deps: &[&str], paths: &[&str]) -> Task {
         let mut t = Task::new(id, id, "");

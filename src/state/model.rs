@@ -434,6 +434,11 @@ pub struct Task {
     pub cost_usd: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Set on a `done` task that no agent ran: a chore git-sprint handles
+    /// itself (`handled by git-sprint`). It counts as done for dependants,
+    /// progress and feature completion, and never gets gates or a merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     /// The cause of the last attempt that ended badly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<Cause>,
@@ -486,6 +491,7 @@ impl Task {
             tokens: 0,
             cost_usd: 0.0,
             reason: None,
+            skipped: None,
             cause: None,
             history: Vec::new(),
             retry_after: None,

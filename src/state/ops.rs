@@ -3,7 +3,9 @@
 //! with a [`Refusal`] rather than write something inconsistent.
 
 use super::error::{Refusal, StateError};
-use super::model::{check_name, Claim, Feature, FeatureStatus, Task, TaskStatus};
+use super::model::{
+    check_name, AgentState, Cause, Claim, Feature, FeatureStatus, Task, TaskStatus,
+};
 use super::store::{Transition, Txn};
 use crate::clock;
 
@@ -638,4 +640,42 @@ pub fn dependants(txn: &Txn<'_>, feature: &str, id: &str) -> Result<Vec<String>,
         }
     }
     Ok(found)
+}
+
+/// The one "agent died" path (lost session, hung and stopped, a session that
+/// never started, a wrapper that vanished): a running agent's record becomes
+/// `dead` with its cause and error, always as a transition
+/// `<agent>: <state> -> dead` with the reason. An agent that already ended
+/// (its wrapper recorded the end as it was stopped) keeps its state; a cause
+/// it lacks is still ours to say, recorded as a transition that names it.
+/// Returns whether anything changed.
+pub fn agent_dead(
+    txn: &mut Txn<'_>,
+    id: &str,
+    cause: Cause,
+    reason: &str,
+) -> Result<bool, StateError> {
+    let Some(mut a) = txn.agent(id)? else {
+        return Ok(false);
+    };
+    let from = a.state;
+    if super::liveness::is_running(&a) {
+        a.state = AgentState::Dead;
+        a.ended = Some(clock::now());
+    } else if a.cause.is_some() {
+        return Ok(false);
+    }
+    a.cause.get_or_insert(cause);
+    if a.error.is_none() {
+        a.error = Some(reason.to_owned());
+    }
+    txn.put_agent(&a)?;
+    txn.record(Transition {
+        task: id.to_owned(),
+        from: from.to_string(),
+        to: a.state.to_string(),
+        reason: Some(format!("{reason} [{cause}]")),
+        policy: None,
+    });
+    Ok(true)
 }

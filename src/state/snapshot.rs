@@ -4,15 +4,24 @@
 //! The read is tolerant: a record that does not parse is left out and
 //! listed in [`Snapshot::quarantined`] with its path and error, so one broken
 //! file stops only itself (its dependants wait, as on any unfinished task).
+//!
+//! The read is incremental: the store keeps a [`SnapshotCache`] of what its
+//! last read parsed, keyed by tree and blob id (content addresses, so a hit
+//! is always right), and a feature whose subtree did not change is reused
+//! whole; in one that did, only the changed records are parsed again. A
+//! reconcile after one transition costs what changed, not the whole state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use gix::ObjectId;
 
 use serde::Serialize;
 
 use super::error::StateError;
 use super::model::{Agent, Convoy, Feature, SprintMeta, Task};
+use super::model::{AgentState, TaskStatus};
 use super::repair::Quarantined;
-use super::store::{task_path, Txn};
+use super::store::{sort_tasks, task_path, Txn, ARCHIVED_AGENTS};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureState {
@@ -49,8 +58,228 @@ fn tolerate<T>(
     }
 }
 
+/// Records parsed by the last snapshot read of a store. Only what that read
+/// used is kept, so the cache holds at most one state's records.
+#[derive(Default)]
+pub(crate) struct SnapshotCache {
+    features: HashMap<ObjectId, FeatureEntry>,
+    tasks: HashMap<ObjectId, Task>,
+    convoys: HashMap<ObjectId, Convoy>,
+    agents: HashMap<ObjectId, Agent>,
+    /// Feature subtrees parsed (not reused), for tests.
+    #[cfg(test)]
+    pub(crate) feature_parses: usize,
+}
+
+/// One feature subtree as read: the feature (none when `feature.yaml` is
+/// missing or broken), the quarantined records found in it, and the blobs
+/// of its parsed tasks and convoys (kept cached while the subtree is reused,
+/// so a later change to it re-parses only the changed records).
+#[derive(Clone)]
+struct FeatureEntry {
+    state: Option<FeatureState>,
+    quarantined: Vec<Quarantined>,
+    task_blobs: Vec<ObjectId>,
+    convoy_blobs: Vec<ObjectId>,
+}
+
+/// The caches a read fills: the next read's cache.
+#[derive(Default)]
+struct Fresh {
+    features: HashMap<ObjectId, FeatureEntry>,
+    tasks: HashMap<ObjectId, Task>,
+    convoys: HashMap<ObjectId, Convoy>,
+    agents: HashMap<ObjectId, Agent>,
+}
+
+/// The record in blob `id`, from `old` or parsed; kept in `new`. A record
+/// that does not parse is never cached (it is rare, and read again).
+fn cached<T: Clone + serde::de::DeserializeOwned>(
+    txn: &Txn<'_>,
+    old: &HashMap<ObjectId, T>,
+    new: &mut HashMap<ObjectId, T>,
+    id: ObjectId,
+    path: &str,
+) -> Result<T, StateError> {
+    if let Some(hit) = new.get(&id).or_else(|| old.get(&id)) {
+        let hit = hit.clone();
+        new.insert(id, hit.clone());
+        return Ok(hit);
+    }
+    let value: T = txn.decode_blob(id, path)?;
+    new.insert(id, value.clone());
+    Ok(value)
+}
+
+/// `(name, id)` of the `.yaml` blobs among `entries`, by name.
+fn yaml_blobs(entries: Vec<(String, ObjectId, bool)>) -> BTreeMap<String, ObjectId> {
+    entries
+        .into_iter()
+        .filter(|(_, _, is_tree)| !is_tree)
+        .filter_map(|(name, id, _)| Some((name.strip_suffix(".yaml")?.to_owned(), id)))
+        .collect()
+}
+
 impl Snapshot {
     pub fn read(txn: &Txn<'_>) -> Result<Self, StateError> {
+        // The cache describes committed trees: with staged writes, or
+        // outside a store's read, read the plain way.
+        match txn.snapshot_cache() {
+            Some(cache) if txn.is_empty() => {
+                let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                Self::read_cached(txn, &mut cache)
+            }
+            _ => Self::read_plain(txn),
+        }
+    }
+
+    fn read_cached(txn: &Txn<'_>, cache: &mut SnapshotCache) -> Result<Self, StateError> {
+        let mut fresh = Fresh::default();
+        let mut quarantined = Vec::new();
+        let mut features = Vec::new();
+        let mut dirs: Vec<(String, ObjectId)> = txn
+            .entries_at_root("features")?
+            .into_iter()
+            .filter(|(_, _, is_tree)| *is_tree)
+            .map(|(name, id, _)| (name, id))
+            .collect();
+        dirs.sort();
+        for (name, id) in dirs {
+            let entry = match cache.features.remove(&id) {
+                Some(hit) => {
+                    for blob in &hit.task_blobs {
+                        if let Some(t) = cache.tasks.remove(blob) {
+                            fresh.tasks.insert(*blob, t);
+                        }
+                    }
+                    for blob in &hit.convoy_blobs {
+                        if let Some(c) = cache.convoys.remove(blob) {
+                            fresh.convoys.insert(*blob, c);
+                        }
+                    }
+                    hit
+                }
+                None => {
+                    #[cfg(test)]
+                    {
+                        cache.feature_parses += 1;
+                    }
+                    Self::read_feature(txn, cache, &mut fresh, &name, id)?
+                }
+            };
+            features.extend(entry.state.clone());
+            quarantined.extend(entry.quarantined.iter().cloned());
+            fresh.features.insert(id, entry);
+        }
+        let mut agents = Vec::new();
+        for (id, blob) in yaml_blobs(txn.entries_at_root("agents")?) {
+            let path = format!("agents/{id}.yaml");
+            let read = cached(txn, &cache.agents, &mut fresh.agents, blob, &path).map(Some);
+            agents.extend(tolerate(read, &mut quarantined, path, "agent", id)?);
+        }
+        cache.features = fresh.features;
+        cache.tasks = fresh.tasks;
+        cache.convoys = fresh.convoys;
+        cache.agents = fresh.agents;
+        Ok(Snapshot {
+            meta: txn.meta()?,
+            features,
+            agents,
+            quarantined,
+        })
+    }
+
+    /// One feature's subtree `id`, parsing only records not in `cache`.
+    fn read_feature(
+        txn: &Txn<'_>,
+        cache: &SnapshotCache,
+        fresh: &mut Fresh,
+        name: &str,
+        id: ObjectId,
+    ) -> Result<FeatureEntry, StateError> {
+        let mut quarantined = Vec::new();
+        let mut task_blobs = Vec::new();
+        let mut convoy_blobs = Vec::new();
+        let nothing = |quarantined| FeatureEntry {
+            state: None,
+            quarantined,
+            task_blobs: Vec::new(),
+            convoy_blobs: Vec::new(),
+        };
+        let dir = format!("features/{name}");
+        let mut files = BTreeMap::new();
+        let mut subtrees = BTreeMap::new();
+        for (entry, oid, is_tree) in txn.tree_entries(id, &dir)? {
+            if is_tree {
+                subtrees.insert(entry, oid);
+            } else {
+                files.insert(entry, oid);
+            }
+        }
+        let Some(&blob) = files.get("feature.yaml") else {
+            return Ok(nothing(quarantined));
+        };
+        let path = format!("{dir}/feature.yaml");
+        let read = txn.decode_blob::<Feature>(blob, &path).map(Some);
+        let Some(feature) = tolerate(read, &mut quarantined, path, "feature", name.to_owned())?
+        else {
+            return Ok(nothing(quarantined));
+        };
+        let mut convoys = Vec::new();
+        if let Some(&tree) = subtrees.get("convoys") {
+            let sub = format!("{dir}/convoys");
+            for (cid, blob) in yaml_blobs(txn.tree_entries(tree, &sub)?) {
+                let path = format!("{sub}/{cid}.yaml");
+                let read = cached(txn, &cache.convoys, &mut fresh.convoys, blob, &path).map(Some);
+                convoy_blobs.push(blob);
+                convoys.extend(tolerate(
+                    read,
+                    &mut quarantined,
+                    path,
+                    "convoy",
+                    format!("{name}/{cid}"),
+                )?);
+            }
+        }
+        let mut tasks = Vec::new();
+        if let Some(&tree) = subtrees.get("tasks") {
+            let sub = format!("{dir}/tasks");
+            for (tid, blob) in yaml_blobs(txn.tree_entries(tree, &sub)?) {
+                let path = task_path(name, &tid);
+                match cached(txn, &cache.tasks, &mut fresh.tasks, blob, &path) {
+                    Ok(t) => {
+                        tasks.push(t);
+                        task_blobs.push(blob);
+                    }
+                    Err(e @ StateError::Yaml { .. }) => {
+                        tracing::warn!(%path, error = %e, "quarantined a task record that does not parse");
+                        quarantined.push(Quarantined::new(
+                            &path,
+                            "task",
+                            format!("{name}/{tid}"),
+                            &e,
+                        ));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        sort_tasks(&mut tasks);
+        Ok(FeatureEntry {
+            state: Some(FeatureState {
+                feature,
+                convoys,
+                tasks,
+            }),
+            quarantined,
+            task_blobs,
+            convoy_blobs,
+        })
+    }
+
+    /// The whole state through the transaction's own reads (staged writes
+    /// included), parsing every record.
+    fn read_plain(txn: &Txn<'_>) -> Result<Self, StateError> {
         let mut quarantined = Vec::new();
         let mut features = Vec::new();
         for name in txn.feature_names()? {
@@ -98,6 +327,41 @@ impl Snapshot {
         })
     }
 
+    /// The whole state with the archived agents too: `agents` holds every
+    /// agent ever recorded (live and archived, by id), for views of the
+    /// whole history (`status --json`, `list --all`). Reading the archive
+    /// costs what the history holds; the orchestrator never does it.
+    pub fn read_with_archive(txn: &Txn<'_>) -> Result<Self, StateError> {
+        let mut snapshot = Self::read(txn)?;
+        let live: std::collections::HashSet<String> =
+            snapshot.agents.iter().map(|a| a.id.clone()).collect();
+        for id in txn.archived_agent_ids()? {
+            if live.contains(&id) {
+                continue;
+            }
+            let path = format!("{ARCHIVED_AGENTS}/{id}.yaml");
+            let read = txn.archived_agent(&id);
+            snapshot.agents.extend(tolerate(
+                read,
+                &mut snapshot.quarantined,
+                path,
+                "agent",
+                id,
+            )?);
+        }
+        snapshot.agents.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(snapshot)
+    }
+
+    /// Live agents that are finished for good: ended, and their task done
+    /// or cancelled. [`archive_finished_agents`] moves them to the archive.
+    pub fn archivable(&self) -> Vec<&Agent> {
+        self.agents
+            .iter()
+            .filter(|a| is_finished(self, a))
+            .collect()
+    }
+
     pub fn feature(&self, name: &str) -> Option<&FeatureState> {
         self.features.iter().find(|f| f.feature.name == name)
     }
@@ -129,4 +393,42 @@ impl FeatureState {
         }
         counts
     }
+}
+
+/// Whether `a` is ended and its task (a task record) done or cancelled, so
+/// nothing will touch its record again. Agents of no task record (fleet
+/// workers, Librarians) stay live: `list` shows them, and the budget sums
+/// a Librarian's spend from its record.
+fn is_finished(snapshot: &Snapshot, a: &Agent) -> bool {
+    if matches!(a.state, AgentState::Starting | AgentState::Running) || a.ended.is_none() {
+        return false;
+    }
+    let Some((feature, id)) = a.task.as_deref().and_then(|t| t.split_once('/')) else {
+        return false;
+    };
+    snapshot.feature(feature).is_some_and(|f| {
+        f.tasks
+            .iter()
+            .any(|t| t.id == id && matches!(t.status, TaskStatus::Done | TaskStatus::Cancelled))
+    })
+}
+
+/// Moves the live agents that are finished for good ([`Snapshot::archivable`]
+/// at this transaction's state) to `archive/agents/`, in one commit; returns
+/// their ids. Their records stay in `git log refs/ai-sprint` and in
+/// [`Snapshot::read_with_archive`].
+pub fn archive_finished_agents(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> {
+    let snapshot = Snapshot::read(txn)?;
+    let finished: Vec<Agent> = snapshot.archivable().into_iter().cloned().collect();
+    for a in &finished {
+        txn.archive_agent(a)?;
+    }
+    if !finished.is_empty() {
+        txn.subject(format!(
+            "archive {} finished agent{}",
+            finished.len(),
+            if finished.len() == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(finished.into_iter().map(|a| a.id).collect())
 }

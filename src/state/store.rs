@@ -28,6 +28,7 @@ use serde::Serialize;
 use super::error::StateError;
 use super::lock;
 use super::model::{Agent, Convoy, Feature, SprintMeta, Task, SCHEMA_VERSION};
+use super::snapshot::SnapshotCache;
 use crate::clock;
 
 /// The ref that holds all sprint state.
@@ -74,6 +75,9 @@ pub struct Transition {
 pub struct Txn<'r> {
     repo: &'r gix::Repository,
     root: Option<ObjectId>,
+    /// Parsed records of the store's last snapshot read, reused by
+    /// [`Snapshot::read`](super::Snapshot::read) for unchanged subtrees.
+    cache: Option<&'r std::sync::Mutex<SnapshotCache>>,
     writes: BTreeMap<String, Option<Vec<u8>>>,
     /// Files read at `root`, so an operation may read freely.
     read_cache: std::cell::RefCell<std::collections::HashMap<String, Option<Vec<u8>>>>,
@@ -90,6 +94,7 @@ impl<'r> Txn<'r> {
         Txn {
             repo,
             root,
+            cache: None,
             writes: BTreeMap::new(),
             read_cache: Default::default(),
             subject: None,
@@ -101,6 +106,11 @@ impl<'r> Txn<'r> {
     /// The repository the state lives in (for reading blobs it names).
     pub fn repo(&self) -> &'r gix::Repository {
         self.repo
+    }
+
+    /// The snapshot cache of the store, when this is a read at its tip.
+    pub(crate) fn snapshot_cache(&self) -> Option<&'r std::sync::Mutex<SnapshotCache>> {
+        self.cache
     }
 
     /// The raw bytes at `path`, for records that do not parse.
@@ -235,6 +245,73 @@ impl<'r> Txn<'r> {
         self.writes.is_empty()
     }
 
+    /// The entries of the tree at `dir` in the state this transaction
+    /// started from (staged writes not included): name, id, and whether it
+    /// is a tree. Empty when `dir` is not a tree there.
+    pub(crate) fn entries_at_root(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<(String, ObjectId, bool)>, StateError> {
+        let Some(root) = self.root else {
+            return Ok(Vec::new());
+        };
+        let id = if dir.is_empty() {
+            root
+        } else {
+            let tree = self
+                .repo
+                .find_tree(root)
+                .map_err(|e| StateError::git("reading the state tree", e))?;
+            match tree
+                .lookup_entry_by_path(dir)
+                .map_err(|e| StateError::git(format!("looking up '{dir}' in the state"), e))?
+            {
+                Some(entry) if entry.mode().is_tree() => entry.object_id(),
+                _ => return Ok(Vec::new()),
+            }
+        };
+        self.tree_entries(id, dir)
+    }
+
+    /// The entries of tree `id` (found at `dir`, for messages).
+    pub(crate) fn tree_entries(
+        &self,
+        id: ObjectId,
+        dir: &str,
+    ) -> Result<Vec<(String, ObjectId, bool)>, StateError> {
+        let tree = self
+            .repo
+            .find_tree(id)
+            .map_err(|e| StateError::git(format!("reading '{dir}'"), e))?;
+        let decoded = tree
+            .decode()
+            .map_err(|e| StateError::git(format!("decoding '{dir}'"), e))?;
+        Ok(decoded
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.filename.to_str_lossy().into_owned(),
+                    e.oid.to_owned(),
+                    e.mode.is_tree(),
+                )
+            })
+            .collect())
+    }
+
+    /// The record in blob `id` (found at `path`, for messages).
+    pub(crate) fn decode_blob<T: DeserializeOwned>(
+        &self,
+        id: ObjectId,
+        path: &str,
+    ) -> Result<T, StateError> {
+        let blob = self
+            .repo
+            .find_blob(id)
+            .map_err(|e| StateError::git(format!("reading '{path}' from the state"), e))?;
+        decode(path, &blob.data)
+    }
+
     // Typed accessors: the layout of DESIGN.md lives here and nowhere else.
 
     pub fn meta(&self) -> Result<Option<SprintMeta>, StateError> {
@@ -299,8 +376,44 @@ impl<'r> Txn<'r> {
             convoy,
         )
     }
+    /// Ids of the live agents: those under `agents/` (finished agents of
+    /// finished tasks move to `archive/agents/`, see [`Txn::archive_agent`]).
     pub fn agent_ids(&self) -> Result<Vec<String>, StateError> {
         self.list("agents")
+    }
+    /// Ids of the archived agents.
+    pub fn archived_agent_ids(&self) -> Result<Vec<String>, StateError> {
+        self.list(ARCHIVED_AGENTS)
+    }
+    /// An archived agent's record.
+    pub fn archived_agent(&self, id: &str) -> Result<Option<Agent>, StateError> {
+        self.read(&format!("{ARCHIVED_AGENTS}/{id}.yaml"))
+    }
+    /// Every agent record, live and archived, by id. Records that do not
+    /// parse are left out, as in a [`Snapshot`](super::Snapshot).
+    pub fn all_agents(&self) -> Result<Vec<Agent>, StateError> {
+        let mut out = Vec::new();
+        for id in self.agent_ids()? {
+            if let Ok(Some(a)) = self.agent(&id) {
+                out.push(a);
+            }
+        }
+        for id in self.archived_agent_ids()? {
+            if let Ok(Some(a)) = self.archived_agent(&id) {
+                out.push(a);
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.dedup_by(|a, b| a.id == b.id);
+        Ok(out)
+    }
+    /// Moves a live agent's record to the archive: out of what a snapshot
+    /// reads, still in `git log refs/ai-sprint` and [`Txn::all_agents`].
+    /// Agent ids never repeat, so an archived id is never live again.
+    pub fn archive_agent(&mut self, agent: &Agent) -> Result<(), StateError> {
+        self.write(&format!("{ARCHIVED_AGENTS}/{}.yaml", agent.id), agent)?;
+        self.remove_agent(&agent.id);
+        Ok(())
     }
     pub fn agent(&self, id: &str) -> Result<Option<Agent>, StateError> {
         self.read(&format!("agents/{id}.yaml"))
@@ -318,7 +431,22 @@ impl<'r> Txn<'r> {
             .clone()
             .unwrap_or_else(|| match self.transitions.as_slice() {
                 [] if !self.repairs.is_empty() => format!("sprint: {}", self.repairs[0]),
-                [] => "update sprint state".to_owned(),
+                [] => {
+                    // Every commit on the ref is one readable transition; a
+                    // write that says nothing about itself is a bug in its
+                    // caller. Release builds still name what changed.
+                    let paths: Vec<&str> = self
+                        .writes
+                        .keys()
+                        .map(|p| p.strip_suffix(".yaml").unwrap_or(p))
+                        .filter(|p| *p != "sprint")
+                        .collect();
+                    debug_assert!(
+                        false,
+                        "a state transaction with no subject and no transition wrote {paths:?}"
+                    );
+                    format!("sprint: {} changed", paths.join(", "))
+                }
                 [t] if t.task.is_empty() => format!("sprint: {} -> {}", t.from, t.to),
                 [t] => format!("{}: {} -> {}", t.task, t.from, t.to),
                 [t, rest @ ..] => format!(
@@ -350,6 +478,9 @@ impl<'r> Txn<'r> {
         msg
     }
 }
+
+/// Where archived agent records live.
+pub(crate) const ARCHIVED_AGENTS: &str = "archive/agents";
 
 /// A task record that does not parse: its id and the error.
 pub(crate) type Unreadable = (String, StateError);
@@ -416,6 +547,9 @@ pub struct Committed<T> {
 /// The sprint state of one repository, shared by all its worktrees.
 pub struct Store {
     repo: gix::Repository,
+    /// What the last [`Snapshot::read`](super::Snapshot::read) parsed, by
+    /// tree and blob id, so the next read parses only what changed.
+    cache: std::sync::Mutex<SnapshotCache>,
 }
 
 impl Store {
@@ -432,7 +566,10 @@ impl Store {
         // A transaction reads the same few trees several times (path lookups,
         // the schema check, the re-read after a lost race): keep them decoded.
         repo.object_cache_size_if_unset(4 * 1024 * 1024);
-        Store { repo }
+        Store {
+            repo,
+            cache: Default::default(),
+        }
     }
 
     pub fn repo(&self) -> &gix::Repository {
@@ -480,7 +617,8 @@ impl Store {
             self.refuse_if_lost()?;
         }
         let root = tip.map(|c| self.root_of(c)).transpose()?;
-        let txn = Txn::new(&self.repo, root);
+        let mut txn = Txn::new(&self.repo, root);
+        txn.cache = Some(&self.cache);
         check_schema(&txn)?;
         op(&txn)
     }
@@ -541,6 +679,7 @@ impl Store {
             }
             let root = tip.map(|c| self.root_of(c)).transpose()?;
             let mut txn = Txn::new(&self.repo, root);
+            txn.cache = Some(&self.cache);
             check_schema(&txn)?;
             let value = op(&mut txn)?;
             txn.repairs.extend(repairs.iter().cloned());
@@ -898,9 +1037,26 @@ mod tests {
             .transact(&who(), |txn| {
                 txn.writes
                     .insert(path.to_owned(), Some(bytes.as_bytes().to_vec()));
+                txn.subject(format!("test: overwrite {path}"));
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// Regression: a transaction that set no subject and recorded no
+    /// transition was committed as "update sprint state", which says nothing
+    /// in `git log refs/ai-sprint`.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "no subject and no transition")]
+    fn update_sprint_state_commit_without_a_subject_is_refused() {
+        let (_dir, store) = store();
+        add(&store, "T1");
+        let _ = store.transact(&who(), |txn| {
+            let mut t = txn.task("f", "T1")?.expect("T1 was added");
+            t.title = "renamed".into();
+            txn.put_task("f", &t)
+        });
     }
 
     #[test]
@@ -1006,6 +1162,238 @@ mod tests {
         assert!(
             err.hint().unwrap().contains("git sprint repair f/T2"),
             "{err}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod snapshot_cache_tests {
+    use super::*;
+    use crate::state::{archive_finished_agents, ops, AgentState, Snapshot, TaskStatus};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = gix::ThreadSafeRepository::init_opts(
+            dir.path(),
+            gix::create::Kind::WithWorktree,
+            gix::create::Options::default(),
+            gix::open::Options::isolated(),
+        )
+        .unwrap()
+        .to_thread_local();
+        (dir, Store::from_repo(repo))
+    }
+
+    fn add(store: &Store, feature: &str, id: &str) {
+        store
+            .transact(&Actor::named("tester"), |txn| {
+                ops::add_task(
+                    txn,
+                    feature,
+                    &ops::NewTask {
+                        id: Some(id.into()),
+                        title: format!("task {id}"),
+                        ..Default::default()
+                    },
+                )
+            })
+            .unwrap();
+    }
+
+    fn parses(store: &Store) -> usize {
+        store.cache.lock().unwrap().feature_parses
+    }
+
+    /// What the uncached read makes of the tip, for comparison.
+    fn plain(store: &Store) -> String {
+        let tip = store.tip().unwrap().unwrap();
+        let snapshot = store.read_at(tip, Snapshot::read).unwrap();
+        serde_json::to_string(&snapshot).unwrap()
+    }
+
+    #[test]
+    fn a_second_read_after_a_change_to_one_feature_parses_only_that_feature() {
+        let (_dir, store) = store();
+        for f in ["a", "b", "c"] {
+            add(&store, f, "T1");
+            add(&store, f, "T2");
+        }
+        let first = store.read(Snapshot::read).unwrap();
+        assert_eq!(first.features.len(), 3);
+        assert_eq!(parses(&store), 3, "the first read parses every feature");
+        let again = store.read(Snapshot::read).unwrap();
+        assert_eq!(parses(&store), 3, "an unchanged state parses nothing");
+        assert_eq!(
+            serde_json::to_string(&again).unwrap(),
+            serde_json::to_string(&first).unwrap()
+        );
+
+        store
+            .transact(&Actor::named("tester"), |txn| {
+                let r = ops::TaskRef {
+                    feature: "b".into(),
+                    id: "T2".into(),
+                };
+                ops::move_task(txn, &r, TaskStatus::InProgress, None, false)
+            })
+            .unwrap();
+        let after = store.read(Snapshot::read).unwrap();
+        assert_eq!(parses(&store), 4, "only feature b is parsed again");
+        let b = after.feature("b").unwrap();
+        assert_eq!(b.tasks[1].status, TaskStatus::InProgress);
+        assert_eq!(serde_json::to_string(&after).unwrap(), plain(&store));
+    }
+
+    #[test]
+    fn a_cached_read_quarantines_like_a_plain_one() {
+        let (_dir, store) = store();
+        add(&store, "f", "T1");
+        add(&store, "f", "T2");
+        store.read(Snapshot::read).unwrap();
+        store
+            .transact(&Actor::named("tester"), |txn| {
+                txn.writes.insert(
+                    task_path("f", "T2"),
+                    Some(b"id: T2\nstatus: flying\n".to_vec()),
+                );
+                txn.writes
+                    .insert("agents/a1.yaml".into(), Some(b"{{ not yaml".to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        let cached = store.read(Snapshot::read).unwrap();
+        assert!(cached.is_quarantined("f", "T2"));
+        assert_eq!(cached.quarantined.len(), 2);
+        assert_eq!(serde_json::to_string(&cached).unwrap(), plain(&store));
+        // Read again from the cache: the same.
+        let again = store.read(Snapshot::read).unwrap();
+        assert_eq!(serde_json::to_string(&again).unwrap(), plain(&store));
+    }
+
+    fn agent(id: &str, task: &str, state: &str, ended: bool) -> Agent {
+        let ended = if ended { "ended: 100\n" } else { "" };
+        serde_yaml::from_str(&format!(
+            "id: {id}\nrole: developer\nstate: {state}\ntask: {task}\n{ended}"
+        ))
+        .unwrap()
+    }
+
+    fn put(store: &Store, agents: &[Agent]) {
+        store
+            .transact(&Actor::named("tester"), |txn| {
+                for a in agents {
+                    txn.put_agent(a)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn finish(store: &Store, id: &str) {
+        store
+            .transact(&Actor::named("tester"), |txn| {
+                let r = ops::TaskRef {
+                    feature: "f".into(),
+                    id: id.into(),
+                };
+                ops::move_task(txn, &r, TaskStatus::Done, None, true)
+            })
+            .unwrap();
+    }
+
+    fn ids(agents: &[Agent]) -> Vec<&str> {
+        agents.iter().map(|a| a.id.as_str()).collect()
+    }
+
+    #[test]
+    fn finished_agents_of_finished_tasks_are_archived_and_still_read_in_full() {
+        let (dir, store) = store();
+        add(&store, "f", "T1");
+        add(&store, "f", "T2");
+        // Old state: finished agents in the live tree, as before archiving.
+        put(
+            &store,
+            &[
+                agent("f.T1.dev.1", "f/T1", "exited", true),
+                agent("f.T1.dev.2", "f/T1", "dead", true),
+                agent("f.T2.dev.1", "f/T2", "exited", true),
+                agent("f.T2.dev.2", "f/T2", "running", false),
+                agent("worker", "f/none", "exited", true),
+            ],
+        );
+        let old = store.read(Snapshot::read).unwrap();
+        assert_eq!(old.agents.len(), 5, "an old state still reads whole");
+        assert!(old.archivable().is_empty(), "no task is done yet");
+
+        finish(&store, "T1");
+        finish(&store, "T2");
+        let snapshot = store.read(Snapshot::read).unwrap();
+        // T2's running agent is not finished: its task's done does not matter.
+        assert_eq!(
+            ids(&snapshot
+                .archivable()
+                .into_iter()
+                .cloned()
+                .collect::<Vec<_>>()),
+            ["f.T1.dev.1", "f.T1.dev.2", "f.T2.dev.1"]
+        );
+        let moved = store
+            .transact(&Actor::named("tester"), archive_finished_agents)
+            .unwrap();
+        assert_eq!(moved.value, ["f.T1.dev.1", "f.T1.dev.2", "f.T2.dev.1"]);
+
+        let live = store.read(Snapshot::read).unwrap();
+        assert_eq!(ids(&live.agents), ["f.T2.dev.2", "worker"]);
+        assert!(live.archivable().is_empty());
+        let all = store.read(Snapshot::read_with_archive).unwrap();
+        assert_eq!(
+            ids(&all.agents),
+            [
+                "f.T1.dev.1",
+                "f.T1.dev.2",
+                "f.T2.dev.1",
+                "f.T2.dev.2",
+                "worker"
+            ]
+        );
+        assert_eq!(all.agents[1].state, AgentState::Dead);
+        let txn_all = store.read(|txn| txn.all_agents()).unwrap();
+        assert_eq!(ids(&txn_all), ids(&all.agents));
+        assert_eq!(
+            store.read(|txn| txn.agent("f.T1.dev.1")).unwrap(),
+            None,
+            "not live any more"
+        );
+        assert!(store
+            .read(|txn| txn.archived_agent("f.T1.dev.1"))
+            .unwrap()
+            .is_some());
+        // Nothing left to archive: a second pass makes no commit.
+        let again = store
+            .transact(&Actor::named("tester"), archive_finished_agents)
+            .unwrap();
+        assert!(again.value.is_empty() && again.commit.is_none());
+
+        // git log still has the record where it lived.
+        let out = std::process::Command::new("git")
+            .current_dir(dir.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", dir.path())
+            .args([
+                "log",
+                "--format=%s",
+                "refs/ai-sprint",
+                "--",
+                "agents/f.T1.dev.1.yaml",
+            ])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{log}");
+        assert_eq!(
+            log.lines().collect::<Vec<_>>(),
+            ["archive 3 finished agents", "update sprint state"],
+            "{log}"
         );
     }
 }

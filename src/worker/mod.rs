@@ -1,5 +1,5 @@
 //! Worker machinery: the low-level pieces a worker is made of — a git worktree
-//! per task ([`worktree`]), a tmux session per worker on one private server per
+//! per task ([`worktree`], recycled through the [`pool`]), a tmux session per worker on one private server per
 //! repository ([`tmux`]), the agent command line rendered from a profile
 //! ([`profile`]), the reader of its output ([`stream`]), process-tree
 //! statistics for `list` ([`procstat`]), and the containment of untrusted
@@ -13,6 +13,7 @@
 //! the commands compose these pieces.
 
 pub(crate) mod guard;
+pub mod pool;
 pub mod procstat;
 pub mod profile;
 pub(crate) mod reap;

@@ -376,6 +376,11 @@ impl Tmux {
     /// Kills session `name`; returns whether it existed.
     pub fn kill_session(&self, name: &str) -> Result<bool> {
         validate_name(name)?;
+        // Asked first: a server that exits as we ask answers the same way
+        // whether we killed its last session or it was already going.
+        if !self.has_session(name)? {
+            return Ok(false);
+        }
         let out = self.output(
             self.command()
                 .args(["kill-session", "-t", &format!("={name}")]),

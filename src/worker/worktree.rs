@@ -77,6 +77,14 @@ pub enum WorktreeError {
     /// git printed something this module cannot read.
     #[error("unexpected output from `git {args}`: {output}")]
     BadOutput { args: String, output: String },
+    /// A setup command ran past `setup.timeout`.
+    #[error("setup command `{command}` in {dir} ran longer than {secs}s (setup.timeout) and was killed: {stderr_tail}")]
+    SetupTimeout {
+        command: String,
+        dir: PathBuf,
+        secs: u64,
+        stderr_tail: String,
+    },
 }
 
 type Result<T> = std::result::Result<T, WorktreeError>;
@@ -195,7 +203,7 @@ impl Git {
     }
 
     /// Runs git and reports only whether it exited 0 (for `--verify`-style checks).
-    fn check<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<bool> {
+    pub(crate) fn check<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<bool> {
         let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
         Ok(self.output(&args)?.status.success())
     }
@@ -461,12 +469,15 @@ pub fn is_safe_copy_path(rel: &Path) -> bool {
 /// reported in [`SetupReport::skipped`], not fatal: a copy is optional, and a
 /// hostile link must not make every later attempt fail. Missing files are
 /// skipped quietly; the first failing command stops setup with
-/// [`WorktreeError::Setup`] (the caller removes the half-made worktree).
+/// [`WorktreeError::Setup`], and one running past `timeout` is killed with
+/// everything it started ([`WorktreeError::SetupTimeout`]); the caller
+/// removes the half-made worktree.
 pub fn setup(
     main_worktree: &Path,
     worktree: &Path,
     copy_files: &[PathBuf],
     commands: &[String],
+    timeout: std::time::Duration,
 ) -> Result<SetupReport> {
     let mut report = SetupReport::default();
     for rel in copy_files {
@@ -480,27 +491,77 @@ pub fn setup(
         }
     }
     for command in commands {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .current_dir(worktree)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| WorktreeError::Io {
-                action: "running setup command in",
-                path: worktree.to_owned(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(WorktreeError::Setup {
-                command: command.clone(),
-                dir: worktree.to_owned(),
-                status: out.status,
-                stderr_tail: tail(&String::from_utf8_lossy(&out.stderr), 20),
-            });
-        }
+        run_setup_command(command, worktree, timeout)?;
     }
     Ok(report)
+}
+
+/// Runs one setup command in its own process group, so a timeout kills all
+/// it started; stderr is read on a thread so a chatty command cannot block
+/// on a full pipe.
+fn run_setup_command(command: &str, worktree: &Path, timeout: std::time::Duration) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let io = |source| WorktreeError::Io {
+        action: "running setup command in",
+        path: worktree.to_owned(),
+        source,
+    };
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(worktree)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(io)?;
+    let mut stderr = child.stderr.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_end(&mut buf);
+        }
+        let _ = tx.send(buf);
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io)? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: kill(2) with a negative pid signals the process group
+            // the child leads (made by `process_group(0)` above).
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            break None;
+        }
+        // A child's exit has no file descriptor to wait on with a deadline
+        // in std; a short poll costs nothing next to a setup command.
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // A process that left the group (setsid) may hold stderr open for ever:
+    // what arrived by shortly after the end is what is shown.
+    let stderr = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+    let stderr_tail = tail(&String::from_utf8_lossy(&stderr), 20);
+    match status {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => Err(WorktreeError::Setup {
+            command: command.to_owned(),
+            dir: worktree.to_owned(),
+            status,
+            stderr_tail,
+        }),
+        None => Err(WorktreeError::SetupTimeout {
+            command: command.to_owned(),
+            dir: worktree.to_owned(),
+            secs: timeout.as_secs(),
+            stderr_tail,
+        }),
+    }
 }
 
 /// Copying one setup file without following a symlink anywhere below the
@@ -894,6 +955,7 @@ mod tests {
                 PathBuf::from("nodir/missing.txt"),
             ],
             &["echo made > setup-ran.txt".into(), "test -f .env".into()],
+            std::time::Duration::from_secs(60),
         )
         .unwrap();
         assert_eq!(
@@ -906,6 +968,54 @@ mod tests {
             fs::read_to_string(wt.join("setup-ran.txt")).unwrap(),
             "made\n"
         );
+    }
+
+    #[test]
+    fn a_setup_command_past_its_timeout_is_killed_with_what_it_started() {
+        let repo = TestRepo::new();
+        let wt = repo.path("wt");
+        repo.git.add_worktree(&wt, "work", "main").unwrap();
+        let err = setup(
+            &repo.work,
+            &wt,
+            &[],
+            &["sleep 300 & echo $! > bg.pid; echo waiting >&2; wait".into()],
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap_err();
+        let WorktreeError::SetupTimeout {
+            secs, stderr_tail, ..
+        } = &err
+        else {
+            panic!("wrong error: {err}");
+        };
+        assert_eq!((*secs, stderr_tail.as_str()), (1, "waiting"));
+        assert!(err.to_string().contains("setup.timeout"), "{err}");
+        let bg: u32 = fs::read_to_string(wt.join("bg.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed with its group; it may linger as a zombie until reaped.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let state = fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
+            let zombie_or_gone = state.is_empty()
+                || state
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z');
+            if zombie_or_gone {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for the setup's background sleep {bg} to die"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]
@@ -922,6 +1032,7 @@ mod tests {
                 "echo boom >&2; exit 3".into(),
                 "touch never".into(),
             ],
+            std::time::Duration::from_secs(60),
         )
         .unwrap_err();
         let WorktreeError::Setup {
@@ -940,7 +1051,14 @@ mod tests {
         assert!(!wt.join("never").exists());
 
         for bad in ["../escape", "/etc/passwd", "", ".", "a/../../b"] {
-            let err = setup(&repo.work, &wt, &[PathBuf::from(bad)], &[]).unwrap_err();
+            let err = setup(
+                &repo.work,
+                &wt,
+                &[PathBuf::from(bad)],
+                &[],
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap_err();
             assert!(
                 matches!(err, WorktreeError::UnsafeCopyPath { .. }),
                 "{bad}: {err}"
@@ -982,6 +1100,7 @@ mod tests {
             &wt,
             &[PathBuf::from(".env"), PathBuf::from("config/local.toml")],
             &[],
+            std::time::Duration::from_secs(60),
         )
         .unwrap();
         assert!(report.copied.is_empty(), "{report:?}");
@@ -1020,6 +1139,7 @@ mod tests {
             &wt,
             &[PathBuf::from(".env"), PathBuf::from("linked/creds")],
             &[],
+            std::time::Duration::from_secs(60),
         )
         .unwrap();
         assert!(report.copied.is_empty(), "{report:?}");
@@ -1053,6 +1173,7 @@ mod tests {
                 PathBuf::from("README.md"),
             ],
             &[],
+            std::time::Duration::from_secs(60),
         )
         .unwrap();
         assert!(report.copied.is_empty(), "{report:?}");
@@ -1072,7 +1193,14 @@ mod tests {
         fs::set_permissions(&env, fs::Permissions::from_mode(0o600)).unwrap();
         let wt = repo.path("wt");
         repo.git.add_worktree(&wt, "work", "main").unwrap();
-        setup(&repo.work, &wt, &[PathBuf::from(".env")], &[]).unwrap();
+        setup(
+            &repo.work,
+            &wt,
+            &[PathBuf::from(".env")],
+            &[],
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
         let mode = fs::metadata(wt.join(".env")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }

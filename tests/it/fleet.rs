@@ -101,12 +101,23 @@ impl Fleet {
             .collect()
     }
 
+    /// Worktrees in use: the main one and workers', not the pool's spares.
     pub(crate) fn worktrees(&self) -> usize {
         self.repo
             .git(["worktree", "list", "--porcelain"])
             .lines()
-            .filter(|l| l.starts_with("worktree "))
+            .filter(|l| l.starts_with("worktree ") && !l.contains("/.git/sprint/pool/"))
             .count()
+    }
+
+    /// The spare worktrees in the pool.
+    pub(crate) fn pooled(&self) -> Vec<PathBuf> {
+        let dir = self.repo.path().join(".git/sprint/pool");
+        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
     }
 
     pub(crate) fn state_commits(&self) -> usize {

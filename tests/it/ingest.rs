@@ -106,9 +106,15 @@ fn committing_tasks_md_ingests_it_and_an_edit_reconciles() {
     assert_eq!(task(&status, "T003")["status"], "cancelled");
     assert_eq!(task(&status, "T004")["status"], "done");
     assert_eq!(task(&status, "T006")["status"], "todo");
+    // T005 is updated too: with T004 checked, it also waits for what T004
+    // waited for (T002), so a checked task opens nothing early.
+    assert_eq!(
+        task(&status, "T005")["deps"],
+        serde_json::json!(["T002", "T004"])
+    );
     let log = repo.sprint(["log", "001-demo", "-n", "1"]);
     assert!(
-        log.contains("1 added, 1 updated, 1 cancelled, 1 checked off"),
+        log.contains("1 added, 2 updated, 1 cancelled, 1 checked off"),
         "{log}"
     );
 

@@ -258,6 +258,20 @@ fn a_twelve_task_three_story_spec_runs_to_done_in_order_and_merged_once() {
     let convoys = status["features"][0]["convoys"].as_array().unwrap();
     assert!(convoys.iter().all(|c| c["status"] == "done"), "{convoys:?}");
 
+    // The worktree pool is on (the default): merged tasks' worktrees went
+    // back to it, and later tasks re-pointed them (a checkout onto a task
+    // branch in a spare's HEAD log is only ever the pool's).
+    let spares = s.f.pooled();
+    assert!(!spares.is_empty() && spares.len() <= 4, "{spares:?}");
+    let reused = spares.iter().any(|spare| {
+        let dotgit = std::fs::read_to_string(spare.join(".git")).unwrap();
+        let admin = dotgit.trim().strip_prefix("gitdir: ").unwrap().to_owned();
+        let log = std::fs::read_to_string(std::path::Path::new(&admin).join("logs/HEAD"))
+            .unwrap_or_default();
+        log.contains("to sprint/f/")
+    });
+    assert!(reused, "no task reused a pooled worktree: {spares:?}");
+
     // From the audit trail: dependencies were done before a task started,
     // and no two tasks naming the same path were ever active together.
     let tasks = s.tasks();

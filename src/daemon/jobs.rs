@@ -1,0 +1,327 @@
+//! Jobs that run beside the orchestrator's loop, each on a thread of its
+//! own so the loop stays responsive: gate stages, Refinery merges, syncing
+//! the base into a feature, closing a feature. A task being worked on by a
+//! job is `busy` (the stages leave it alone); a job's verdict is a state
+//! commit, and it wakes the loop when it ends.
+
+use std::path::PathBuf;
+
+use super::engine::{Engine, EngineError};
+use super::record;
+use super::watch::Wake;
+use crate::gates::{self, Gate};
+use crate::refinery::Verdict;
+use crate::stages::{librarian, task_branch, GateStage};
+use crate::state::{Snapshot, StateError, TaskRef, TaskStatus};
+
+impl Engine {
+    /// Runs a gate stage on a thread; the verdict is a state commit, which
+    /// wakes the orchestrator again.
+    pub(super) fn run_gates(
+        &self,
+        feature: &str,
+        task: &str,
+        stage: GateStage,
+    ) -> Result<(), EngineError> {
+        let key = format!("{feature}/{task}");
+        if !self.take_busy(&key) {
+            return Ok(());
+        }
+        let gates: Vec<Gate> = match stage {
+            GateStage::Review => self.config.gates.review.clone(),
+            GateStage::Test => self.config.gates.test.clone(),
+        };
+        let worktree = self.task_worktree(feature, task);
+        let store_dir = self.root.clone();
+        let policy = self.attempt_policy();
+        let (feature, task) = (feature.to_owned(), task.to_owned());
+        let busy = self.busy.clone();
+        let wake = self.wake.clone();
+        std::thread::spawn(move || {
+            let outcome = gates::run_stage(
+                &gates,
+                &worktree,
+                &[("SPRINT_TASK".to_owned(), key.clone())],
+            );
+            let result = crate::state::Store::discover(&store_dir).and_then(|store| {
+                record::record_verdict(&store, &feature, &task, stage, &outcome, policy)
+            });
+            if let Err(e) = result {
+                tracing::warn!(task = %key, error = %e, "recording the gate verdict failed");
+            }
+            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            let _ = wake.send(Wake::JobDone);
+        });
+        Ok(())
+    }
+
+    /// Merges a task on a thread; the verdict is a state commit.
+    pub(super) fn merge(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        task: &str,
+    ) -> Result<(), EngineError> {
+        let title = snapshot
+            .feature(feature)
+            .and_then(|f| f.tasks.iter().find(|t| t.id == task))
+            .map(|t| t.title.clone())
+            .unwrap_or_default();
+        let integration = self.integration(snapshot, feature);
+        let security = self.config.gates.security.clone();
+        let policy = self.attempt_policy();
+        let (f, t, i) = (feature.to_owned(), task.to_owned(), integration.clone());
+        self.spawn_merge(
+            feature,
+            task,
+            title,
+            integration,
+            security,
+            move |store, v| record::record_merge(store, &f, &t, &i, v, policy),
+        );
+        Ok(())
+    }
+
+    /// Merges a convoy's docs branch; the convoy is done once they are in.
+    pub(super) fn merge_docs(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        convoy: &str,
+    ) -> Result<(), EngineError> {
+        let integration = self.integration(snapshot, feature);
+        let (f, c, i) = (feature.to_owned(), convoy.to_owned(), integration.clone());
+        let max = self.limits().max_attempts;
+        self.spawn_merge(
+            feature,
+            &librarian::docs_task(convoy),
+            format!("docs for convoy {convoy}"),
+            integration,
+            Vec::new(),
+            move |store, v| record::record_docs(store, &f, &c, &i, v, max),
+        );
+        Ok(())
+    }
+
+    /// Merges the base's new commits into the feature's integration branch
+    /// on a thread (the Refinery's lock keeps it apart from task merges);
+    /// the result is a state commit, which wakes the loop.
+    pub(super) fn sync_base(&self, feature: &str) {
+        let key = format!("{feature}/base");
+        if !self.take_busy(&key) {
+            return;
+        }
+        let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
+        let post_merge = self.config.gates.post_merge.clone();
+        let feature = feature.to_owned();
+        let (busy, wake) = (self.busy.clone(), self.wake.clone());
+        std::thread::spawn(move || {
+            let result = crate::state::Store::discover(&root)
+                .map_err(crate::sync::SyncError::from)
+                .and_then(|store| {
+                    crate::sync::sync_feature(&store, &common, &root, &feature, &post_merge)
+                });
+            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            match result {
+                Ok(synced) => {
+                    tracing::info!(%feature, ?synced, "base synced");
+                    let _ = wake.send(Wake::JobDone);
+                }
+                // Nothing changed, so no wake-up: the next event tries again
+                // (a wake here would retry in a tight loop).
+                Err(e) => tracing::warn!(%feature, error = %e, "syncing the base failed"),
+            }
+        });
+    }
+
+    /// Runs one Refinery merge of `sprint/<feature>/<task>` on a thread (the
+    /// Refinery's lock makes merges serial across processes), then records
+    /// the verdict and wakes the loop.
+    pub(super) fn spawn_merge(
+        &self,
+        feature: &str,
+        task: &str,
+        title: String,
+        integration: String,
+        security: Vec<Gate>,
+        record: impl FnOnce(&crate::state::Store, &Verdict) -> Result<(), StateError> + Send + 'static,
+    ) {
+        let key = format!("{feature}/{task}");
+        if !self.take_busy(&key) {
+            return;
+        }
+        let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
+        let task_wt = self.task_worktree(feature, task);
+        let post_merge = self.config.gates.post_merge.clone();
+        let branch = task_branch(feature, task);
+        let busy = self.busy.clone();
+        let wake = self.wake.clone();
+        let pool = self.fleet.pool.clone();
+        std::thread::spawn(move || {
+            let verdict = crate::refinery::merge(&crate::refinery::Merge {
+                common_dir: &common,
+                root: &root,
+                task: &key,
+                title: &title,
+                task_branch: &branch,
+                task_worktree: &task_wt,
+                integration: &integration,
+                security: &security,
+                post_merge: &post_merge,
+            });
+            let recorded = verdict.map_err(|e| e.to_string()).and_then(|v| {
+                crate::state::Store::discover(&root)
+                    .and_then(|store| record(&store, &v))
+                    .map_err(|e| e.to_string())?;
+                if matches!(v, Verdict::Merged { .. } | Verdict::AlreadyMerged { .. }) {
+                    // The work is in; its worktree goes back to the pool
+                    // (or away), its branch stays.
+                    let _ = pool.retire(&crate::worker::worktree::Git::new(&root), &task_wt);
+                }
+                Ok(())
+            });
+            if let Err(e) = recorded {
+                tracing::warn!(task = %key, error = %e, "merge failed");
+            }
+            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            let _ = wake.send(Wake::JobDone);
+        });
+    }
+
+    /// Marks the feature done, deletes the branches of its merged tasks, and
+    /// with `merge.auto` merges it into its base branch.
+    pub(super) fn close_feature(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+    ) -> Result<(), EngineError> {
+        let Some(f) = record::close_feature(&self.fleet.store, feature)? else {
+            return Ok(());
+        };
+        // The agents' logs were kept for their failures; the work is merged.
+        if let Err(e) = self.fleet.remove_feature_logs(feature) {
+            tracing::warn!(feature, error = %e, "removing the agents' logs failed");
+        }
+        let integration = self.integration(snapshot, feature);
+        // Their work is in the integration branch; a branch with anything
+        // more is kept.
+        if let Some(fs) = snapshot.feature(feature) {
+            let names = fs
+                .tasks
+                .iter()
+                .filter(|t| t.status == TaskStatus::Done)
+                .map(|t| t.id.clone())
+                .chain(fs.convoys.iter().map(|c| librarian::docs_task(&c.id)));
+            for name in names {
+                let _ = self.fleet.git.delete_branch_if_merged(
+                    &task_branch(feature, &name),
+                    &integration,
+                    false,
+                );
+            }
+        }
+        if !self.config.merge.auto {
+            return Ok(());
+        }
+        let base = f
+            .base_branch
+            .clone()
+            .or_else(|| crate::ingest::base_branch(self.fleet.store.repo()))
+            .unwrap_or_else(|| "main".into());
+        let verdict = crate::refinery::merge_into_base(
+            &self.fleet.common_dir,
+            &self.root,
+            &integration,
+            &base,
+            self.config.merge.mode,
+            &self.config.gates.post_merge,
+        );
+        use crate::refinery::BaseVerdict;
+        let note = match verdict {
+            Ok(BaseVerdict::Merged { commit }) => {
+                format!("merged into {base} at {}", crate::names::record_id(&commit))
+            }
+            Ok(BaseVerdict::AlreadyMerged) => format!("already in {base}"),
+            Ok(BaseVerdict::NotFastForward) => format!(
+                "not merged: {base} moved on; merge {integration} by hand or use merge.mode: merge"
+            ),
+            Ok(BaseVerdict::Dirty { worktree }) => format!(
+                "not merged: {base} is checked out with uncommitted changes in {}",
+                worktree.display()
+            ),
+            Ok(BaseVerdict::Conflict { files }) => {
+                format!("not merged: conflicts with {base} in {}", files.join(", "))
+            }
+            Ok(BaseVerdict::GatesFailed { outcome }) => format!(
+                "not merged: the post-merge gates failed on the merge into {base}:\n{}",
+                outcome.feedback()
+            ),
+            Err(e) => format!("not merged: {e}"),
+        };
+        record::feature_note(&self.fleet.store, feature, &note)?;
+        Ok(())
+    }
+
+    /// Runs a new worktree's setup (copies and `setup.commands`, each bounded
+    /// by `setup.timeout`) on a thread. Done, it marks the worktree set up;
+    /// failed or timed out, it removes the half-made worktree and, for a
+    /// developer's task `fails`, records a failed attempt (cause `setup`).
+    /// Either way it wakes the loop, which then starts the agent or retries.
+    pub(super) fn spawn_setup(
+        &self,
+        key: String,
+        path: PathBuf,
+        marker: PathBuf,
+        fails: Option<TaskRef>,
+    ) {
+        if !self.take_busy(&key) {
+            return;
+        }
+        let root = self.root.clone();
+        let setup = self.config.setup.clone();
+        let policy = self.attempt_policy();
+        let (busy, wake) = (self.busy.clone(), self.wake.clone());
+        std::thread::spawn(move || {
+            let ran = crate::worker::worktree::setup(
+                &root,
+                &path,
+                &setup.copy,
+                &setup.commands,
+                setup.timeout.0,
+            );
+            let woken = match ran {
+                Ok(report) => {
+                    super::launch::warn_skipped(&path, &report);
+                    if let Err(e) = std::fs::write(&marker, "") {
+                        tracing::warn!(worktree = %path.display(), error = %e, "marking the setup done failed; it runs again");
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(task = %key, error = %e, "worktree setup failed");
+                    super::launch::remove_half_made(&root, &path);
+                    match &fails {
+                        Some(r) => {
+                            let recorded = crate::state::Store::discover(&root).and_then(|store| {
+                                record::setup_failed(&store, r, &e.to_string(), policy)
+                            });
+                            if let Err(e) = recorded {
+                                tracing::warn!(task = %key, error = %e, "recording the failed setup failed");
+                            }
+                            true
+                        }
+                        // Nothing was recorded, so no wake-up: the next event
+                        // tries again (a wake here would retry in a tight loop).
+                        None => false,
+                    }
+                }
+            };
+            // The lock only guards a set: a panic on another thread cannot
+            // leave it half-changed, so a poisoned guard is still good.
+            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            if woken {
+                let _ = wake.send(Wake::JobDone);
+            }
+        });
+    }
+}

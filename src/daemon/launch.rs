@@ -1,0 +1,463 @@
+//! Starting and stopping agents: a task's worktree and its setup, the
+//! prompt's variables, the state transaction that claims the task (in
+//! [`super::record`]), and the agent's tmux session. Stopping a running one
+//! keeps its work. Jobs that run beside the loop (gates, merges, syncs)
+//! live in [`super::jobs`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::engine::{task_ref, Engine, EngineError};
+use super::record;
+use crate::clock;
+use crate::fleet::session_name;
+use crate::prompt;
+use crate::stages::{self, agent_id, librarian, task_branch};
+use crate::state::{liveness, Agent, AgentState, Cause, Snapshot, Task, TaskRef};
+
+impl Engine {
+    /// The task's worktree on `sprint/<feature>/<task>`, made from the
+    /// integration branch the first time and kept across attempts, once its
+    /// setup has run. `None`: its setup commands run on a job thread now
+    /// (they may take minutes; the loop goes on), and the job's end wakes
+    /// the loop to look again. A setup that fails or times out is recorded
+    /// against `task` by the job, when the task is a developer's to start.
+    pub(super) fn ensure_worktree(
+        &self,
+        feature: &str,
+        task: &str,
+        integration: &str,
+        setup_fails: Option<&TaskRef>,
+    ) -> Result<Option<PathBuf>, EngineError> {
+        let path = self.task_worktree(feature, task);
+        let key = stages::key(feature, task);
+        if self.busy_set().contains(&key) {
+            return Ok(None); // its setup is running
+        }
+        if !path.join(".git").exists() {
+            self.add_worktree(&path, feature, task, integration)?;
+        }
+        let Some(marker) = setup_marker(&path) else {
+            return Ok(Some(path)); // not a linked worktree: nothing to set up
+        };
+        if marker.exists() {
+            return Ok(Some(path));
+        }
+        let setup = &self.config.setup;
+        if setup.commands.is_empty() {
+            // Copying files is quick: done here, no job needed.
+            match crate::worker::worktree::setup(
+                &self.root,
+                &path,
+                &setup.copy,
+                &[],
+                setup.timeout.0,
+            ) {
+                Ok(report) => {
+                    warn_skipped(&path, &report);
+                    let _ = std::fs::write(&marker, "");
+                    return Ok(Some(path));
+                }
+                Err(e) => {
+                    remove_half_made(&self.root, &path);
+                    return Err(e.into());
+                }
+            }
+        }
+        self.spawn_setup(key, path, marker, setup_fails.cloned());
+        Ok(None)
+    }
+
+    /// The task's branch (made from `integration` the first time) in a
+    /// worktree from the pool or a new one; fast, so it runs on the loop.
+    fn add_worktree(
+        &self,
+        path: &Path,
+        feature: &str,
+        task: &str,
+        integration: &str,
+    ) -> Result<(), EngineError> {
+        let branch = task_branch(feature, task);
+        let git = &self.fleet.git;
+        if path.exists() {
+            // Half made when an orchestrator died: the branch keeps any
+            // commits; the directory holds nothing git tracks.
+            let _ = std::fs::remove_dir_all(path);
+        }
+        let _ = git.command(["worktree", "prune"]).output();
+        if !git.branch_exists(integration)? {
+            let base = crate::ingest::base_branch(self.fleet.store.repo())
+                .unwrap_or_else(|| "HEAD".into());
+            crate::ingest::ensure_branch(self.fleet.store.repo(), integration, &base)?;
+        }
+        // A pooled worktree re-pointed, else `git worktree add`.
+        self.fleet.pool.add(git, path, &branch, integration)?;
+        Ok(())
+    }
+
+    pub(super) fn prompt_vars(
+        &self,
+        feature: &str,
+        t: &Task,
+        integration: &str,
+    ) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            ("feature", feature.to_owned()),
+            ("task", t.id.clone()),
+            ("title", t.title.clone()),
+            ("description", t.description.clone()),
+            (
+                "paths",
+                if t.paths.is_empty() {
+                    "(none named)".into()
+                } else {
+                    t.paths.join(", ")
+                },
+            ),
+            ("branch", task_branch(feature, &t.id)),
+            ("integration", integration.to_owned()),
+            ("feedback", prompt::feedback(&t.feedback)),
+        ])
+    }
+
+    pub(super) fn start_developer(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        task: &str,
+        _attempt: u32,
+    ) -> Result<(), EngineError> {
+        let role = &self.config.roles.developer;
+        let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        let integration = self.integration(snapshot, feature);
+        let r = task_ref(feature, task);
+        let worktree = match self.ensure_worktree(feature, task, &integration, Some(&r)) {
+            Ok(Some(w)) => w,
+            Ok(None) => return Ok(()), // setup runs; its end wakes us
+            Err(e) => {
+                // A worktree that cannot be prepared is a failed attempt
+                // (cause `setup`), so a broken setup cannot loop for ever.
+                record::setup_failed(&self.fleet.store, &r, &e.to_string(), self.attempt_policy())?;
+                return Err(e);
+            }
+        };
+        let base_commit = self.branch_tip(&task_branch(feature, task));
+        let limits = self.limits();
+        let branch = task_branch(feature, task);
+        let template = prompt::template(&self.root, "developer");
+        let agent = record::claim_developer(
+            &self.fleet.store,
+            &r,
+            &role.agent,
+            &limits,
+            &branch,
+            &worktree,
+            |t, id| {
+                let vars = self.prompt_vars(feature, t, &integration);
+                let mut a = self.agent_record(
+                    id,
+                    "developer",
+                    &r,
+                    &worktree,
+                    &integration,
+                    &role.agent,
+                    &profile,
+                    t,
+                    prompt::render(&template, &vars),
+                );
+                a.base_commit = base_commit.clone();
+                a
+            },
+        )?;
+        let Some(agent) = agent else {
+            return Ok(());
+        };
+        if let Err(e) = self.launch(&agent) {
+            let why = format!("could not start developer {}: {e}", agent.id);
+            record::lost_attempt(
+                &self.fleet.store,
+                &r,
+                Some(&agent.id),
+                Cause::Setup,
+                &why,
+                self.attempt_policy(),
+            )?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub(super) fn start_tester(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        task: &str,
+        attempt: u32,
+    ) -> Result<(), EngineError> {
+        let role = &self.config.roles.tester;
+        let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        let integration = self.integration(snapshot, feature);
+        let Some(worktree) = self.ensure_worktree(feature, task, &integration, None)? else {
+            return Ok(());
+        };
+        let r = task_ref(feature, task);
+        let limits = self.limits();
+        let template = prompt::template(&self.root, "tester");
+        let agent = record::claim_tester(
+            &self.fleet.store,
+            &r,
+            attempt,
+            &role.agent,
+            &limits,
+            |t, id| {
+                let vars = self.prompt_vars(feature, t, &integration);
+                self.agent_record(
+                    id,
+                    "tester",
+                    &r,
+                    &worktree,
+                    &integration,
+                    &role.agent,
+                    &profile,
+                    t,
+                    prompt::render(&template, &vars),
+                )
+            },
+        )?;
+        let Some(agent) = agent else {
+            return Ok(());
+        };
+        self.launch(&agent)
+    }
+
+    /// Starts the agent's tmux session; if that fails, the record says the
+    /// agent is dead, so nothing waits for it.
+    pub(super) fn launch(&self, agent: &Agent) -> Result<(), EngineError> {
+        let Err(e) = self.fleet.start_session(&self.exe, agent) else {
+            return Ok(());
+        };
+        record::mark_dead(
+            &self.fleet.store,
+            &agent.id,
+            Cause::Setup,
+            &format!("its tmux session could not start: {e}"),
+        )?;
+        Err(e.into())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn agent_record(
+        &self,
+        id: &str,
+        role: &str,
+        r: &TaskRef,
+        worktree: &Path,
+        integration: &str,
+        profile_name: &str,
+        profile: &crate::worker::profile::AgentProfile,
+        t: &Task,
+        prompt: String,
+    ) -> Agent {
+        Agent {
+            id: id.to_owned(),
+            role: role.to_owned(),
+            state: AgentState::Starting,
+            task: Some(r.to_string()),
+            batch: None,
+            profile: profile_name.to_owned(),
+            session: session_name(id),
+            pid: None,
+            worktree: worktree.display().to_string(),
+            branch: task_branch(&r.feature, &r.id),
+            base: integration.to_owned(),
+            prompt,
+            started: clock::now(),
+            heartbeat: 0,
+            ended: None,
+            exit_status: None,
+            wip_commit: None,
+            runner_pid: None,
+            base_commit: None,
+            end_commit: None,
+            launch: Some(crate::state::AgentLaunch::from(profile)),
+            model: None,
+            paths: t.paths.clone(),
+            signal: None,
+            followups: Vec::new(),
+            usage: None,
+            cause: None,
+            error: None,
+        }
+    }
+
+    /// Stops a running agent's session and waits for its wrapper to save
+    /// the work; if the wrapper died too (kill -9), saves it here.
+    pub(super) fn stop_agent(&self, a: &Agent, reason: &str) {
+        if self.fleet.tmux.kill_session(&a.session).unwrap_or(false) {
+            if let Some(pid) = a.runner_pid {
+                crate::fleet::wait_for_exit(pid, std::time::Duration::from_secs(10));
+            }
+        }
+        let wt = crate::worker::worktree::Git::new(&a.worktree);
+        if Path::new(&a.worktree).exists() && wt.is_dirty().unwrap_or(false) {
+            let _ = self.fleet.save_wip(
+                Path::new(&a.worktree),
+                &a.id,
+                &format!("WIP: {} ({reason})", a.id),
+            );
+        }
+    }
+
+    /// A lost attempt: stop the agent (its work is kept), then retry the
+    /// task after a backoff, or fail it past the attempt limit.
+    pub(super) fn retry(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        task: &str,
+        agent: Option<&str>,
+        cause: Cause,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        if let Some(a) = agent.and_then(|id| stages::agent(snapshot, id)) {
+            if liveness::is_running(a) {
+                self.stop_agent(a, reason);
+            }
+        }
+        let r = task_ref(feature, task);
+        record::lost_attempt(
+            &self.fleet.store,
+            &r,
+            agent,
+            cause,
+            reason,
+            self.attempt_policy(),
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn start_librarian(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        convoy: &str,
+        attempt: u32,
+    ) -> Result<(), EngineError> {
+        let role = &self.config.roles.librarian;
+        let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        let integration = self.integration(snapshot, feature);
+        let docs = librarian::docs_task(convoy);
+        let Some(worktree) = self.ensure_worktree(feature, &docs, &integration, None)? else {
+            return Ok(());
+        };
+        let id = agent_id(feature, &docs, "librarian", attempt);
+        let fs = snapshot.feature(feature);
+        let Some(c) = fs.and_then(|f| f.convoys.iter().find(|c| c.id == convoy)) else {
+            return Ok(());
+        };
+        let tasks: Vec<String> = c
+            .tasks
+            .iter()
+            .filter_map(|id| fs?.tasks.iter().find(|t| &t.id == id))
+            .map(|t| format!("- {}: {}", t.id, t.title))
+            .collect();
+        let mut feedback = Vec::new();
+        feedback.extend(c.reason.clone());
+        // What the convoy changed, as a summary for the docs.
+        let base = snapshot
+            .feature(feature)
+            .and_then(|f| f.feature.base_branch.clone())
+            .unwrap_or_else(|| "HEAD".into());
+        let diffstat = self
+            .fleet
+            .git
+            .command([
+                "diff",
+                "--stat=100",
+                &format!("{base}...{integration}"),
+                "--",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let vars = BTreeMap::from([
+            ("feature", feature.to_owned()),
+            ("convoy", convoy.to_owned()),
+            ("integration", integration.clone()),
+            ("tasks", tasks.join("\n")),
+            ("docs", self.config.docs.join(", ")),
+            ("diffstat", diffstat),
+            ("feedback", prompt::feedback(&feedback)),
+        ]);
+        let prompt_text = prompt::render(&prompt::template(&self.root, "librarian"), &vars);
+        let r = TaskRef {
+            feature: feature.to_owned(),
+            id: docs.clone(),
+        };
+        let mut agent = self.agent_record(
+            &id,
+            "librarian",
+            &r,
+            &worktree,
+            &integration,
+            &role.agent,
+            &profile,
+            &Task::new(&docs, "", ""),
+            prompt_text,
+        );
+        agent.paths = self.config.docs.clone();
+        if !record::claim_librarian(
+            &self.fleet.store,
+            feature,
+            convoy,
+            attempt,
+            &self.limits(),
+            &agent,
+        )? {
+            return Ok(());
+        }
+        self.launch(&agent)
+    }
+
+    /// Whether a developer left a commit beyond where its run started (the
+    /// wrapper's WIP commit counts). Unknown start: assume it did.
+    pub(super) fn developer_changed(&self, snapshot: &Snapshot, agent: &str) -> bool {
+        let Some(a) = stages::agent(snapshot, agent) else {
+            return true;
+        };
+        let Some(start) = a.base_commit.as_deref() else {
+            return true;
+        };
+        match self.branch_tip(&a.branch) {
+            Some(tip) => tip != start,
+            None => true,
+        }
+    }
+
+    /// The commit `branch` points at, read in-process.
+    pub(super) fn branch_tip(&self, branch: &str) -> Option<String> {
+        self.fleet.branch_tip(branch).map(|id| id.to_string())
+    }
+}
+
+/// Where a worktree's setup is marked done: a file in its private git
+/// directory (`<common>/worktrees/<name>/`), so nothing shows in the
+/// worktree itself, and a setup cut short by a crash runs again.
+pub(super) fn setup_marker(worktree: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
+    let gitdir = text.strip_prefix("gitdir:")?.trim();
+    Some(worktree.join(gitdir).join("sprint-setup-done"))
+}
+
+pub(super) fn warn_skipped(path: &Path, report: &crate::worker::worktree::SetupReport) {
+    for (file, why) in &report.skipped {
+        tracing::warn!(worktree = %path.display(), file = %file.display(), "setup file not copied: {why}");
+    }
+}
+
+/// No half-made worktree: the next attempt makes it again and runs setup
+/// again; the branch keeps any commits.
+pub(super) fn remove_half_made(root: &Path, path: &Path) {
+    let _ = crate::worker::worktree::Git::new(root).remove_worktree(path, true);
+    let _ = std::fs::remove_dir_all(path);
+}

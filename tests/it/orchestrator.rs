@@ -1,0 +1,139 @@
+//! The orchestrator's loop itself: blocking work (a task's setup commands)
+//! runs beside it, so other tasks and `stop` are never held up; and every
+//! agent death it records is a real transition.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::sprint::{config, scripted, Sprint};
+
+/// Kills a process the product left running (a setup command the test made
+/// hang) even when the test fails.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_setup_command_that_hangs_holds_up_neither_other_tasks_nor_stop() {
+    // T001's setup hangs (writing its pid first, so the test can end it);
+    // every other worktree's setup is instant.
+    let setup =
+        r#"case "$PWD" in *f.T001) echo $$ > "$HOME/slow-setup.pid"; exec sleep 600;; esac"#;
+    let s = Sprint::new(
+        &config(
+            &scripted(),
+            &format!(
+                "setup: {{ copy: [], commands: [{}], timeout: 15m }}\n",
+                serde_json::to_string(setup).unwrap()
+            ),
+        ),
+        "- [ ] T001 [P] Slow in a.txt\n- [ ] T002 [P] Quick in b.txt\n",
+    );
+    let mut guard = KillOnDrop(None);
+    s.start(&[]);
+    let pid_file = s.f.repo.home().join("slow-setup.pid");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for T001's setup command to start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    guard.0 = Some(pid);
+    s.wait("T002 done while T001's setup still runs", 120, |t| {
+        t["T002"]["status"] == "done"
+    });
+    assert!(alive(pid), "T001's setup command still runs");
+    let t001 = &s.tasks()["T001"];
+    assert_eq!(t001["status"], "todo", "{t001}");
+    // The loop still answers: stop ends the orchestrator.
+    let lock = s.f.repo.path().join(".git/sprint/orchestrator.lock");
+    let orchestrator: u32 = std::fs::read_to_string(&lock)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let out = s.f.ok(&["stop"]);
+    assert!(out.contains("Orchestrator stopped"), "{out}");
+    assert!(
+        git_sprint::fleet::wait_for_exit(orchestrator, Duration::from_secs(10)),
+        "the orchestrator {orchestrator} survived stop"
+    );
+}
+
+/// Regression: an agent whose session could not start was marked dead in a
+/// commit with no transition ("update sprint state"); every death is now
+/// one path that records `<agent>: running -> dead` with its cause.
+#[test]
+fn update_sprint_state_commit_for_a_dead_agent_is_a_named_transition() {
+    let s = Sprint::new(
+        // Nothing wakes the orchestrator when a session vanishes; the
+        // lease running out does.
+        &config(
+            &scripted(),
+            "policy: { max_attempts: 1 }\ntimeouts: { lease: 2s }\n",
+        ),
+        "- [ ] T001 Hang in a.txt\n",
+    );
+    s.start(&[("SCRIPTED_AGENT_MODE_f_T001", "hang")]);
+    let rows = s.f.wait_list("the developer running", |r| {
+        r.iter()
+            .any(|w| w["role"] == "developer" && w["status"] == "running")
+    });
+    let dev = rows
+        .iter()
+        .find(|w| w["role"] == "developer")
+        .unwrap()
+        .clone();
+    let id = dev["id"].as_str().unwrap().to_owned();
+    // A crash of the wrapper: it records nothing; its session closes.
+    let runner = dev["runner_pid"].as_u64().unwrap() as u32;
+    Command::new("kill")
+        .args(["-9", &runner.to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        git_sprint::fleet::wait_for_exit(runner, Duration::from_secs(10)),
+        "wrapper {runner} survived kill -9"
+    );
+    let session = dev["session"].as_str().unwrap().to_owned();
+    s.f.tmux(&["kill-session", "-t", &session]);
+    s.wait("T001 failed after its agent died", 60, |t| {
+        t["T001"]["status"] == "failed"
+    });
+    let trail = s.transitions();
+    assert!(
+        trail.iter().any(|(task, from, to, why)| task == &id
+            && from == "running"
+            && to == "dead"
+            && why.contains("[crash]")),
+        "{trail:?}"
+    );
+    let subjects = s.f.repo.git(["log", "--format=%s", "refs/ai-sprint"]);
+    assert!(!subjects.contains("update sprint state"), "{subjects}");
+}
