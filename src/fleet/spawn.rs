@@ -322,8 +322,13 @@ impl Maker<'_> {
             let _serial = add_lock.lock().unwrap_or_else(|e| e.into_inner());
             git.add_worktree(path, &spec.branch, base)?;
         }
-        match crate::worker::worktree::setup(root, path, &setup.copy, &setup.commands, setup.timeout.0)
-        {
+        match crate::worker::worktree::setup(
+            root,
+            path,
+            &setup.copy,
+            &setup.commands,
+            setup.timeout.0,
+        ) {
             Ok(report) => {
                 for (file, why) in &report.skipped {
                     tracing::warn!(

@@ -1258,6 +1258,7 @@ mod snapshot_cache_tests {
                 );
                 txn.writes
                     .insert("agents/a1.yaml".into(), Some(b"{{ not yaml".to_vec()));
+                txn.subject("test: break two records");
                 Ok(())
             })
             .unwrap();
@@ -1284,6 +1285,7 @@ mod snapshot_cache_tests {
                 for a in agents {
                     txn.put_agent(a)?;
                 }
+                txn.subject("test: put agents");
                 Ok(())
             })
             .unwrap();
@@ -1392,7 +1394,7 @@ mod snapshot_cache_tests {
         assert!(out.status.success(), "{log}");
         assert_eq!(
             log.lines().collect::<Vec<_>>(),
-            ["archive 3 finished agents", "update sprint state"],
+            ["archive 3 finished agents", "test: put agents"],
             "{log}"
         );
     }
