@@ -270,9 +270,12 @@ fn a_setsid_process_an_agent_started_dies_when_the_agent_ends() {
     });
     // The wrapper kills the agent's leftovers before it records the end.
     assert!(m.pids().is_empty(), "sleep {} outlived its agent", m.0);
+    // At least the sleep; under load a child still on its way out (say, a
+    // git the agent ran) may be counted with it.
     let log = f.ok(&["logs", "w1"]);
     assert!(
-        log.contains("killed 1 process the agent left running"),
+        log.contains("killed 1 process the agent left running")
+            || log.contains("processes the agent left running"),
         "{log}"
     );
 }
