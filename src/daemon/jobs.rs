@@ -176,7 +176,15 @@ impl Engine {
                 if matches!(v, Verdict::Merged { .. } | Verdict::AlreadyMerged { .. }) {
                     // The work is in; its worktree goes back to the pool
                     // (or away), its branch stays.
-                    let _ = pool.retire(&crate::worker::worktree::Git::new(&root), &task_wt);
+                    match pool.retire(&crate::worker::worktree::Git::new(&root), &task_wt) {
+                        Ok(crate::worker::pool::Retired::Discarded(why)) => {
+                            tracing::warn!(worktree = %task_wt.display(), "worktree not pooled: {why}")
+                        }
+                        Err(e) => {
+                            tracing::warn!(worktree = %task_wt.display(), error = %e, "removing a merged task's worktree failed")
+                        }
+                        Ok(_) => {}
+                    }
                 }
                 Ok(())
             });

@@ -446,7 +446,7 @@ impl Engine {
 pub(super) fn setup_marker(worktree: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string(worktree.join(".git")).ok()?;
     let gitdir = text.strip_prefix("gitdir:")?.trim();
-    Some(worktree.join(gitdir).join("sprint-setup-done"))
+    Some(worktree.join(gitdir).join(crate::worker::pool::SETUP_DONE))
 }
 
 pub(super) fn warn_skipped(path: &Path, report: &crate::worker::worktree::SetupReport) {

@@ -51,6 +51,11 @@ const ADMIN_FILES: &[&str] = &[
     "refs",
 ];
 
+/// git-sprint's own mark in a worktree's admin directory that its setup
+/// ran (see `daemon::launch`). A pooled worktree runs setup again for its
+/// next task, so the mark goes when the worktree is retired.
+pub const SETUP_DONE: &str = "sprint-setup-done";
+
 /// The repository's pool of spare worktrees.
 #[derive(Debug, Clone)]
 pub struct Pool {
@@ -231,6 +236,11 @@ impl Pool {
             self.remove(git, path)?;
             return Ok(Retired::Removed);
         };
+        if let Some(admin) =
+            admin_of(path).filter(|a| a.parent() == Some(&*self.common.join("worktrees")))
+        {
+            let _ = fs::remove_file(admin.join(SETUP_DONE));
+        }
         if let Err(why) = self.inspect(path, &here) {
             self.discard(git, path);
             return Ok(Retired::Discarded(why));
@@ -509,6 +519,23 @@ mod tests {
             .unwrap()
             .trim()
             .to_owned()
+    }
+
+    #[test]
+    fn regression_a_worktree_whose_setup_ran_was_never_pooled() {
+        // The setup mark in the admin directory read as a stranger's file,
+        // so every sprint task's worktree was discarded instead of pooled;
+        // now the mark goes, and the next task runs setup again.
+        let repo = TestRepo::new();
+        let pool = pool(&repo, 2, &[]);
+        let wt = repo.path("wt/a");
+        pool.add(&repo.git, &wt, "a", "main").unwrap();
+        let admin = admin_of(&wt).unwrap();
+        std::fs::write(admin.join(SETUP_DONE), "").unwrap();
+        let Retired::Pooled(at) = pool.retire(&repo.git, &wt).unwrap() else {
+            panic!("a worktree whose setup ran was not pooled")
+        };
+        assert!(!admin_of(&at).unwrap().join(SETUP_DONE).exists());
     }
 
     #[test]
