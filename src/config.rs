@@ -637,7 +637,7 @@ impl Loaded {
             Some(BaseFile {
                 branch,
                 commit: Some(c),
-            }) => format!("{FILE_NAME} at {branch} ({})", &c[..c.len().min(7)]),
+            }) => format!("{FILE_NAME} at {branch} ({})", crate::names::short_id(c)),
             Some(BaseFile {
                 branch,
                 commit: None,

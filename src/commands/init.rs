@@ -55,7 +55,31 @@ pub(crate) fn hooks_dir(store: &crate::state::Store, shared: bool) -> Result<std
     Ok(dir)
 }
 
+/// What `init` does: [`Args`] resolved, for callers without a command line
+/// (`start` and the demo set up a repository the way `init` does).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Leave the git hooks out.
+    pub no_hooks: bool,
+    /// Install into a core.hooksPath outside the repository.
+    pub shared_hooks: bool,
+    /// The built-in gate set to write a new .git-sprint.yaml with.
+    pub gates: Option<String>,
+}
+
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    setup(
+        ctx,
+        &Options {
+            no_hooks: args.no_hooks,
+            shared_hooks: args.shared_hooks,
+            gates: args.gates.clone(),
+        },
+    )
+}
+
+/// Sets up git-sprint in the repository of `ctx` as `opts` say.
+pub fn setup(ctx: &mut Ctx<'_>, opts: &Options) -> Result {
     let store = ctx.store()?;
     if store.tip()?.is_none() {
         // A new state over an old sprint's branches would run its tasks
@@ -70,7 +94,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     }
     // Refuse before writing anything: a refusal leaves no half set-up repository.
     let top = super::worktree_root(&store)?;
-    let gates = match &args.gates {
+    let gates = match &opts.gates {
         Some(name) => {
             let file = crate::config::path(&top);
             if file.exists() {
@@ -88,10 +112,10 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         }
         None => None,
     };
-    let hooks_dir = if args.no_hooks {
+    let hooks_dir = if opts.no_hooks {
         None
     } else {
-        Some(hooks_dir(&store, args.shared_hooks)?)
+        Some(hooks_dir(&store, opts.shared_hooks)?)
     };
     let done = store.transact(&Actor::named("git-sprint"), |txn| {
         if txn.meta()?.is_some() {
@@ -121,7 +145,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         }
     }
     if let Some(path) = crate::config::write_example(&top, gates)? {
-        match &args.gates {
+        match &opts.gates {
             Some(name) => writeln!(
                 ctx.out,
                 "Wrote {} with the {name} gates (commit it)",

@@ -34,14 +34,7 @@ pub struct Args {
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     if store.tip()?.is_none() {
-        super::init::run(
-            ctx,
-            &super::init::Args {
-                no_hooks: false,
-                shared_hooks: false,
-                gates: None,
-            },
-        )?;
+        super::init::setup(ctx, &super::init::Options::default())?;
     }
     let fleet = Fleet::open(&ctx.cwd)?;
     let tmux = fleet.tmux.socket().to_owned();

@@ -266,7 +266,7 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
         },
         end.wip_commit
             .as_ref()
-            .map(|c| format!("; uncommitted work saved as {}", &c[..c.len().min(7)]))
+            .map(|c| format!("; uncommitted work saved as {}", crate::names::short_id(c)))
             .unwrap_or_default()
     );
     if let Some(u) = end.usage.as_ref().filter(|u| u.tokens() > 0) {

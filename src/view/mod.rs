@@ -204,7 +204,7 @@ impl Board {
     /// The board at `now` on a `width` × `height` screen (0: any height);
     /// `live` when keys work.
     pub fn frame(&self, now: i64, live: bool, width: usize, height: usize) -> Vec<Line> {
-        let tip = self.seen.map(|t| t.to_string()[..7].to_owned());
+        let tip = self.seen.map(|t| crate::names::short_id(&t));
         let recent: Vec<Entry> = self.recent.iter().cloned().collect();
         render::render(&Frame {
             snapshot: &self.snapshot,

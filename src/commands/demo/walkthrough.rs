@@ -195,15 +195,8 @@ pub fn run(out: &mut dyn Write, opts: &Options) -> Result {
         cwd: dir.clone(),
         out: &mut quiet,
     };
-    commands::init::run(
-        &mut ctx,
-        &commands::init::Args {
-            no_hooks: false,
-            shared_hooks: false,
-            gates: None,
-        },
-    )
-    .map_err(step("setting up git-sprint in the demo repository"))?;
+    commands::init::setup(&mut ctx, &commands::init::Options::default())
+        .map_err(step("setting up git-sprint in the demo repository"))?;
     let store = Store::discover(&dir)?;
     let outcomes = commands::ingest::ingest_all(&store, &Actor::named(USER_NAME), None, &[])
         .map_err(step("reading the demo's tasks.md into the sprint state"))?;
