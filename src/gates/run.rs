@@ -545,7 +545,12 @@ mod tests {
         // The ledger is handed in rather than set with keep_ledger: that one is
         // process-wide, and an orchestrator that another test runs meanwhile
         // sets and clears it (regression: this test flaked so).
-        let mut g = gate("look", "echo \"mark=$GIT_SPRINT_MARK\"; ls \"$LEDGER\"");
+        // The record is written once the gate's process exists (it names
+        // the pid), so the gate may start before it: it waits, boundedly.
+        let mut g = gate(
+            "look",
+            "echo \"mark=$GIT_SPRINT_MARK\"; i=0; while [ ! -e \"$LEDGER/$GIT_SPRINT_MARK\" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; ls \"$LEDGER\"",
+        );
         g.env
             .insert("LEDGER".into(), ledger.dir().display().to_string());
         let o = run_gate_limited(
