@@ -258,7 +258,11 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
     }
 
     if !m.security.is_empty() && m.task_worktree.exists() {
-        let outcome = gates::run_stage(m.security, m.task_worktree, &[]);
+        let change = gates::Change::Branch {
+            base: &old,
+            tip: &tip,
+        };
+        let outcome = gates::run_stage_for_change(m.security, m.task_worktree, &[], &git, &change);
         if !outcome.passed {
             return Ok(Verdict::GatesFailed {
                 stage: gates::Stage::Security,
@@ -293,8 +297,12 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
         }
         return Ok(Verdict::Conflict { files, output });
     }
-    let outcome = gates::run_stage(m.post_merge, &wt_path, &[]);
     let new = ok(&wt, &["rev-parse", "HEAD"])?;
+    let change = gates::Change::Commits {
+        from: &old,
+        to: &new,
+    };
+    let outcome = gates::run_stage_for_change(m.post_merge, &wt_path, &[], &wt, &change);
     if !outcome.passed {
         let _ = run(&wt, &["checkout", "--quiet", "--force", "--detach", &old]);
         return Ok(Verdict::GatesFailed {
@@ -458,11 +466,16 @@ pub fn merge_into_base(
                 let _ = run(&wt, &["merge", "--abort"]);
                 return Ok(BaseVerdict::Conflict { files });
             }
-            let outcome = gates::run_stage(post_merge, &wt_path, &[]);
+            let new = ok(&wt, &["rev-parse", "HEAD"])?;
+            let change = gates::Change::Commits {
+                from: &old,
+                to: &new,
+            };
+            let outcome = gates::run_stage_for_change(post_merge, &wt_path, &[], &wt, &change);
             if !outcome.passed {
                 return Ok(BaseVerdict::GatesFailed { outcome });
             }
-            ok(&wt, &["rev-parse", "HEAD"])?
+            new
         }
     };
     // Where is the base checked out? Move it there only by a fast-forward of
@@ -567,8 +580,12 @@ pub fn sync_base(
         let _ = run(&wt, &["merge", "--abort"]);
         return Ok(BaseSync::Conflict { files });
     }
-    let outcome = gates::run_stage(post_merge, &wt_path, &[]);
     let new = ok(&wt, &["rev-parse", "HEAD"])?;
+    let change = gates::Change::Commits {
+        from: &old,
+        to: &new,
+    };
+    let outcome = gates::run_stage_for_change(post_merge, &wt_path, &[], &wt, &change);
     if !outcome.passed {
         let _ = run(&wt, &["checkout", "--quiet", "--force", "--detach", &old]);
         return Ok(BaseSync::GatesFailed { outcome });

@@ -290,7 +290,7 @@ impl Engine {
                 feature,
                 task,
                 stage,
-            } => self.run_gates(feature, task, *stage),
+            } => self.run_gates(snapshot, feature, task, *stage),
             Action::Retry {
                 feature,
                 task,

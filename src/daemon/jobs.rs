@@ -19,6 +19,7 @@ impl Engine {
     /// wakes the orchestrator again.
     pub(super) fn run_gates(
         &self,
+        snapshot: &Snapshot,
         feature: &str,
         task: &str,
         stage: GateStage,
@@ -32,16 +33,25 @@ impl Engine {
             GateStage::Test => self.config.gates.test.clone(),
         };
         let worktree = self.task_worktree(feature, task);
+        // The task's change is its branch against the integration branch
+        // (from their merge-base), whatever the worktree holds uncommitted.
+        let integration = format!("refs/heads/{}", self.integration(snapshot, feature));
+        let branch = format!("refs/heads/{}", task_branch(feature, task));
         let store_dir = self.root.clone();
         let policy = self.attempt_policy();
         let (feature, task) = (feature.to_owned(), task.to_owned());
         let busy = self.busy.clone();
         let wake = self.wake.clone();
         std::thread::spawn(move || {
-            let outcome = gates::run_stage(
+            let outcome = gates::run_stage_for_change(
                 &gates,
                 &worktree,
                 &[("SPRINT_TASK".to_owned(), key.clone())],
+                &crate::worker::worktree::Git::new(&store_dir),
+                &gates::Change::Branch {
+                    base: &integration,
+                    tip: &branch,
+                },
             );
             let result = crate::state::Store::discover(&store_dir).and_then(|store| {
                 record::record_verdict(&store, &feature, &task, stage, &outcome, policy)

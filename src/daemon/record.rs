@@ -435,11 +435,16 @@ pub fn record_verdict(
         if outcome.passed {
             t.tester = None;
             txn.put_task(feature, &t)?;
-            let why = if outcome.results.is_empty() {
-                format!("no {name} gates configured")
-            } else {
-                format!("{name} gates passed")
+            let mut why = match (outcome.results.is_empty(), outcome.skipped.is_empty()) {
+                (true, true) => format!("no {name} gates configured"),
+                (true, false) => format!("no {name} gate had to run"),
+                (false, _) => format!("{name} gates passed"),
             };
+            // Said in the transition, so `show` and `log` tell why a gate
+            // did not run.
+            if let Some(note) = outcome.skipped_note() {
+                why.push_str(&format!("; {note}"));
+            }
             ops::move_task(txn, &r, pass_to, Some(&why), false)?;
         } else {
             txn.put_task(feature, &t)?;
@@ -454,7 +459,10 @@ pub fn record_verdict(
                 &r,
                 None,
                 Cause::Gate,
-                &format!("{name} gate {failed} failed"),
+                &match outcome.skipped_note() {
+                    Some(note) => format!("{name} gate {failed} failed; {note}"),
+                    None => format!("{name} gate {failed} failed"),
+                },
                 Some(outcome.feedback()),
                 policy,
                 TaskStatus::InProgress,

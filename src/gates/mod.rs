@@ -16,11 +16,17 @@
 //! ([`keep_ledger`]), so gates orphaned by a killed orchestrator die at the next
 //! start. The timeout is a blocking wait on a channel, not a poll.
 //!
+//! A gate with `paths` runs only when the change touched one of them (a task's
+//! branch from its merge-base with the integration branch; a merge's old tip to
+//! its new); a gate so skipped is named in the stage's outcome.
+//!
 //! The module is split by job: [`config`] reads and checks the `gates:` section,
-//! [`run`] runs a gate with its limits and captures its output, [`figure`] pulls a
+//! [`diff`] finds what a change touched, [`run`] runs a gate with its limits and
+//! captures its output, [`figure`] pulls a
 //! number out of that output, and [`outcome`] turns runs into records and feedback.
 
 mod config;
+mod diff;
 mod figure;
 mod outcome;
 mod run;
@@ -31,9 +37,9 @@ mod testutil;
 // Refinery types (and benches build gates); the templates are what
 // `init --gates` offers. Running gates is the crate's business.
 pub use config::{template, Figure, Gate, GateConfigError, GateSet, Stage, TEMPLATES};
+pub(crate) use diff::{run_stage_for_change, Change};
 pub use outcome::{GateOutcome, StageOutcome};
-pub(crate) use run::{keep_ledger, run_stage};
-// Nothing in the crate calls this yet: the engine runs every gate whatever the
-// diff touched, so a gate's `paths` is checked but not applied (reported to
-// the lead). Kept public rather than deleted, as the intended entry point.
+pub(crate) use run::keep_ledger;
+// Public for callers that already know the changed files; the crate goes
+// through `run_stage_for_change`, which asks git.
 pub use run::run_stage_for_diff;

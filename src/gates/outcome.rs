@@ -92,6 +92,21 @@ impl StageOutcome {
             .collect()
     }
 
+    /// Which gates were skipped and why, e.g. `docs skipped: the change touches
+    /// none of its paths`; `None` when every gate was run (or stopped short).
+    pub fn skipped_note(&self) -> Option<String> {
+        match self.skipped.as_slice() {
+            [] => None,
+            [one] => Some(format!(
+                "{one} skipped: the change touches none of its paths"
+            )),
+            many => Some(format!(
+                "{} skipped: the change touches none of their paths",
+                many.join(", ")
+            )),
+        }
+    }
+
     /// A short text for the developer's next prompt: which gate failed, how, and the
     /// end of its output.
     pub fn feedback(&self) -> String {
@@ -101,11 +116,15 @@ impl StageOutcome {
             .filter(|(_, o)| o.passed)
             .map(|(n, _)| n.as_str())
             .collect();
+        let skipped = self
+            .skipped_note()
+            .map(|n| format!(" ({n}.)"))
+            .unwrap_or_default();
         let Some((name, o)) = self.failed() else {
             return if passed.is_empty() {
-                "No gates ran.".to_string()
+                format!("No gates ran.{skipped}")
             } else {
-                format!("All gates passed: {}.", passed.join(", "))
+                format!("All gates passed: {}.{skipped}", passed.join(", "))
             };
         };
         let why = o.failure.as_deref().unwrap_or("failed");
@@ -118,6 +137,9 @@ impl StageOutcome {
         }
         if !self.not_run.is_empty() {
             s.push_str(&format!("Not run after it: {}.\n", self.not_run.join(", ")));
+        }
+        if let Some(note) = self.skipped_note() {
+            s.push_str(&format!("{note}.\n"));
         }
         let fence = "`".repeat(longest_backtick_run(&o.output_tail).max(2) + 1);
         s.push_str(&format!(

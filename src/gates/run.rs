@@ -629,6 +629,10 @@ mod tests {
         let s = run_stage_for_diff(&[py, docs], dir.path(), &[], &["docs/x.md"]);
         assert_eq!(s.skipped, ["py"]);
         assert_eq!(s.results.len(), 1);
+        assert_eq!(
+            s.feedback(),
+            "All gates passed: docs. (py skipped: the change touches none of its paths.)"
+        );
     }
 
     #[test]

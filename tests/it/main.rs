@@ -6,6 +6,7 @@ mod cli;
 mod containment;
 mod demo;
 mod fleet;
+mod gates;
 mod hygiene;
 mod ingest;
 mod integrity;
