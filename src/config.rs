@@ -36,6 +36,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
 
+use crate::hint::Hint;
 use crate::worker::profile::{AgentProfile, PromptMode, PRESETS};
 use crate::worker::stream::OutputFormat;
 
@@ -86,8 +87,8 @@ pub enum ConfigError {
     },
 }
 
-impl ConfigError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ConfigError {
+    fn hint(&self) -> Option<String> {
         match self {
             ConfigError::Syntax { .. } | ConfigError::Invalid { .. } => Some(format!(
                 "fix it with 'git sprint config edit'; the commented example is in 'git sprint init's {FILE_NAME}"

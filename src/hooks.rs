@@ -16,6 +16,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::hint::Hint;
+
 /// The shim installed for every hook but `prepare-commit-msg`; `@HOOK@`
 /// and `@GIT_SPRINT_BIN@` are filled in.
 const SHIM: &str = include_str!("../hooks/shim");
@@ -84,8 +86,8 @@ pub enum Removed {
     NotInstalled,
 }
 
-impl HookError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for HookError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             HookError::Shared { .. } => "pass --shared-hooks to use that directory anyway, or --no-hooks to run without hooks (a sprint still works; agents' commits then renew leases only through their output)".into(),
             _ => "check the permissions of the repository's hooks directory".into(),

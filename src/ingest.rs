@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::clock;
 use crate::config::{ChoreMode, ConfigError, Planning, StoryOrder};
+use crate::hint::Hint;
 use crate::spec::{self, Plan, SpecError};
 use crate::state::{
     check_name, Actor, Convoy, ConvoyStatus, Feature, FeatureStatus, StateError, Store, Task,
@@ -48,15 +49,8 @@ pub enum IngestError {
     Config(#[from] ConfigError),
 }
 
-impl IngestError {
-    fn git(what: impl Into<String>, source: impl Into<gix::Error>) -> Self {
-        IngestError::Git {
-            what: what.into(),
-            source: Box::new(source.into()),
-        }
-    }
-
-    pub fn hint(&self) -> Option<String> {
+impl Hint for IngestError {
+    fn hint(&self) -> Option<String> {
         match self {
             IngestError::NoSpec { .. } | IngestError::NoSpecs { .. } => Some(
                 "commit a specs/<feature>/tasks.md on the base branch, or name another commit with --rev"
@@ -69,6 +63,15 @@ impl IngestError {
             IngestError::State(e) => e.hint(),
             IngestError::Config(e) => e.hint(),
             _ => None,
+        }
+    }
+}
+
+impl IngestError {
+    fn git(what: impl Into<String>, source: impl Into<gix::Error>) -> Self {
+        IngestError::Git {
+            what: what.into(),
+            source: Box::new(source.into()),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod fleet;
 pub mod gates;
+pub mod hint;
 pub mod hooks;
 pub mod ingest;
 pub(crate) mod names;

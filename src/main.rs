@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use git_sprint::commands::{self, CommandError, Ctx};
+use git_sprint::hint::Hint;
 
 /// Run many AI coding agents on one codebase without losing control of it
 ///

@@ -12,8 +12,10 @@
 //! from `post-rewrite`: git runs `post-commit` for it too.
 
 use std::io::Write;
+use std::path::Path;
 
-use super::{person, Ctx, Result};
+use super::{person, Ctx, IoContext, Result};
+use crate::hint::Hint;
 use crate::hooks;
 use crate::ingest;
 use crate::state::Store;
@@ -85,7 +87,8 @@ fn agent_trailer(ctx: &Ctx<'_>, args: &[String]) -> Result {
         ])
         .arg(format!("{}: {id}", crate::fleet::AGENT_TRAILER))
         .arg(file)
-        .output()?;
+        .output()
+        .doing("running git interpret-trailers on", Path::new(file))?;
     if !out.status.success() {
         return Err(super::CommandError::Failed {
             message: format!(

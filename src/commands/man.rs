@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{CommandError, Ctx, Result};
+use super::{CommandError, Ctx, IoContext, Result};
 
 /// Install the manual pages, so 'git sprint --help' and 'git help sprint' work
 ///
@@ -35,7 +35,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args, cli: clap::Command) -> Result {
         message: format!("cannot create {}: {e}", dir.display()),
         hint: Some("choose a directory you can write with --dir".into()),
     })?;
-    let pages = pages(cli).map_err(CommandError::Output)?;
+    let pages = pages(cli).during("rendering the manual pages")?;
     for (name, text) in &pages {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| CommandError::Failed {

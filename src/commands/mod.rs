@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::hint::Hint;
 use crate::state::{Actor, StateError, Store};
 
 pub mod add;
@@ -77,8 +78,20 @@ pub enum CommandError {
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
 
+    /// A write to the command's output handle (stdout) failed. Only those
+    /// writes convert implicitly: every other `io::Error` says what it was
+    /// doing through [`IoContext`].
     #[error("writing output")]
     Output(#[from] std::io::Error),
+
+    /// A file or process operation failed: what was being done, to which path.
+    #[error("{doing}{}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Io {
+        doing: String,
+        path: Option<PathBuf>,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error(transparent)]
     Fleet(#[from] crate::fleet::FleetError),
@@ -104,22 +117,6 @@ impl CommandError {
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            CommandError::State(e) => e.hint(),
-            CommandError::Usage { hint, .. } | CommandError::Failed { hint, .. } => hint.clone(),
-            CommandError::Hook(e) => e.hint(),
-            CommandError::Ingest(e) => e.hint(),
-            CommandError::Spec(_) => Some("fix the file; nothing was changed".into()),
-            CommandError::Output(_) => None,
-            CommandError::Fleet(e) => e.hint(),
-            CommandError::Config(e) => e.hint(),
-            CommandError::Daemon(e) => e.hint(),
-            CommandError::Demo(e) => e.hint(),
-            CommandError::View(e) => e.hint(),
-        }
-    }
-
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Usage { .. } => 2,
@@ -130,7 +127,56 @@ impl CommandError {
     }
 }
 
+impl Hint for CommandError {
+    /// Each cause carries its own hint; this only picks the cause.
+    fn hint(&self) -> Option<String> {
+        let cause: &dyn Hint = match self {
+            CommandError::Usage { hint, .. } | CommandError::Failed { hint, .. } => {
+                return hint.clone();
+            }
+            CommandError::Output(_) | CommandError::Io { .. } => return None,
+            CommandError::State(e) => e,
+            CommandError::Hook(e) => e,
+            CommandError::Ingest(e) => e,
+            CommandError::Spec(e) => e,
+            CommandError::Fleet(e) => e,
+            CommandError::Daemon(e) => e,
+            CommandError::Config(e) => e,
+            CommandError::Demo(e) => e,
+            CommandError::View(e) => e,
+        };
+        cause.hint()
+    }
+}
+
 pub type Result<T = ()> = std::result::Result<T, CommandError>;
+
+/// Labels an `io::Error` with what was being done (and to which path), so
+/// the message says more than "No such file or directory".
+pub trait IoContext<T> {
+    /// `doing` to `path`, e.g. `.doing("creating", &dir)`.
+    fn doing(self, doing: &str, path: &Path) -> Result<T>;
+    /// `doing` where no single path is involved, e.g. running a program.
+    fn during(self, doing: &str) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn doing(self, doing: &str, path: &Path) -> Result<T> {
+        self.map_err(|source| CommandError::Io {
+            doing: doing.to_owned(),
+            path: Some(path.to_owned()),
+            source,
+        })
+    }
+
+    fn during(self, doing: &str) -> Result<T> {
+        self.map_err(|source| CommandError::Io {
+            doing: doing.to_owned(),
+            path: None,
+            source,
+        })
+    }
+}
 
 /// What every command gets: where it runs and where it writes.
 pub struct Ctx<'a> {
@@ -192,6 +238,72 @@ pub fn worktree_root(store: &Store) -> Result<PathBuf> {
 
 /// This binary's absolute path, for hooks and tmux panes to call back.
 pub fn current_exe() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
+    let exe = std::env::current_exe().during("finding the path of this program")?;
     Ok(exe.canonicalize().unwrap_or(exe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::SprintMeta;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    }
+
+    fn write_meta(store: &Store) -> std::result::Result<(), StateError> {
+        store
+            .transact(&Actor::named("tester"), |txn| {
+                txn.put_meta(&SprintMeta::new("now"))?;
+                txn.subject("sprint: initialized");
+                Ok(())
+            })
+            .map(|_| ())
+    }
+
+    /// The store makes `Lost` and says what to do; the hint reaches the
+    /// command's error, also through a wrapper, with no code that forwards it.
+    #[test]
+    fn a_hint_made_in_the_store_shows_through_command_error() {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q"]);
+        let store = Store::discover(dir.path()).unwrap();
+        write_meta(&store).unwrap();
+        git(dir.path(), &["update-ref", "-d", "refs/ai-sprint"]);
+        let store = Store::discover(dir.path()).unwrap();
+
+        let lost = write_meta(&store).unwrap_err();
+        assert!(matches!(lost, StateError::Lost { .. }), "{lost}");
+        let hint = CommandError::from(lost).hint().expect("a hint");
+        assert!(hint.contains("git sprint recover"), "{hint}");
+
+        let lost = write_meta(&store).unwrap_err();
+        let wrapped = CommandError::from(crate::fleet::FleetError::from(lost));
+        let hint = wrapped.hint().expect("a hint through the fleet");
+        assert!(hint.contains("git sprint recover"), "{hint}");
+    }
+
+    #[test]
+    fn an_io_error_names_what_was_done_and_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-dir").join("tasks.md");
+        let err = std::fs::read_to_string(&missing)
+            .doing("reading", &missing)
+            .unwrap_err();
+        assert_eq!(err.to_string(), format!("reading {}", missing.display()));
+        let cause = std::error::Error::source(&err).expect("the io error is kept");
+        assert!(cause.to_string().contains("No such file"), "{cause}");
+
+        let err = std::fs::read_dir(&missing)
+            .during("listing the worktrees")
+            .unwrap_err();
+        assert_eq!(err.to_string(), "listing the worktrees");
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{current_exe, CommandError, Ctx, Result};
+use super::{current_exe, CommandError, Ctx, IoContext, Result};
 use crate::daemon::{self, lock};
 use crate::fleet::env::Environment;
 use crate::fleet::Fleet;
@@ -89,7 +89,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .join("sprint")
         .join("logs")
         .join("orchestrator.log");
-    std::fs::create_dir_all(log.parent().expect("log dir"))?;
+    let log_dir = log.parent().expect("log dir");
+    std::fs::create_dir_all(log_dir).doing("creating the log directory", log_dir)?;
     // The orchestrator (and so its gates) runs with this shell's
     // environment too, not the tmux server's.
     let mut env = env;

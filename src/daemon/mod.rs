@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::hint::Hint;
+
 pub mod engine;
 mod jobs;
 mod launch;
@@ -46,8 +48,8 @@ pub enum DaemonError {
     Runtime(#[source] std::io::Error),
 }
 
-impl DaemonError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for DaemonError {
+    fn hint(&self) -> Option<String> {
         match self {
             DaemonError::Lock(lock::LockError::Held { .. }) => {
                 Some("'git sprint stop' stops it; 'git sprint health' shows what it does".into())

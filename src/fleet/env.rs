@@ -30,6 +30,7 @@ use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::hint::Hint;
 use crate::worker::worktree::{Identity, REDIRECTING_VARS};
 
 /// Names the file a process started in tmux takes its environment from.
@@ -63,8 +64,8 @@ pub enum EnvError {
     },
 }
 
-impl EnvError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for EnvError {
+    fn hint(&self) -> Option<String> {
         match self {
             EnvError::Malformed { .. } => {
                 Some("run 'git sprint start' (or 'resume') again: it writes the file anew".into())

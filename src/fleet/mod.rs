@@ -41,6 +41,7 @@ pub use records::{describe, WorkerStatus};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::hint::Hint;
 use crate::state::{Agent, StateError, Store};
 use crate::worker::pool::Pool;
 use crate::worker::procstat;
@@ -99,8 +100,8 @@ pub enum FleetError {
     },
 }
 
-impl FleetError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for FleetError {
+    fn hint(&self) -> Option<String> {
         match self {
             FleetError::State(e) => e.hint(),
             FleetError::RolledBack { source, .. } => source.hint(),
@@ -123,7 +124,9 @@ impl FleetError {
             _ => None,
         }
     }
+}
 
+impl FleetError {
     /// Whether this is a mistake in what was asked (exit 2).
     pub fn is_usage(&self) -> bool {
         match self {

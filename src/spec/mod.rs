@@ -155,6 +155,12 @@ pub enum SpecError {
     },
 }
 
+impl crate::hint::Hint for SpecError {
+    fn hint(&self) -> Option<String> {
+        Some("fix the file; nothing was changed".into())
+    }
+}
+
 /// Why a chore is not given an agent, as `plan` and the state show it.
 pub const CHORE_REASON: &str = "handled by git-sprint";
 

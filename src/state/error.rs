@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::hint::Hint;
+
 use super::model::TaskStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,16 +64,8 @@ pub enum StateError {
     Refused(#[from] Refusal),
 }
 
-impl StateError {
-    pub(crate) fn git(what: impl Into<String>, source: impl Into<gix::Error>) -> Self {
-        StateError::Git {
-            what: what.into(),
-            source: Box::new(source.into()),
-        }
-    }
-
-    /// What the user can do about it, for the `hint:` line.
-    pub fn hint(&self) -> Option<String> {
+impl Hint for StateError {
+    fn hint(&self) -> Option<String> {
         match self {
             StateError::NotARepo { .. } => {
                 Some("run git sprint inside a git repository (git init creates one)".into())
@@ -99,6 +93,15 @@ impl StateError {
             ),
             StateError::Refused(r) => r.hint(),
             StateError::Git { .. } | StateError::NotState { .. } => None,
+        }
+    }
+}
+
+impl StateError {
+    pub(crate) fn git(what: impl Into<String>, source: impl Into<gix::Error>) -> Self {
+        StateError::Git {
+            what: what.into(),
+            source: Box::new(source.into()),
         }
     }
 
@@ -179,8 +182,8 @@ pub enum Refusal {
     },
 }
 
-impl Refusal {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for Refusal {
+    fn hint(&self) -> Option<String> {
         match self {
             Refusal::UnknownTask { known, .. } if !known.is_empty() => {
                 Some(format!("known tasks: {}", summarize(known)))

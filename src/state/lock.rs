@@ -126,6 +126,7 @@ fn same_file(before: &std::fs::Metadata, now: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hint::Hint;
 
     fn age(path: &Path, secs: u64) {
         let f = std::fs::File::options().write(true).open(path).unwrap();

@@ -995,6 +995,7 @@ impl Jitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hint::Hint;
     use crate::state::{ops, Snapshot};
 
     /// A store in a fresh repository that reads no global or system config.

@@ -23,6 +23,7 @@ use notify::{RecursiveMode, Watcher};
 use crate::daemon::watch::{Wake, Watch, WatchError};
 use crate::fleet::terminal_text::TerminalText;
 use crate::fleet::{Fleet, FleetError};
+use crate::hint::Hint;
 use crate::stages::trouble::Trouble;
 use crate::state::log::{since, Entry};
 use crate::state::{AgentState, Snapshot, StateError, Store};
@@ -55,8 +56,8 @@ pub enum ViewError {
     Signals(#[source] std::io::Error),
 }
 
-impl ViewError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for ViewError {
+    fn hint(&self) -> Option<String> {
         match self {
             ViewError::State(e) => e.hint(),
             ViewError::Fleet(e) => e.hint(),

@@ -422,3 +422,29 @@ fn a_new_worker_with_a_killed_ones_name_starts_a_new_log() {
         "{log}"
     );
 }
+
+/// An I/O failure names what was being done and the path, not "writing
+/// output" (what every `io::Error` in a command used to say).
+#[test]
+fn start_names_the_log_directory_it_cannot_create() {
+    let f = Fleet::new();
+    f.repo
+        .write(".git-sprint.yaml", &super::sprint::config(&scripted(), ""));
+    f.repo.git(["add", "-A"]);
+    f.repo.git(["commit", "-q", "-m", "config"]);
+    // A file where the orchestrator's log directory goes.
+    f.repo.write(".git/sprint/logs", "not a directory\n");
+    let start = f.run(&["start"]);
+    assert_eq!(start.status.code(), Some(1), "{}", stderr(&start));
+    let logs = f.repo.path().join(".git/sprint/logs");
+    let err = stderr(&start);
+    assert!(
+        err.contains(&format!(
+            "error: creating the log directory {}",
+            logs.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("caused by: File exists"), "{err}");
+    assert!(!err.contains("writing output"), "{err}");
+}

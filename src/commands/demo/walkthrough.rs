@@ -22,6 +22,7 @@ use gix::ObjectId;
 use crate::commands::{self, CommandError, Ctx};
 use crate::daemon::{self, watch};
 use crate::fleet::{Fleet, FleetError, SOCKET_ENV};
+use crate::hint::Hint;
 use crate::state::log::{self, Entry};
 use crate::state::{Actor, FeatureStatus, Snapshot, StateError, Store, TaskStatus};
 use crate::worker::tmux::Tmux;
@@ -137,8 +138,8 @@ pub enum DemoError {
     Output(#[from] std::io::Error),
 }
 
-impl DemoError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for DemoError {
+    fn hint(&self) -> Option<String> {
         let look = |dir: &Path| {
             let dir = dir.display();
             format!(
