@@ -85,6 +85,21 @@ impl Engine {
             let _ = std::fs::remove_dir_all(path);
         }
         let _ = git.command(["worktree", "prune"]).output();
+        // A lock on the task's branch can only be left by a process killed
+        // while writing it (an orchestrator in `git worktree add`, an agent
+        // committing): while its task has no agent nothing writes the
+        // branch, and `git worktree add` would fail on it every attempt.
+        let common = &self.fleet.common_dir;
+        let ref_lock = common.join(format!("refs/heads/{branch}.lock"));
+        match crate::state::clear_leftover_lock(&ref_lock, common) {
+            Ok(Some(gone)) => tracing::warn!(
+                lock = %gone.path.display(),
+                age_secs = gone.age.as_secs(),
+                "removed a lock on a task branch left by a killed git"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "a leftover lock on a task branch stays"),
+        }
         if !git.branch_exists(integration)? {
             let base = crate::ingest::base_branch(self.fleet.store.repo())
                 .unwrap_or_else(|| "HEAD".into());

@@ -40,6 +40,12 @@ pub fn clear_stale_lock(lock: &Path, git_dir: &Path) -> Result<Option<Held>, Sta
     clear_if_stale(lock, STALE_AFTER, git_dir)
 }
 
+/// Removes `lock`, a git lock file that can only be a leftover (its writer
+/// is known to be gone), whatever its age; moved aside like the others.
+pub fn clear_leftover_lock(lock: &Path, git_dir: &Path) -> Result<Option<Held>, StateError> {
+    clear_if_stale(lock, Duration::ZERO, git_dir)
+}
+
 /// Whether `lock` exists, and how old it is (by its modification time, on
 /// the real clock: `GIT_SPRINT_NOW` does not age files).
 pub(crate) fn held(lock: &Path) -> Option<Held> {

@@ -19,7 +19,7 @@ mod snapshot;
 mod store;
 
 pub use error::{Refusal, StateError};
-pub use lock::{clear_stale_lock, Held};
+pub use lock::{clear_leftover_lock, clear_stale_lock, Held};
 pub use model::*;
 pub use ops::TaskRef;
 pub use repair::Quarantined;

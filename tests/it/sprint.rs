@@ -801,3 +801,26 @@ fn regression_a_half_made_task_worktree_stopped_its_task_for_good() {
     assert_eq!(tasks["T001"]["attempts"], 1, "{:#}", tasks["T001"]);
     assert_eq!(s.merges().len(), 1);
 }
+
+#[test]
+fn regression_a_lock_left_on_a_task_branch_failed_every_attempt() {
+    // kill -9 of an orchestrator inside `git worktree add` left
+    // refs/heads/sprint/f/T001.lock; every attempt's `worktree add` then
+    // failed on it until the task failed.
+    let s = Sprint::new(
+        &config(
+            &scripted(),
+            "policy: { max_attempts: 2, retry_backoff: 1s }\n",
+        ),
+        "- [ ] T001 One in a.txt\n",
+    );
+    s.f.ok(&["ingest"]);
+    let refs = s.f.repo.path().join(".git/refs/heads/sprint/f");
+    std::fs::create_dir_all(&refs).unwrap();
+    let main = s.f.repo.git(["rev-parse", "main"]);
+    std::fs::write(refs.join("T001.lock"), main).unwrap();
+    s.start(&[]);
+    s.wait_done(60);
+    assert_eq!(s.tasks()["T001"]["attempts"], 1);
+    assert!(!refs.join("T001.lock").exists());
+}
