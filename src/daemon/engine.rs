@@ -114,10 +114,11 @@ impl Engine {
         // Sessions first, state second: a wrapper records its agent's end
         // before its session closes, so an agent whose session is gone here
         // shows as ended in the state read after — never as a false death.
-        let sessions: HashSet<String> = self
+        // One tmux call for every session and its last activity.
+        let sessions: HashMap<String, Option<u64>> = self
             .fleet
             .tmux
-            .list_sessions()
+            .sessions_with_activity()
             .unwrap_or_default()
             .into_iter()
             .collect();
@@ -126,10 +127,10 @@ impl Engine {
         let mut live = HashSet::new();
         let mut activity = HashMap::new();
         for a in &snapshot.agents {
-            if liveness::is_running(a) && sessions.contains(&a.session) {
+            if let Some(seen) = sessions.get(&a.session).filter(|_| liveness::is_running(a)) {
                 live.insert(a.id.clone());
-                if let Ok(t) = self.fleet.tmux.pane_activity(&a.session) {
-                    activity.insert(a.id.clone(), t as i64);
+                if let Some(t) = seen {
+                    activity.insert(a.id.clone(), *t as i64);
                 }
             }
         }

@@ -355,10 +355,22 @@ impl Tmux {
 
     /// The names of all sessions on this server (none when it is not running).
     pub fn list_sessions(&self) -> Result<Vec<String>> {
-        let out = self.output(
-            self.command()
-                .args(["list-sessions", "-F", "#{session_name}"]),
-        )?;
+        Ok(self
+            .sessions_with_activity()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Every session with the last activity of its window (unix seconds,
+    /// as [`Tmux::pane_activity`]), in one tmux call: the orchestrator asks
+    /// this once per reconcile instead of once per running agent.
+    pub fn sessions_with_activity(&self) -> Result<Vec<(String, Option<u64>)>> {
+        let out = self.output(self.command().args([
+            "list-sessions",
+            "-F",
+            "#{window_activity} #{session_name}",
+        ]))?;
         if !out.status.success() {
             // A server whose last session just ended exits mid-answer.
             if is_missing(&out) || server_exited(&out) {
@@ -368,8 +380,11 @@ impl Tmux {
         }
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
+            .filter_map(|l| {
+                // The time first, split at its end: the name is the rest.
+                let (time, name) = l.split_once(' ')?;
+                (!name.is_empty()).then(|| (name.to_owned(), time.parse().ok()))
+            })
             .collect())
     }
 
@@ -815,6 +830,27 @@ mod tests {
         wait_for("every session to close", 10, || {
             tmux.list_sessions().map(|l| l.is_empty()).unwrap_or(false)
         });
+    }
+
+    #[test]
+    fn sessions_with_activity_match_each_pane_activity_in_one_call() {
+        let guard = TmuxGuard::new();
+        let tmux = &guard.tmux;
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["w1", "w2"] {
+            tmux.new_session(name, dir.path(), &["sleep".into(), "30".into()], &[])
+                .unwrap();
+        }
+        let mut got = tmux.sessions_with_activity().unwrap();
+        got.sort();
+        let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["w1", "w2"]);
+        for (name, activity) in &got {
+            // Idle panes: the one-call figure is the per-session one.
+            assert_eq!(*activity, Some(tmux.pane_activity(name).unwrap()), "{name}");
+        }
+        tmux.kill_server().unwrap();
+        assert!(tmux.sessions_with_activity().unwrap().is_empty());
     }
 
     #[test]
