@@ -8,89 +8,32 @@
 //! Run with `cargo bench --bench fleet`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_git-sprint");
+mod support;
+
+use support::{median, ms, Env, BIN};
+
 const FILES: usize = 5000;
 const RUNS: usize = 7;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    repo: std::path::PathBuf,
-    home: std::path::PathBuf,
-    socket: String,
-}
-
-impl Env {
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(&self.repo)
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "bench")
-            .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
-            .env("GIT_COMMITTER_NAME", "bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
-            .env("GIT_SPRINT_TMUX_SOCKET", &self.socket)
-            .env_remove("TMUX")
-            .env_remove("GIT_DIR");
-        c
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let out = self.cmd(program).args(args).output().expect("run");
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn time(&self, program: &str, args: &[&str]) -> Duration {
-        let t = Instant::now();
-        self.run(program, args);
-        t.elapsed()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
+/// How long `program args` took (asserting success).
+fn time(env: &Env, program: &str, args: &[&str]) -> Duration {
+    let t = Instant::now();
+    env.run(program, args);
+    t.elapsed()
 }
 
 fn setup() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = tmp.path().join("repo");
-    let home = tmp.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
+    let env = Env::empty("fleet");
     for i in 0..FILES {
-        let p = repo.join(format!("src/m{:02}/f{i:04}.rs", i % 50));
+        let p = env.repo.join(format!("src/m{:02}/f{i:04}.rs", i % 50));
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, format!("pub fn f{i}() -> usize {{ {i} }}\n")).unwrap();
     }
-    let env = Env {
-        _tmp: tmp,
-        repo,
-        home,
-        socket: format!("gsb-{}", std::process::id()),
-    };
-    env.run("git", &["init", "-q", "-b", "main"]);
     env.run("git", &["add", "-A"]);
     env.run("git", &["commit", "-q", "-m", "5000 files"]);
     env
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn main() {
@@ -114,7 +57,8 @@ fn main() {
         let path = env.repo.join(format!(".git/sprint/bare{i}"));
         let p = path.display().to_string();
         env.run("sync", &[]);
-        bare.push(env.time(
+        bare.push(time(
+            &env,
             "git",
             &["worktree", "add", "-q", "-b", &format!("b{i}"), &p, "main"],
         ));
@@ -124,7 +68,8 @@ fn main() {
         pool("0");
         let id = format!("c{i}");
         env.run("sync", &[]);
-        cold.push(env.time(
+        cold.push(time(
+            &env,
             BIN,
             &["spawn", &id, "--prompt", "x", "--agent-command", agent],
         ));
@@ -141,13 +86,18 @@ fn main() {
         }
         let id = format!("w{i}");
         env.run("sync", &[]);
-        warm.push(env.time(
+        warm.push(time(
+            &env,
             BIN,
             &["spawn", &id, "--prompt", "x", "--agent-command", agent],
         ));
         env.run(BIN, &["kill", &id, "--force"]);
     }
-    let (cold, warm, bare) = (median(cold), median(warm), median(bare));
+    let (cold, warm, bare) = (
+        median(cold).unwrap(),
+        median(warm).unwrap(),
+        median(bare).unwrap(),
+    );
     let ratio = |d: Duration| d.as_secs_f64() / bare.as_secs_f64();
     println!("median of {RUNS}, against a bare `git worktree add` in the same run:");
     println!("  bare `git worktree add`             {:7.1} ms", ms(bare));
@@ -163,7 +113,8 @@ fn main() {
     );
 
     let fanout = |name: &str| {
-        let d = env.time(
+        let d = time(
+            &env,
             BIN,
             &[
                 "fanout",
@@ -190,7 +141,7 @@ fn main() {
         env.run("sync", &[]);
         fan_warm.push(fanout(&format!("fw{i}")));
     }
-    let (fan_cold, fan_warm) = (median(fan_cold), median(fan_warm));
+    let (fan_cold, fan_warm) = (median(fan_cold).unwrap(), median(fan_warm).unwrap());
     println!(
         "  fanout 10, cold pool, median of 3   {:7.1} ms  {:.2}x",
         ms(fan_cold),
@@ -231,11 +182,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let lists: Vec<Duration> = (0..RUNS)
-        .map(|_| env.time(BIN, &["list", "--all"]))
+        .map(|_| time(&env, BIN, &["list", "--all"]))
         .collect();
     println!(
         "list with 20 exited workers, median of {RUNS}:               {:.1} ms (target <= 100 ms)",
-        ms(median(lists))
+        ms(median(lists).unwrap())
     );
     let table = env.cmd(BIN).args(["list", "--all"]).output().unwrap();
     let table = String::from_utf8_lossy(&table.stdout);

@@ -10,104 +10,38 @@
 //! Run with `cargo bench --bench hops`. Prints figures; asserts nothing.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use git_sprint::state::{Snapshot, Store, TaskStatus};
+use git_sprint::state::TaskStatus;
 
-const BIN: &str = env!("CARGO_BIN_EXE_git-sprint");
+mod support;
+
+use support::Env;
+
 const FEATURES: usize = 8;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    repo: PathBuf,
-    home: PathBuf,
-    socket: String,
+/// An orchestrator running two scripted Developers and Testers, each
+/// sleeping 0.3 s first.
+fn started() -> Env {
+    Env::started(
+        "hops",
+        &format!(
+            "agents:\n  scripted:\n    command: [\"sh\", \"-c\", \"sleep 0.3; exec {}\"]\n    prompt: env\nroles:\n  developer: {{ agent: scripted, count: 2 }}\n  tester: {{ agent: scripted, count: 2 }}\nsandbox: {{ enabled: false }}\n",
+            support::scripted_agent().display()
+        ),
+    )
 }
 
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let repo = tmp.path().join("repo");
-        let home = tmp.path().join("home");
-        std::fs::create_dir_all(&repo).unwrap();
-        std::fs::create_dir_all(&home).unwrap();
-        let env = Env {
-            _tmp: tmp,
-            repo,
-            home,
-            socket: format!("gs-hops-{}", std::process::id()),
-        };
-        env.run("git", &["init", "-q", "-b", "main"]);
-        let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/agents/scripted-agent");
-        std::fs::write(
-            env.repo.join(".git-sprint.yaml"),
-            format!(
-                "agents:\n  scripted:\n    command: [\"sh\", \"-c\", \"sleep 0.3; exec {}\"]\n    prompt: env\nroles:\n  developer: {{ agent: scripted, count: 2 }}\n  tester: {{ agent: scripted, count: 2 }}\nsandbox: {{ enabled: false }}\n",
-                agent.display()
-            ),
-        )
-        .unwrap();
-        env.run("git", &["add", "-A"]);
-        env.run("git", &["commit", "-q", "-m", "init"]);
-        env.run(BIN, &["start"]);
-        env
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(&self.repo)
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "bench")
-            .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
-            .env("GIT_COMMITTER_NAME", "bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
-            .env("GIT_SPRINT_TMUX_SOCKET", &self.socket)
-            .env_remove("TMUX")
-            .env_remove("GIT_DIR");
-        c
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> String {
-        let out = self.cmd(program).args(args).output().expect("run");
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        Store::discover(&self.repo)
-            .unwrap()
-            .read(Snapshot::read)
-            .unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+/// The median, or NaN when there were no samples.
+fn median(v: Vec<f64>) -> f64 {
+    support::median(v).unwrap_or(f64::NAN)
 }
 
 fn main() {
-    let env = Env::new();
+    let env = started();
     let seen: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = {

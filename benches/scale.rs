@@ -11,74 +11,32 @@
 //!
 //! Run: `cargo bench --bench scale`. Prints figures; asserts nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use git_sprint::state::{Snapshot, Store, TaskStatus};
 
-const BIN: &str = env!("CARGO_BIN_EXE_git-sprint");
+mod support;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    repo: PathBuf,
-    home: PathBuf,
-    socket: String,
+use support::{Env, BIN};
+
+/// An orchestrator running four scripted Developers with no sleep, and no
+/// Tester, Librarian or sandbox.
+fn started() -> Env {
+    Env::started(
+        "scale",
+        &format!(
+            "agents:\n  scripted:\n    command: [\"{}\"]\n    prompt: env\nroles:\n  developer: {{ agent: scripted, count: 4 }}\n  tester: {{ agent: scripted, count: 0 }}\n  librarian: {{ agent: scripted, count: 0 }}\nsandbox: {{ enabled: false }}\n",
+            support::scripted_agent().display()
+        ),
+    )
 }
 
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let repo = tmp.path().join("repo");
-        let home = tmp.path().join("home");
-        std::fs::create_dir_all(&repo).unwrap();
-        std::fs::create_dir_all(&home).unwrap();
-        let env = Env {
-            _tmp: tmp,
-            repo,
-            home,
-            socket: format!("gs-scale-{}", std::process::id()),
-        };
-        env.run("git", &["init", "-q", "-b", "main"]);
-        let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/agents/scripted-agent");
-        std::fs::write(
-            env.repo.join(".git-sprint.yaml"),
-            format!(
-                "agents:\n  scripted:\n    command: [\"{}\"]\n    prompt: env\nroles:\n  developer: {{ agent: scripted, count: 4 }}\n  tester: {{ agent: scripted, count: 0 }}\n  librarian: {{ agent: scripted, count: 0 }}\nsandbox: {{ enabled: false }}\n",
-                agent.display()
-            ),
-        )
-        .unwrap();
-        env.run("git", &["add", "-A"]);
-        env.run("git", &["commit", "-q", "-m", "init"]);
-        env.run(BIN, &["start"]);
-        env
-    }
+trait Scale {
+    fn progress(&self, store: &Store) -> (usize, usize);
+    fn status_time(&self, n: usize) -> Duration;
+}
 
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(&self.repo)
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "bench")
-            .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
-            .env("GIT_COMMITTER_NAME", "bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
-            .env("GIT_SPRINT_TMUX_SOCKET", &self.socket)
-            .env_remove("TMUX")
-            .env_remove("GIT_DIR");
-        c
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let out = self.cmd(program).args(args).output().expect("run");
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
+impl Scale for Env {
     /// Tasks done, and agents in the live state.
     fn progress(&self, store: &Store) -> (usize, usize) {
         let s = store.read(Snapshot::read).unwrap();
@@ -105,15 +63,6 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.cmd(BIN).args(["stop", "--all"]).output();
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
-
 fn main() {
     let tasks: usize = std::env::var("SCALE_TASKS")
         .ok()
@@ -121,7 +70,7 @@ fn main() {
         .unwrap_or(1000);
     let early = (tasks / 10).max(1);
     let late = tasks - tasks / 20;
-    let env = Env::new();
+    let env = started();
     let store = Store::discover(&env.repo).unwrap();
     let spec: String = (1..=tasks)
         .map(|i| format!("- [ ] T{i:04} [P] Write out/f{i}.txt\n"))

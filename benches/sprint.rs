@@ -6,115 +6,43 @@
 //!
 //! Run with `cargo bench --bench sprint`. Prints figures; asserts nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use git_sprint::state::{AgentState, Snapshot, Store, TaskStatus};
+use git_sprint::state::{AgentState, Snapshot, TaskStatus};
 
-const BIN: &str = env!("CARGO_BIN_EXE_git-sprint");
+mod support;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    repo: PathBuf,
-    home: PathBuf,
-    socket: String,
+use support::{Env, BIN};
+
+/// An orchestrator running `developers` scripted agents (and as many
+/// Testers), each sleeping `agent_sleep` first.
+fn started(developers: usize, agent_sleep: &str) -> Env {
+    Env::started(
+        "bench",
+        &format!(
+            "agents:\n  scripted:\n    command: [\"sh\", \"-c\", \"sleep {agent_sleep}; exec {}\"]\n    prompt: env\nroles:\n  developer: {{ agent: scripted, count: {developers} }}\n  tester: {{ agent: scripted, count: {developers} }}\n",
+            support::scripted_agent().display()
+        ),
+    )
 }
 
-impl Env {
-    fn new(developers: usize, agent_sleep: &str) -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let repo = tmp.path().join("repo");
-        let home = tmp.path().join("home");
-        std::fs::create_dir_all(&repo).unwrap();
-        std::fs::create_dir_all(&home).unwrap();
-        let env = Env {
-            _tmp: tmp,
-            repo,
-            home,
-            socket: format!("gs-bench-{}", std::process::id()),
-        };
-        env.run("git", &["init", "-q", "-b", "main"]);
-        let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/agents/scripted-agent");
-        std::fs::write(
-            env.repo.join(".git-sprint.yaml"),
-            format!(
-                "agents:\n  scripted:\n    command: [\"sh\", \"-c\", \"sleep {agent_sleep}; exec {}\"]\n    prompt: env\nroles:\n  developer: {{ agent: scripted, count: {developers} }}\n  tester: {{ agent: scripted, count: {developers} }}\n",
-                agent.display()
-            ),
-        )
-        .unwrap();
-        env.run("git", &["add", "-A"]);
-        env.run("git", &["commit", "-q", "-m", "init"]);
-        env.run(BIN, &["start"]);
-        env
-    }
-
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(&self.repo)
-            .env("HOME", &self.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "bench")
-            .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
-            .env("GIT_COMMITTER_NAME", "bench")
-            .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
-            .env("GIT_SPRINT_TMUX_SOCKET", &self.socket)
-            .env_remove("TMUX")
-            .env_remove("GIT_DIR");
-        c
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let out = self.cmd(program).args(args).output().expect("run");
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        Store::discover(&self.repo)
-            .unwrap()
-            .read(Snapshot::read)
-            .unwrap()
-    }
-
-    fn orchestrator_pid(&self) -> u32 {
-        std::fs::read_to_string(self.repo.join(".git/sprint/orchestrator.lock"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    /// Commits `tasks` as specs/<feature>/tasks.md.
-    fn commit_spec(&self, feature: &str, tasks: &str) {
-        let dir = self.repo.join("specs").join(feature);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("tasks.md"), tasks).unwrap();
-        self.run("git", &["add", "-A"]);
-        self.run("git", &["commit", "-q", "-m", feature]);
-    }
-
-    /// Waits (the harness may poll; the product does not) for `done`.
-    fn until(&self, limit: Duration, done: impl Fn(&Snapshot) -> bool) -> Duration {
-        let start = Instant::now();
-        while !done(&self.snapshot()) {
-            assert!(start.elapsed() < limit, "timed out");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        start.elapsed()
-    }
+/// Commits `tasks` as specs/<feature>/tasks.md.
+fn commit_spec(env: &Env, feature: &str, tasks: &str) {
+    let dir = env.repo.join("specs").join(feature);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tasks.md"), tasks).unwrap();
+    env.run("git", &["add", "-A"]);
+    env.run("git", &["commit", "-q", "-m", feature]);
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
+/// Waits (the harness may poll; the product does not) for `done`.
+fn until(env: &Env, limit: Duration, done: impl Fn(&Snapshot) -> bool) -> Duration {
+    let start = Instant::now();
+    while !done(&env.snapshot()) {
+        assert!(start.elapsed() < limit, "timed out");
+        std::thread::sleep(Duration::from_millis(2));
     }
+    start.elapsed()
 }
 
 /// CPU time (user + system) of a process, in clock ticks.
@@ -127,20 +55,20 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 fn main() {
     // 1. Commit to first worker running.
-    let env = Env::new(3, "0");
+    let env = started(3, "0");
     let mut samples = Vec::new();
     for i in 0..10 {
         let feature = format!("f{i}");
         let t = Instant::now();
-        env.commit_spec(&feature, "- [ ] T001 Write a.txt\n");
-        let _ = env.until(Duration::from_secs(30), |s| {
+        commit_spec(&env, &feature, "- [ ] T001 Write a.txt\n");
+        let _ = until(&env, Duration::from_secs(30), |s| {
             s.agents.iter().any(|a| {
                 a.task.as_deref() == Some(&format!("{feature}/T001"))
                     && matches!(a.state, AgentState::Running | AgentState::Exited)
             })
         });
         samples.push(t.elapsed());
-        env.until(Duration::from_secs(60), |s| {
+        until(&env, Duration::from_secs(60), |s| {
             s.feature(&feature)
                 .is_some_and(|f| f.tasks.iter().all(|t| t.status == TaskStatus::Done))
         });
@@ -157,17 +85,17 @@ fn main() {
     drop(env);
 
     // 3. Twenty agents at once, each working for 2 s.
-    let env = Env::new(20, "2");
+    let env = started(20, "2");
     let pid = env.orchestrator_pid();
     let tasks: String = (1..=20)
         .map(|i| format!("- [ ] T{i:03} [P] Write f{i}.txt\n"))
         .collect();
     let before = cpu_ticks(pid);
     let t = Instant::now();
-    env.commit_spec("wide", &tasks);
+    commit_spec(&env, "wide", &tasks);
     let peak = std::sync::atomic::AtomicUsize::new(0);
     let health = std::sync::Mutex::new(None);
-    env.until(Duration::from_secs(300), |s| {
+    until(&env, Duration::from_secs(300), |s| {
         let running = s
             .agents
             .iter()
