@@ -61,11 +61,12 @@ fn tip(repo: &gix::Repository, branch: &str) -> Option<gix::ObjectId> {
     r.peel_to_id().ok().map(|id| id.detach())
 }
 
-/// Whether `feature` needs a sync: its base has commits its integration
-/// branch lacks (and that tip was not already found unmergeable), or a
-/// recorded conflict was resolved. In-process: no git is run.
-pub fn behind(store: &Store, feature: &crate::state::Feature) -> bool {
-    let repo = store.repo();
+/// The tips of `feature`'s base branch (as recorded, else the
+/// repository's) and of its integration branch, where they exist.
+pub fn tips(
+    repo: &gix::Repository,
+    feature: &crate::state::Feature,
+) -> (Option<gix::ObjectId>, Option<gix::ObjectId>) {
     let base = feature
         .base_branch
         .clone()
@@ -74,8 +75,15 @@ pub fn behind(store: &Store, feature: &crate::state::Feature) -> bool {
         .integration_branch
         .clone()
         .unwrap_or_else(|| crate::stages::integration_branch(&feature.name));
-    let (Some(base), Some(integ)) = (base.and_then(|b| tip(repo, &b)), tip(repo, &integration))
-    else {
+    (base.and_then(|b| tip(repo, &b)), tip(repo, &integration))
+}
+
+/// Whether `feature` needs a sync: its base has commits its integration
+/// branch lacks (and that tip was not already found unmergeable), or a
+/// recorded conflict was resolved. In-process: no git is run.
+pub fn behind(store: &Store, feature: &crate::state::Feature) -> bool {
+    let repo = store.repo();
+    let (Some(base), Some(integ)) = tips(repo, feature) else {
         return false;
     };
     let contained = base == integ

@@ -174,25 +174,11 @@ impl Engine {
     /// remembered by the two tips (and the recorded conflict), so a
     /// reconcile walks history only when one of them moved.
     fn behind(&self, feature: &crate::state::Feature) -> bool {
-        let repo = self.fleet.store.repo();
-        let tip = |name: &str| {
-            repo.try_find_reference(format!("refs/heads/{name}").as_str())
-                .ok()
-                .flatten()
-                .and_then(|mut r| r.peel_to_id().ok().map(|id| id.detach()))
-        };
-        let base = feature
-            .base_branch
-            .clone()
-            .or_else(|| crate::ingest::base_branch(repo));
-        let integration = feature
-            .integration_branch
-            .clone()
-            .unwrap_or_else(|| stages::integration_branch(&feature.name));
+        let (base, integration) = crate::sync::tips(self.fleet.store.repo(), feature);
         let key = (
             feature.name.clone(),
-            base.as_deref().and_then(tip),
-            tip(&integration),
+            base,
+            integration,
             feature.base_conflict.as_ref().map(|c| c.base_tip.clone()),
         );
         // The lock only guards a cache: a poisoned one holds good entries.
