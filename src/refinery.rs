@@ -121,6 +121,21 @@ fn run(git: &Git, args: &[&str]) -> Result<std::process::Output> {
     out
 }
 
+/// The commit `rev` names (a full ref), or an error naming the command.
+fn commit_of(git: &Git, rev: &str) -> Result<String> {
+    ok(
+        git,
+        &["rev-parse", "--verify", &format!("{rev}^{{commit}}")],
+    )
+}
+
+/// Whether commit `a` is `b` or one of its ancestors.
+fn is_ancestor(git: &Git, a: &str, b: &str) -> Result<bool> {
+    Ok(run(git, &["merge-base", "--is-ancestor", a, b])?
+        .status
+        .success())
+}
+
 fn ok(git: &Git, args: &[&str]) -> Result<String> {
     let out = run(git, args)?;
     if !out.status.success() {
@@ -233,27 +248,12 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
     let lock = lock(m.common_dir)?;
     let git = refinery_git(m.root);
     let integration_ref = format!("refs/heads/{}", m.integration);
-    let old = ok(
-        &git,
-        &[
-            "rev-parse",
-            "--verify",
-            &format!("{integration_ref}^{{commit}}"),
-        ],
-    )?;
-    let tip = ok(
-        &git,
-        &[
-            "rev-parse",
-            "--verify",
-            &format!("refs/heads/{}^{{commit}}", m.task_branch),
-        ],
-    )?;
+    let old = commit_of(&git, &integration_ref)?;
+    let tip = commit_of(&git, &format!("refs/heads/{}", m.task_branch))?;
     if let Some((commit, tip)) = find_merge(&git, &integration_ref, m.task)? {
         return Ok(Verdict::AlreadyMerged { commit, tip });
     }
-    let contained = run(&git, &["merge-base", "--is-ancestor", &tip, &old])?;
-    if contained.status.success() {
+    if is_ancestor(&git, &tip, &old)? {
         return Ok(Verdict::NothingToMerge { tip });
     }
 
@@ -433,28 +433,13 @@ pub fn merge_into_base(
     let lock = lock(common_dir)?;
     let git = refinery_git(root);
     let base_ref = format!("refs/heads/{base}");
-    let old = ok(
-        &git,
-        &["rev-parse", "--verify", &format!("{base_ref}^{{commit}}")],
-    )?;
-    let tip = ok(
-        &git,
-        &[
-            "rev-parse",
-            "--verify",
-            &format!("refs/heads/{integration}^{{commit}}"),
-        ],
-    )?;
-    let is_ancestor = |a: &str, b: &str| -> Result<bool> {
-        Ok(run(&git, &["merge-base", "--is-ancestor", a, b])?
-            .status
-            .success())
-    };
-    if is_ancestor(&tip, &old)? {
+    let old = commit_of(&git, &base_ref)?;
+    let tip = commit_of(&git, &format!("refs/heads/{integration}"))?;
+    if is_ancestor(&git, &tip, &old)? {
         return Ok(BaseVerdict::AlreadyMerged);
     }
     let target = match mode {
-        MergeMode::Ff if is_ancestor(&old, &tip)? => tip.clone(),
+        MergeMode::Ff if is_ancestor(&git, &old, &tip)? => tip.clone(),
         MergeMode::Ff => return Ok(BaseVerdict::NotFastForward),
         MergeMode::Merge => {
             let wt_path = worktree(common_dir);
@@ -546,26 +531,9 @@ pub fn sync_base(
     let lock = lock(common_dir)?;
     let git = refinery_git(root);
     let integration_ref = format!("refs/heads/{integration}");
-    let old = ok(
-        &git,
-        &[
-            "rev-parse",
-            "--verify",
-            &format!("{integration_ref}^{{commit}}"),
-        ],
-    )?;
-    let tip = ok(
-        &git,
-        &[
-            "rev-parse",
-            "--verify",
-            &format!("refs/heads/{base}^{{commit}}"),
-        ],
-    )?;
-    if run(&git, &["merge-base", "--is-ancestor", &tip, &old])?
-        .status
-        .success()
-    {
+    let old = commit_of(&git, &integration_ref)?;
+    let tip = commit_of(&git, &format!("refs/heads/{base}"))?;
+    if is_ancestor(&git, &tip, &old)? {
         return Ok(BaseSync::UpToDate);
     }
     let wt_path = worktree(common_dir);
