@@ -247,11 +247,10 @@ impl Engine {
 
     fn execute(&self, snapshot: &Snapshot, action: &Action) -> Result<(), EngineError> {
         match action {
-            Action::StartDeveloper {
-                feature,
-                task,
-                attempt,
-            } => self.start_developer(snapshot, feature, task, *attempt),
+            // The run's id comes from the task record, not the attempt seen.
+            Action::StartDeveloper { feature, task, .. } => {
+                self.start_developer(snapshot, feature, task)
+            }
             Action::DeveloperDone {
                 feature,
                 task,

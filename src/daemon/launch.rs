@@ -140,7 +140,6 @@ impl Engine {
         snapshot: &Snapshot,
         feature: &str,
         task: &str,
-        _attempt: u32,
     ) -> Result<(), EngineError> {
         let role = &self.config.roles.developer;
         let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;

@@ -961,6 +961,19 @@ mod tests {
         a
     }
 
+    /// Changes task `id` as a person would, in one commit.
+    fn edit_task(store: &Store, id: &str, edit: impl Fn(&mut crate::state::Task)) {
+        store
+            .transact(&Actor::named("person"), |txn| {
+                let mut t = txn.task("f", id)?.expect("the task exists");
+                edit(&mut t);
+                txn.put_task("f", &t)?;
+                txn.subject(format!("f/{id}: edited by the test"));
+                Ok(())
+            })
+            .expect("editing a task");
+    }
+
     fn put_agent(store: &Store, a: &Agent) {
         store
             .transact(&Actor::named("person"), |txn| {
@@ -1159,15 +1172,7 @@ mod tests {
     fn claim_tester_names_one_tester_with_a_subject() {
         let (_dir, store) = store();
         add_task(&store, "T1");
-        store
-            .transact(&Actor::named("person"), |txn| {
-                let mut t = txn.task("f", "T1")?.unwrap();
-                t.status = TaskStatus::InTests;
-                txn.put_task("f", &t)?;
-                txn.subject("f/T1: to tests by the test");
-                Ok(())
-            })
-            .unwrap();
+        edit_task(&store, "T1", |t| t.status = TaskStatus::InTests);
         let before = tip(&store);
         let a = claim_tester(&store, &r("T1"), 1, "scripted", &limits(), |t, id| {
             agent(id, &format!("f/{}", t.id), AgentState::Starting)
@@ -1353,17 +1358,11 @@ mod tests {
     fn restart_tester_forgets_the_tester_without_spending_an_attempt() {
         let (_dir, store) = store();
         add_task(&store, "T1");
-        store
-            .transact(&Actor::named("person"), |txn| {
-                let mut t = txn.task("f", "T1")?.unwrap();
-                t.status = TaskStatus::InTests;
-                t.tester = Some("tester-1".into());
-                t.attempts = 1;
-                txn.put_task("f", &t)?;
-                txn.subject("f/T1: to tests by the test");
-                Ok(())
-            })
-            .unwrap();
+        edit_task(&store, "T1", |t| {
+            t.status = TaskStatus::InTests;
+            t.tester = Some("tester-1".into());
+            t.attempts = 1;
+        });
         let before = tip(&store);
         restart_tester(&store, &r("T1"), "tester-1", Cause::Overloaded, policy()).unwrap();
         let msg = last_commit(&store, before);
