@@ -66,11 +66,14 @@ pub(crate) enum Tone {
 }
 
 impl Tone {
-    fn code(self) -> &'static str {
+    /// The board style of the same meaning: one table of escape codes
+    /// ([`crate::view::render::sgr`]) for `watch` and the other boards.
+    fn style(self) -> crate::view::render::Style {
+        use crate::view::render::Style;
         match self {
-            Tone::Bad => "\x1b[1;31m",
-            Tone::Warn => "\x1b[33m",
-            Tone::Good => "\x1b[32m",
+            Tone::Bad => Style::Failure,
+            Tone::Warn => Style::Warning,
+            Tone::Good => Style::Done,
         }
     }
 }
@@ -79,7 +82,10 @@ impl Tone {
 /// escape codes have no width.
 pub(crate) fn paint(text: &str, tone: Option<Tone>) -> Cow<'_, str> {
     match tone {
-        Some(tone) if enabled() => Cow::Owned(format!("{}{text}\x1b[0m", tone.code())),
+        Some(tone) if enabled() => {
+            let (start, end) = crate::view::render::sgr(tone.style());
+            Cow::Owned(format!("{start}{text}{end}"))
+        }
         _ => Cow::Borrowed(text),
     }
 }

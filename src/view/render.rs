@@ -302,9 +302,8 @@ fn short_count(n: u64) -> String {
     }
 }
 
-/// The escape sequence that starts `style` (SGR), and the one that ends it;
-/// the colours are those of the CLI's `commands::style` tones (the library
-/// does not reach into the CLI layer for them).
+/// The escape sequence that starts `style` (SGR), and the one that ends it:
+/// the one table of colours, which the CLI's `commands::style` tones use too.
 pub fn sgr(style: Style) -> (&'static str, &'static str) {
     match style {
         Style::Plain => ("", ""),
