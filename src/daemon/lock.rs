@@ -61,15 +61,28 @@ pub fn acquire(common_dir: &Path) -> Result<Lock, LockError> {
 }
 
 /// The pid of the running orchestrator, if one holds the lock.
+///
+/// Right after an orchestrator is killed its lock may still be held for a
+/// moment by a child it had just forked (the lock goes with the child's
+/// copy of the descriptor at exec), while the pid inside is already gone:
+/// that is waited out, for at most two seconds, rather than taken for a
+/// running orchestrator (a `start` then started nothing).
 pub fn holder(common_dir: &Path) -> Option<u32> {
     let path = path(common_dir);
-    let file = std::fs::File::open(&path).ok()?;
-    // If we can take it, nobody holds it.
-    if FileExt::try_lock_shared(&file).ok()? {
-        let _ = FileExt::unlock(&file);
-        return None;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let file = std::fs::File::open(&path).ok()?;
+        // If we can take it, nobody holds it.
+        if FileExt::try_lock_shared(&file).ok()? {
+            let _ = FileExt::unlock(&file);
+            return None;
+        }
+        let pid: u32 = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+        if crate::worker::procstat::is_alive(pid) || std::time::Instant::now() >= deadline {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::fs::read_to_string(&path).ok()?.trim().parse().ok()
 }
 
 impl Drop for Lock {

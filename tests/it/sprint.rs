@@ -435,6 +435,17 @@ fn kill_9_of_the_orchestrator_mid_run_loses_nothing_and_starts_nothing_twice() {
         std::thread::sleep(Duration::from_millis(20));
     }
     s.start(&[("SCRIPTED_AGENT_SLEEP", "1")]);
+    // A new orchestrator holds the lock (once, CI saw `start` take a lock
+    // still held a moment after the kill for a running orchestrator).
+    let lock = s.f.repo.path().join(".git/sprint/orchestrator.lock");
+    let restarted = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() == pid.to_string() {
+        assert!(
+            Instant::now() < restarted,
+            "no new orchestrator after kill -9 of {pid}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     s.wait_done(180);
     let merges = s.merges();
     assert_eq!(merges.len(), 12);
