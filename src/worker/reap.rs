@@ -251,8 +251,14 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
+        // Until the sleep has exec'd, the marked process may be `setsid`
+        // itself, which forks and exits when it leads a process group.
+        let is_sleep = |pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        };
         crate::worker::testutil::wait_for("the setsid sleep to carry the mark", 10, || {
-            marked(&mark).len() == 1
+            let found = marked(&mark);
+            found.len() == 1 && found.iter().all(is_sleep)
         });
         let pid = marked(&mark)[0];
         assert_eq!(terminate(|| marked(&mark), GRACE), 1);
