@@ -298,7 +298,10 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
             return Ok(None);
         };
         let from = a.state.to_string();
-        let first_end = a.ended.is_none();
+        // Paid once per run: when its usage is first recorded, whoever
+        // recorded the end first (a reconcile may mark the agent ended
+        // before its wrapper gets here).
+        let unpaid = a.usage.is_none();
         a.state = if end.killed {
             AgentState::Killed
         } else {
@@ -318,7 +321,7 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
         a.error = end.error.clone();
         txn.put_agent(&a)?;
         // The task pays for every run on it, once.
-        if let (true, Some(u), Some(r)) = (first_end, &end.usage, output::task_of(&a)) {
+        if let (true, Some(u), Some(r)) = (unpaid, &end.usage, output::task_of(&a)) {
             if let Some(mut t) = txn.task(&r.feature, &r.id)? {
                 t.tokens += u.tokens();
                 t.cost_usd += u.cost_usd.unwrap_or(0.0);
