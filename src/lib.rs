@@ -19,6 +19,7 @@ pub mod refinery;
 pub mod spec;
 pub mod stages;
 pub mod state;
+pub mod skills;
 pub mod sync;
 pub mod view;
 pub mod worker;
