@@ -77,6 +77,8 @@ enum Command {
     Multi(commands::multi::Args),
     List(commands::list::Args),
     Prompt(commands::prompt::Args),
+    #[command(subcommand)]
+    Skill(commands::skill::Command),
     Attach(commands::attach::Args),
     Logs(commands::logs::Args),
     Kill(commands::kill::Args),
@@ -162,6 +164,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Multi(a) => commands::multi::run(ctx, a),
         Command::List(a) => commands::list::run(ctx, a),
         Command::Prompt(a) => commands::prompt::run(ctx, a),
+        Command::Skill(c) => commands::skill::run(ctx, c),
         Command::Attach(a) => commands::attach::run(ctx, a),
         Command::Logs(a) => commands::logs::run(ctx, a),
         Command::Kill(a) => commands::kill::run(ctx, a),

@@ -47,6 +47,32 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
     out
 }
 
+/// The variables of a Developer's or Tester's prompt for task `t` of
+/// `feature`, whose work merges into `integration`.
+pub fn task_vars(
+    feature: &str,
+    t: &crate::state::Task,
+    integration: &str,
+) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("feature", feature.to_owned()),
+        ("task", t.id.clone()),
+        ("title", t.title.clone()),
+        ("description", t.description.clone()),
+        (
+            "paths",
+            if t.paths.is_empty() {
+                "(none named)".into()
+            } else {
+                t.paths.join(", ")
+            },
+        ),
+        ("branch", crate::stages::task_branch(feature, &t.id)),
+        ("integration", integration.to_owned()),
+        ("feedback", feedback(&t.feedback)),
+    ])
+}
+
 /// The feedback section: what earlier attempts were told, newest last.
 pub fn feedback(items: &[String]) -> String {
     if items.is_empty() {

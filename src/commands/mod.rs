@@ -40,6 +40,7 @@ pub mod release;
 pub mod repair;
 pub mod retry;
 pub mod show;
+pub mod skill;
 pub mod spawn;
 pub mod start;
 pub mod status;
@@ -107,6 +108,9 @@ pub enum CommandError {
 
     #[error(transparent)]
     View(#[from] crate::view::ViewError),
+
+    #[error(transparent)]
+    Skill(#[from] crate::skills::SkillError),
 }
 
 impl CommandError {
@@ -144,6 +148,7 @@ impl Hint for CommandError {
             CommandError::Config(e) => e,
             CommandError::Demo(e) => e,
             CommandError::View(e) => e,
+            CommandError::Skill(e) => e,
         };
         cause.hint()
     }

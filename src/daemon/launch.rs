@@ -12,6 +12,7 @@ use super::record;
 use crate::clock;
 use crate::fleet::session_name;
 use crate::prompt;
+use crate::skills::{deliver, Skill};
 use crate::stages::{self, agent_id, librarian, task_branch};
 use crate::state::{liveness, Agent, AgentState, Cause, Snapshot, Task, TaskRef};
 
@@ -116,23 +117,7 @@ impl Engine {
         t: &Task,
         integration: &str,
     ) -> BTreeMap<&'static str, String> {
-        BTreeMap::from([
-            ("feature", feature.to_owned()),
-            ("task", t.id.clone()),
-            ("title", t.title.clone()),
-            ("description", t.description.clone()),
-            (
-                "paths",
-                if t.paths.is_empty() {
-                    "(none named)".into()
-                } else {
-                    t.paths.join(", ")
-                },
-            ),
-            ("branch", task_branch(feature, &t.id)),
-            ("integration", integration.to_owned()),
-            ("feedback", prompt::feedback(&t.feedback)),
-        ])
+        prompt::task_vars(feature, t, integration)
     }
 
     pub(super) fn start_developer(
@@ -153,6 +138,16 @@ impl Engine {
                 // (cause `setup`), so a broken setup cannot loop for ever.
                 record::setup_failed(&self.fleet.store, &r, &e.to_string(), self.attempt_policy())?;
                 return Err(e);
+            }
+        };
+        let skills = match self.task_skills(snapshot, feature, task, "developer", &role.agent) {
+            Ok(s) => s,
+            Err(e) => {
+                // A broken skill is the project's to fix; the reason shows
+                // on the task and the attempt is bounded like any setup.
+                let why = format!("the task's skills: {e}");
+                record::setup_failed(&self.fleet.store, &r, &why, self.attempt_policy())?;
+                return Err(EngineError::Other(why));
             }
         };
         let base_commit = self.branch_tip(&task_branch(feature, task));
@@ -177,16 +172,20 @@ impl Engine {
                     &role.agent,
                     &profile,
                     t,
-                    prompt::render(&template, &vars),
+                    deliver::render(&template, vars, &skills),
                 );
                 a.base_commit = base_commit.clone();
+                a.skills = skills.iter().map(Skill::usage).collect();
                 a
             },
         )?;
         let Some(agent) = agent else {
             return Ok(());
         };
-        if let Err(e) = self.launch(&agent) {
+        let started = self
+            .deliver_skills(&worktree, &profile, &skills)
+            .and_then(|()| self.launch(&agent));
+        if let Err(e) = started {
             let why = format!("could not start developer {}: {e}", agent.id);
             record::lost_attempt(
                 &self.fleet.store,
@@ -215,6 +214,9 @@ impl Engine {
             return Ok(());
         };
         let r = task_ref(feature, task);
+        let skills = self
+            .task_skills(snapshot, feature, task, "tester", &role.agent)
+            .map_err(|e| EngineError::Other(format!("{r}: the task's skills: {e}")))?;
         let limits = self.limits();
         let template = prompt::template(&self.root, "tester");
         let agent = record::claim_tester(
@@ -225,7 +227,7 @@ impl Engine {
             &limits,
             |t, id| {
                 let vars = self.prompt_vars(feature, t, &integration);
-                self.agent_record(
+                let mut a = self.agent_record(
                     id,
                     "tester",
                     &r,
@@ -234,14 +236,61 @@ impl Engine {
                     &role.agent,
                     &profile,
                     t,
-                    prompt::render(&template, &vars),
-                )
+                    deliver::render(&template, vars, &skills),
+                );
+                a.skills = skills.iter().map(Skill::usage).collect();
+                a
             },
         )?;
         let Some(agent) = agent else {
             return Ok(());
         };
+        if let Err(e) = self.deliver_skills(&worktree, &profile, &skills) {
+            record::mark_dead(&self.fleet.store, &agent.id, Cause::Setup, &e.to_string())?;
+            return Err(e);
+        }
         self.launch(&agent)
+    }
+
+    /// The skills `role` gets for `feature`/`task` when `profile` runs it,
+    /// from the base branch (see [`crate::skills`]).
+    pub(super) fn task_skills(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        task: &str,
+        role: &str,
+        profile: &str,
+    ) -> Result<Vec<Skill>, crate::skills::SkillError> {
+        let set = crate::skills::load(self.fleet.store.repo(), &self.config.base_branch)?;
+        let t = snapshot
+            .feature(feature)
+            .and_then(|f| f.tasks.iter().find(|t| t.id == task));
+        let (labels, paths) = match t {
+            Some(t) => (crate::router::labels(t), t.paths.clone()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let q = crate::skills::Query {
+            role,
+            profile,
+            labels: &labels,
+            paths: &paths,
+        };
+        Ok(set.resolve(&q)?.into_iter().cloned().collect())
+    }
+
+    /// Puts the skills' files where the profile's CLI reads them (and
+    /// clears an earlier run's).
+    fn deliver_skills(
+        &self,
+        worktree: &Path,
+        profile: &crate::worker::profile::AgentProfile,
+        skills: &[Skill],
+    ) -> Result<(), EngineError> {
+        let refs: Vec<&Skill> = skills.iter().collect();
+        deliver::write_native(worktree, profile, &refs)
+            .map(drop)
+            .map_err(|e| EngineError::Other(format!("writing the agent's skill files: {e}")))
     }
 
     /// Starts the agent's tmux session; if that fails, the record says the
@@ -301,6 +350,7 @@ impl Engine {
             usage: None,
             cause: None,
             error: None,
+            skills: Vec::new(),
         }
     }
 

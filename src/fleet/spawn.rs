@@ -149,6 +149,7 @@ impl Fleet {
                 usage: None,
                 cause: None,
                 error: None,
+                skills: Vec::new(),
             })
             .collect();
         let subject = match (specs.len(), batch) {

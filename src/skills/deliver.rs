@@ -49,6 +49,24 @@ pub fn prompt_section(skills: &[&Skill]) -> String {
     out
 }
 
+/// The role's prompt from `template` and `vars`, with the skills section in
+/// `{skills}`, or after the rest when a repository's own template has no
+/// such placeholder.
+pub fn render(
+    template: &str,
+    mut vars: std::collections::BTreeMap<&'static str, String>,
+    skills: &[Skill],
+) -> String {
+    let refs: Vec<&Skill> = skills.iter().collect();
+    let section = prompt_section(&refs);
+    vars.insert("skills", section.clone());
+    into_prompt(
+        template.contains("{skills}"),
+        crate::prompt::render(template, &vars),
+        &section,
+    )
+}
+
 /// `rendered` with the skills section in place of `{skills}`, or appended
 /// when a repository's own template has no such placeholder.
 pub fn into_prompt(template_has_placeholder: bool, rendered: String, section: &str) -> String {

@@ -44,7 +44,9 @@ pub enum SkillError {
     },
     #[error("{path}: {problem}")]
     Invalid { path: String, problem: String },
-    #[error("skill `{skill}` ({path}) requires `{requires}`, which {whom} has no skill of that name")]
+    #[error(
+        "skill `{skill}` ({path}) requires `{requires}`, which {whom} has no skill of that name"
+    )]
     MissingRequirement {
         skill: String,
         path: String,
@@ -184,10 +186,11 @@ impl Skill {
             path: path.to_owned(),
             problem,
         };
-        let (yaml, body) = split_front_matter(text)
-            .ok_or_else(|| invalid("has no front matter (`---` lines around YAML at the top)".into()))?;
-        let fm: FrontMatter = serde_yaml::from_str(yaml)
-            .map_err(|e| invalid(format!("front matter: {e}")))?;
+        let (yaml, body) = split_front_matter(text).ok_or_else(|| {
+            invalid("has no front matter (`---` lines around YAML at the top)".into())
+        })?;
+        let fm: FrontMatter =
+            serde_yaml::from_str(yaml).map_err(|e| invalid(format!("front matter: {e}")))?;
         if fm.name != dir_name {
             return Err(invalid(format!(
                 "`name: {}` must be the directory's name `{dir_name}`",
@@ -196,7 +199,9 @@ impl Skill {
         }
         check_name(&fm.name).map_err(|p| invalid(format!("`name`: {p}")))?;
         if fm.description.trim().is_empty() {
-            return Err(invalid("`description` is empty: say what the skill is for and when to use it".into()));
+            return Err(invalid(
+                "`description` is empty: say what the skill is for and when to use it".into(),
+            ));
         }
         for r in &fm.applies_to.roles {
             if !ROLES.contains(&r.as_str()) {
@@ -378,14 +383,19 @@ fn add_with_requirements<'s>(
 /// The skills committed at the tip of `branch` (none when it has no commit
 /// or no `.git-sprint/skills`).
 pub fn load(repo: &gix::Repository, branch: &str) -> Result<SkillSet, SkillError> {
-    let git = |what: String| move |e: Box<dyn std::error::Error + Send + Sync>| SkillError::Git { what, source: e };
+    let git = |what: String| {
+        move |e: Box<dyn std::error::Error + Send + Sync>| SkillError::Git { what, source: e }
+    };
     let Ok(Some(mut r)) = repo.try_find_reference(format!("refs/heads/{branch}").as_str()) else {
         return Ok(SkillSet::default());
     };
     let Ok(commit) = r.peel_to_commit() else {
         return Ok(SkillSet::default());
     };
-    let what = format!("{DIR} at {branch} ({})", crate::names::short_id(&commit.id.to_string()));
+    let what = format!(
+        "{DIR} at {branch} ({})",
+        crate::names::short_id(&commit.id.to_string())
+    );
     let tree = commit.tree().map_err(|e| git(what.clone())(e.into()))?;
     let Some(entry) = tree
         .lookup_entry_by_path(DIR)
@@ -424,7 +434,12 @@ fn read_tree(
         }
         let path = format!("{prefix}{name}");
         if e.mode.is_tree() {
-            out.extend(read_tree(repo, e.oid.to_owned(), &format!("{path}/"), what)?);
+            out.extend(read_tree(
+                repo,
+                e.oid.to_owned(),
+                &format!("{path}/"),
+                what,
+            )?);
         } else if e.mode.is_blob() {
             let blob = repo.find_blob(e.oid).map_err(|e| git(e.into()))?;
             out.push((path, blob.data.clone()));
@@ -434,10 +449,13 @@ fn read_tree(
     Ok(out)
 }
 
+/// A file's path and bytes.
+type File = (String, Vec<u8>);
+
 /// Builds the set from `(path under skills/, bytes)` pairs.
 pub fn from_files(files: &[(String, Vec<u8>)]) -> Result<SkillSet, SkillError> {
     // (profile, skill dir) → its files.
-    let mut dirs: BTreeMap<(Option<String>, String), Vec<(String, Vec<u8>)>> = BTreeMap::new();
+    let mut dirs: BTreeMap<(Option<String>, String), Vec<File>> = BTreeMap::new();
     for (path, bytes) in files {
         let parts: Vec<&str> = path.split('/').collect();
         let (profile, name, rest) = match parts.as_slice() {

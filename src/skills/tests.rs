@@ -22,7 +22,12 @@ fn names(skills: &[&Skill]) -> Vec<String> {
         .collect()
 }
 
-fn query<'a>(role: &'a str, profile: &'a str, labels: &'a [String], paths: &'a [String]) -> Query<'a> {
+fn query<'a>(
+    role: &'a str,
+    profile: &'a str,
+    labels: &'a [String],
+    paths: &'a [String],
+) -> Query<'a> {
     Query {
         role,
         profile,
@@ -44,7 +49,11 @@ fn a_skill_applies_by_role_label_and_path_together() {
         ),
         (
             "risky/SKILL.md",
-            skill_file("risky", "applies_to:\n  labels: ['risk: high']\n", "Go slowly."),
+            skill_file(
+                "risky",
+                "applies_to:\n  labels: ['risk: high']\n",
+                "Go slowly.",
+            ),
         ),
         ("everyone/SKILL.md", skill_file("everyone", "", "Be kind.")),
     ]);
@@ -52,7 +61,10 @@ fn a_skill_applies_by_role_label_and_path_together() {
     let high = vec!["Risk: High".to_owned()];
     let none: Vec<String> = Vec::new();
     assert_eq!(
-        names(&s.resolve(&query("developer", "claude", &none, &rs)).unwrap()),
+        names(
+            &s.resolve(&query("developer", "claude", &none, &rs))
+                .unwrap()
+        ),
         ["everyone", "rust"]
     );
     assert_eq!(
@@ -72,9 +84,20 @@ fn requirements_come_first_and_a_cycle_ends() {
     let s = set(&[
         (
             "api/SKILL.md",
-            skill_file("api", "applies_to:\n  labels: [US1]\nrequires: [style]\n", ""),
+            skill_file(
+                "api",
+                "applies_to:\n  labels: [US1]\nrequires: [style]\n",
+                "",
+            ),
         ),
-        ("style/SKILL.md", skill_file("style", "applies_to:\n  labels: [never]\nrequires: [api]\n", "")),
+        (
+            "style/SKILL.md",
+            skill_file(
+                "style",
+                "applies_to:\n  labels: [never]\nrequires: [api]\n",
+                "",
+            ),
+        ),
     ]);
     let us1 = vec!["US1".to_owned()];
     assert_eq!(
@@ -97,8 +120,14 @@ fn a_missing_requirement_names_the_skill_and_its_file() {
 #[test]
 fn a_profiles_own_skill_reaches_only_that_profile_and_replaces_a_shared_one() {
     let s = set(&[
-        ("style/SKILL.md", skill_file("style", "version: 1\n", "shared")),
-        ("@codex/style/SKILL.md", skill_file("style", "version: 2\n", "codex's")),
+        (
+            "style/SKILL.md",
+            skill_file("style", "version: 1\n", "shared"),
+        ),
+        (
+            "@codex/style/SKILL.md",
+            skill_file("style", "version: 2\n", "codex's"),
+        ),
         ("@codex/sandbox/SKILL.md", skill_file("sandbox", "", "")),
     ]);
     let claude = s.resolve(&query("developer", "claude", &[], &[])).unwrap();
@@ -113,9 +142,21 @@ fn a_profiles_own_skill_reaches_only_that_profile_and_replaces_a_shared_one() {
 fn bad_skill_files_are_refused_with_their_path() {
     let cases: &[(&str, &[u8], &str)] = &[
         ("a/SKILL.md", b"no front matter", "has no front matter"),
-        ("a/SKILL.md", b"---\nname: b\ndescription: x\n---\n", "must be the directory's name `a`"),
-        ("A/SKILL.md", b"---\nname: A\ndescription: x\n---\n", "lowercase"),
-        ("a/SKILL.md", b"---\nname: a\ndescription: ' '\n---\n", "`description` is empty"),
+        (
+            "a/SKILL.md",
+            b"---\nname: b\ndescription: x\n---\n",
+            "must be the directory's name `a`",
+        ),
+        (
+            "A/SKILL.md",
+            b"---\nname: A\ndescription: x\n---\n",
+            "lowercase",
+        ),
+        (
+            "a/SKILL.md",
+            b"---\nname: a\ndescription: ' '\n---\n",
+            "`description` is empty",
+        ),
         (
             "a/SKILL.md",
             b"---\nname: a\ndescription: x\napplies_to:\n  roles: [boss]\n---\n",
@@ -137,12 +178,17 @@ fn bad_skill_files_are_refused_with_their_path() {
 #[test]
 fn unknown_front_matter_keys_are_kept_for_the_cli() {
     let text = b"---\nname: a\ndescription: x\nallowed-tools: Read\n---\nbody\n".to_vec();
-    let s = set(&[("a/SKILL.md", text.clone()), ("a/ref/notes.md", b"n".to_vec())]);
+    let s = set(&[
+        ("a/SKILL.md", text.clone()),
+        ("a/ref/notes.md", b"n".to_vec()),
+    ]);
     let a = &s.skills[0];
     assert_eq!(a.version, "0");
     assert_eq!(a.body, "body");
     assert!(a.files.contains(&("SKILL.md".to_owned(), text)));
-    assert!(a.files.contains(&("ref/notes.md".to_owned(), b"n".to_vec())));
+    assert!(a
+        .files
+        .contains(&("ref/notes.md".to_owned(), b"n".to_vec())));
 }
 
 #[test]
@@ -178,14 +224,38 @@ fn native_files_are_written_for_claude_only_and_replaced_on_the_next_run() {
     let codex = crate::worker::profile::AgentProfile::preset("codex").unwrap();
     let written = deliver::write_native(dir, &claude, &all).unwrap();
     assert_eq!(written.len(), 2, "{written:?}");
-    assert!(std::fs::read_to_string(dir.join(".claude/skills/a/SKILL.md"))
-        .unwrap()
-        .contains("A"));
-    assert_eq!(std::fs::read(dir.join(".claude/skills/b/ref/x.md")).unwrap(), b"x");
+    assert!(
+        std::fs::read_to_string(dir.join(".claude/skills/a/SKILL.md"))
+            .unwrap()
+            .contains("A")
+    );
+    assert_eq!(
+        std::fs::read(dir.join(".claude/skills/b/ref/x.md")).unwrap(),
+        b"x"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.join(".claude/skills/mine/SKILL.md")).unwrap(),
         "the repo's",
         "a directory the worktree has stays"
+    );
+    // Git never sees what was written: not in status, not in `add -A`.
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    assert_eq!(
+        git(&["ls-files"]),
+        ".claude/skills/mine/SKILL.md\n",
+        "only the repository's own file is added"
     );
     // The next run is codex's: what claude's run got is gone, the repo's stays.
     assert!(deliver::write_native(dir, &codex, &all).unwrap().is_empty());

@@ -705,6 +705,9 @@ pub struct Agent {
     /// The CLI's own error line (or the wrapper's reason) for `cause`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The skills the agent was given, with their versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skills: Vec<crate::skills::SkillUse>,
 }
 
 fn is_zero_u32(n: &u32) -> bool {

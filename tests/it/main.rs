@@ -16,6 +16,7 @@ mod pool;
 mod realcli;
 mod safety;
 mod shell;
+mod skills;
 mod sprint;
 mod state;
 mod support;
