@@ -169,6 +169,12 @@ pub struct AgentEntry {
     /// opencode (a preset sets the one its CLI streams).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputFormat>,
+    /// Free-form labels (`fast`, `reviewer`), shown by `git sprint agents`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// What the profile can do, for the router (`route:`).
+    #[serde(skip_serializing_if = "crate::router::rules::Capabilities::is_empty")]
+    pub capabilities: crate::router::rules::Capabilities,
 }
 
 impl AgentEntry {
@@ -335,6 +341,9 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// How tasks.md becomes a schedule.
     pub planning: Planning,
+    /// Which agent profile takes which task (first matching rule).
+    #[serde(default)]
+    pub route: Vec<crate::router::RouteRule>,
 }
 
 /// `planning`: story order and chores, read by `plan` and every ingest.
@@ -400,6 +409,9 @@ pub struct Budget {
     pub sprint_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_tokens: Option<u64>,
+    /// Per agent profile: past it the router falls back to another profile.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile_usd: BTreeMap<String, f64>,
 }
 
 /// US dollars per million tokens of each kind.
@@ -557,6 +569,7 @@ impl Default for Config {
             identity: Identity::default(),
             sandbox: SandboxConfig::default(),
             planning: Planning::default(),
+            route: Vec::new(),
         }
     }
 }
@@ -1005,6 +1018,7 @@ pub fn merge(
         }
     }
     check_bounds(&config).map_err(|(key, message)| invalid(key.into(), message.into()))?;
+    check_routes(&config).map_err(|(key, message)| invalid(key, message))?;
     for (i, rel) in config.setup.copy.iter().enumerate() {
         if !crate::worker::worktree::is_safe_copy_path(rel) {
             return Err(invalid(
@@ -1063,6 +1077,47 @@ fn check_bounds(config: &Config) -> Result<(), (&'static str, &'static str)> {
             "policy.breaker_threshold",
             "must be at least 1 (failures in a row before an agent profile is paused)",
         ));
+    }
+    Ok(())
+}
+
+/// Route rules name profiles that exist, roles that exist and globs that build.
+fn check_routes(config: &Config) -> Result<(), (String, String)> {
+    for (i, rule) in config.route.iter().enumerate() {
+        let names = rule.agent.list();
+        if names.is_empty() {
+            return Err((format!("route[{i}].agent"), "names no agent profile".into()));
+        }
+        let named = names
+            .iter()
+            .map(|n| ("agent", *n))
+            .chain(rule.fallback.iter().map(|n| ("fallback", n.as_str())));
+        for (key, name) in named {
+            config
+                .agent(name)
+                .map_err(|m| (format!("route[{i}].{key}"), m))?;
+        }
+        if let Some(role) = &rule.when.role {
+            if !["developer", "tester"].contains(&role.as_str()) {
+                return Err((
+                    format!("route[{i}].when.role"),
+                    format!("`{role}` is not a routed role (developer or tester)"),
+                ));
+            }
+        }
+        for (j, g) in rule.when.paths.iter().enumerate() {
+            if let Err(e) = globset::GlobBuilder::new(g).literal_separator(true).build() {
+                return Err((format!("route[{i}].when.paths[{j}]"), e.to_string()));
+            }
+        }
+    }
+    for (name, entry) in &config.agents {
+        if entry.capabilities.max_parallel == Some(0) {
+            return Err((
+                format!("agents.{name}.capabilities.max_parallel"),
+                "must be at least 1 (leave it out for no limit)".into(),
+            ));
+        }
     }
     Ok(())
 }

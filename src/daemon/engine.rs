@@ -136,6 +136,7 @@ impl Engine {
         }
         let busy = self.busy_set();
         let profiles = self.profiles();
+        let routing = crate::router::Routing::from_config(&self.config);
         let behind: HashSet<String> = snapshot
             .features
             .iter()
@@ -158,6 +159,7 @@ impl Engine {
             budget: &self.config.budget,
             profiles: &profiles,
             behind: &behind,
+            routing: &routing,
         };
         let mut failed = false;
         for action in stages::owed(&world) {
@@ -248,9 +250,12 @@ impl Engine {
     fn execute(&self, snapshot: &Snapshot, action: &Action) -> Result<(), EngineError> {
         match action {
             // The run's id comes from the task record, not the attempt seen.
-            Action::StartDeveloper { feature, task, .. } => {
-                self.start_developer(snapshot, feature, task)
-            }
+            Action::StartDeveloper {
+                feature,
+                task,
+                route,
+                ..
+            } => self.start_developer(snapshot, feature, task, route),
             Action::DeveloperDone {
                 feature,
                 task,

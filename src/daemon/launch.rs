@@ -125,9 +125,10 @@ impl Engine {
         snapshot: &Snapshot,
         feature: &str,
         task: &str,
+        route: &crate::router::Choice,
     ) -> Result<(), EngineError> {
-        let role = &self.config.roles.developer;
-        let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        let name = &route.profile;
+        let profile = self.config.agent(name).map_err(EngineError::Other)?;
         let integration = self.integration(snapshot, feature);
         let r = task_ref(feature, task);
         let worktree = match self.ensure_worktree(feature, task, &integration, Some(&r)) {
@@ -140,7 +141,7 @@ impl Engine {
                 return Err(e);
             }
         };
-        let skills = match self.task_skills(snapshot, feature, task, "developer", &role.agent) {
+        let skills = match self.task_skills(snapshot, feature, task, "developer", name) {
             Ok(s) => s,
             Err(e) => {
                 // A broken skill is the project's to fix; the reason shows
@@ -157,7 +158,7 @@ impl Engine {
         let agent = record::claim_developer(
             &self.fleet.store,
             &r,
-            &role.agent,
+            name,
             &limits,
             &branch,
             &worktree,
@@ -169,13 +170,14 @@ impl Engine {
                     &r,
                     &worktree,
                     &integration,
-                    &role.agent,
+                    name,
                     &profile,
                     t,
                     deliver::render(&template, vars, &skills),
                 );
                 a.base_commit = base_commit.clone();
                 a.skills = skills.iter().map(Skill::usage).collect();
+                a.route = Some(route.clone());
                 a
             },
         )?;
@@ -351,6 +353,7 @@ impl Engine {
             cause: None,
             error: None,
             skills: Vec::new(),
+            route: None,
         }
     }
 

@@ -743,6 +743,15 @@ pub fn claim_developer(
         }
         let a = agent(&t, &id);
         txn.put_agent(&a)?;
+        if let Some(route) = &a.route {
+            txn.record(Transition {
+                task: r.to_string(),
+                from: t.status.to_string(),
+                to: t.status.to_string(),
+                reason: Some(format!("{id} routed to {}", route.describe())),
+                policy: None,
+            });
+        }
         Ok(Some(a))
     })?;
     Ok(claimed.value)

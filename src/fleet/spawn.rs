@@ -150,6 +150,7 @@ impl Fleet {
                 cause: None,
                 error: None,
                 skills: Vec::new(),
+                route: None,
             })
             .collect();
         let subject = match (specs.len(), batch) {

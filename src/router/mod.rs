@@ -2,26 +2,38 @@
 //!
 //! A task's labels are its tasks.md tags (`[US1]`, `[Risk: High]`, any
 //! `[tag]` but `[P]`) and the languages of the paths it names (`rust` for
-//! `src/lib.rs`); skills and `route:` rules match on them.
+//! `src/lib.rs`); skills and `route:` rules match on them ([`rules`]),
+//! against what the registry knows of each profile ([`registry`]).
+
+pub mod registry;
+pub mod rules;
+
+pub use registry::{stats, ProfileStats, Routing};
+pub use rules::{choose, Candidate, Choice, RouteRule, TaskView};
 
 use crate::state::Task;
 
 /// The task's labels: its story, its tags, then its paths' languages;
 /// each once.
 pub fn labels(task: &Task) -> Vec<String> {
+    labels_of(task.story.as_deref(), &task.labels, &task.paths)
+}
+
+/// [`labels`] from the parts, for a task not yet in the state (`plan`).
+pub fn labels_of(story: Option<&str>, tags: &[String], paths: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |l: &str| {
         if !out.iter().any(|o| o.eq_ignore_ascii_case(l)) {
             out.push(l.to_owned());
         }
     };
-    if let Some(s) = &task.story {
+    if let Some(s) = story {
         add(s);
     }
-    for l in &task.labels {
+    for l in tags {
         add(l);
     }
-    for l in languages(&task.paths) {
+    for l in languages(paths) {
         add(l);
     }
     out

@@ -4,16 +4,15 @@
 //! `in_progress` with nobody on it (a gate sent it back); and when no active
 //! task holds a path it names. Order: priority, then convoy (the order its
 //! first task has in tasks.md), then file order. Developers are limited by
-//! the role's count, by the developer profile's circuit breaker, by the
-//! budgets, and by each task's backoff after a failed attempt. A `todo` task
+//! the role's count, by the budgets, by each task's backoff after a failed
+//! attempt, and by the profile the router picks for the task ([`super::route`]:
+//! its circuit breaker, spend and `max_parallel`, with fallbacks). A `todo` task
 //! whose dependency failed or was cancelled can never run: it is blocked,
 //! with the reason.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::{
-    backing_off, breaker_slots, budget, count_running, holds_paths, key, tasks, Action, World,
-};
+use super::{backing_off, budget, count_running, holds_paths, key, tasks, Action, World};
 use crate::spec::paths_overlap;
 use crate::state::{Task, TaskStatus};
 
@@ -22,14 +21,15 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
     if world.snapshot.meta.as_ref().is_some_and(|m| m.paused) {
         return out;
     }
-    let free = world
+    let mut free = world
         .limits
         .developers
         .saturating_sub(count_running(world.snapshot, "developer"));
-    let mut free = breaker_slots(world, &world.profiles.developer, free);
     if free == 0 {
         return out;
     }
+    // Agents this pass starts, by profile, for the router's load counts.
+    let mut started: BTreeMap<String, usize> = BTreeMap::new();
     let stops = budget::reached(world);
     // Paths held by work in flight, per feature.
     let mut held: Vec<(&str, &Task)> = tasks(world.snapshot)
@@ -96,12 +96,21 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
         if clash {
             continue;
         }
+        // No profile it may use can start one now (breaker open, budget
+        // spent, max_parallel reached): the task waits for one.
+        let Ok(route) =
+            super::route::route(world, "developer", &world.profiles.developer, t, &started)
+        else {
+            continue;
+        };
+        *started.entry(route.profile.clone()).or_default() += 1;
         free -= 1;
         held.push((feature, t));
         out.push(Action::StartDeveloper {
             feature: feature.to_owned(),
             task: t.id.clone(),
             attempt: t.attempts + 1,
+            route,
         });
     }
     out

@@ -15,6 +15,7 @@ pub mod cab;
 pub mod librarian;
 pub mod manager;
 pub mod refinery;
+pub mod route;
 pub mod tester;
 pub mod trouble;
 pub mod witness;
@@ -39,6 +40,8 @@ pub struct World<'a> {
     /// Features whose base branch must be synced into the integration
     /// branch first (see [`crate::sync::behind`]).
     pub behind: &'a HashSet<String>,
+    /// `route:` rules and the profiles' capabilities (see [`route`]).
+    pub routing: &'a crate::router::Routing,
 }
 
 /// The agent profile of each AI role.
@@ -98,6 +101,8 @@ pub enum Action {
         feature: String,
         task: String,
         attempt: u32,
+        /// The profile the router chose, and the rule that chose it.
+        route: crate::router::Choice,
     },
     /// The developer ended well: on to review.
     DeveloperDone {
@@ -443,6 +448,7 @@ mod tests {
         budget: crate::config::Budget,
         profiles: Profiles,
         behind: HashSet<String>,
+        routing: crate::router::Routing,
     }
 
     impl Fixture {
@@ -458,6 +464,7 @@ mod tests {
                     librarian: "docs".into(),
                 },
                 behind: HashSet::new(),
+                routing: crate::router::Routing::default(),
             }
         }
         fn world<'a>(&'a self, s: &'a Snapshot, now: i64) -> World<'a> {
@@ -474,6 +481,7 @@ mod tests {
                 budget: &self.budget,
                 profiles: &self.profiles,
                 behind: &self.behind,
+                routing: &self.routing,
             }
         }
     }

@@ -37,6 +37,33 @@ pub struct SprintMeta {
     /// the line that says so. A scope is here once, when it was reached.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub budget_stops: BTreeMap<String, String>,
+    /// Runs of archived agents per agent profile, so a profile's spend and
+    /// success rate outlive the records they came from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, ProfileTally>,
+}
+
+/// What an agent profile's finished, archived runs added up to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfileTally {
+    #[serde(default)]
+    pub runs: u32,
+    /// Runs that exited 0 with no cause recorded against them.
+    #[serde(default)]
+    pub succeeded: u32,
+    #[serde(default)]
+    pub cost_usd: f64,
+}
+
+impl ProfileTally {
+    /// Counts agent `a`'s run, once it has ended.
+    pub fn add(&mut self, a: &Agent) {
+        self.runs += 1;
+        if a.cause.is_none() && a.exit_status == Some(0) {
+            self.succeeded += 1;
+        }
+        self.cost_usd += a.usage.as_ref().and_then(|u| u.cost_usd).unwrap_or(0.0);
+    }
 }
 
 /// `settings` as written now, or as older versions wrote it: every value a
@@ -99,6 +126,7 @@ impl SprintMeta {
             settings: BTreeMap::new(),
             breakers: BTreeMap::new(),
             budget_stops: BTreeMap::new(),
+            profiles: BTreeMap::new(),
         }
     }
 }
@@ -708,6 +736,9 @@ pub struct Agent {
     /// The skills the agent was given, with their versions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skills: Vec<crate::skills::SkillUse>,
+    /// Why this profile runs the task: the router's choice and its rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<crate::router::Choice>,
 }
 
 fn is_zero_u32(n: &u32) -> bool {

@@ -1,0 +1,93 @@
+//! The agent registry: every profile the configuration knows, with its
+//! labels and capabilities, and what its runs add up to (running now, runs,
+//! successes, spend) from the live agent records and the tallies of
+//! archived ones ([`crate::state::ProfileTally`]).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::rules::{Capabilities, RouteRule};
+use crate::config::Config;
+use crate::state::{liveness, ProfileTally, Snapshot};
+
+/// What the router needs from the configuration.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routing {
+    pub rules: Vec<RouteRule>,
+    /// Per configured profile; a preset used by name has none.
+    pub capabilities: BTreeMap<String, Capabilities>,
+    /// `budget.profile_usd`.
+    pub profile_usd: BTreeMap<String, f64>,
+}
+
+impl Routing {
+    pub fn from_config(config: &Config) -> Routing {
+        Routing {
+            rules: config.route.clone(),
+            capabilities: config
+                .agents
+                .iter()
+                .map(|(n, e)| (n.clone(), e.capabilities.clone()))
+                .collect(),
+            profile_usd: config.budget.profile_usd.clone(),
+        }
+    }
+
+    /// Every profile a rule or `roles` names, and every configured one.
+    pub fn names<'a>(&'a self, roles: &'a [&'a str]) -> Vec<&'a str> {
+        let mut out: Vec<&str> = self.capabilities.keys().map(String::as_str).collect();
+        out.extend(roles.iter().copied());
+        for r in &self.rules {
+            out.extend(r.agent.list());
+            out.extend(r.fallback.iter().map(String::as_str));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// One profile's runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProfileStats {
+    pub running: usize,
+    /// Finished runs, archived or not.
+    pub runs: u32,
+    pub succeeded: u32,
+    pub cost_usd: f64,
+}
+
+impl ProfileStats {
+    /// Successes over finished runs; `None` before the first.
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.runs > 0).then(|| f64::from(self.succeeded) / f64::from(self.runs))
+    }
+}
+
+/// Every profile's runs, by name.
+pub fn stats(snapshot: &Snapshot) -> BTreeMap<String, ProfileStats> {
+    let mut out: BTreeMap<String, ProfileStats> = BTreeMap::new();
+    if let Some(meta) = &snapshot.meta {
+        for (name, t) in &meta.profiles {
+            let s = out.entry(name.clone()).or_default();
+            s.runs += t.runs;
+            s.succeeded += t.succeeded;
+            s.cost_usd += t.cost_usd;
+        }
+    }
+    for a in &snapshot.agents {
+        let s = out.entry(a.profile.clone()).or_default();
+        if liveness::is_running(a) {
+            s.running += 1;
+            s.cost_usd += a.usage.as_ref().and_then(|u| u.cost_usd).unwrap_or(0.0);
+        } else if a.ended.is_some() {
+            let mut t = ProfileTally::default();
+            t.add(a);
+            s.runs += t.runs;
+            s.succeeded += t.succeeded;
+            s.cost_usd += t.cost_usd;
+        }
+    }
+    out
+}
