@@ -276,7 +276,8 @@ impl Engine {
                 feature,
                 task,
                 attempt,
-            } => self.start_tester(snapshot, feature, task, *attempt),
+                route,
+            } => self.start_tester(snapshot, feature, task, *attempt, route),
             Action::RunGates {
                 feature,
                 task,

@@ -208,26 +208,22 @@ impl Engine {
         feature: &str,
         task: &str,
         attempt: u32,
+        route: &crate::router::Choice,
     ) -> Result<(), EngineError> {
-        let role = &self.config.roles.tester;
-        let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        let name = &route.profile;
+        let profile = self.config.agent(name).map_err(EngineError::Other)?;
         let integration = self.integration(snapshot, feature);
         let Some(worktree) = self.ensure_worktree(feature, task, &integration, None)? else {
             return Ok(());
         };
         let r = task_ref(feature, task);
         let skills = self
-            .task_skills(snapshot, feature, task, "tester", &role.agent)
+            .task_skills(snapshot, feature, task, "tester", name)
             .map_err(|e| EngineError::Other(format!("{r}: the task's skills: {e}")))?;
         let limits = self.limits();
         let template = prompt::template(&self.root, "tester");
-        let agent = record::claim_tester(
-            &self.fleet.store,
-            &r,
-            attempt,
-            &role.agent,
-            &limits,
-            |t, id| {
+        let agent =
+            record::claim_tester(&self.fleet.store, &r, attempt, name, &limits, |t, id| {
                 let vars = self.prompt_vars(feature, t, &integration);
                 let mut a = self.agent_record(
                     id,
@@ -235,15 +231,15 @@ impl Engine {
                     &r,
                     &worktree,
                     &integration,
-                    &role.agent,
+                    name,
                     &profile,
                     t,
                     deliver::render(&template, vars, &skills),
                 );
                 a.skills = skills.iter().map(Skill::usage).collect();
+                a.route = Some(route.clone());
                 a
-            },
-        )?;
+            })?;
         let Some(agent) = agent else {
             return Ok(());
         };

@@ -115,6 +115,8 @@ pub enum Action {
         feature: String,
         task: String,
         attempt: u32,
+        /// The profile the router chose, and the rule that chose it.
+        route: crate::router::Choice,
     },
     /// Run a gate stage in the task's worktree.
     RunGates {
@@ -620,7 +622,12 @@ mod tests {
             vec![Action::StartTester {
                 feature: "f".into(),
                 task: "T1".into(),
-                attempt: 2
+                attempt: 2,
+                route: crate::router::Choice {
+                    profile: "test".into(),
+                    rule: "roles.tester.agent".into(),
+                    passed: Vec::new(),
+                },
             }]
         );
         let id = agent_id("f", "T1", "tester", 2);
@@ -693,6 +700,77 @@ mod tests {
             matches!(&early[0], Action::Block { task, reason, .. } if task == "T3" && reason.contains("T2 is cancelled"))
         );
         assert_eq!(starts(&manager::owed(&fx.world(&s, 100))), vec!["T1"]);
+    }
+
+    /// The profile each started developer got, in start order.
+    fn routed(actions: &[Action]) -> Vec<(String, String)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::StartDeveloper { task, route, .. } => {
+                    Some((task.clone(), route.profile.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_manager_routes_by_load_holds_max_parallel_and_falls_back_past_an_open_breaker() {
+        let mut s = snapshot(
+            vec![
+                task("T1", TaskStatus::Todo, &[], &["web/a.ts"]),
+                task("T2", TaskStatus::Todo, &[], &["web/b.ts"]),
+                task("T3", TaskStatus::Todo, &[], &["src/c.rs"]),
+            ],
+            vec![],
+        );
+        let mut fx = Fixture::new(&[]);
+        fx.routing.rules = serde_yaml::from_str(
+            "- when: { paths: ['web/**'] }\n  agent: [a, b]\n  fallback: [c]\n",
+        )
+        .unwrap();
+        let pair = |t: &str, p: &str| (t.to_owned(), p.to_owned());
+        // Two slots: T1 to a, T2 to b (a has one now); T3 waits for a slot.
+        assert_eq!(
+            routed(&manager::owed(&fx.world(&s, 0))),
+            [pair("T1", "a"), pair("T2", "b")]
+        );
+        // a may run one at most and runs one (a tester: max_parallel spans
+        // roles): both web tasks go to b.
+        fx.routing.capabilities.insert(
+            "a".into(),
+            crate::router::rules::Capabilities {
+                max_parallel: Some(1),
+                ..Default::default()
+            },
+        );
+        let mut busy_a = agent("x", "tester", AgentState::Running, None);
+        busy_a.profile = "a".into();
+        s.agents.push(busy_a);
+        assert_eq!(
+            routed(&manager::owed(&fx.world(&s, 0))),
+            [pair("T1", "b"), pair("T2", "b")]
+        );
+        // b's breaker opens: the fallback c takes them.
+        let b = Breaker {
+            failures: 3,
+            last_failure: 1000,
+            open_since: Some(1000),
+            cause: Some(Cause::Auth),
+            ..Breaker::default()
+        };
+        s.meta.as_mut().unwrap().breakers.insert("b".into(), b);
+        assert_eq!(
+            routed(&manager::owed(&fx.world(&s, 1001))),
+            [pair("T1", "c"), pair("T2", "c")]
+        );
+        // c's budget is spent: the web tasks wait; T3 takes the role's agent.
+        fx.routing.profile_usd.insert("c".into(), 0.0);
+        assert_eq!(
+            routed(&manager::owed(&fx.world(&s, 1001))),
+            [pair("T3", "dev")]
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Tester: a Tester agent works in the task's worktree after review, then the
 //! test gates run there. The task remembers its current Tester, so a Tester
 //! that met an API outage is replaced (after a backoff, no attempt spent)
-//! rather than mistaken for one that finished.
+//! rather than mistaken for one that finished. Which profile runs a Tester
+//! is the router's choice, as for Developers ([`super::route`]).
+
+use std::collections::BTreeMap;
 
 use super::{
-    agent, backing_off, breaker_slots, budget, count_running, key, running, tasks, Action,
-    GateStage, World,
+    agent, backing_off, budget, count_running, key, running, tasks, Action, GateStage, World,
 };
 use crate::state::TaskStatus;
 
@@ -15,7 +17,8 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
         .limits
         .testers
         .saturating_sub(count_running(world.snapshot, "tester"));
-    let mut free = breaker_slots(world, &world.profiles.tester, free);
+    let mut free = free;
+    let mut started: BTreeMap<String, usize> = BTreeMap::new();
     let stops = budget::reached(world);
     for (f, t) in tasks(world.snapshot) {
         if t.status != TaskStatus::InTests || world.busy.contains(&key(&f.feature.name, &t.id)) {
@@ -39,12 +42,20 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
             // Not started yet, or the orchestrator stopped between naming
             // the Tester and starting it.
             None | Some((_, None)) => {
-                if free > 0 && !backing_off(world, t) && !stops.blocks(&feature, &task) {
+                if free == 0 || backing_off(world, t) || stops.blocks(&feature, &task) {
+                    continue;
+                }
+                // The router picks the profile; none able now: it waits.
+                let routed =
+                    super::route::route(world, "tester", &world.profiles.tester, t, &started);
+                if let Ok(route) = routed {
+                    *started.entry(route.profile.clone()).or_default() += 1;
                     free -= 1;
                     out.push(Action::StartTester {
                         feature,
                         task,
                         attempt: t.attempts.max(1),
+                        route,
                     });
                 }
             }
