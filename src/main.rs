@@ -76,6 +76,7 @@ enum Command {
     Fanout(commands::fanout::Args),
     Multi(commands::multi::Args),
     List(commands::list::Args),
+    Agents(commands::agents::Args),
     Prompt(commands::prompt::Args),
     #[command(subcommand)]
     Skill(commands::skill::Command),
@@ -163,6 +164,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Fanout(a) => commands::fanout::run(ctx, a),
         Command::Multi(a) => commands::multi::run(ctx, a),
         Command::List(a) => commands::list::run(ctx, a),
+        Command::Agents(a) => commands::agents::run(ctx, a),
         Command::Prompt(a) => commands::prompt::run(ctx, a),
         Command::Skill(c) => commands::skill::run(ctx, c),
         Command::Attach(a) => commands::attach::run(ctx, a),

@@ -11,6 +11,7 @@ use crate::state::{Actor, StateError, Store};
 
 pub mod add;
 pub mod agent_run;
+pub mod agents;
 pub mod attach;
 pub mod cancel;
 pub mod claim;

@@ -22,9 +22,62 @@ pub struct Args {
     /// Read the file as committed at REV instead of the working tree
     #[arg(long, value_name = "REV")]
     pub rev: Option<String>,
+    /// Also show the agent profile the `route:` rules give each open task,
+    /// and the rule that gives it (as if every profile were idle)
+    #[arg(long)]
+    pub route: bool,
     /// Print JSON for tools instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+/// One task's route, for `--route`.
+#[derive(serde::Serialize)]
+struct Route {
+    task: String,
+    labels: Vec<String>,
+    #[serde(flatten)]
+    choice: Option<crate::router::Choice>,
+    /// Why no profile could take it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waits: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct RoutedPlan<'a> {
+    #[serde(flatten)]
+    plan: &'a spec::Plan,
+    routes: Vec<Route>,
+}
+
+/// Each open task's developer profile under `config`'s rules.
+fn routes(plan: &spec::Plan, config: &crate::config::Config) -> Vec<Route> {
+    let routing = crate::router::Routing::from_config(config);
+    let idle = std::collections::BTreeMap::new();
+    plan.tasks
+        .iter()
+        .filter(|t| !t.done && t.skipped.is_none())
+        .map(|t| {
+            let labels = crate::router::labels_of(t.story.as_deref(), &t.labels, &t.paths);
+            let view = crate::router::TaskView {
+                role: "developer",
+                labels: &labels,
+                paths: &t.paths,
+            };
+            let chosen =
+                crate::router::choose(&routing.rules, &config.roles.developer.agent, &view, &idle);
+            let (choice, waits) = match chosen {
+                Ok(c) => (Some(c), None),
+                Err(e) => (None, Some(e)),
+            };
+            Route {
+                task: t.id.clone(),
+                labels,
+                choice,
+                waits,
+            }
+        })
+        .collect()
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
@@ -33,14 +86,11 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         None => working_tree(ctx, &args.target)?,
     };
     // Outside a repository there is no configuration: the defaults apply.
-    let planning = match ctx.store() {
-        Ok(store) => {
-            crate::config::load_from(store.repo(), None)?
-                .config
-                .planning
-        }
-        Err(_) => crate::config::Planning::default(),
+    let config = match ctx.store() {
+        Ok(store) => crate::config::load_from(store.repo(), None)?.config,
+        Err(_) => crate::config::Config::default(),
     };
+    let planning = config.planning.clone();
     // A feature's documents live in specs/<feature>/; a file's beside it.
     let feature = if args.target.ends_with(".md") {
         ""
@@ -49,8 +99,33 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     };
     let options = ingest::plan_options(&planning, feature);
     let plan = spec::plan_with(&spec::parse(&name, &text)?, &options)?;
+    let routes = args.route.then(|| routes(&plan, &config));
     if args.json {
-        return write_json(ctx.out, &plan);
+        return match routes {
+            Some(routes) => write_json(
+                ctx.out,
+                &RoutedPlan {
+                    plan: &plan,
+                    routes,
+                },
+            ),
+            None => write_json(ctx.out, &plan),
+        };
+    }
+    if let Some(routes) = &routes {
+        // After the plan, so the plan reads as without --route.
+        let mut text = Vec::new();
+        spec::render_plan(&plan, &mut text)?;
+        ctx.out.write_all(&text)?;
+        writeln!(ctx.out, "\nroutes (developer profile per open task)")?;
+        for r in routes {
+            match (&r.choice, &r.waits) {
+                (Some(c), _) => writeln!(ctx.out, "  {:<8} {:<16} {}", r.task, c.profile, c.rule)?,
+                (None, Some(w)) => writeln!(ctx.out, "  {:<8} waits: {w}", r.task)?,
+                (None, None) => {}
+            }
+        }
+        return Ok(());
     }
     if !super::style::enabled() {
         spec::render_plan(&plan, ctx.out)?;

@@ -743,13 +743,11 @@ pub fn claim_developer(
         }
         let a = agent(&t, &id);
         txn.put_agent(&a)?;
-        if let Some(route) = &a.route {
-            txn.record(Transition {
-                task: r.to_string(),
-                from: t.status.to_string(),
-                to: t.status.to_string(),
-                reason: Some(format!("{id} routed to {}", route.describe())),
-                policy: None,
+        if let (Some(route), Some(claim)) = (&a.route, txn.transition_mut(&r.to_string())) {
+            let routed = format!("routed to {}", route.describe());
+            claim.reason = Some(match claim.reason.take() {
+                Some(why) => format!("{why}; {routed}"),
+                None => routed,
             });
         }
         Ok(Some(a))

@@ -91,3 +91,85 @@ pub fn stats(snapshot: &Snapshot) -> BTreeMap<String, ProfileStats> {
     }
     out
 }
+
+/// One line of `git sprint agents`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileView {
+    pub name: String,
+    /// The program it runs (`claude`, `sh`), for people.
+    pub program: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    pub capabilities: Capabilities,
+    /// Roles the configuration gives it (`roles.<role>.agent`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plays: Vec<String>,
+    #[serde(flatten)]
+    pub stats: ProfileStats,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_rate: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
+    /// `closed`, or `open` with the failure that opened it.
+    pub breaker: String,
+    /// The profile does not resolve (a typo in a rule is refused when the
+    /// configuration loads, so this is a preset's or an entry's own error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Every profile the configuration knows or a record names, with its runs.
+pub fn registry(config: &Config, snapshot: &Snapshot) -> Vec<ProfileView> {
+    let routing = Routing::from_config(config);
+    let roles = [
+        ("developer", &config.roles.developer.agent),
+        ("tester", &config.roles.tester.agent),
+        ("librarian", &config.roles.librarian.agent),
+    ];
+    let role_agents: Vec<&str> = roles.iter().map(|(_, a)| a.as_str()).collect();
+    let stats = stats(snapshot);
+    let mut names: Vec<String> = routing
+        .names(&role_agents)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    // Fleet agents may run a profile nothing in the config names.
+    names.extend(stats.keys().filter(|k| !k.is_empty()).cloned());
+    names.sort();
+    names.dedup();
+    let threshold = config.policy.breaker_threshold.max(1);
+    names
+        .into_iter()
+        .map(|name| {
+            let entry = config.agents.get(&name);
+            let (program, error) = match config.agent(&name) {
+                Ok(p) => (p.command.first().cloned().unwrap_or_default(), None),
+                Err(e) => (String::new(), Some(e)),
+            };
+            let breaker = match snapshot.meta.as_ref().and_then(|m| m.breakers.get(&name)) {
+                Some(b) if b.failures >= threshold => match b.cause {
+                    Some(c) => format!("open ({c})"),
+                    None => "open".to_owned(),
+                },
+                _ => "closed".to_owned(),
+            };
+            let s = stats.get(&name).cloned().unwrap_or_default();
+            ProfileView {
+                program,
+                labels: entry.map(|e| e.labels.clone()).unwrap_or_default(),
+                capabilities: entry.map(|e| e.capabilities.clone()).unwrap_or_default(),
+                plays: roles
+                    .iter()
+                    .filter(|(_, a)| **a == name)
+                    .map(|(r, _)| (*r).to_owned())
+                    .collect(),
+                success_rate: s.success_rate(),
+                stats: s,
+                budget_usd: routing.profile_usd.get(&name).copied(),
+                breaker,
+                error,
+                name,
+            }
+        })
+        .collect()
+}

@@ -236,6 +236,12 @@ impl<'r> Txn<'r> {
         self.transitions.push(transition);
     }
 
+    /// The last transition recorded for `task` in this transaction, to add
+    /// to its reason.
+    pub fn transition_mut(&mut self, task: &str) -> Option<&mut Transition> {
+        self.transitions.iter_mut().rev().find(|t| t.task == task)
+    }
+
     /// Records a repair of the store in the commit (`Sprint-Repair:`).
     pub fn repair(&mut self, what: impl Into<String>) {
         self.repairs.push(what.into());

@@ -14,6 +14,7 @@ mod orchestrator;
 mod planning;
 mod pool;
 mod realcli;
+mod routing;
 mod safety;
 mod shell;
 mod skills;
