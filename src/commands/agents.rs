@@ -4,7 +4,7 @@ use super::{write_json, Ctx, Result};
 use crate::router::registry::{registry, ProfileView};
 use crate::state::Snapshot;
 
-/// List the agent profiles: labels, capabilities, running agents, spend, breaker, success rate
+/// List agent profiles: labels, capabilities, load, spend, breaker, success rate
 ///
 /// Every profile of the `agents:` section, every one a role or a `route:`
 /// rule names, and every one a recorded agent ran. Spend and success rate
