@@ -452,7 +452,26 @@ impl Engine {
             ("diffstat", diffstat),
             ("feedback", prompt::feedback(&feedback)),
         ]);
-        let prompt_text = prompt::render(&prompt::template(&self.root, "librarian"), &vars);
+        // The Librarian's skills: by role and by the docs it keeps.
+        let skills = crate::skills::load(self.fleet.store.repo(), &self.config.base_branch)
+            .and_then(|set| {
+                let q = crate::skills::Query {
+                    role: "librarian",
+                    profile: &role.agent,
+                    labels: &[],
+                    paths: &self.config.docs,
+                };
+                Ok(set
+                    .resolve(&q)?
+                    .into_iter()
+                    .cloned()
+                    .collect::<Vec<Skill>>())
+            })
+            .map_err(|e| {
+                EngineError::Other(format!("{feature}/{convoy}: the librarian's skills: {e}"))
+            })?;
+        let template = prompt::template(&self.root, "librarian");
+        let prompt_text = deliver::render(&template, vars, &skills);
         let r = TaskRef {
             feature: feature.to_owned(),
             id: docs.clone(),
@@ -469,6 +488,7 @@ impl Engine {
             prompt_text,
         );
         agent.paths = self.config.docs.clone();
+        agent.skills = skills.iter().map(Skill::usage).collect();
         if !record::claim_librarian(
             &self.fleet.store,
             feature,
@@ -478,6 +498,10 @@ impl Engine {
             &agent,
         )? {
             return Ok(());
+        }
+        if let Err(e) = self.deliver_skills(&worktree, &profile, &skills) {
+            record::mark_dead(&self.fleet.store, &agent.id, Cause::Setup, &e.to_string())?;
+            return Err(e);
         }
         self.launch(&agent)
     }
