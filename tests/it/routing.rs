@@ -143,3 +143,64 @@ fn a_route_naming_an_unknown_profile_is_refused_with_its_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_profile_whose_breaker_opens_is_passed_over_for_the_rules_fallback() {
+    let ok = serde_json::to_string(&scripted()).unwrap();
+    // An agent whose API key is refused: an infrastructure failure, so no
+    // attempt is spent and the profile's breaker opens (threshold 1).
+    let refused =
+        serde_json::to_string("echo 'error: 401 Unauthorized: invalid api key' >&2; exit 1")
+            .unwrap();
+    let cfg = format!(
+        r#"agents:
+  broken:
+    command: ["sh", "-c", {refused}]
+    prompt: env
+  plain:
+    command: ["sh", "-c", {ok}]
+    prompt: env
+roles:
+  developer: {{ agent: plain, count: 1 }}
+  tester: {{ agent: plain, count: 0 }}
+policy: {{ max_attempts: 2, retry_backoff: 1s, breaker_threshold: 1, breaker_cooldown: 10m }}
+route:
+  - when: {{ labels: [US1] }}
+    agent: broken
+    fallback: [plain]
+"#
+    );
+    let s = Sprint::new(&cfg, "- [ ] T001 [US1] Write src/a.txt\n");
+    s.start(&[]);
+    s.wait_done(120);
+    let mut devs: Vec<Value> = s.status()["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["task"] == "f/T001" && a["role"] == "developer")
+        .cloned()
+        .collect();
+    devs.sort_by_key(|a| a["started"].as_i64());
+    let first = &devs[0];
+    assert_eq!(first["profile"], "broken", "{first}");
+    assert_eq!(first["route"]["rule"], "route[0]", "{first}");
+    assert_eq!(first["cause"], "auth", "{first}");
+    let last = devs.last().unwrap();
+    assert_eq!(last["profile"], "plain", "{devs:#?}");
+    assert_eq!(last["route"]["rule"], "route[0] fallback", "{last}");
+    assert!(
+        last["route"]["passed"][0]
+            .as_str()
+            .is_some_and(|p| p.starts_with("broken: circuit breaker open")),
+        "{last}"
+    );
+    let agents: Value = serde_json::from_str(&s.f.ok(&["agents", "--json"])).unwrap();
+    let broken = agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "broken")
+        .unwrap();
+    assert_eq!(broken["breaker"], "open (auth)", "{broken}");
+    assert_eq!(broken["succeeded"], 0, "{broken}");
+}
