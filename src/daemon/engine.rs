@@ -103,6 +103,21 @@ impl Engine {
             developer: roles.developer.agent.clone(),
             tester: roles.tester.agent.clone(),
             librarian: roles.librarian.agent.clone(),
+            reviewers: self
+                .config
+                .gates
+                .review
+                .iter()
+                .filter(|g| g.kind == crate::gates::GateKind::Agent)
+                .map(|g| crate::stages::ReviewerGate {
+                    gate: g.name.clone(),
+                    profile: g
+                        .agent
+                        .clone()
+                        .unwrap_or_else(|| roles.developer.agent.clone()),
+                    timeout_secs: g.timeout().map_or(600, |d| d.as_secs()),
+                })
+                .collect(),
         }
     }
 
@@ -210,6 +225,7 @@ impl Engine {
     /// going quiet for `timeouts.hung`, a backoff ending, a breaker cooling.
     fn next_deadline(&self, snapshot: &Snapshot, activity: &HashMap<String, i64>) -> Option<i64> {
         let limits = self.limits();
+        let reviewers = self.profiles().reviewers;
         let mut at: Vec<i64> = Vec::new();
         for fs in &snapshot.features {
             for t in &fs.tasks {
@@ -220,8 +236,21 @@ impl Engine {
                     if matches!(
                         t.status,
                         TaskStatus::Todo | TaskStatus::InProgress | TaskStatus::InTests
-                    ) {
+                    ) || t.review.is_some()
+                    {
                         at.push(r);
+                    }
+                }
+                // A running Reviewer's gate timeout.
+                if let Some(v) = &t.review {
+                    let running = v
+                        .reviewer
+                        .as_deref()
+                        .and_then(|id| crate::stages::agent(snapshot, id))
+                        .filter(|a| liveness::is_running(a));
+                    let gate = reviewers.iter().find(|g| !v.approved.contains(&g.gate));
+                    if let (Some(a), Some(g)) = (running, gate) {
+                        at.push(a.started + g.timeout_secs as i64);
                     }
                 }
             }
@@ -277,6 +306,33 @@ impl Engine {
                 task,
                 stage,
             } => self.run_gates(snapshot, feature, task, *stage),
+            Action::StartReviewer {
+                feature,
+                task,
+                gate,
+            } => self.start_reviewer(snapshot, feature, task, gate),
+            Action::RestartReviewer {
+                feature,
+                task,
+                agent,
+                cause,
+            } => {
+                let r = task_ref(feature, task);
+                record::restart_reviewer(
+                    &self.fleet.store,
+                    &r,
+                    agent,
+                    *cause,
+                    self.attempt_policy(),
+                )?;
+                Ok(())
+            }
+            Action::JudgeReview {
+                feature,
+                task,
+                agent,
+                gate,
+            } => self.judge_review(snapshot, feature, task, agent, gate),
             Action::Retry {
                 feature,
                 task,

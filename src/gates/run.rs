@@ -78,6 +78,10 @@ fn run_stage_inner(
         skipped: Vec::new(),
     };
     for gate in gates {
+        // An AI Reviewer is an agent the CAB starts after the commands pass.
+        if !gate.kind.is_command() {
+            continue;
+        }
         if !out.passed {
             out.not_run.push(gate.name.clone());
             continue;
