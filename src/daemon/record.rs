@@ -1621,4 +1621,241 @@ mod tests {
         let t = task(&store, &r("T1")).unwrap().unwrap();
         assert_eq!((t.tester, t.attempts, t.infra_failures), (None, 1, 1));
     }
+
+    fn passed() -> gates::StageOutcome {
+        gates::StageOutcome {
+            passed: true,
+            results: Vec::new(),
+            not_run: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    fn reviewer(store: &Store, gate: &str) -> Agent {
+        claim_reviewer(store, &r("T1"), gate, "scripted", &limits(), |t, id| {
+            let mut a = agent(id, &format!("f/{}", t.id), AgentState::Exited);
+            a.role = "reviewer".into();
+            a
+        })
+        .unwrap()
+        .expect("a reviewer is owed")
+    }
+
+    fn judged(verdict: Result<&str, &str>) -> Judged {
+        Judged {
+            verdict: verdict
+                .map(|text| gates::review::parse(text).unwrap())
+                .map_err(str::to_owned),
+            discarded: None,
+        }
+    }
+
+    fn in_review(store: &Store) {
+        add_task(store, "T1");
+        edit_task(store, "T1", |t| {
+            t.status = TaskStatus::InReview;
+            t.attempts = 1;
+            t.runs = 1;
+        });
+    }
+
+    #[test]
+    fn ai_reviewers_follow_the_review_commands_one_at_a_time_then_tests() {
+        let (_dir, store) = store();
+        in_review(&store);
+        let gates = ["ai".to_owned(), "security".to_owned()];
+        let before = tip(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with("f/T1: no review command gate had to run; AI review gate ai next"),
+            "{msg}"
+        );
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InReview);
+        assert_eq!(t.review, Some(crate::state::Review::default()));
+
+        let first = reviewer(&store, "ai");
+        assert_eq!(first.id, "f.T1.review.1");
+        let again = claim_reviewer(&store, &r("T1"), "ai", "scripted", &limits(), |_, id| {
+            agent(id, "f/T1", AgentState::Starting)
+        })
+        .unwrap();
+        assert!(again.is_none(), "its reviewer is named");
+        let before = tip(&store);
+        let approve = judged(Ok("verdict: APPROVE"));
+        record_review(
+            &store,
+            &r("T1"),
+            &first.id,
+            "ai",
+            &approve,
+            &gates,
+            policy(),
+        )
+        .unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with(
+                "f/T1: reviewer f.T1.review.1 approved (review gate ai); AI review gate security next"
+            ),
+            "{msg}"
+        );
+        // A stale verdict of the same reviewer changes nothing.
+        let stale = tip(&store);
+        record_review(
+            &store,
+            &r("T1"),
+            &first.id,
+            "ai",
+            &approve,
+            &gates,
+            policy(),
+        )
+        .unwrap();
+        assert_eq!(tip(&store), stale);
+
+        let second = reviewer(&store, "security");
+        assert_eq!(second.id, "f.T1.review.1-2", "ids never repeat");
+        record_review(
+            &store,
+            &r("T1"),
+            &second.id,
+            "security",
+            &approve,
+            &gates,
+            policy(),
+        )
+        .unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InTests);
+        assert_eq!(t.review, None);
+        let results: Vec<_> = t
+            .gates
+            .iter()
+            .map(|g| (g.gate.as_str(), g.verdict.as_deref(), g.agent.as_deref()))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ("ai", Some("APPROVE"), Some("f.T1.review.1")),
+                ("security", Some("APPROVE"), Some("f.T1.review.1-2"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_request_for_changes_or_no_verdict_spends_the_attempt() {
+        let gates = ["ai".to_owned()];
+        let (_dir, store) = store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, "ai");
+        let changes = judged(Ok(
+            "verdict: REQUEST_CHANGES\ncomments: [{path: a.rs, line: 3, body: check the bound}]",
+        ));
+        record_review(&store, &r("T1"), &a.id, "ai", &changes, &gates, policy()).unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(
+            (t.status, t.cause, t.review.clone()),
+            (TaskStatus::InProgress, Some(Cause::Gate), None)
+        );
+        assert_eq!(
+            t.feedback,
+            ["review gate ai: the Reviewer (f.T1.review.1) requested changes:\n- a.rs:3: check the bound\n"]
+        );
+        assert!(!t.gates[0].passed && t.gates[0].comments.len() == 1);
+
+        let (_dir2, store) = self::store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, "ai");
+        let none = judged(Err("the Reviewer gave no verdict"));
+        record_review(&store, &r("T1"), &a.id, "ai", &none, &gates, policy()).unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InProgress);
+        assert!(t.feedback.is_empty(), "nothing for the developer to fix");
+        let reason = t.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with(
+                "review gate ai failed: the Reviewer gave no verdict [gate]; attempt 1 of 3"
+            ),
+            "{reason}"
+        );
+        assert_eq!(t.gates[0].verdict, None);
+        assert_eq!(
+            t.gates[0].output_tail,
+            "[git-sprint] the Reviewer gave no verdict"
+        );
+    }
+
+    #[test]
+    fn restart_reviewer_forgets_the_reviewer_without_spending_an_attempt() {
+        let gates = ["ai".to_owned()];
+        let (_dir, store) = store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, "ai");
+        restart_reviewer(&store, &r("T1"), &a.id, Cause::RateLimit, policy()).unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InReview);
+        assert_eq!(t.review, Some(crate::state::Review::default()));
+        assert_eq!((t.attempts, t.infra_failures), (1, 1));
+        assert_eq!(reviewer(&store, "ai").id, "f.T1.review.1-2");
+    }
+
+    #[test]
+    fn leaving_review_by_any_path_ends_its_ai_review() {
+        let (_dir, store) = store();
+        in_review(&store);
+        edit_task(&store, "T1", |t| {
+            t.review = Some(crate::state::Review {
+                approved: vec!["ai".into()],
+                reviewer: None,
+            })
+        });
+        store
+            .transact(&Actor::named("person"), |txn| {
+                ops::move_task(txn, &r("T1"), TaskStatus::InProgress, Some("by hand"), true)?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(task(&store, &r("T1")).unwrap().unwrap().review, None);
+    }
 }
