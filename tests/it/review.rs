@@ -154,6 +154,16 @@ fn requested_changes_reach_the_next_developer_prompt_then_an_approval_merges() {
             && second.contains("- add a test for zero"),
         "{second}"
     );
+    // `show` tells who judged, what they said and asked; `--json` has it all.
+    let shown = s.f.ok(&["show", "f/T001"]);
+    assert!(
+        shown.contains("f.T001.review.1: REQUEST_CHANGES")
+            && shown.contains("- src/a.txt:1: name the constant ANSWER")
+            && shown.contains("f.T001.review.2: APPROVE"),
+        "{shown}"
+    );
+    let json: Value = serde_json::from_str(&s.f.ok(&["show", "f/T001", "--json"])).unwrap();
+    assert_eq!(json["task"]["gates"], t["gates"], "{json}");
     // The second Reviewer saw what the first asked for.
     let reviewers = agents(&s, "T001", "reviewer");
     assert_eq!(reviewers.len(), 2, "{reviewers:?}");
@@ -242,4 +252,33 @@ fn a_reviewer_that_gives_no_verdict_fails_the_gate_with_its_cause() {
         "{t}"
     );
     assert!(s.merges().is_empty());
+}
+
+#[test]
+fn a_reviewer_past_its_gate_timeout_is_stopped_and_the_gate_fails() {
+    let s = Sprint::new(
+        &config("exec sleep 600", "policy: { max_attempts: 1 }\n")
+            .replace("timeout: 2m", "timeout: 2s"),
+        "- [ ] T001 Write src/a.txt\n",
+    );
+    s.start(&[]);
+    // Woken by the gate's deadline: nothing else happens meanwhile.
+    s.wait("T001 failed", 60, |t| t["T001"]["status"] == "failed");
+    let t = &s.tasks()["T001"];
+    let reason = t["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("review gate ai failed: the Reviewer gave no verdict")
+            && reason.contains("the reviewer's run ended: timeout")
+            && reason.contains("past review gate ai's timeout of 2s"),
+        "{reason}"
+    );
+    let ai = ai_results(t);
+    assert_eq!(ai.len(), 1, "{t}");
+    assert_eq!(ai[0]["timed_out"], true, "{t}");
+    // Its session is gone: nothing of it runs on.
+    let sessions = s.f.sessions();
+    assert!(
+        !sessions.iter().any(|n| n.contains("review")),
+        "{sessions:?}"
+    );
 }
