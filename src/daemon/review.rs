@@ -221,6 +221,12 @@ impl Engine {
                     .unwrap_or_else(|| "a detached HEAD".into())
             ));
         }
+        // A rebase or cherry-pick it left half done would outlive the reset
+        // and meet the next developer; with none in progress these fail
+        // harmlessly.
+        for op in ["rebase", "cherry-pick", "revert", "merge"] {
+            let _ = git.command([op, "--abort"]).output();
+        }
         let reset = git
             .command(["checkout", "-q", "-f", "-B", &a.branch, reviewed])
             .output();
