@@ -9,7 +9,7 @@
 //! what runs beside the loop (gates, merges, syncs) is [`super::jobs`]'.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -51,6 +51,7 @@ impl Engine {
     ) -> Result<Self, crate::fleet::FleetError> {
         let root = fleet.main_worktree()?;
         let config = with_gate_timeouts(config);
+        crate::gates::confine_gates(gate_confinement(&fleet, &root, &config));
         Ok(Engine {
             fleet,
             config,
@@ -65,6 +66,7 @@ impl Engine {
     /// Runs with `config` from now on (the base branch's committed file or
     /// a `git config sprint.*` override changed while running).
     pub fn set_config(&mut self, config: Config) {
+        crate::gates::confine_gates(gate_confinement(&self.fleet, &self.root, &config));
         self.config = with_gate_timeouts(config);
     }
 
@@ -442,6 +444,21 @@ impl Engine {
 }
 
 /// `timeouts.gate` bounds every gate that names no timeout of its own.
+/// Gates run the agents' code, so they run in the agents' sandbox unless
+/// `sandbox: off`.
+fn gate_confinement(
+    fleet: &Fleet,
+    root: &Path,
+    config: &Config,
+) -> Option<crate::gates::Confinement> {
+    config.sandbox.enabled.then(|| crate::gates::Confinement {
+        common_dir: fleet.common_dir.clone(),
+        main_worktree: Some(root.to_path_buf()),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        writable: config.sandbox.writable.clone(),
+    })
+}
+
 fn with_gate_timeouts(mut config: Config) -> Config {
     let default = config.timeouts.gate.to_string();
     let gates = &mut config.gates;

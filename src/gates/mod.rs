@@ -44,7 +44,7 @@ mod testutil;
 pub use config::{template, Figure, Gate, GateConfigError, GateKind, GateSet, Stage, TEMPLATES};
 pub(crate) use diff::{run_stage_for_change, Change};
 pub use outcome::{GateOutcome, StageOutcome};
-pub(crate) use run::keep_ledger;
+pub(crate) use run::{confine_gates, keep_ledger, Confinement};
 // Public for callers that already know the changed files; the crate goes
 // through `run_stage_for_change`, which asks git.
 pub use run::run_stage_for_diff;
