@@ -50,6 +50,19 @@ pub struct Profiles {
     pub developer: String,
     pub tester: String,
     pub librarian: String,
+    /// The review gates of `kind: agent`, in config order.
+    pub reviewers: Vec<ReviewerGate>,
+}
+
+/// A review gate judged by an AI Reviewer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReviewerGate {
+    /// The gate's name.
+    pub gate: String,
+    /// The Reviewer's agent profile.
+    pub profile: String,
+    /// How long a Reviewer may run before it is stopped (`timeout`).
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +130,28 @@ pub enum Action {
         attempt: u32,
         /// The profile the router chose, and the rule that chose it.
         route: crate::router::Choice,
+    },
+    /// Start an AI Reviewer for review gate `gate` in the task's worktree.
+    StartReviewer {
+        feature: String,
+        task: String,
+        gate: String,
+    },
+    /// The Reviewer met an infrastructure failure: another starts after a
+    /// backoff, no attempt spent.
+    RestartReviewer {
+        feature: String,
+        task: String,
+        agent: String,
+        cause: Cause,
+    },
+    /// The Reviewer ended: discard any change it made, read its verdict
+    /// and record it as gate `gate`'s result.
+    JudgeReview {
+        feature: String,
+        task: String,
+        agent: String,
+        gate: String,
     },
     /// Run a gate stage in the task's worktree.
     RunGates {
@@ -203,6 +238,9 @@ impl Action {
             | Action::DeveloperDone { feature, task, .. }
             | Action::StartTester { feature, task, .. }
             | Action::RunGates { feature, task, .. }
+            | Action::StartReviewer { feature, task, .. }
+            | Action::RestartReviewer { feature, task, .. }
+            | Action::JudgeReview { feature, task, .. }
             | Action::Retry { feature, task, .. }
             | Action::RestartTester { feature, task, .. }
             | Action::Block { feature, task, .. }
@@ -275,6 +313,7 @@ fn role_tag(role: &str) -> &str {
         "developer" => "dev",
         "tester" => "test",
         "librarian" => "docs",
+        "reviewer" => "review",
         other => other,
     }
 }
@@ -501,6 +540,7 @@ mod tests {
                     developer: "dev".into(),
                     tester: "test".into(),
                     librarian: "docs".into(),
+                    reviewers: vec![],
                 },
                 behind: HashSet::new(),
                 routing: crate::router::Routing::default(),

@@ -14,6 +14,7 @@ mod orchestrator;
 mod planning;
 mod pool;
 mod realcli;
+mod review;
 mod routing;
 mod safety;
 mod shell;
