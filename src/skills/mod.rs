@@ -31,7 +31,7 @@ pub const DIR: &str = ".git-sprint/skills";
 /// The file that makes a directory a skill.
 pub const FILE: &str = "SKILL.md";
 /// Roles a skill may name in `applies_to.roles`.
-pub const ROLES: &[&str] = &["developer", "tester", "librarian", "reviewer"];
+pub const ROLES: &[&str] = &["developer", "tester", "librarian"];
 
 /// Something wrong with the project's skills.
 #[derive(Debug, Error)]
