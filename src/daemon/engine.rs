@@ -25,6 +25,8 @@ use crate::state::{liveness, FeatureStatus, Snapshot, StateError, TaskRef, TaskS
 pub struct Engine {
     pub fleet: Fleet,
     pub config: Config,
+    /// The policy (`.git-sprint/policy.yaml` layers) diffs are judged by.
+    pub policy: Arc<crate::policy::Policy>,
     pub(super) exe: PathBuf,
     pub(super) root: PathBuf,
     /// Tasks whose gates run on a thread of ours right now.
@@ -54,6 +56,7 @@ impl Engine {
         Ok(Engine {
             fleet,
             config,
+            policy: Arc::default(),
             exe,
             root,
             busy: Arc::default(),
@@ -66,6 +69,11 @@ impl Engine {
     /// a `git config sprint.*` override changed while running).
     pub fn set_config(&mut self, config: Config) {
         self.config = with_gate_timeouts(config);
+    }
+
+    /// Judges diffs by `policy` from now on.
+    pub fn set_policy(&mut self, policy: crate::policy::Policy) {
+        self.policy = Arc::new(policy);
     }
 
     /// A sender for wake-ups into the orchestrator's loop.

@@ -39,22 +39,79 @@ impl Engine {
         let branch = format!("refs/heads/{}", task_branch(feature, task));
         let store_dir = self.root.clone();
         let policy = self.attempt_policy();
+        // The policy judges the Developer's diff before the review gates.
+        let judge = (stage == GateStage::Review).then(|| {
+            let paths = snapshot
+                .features
+                .iter()
+                .find(|f| f.feature.name == feature)
+                .and_then(|f| f.tasks.iter().find(|t| t.id == task))
+                .map(|t| t.paths.clone())
+                .unwrap_or_default();
+            (
+                self.policy.clone(),
+                self.config.roles.developer.agent.clone(),
+                paths,
+            )
+        });
         let (feature, task) = (feature.to_owned(), task.to_owned());
         let busy = self.busy.clone();
         let wake = self.wake.clone();
         std::thread::spawn(move || {
+            let git = crate::worker::worktree::Git::new(&store_dir);
+            let judged = judge.map(|(policy, profile, paths)| {
+                crate::policy::Judgement::of_branch(
+                    &policy,
+                    &git,
+                    &integration,
+                    &branch,
+                    &key,
+                    ("developer", &profile),
+                    &paths,
+                )
+            });
+            let judged = match judged {
+                Some(Ok(j)) => Some(j),
+                None => None,
+                Some(Err(e)) => {
+                    // Never let a change through unjudged: the task stays in
+                    // review and is judged again at the next wake-up.
+                    tracing::warn!(task = %key, error = %e, "cannot read the task's diff for the policy; review waits");
+                    busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                    return;
+                }
+            };
+            if let Some(j) = judged.as_ref().filter(|j| j.denied()) {
+                let result = crate::state::Store::discover(&store_dir).and_then(|store| {
+                    record::record_policy_denial(&store, &feature, &task, j, policy)
+                });
+                if let Err(e) = result {
+                    tracing::warn!(task = %key, error = %e, "recording the policy's denial failed");
+                }
+                busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                let _ = wake.send(Wake::JobDone);
+                return;
+            }
             let outcome = gates::run_stage_for_change(
                 &gates,
                 &worktree,
                 &[("SPRINT_TASK".to_owned(), key.clone())],
-                &crate::worker::worktree::Git::new(&store_dir),
+                &git,
                 &gates::Change::Branch {
                     base: &integration,
                     tip: &branch,
                 },
             );
             let result = crate::state::Store::discover(&store_dir).and_then(|store| {
-                record::record_verdict(&store, &feature, &task, stage, &outcome, policy)
+                record::record_judged_verdict(
+                    &store,
+                    &feature,
+                    &task,
+                    stage,
+                    &outcome,
+                    policy,
+                    judged.as_ref(),
+                )
             });
             if let Err(e) = result {
                 tracing::warn!(task = %key, error = %e, "recording the gate verdict failed");

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use crate::clock;
 use crate::gates;
+use crate::policy::{Decision, Judgement, Verdict as PolicyVerdict};
 use crate::refinery::Verdict;
 use crate::stages::{self, agent_id, BreakerGate, GateStage, Limits};
 use crate::state::{
@@ -379,6 +380,9 @@ pub fn record_budgets(store: &Store, stops: &BTreeMap<String, String>) -> Result
                     reason: Some(line.clone()),
                     policy: Some(format!("budget: no new agents for {scope}")),
                 });
+                let mut d = Decision::new("budget", scope, PolicyVerdict::BudgetStop, "budget");
+                d.reason = Some(line.clone());
+                txn.decide(&d);
             }
         }
         for scope in meta.budget_stops.keys() {
@@ -390,6 +394,9 @@ pub fn record_budgets(store: &Store, stops: &BTreeMap<String, String>) -> Result
                     reason: Some("the limit was raised".into()),
                     policy: Some(format!("budget: agents may start again for {scope}")),
                 });
+                let mut d = Decision::new("budget", scope, PolicyVerdict::BudgetResumed, "budget");
+                d.reason = Some("the limit was raised".into());
+                txn.decide(&d);
             }
         }
         meta.budget_stops = stops.clone();
@@ -407,6 +414,62 @@ pub fn record_verdict(
     stage: GateStage,
     outcome: &gates::StageOutcome,
     policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    record_judged_verdict(store, feature, task, stage, outcome, policy, None)
+}
+
+/// Records that the policy denied a task's change in review: the attempt
+/// ends with cause `policy`, the denying rules and what they matched as
+/// feedback, and a decision record per matching rule in the same commit.
+pub fn record_policy_denial(
+    store: &Store,
+    feature: &str,
+    task: &str,
+    judged: &Judgement,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    let r = TaskRef {
+        feature: feature.to_owned(),
+        id: task.to_owned(),
+    };
+    store.transact(&Actor::named("cab"), |txn| {
+        let Some(mut t) = txn.task(feature, task)? else {
+            return Ok(());
+        };
+        if t.status != TaskStatus::InReview {
+            return Ok(());
+        }
+        t.approval = None;
+        txn.put_task(feature, &t)?;
+        for d in judged.decisions("cab") {
+            txn.decide(&d);
+        }
+        end_attempt(
+            txn,
+            &r,
+            None,
+            Cause::Policy,
+            &judged.denial_note(),
+            Some(judged.feedback()),
+            policy,
+            TaskStatus::InProgress,
+        )
+    })?;
+    Ok(())
+}
+
+/// [`record_verdict`] with the policy's judgement of the change (review
+/// only): its warnings and approval requests are recorded with the verdict,
+/// and a task whose approval is pending parks in `awaiting_approval` once
+/// its tests pass instead of going on to the merge.
+pub fn record_judged_verdict(
+    store: &Store,
+    feature: &str,
+    task: &str,
+    stage: GateStage,
+    outcome: &gates::StageOutcome,
+    policy: AttemptPolicy,
+    judged: Option<&Judgement>,
 ) -> Result<(), StateError> {
     let (expect, pass_to, kind) = match stage {
         GateStage::Review => (
@@ -432,7 +495,27 @@ pub fn record_verdict(
         for (gate, o) in &outcome.results {
             t.gates.push(o.to_result(gate, kind, &at));
         }
-        if outcome.passed {
+        if let Some(judged) = judged {
+            // The diff is judged afresh on every review: an approval given
+            // to an earlier diff does not carry over to a new one.
+            t.approval = judged.approval();
+            for d in judged.decisions("cab") {
+                txn.decide(&d);
+            }
+        }
+        let parks = stage == GateStage::Test && t.approval.as_ref().is_some_and(|a| a.pending());
+        if outcome.passed && parks {
+            t.tester = None;
+            txn.put_task(feature, &t)?;
+            let rules = t
+                .approval
+                .as_ref()
+                .map(|a| a.rules.join(", "))
+                .unwrap_or_default();
+            let why = format!("{name} gates passed; the merge waits for a person's approval");
+            ops::move_task(txn, &r, TaskStatus::AwaitingApproval, Some(&why), false)?;
+            txn.record_policy_note(&r.to_string(), &format!("approval required by {rules}"));
+        } else if outcome.passed {
             t.tester = None;
             txn.put_task(feature, &t)?;
             let mut why = match (outcome.results.is_empty(), outcome.skipped.is_empty()) {

@@ -15,6 +15,9 @@ pub struct Entry {
     pub actor: String,
     pub subject: String,
     pub transitions: Vec<LoggedTransition>,
+    /// The policy decision records the commit carries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<crate::policy::Decision>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -125,6 +128,7 @@ fn parse_entry(id: ObjectId, actor: String, time: i64, message: &str) -> Entry {
     let subject = lines.next().unwrap_or_default().to_owned();
     let mut transitions: Vec<LoggedTransition> = Vec::new();
     let mut actor = actor;
+    let mut decisions = Vec::new();
     for line in lines {
         let Some((key, value)) = line.split_once(": ") else {
             continue;
@@ -161,6 +165,9 @@ fn parse_entry(id: ObjectId, actor: String, time: i64, message: &str) -> Entry {
                 }
             }
             "Sprint-Actor" => actor = value,
+            // A record this binary cannot read (a newer one's) is left out
+            // rather than failing the whole log.
+            "Sprint-Decision" => decisions.extend(crate::policy::Decision::from_line(&value)),
             _ => {}
         }
     }
@@ -170,6 +177,7 @@ fn parse_entry(id: ObjectId, actor: String, time: i64, message: &str) -> Entry {
         actor,
         subject,
         transitions,
+        decisions,
     }
 }
 
