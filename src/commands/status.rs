@@ -274,27 +274,5 @@ fn feature(
             writeln!(out, "    {:<8} {:<12} {when}", t.id, c.holder)?;
         }
     }
-    // What waits for a person, and what to run.
-    let waiting: Vec<_> = fs
-        .tasks
-        .iter()
-        .filter(|t| t.status == TaskStatus::AwaitingApproval)
-        .collect();
-    if !waiting.is_empty() {
-        writeln!(out, "  awaiting approval:")?;
-        for t in waiting {
-            let (rules, matched) = t
-                .approval
-                .as_ref()
-                .map(|a| (a.rules.join(", "), a.matched.join(", ")))
-                .unwrap_or_default();
-            writeln!(out, "    {:<8} rule {rules}: {matched}", t.id)?;
-            writeln!(
-                out,
-                "    {:<8} -> git sprint approve {}/{} | git sprint reject {}/{} --reason ...",
-                "", f.name, t.id, f.name, t.id
-            )?;
-        }
-    }
     Ok(())
 }
