@@ -5,7 +5,7 @@ use super::{Ctx, Result};
 pub mod show;
 pub mod validate;
 
-/// Check or show the policy (.git-sprint/policy.yaml over ~/.config/git-sprint/policy.yaml)
+/// Check or show the policy rules that judge each task's diff
 ///
 /// Rules judge each task's diff after the Developer: `deny` sends the task
 /// back with the rule as feedback, `require_approval` holds the merge for
