@@ -303,6 +303,22 @@ impl Engine {
             .clone()
             .or_else(|| crate::ingest::base_branch(self.fleet.store.repo()))
             .unwrap_or_else(|| "main".into());
+        if let Some(pattern) = self.policy.protects(&base) {
+            let note = format!(
+                "not merged: {base} is protected by the policy (protected_branches: {pattern}); merge {integration} by hand"
+            );
+            let mut d = crate::policy::Decision::new(
+                "protected_branches",
+                feature,
+                crate::policy::Verdict::Deny,
+                "refinery",
+            );
+            d.policy = self.policy.blob.clone();
+            d.inputs.insert("branch".into(), base.as_str().into());
+            d.inputs.insert("pattern".into(), pattern.into());
+            record::feature_note_decided(&self.fleet.store, feature, &note, &d)?;
+            return Ok(());
+        }
         let verdict = crate::refinery::merge_into_base(
             &self.fleet.common_dir,
             &self.root,

@@ -289,6 +289,36 @@ pub fn block(store: &Store, r: &TaskRef, reason: &str) -> Result<(), StateError>
     Ok(())
 }
 
+/// A claim the policy refuses: a `todo` task is blocked with `why` (a
+/// reason the Manager never lifts by itself: the policy or the config must
+/// change, then `retry`); a task further on fails. `decision` is recorded
+/// with it.
+pub fn refuse_claim(
+    store: &Store,
+    r: &TaskRef,
+    why: &str,
+    decision: &Decision,
+) -> Result<(), StateError> {
+    store.transact(&Actor::named("manager"), |txn| {
+        let Some(t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        match t.status {
+            TaskStatus::Todo => {
+                ops::move_task(txn, r, TaskStatus::Blocked, Some(why), false)?;
+            }
+            TaskStatus::InTests => {
+                ops::fail(txn, r, why)?;
+            }
+            _ => return Ok(()),
+        }
+        txn.record_policy_note(&r.to_string(), why);
+        txn.decide(decision);
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// A task blocked by its dependencies may run again.
 pub fn unblock(store: &Store, r: &TaskRef) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
@@ -969,7 +999,29 @@ pub fn close_feature(store: &Store, feature: &str) -> Result<Option<Feature>, St
 /// Notes on the feature what became of merging it into its base branch; the
 /// note's first line is the commit's subject.
 pub fn feature_note(store: &Store, feature: &str, note: &str) -> Result<(), StateError> {
+    feature_note_with(store, feature, note, None)
+}
+
+/// [`feature_note`] for a policy decision, recorded with it.
+pub fn feature_note_decided(
+    store: &Store,
+    feature: &str,
+    note: &str,
+    decision: &Decision,
+) -> Result<(), StateError> {
+    feature_note_with(store, feature, note, Some(decision))
+}
+
+fn feature_note_with(
+    store: &Store,
+    feature: &str,
+    note: &str,
+    decision: Option<&Decision>,
+) -> Result<(), StateError> {
     store.transact(&Actor::named("refinery"), |txn| {
+        if let Some(d) = decision {
+            txn.decide(d);
+        }
         let Some(mut f) = txn.feature(feature)? else {
             return Ok(());
         };

@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::diff::FileChange;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
 use super::rules::{Finding, Rule, RuleSpec};
+use super::take::{Refused, Take, TakeSpec};
 use crate::hint::Hint;
 
 /// The repository's policy file, relative to its root.
@@ -81,6 +84,9 @@ struct FileSpec {
     rules: Vec<RuleSpec>,
     roles: BTreeMap<String, Section>,
     agents: BTreeMap<String, Section>,
+    take: Vec<TakeSpec>,
+    concurrency: BTreeMap<String, u32>,
+    protected_branches: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +105,13 @@ pub struct Policy {
     base: Vec<Rule>,
     /// Rules by (role section, agent section) named in some file.
     sections: BTreeMap<(Option<String>, Option<String>), Vec<Rule>>,
+    /// Who may take which work.
+    pub take: Vec<Take>,
+    /// The most agents of a profile at once, and where the cap is written.
+    pub concurrency: BTreeMap<String, (u32, String)>,
+    /// Branch globs the Refinery never writes, with where each is written.
+    pub protected_branches: Vec<(String, String)>,
+    protected: GlobSet,
 }
 
 /// A layer as `policy show` names it.
@@ -160,7 +173,45 @@ impl Policy {
 
     /// Whether no layer holds a rule.
     pub fn is_empty(&self) -> bool {
-        self.base.is_empty() && self.sections.values().all(Vec::is_empty)
+        self.base.is_empty()
+            && self.sections.values().all(Vec::is_empty)
+            && self.take.is_empty()
+            && self.concurrency.is_empty()
+            && self.protected_branches.is_empty()
+    }
+
+    /// Why `profile` (running `model`) may not take `role`'s work on a task
+    /// labelled `labels`, if a `take` rule refuses it.
+    pub fn may_take(
+        &self,
+        role: &str,
+        profile: &str,
+        model: Option<&str>,
+        labels: &[String],
+    ) -> Result<(), Refused> {
+        for t in &self.take {
+            if let Some(why) = t.spec.refuses(role, profile, model, labels) {
+                return Err(Refused {
+                    rule: t.spec.id.clone(),
+                    origin: t.origin.clone(),
+                    why,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The most agents of `profile` that may run at once, if capped.
+    pub fn cap(&self, profile: &str) -> Option<u32> {
+        self.concurrency.get(profile).map(|(n, _)| *n)
+    }
+
+    /// The protected-branch pattern `branch` matches, if any.
+    pub fn protects(&self, branch: &str) -> Option<&str> {
+        self.protected
+            .matches(branch)
+            .first()
+            .map(|i| self.protected_branches[*i].0.as_str())
     }
 
     /// Merges `layers`, first to last (see the module docs).
@@ -170,9 +221,46 @@ impl Policy {
             files.push(parse(layer)?);
         }
         let mut base = Vec::new();
+        let mut take: Vec<Take> = Vec::new();
+        let mut concurrency: BTreeMap<String, (u32, String)> = BTreeMap::new();
+        let mut protected_branches: Vec<(String, String)> = Vec::new();
+        let mut protected = GlobSetBuilder::new();
         for (layer, spec) in layers.iter().zip(&files) {
             merge(&mut base, &spec.rules, layer, None)?;
+            merge_take(&mut take, &spec.take, layer)?;
+            for (profile, cap) in &spec.concurrency {
+                let line = line_of(&layer.text, &format!("{profile}:"), 0);
+                let invalid = |message: String| PolicyError::Invalid {
+                    file: layer.name.clone(),
+                    line,
+                    message,
+                };
+                if *cap == 0 {
+                    return Err(invalid(format!(
+                        "concurrency.{profile}: must be at least 1 (a profile that may never run: leave it out of `roles`)"
+                    )));
+                }
+                if let Some((old, at)) = concurrency.get(profile) {
+                    if cap > old {
+                        return Err(invalid(format!(
+                            "concurrency.{profile}: {cap} raises the cap of {old} at {at}; a later layer may only lower it"
+                        )));
+                    }
+                }
+                concurrency.insert(profile.clone(), (*cap, format!("{}:{line}", layer.name)));
+            }
+            for pattern in &spec.protected_branches {
+                let line = line_of_value(&layer.text, pattern);
+                let glob = Glob::new(pattern).map_err(|e| PolicyError::Invalid {
+                    file: layer.name.clone(),
+                    line,
+                    message: format!("protected_branches: `{pattern}` is not a valid glob: {e}"),
+                })?;
+                protected.add(glob);
+                protected_branches.push((pattern.clone(), format!("{}:{line}", layer.name)));
+            }
         }
+        let protected = protected.build().unwrap_or_else(|_| GlobSet::empty());
         let roles: BTreeSet<String> = files.iter().flat_map(|f| f.roles.keys().cloned()).collect();
         let agents: BTreeSet<String> = files
             .iter()
@@ -219,6 +307,10 @@ impl Policy {
             blob: layers.iter().rev().find_map(|l| l.blob.clone()),
             base,
             sections,
+            take,
+            concurrency,
+            protected_branches,
+            protected,
         })
     }
 }
@@ -311,6 +403,65 @@ fn merge(
         }
     }
     Ok(())
+}
+
+/// Merges `take` rules by id, as [`merge`] does rules.
+fn merge_take(takes: &mut Vec<Take>, specs: &[TakeSpec], layer: &Layer) -> Result<(), PolicyError> {
+    for (i, spec) in specs.iter().enumerate() {
+        let nth = specs[..i].iter().filter(|s| s.id == spec.id).count();
+        let line = line_of_id(&layer.text, &spec.id, Some("take"), nth);
+        let invalid = |message: String| PolicyError::Invalid {
+            file: layer.name.clone(),
+            line,
+            message,
+        };
+        spec.check().map_err(invalid)?;
+        if nth > 0 {
+            return Err(invalid(format!(
+                "take rule `{}` is defined twice; give each rule its own id",
+                spec.id
+            )));
+        }
+        let origin = format!("{}:{line}", layer.name);
+        match takes.iter_mut().find(|t| t.spec.id == spec.id) {
+            None => takes.push(Take {
+                spec: spec.clone(),
+                origin,
+            }),
+            Some(old) => {
+                if !(spec.tightens(&old.spec) || old.spec.overridable) {
+                    return Err(invalid(format!(
+                        "take rule `{}` widens the rule at {}, which is not `overridable`: a later layer may only allow fewer agents or models",
+                        spec.id, old.origin
+                    )));
+                }
+                let overridable = spec.overridable && old.spec.overridable;
+                *old = Take {
+                    spec: TakeSpec {
+                        overridable,
+                        ..spec.clone()
+                    },
+                    origin,
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The 1-based line of the first line that holds `value` as a YAML scalar
+/// (a list item or inside a flow list), or 1.
+fn line_of_value(text: &str, value: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.contains(&format!("'{value}'"))
+                || l.contains(&format!("\"{value}\""))
+                || l.trim_start().trim_start_matches("- ").trim() == value
+                || l.contains(&format!("[{value}"))
+                || l.contains(&format!(" {value},"))
+                || l.contains(&format!(" {value}]"))
+        })
+        .map_or(1, |i| i + 1)
 }
 
 /// The 1-based line of the `nth` (from 0) rule `id` in `text` (inside
@@ -551,6 +702,50 @@ agents:
             assert!(e.starts_with(want), "{text:?}: got {e:?}, want {want:?}");
         }
         assert!(Policy::from_layers(&[layer("p", "")]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn caps_only_go_down_protected_branches_add_up_and_take_rules_narrow() {
+        let user = "take:\n  - id: sec\n    labels: [security]\n    agents: [claude, codex]\nconcurrency:\n  codex: 2\nprotected_branches: [main]\n";
+        let repo = "take:\n  - id: sec\n    labels: [security]\n    agents: [claude]\nconcurrency:\n  codex: 1\nprotected_branches: ['release/*']\n";
+        let p = Policy::from_layers(&[layer("u", user), layer("r", repo)]).unwrap();
+        assert_eq!(p.cap("codex"), Some(1));
+        assert_eq!(p.protects("main"), Some("main"));
+        assert_eq!(p.protects("release/1.0"), Some("release/*"));
+        assert_eq!(p.protects("sprint/f/integration"), None);
+        let sec = vec!["security".to_owned()];
+        let refused = p.may_take("developer", "codex", None, &sec).unwrap_err();
+        assert_eq!(
+            (refused.rule.as_str(), refused.origin.as_str()),
+            ("sec", "r:2")
+        );
+        assert!(p.may_take("developer", "claude", None, &sec).is_ok());
+
+        let raise = "concurrency:\n  codex: 3\n";
+        let e = Policy::from_layers(&[layer("u", user), layer("r", raise)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("r:2: concurrency.codex: 3 raises the cap of 2 at u:6"),
+            "{e}"
+        );
+        let widen =
+            "take:\n  - id: sec\n    labels: [security]\n    agents: [claude, codex, gemini]\n";
+        let e = Policy::from_layers(&[layer("u", user), layer("r", widen)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("r:2: take rule `sec` widens the rule at u:2"),
+            "{e}"
+        );
+        let bad = "protected_branches: ['[']\n";
+        let e = Policy::from_layers(&[layer("r", bad)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("r:1: protected_branches: `[` is not a valid glob"),
+            "{e}"
+        );
     }
 
     #[test]

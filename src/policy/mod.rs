@@ -4,7 +4,8 @@
 //! record for every decision the sprint enforces.
 //!
 //! [`file`] reads and merges the layers, [`rules`] compiles and judges
-//! rules, [`diff`] asks git what a task changed, [`decision`] is the record
+//! rules, [`take`] says who may take which work, [`diff`] asks git what a
+//! task changed, [`decision`] is the record
 //! written into the state commit that acted, and [`approval`] is the
 //! person's side: `approve` and `reject`.
 
@@ -13,10 +14,12 @@ pub mod decision;
 pub mod diff;
 pub mod file;
 pub mod rules;
+pub mod take;
 
 pub use decision::{Decision, Verdict};
 pub use file::{load, load_working, user_file, Layer, Policy, PolicyError, FILE_NAME};
 pub use rules::{Finding, Rule, RuleAction, RuleSpec};
+pub use take::{Refused, Take, TakeSpec};
 
 /// A task's diff judged by the policy: what matched, and which committed
 /// policy said so.

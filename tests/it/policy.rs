@@ -267,3 +267,87 @@ fn the_users_layer_is_read_first_and_the_repository_may_only_tighten_it() {
         "{err}"
     );
 }
+
+#[test]
+fn take_rules_block_a_task_caps_serialise_a_profile_and_a_protected_base_is_never_written() {
+    let agent = format!("sleep 1\n{AGENT}");
+    let cfg = config(
+        &agent,
+        "policy: { retry_backoff: 1s }\nmerge: { auto: true }\n",
+    )
+    .replace(
+        "tester: { agent: scripted, count: 2 }",
+        "tester: { agent: scripted, count: 0 }",
+    );
+    let s = Sprint::new(
+        &cfg,
+        "- [ ] T001 [P] [security] Harden src/T001.txt\n- [ ] T002 [P] Write src/T002.txt\n- [ ] T003 [P] Write src/T003.txt\n",
+    );
+    s.f.repo.write(
+        ".git-sprint/policy.yaml",
+        "take:\n  - id: security-by-claude\n    labels: [security]\n    agents: [claude]\nconcurrency:\n  scripted: 1\nprotected_branches: [main]\n",
+    );
+    s.f.repo.git(["add", "-A"]);
+    s.f.repo.git(["commit", "-q", "-m", "policy"]);
+    let main_before = s.f.repo.git(["rev-parse", "main"]);
+    s.start(&[]);
+    s.wait("T001 blocked by the policy, T002 and T003 done", 120, |t| {
+        t["T001"]["status"] == "blocked"
+            && t["T002"]["status"] == "done"
+            && t["T003"]["status"] == "done"
+    });
+    let tasks = s.tasks();
+    let reason = tasks["T001"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        reason,
+        "policy: rule security-by-claude: agent profile scripted may not take this developer work (allowed: claude)"
+    );
+    let ds = decisions(&s);
+    let refused = find(&ds, "security-by-claude", "f/T001", "deny").expect("a deny record");
+    assert_eq!(refused["actor"], "manager");
+    assert_eq!(refused["inputs"]["labels"], serde_json::json!(["security"]));
+
+    // The cap of 1: no two developers of the profile ever ran at once.
+    let status = s.status();
+    let mut runs: Vec<(i64, i64)> = status["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["role"] == "developer")
+        .map(|a| {
+            (
+                a["started"].as_i64().unwrap(),
+                a["ended"].as_i64().unwrap_or(i64::MAX),
+            )
+        })
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 2, "{status}");
+    assert!(
+        runs[0].1 <= runs[1].0,
+        "two developers overlapped: {runs:?}"
+    );
+
+    // With T001 out of the way the feature closes; merge.auto would write
+    // main, which the policy protects.
+    s.f.ok(&["cancel", "T001"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while find(&decisions(&s), "protected_branches", "f", "deny").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no protected-branch decision:\n{}",
+            s.f.ok(&["log", "-n", "20"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        s.f.repo.git(["rev-parse", "main"]),
+        main_before,
+        "main was written"
+    );
+    let note = s.status()["features"][0]["feature"]["note"].to_string();
+    assert!(note.contains("main is protected by the policy"), "{note}");
+}

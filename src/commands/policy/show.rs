@@ -35,6 +35,9 @@ struct View<'a> {
     layers: &'a [policy::file::LayerInfo],
     rules: Vec<RuleView<'a>>,
     sections: std::collections::BTreeMap<String, Vec<RuleView<'a>>>,
+    take: &'a [policy::Take],
+    concurrency: std::collections::BTreeMap<&'a str, u32>,
+    protected_branches: Vec<&'a str>,
 }
 
 fn views(rules: &[Rule]) -> Vec<RuleView<'_>> {
@@ -56,6 +59,17 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             layers: &p.layers,
             rules: views(p.base()),
             sections: p.sections().map(|(n, r)| (n, views(r))).collect(),
+            take: &p.take,
+            concurrency: p
+                .concurrency
+                .iter()
+                .map(|(k, (n, _))| (k.as_str(), *n))
+                .collect(),
+            protected_branches: p
+                .protected_branches
+                .iter()
+                .map(|(b, _)| b.as_str())
+                .collect(),
         };
         return write_json(ctx.out, &view);
     }
@@ -84,6 +98,50 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     for (name, rules) in p.sections() {
         writeln!(ctx.out, "{name}:")?;
         print_rules(ctx.out, rules, args.explain)?;
+    }
+    let at = |origin: &str| {
+        if args.explain {
+            format!("  (from {origin})")
+        } else {
+            String::new()
+        }
+    };
+    if !p.take.is_empty() {
+        writeln!(ctx.out, "take:")?;
+        for t in &p.take {
+            let list = |v: &[String]| {
+                if v.is_empty() {
+                    "any".to_owned()
+                } else {
+                    v.join(", ")
+                }
+            };
+            writeln!(
+                ctx.out,
+                "  {}  {} work on tasks labelled {}: agents {}, models {}{}",
+                t.spec.id,
+                list(&t.spec.roles),
+                list(&t.spec.labels),
+                list(&t.spec.agents),
+                list(&t.spec.models),
+                at(&t.origin)
+            )?;
+        }
+    }
+    if !p.concurrency.is_empty() {
+        writeln!(ctx.out, "concurrency:")?;
+        for (profile, (n, origin)) in &p.concurrency {
+            writeln!(ctx.out, "  {profile}: at most {n} at once{}", at(origin))?;
+        }
+    }
+    if !p.protected_branches.is_empty() {
+        writeln!(
+            ctx.out,
+            "protected branches (the Refinery never writes them):"
+        )?;
+        for (b, origin) in &p.protected_branches {
+            writeln!(ctx.out, "  {b}{}", at(origin))?;
+        }
     }
     Ok(())
 }
