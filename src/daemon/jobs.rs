@@ -39,8 +39,10 @@ impl Engine {
         let branch = format!("refs/heads/{}", task_branch(feature, task));
         let store_dir = self.root.clone();
         let policy = self.attempt_policy();
-        // The policy judges the Developer's diff before the review gates.
-        let judge = (stage == GateStage::Review).then(|| {
+        // The policy judges the diff before the review gates (the
+        // Developer's work) and again before the test gates (a Tester may
+        // have added to it), with the rules for the role that wrote last.
+        let judge = {
             let paths = snapshot
                 .features
                 .iter()
@@ -48,25 +50,25 @@ impl Engine {
                 .and_then(|f| f.tasks.iter().find(|t| t.id == task))
                 .map(|t| t.paths.clone())
                 .unwrap_or_default();
-            (
-                self.policy.clone(),
-                self.config.roles.developer.agent.clone(),
-                paths,
-            )
-        });
+            let (role, profile) = match stage {
+                GateStage::Review => ("developer", self.config.roles.developer.agent.clone()),
+                GateStage::Test => ("tester", self.config.roles.tester.agent.clone()),
+            };
+            Some((self.policy.clone(), role, profile, paths))
+        };
         let (feature, task) = (feature.to_owned(), task.to_owned());
         let busy = self.busy.clone();
         let wake = self.wake.clone();
         std::thread::spawn(move || {
             let git = crate::worker::worktree::Git::new(&store_dir);
-            let judged = judge.map(|(policy, profile, paths)| {
+            let judged = judge.map(|(policy, role, profile, paths)| {
                 crate::policy::Judgement::of_branch(
                     &policy,
                     &git,
                     &integration,
                     &branch,
                     &key,
-                    ("developer", &profile),
+                    (role, &profile),
                     &paths,
                 )
             });
@@ -83,7 +85,7 @@ impl Engine {
             };
             if let Some(j) = judged.as_ref().filter(|j| j.denied()) {
                 let result = crate::state::Store::discover(&store_dir).and_then(|store| {
-                    record::record_policy_denial(&store, &feature, &task, j, policy)
+                    record::record_policy_denial(&store, &feature, &task, stage, j, policy)
                 });
                 if let Err(e) = result {
                     tracing::warn!(task = %key, error = %e, "recording the policy's denial failed");

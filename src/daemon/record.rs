@@ -455,9 +455,14 @@ pub fn record_policy_denial(
     store: &Store,
     feature: &str,
     task: &str,
+    stage: GateStage,
     judged: &Judgement,
     policy: AttemptPolicy,
 ) -> Result<(), StateError> {
+    let expect = match stage {
+        GateStage::Review => TaskStatus::InReview,
+        GateStage::Test => TaskStatus::InTests,
+    };
     let r = TaskRef {
         feature: feature.to_owned(),
         id: task.to_owned(),
@@ -466,7 +471,7 @@ pub fn record_policy_denial(
         let Some(mut t) = txn.task(feature, task)? else {
             return Ok(());
         };
-        if t.status != TaskStatus::InReview {
+        if t.status != expect {
             return Ok(());
         }
         t.approval = None;
@@ -527,10 +532,21 @@ pub fn record_judged_verdict(
         }
         if let Some(judged) = judged {
             // The diff is judged afresh on every review: an approval given
-            // to an earlier diff does not carry over to a new one.
+            // to an earlier diff does not carry over to a new one. Before
+            // the tests the diff is judged again, and only what is new to
+            // the record is recorded (a warning is said once).
+            let before = t.approval.take().map(|a| a.rules).unwrap_or_default();
             t.approval = judged.approval();
             for d in judged.decisions("cab") {
-                txn.decide(&d);
+                let new = match stage {
+                    GateStage::Review => true,
+                    GateStage::Test => {
+                        d.verdict == PolicyVerdict::ApprovalRequired && !before.contains(&d.rule)
+                    }
+                };
+                if new {
+                    txn.decide(&d);
+                }
             }
         }
         let parks = stage == GateStage::Test && t.approval.as_ref().is_some_and(|a| a.pending());

@@ -351,3 +351,38 @@ fn take_rules_block_a_task_caps_serialise_a_profile_and_a_protected_base_is_neve
     let note = s.status()["features"][0]["feature"]["note"].to_string();
     assert!(note.contains("main is protected by the policy"), "{note}");
 }
+
+#[test]
+fn what_a_tester_adds_is_judged_again_before_the_test_gates() {
+    // The Tester adds a migration once; the Developer's rework takes it out.
+    let agent = format!(
+        "case \"$SPRINT_PROMPT\" in *\"You are a Tester\"*)\n  [ -e \"$HOME/once/tester\" ] && exit 0\n  touch \"$HOME/once/tester\"\n  mkdir -p migrations && echo x > migrations/t.sql && git add -A && git commit -qm tester && exit 0 ;;\nesac\n{AGENT}"
+    );
+    let extra = format!("policy: {{ retry_backoff: 1s }}\n{}", super::sprint::ONCE);
+    let cfg = config(&agent, &extra).replace(
+        "tester: { agent: scripted, count: 2 }",
+        "tester: { agent: scripted, count: 1 }",
+    );
+    let s = Sprint::new(&cfg, "- [ ] T001 Write src/T001.txt\n");
+    s.once_dir();
+    s.f.repo.write(".git-sprint/policy.yaml", POLICY);
+    s.f.repo.git(["add", "-A"]);
+    s.f.repo.git(["commit", "-q", "-m", "policy"]);
+    s.start(&[]);
+    s.wait_done(120);
+    let ds = decisions(&s);
+    let deny = find(&ds, "no-migrations", "f/T001", "deny").expect("the tester's migration denied");
+    assert_eq!(
+        deny["inputs"]["matched"],
+        serde_json::json!(["migrations/t.sql"])
+    );
+    let moved = s
+        .transitions()
+        .into_iter()
+        .any(|(t, from, to, _)| t == "f/T001" && from == "in_tests" && to == "in_progress");
+    assert!(moved, "the denial sent the task back from in_tests");
+    let merged =
+        s.f.repo
+            .git(["ls-tree", "-r", "--name-only", "sprint/f/integration"]);
+    assert!(!merged.contains("migrations/"), "{merged}");
+}
