@@ -492,7 +492,9 @@ impl<'r> Txn<'r> {
             msg.push_str(&format!("Sprint-Repair: {}\n", one_line(r)));
         }
         for d in &self.decisions {
-            msg.push_str(&format!("Sprint-Decision: {}\n", one_line(d)));
+            // One line of JSON already (newlines are escaped in it); left
+            // as it is, so the record reads back exactly.
+            msg.push_str(&format!("Sprint-Decision: {d}\n"));
         }
         msg.push_str(&format!("Sprint-Actor: {}\n", actor.name));
         msg
