@@ -200,4 +200,16 @@ mod tests {
         assert!(e.concerns("f") && e.concerns("f/T2") && !e.concerns("f/T3"));
         assert!(!e.concerns("f/T"));
     }
+
+    #[test]
+    fn decision_trailers_read_back_and_unknown_ones_are_left_out() {
+        let d = crate::policy::Decision::new("mig", "f/T1", crate::policy::Verdict::Deny, "cab");
+        let msg = format!(
+            "f/T1: in_review -> in_progress\n\nSprint-Task: f/T1\nSprint-From: in_review\nSprint-To: in_progress\nSprint-Decision: {}\nSprint-Decision: {{\"from\":\"a newer binary\"}}\nSprint-Actor: cab\n",
+            d.to_line()
+        );
+        let e = parse_entry(ObjectId::null(gix::hash::Kind::Sha1), "x".into(), 0, &msg);
+        assert_eq!(e.decisions, vec![d]);
+        assert_eq!(e.transitions.len(), 1);
+    }
 }
