@@ -56,6 +56,7 @@ impl Engine {
             };
             Some((self.policy.clone(), role, profile, paths))
         };
+        let reviewers = self.reviewer_gates();
         let (feature, task) = (feature.to_owned(), task.to_owned());
         let busy = self.busy.clone();
         let wake = self.wake.clone();
@@ -112,6 +113,7 @@ impl Engine {
                     stage,
                     &outcome,
                     policy,
+                    &reviewers,
                     judged.as_ref(),
                 )
             });

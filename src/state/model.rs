@@ -243,6 +243,44 @@ pub struct GateResult {
     pub timed_out: bool,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub duration_ms: u64,
+    /// An AI Reviewer's verdict (`APPROVE`, `REQUEST_CHANGES`); absent for
+    /// a command gate, and for a Reviewer that gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// The Reviewer's comments, which became the developer's feedback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comments: Vec<ReviewComment>,
+    /// The Reviewer agent that judged (agent gates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Tokens the Reviewer spent.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub tokens: u64,
+    /// US dollars the Reviewer spent.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub cost_usd: f64,
+}
+
+/// One comment of an AI Reviewer: where (when it says) and what to change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewComment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    pub body: String,
+}
+
+/// Where a task's review stands once its command gates passed and AI
+/// Reviewers (`kind: agent` gates) are owed, in config order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    /// Agent gates that approved this attempt's work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved: Vec<String>,
+    /// The Reviewer agent of the next gate, once one was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
 }
 
 /// Why a run or an attempt ended badly (DESIGN.md "Trust model").
@@ -447,6 +485,10 @@ pub struct Task {
     /// The Tester agent of the current attempt, once one was started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tester: Option<String>,
+    /// Set while AI Reviewers judge the work (the command review gates
+    /// passed); cleared when the task leaves review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -517,6 +559,7 @@ impl Task {
             attempts: 0,
             runs: 0,
             tester: None,
+            review: None,
             claim: None,
             branch: None,
             worktree: None,

@@ -15,6 +15,7 @@ mod planning;
 mod policy;
 mod pool;
 mod realcli;
+mod review;
 mod safety;
 mod shell;
 mod sprint;
