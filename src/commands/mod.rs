@@ -12,6 +12,7 @@ use crate::state::{Actor, StateError, Store};
 pub mod add;
 pub mod agent_run;
 pub mod agents;
+pub mod approve;
 pub mod attach;
 pub mod cancel;
 pub mod claim;
@@ -35,8 +36,10 @@ pub mod multi;
 mod pager;
 pub mod pause;
 pub mod plan;
+pub mod policy;
 pub mod prompt;
 pub mod recover;
+pub mod reject;
 pub mod release;
 pub mod repair;
 pub mod retry;
@@ -112,6 +115,9 @@ pub enum CommandError {
 
     #[error(transparent)]
     Skill(#[from] crate::skills::SkillError),
+
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 impl CommandError {
@@ -150,6 +156,7 @@ impl Hint for CommandError {
             CommandError::Demo(e) => e,
             CommandError::View(e) => e,
             CommandError::Skill(e) => e,
+            CommandError::Policy(e) => e,
         };
         cause.hint()
     }
