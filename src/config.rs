@@ -335,6 +335,10 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// How tasks.md becomes a schedule.
     pub planning: Planning,
+    /// Who is told of which sprint events, by receiver name (see
+    /// [`crate::notify`]).
+    #[serde(default)]
+    pub notify: BTreeMap<String, crate::notify::Receiver>,
 }
 
 /// `planning`: story order and chores, read by `plan` and every ingest.
@@ -557,6 +561,7 @@ impl Default for Config {
             identity: Identity::default(),
             sandbox: SandboxConfig::default(),
             planning: Planning::default(),
+            notify: BTreeMap::new(),
         }
     }
 }
@@ -1026,6 +1031,16 @@ pub fn merge(
                 ),
             ));
         }
+    }
+    for (name, receiver) in &config.notify {
+        receiver.check(name).map_err(|(key, message)| {
+            let key = if key.is_empty() {
+                format!("notify.{name}")
+            } else {
+                format!("notify.{name}.{key}")
+            };
+            invalid(key, message)
+        })?;
     }
     Ok(Loaded {
         config,

@@ -14,6 +14,7 @@ pub mod hint;
 pub mod hooks;
 pub mod ingest;
 pub(crate) mod names;
+pub mod notify;
 pub mod prompt;
 pub mod refinery;
 pub mod spec;
