@@ -225,6 +225,7 @@ impl Engine {
                     }
                 }
             }
+            at.extend(fs.convoys.iter().filter_map(|c| c.retry_after));
         }
         for a in snapshot.agents.iter().filter(|a| liveness::is_running(a)) {
             let claim = liveness::claim_of(snapshot, a);
@@ -331,7 +332,27 @@ impl Engine {
                 convoy,
                 attempt,
             } => self.start_librarian(snapshot, feature, convoy, *attempt),
-            Action::MergeDocs { feature, convoy } => self.merge_docs(snapshot, feature, convoy),
+            Action::RestartLibrarian {
+                feature,
+                convoy,
+                agent,
+                cause,
+            } => {
+                record::restart_librarian(
+                    &self.fleet.store,
+                    feature,
+                    convoy,
+                    agent,
+                    *cause,
+                    self.attempt_policy(),
+                )?;
+                Ok(())
+            }
+            Action::MergeDocs {
+                feature,
+                convoy,
+                failed,
+            } => self.merge_docs(snapshot, feature, convoy, failed.clone()),
             Action::SyncBase { feature } => {
                 self.sync_base(feature);
                 Ok(())

@@ -98,17 +98,18 @@ impl Engine {
         snapshot: &Snapshot,
         feature: &str,
         convoy: &str,
+        failed: Option<String>,
     ) -> Result<(), EngineError> {
         let integration = self.integration(snapshot, feature);
         let (f, c, i) = (feature.to_owned(), convoy.to_owned(), integration.clone());
-        let max = self.limits().max_attempts;
+        let policy = self.attempt_policy();
         self.spawn_merge(
             feature,
             &librarian::docs_task(convoy),
             format!("docs for convoy {convoy}"),
             integration,
             Vec::new(),
-            move |store, v| record::record_docs(store, &f, &c, &i, v, max),
+            move |store, v| record::record_docs(store, &f, &c, &i, v, policy, failed.as_deref()),
         );
         Ok(())
     }

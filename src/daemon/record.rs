@@ -250,6 +250,50 @@ pub fn restart_tester(
     Ok(())
 }
 
+/// Sends convoy `feature/convoy` back for another Librarian after an
+/// infrastructure failure of `agent`: the run spends no attempt and waits
+/// out a backoff (the profile's breaker counts the failure).
+pub fn restart_librarian(
+    store: &Store,
+    feature: &str,
+    convoy: &str,
+    agent: &str,
+    cause: Cause,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut c) = txn.convoy(feature, convoy)? else {
+            return Ok(());
+        };
+        let current = c.librarian.as_deref().is_none_or(|id| id == agent);
+        if c.status != ConvoyStatus::InDocs || !current {
+            return Ok(());
+        }
+        let key = format!("{feature}/{convoy}");
+        let failures = c.runs.saturating_sub(c.attempts).saturating_add(1);
+        let pause = backoff_secs(policy.backoff_secs, failures, &key);
+        let from = c.status;
+        c.status = ConvoyStatus::Open;
+        // The claim counted this run; it was not the docs' fault.
+        c.attempts = c.attempts.saturating_sub(1);
+        c.librarian = None;
+        c.retry_after = Some(clock::now() + pause as i64);
+        txn.put_convoy(feature, &c)?;
+        txn.record(Transition {
+            task: key,
+            from: from.to_string(),
+            to: c.status.to_string(),
+            reason: Some(format!(
+                "librarian {agent} failed ({cause}); another in {} (no attempt spent)",
+                clock::short_age(pause as i64)
+            )),
+            policy: None,
+        });
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// Moves finished agents out of the live state (one commit for all of them),
 /// so later reads do not grow with the sprint's history. A failure only
 /// leaves them live until the next reconcile.
@@ -552,14 +596,18 @@ pub fn record_merge(
 
 /// Records the docs merge: the convoy is done, or goes back for another
 /// Librarian attempt (done without new docs past the attempt limit).
+/// `failed` says how the Librarian's run went badly, if it did: with
+/// nothing to merge that is a failed attempt, not "no docs to change".
 pub fn record_docs(
     store: &Store,
     feature: &str,
     convoy: &str,
     integration: &str,
     verdict: &Verdict,
-    max_attempts: u32,
+    policy: AttemptPolicy,
+    failed: Option<&str>,
 ) -> Result<(), StateError> {
+    let max_attempts = policy.max_attempts;
     store.transact(&Actor::named("refinery"), |txn| {
         let Some(mut c) = txn.convoy(feature, convoy)? else {
             return Ok(());
@@ -572,10 +620,26 @@ pub fn record_docs(
                 ConvoyStatus::Done,
                 format!("docs merged into {integration} as {}", short(commit)),
             ),
-            Verdict::NothingToMerge { .. } => (
+            Verdict::NothingToMerge { .. } if failed.is_none() => (
                 ConvoyStatus::Done,
                 "the librarian changed no docs: nothing to merge".to_owned(),
             ),
+            // A run that failed is no verdict on the docs, and its exit is
+            // not something a prompt can fix: nothing goes into `reason`.
+            Verdict::NothingToMerge { .. } => {
+                let failed = failed.unwrap_or_default();
+                if c.attempts >= max_attempts {
+                    (
+                        ConvoyStatus::Done,
+                        format!("docs not written after {} attempts: {failed}", c.attempts),
+                    )
+                } else {
+                    (
+                        ConvoyStatus::Open,
+                        format!("{failed}; another librarian attempt"),
+                    )
+                }
+            }
             other => {
                 let what = crate::refinery::feedback(other, integration).unwrap_or_default();
                 c.reason = Some(what);
@@ -594,6 +658,15 @@ pub fn record_docs(
         };
         let from = c.status;
         c.status = to;
+        c.librarian = None;
+        if to == ConvoyStatus::Open {
+            let pause = backoff_secs(
+                policy.backoff_secs,
+                c.attempts,
+                &format!("{feature}/{convoy}"),
+            );
+            c.retry_after = Some(clock::now() + pause as i64);
+        }
         txn.put_convoy(feature, &c)?;
         txn.record(Transition {
             task: format!("{feature}/{convoy}"),
@@ -822,6 +895,9 @@ pub fn claim_librarian(
         let from = c.status;
         c.status = ConvoyStatus::InDocs;
         c.attempts = attempt;
+        c.runs += 1;
+        c.librarian = Some(agent.id.clone());
+        c.retry_after = None;
         txn.put_convoy(feature, &c)?;
         txn.put_agent(agent)?;
         txn.record(Transition {
@@ -1244,6 +1320,9 @@ mod tests {
                         tasks: vec!["T1".into()],
                         attempts: 0,
                         reason: None,
+                        runs: 0,
+                        librarian: None,
+                        retry_after: None,
                     },
                 )?;
                 txn.subject("f/US1: added by the test");
@@ -1263,6 +1342,68 @@ mod tests {
         let msg = last_commit(&store, before);
         assert!(msg.starts_with("f/US1: open -> in_docs"), "{msg}");
         assert!(!claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+    }
+
+    #[test]
+    fn restart_librarian_spends_no_attempt_and_backs_off() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        add_convoy(&store);
+        let lib = agent("f.docs-US1.docs.1", "f/docs-US1", AgentState::Starting);
+        assert!(claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+        // Another librarian's failure is not this one's.
+        restart_librarian(&store, "f", "US1", "other", Cause::Auth, policy()).unwrap();
+        let c = store.read(|txn| txn.convoy("f", "US1")).unwrap().unwrap();
+        assert_eq!(c.status, ConvoyStatus::InDocs);
+        let before = tip(&store);
+        restart_librarian(&store, "f", "US1", &lib.id, Cause::Auth, policy()).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with("f/US1: in_docs -> open")
+                && msg.contains("librarian f.docs-US1.docs.1 failed (auth)"),
+            "{msg}"
+        );
+        let c = store.read(|txn| txn.convoy("f", "US1")).unwrap().unwrap();
+        assert_eq!((c.status, c.attempts, c.runs), (ConvoyStatus::Open, 0, 1));
+        assert!(c.librarian.is_none() && c.retry_after.is_some(), "{c:?}");
+    }
+
+    #[test]
+    fn a_failed_librarian_with_nothing_to_merge_is_a_spent_attempt_not_done() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        add_convoy(&store);
+        let lib = agent("f.docs-US1.docs.1", "f/docs-US1", AgentState::Starting);
+        assert!(claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+        let nothing = Verdict::NothingToMerge { tip: "abc".into() };
+        let crashed = "librarian f.docs-US1.docs.1 exited with status 2 (crash)";
+        let before = tip(&store);
+        record_docs(&store, "f", "US1", "i", &nothing, policy(), Some(crashed)).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with("f/US1: in_docs -> open") && msg.contains("(crash)"),
+            "{msg}"
+        );
+        let c = store.read(|txn| txn.convoy("f", "US1")).unwrap().unwrap();
+        assert_eq!((c.attempts, c.reason.as_deref()), (1, None), "{c:?}");
+        // Past the limit the convoy ends, saying the docs were not written.
+        let lib = agent("f.docs-US1.docs.2", "f/docs-US1", AgentState::Starting);
+        assert!(claim_librarian(&store, "f", "US1", 2, &limits(), &lib).unwrap());
+        let before = tip(&store);
+        let policy = AttemptPolicy {
+            max_attempts: 2,
+            ..policy()
+        };
+        record_docs(&store, "f", "US1", "i", &nothing, policy, Some(crashed)).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.contains("docs not written after 2 attempts"), "{msg}");
+        // A run that went well and changed nothing is done, as before.
+        add_convoy(&store);
+        let lib = agent("f.docs-US1.docs.3", "f/docs-US1", AgentState::Starting);
+        assert!(claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+        let before = tip(&store);
+        record_docs(&store, "f", "US1", "i", &nothing, policy, None).unwrap();
+        assert!(last_commit(&store, before).contains("changed no docs"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! its wrapper recorded (an API outage is not the task's fault).
 
 use super::{agent, key, running, tasks, Action, GateStage, World};
-use crate::state::{Cause, TaskStatus};
+use crate::state::TaskStatus;
 
 pub fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
@@ -23,29 +23,19 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
                 if running(a) {
                     continue;
                 }
-                match (a.exit_status, a.cause) {
-                    (Some(0), None) => out.push(Action::DeveloperDone {
+                match super::ended_badly(a) {
+                    None => out.push(Action::DeveloperDone {
                         feature,
                         task,
                         agent: a.id.clone(),
                     }),
-                    (status, cause) => {
-                        let what = match status {
-                            Some(code) => format!("developer {} exited with status {code}", a.id),
-                            None => format!("developer {} {}", a.id, a.state),
-                        };
-                        let cause = cause.unwrap_or(Cause::Crash);
-                        out.push(Action::Retry {
-                            feature,
-                            task,
-                            agent: Some(a.id.clone()),
-                            cause,
-                            reason: match &a.error {
-                                Some(e) if !e.is_empty() => format!("{what} ({cause}: {e})"),
-                                _ => format!("{what} ({cause})"),
-                            },
-                        })
-                    }
+                    Some((cause, reason)) => out.push(Action::Retry {
+                        feature,
+                        task,
+                        agent: Some(a.id.clone()),
+                        cause,
+                        reason,
+                    }),
                 }
             }
             TaskStatus::InReview => out.push(Action::RunGates {

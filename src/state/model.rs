@@ -612,6 +612,17 @@ pub struct Convoy {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Librarian runs started, counted as attempts or not: each run gets a
+    /// fresh agent id, so one the API failed never blocks the next.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub runs: u32,
+    /// The Librarian at work on the docs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub librarian: Option<String>,
+    /// No Librarian starts before this time (unix seconds): the backoff
+    /// after an infrastructure failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
