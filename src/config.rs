@@ -60,7 +60,7 @@ pub enum ConfigError {
     Syntax { origin: String, message: String },
 
     /// The committed file could not be read from the repository.
-    #[error("reading {FILE_NAME} from {what}")]
+    #[error("reading a committed file from {what}")]
     Git {
         what: String,
         #[source]
@@ -885,6 +885,52 @@ fn committed_file(
     commit: gix::ObjectId,
     origin: &str,
 ) -> Result<Option<Vec<u8>>, ConfigError> {
+    Ok(committed_blob(repo, commit, FILE_NAME, origin)?.map(|(_, bytes)| bytes))
+}
+
+/// A file as committed at the base branch's tip: what the sprint runs on
+/// for every committed file of its own (`.git-sprint.yaml`, the policy).
+#[derive(Debug, Clone)]
+pub(crate) struct CommittedFile {
+    /// The base branch and its tip, when there is a base branch.
+    pub base: Option<BaseFile>,
+    /// The file's blob id and bytes; `None` when the tip has no such file.
+    pub blob: Option<(gix::ObjectId, Vec<u8>)>,
+}
+
+/// The file at repository path `rel` as committed at the base branch's tip
+/// (the base resolved as for [`load`]), never the working tree's copy.
+pub(crate) fn committed_at_base(
+    repo: &gix::Repository,
+    rel: &str,
+) -> Result<CommittedFile, ConfigError> {
+    let overrides = git_overrides(git_config_dir(repo))?;
+    let base = resolve_base(repo, &overrides);
+    let commit = base.as_deref().and_then(|b| branch_tip(repo, b));
+    let origin = match (&base, commit) {
+        (Some(b), Some(c)) => format!("{rel} at {b} ({})", crate::names::short_id(&c)),
+        _ => rel.to_owned(),
+    };
+    let blob = match commit {
+        Some(c) => committed_blob(repo, c, rel, &origin)?,
+        None => None,
+    };
+    Ok(CommittedFile {
+        base: base.map(|branch| BaseFile {
+            branch,
+            commit: commit.map(|c| c.to_string()),
+        }),
+        blob,
+    })
+}
+
+/// The blob id and bytes of `rel` in `commit`'s tree, if it has that file.
+fn committed_blob(
+    repo: &gix::Repository,
+    commit: gix::ObjectId,
+    rel: &str,
+    origin: &str,
+) -> Result<Option<(gix::ObjectId, Vec<u8>)>, ConfigError> {
     let git = |e: gix::Error| ConfigError::Git {
         what: format!("commit {commit}"),
         source: Box::new(e),
@@ -894,7 +940,7 @@ fn committed_file(
         .map_err(&git)?
         .tree()
         .map_err(&git)?;
-    let Some(entry) = tree.lookup_entry_by_path(FILE_NAME).map_err(&git)? else {
+    let Some(entry) = tree.lookup_entry_by_path(rel).map_err(&git)? else {
         return Ok(None);
     };
     if !entry.mode().is_blob() {
@@ -909,8 +955,9 @@ fn committed_file(
             problem: format!("is {what}"),
         });
     }
+    let id = entry.object_id();
     let blob = entry.object().map_err(&git)?;
-    Ok(Some(blob.detach().data))
+    Ok(Some((id, blob.detach().data)))
 }
 
 /// Merges defaults, the file's text and git config `(key, value)` pairs;
@@ -1009,6 +1056,28 @@ pub fn merge(
             ));
         }
     }
+    config
+        .gates
+        .validate()
+        .map_err(|e| invalid(e.key().to_owned(), gate_message(&e)))?;
+    for (i, gate) in config.gates.review.iter().enumerate() {
+        // An AI Reviewer's profile, like a role's: it must exist, and must
+        // not run its prompt (which holds the diff) as code.
+        let Some(name) = gate.agent.as_deref() else {
+            continue;
+        };
+        let key = format!("gates.review[{i}].agent");
+        let profile = config.agent(name).map_err(|m| invalid(key.clone(), m))?;
+        if let Some(how) = profile.prompt_as_code() {
+            return Err(invalid(
+                key,
+                format!(
+                    "agent `{name}` {how}, and a Reviewer's prompt holds the task's diff: \
+                     use a `command:` profile that reads $SPRINT_PROMPT_FILE as data"
+                ),
+            ));
+        }
+    }
     check_bounds(&config).map_err(|(key, message)| invalid(key.into(), message.into()))?;
     for (i, rel) in config.setup.copy.iter().enumerate() {
         if !crate::worker::worktree::is_safe_copy_path(rel) {
@@ -1049,6 +1118,22 @@ pub fn merge(
         base: None,
         uncommitted: false,
     })
+}
+
+/// A gate error's message without its key (the caller names the key), with
+/// its causes.
+fn gate_message(e: &crate::gates::GateConfigError) -> String {
+    let full = e.to_string();
+    let mut out = full
+        .strip_prefix(&format!("{}: ", e.key()))
+        .unwrap_or(&full)
+        .to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
 }
 
 /// Counts that must not be zero. A tester or librarian count of 0 is
@@ -1386,6 +1471,43 @@ mod tests {
             Source::GitConfig(_)
         ));
         assert_eq!(l.sources["roles.tester.count"], Source::Default);
+    }
+
+    #[test]
+    fn gates_are_checked_when_the_configuration_is_read() {
+        let e = load_text("gates:\n  test:\n    - {name: ai, kind: agent}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`gates.test[0].kind`") && e.contains("move it to gates.review"),
+            "{e}"
+        );
+        let e = load_text(
+            "gates:\n  review:\n    - {name: ai, kind: agent, agent: nope}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`gates.review[0].agent`") && e.contains("no agent profile `nope`"),
+            "{e}"
+        );
+        let e = load_text(
+            "gates:\n  review:\n    - {name: c, run: x, figure: {regex: '('}}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`gates.review[0].figure.regex`: invalid regex: regex parse error"),
+            "{e}"
+        );
+        let l = load_text(
+            "gates:\n  review:\n    - {name: ai, kind: agent, agent: claude, timeout: 5m}\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(l.config.gates.review[0].agent.as_deref(), Some("claude"));
     }
 
     #[test]

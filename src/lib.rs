@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod ingest;
 pub(crate) mod names;
 pub mod notify;
+pub mod policy;
 pub mod prompt;
 pub mod refinery;
 pub mod spec;

@@ -24,6 +24,8 @@ struct ShowJson<'a> {
     feature: &'a str,
     task: &'a Task,
     history: &'a [Entry],
+    /// The task's policy decision records, newest first.
+    decisions: Vec<super::log::LoggedDecision<'a>>,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
@@ -42,6 +44,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 feature: &r.feature,
                 task: &task,
                 history: &entries,
+                decisions: own_decisions(&entries, &name),
             },
         );
     }
@@ -99,6 +102,19 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     opt("branch:", &task.branch, out)?;
     opt("worktree:", &task.worktree, out)?;
     opt("reason:", &task.reason, out)?;
+    if let Some(r) = task.review.as_ref() {
+        let by = r
+            .reviewer
+            .as_deref()
+            .map(|id| format!("reviewer {id}"))
+            .unwrap_or_else(|| "a reviewer to start".into());
+        let approved = if r.approved.is_empty() {
+            String::new()
+        } else {
+            format!("; approved by {}", r.approved.join(", "))
+        };
+        writeln!(out, "  review:   AI review: {by}{approved}")?;
+    }
     for g in &task.gates {
         let verdict = if g.passed { "passed" } else { "failed" };
         writeln!(
@@ -106,6 +122,30 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             "  gate:     {}/{} {verdict} at {}",
             g.stage, g.gate, g.at
         )?;
+        // An AI Reviewer's result: who, what it said, what it cost.
+        if let Some(agent) = &g.agent {
+            let said = g.verdict.as_deref().unwrap_or("no verdict");
+            let cost = if g.tokens > 0 || g.cost_usd > 0.0 {
+                format!(" ({} tokens, ${:.4})", g.tokens, g.cost_usd)
+            } else {
+                String::new()
+            };
+            writeln!(out, "            {agent}: {said}{cost}")?;
+            for c in &g.comments {
+                let at = match (&c.path, c.line) {
+                    (Some(p), Some(l)) => format!("{p}:{l}: "),
+                    (Some(p), None) => format!("{p}: "),
+                    _ => String::new(),
+                };
+                let body = c.body.lines().next().unwrap_or_default();
+                writeln!(out, "            - {at}{body}")?;
+            }
+            if !g.passed {
+                for line in g.output_tail.lines() {
+                    writeln!(out, "            {line}")?;
+                }
+            }
+        }
     }
     for (i, f) in task.feedback.iter().enumerate() {
         writeln!(
@@ -126,10 +166,33 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             n.note
         )?;
     }
+    if let Some(a) = &task.approval {
+        let state = match &a.by {
+            Some(by) => format!("approved by {by}"),
+            None => "waiting: git sprint approve | reject".to_owned(),
+        };
+        writeln!(out, "  approval: {} ({state})", a.rules.join(", "))?;
+    }
+    let decisions = own_decisions(&entries, &name);
+    if !decisions.is_empty() {
+        writeln!(out, "policy decisions:")?;
+        for d in decisions.iter().rev() {
+            write!(out, "  ")?;
+            super::log::decision_line(out, d)?;
+        }
+    }
     writeln!(out, "history:")?;
     for e in entries.iter().rev() {
         write!(out, "  ")?;
         super::log::line(out, e, Some(&name))?;
     }
     Ok(())
+}
+
+/// The decision records about task `name` in `entries`.
+fn own_decisions<'a>(entries: &'a [Entry], name: &str) -> Vec<super::log::LoggedDecision<'a>> {
+    super::log::decisions(entries)
+        .into_iter()
+        .filter(|d| d.decision.subject == name)
+        .collect()
 }

@@ -9,7 +9,7 @@
 //! what runs beside the loop (gates, merges, syncs) is [`super::jobs`]'.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -25,6 +25,8 @@ use crate::state::{liveness, FeatureStatus, Snapshot, StateError, TaskRef, TaskS
 pub struct Engine {
     pub fleet: Fleet,
     pub config: Config,
+    /// The policy (`.git-sprint/policy.yaml` layers) diffs are judged by.
+    pub policy: Arc<crate::policy::Policy>,
     pub(super) exe: PathBuf,
     pub(super) root: PathBuf,
     /// Tasks whose gates run on a thread of ours right now.
@@ -51,9 +53,11 @@ impl Engine {
     ) -> Result<Self, crate::fleet::FleetError> {
         let root = fleet.main_worktree()?;
         let config = with_gate_timeouts(config);
+        crate::gates::confine_gates(gate_confinement(&fleet, &root, &config));
         Ok(Engine {
             fleet,
             config,
+            policy: Arc::default(),
             exe,
             root,
             busy: Arc::default(),
@@ -65,7 +69,13 @@ impl Engine {
     /// Runs with `config` from now on (the base branch's committed file or
     /// a `git config sprint.*` override changed while running).
     pub fn set_config(&mut self, config: Config) {
+        crate::gates::confine_gates(gate_confinement(&self.fleet, &self.root, &config));
         self.config = with_gate_timeouts(config);
+    }
+
+    /// Judges diffs by `policy` from now on.
+    pub fn set_policy(&mut self, policy: crate::policy::Policy) {
+        self.policy = Arc::new(policy);
     }
 
     /// A sender for wake-ups into the orchestrator's loop.
@@ -103,6 +113,21 @@ impl Engine {
             developer: roles.developer.agent.clone(),
             tester: roles.tester.agent.clone(),
             librarian: roles.librarian.agent.clone(),
+            reviewers: self
+                .config
+                .gates
+                .review
+                .iter()
+                .filter(|g| g.kind == crate::gates::GateKind::Agent)
+                .map(|g| crate::stages::ReviewerGate {
+                    gate: g.name.clone(),
+                    profile: g
+                        .agent
+                        .clone()
+                        .unwrap_or_else(|| roles.developer.agent.clone()),
+                    timeout_secs: g.timeout().map_or(600, |d| d.as_secs()),
+                })
+                .collect(),
         }
     }
 
@@ -210,6 +235,7 @@ impl Engine {
     /// going quiet for `timeouts.hung`, a backoff ending, a breaker cooling.
     fn next_deadline(&self, snapshot: &Snapshot, activity: &HashMap<String, i64>) -> Option<i64> {
         let limits = self.limits();
+        let reviewers = self.profiles().reviewers;
         let mut at: Vec<i64> = Vec::new();
         for fs in &snapshot.features {
             for t in &fs.tasks {
@@ -220,8 +246,21 @@ impl Engine {
                     if matches!(
                         t.status,
                         TaskStatus::Todo | TaskStatus::InProgress | TaskStatus::InTests
-                    ) {
+                    ) || t.review.is_some()
+                    {
                         at.push(r);
+                    }
+                }
+                // A running Reviewer's gate timeout.
+                if let Some(v) = &t.review {
+                    let running = v
+                        .reviewer
+                        .as_deref()
+                        .and_then(|id| crate::stages::agent(snapshot, id))
+                        .filter(|a| liveness::is_running(a));
+                    let gate = reviewers.iter().find(|g| !v.approved.contains(&g.gate));
+                    if let (Some(a), Some(g)) = (running, gate) {
+                        at.push(a.started + g.timeout_secs as i64);
                     }
                 }
             }
@@ -278,6 +317,33 @@ impl Engine {
                 task,
                 stage,
             } => self.run_gates(snapshot, feature, task, *stage),
+            Action::StartReviewer {
+                feature,
+                task,
+                gate,
+            } => self.start_reviewer(snapshot, feature, task, gate),
+            Action::RestartReviewer {
+                feature,
+                task,
+                agent,
+                cause,
+            } => {
+                let r = task_ref(feature, task);
+                record::restart_reviewer(
+                    &self.fleet.store,
+                    &r,
+                    agent,
+                    *cause,
+                    self.attempt_policy(),
+                )?;
+                Ok(())
+            }
+            Action::JudgeReview {
+                feature,
+                task,
+                agent,
+                gate,
+            } => self.judge_review(snapshot, feature, task, agent, gate),
             Action::Retry {
                 feature,
                 task,
@@ -386,6 +452,21 @@ impl Engine {
 }
 
 /// `timeouts.gate` bounds every gate that names no timeout of its own.
+/// Gates run the agents' code, so they run in the agents' sandbox unless
+/// `sandbox: off`.
+fn gate_confinement(
+    fleet: &Fleet,
+    root: &Path,
+    config: &Config,
+) -> Option<crate::gates::Confinement> {
+    config.sandbox.enabled.then(|| crate::gates::Confinement {
+        common_dir: fleet.common_dir.clone(),
+        main_worktree: Some(root.to_path_buf()),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        writable: config.sandbox.writable.clone(),
+    })
+}
+
 fn with_gate_timeouts(mut config: Config) -> Config {
     let default = config.timeouts.gate.to_string();
     let gates = &mut config.gates;

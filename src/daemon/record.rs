@@ -10,6 +10,7 @@ use std::path::Path;
 
 use crate::clock;
 use crate::gates;
+use crate::policy::{Decision, Judgement, Verdict as PolicyVerdict};
 use crate::refinery::Verdict;
 use crate::stages::{self, agent_id, BreakerGate, GateStage, Limits};
 use crate::state::{
@@ -86,6 +87,7 @@ pub fn end_attempt(
     }
     t.cause = Some(cause);
     t.tester = None;
+    t.review = None;
     let pause = backoff_secs(policy.backoff_secs, n.max(1), &r.to_string());
     t.retry_after = Some(now + pause as i64);
     txn.put_task(&r.feature, &t)?;
@@ -332,6 +334,36 @@ pub fn block(store: &Store, r: &TaskRef, reason: &str) -> Result<(), StateError>
     Ok(())
 }
 
+/// A claim the policy refuses: a `todo` task is blocked with `why` (a
+/// reason the Manager never lifts by itself: the policy or the config must
+/// change, then `retry`); a task further on fails. `decision` is recorded
+/// with it.
+pub fn refuse_claim(
+    store: &Store,
+    r: &TaskRef,
+    why: &str,
+    decision: &Decision,
+) -> Result<(), StateError> {
+    store.transact(&Actor::named("manager"), |txn| {
+        let Some(t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        match t.status {
+            TaskStatus::Todo => {
+                ops::move_task(txn, r, TaskStatus::Blocked, Some(why), false)?;
+            }
+            TaskStatus::InTests => {
+                ops::fail(txn, r, why)?;
+            }
+            _ => return Ok(()),
+        }
+        txn.record_policy_note(&r.to_string(), why);
+        txn.decide(decision);
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// A task blocked by its dependencies may run again.
 pub fn unblock(store: &Store, r: &TaskRef) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
@@ -423,6 +455,9 @@ pub fn record_budgets(store: &Store, stops: &BTreeMap<String, String>) -> Result
                     reason: Some(line.clone()),
                     policy: Some(format!("budget: no new agents for {scope}")),
                 });
+                let mut d = Decision::new("budget", scope, PolicyVerdict::BudgetStop, "budget");
+                d.reason = Some(line.clone());
+                txn.decide(&d);
             }
         }
         for scope in meta.budget_stops.keys() {
@@ -434,6 +469,9 @@ pub fn record_budgets(store: &Store, stops: &BTreeMap<String, String>) -> Result
                     reason: Some("the limit was raised".into()),
                     policy: Some(format!("budget: agents may start again for {scope}")),
                 });
+                let mut d = Decision::new("budget", scope, PolicyVerdict::BudgetResumed, "budget");
+                d.reason = Some("the limit was raised".into());
+                txn.decide(&d);
             }
         }
         meta.budget_stops = stops.clone();
@@ -451,6 +489,72 @@ pub fn record_verdict(
     stage: GateStage,
     outcome: &gates::StageOutcome,
     policy: AttemptPolicy,
+    reviewers: &[String],
+) -> Result<(), StateError> {
+    record_judged_verdict(
+        store, feature, task, stage, outcome, policy, reviewers, None,
+    )
+}
+
+/// Records that the policy denied a task's change in review: the attempt
+/// ends with cause `policy`, the denying rules and what they matched as
+/// feedback, and a decision record per matching rule in the same commit.
+pub fn record_policy_denial(
+    store: &Store,
+    feature: &str,
+    task: &str,
+    stage: GateStage,
+    judged: &Judgement,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    let expect = match stage {
+        GateStage::Review => TaskStatus::InReview,
+        GateStage::Test => TaskStatus::InTests,
+    };
+    let r = TaskRef {
+        feature: feature.to_owned(),
+        id: task.to_owned(),
+    };
+    store.transact(&Actor::named("cab"), |txn| {
+        let Some(mut t) = txn.task(feature, task)? else {
+            return Ok(());
+        };
+        if t.status != expect {
+            return Ok(());
+        }
+        t.approval = None;
+        txn.put_task(feature, &t)?;
+        for d in judged.decisions("cab") {
+            txn.decide(&d);
+        }
+        end_attempt(
+            txn,
+            &r,
+            None,
+            Cause::Policy,
+            &judged.denial_note(),
+            Some(judged.feedback()),
+            policy,
+            TaskStatus::InProgress,
+        )
+    })?;
+    Ok(())
+}
+
+/// [`record_verdict`] with the policy's judgement of the change (review
+/// only): its warnings and approval requests are recorded with the verdict,
+/// and a task whose approval is pending parks in `awaiting_approval` once
+/// its tests pass instead of going on to the merge.
+#[allow(clippy::too_many_arguments)]
+pub fn record_judged_verdict(
+    store: &Store,
+    feature: &str,
+    task: &str,
+    stage: GateStage,
+    outcome: &gates::StageOutcome,
+    policy: AttemptPolicy,
+    reviewers: &[String],
+    judged: Option<&Judgement>,
 ) -> Result<(), StateError> {
     let (expect, pass_to, kind) = match stage {
         GateStage::Review => (
@@ -476,8 +580,59 @@ pub fn record_verdict(
         for (gate, o) in &outcome.results {
             t.gates.push(o.to_result(gate, kind, &at));
         }
-        if outcome.passed {
+        if let Some(judged) = judged {
+            // The diff is judged afresh on every review: an approval given
+            // to an earlier diff does not carry over to a new one. Before
+            // the tests the diff is judged again, and only what is new to
+            // the record is recorded (a warning is said once).
+            let before = t.approval.take().map(|a| a.rules).unwrap_or_default();
+            t.approval = judged.approval();
+            for d in judged.decisions("cab") {
+                let new = match stage {
+                    GateStage::Review => true,
+                    GateStage::Test => {
+                        d.verdict == PolicyVerdict::ApprovalRequired && !before.contains(&d.rule)
+                    }
+                };
+                if new {
+                    txn.decide(&d);
+                }
+            }
+        }
+        // AI Reviewers still owed keep the task in review: the CAB starts them.
+        let owed = reviewers.iter().find(|g| {
+            stage == GateStage::Review && !t.review.as_ref().is_some_and(|r| r.approved.contains(g))
+        });
+        if let (true, Some(gate)) = (outcome.passed, owed) {
+            t.review.get_or_insert_with(Default::default).reviewer = None;
+            txn.put_task(feature, &t)?;
+            let mut why = if outcome.results.is_empty() {
+                "no review command gate had to run".to_owned()
+            } else {
+                "review command gates passed".to_owned()
+            };
+            if let Some(note) = outcome.skipped_note() {
+                why.push_str(&format!("; {note}"));
+            }
+            txn.subject(format!("{r}: {why}; AI review gate {gate} next"));
+            return Ok(());
+        }
+        let parks = stage == GateStage::Test && t.approval.as_ref().is_some_and(|a| a.pending());
+        if outcome.passed && parks {
             t.tester = None;
+            t.review = None;
+            txn.put_task(feature, &t)?;
+            let rules = t
+                .approval
+                .as_ref()
+                .map(|a| a.rules.join(", "))
+                .unwrap_or_default();
+            let why = format!("{name} gates passed; the merge waits for a person's approval");
+            ops::move_task(txn, &r, TaskStatus::AwaitingApproval, Some(&why), false)?;
+            txn.record_policy_note(&r.to_string(), &format!("approval required by {rules}"));
+        } else if outcome.passed {
+            t.tester = None;
+            t.review = None;
             txn.put_task(feature, &t)?;
             let mut why = match (outcome.results.is_empty(), outcome.skipped.is_empty()) {
                 (true, true) => format!("no {name} gates configured"),
@@ -965,7 +1120,29 @@ pub fn close_feature(store: &Store, feature: &str) -> Result<Option<Feature>, St
 /// Notes on the feature what became of merging it into its base branch; the
 /// note's first line is the commit's subject.
 pub fn feature_note(store: &Store, feature: &str, note: &str) -> Result<(), StateError> {
+    feature_note_with(store, feature, note, None)
+}
+
+/// [`feature_note`] for a policy decision, recorded with it.
+pub fn feature_note_decided(
+    store: &Store,
+    feature: &str,
+    note: &str,
+    decision: &Decision,
+) -> Result<(), StateError> {
+    feature_note_with(store, feature, note, Some(decision))
+}
+
+fn feature_note_with(
+    store: &Store,
+    feature: &str,
+    note: &str,
+    decision: Option<&Decision>,
+) -> Result<(), StateError> {
     store.transact(&Actor::named("refinery"), |txn| {
+        if let Some(d) = decision {
+            txn.decide(d);
+        }
         let Some(mut f) = txn.feature(feature)? else {
             return Ok(());
         };
@@ -975,6 +1152,233 @@ pub fn feature_note(store: &Store, feature: &str, note: &str) -> Result<(), Stat
             "{feature}: {}",
             note.lines().next().unwrap_or_default()
         ));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Names a Reviewer for `r`'s next AI review gate when the task is in
+/// review past its command gates, none runs, and the profile's breaker
+/// admits it: `review.reviewer` and the agent record `agent(task, new id)`
+/// makes (`<feature>.<task>.review.<run>`). `None`: nothing was owed.
+#[allow(clippy::too_many_arguments)]
+pub fn claim_reviewer(
+    store: &Store,
+    r: &TaskRef,
+    gate: &str,
+    profile: &str,
+    limits: &Limits,
+    agent: impl Fn(&Task, &str) -> Agent,
+) -> Result<Option<Agent>, StateError> {
+    let claimed = store.transact(&Actor::named("cab"), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(None);
+        };
+        let Some(review) = t
+            .review
+            .as_ref()
+            .filter(|_| t.status == TaskStatus::InReview)
+        else {
+            return Ok(None);
+        };
+        let id = match &review.reviewer {
+            // Named before the orchestrator stopped, never started.
+            Some(id) if txn.agent(id)?.is_none() => id.clone(),
+            Some(_) => return Ok(None),
+            None => {
+                let base = agent_id(&r.feature, &r.id, "reviewer", t.runs.max(1));
+                let mut id = base.clone();
+                let mut k = 1;
+                while txn.agent(&id)?.is_some() || txn.archived_agent(&id)?.is_some() {
+                    k += 1;
+                    id = format!("{base}-{k}");
+                }
+                id
+            }
+        };
+        if !breaker_admits(txn, profile, &id, limits)? {
+            return Ok(None);
+        }
+        if let Some(review) = t.review.as_mut() {
+            review.reviewer = Some(id.clone());
+        }
+        t.retry_after = None;
+        txn.put_task(&r.feature, &t)?;
+        let a = agent(&t, &id);
+        txn.put_agent(&a)?;
+        txn.subject(format!("{r}: reviewer {id} starting (review gate {gate})"));
+        Ok(Some(a))
+    })?;
+    Ok(claimed.value)
+}
+
+/// A Reviewer met an infrastructure failure: forget it, so another starts
+/// after a backoff; no attempt is spent.
+pub fn restart_reviewer(
+    store: &Store,
+    r: &TaskRef,
+    agent: &str,
+    cause: Cause,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        let Some(review) = t
+            .review
+            .as_mut()
+            .filter(|v| v.reviewer.as_deref() == Some(agent))
+        else {
+            return Ok(());
+        };
+        review.reviewer = None;
+        let now = clock::now();
+        t.infra_failures += 1;
+        let pause = backoff_secs(policy.backoff_secs, t.infra_failures, &r.to_string());
+        t.retry_after = Some(now + pause as i64);
+        t.cause = Some(cause);
+        t.history.push(AttemptNote {
+            attempt: t.attempts,
+            at: clock::rfc3339(now),
+            agent: Some(agent.to_owned()),
+            cause,
+            note: format!("reviewer {agent} failed ({cause}); another starts"),
+            counted: false,
+        });
+        txn.put_task(&r.feature, &t)?;
+        txn.subject(format!(
+            "{r}: reviewer {agent} failed ({cause}); another in {}",
+            clock::short_age(pause as i64)
+        ));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// What the CAB made of a Reviewer's run.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The verdict, or why there is none (a gate failure, never an approval).
+    pub verdict: Result<gates::review::Verdict, String>,
+    /// What the Reviewer changed and the CAB put back, said in one line.
+    pub discarded: Option<String>,
+}
+
+/// Records Reviewer `agent`'s verdict as review gate `gate`'s result: an
+/// approval moves on to the next AI gate or to tests; a request for changes
+/// or no usable verdict fails the attempt (cause `gate`), the comments
+/// becoming the developer's feedback.
+pub fn record_review(
+    store: &Store,
+    r: &TaskRef,
+    agent: &str,
+    gate: &str,
+    judged: &Judged,
+    reviewers: &[String],
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    use gates::review::Decision;
+    store.transact(&Actor::named("cab"), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        let ours = t.status == TaskStatus::InReview
+            && t.review.as_ref().and_then(|v| v.reviewer.as_deref()) == Some(agent);
+        if !ours {
+            return Ok(());
+        }
+        let a = txn.agent(agent)?;
+        let usage = a.as_ref().and_then(|a| a.usage.clone()).unwrap_or_default();
+        let duration_ms = a
+            .as_ref()
+            .and_then(|a| a.ended.map(|e| (e - a.started).max(0) as u64 * 1000))
+            .unwrap_or(0);
+        let verdict = judged.verdict.as_ref();
+        let passed = verdict.is_ok_and(|v| v.decision == Decision::Approve);
+        let mut tail: Vec<String> = Vec::new();
+        if let Err(why) = verdict {
+            tail.push(format!("[git-sprint] {why}"));
+        }
+        if let Some(d) = &judged.discarded {
+            tail.push(format!("[git-sprint] {d}"));
+        }
+        t.gates.push(crate::state::GateResult {
+            gate: gate.to_owned(),
+            stage: gates::Stage::Review.as_str().to_owned(),
+            passed,
+            figure: None,
+            output_tail: tail.join("\n"),
+            at: clock::now_rfc3339(),
+            exit_code: a.as_ref().and_then(|a| a.exit_status),
+            timed_out: a.as_ref().is_some_and(|a| a.cause == Some(Cause::Timeout)),
+            duration_ms,
+            verdict: verdict.ok().map(|v| v.decision.as_str().to_owned()),
+            comments: verdict.map(|v| v.comments.clone()).unwrap_or_default(),
+            agent: Some(agent.to_owned()),
+            tokens: usage.tokens(),
+            cost_usd: usage.cost_usd.unwrap_or(0.0),
+        });
+        let discarded = judged
+            .discarded
+            .as_ref()
+            .map(|d| format!("; {d}"))
+            .unwrap_or_default();
+        match verdict {
+            Ok(v) if v.decision == Decision::Approve => {
+                let review = t.review.get_or_insert_with(Default::default);
+                review.reviewer = None;
+                review.approved.push(gate.to_owned());
+                let next = reviewers.iter().find(|g| !review.approved.contains(g)).cloned();
+                let said = format!("reviewer {agent} approved (review gate {gate}){discarded}");
+                match next {
+                    Some(next) => {
+                        txn.put_task(&r.feature, &t)?;
+                        txn.subject(format!("{r}: {said}; AI review gate {next} next"));
+                    }
+                    None => {
+                        t.review = None;
+                        txn.put_task(&r.feature, &t)?;
+                        ops::move_task(
+                            txn,
+                            r,
+                            TaskStatus::InTests,
+                            Some(&format!("{said}; review gates passed")),
+                            false,
+                        )?;
+                    }
+                }
+            }
+            Ok(v) => {
+                txn.put_task(&r.feature, &t)?;
+                end_attempt(
+                    txn,
+                    r,
+                    Some(agent),
+                    Cause::Gate,
+                    &format!(
+                        "review gate {gate}: reviewer {agent} requested changes ({} comments){discarded}",
+                        v.comments.len()
+                    ),
+                    Some(gates::review::feedback(gate, agent, &v.comments)),
+                    policy,
+                    TaskStatus::InProgress,
+                )?;
+            }
+            Err(why) => {
+                txn.put_task(&r.feature, &t)?;
+                end_attempt(
+                    txn,
+                    r,
+                    Some(agent),
+                    Cause::Gate,
+                    &format!("review gate {gate} failed: {why}{discarded}"),
+                    None,
+                    policy,
+                    TaskStatus::InProgress,
+                )?;
+            }
+        }
         Ok(())
     })?;
     Ok(())
@@ -1554,5 +1958,242 @@ mod tests {
         );
         let t = task(&store, &r("T1")).unwrap().unwrap();
         assert_eq!((t.tester, t.attempts, t.infra_failures), (None, 1, 1));
+    }
+
+    fn passed() -> gates::StageOutcome {
+        gates::StageOutcome {
+            passed: true,
+            results: Vec::new(),
+            not_run: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    fn reviewer(store: &Store, gate: &str) -> Agent {
+        claim_reviewer(store, &r("T1"), gate, "scripted", &limits(), |t, id| {
+            let mut a = agent(id, &format!("f/{}", t.id), AgentState::Exited);
+            a.role = "reviewer".into();
+            a
+        })
+        .unwrap()
+        .expect("a reviewer is owed")
+    }
+
+    fn judged(verdict: Result<&str, &str>) -> Judged {
+        Judged {
+            verdict: verdict
+                .map(|text| gates::review::parse(text).unwrap())
+                .map_err(str::to_owned),
+            discarded: None,
+        }
+    }
+
+    fn in_review(store: &Store) {
+        add_task(store, "T1");
+        edit_task(store, "T1", |t| {
+            t.status = TaskStatus::InReview;
+            t.attempts = 1;
+            t.runs = 1;
+        });
+    }
+
+    #[test]
+    fn ai_reviewers_follow_the_review_commands_one_at_a_time_then_tests() {
+        let (_dir, store) = store();
+        in_review(&store);
+        let gates = ["ai".to_owned(), "security".to_owned()];
+        let before = tip(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with("f/T1: no review command gate had to run; AI review gate ai next"),
+            "{msg}"
+        );
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InReview);
+        assert_eq!(t.review, Some(crate::state::Review::default()));
+
+        let first = reviewer(&store, "ai");
+        assert_eq!(first.id, "f.T1.review.1");
+        let again = claim_reviewer(&store, &r("T1"), "ai", "scripted", &limits(), |_, id| {
+            agent(id, "f/T1", AgentState::Starting)
+        })
+        .unwrap();
+        assert!(again.is_none(), "its reviewer is named");
+        let before = tip(&store);
+        let approve = judged(Ok("verdict: APPROVE"));
+        record_review(
+            &store,
+            &r("T1"),
+            &first.id,
+            "ai",
+            &approve,
+            &gates,
+            policy(),
+        )
+        .unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with(
+                "f/T1: reviewer f.T1.review.1 approved (review gate ai); AI review gate security next"
+            ),
+            "{msg}"
+        );
+        // A stale verdict of the same reviewer changes nothing.
+        let stale = tip(&store);
+        record_review(
+            &store,
+            &r("T1"),
+            &first.id,
+            "ai",
+            &approve,
+            &gates,
+            policy(),
+        )
+        .unwrap();
+        assert_eq!(tip(&store), stale);
+
+        let second = reviewer(&store, "security");
+        assert_eq!(second.id, "f.T1.review.1-2", "ids never repeat");
+        record_review(
+            &store,
+            &r("T1"),
+            &second.id,
+            "security",
+            &approve,
+            &gates,
+            policy(),
+        )
+        .unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InTests);
+        assert_eq!(t.review, None);
+        let results: Vec<_> = t
+            .gates
+            .iter()
+            .map(|g| (g.gate.as_str(), g.verdict.as_deref(), g.agent.as_deref()))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ("ai", Some("APPROVE"), Some("f.T1.review.1")),
+                ("security", Some("APPROVE"), Some("f.T1.review.1-2"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_request_for_changes_or_no_verdict_spends_the_attempt() {
+        let gates = ["ai".to_owned()];
+        let (_dir, store) = store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, "ai");
+        let changes = judged(Ok(
+            "verdict: REQUEST_CHANGES\ncomments: [{path: a.rs, line: 3, body: check the bound}]",
+        ));
+        record_review(&store, &r("T1"), &a.id, "ai", &changes, &gates, policy()).unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(
+            (t.status, t.cause, t.review.clone()),
+            (TaskStatus::InProgress, Some(Cause::Gate), None)
+        );
+        assert_eq!(
+            t.feedback,
+            ["review gate ai: the Reviewer (f.T1.review.1) requested changes:\n- a.rs:3: check the bound\n"]
+        );
+        assert!(!t.gates[0].passed && t.gates[0].comments.len() == 1);
+
+        let (_dir2, store) = self::store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, "ai");
+        let none = judged(Err("the Reviewer gave no verdict"));
+        record_review(&store, &r("T1"), &a.id, "ai", &none, &gates, policy()).unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InProgress);
+        assert!(t.feedback.is_empty(), "nothing for the developer to fix");
+        let reason = t.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with(
+                "review gate ai failed: the Reviewer gave no verdict [gate]; attempt 1 of 3"
+            ),
+            "{reason}"
+        );
+        assert_eq!(t.gates[0].verdict, None);
+        assert_eq!(
+            t.gates[0].output_tail,
+            "[git-sprint] the Reviewer gave no verdict"
+        );
+    }
+
+    #[test]
+    fn restart_reviewer_forgets_the_reviewer_without_spending_an_attempt() {
+        let gates = ["ai".to_owned()];
+        let (_dir, store) = store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, "ai");
+        restart_reviewer(&store, &r("T1"), &a.id, Cause::RateLimit, policy()).unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InReview);
+        assert_eq!(t.review, Some(crate::state::Review::default()));
+        assert_eq!((t.attempts, t.infra_failures), (1, 1));
+        assert_eq!(reviewer(&store, "ai").id, "f.T1.review.1-2");
+    }
+
+    #[test]
+    fn leaving_review_by_any_path_ends_its_ai_review() {
+        let (_dir, store) = store();
+        in_review(&store);
+        edit_task(&store, "T1", |t| {
+            t.review = Some(crate::state::Review {
+                approved: vec!["ai".into()],
+                reviewer: None,
+            })
+        });
+        store
+            .transact(&Actor::named("person"), |txn| {
+                ops::move_task(txn, &r("T1"), TaskStatus::InProgress, Some("by hand"), true)?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(task(&store, &r("T1")).unwrap().unwrap().review, None);
     }
 }

@@ -74,6 +74,7 @@ impl Event {
             actor: "git-sprint notify test".into(),
             subject: String::new(),
             transitions: Vec::new(),
+            decisions: Vec::new(),
         };
         let subject = match kind {
             EventKind::FeatureDone | EventKind::FeatureStalled => "001-example".to_owned(),
@@ -174,6 +175,7 @@ mod tests {
             time: 0,
             actor: "orchestrator".into(),
             subject: "s".into(),
+            decisions: Vec::new(),
             transitions: transitions
                 .iter()
                 .map(|(task, from, to, reason)| LoggedTransition {

@@ -47,6 +47,19 @@ pub struct Profiles {
     pub developer: String,
     pub tester: String,
     pub librarian: String,
+    /// The review gates of `kind: agent`, in config order.
+    pub reviewers: Vec<ReviewerGate>,
+}
+
+/// A review gate judged by an AI Reviewer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReviewerGate {
+    /// The gate's name.
+    pub gate: String,
+    /// The Reviewer's agent profile.
+    pub profile: String,
+    /// How long a Reviewer may run before it is stopped (`timeout`).
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +123,28 @@ pub enum Action {
         feature: String,
         task: String,
         attempt: u32,
+    },
+    /// Start an AI Reviewer for review gate `gate` in the task's worktree.
+    StartReviewer {
+        feature: String,
+        task: String,
+        gate: String,
+    },
+    /// The Reviewer met an infrastructure failure: another starts after a
+    /// backoff, no attempt spent.
+    RestartReviewer {
+        feature: String,
+        task: String,
+        agent: String,
+        cause: Cause,
+    },
+    /// The Reviewer ended: discard any change it made, read its verdict
+    /// and record it as gate `gate`'s result.
+    JudgeReview {
+        feature: String,
+        task: String,
+        agent: String,
+        gate: String,
     },
     /// Run a gate stage in the task's worktree.
     RunGates {
@@ -196,6 +231,9 @@ impl Action {
             | Action::DeveloperDone { feature, task, .. }
             | Action::StartTester { feature, task, .. }
             | Action::RunGates { feature, task, .. }
+            | Action::StartReviewer { feature, task, .. }
+            | Action::RestartReviewer { feature, task, .. }
+            | Action::JudgeReview { feature, task, .. }
             | Action::Retry { feature, task, .. }
             | Action::RestartTester { feature, task, .. }
             | Action::Block { feature, task, .. }
@@ -268,6 +306,7 @@ fn role_tag(role: &str) -> &str {
         "developer" => "dev",
         "tester" => "test",
         "librarian" => "docs",
+        "reviewer" => "review",
         other => other,
     }
 }
@@ -493,6 +532,7 @@ mod tests {
                     developer: "dev".into(),
                     tester: "test".into(),
                     librarian: "docs".into(),
+                    reviewers: vec![],
                 },
                 behind: HashSet::new(),
             }

@@ -74,7 +74,7 @@ pub fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
     }
 }
 
-fn load(txn: &Txn<'_>, r: &TaskRef) -> Result<Task, StateError> {
+pub fn load(txn: &Txn<'_>, r: &TaskRef) -> Result<Task, StateError> {
     txn.task(&r.feature, &r.id)?.ok_or_else(|| {
         Refusal::UnknownTask {
             name: r.to_string(),
@@ -275,6 +275,11 @@ pub fn move_task(
     if to != TaskStatus::InProgress {
         task.claim = None;
     }
+    // An AI review belongs to one stay in review: entering starts afresh,
+    // leaving (by any path, `move` included) ends it.
+    if from == TaskStatus::InReview || to == TaskStatus::InReview {
+        task.review = None;
+    }
     if from == TaskStatus::Todo && to == TaskStatus::InProgress {
         task.attempts += 1;
     }
@@ -462,6 +467,7 @@ pub fn retry(
     task.attempts = 0;
     task.claim = None;
     task.tester = None;
+    task.review = None;
     task.retry_after = None;
     task.infra_failures = 0;
     task.cause = None;
