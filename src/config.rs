@@ -344,6 +344,10 @@ pub struct Config {
     /// Which agent profile takes which task (first matching rule).
     #[serde(default)]
     pub route: Vec<crate::router::RouteRule>,
+    /// Who is told of which sprint events, by receiver name (see
+    /// [`crate::notify`]).
+    #[serde(default)]
+    pub notify: BTreeMap<String, crate::notify::Receiver>,
 }
 
 /// `planning`: story order and chores, read by `plan` and every ingest.
@@ -570,6 +574,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             planning: Planning::default(),
             route: Vec::new(),
+            notify: BTreeMap::new(),
         }
     }
 }
@@ -1109,6 +1114,16 @@ pub fn merge(
                 ),
             ));
         }
+    }
+    for (name, receiver) in &config.notify {
+        receiver.check(name).map_err(|(key, message)| {
+            let key = if key.is_empty() {
+                format!("notify.{name}")
+            } else {
+                format!("notify.{name}.{key}")
+            };
+            invalid(key, message)
+        })?;
     }
     Ok(Loaded {
         config,

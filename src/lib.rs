@@ -14,6 +14,7 @@ pub mod hint;
 pub mod hooks;
 pub mod ingest;
 pub(crate) mod names;
+pub mod notify;
 pub mod policy;
 pub mod prompt;
 pub mod refinery;

@@ -89,6 +89,8 @@ enum Command {
     Kill(commands::kill::Args),
     #[command(subcommand)]
     Config(commands::config::Command),
+    #[command(subcommand)]
+    Notify(commands::notify::Command),
     Recover(commands::recover::Args),
     Uninstall(commands::uninstall::Args),
     Completions(commands::completions::Args),
@@ -178,6 +180,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
         Command::Logs(a) => commands::logs::run(ctx, a),
         Command::Kill(a) => commands::kill::run(ctx, a),
         Command::Config(c) => commands::config::run(ctx, c),
+        Command::Notify(c) => commands::notify::run(ctx, c),
         Command::AgentRun(a) => commands::agent_run::run(ctx, a),
         Command::Completions(a) => commands::completions::run(ctx, a, Cli::command()),
         Command::InstallMan(a) => commands::man::run(ctx, a, Cli::command()),

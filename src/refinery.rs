@@ -123,6 +123,10 @@ fn run(git: &Git, args: &[&str]) -> Result<std::process::Output> {
 
 /// The commit `rev` names (a full ref), or an error naming the command.
 fn commit_of(git: &Git, rev: &str) -> Result<String> {
+    // In-process when it can (a merge asks several times); git says why not.
+    if let Ok(Some(id)) = git.commit_id(rev) {
+        return Ok(id);
+    }
     ok(
         git,
         &["rev-parse", "--verify", &format!("{rev}^{{commit}}")],

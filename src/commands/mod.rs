@@ -33,6 +33,7 @@ pub mod logs;
 pub mod man;
 pub mod move_;
 pub mod multi;
+pub mod notify;
 mod pager;
 pub mod pause;
 pub mod plan;

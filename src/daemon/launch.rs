@@ -80,17 +80,24 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let branch = task_branch(feature, task);
         let git = &self.fleet.git;
+        let mut stale = false;
         if path.exists() {
             // Half made when an orchestrator died: the branch keeps any
             // commits; the directory holds nothing git tracks.
             let _ = std::fs::remove_dir_all(path);
+            stale = true;
         }
-        let _ = git.command(["worktree", "prune"]).output();
+        // git keeps a record per worktree, named after its directory; one
+        // left for this path would fail `git worktree add`. Without one
+        // there is nothing to prune (a process each task saved).
+        let common = &self.fleet.common_dir;
+        if stale || has_worktree_record(common, path) {
+            let _ = git.command(["worktree", "prune"]).output();
+        }
         // A lock on the task's branch can only be left by a process killed
         // while writing it (an orchestrator in `git worktree add`, an agent
         // committing): while its task has no agent nothing writes the
         // branch, and `git worktree add` would fail on it every attempt.
-        let common = &self.fleet.common_dir;
         let ref_lock = common.join(format!("refs/heads/{branch}.lock"));
         match crate::state::clear_leftover_lock(&ref_lock, common) {
             Ok(Some(gone)) => tracing::warn!(
@@ -622,4 +629,19 @@ pub(super) fn warn_skipped(path: &Path, report: &crate::worker::worktree::SetupR
 pub(super) fn remove_half_made(root: &Path, path: &Path) {
     let _ = crate::worker::worktree::Git::new(root).remove_worktree(path, true);
     let _ = std::fs::remove_dir_all(path);
+}
+
+/// Whether git has a worktree record (`<common>/worktrees/<name>*`) that may
+/// be for `path`: git names it after the directory, with a number added on a
+/// clash.
+fn has_worktree_record(common: &Path, path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return true;
+    };
+    match std::fs::read_dir(common.join("worktrees")) {
+        Ok(entries) => entries
+            .flatten()
+            .any(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(name))),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }

@@ -112,6 +112,9 @@ pub fn run_until(
         report_drafts(&root);
         let mut engine = Engine::new(fleet, config, exe, tx)?;
         engine.set_policy(policy);
+        // Off the loop: each receiver delivers on a thread of its own.
+        let mut notifier =
+            crate::notify::Notifier::open(&common, &root, engine.config.notify.clone());
         let mut seen = config_fingerprint(&engine.fleet.store, &common, &engine.config.base_branch);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(DaemonError::Runtime)?;
@@ -129,6 +132,7 @@ pub fn run_until(
                             if let Err(e) = record_settings(&engine.fleet.store, &loaded.config) {
                                 tracing::warn!(error = %e, "recording the new settings failed");
                             }
+                            notifier.set_receivers(loaded.config.notify.clone());
                             engine.set_config(loaded.config);
                         }
                     }
@@ -146,6 +150,8 @@ pub fn run_until(
                     (None, true)
                 }
             };
+            // The commits this reconcile made, and any made since the last.
+            notifier.observe(&engine.fleet.store);
             // After a failure, look again later even if nothing changes;
             // otherwise sleep until an event or the next lease deadline.
             let retry = if failed {

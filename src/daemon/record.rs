@@ -710,6 +710,9 @@ pub fn record_merge(
                 });
                 txn.put_task(feature, &t)?;
                 ops::move_task(txn, &r, TaskStatus::Done, Some(&why), false)?;
+                // Its agents are finished for good: archived here rather
+                // than by a commit (and a reconcile) of their own.
+                crate::state::archive_agents_of_task(txn, feature, task)?;
                 return Ok(());
             }
             // Never a merge: the branch adds nothing (no commit, or dropped).
@@ -1530,6 +1533,44 @@ mod tests {
         .unwrap();
         assert!(again.is_none());
         assert_eq!(store.tip().unwrap(), Some(tip(&store)));
+    }
+
+    #[test]
+    fn a_merge_archives_the_tasks_ended_agents_in_its_own_commit() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        add_task(&store, "T10");
+        edit_task(&store, "T1", |t| t.status = TaskStatus::InDocs);
+        let mut dev = agent("f.T1.dev.1", "f/T1", AgentState::Exited);
+        dev.ended = Some(clock::now());
+        put_agent(&store, &dev);
+        // Another task's agent, whose id shares the prefix `f.T1`.
+        let mut other = agent("f.T10.dev.1", "f/T10", AgentState::Exited);
+        other.ended = Some(clock::now());
+        put_agent(&store, &other);
+        let before = tip(&store);
+        let verdict = Verdict::Merged {
+            commit: "a".repeat(40),
+            tip: "b".repeat(40),
+        };
+        record_merge(
+            &store,
+            "f",
+            "T1",
+            "sprint/f/integration",
+            &verdict,
+            policy(),
+        )
+        .unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/T1: in_docs -> done"), "{msg}");
+        let live = store.read(|txn| txn.agent_ids()).unwrap();
+        assert_eq!(live, vec!["f.T10.dev.1".to_owned()]);
+        let archived = store.read(|txn| txn.archived_agent_ids()).unwrap();
+        assert_eq!(archived, vec!["f.T1.dev.1".to_owned()]);
+        // Nothing is left for a commit of its own.
+        let snapshot = store.read(crate::state::Snapshot::read).unwrap();
+        assert!(snapshot.archivable().is_empty());
     }
 
     #[test]

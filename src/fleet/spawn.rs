@@ -211,23 +211,14 @@ impl Fleet {
     }
 
     fn resolve_commit(&self, rev: &str) -> Result<String> {
-        if !self.git.is_commit(rev)? {
-            return Err(WorktreeError::BadRevision {
+        match self.git.commit_id(rev)? {
+            Some(id) => Ok(id),
+            None => Err(WorktreeError::BadRevision {
                 rev: rev.to_owned(),
                 repo: self.common_dir.clone(),
             }
-            .into());
+            .into()),
         }
-        let out = self
-            .git
-            .command(["rev-parse", "--verify", "--end-of-options"])
-            .arg(format!("{rev}^{{commit}}"))
-            .output()
-            .map_err(|source| WorktreeError::GitMissing {
-                dir: self.git.dir().to_owned(),
-                source,
-            })?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     /// Best-effort removal during a rollback: the first error is what matters.

@@ -23,7 +23,7 @@ pub use lock::{clear_leftover_lock, clear_stale_lock, Held};
 pub use model::*;
 pub use ops::TaskRef;
 pub use repair::Quarantined;
-pub use snapshot::{archive_finished_agents, FeatureState, Snapshot};
+pub use snapshot::{archive_agents_of_task, archive_finished_agents, FeatureState, Snapshot};
 pub use store::{
     natural_key, sort_tasks, task_path, Actor, Committed, Store, Transition, Txn, BACKUP_REF,
     STATE_REF,

@@ -438,3 +438,36 @@ pub fn archive_finished_agents(txn: &mut Txn<'_>) -> Result<Vec<String>, StateEr
     }
     Ok(finished.into_iter().map(|a| a.id).collect())
 }
+
+/// Archives the ended agents of task `feature/id`, in the transaction that
+/// moves the task to done: folded in there, archiving costs no commit of
+/// its own, and so no reconcile woken by one. An agent of the task still
+/// running stays live ([`archive_finished_agents`] takes it later).
+pub fn archive_agents_of_task(
+    txn: &mut Txn<'_>,
+    feature: &str,
+    id: &str,
+) -> Result<usize, StateError> {
+    let task = format!("{feature}/{id}");
+    // Agent ids start with `<feature>.<task>.` (stages::agent_id); reading
+    // only those keeps this from growing with the sprint.
+    let prefix = format!("{feature}.{id}.");
+    let mut n = 0;
+    for agent_id in txn.agent_ids()? {
+        if !agent_id.starts_with(&prefix) {
+            continue;
+        }
+        let Ok(Some(a)) = txn.agent(&agent_id) else {
+            continue;
+        };
+        if a.task.as_deref() != Some(task.as_str())
+            || matches!(a.state, AgentState::Starting | AgentState::Running)
+            || a.ended.is_none()
+        {
+            continue;
+        }
+        txn.archive_agent(&a)?;
+        n += 1;
+    }
+    Ok(n)
+}

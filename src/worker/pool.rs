@@ -157,21 +157,14 @@ impl Pool {
         let commit = if existing {
             None
         } else {
-            if !git.check(&["check-ref-format", "--branch", branch])? || branch.starts_with('-') {
+            if !git.is_branch_name(branch)? {
                 return Err(WorktreeError::BadBranchName {
                     branch: branch.to_owned(),
                 });
             }
-            let out = git.run(&[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                "--end-of-options",
-                &format!("{from_rev}^{{commit}}"),
-            ]);
-            match out {
-                Ok(sha) => Some(sha.trim().to_owned()),
-                Err(_) => {
+            match git.commit_id(from_rev)? {
+                Some(sha) => Some(sha),
+                None => {
                     return Err(WorktreeError::BadRevision {
                         rev: from_rev.to_owned(),
                         repo: git.dir().to_owned(),

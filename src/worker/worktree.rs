@@ -109,6 +109,20 @@ pub struct Git {
     env: Vec<(OsString, OsString)>,
 }
 
+thread_local! {
+    /// Repositories opened in-process on this thread, by directory, for the
+    /// questions gix answers without starting git (does this branch exist,
+    /// which commit does this name): the orchestrator asks them for every
+    /// task it starts and merges, and each `git rev-parse` is a process. A
+    /// gix repository is not `Send`, so each thread keeps its own; a few
+    /// are kept, the loop thread's one for the repository root.
+    static OPEN: std::cell::RefCell<Vec<(PathBuf, gix::Repository)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How many repositories a thread keeps open.
+const KEEP_OPEN: usize = 4;
+
 /// The name and email a commit is made as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -155,6 +169,79 @@ impl Git {
             dir: dir.into(),
             env: self.env.clone(),
         }
+    }
+
+    /// Runs `f` on the repository of [`Git::dir`], opened in-process on
+    /// first use on this thread; `None` when gix cannot open it (then git
+    /// answers).
+    fn with_repo<T>(&self, f: impl FnOnce(&gix::Repository) -> T) -> Option<T> {
+        OPEN.with(|open| {
+            let mut open = open.borrow_mut();
+            let i = match open.iter().position(|(dir, _)| *dir == self.dir) {
+                Some(i) => i,
+                None => {
+                    let repo = gix::discover(&self.dir).ok()?;
+                    if open.len() >= KEEP_OPEN {
+                        open.remove(0);
+                    }
+                    open.push((self.dir.clone(), repo));
+                    open.len() - 1
+                }
+            };
+            Some(f(&open[i].1))
+        })
+    }
+
+    /// The commit `rev` names (peeled through tags), or `None` when it names
+    /// none. Found in-process when gix can; a name gix does not find is asked
+    /// of `git rev-parse` unless it is a full ref name (`refs/...`), whose
+    /// absence gix knows for sure.
+    pub fn commit_id(&self, rev: &str) -> Result<Option<String>> {
+        // What a worktree has of its own (HEAD, per-worktree refs) is asked
+        // of git: a kept repository may be of a worktree since re-made.
+        let shared = !rev.starts_with('-')
+            && !rev.contains("HEAD")
+            && !rev.contains('@')
+            && !rev.starts_with("refs/worktree/")
+            && !rev.starts_with("refs/bisect/");
+        if shared {
+            let found = self.with_repo(|repo| {
+                if let Ok(id) = repo.rev_parse_single(format!("{rev}^{{commit}}").as_str()) {
+                    return Some(Some(id.detach().to_string()));
+                }
+                (rev.starts_with("refs/") && matches!(repo.try_find_reference(rev), Ok(None)))
+                    .then_some(None)
+            });
+            if let Some(Some(known)) = found {
+                return Ok(known);
+            }
+        }
+        let args = [
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &format!("{rev}^{{commit}}"),
+        ];
+        match self.run(&args) {
+            Ok(id) => Ok(Some(id.trim().to_owned())),
+            Err(WorktreeError::Git { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether `branch` is a valid branch name (`git check-ref-format
+    /// --branch`): in-process for what gix accepts, git for the rest.
+    pub fn is_branch_name(&self, branch: &str) -> Result<bool> {
+        if branch.starts_with('-') {
+            return Ok(false);
+        }
+        if gix::refs::FullName::try_from(format!("refs/heads/{branch}").as_str()).is_ok()
+            && !branch.contains('@')
+        {
+            return Ok(true);
+        }
+        self.check(&["check-ref-format", "--branch", branch])
     }
 
     /// The directory git runs in.
@@ -242,17 +329,17 @@ impl Git {
 
     /// Whether `rev` names a commit.
     pub fn is_commit(&self, rev: &str) -> Result<bool> {
-        self.check(&[
-            "rev-parse",
-            "--verify",
-            "--quiet",
-            "--end-of-options",
-            &format!("{rev}^{{commit}}"),
-        ])
+        Ok(self.commit_id(rev)?.is_some())
     }
 
     /// Whether the local branch `branch` exists.
     pub fn branch_exists(&self, branch: &str) -> Result<bool> {
+        let name = format!("refs/heads/{branch}");
+        let found =
+            self.with_repo(|repo| repo.try_find_reference(name.as_str()).map(|r| r.is_some()));
+        if let Some(Ok(found)) = found {
+            return Ok(found);
+        }
         self.check(&[
             "rev-parse",
             "--verify",
@@ -266,7 +353,7 @@ impl Git {
     /// Missing parent directories are created. Fails with a typed error when
     /// the revision is not a commit, the branch exists or the path is taken.
     pub fn add_worktree(&self, path: &Path, branch: &str, from_rev: &str) -> Result<()> {
-        if !self.check(&["check-ref-format", "--branch", branch])? || branch.starts_with('-') {
+        if !self.is_branch_name(branch)? {
             return Err(WorktreeError::BadBranchName {
                 branch: branch.to_owned(),
             });

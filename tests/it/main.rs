@@ -10,6 +10,7 @@ mod gates;
 mod hygiene;
 mod ingest;
 mod integrity;
+mod notify;
 mod orchestrator;
 mod planning;
 mod policy;
