@@ -335,6 +335,10 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     /// How tasks.md becomes a schedule.
     pub planning: Planning,
+    /// The git remote that holds the sprint state, so clones on several
+    /// machines share one sprint (none: the state is this clone's alone).
+    #[serde(default)]
+    pub remote: Option<String>,
 }
 
 /// `planning`: story order and chores, read by `plan` and every ingest.
@@ -557,6 +561,7 @@ impl Default for Config {
             identity: Identity::default(),
             sandbox: SandboxConfig::default(),
             planning: Planning::default(),
+            remote: None,
         }
     }
 }
@@ -1198,6 +1203,17 @@ fn collect(v: &Value, prefix: &str, out: &mut Vec<(String, serde_json::Value)>) 
             out.push((prefix.to_owned(), value));
         }
     }
+}
+
+/// The state remote the committed `.git-sprint.yaml` (or git config) names,
+/// for a store opened without `git config sprint.remote`. A configuration
+/// that does not load names none here; the commands that load it say why.
+pub(crate) fn state_remote(repo: &gix::Repository) -> Option<String> {
+    load_from(repo, None)
+        .ok()?
+        .config
+        .remote
+        .filter(|r| !r.trim().is_empty())
 }
 
 /// `sprint.*` entries of git config, in the order git reports them (later wins).

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::hint::Hint;
 
 pub mod engine;
+mod follow;
 mod jobs;
 mod launch;
 pub mod lock;
@@ -101,6 +102,8 @@ pub fn run_until(
     rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut watching = watch::start(&common, &root, tx.clone())?;
+        // Other machines' writes arrive as local ref moves (watched above).
+        let _follow = follow::start(&root);
         // A draft saved before the watch began sent no event: check now.
         report_drafts(&root);
         let mut engine = Engine::new(fleet, config, exe, tx)?;

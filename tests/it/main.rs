@@ -14,6 +14,7 @@ mod orchestrator;
 mod planning;
 mod pool;
 mod realcli;
+mod remote;
 mod safety;
 mod shell;
 mod sprint;
