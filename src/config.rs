@@ -337,7 +337,7 @@ pub struct Config {
     pub planning: Planning,
     /// The git remote that holds the sprint state, so clones on several
     /// machines share one sprint (none: the state is this clone's alone).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
 }
 
