@@ -339,6 +339,10 @@ pub struct Config {
     /// machines share one sprint (none: the state is this clone's alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<String>,
+    /// This clone's machine name among those sharing the remote (none: the
+    /// host name). Per clone: `git config sprint.machine NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 /// `planning`: story order and chores, read by `plan` and every ingest.
@@ -562,6 +566,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             planning: Planning::default(),
             remote: None,
+            machine: None,
         }
     }
 }

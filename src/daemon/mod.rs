@@ -94,6 +94,17 @@ pub fn run_until(
     fleet.configure_pool(&config.worktrees);
     let common = fleet.common_dir.clone();
     record_settings(&fleet.store, &config)?;
+    // With the state shared through a remote: who this machine is, and its
+    // heartbeat, for the other clones (`list --machines`). A clone alone
+    // has no one to tell.
+    let _beating = fleet.store.remote_name().is_some().then(|| {
+        let machine = crate::machines::name(config.machine.as_deref());
+        let described = crate::machines::describe(&machine, config.roles.developer.count);
+        if let Err(e) = crate::machines::record(&fleet.store, &described) {
+            tracing::warn!(error = %e, %machine, "recording this machine failed");
+        }
+        crate::machines::start_beating(&root, machine)
+    });
     tracing::info!(pid = std::process::id(), "orchestrator started");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

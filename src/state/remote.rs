@@ -177,6 +177,43 @@ impl Remote {
         }))
     }
 
+    /// Sets the remote's `refname` to `id` whatever it was: for refs with
+    /// one writer, such as a machine's heartbeat.
+    pub(crate) fn push_forced(&self, refname: &str, id: ObjectId) -> Result<(), StateError> {
+        let refspec = format!("+{id}:{refname}");
+        let out = self.git(
+            "pushing to",
+            &["push", "--quiet", "--no-verify", &self.name, &refspec],
+        )?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(self.failed("pushing to", &String::from_utf8_lossy(&out.stderr)))
+    }
+
+    /// Fetches the remote's refs matching `pattern` (one `*`) into the
+    /// same names here, forced.
+    pub(crate) fn fetch_refs(&self, pattern: &str) -> Result<(), StateError> {
+        let refspec = format!("+{pattern}:{pattern}");
+        let out = self.git(
+            "fetching",
+            &[
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--no-recurse-submodules",
+                &self.name,
+                &refspec,
+            ],
+        )?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || is_lock_conflict(&stderr) {
+            return Ok(());
+        }
+        Err(self.failed("fetching", &stderr))
+    }
+
     fn failed(&self, action: &str, detail: &str) -> StateError {
         StateError::Remote {
             remote: self.name.clone(),

@@ -598,6 +598,28 @@ impl Store {
         }
     }
 
+    /// Sets `refname` to `id` here and, with a remote, on the remote too
+    /// (forced: for refs with a single writer, never the state).
+    pub fn publish_ref(&self, refname: &str, id: ObjectId, why: &str) -> Result<(), StateError> {
+        debug_assert!(refname != STATE_REF && refname != BACKUP_REF);
+        self.repo
+            .reference(refname, id, PreviousValue::Any, why)
+            .map_err(|e| StateError::git(format!("updating {refname}"), e))?;
+        if let Some(remote) = &self.remote {
+            remote.push_forced(refname, id)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the refs matching `pattern` (one `*`) from the remote, when
+    /// there is one.
+    pub fn fetch_refs(&self, pattern: &str) -> Result<(), StateError> {
+        match &self.remote {
+            Some(remote) => remote.fetch_refs(pattern),
+            None => Ok(()),
+        }
+    }
+
     /// Whether the remote's state differs from the local copy, asked
     /// without fetching (false without a remote).
     pub fn remote_moved(&self) -> Result<bool, StateError> {

@@ -370,6 +370,15 @@ fn the_cli_on_one_clone_sees_and_respects_the_other_clones_writes() {
     assert!(!out.status.success(), "a second holder was let in");
     let err = crate::support::stderr(&out);
     assert!(err.contains("claimed by bob"), "{err}");
+    // A clone that never wrote shows what the others did.
+    let c = fleet.clone("c");
+    let out = sprint(&fleet, &c, &["status", "--json"]);
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let text = crate::support::stdout(&out);
+    assert!(
+        text.contains("\"in_progress\"") && text.contains("bob"),
+        "{text}"
+    );
     // The remote has both writes, in order, and a's copy followed it.
     let log = fleet.git(&a, ["log", "--format=%s", "refs/ai-sprint"]);
     assert!(
@@ -465,4 +474,53 @@ fn a_push_the_remote_refuses_is_an_error_not_a_retry() {
     let err = crate::support::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("state writes are frozen"), "{err}");
+}
+
+#[test]
+fn machines_beat_on_refs_of_their_own_and_every_clone_lists_them() {
+    use git_sprint::machines;
+    let fleet = Fleet::new(false);
+    let now = git_sprint::clock::now();
+    for (name, age) in [("m1", 5), ("m2", machines::LOST_AFTER_SECS + 30)] {
+        let dir = fleet.clone(name);
+        let store = fleet.store(&dir);
+        machines::record(&store, &machines::describe(name, 2)).unwrap();
+        let (mut beat, _) = machines::measure(&dir, 1, None);
+        beat.at = now - age;
+        machines::beat(&store, name, &beat).unwrap();
+    }
+    // The heartbeats moved no state: two commits, one per machine record.
+    let other = fleet.clone("other");
+    let out = sprint(&fleet, &other, &["list", "--machines", "--json"]);
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: Vec<(&str, &str, u64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["status"].as_str().unwrap(),
+                m["machine"]["developers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("m1", "up", 2), ("m2", "lost", 2)], "{rows}");
+    assert_eq!(rows[0]["heartbeat"]["agents"], 1, "{rows}");
+    let log = fleet.git(&other, ["log", "--format=%s", "origin/main", "--"]);
+    assert!(
+        !log.contains("heartbeat"),
+        "heartbeats stay off the branches: {log}"
+    );
+    let state_log = fleet.git(&other, ["log", "--format=%s", "refs/ai-sprint"]);
+    assert_eq!(state_log, "machine m2 joined\nmachine m1 joined\n");
+    let table = sprint(&fleet, &other, &["list", "--machines"]);
+    let text = crate::support::stdout(&table);
+    assert!(text.starts_with("MACHINE"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("m2") && l.contains("lost")),
+        "{text}"
+    );
 }
