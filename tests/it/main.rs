@@ -15,6 +15,7 @@ mod planning;
 mod pool;
 mod realcli;
 mod remote;
+mod review;
 mod safety;
 mod shell;
 mod sprint;
