@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod ingest;
 pub mod machines;
 pub(crate) mod names;
+pub mod policy;
 pub mod prompt;
 pub mod refinery;
 pub mod spec;
