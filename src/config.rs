@@ -348,6 +348,14 @@ pub struct Config {
     /// [`crate::notify`]).
     #[serde(default)]
     pub notify: BTreeMap<String, crate::notify::Receiver>,
+    /// The git remote that holds the sprint state, so clones on several
+    /// machines share one sprint (none: the state is this clone's alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// This clone's machine name among those sharing the remote (none: the
+    /// host name). Per clone: `git config sprint.machine NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 /// `planning`: story order and chores, read by `plan` and every ingest.
@@ -575,6 +583,8 @@ impl Default for Config {
             planning: Planning::default(),
             route: Vec::new(),
             notify: BTreeMap::new(),
+            remote: None,
+            machine: None,
         }
     }
 }
@@ -1353,6 +1363,17 @@ fn collect(v: &Value, prefix: &str, out: &mut Vec<(String, serde_json::Value)>) 
             out.push((prefix.to_owned(), value));
         }
     }
+}
+
+/// The state remote the committed `.git-sprint.yaml` (or git config) names,
+/// for a store opened without `git config sprint.remote`. A configuration
+/// that does not load names none here; the commands that load it say why.
+pub(crate) fn state_remote(repo: &gix::Repository) -> Option<String> {
+    load_from(repo, None)
+        .ok()?
+        .config
+        .remote
+        .filter(|r| !r.trim().is_empty())
 }
 
 /// `sprint.*` entries of git config, in the order git reports them (later wins).

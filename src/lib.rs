@@ -13,6 +13,7 @@ pub mod gates;
 pub mod hint;
 pub mod hooks;
 pub mod ingest;
+pub mod machines;
 pub(crate) mod names;
 pub mod notify;
 pub mod policy;

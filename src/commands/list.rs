@@ -29,9 +29,17 @@ pub struct Args {
     /// Also the workers that ended (the history)
     #[arg(long, short = 'a')]
     pub all: bool,
+    /// The machines sharing this sprint through its remote instead
+    /// (`sprint.remote`): name, status (up, or lost after 90 s without a
+    /// heartbeat), host, cores, RAM, load, free disk, agents
+    #[arg(long, conflicts_with_all = ["batch", "all"])]
+    pub machines: bool,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+    if args.machines {
+        return machines(ctx, args.json);
+    }
     let fleet = Fleet::open(&ctx.cwd)?;
     let actor = person(&fleet.store, None);
     let mut rows = fleet.status(&actor, Duration::from_millis(100))?;
@@ -132,4 +140,51 @@ fn human_bytes(b: u64) -> String {
     } else {
         format!("{:.0}M", b as f64 / MB)
     }
+}
+
+/// `list --machines`: every machine the state or a heartbeat names.
+fn machines(ctx: &mut Ctx<'_>, json: bool) -> Result {
+    let store = ctx.store()?;
+    let rows = crate::machines::list(&store, clock::now())?;
+    if json {
+        return write_json(ctx.out, &rows);
+    }
+    if rows.is_empty() {
+        writeln!(ctx.out, "No machines.")?;
+        writeln!(
+            ctx.out,
+            "hint: machines appear once 'git sprint start' runs in a clone with sprint.remote set"
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        ctx.out,
+        "{:<16} {:<8} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
+        "MACHINE", "STATUS", "HOST", "CORES", "RAM", "CPU", "LOAD", "DISK FREE", "AGENTS", "BEAT"
+    )?;
+    for m in &rows {
+        let (host, cores) = match &m.machine {
+            Some(r) => (r.host.clone(), r.cores.to_string()),
+            None => ("-".into(), "-".into()),
+        };
+        let dash = || "-".to_owned();
+        let b = m.heartbeat.as_ref();
+        writeln!(
+            ctx.out,
+            "{:<16} {:<8} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
+            m.name,
+            m.status,
+            host,
+            cores,
+            b.map_or_else(dash, |b| format!("{}/{}M", b.ram_used_mb, b.ram_total_mb)),
+            b.and_then(|b| b.cpu_percent)
+                .map_or_else(dash, |c| format!("{c:.0}%")),
+            b.map_or_else(dash, |b| format!("{:.2}", b.load1)),
+            b.map_or_else(dash, |b| format!("{}M", b.disk_free_mb)),
+            b.map_or_else(dash, |b| b.agents.to_string()),
+            m.beat_age_secs
+                .map_or_else(dash, |a| format!("{} ago", clock::short_age(a))),
+        )?;
+    }
+    Ok(())
 }

@@ -48,6 +48,11 @@ pub struct Options {
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
+    // With a state remote, show what every machine wrote; an unreachable
+    // remote still leaves this clone's copy to show.
+    if let Err(e) = store.refresh() {
+        eprintln!("note: showing this clone's copy of the state: {e}");
+    }
     show(&store, ctx.out, &Options { json: args.json })
 }
 

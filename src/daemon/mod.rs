@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::hint::Hint;
 
 pub mod engine;
+mod follow;
 mod jobs;
 mod launch;
 pub mod lock;
@@ -100,6 +101,17 @@ pub fn run_until(
     fleet.configure_pool(&config.worktrees);
     let common = fleet.common_dir.clone();
     record_settings(&fleet.store, &config)?;
+    // With the state shared through a remote: who this machine is, and its
+    // heartbeat, for the other clones (`list --machines`). A clone alone
+    // has no one to tell.
+    let _beating = fleet.store.remote_name().is_some().then(|| {
+        let machine = crate::machines::name(config.machine.as_deref());
+        let described = crate::machines::describe(&machine, config.roles.developer.count);
+        if let Err(e) = crate::machines::record(&fleet.store, &described) {
+            tracing::warn!(error = %e, %machine, "recording this machine failed");
+        }
+        crate::machines::start_beating(&root, machine)
+    });
     tracing::info!(pid = std::process::id(), "orchestrator started");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -108,6 +120,8 @@ pub fn run_until(
     rt.block_on(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut watching = watch::start(&common, &root, tx.clone())?;
+        // Other machines' writes arrive as local ref moves (watched above).
+        let _follow = follow::start(&root);
         // A draft saved before the watch began sent no event: check now.
         report_drafts(&root);
         let mut engine = Engine::new(fleet, config, exe, tx)?;

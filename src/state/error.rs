@@ -60,6 +60,15 @@ pub enum StateError {
     #[error("commit {commit} is not sprint state: it has no sprint.yaml")]
     NotState { commit: String },
 
+    /// The remote that holds the state (`sprint.remote`) did not take or
+    /// give the state: unreachable, refused, or too slow.
+    #[error("{action} the sprint remote '{remote}' failed: {detail}")]
+    Remote {
+        remote: String,
+        action: String,
+        detail: String,
+    },
+
     #[error(transparent)]
     Refused(#[from] Refusal),
 }
@@ -91,6 +100,10 @@ impl Hint for StateError {
             StateError::Lost { .. } => Some(
                 "'git sprint recover' restores the last state recorded; nothing was written".into(),
             ),
+            StateError::Remote { remote, .. } => Some(format!(
+                "check that 'git fetch {remote}' works from here; nothing was written. \
+                 'git config --unset sprint.remote' works on this clone alone"
+            )),
             StateError::Refused(r) => r.hint(),
             StateError::Git { .. } | StateError::NotState { .. } => None,
         }

@@ -14,6 +14,7 @@ pub mod log;
 pub mod model;
 pub mod ops;
 pub mod recover;
+mod remote;
 pub mod repair;
 mod snapshot;
 mod store;
@@ -22,6 +23,7 @@ pub use error::{Refusal, StateError};
 pub use lock::{clear_leftover_lock, clear_stale_lock, Held};
 pub use model::*;
 pub use ops::TaskRef;
+pub use remote::REMOTE_KEY;
 pub use repair::Quarantined;
 pub use snapshot::{archive_agents_of_task, archive_finished_agents, FeatureState, Snapshot};
 pub use store::{

@@ -28,6 +28,7 @@ use serde::Serialize;
 use super::error::StateError;
 use super::lock;
 use super::model::{Agent, Convoy, Feature, SprintMeta, Task, SCHEMA_VERSION};
+use super::remote::{Pushed, Remote};
 use super::snapshot::SnapshotCache;
 use crate::clock;
 
@@ -578,6 +579,9 @@ pub struct Store {
     /// What the last [`Snapshot::read`](super::Snapshot::read) parsed, by
     /// tree and blob id, so the next read parses only what changed.
     cache: std::sync::Mutex<SnapshotCache>,
+    /// The remote that holds the state (`sprint.remote`), if any: writes go
+    /// through it and the local ref follows it.
+    remote: Option<Remote>,
 }
 
 impl Store {
@@ -587,17 +591,82 @@ impl Store {
             path: dir.to_owned(),
             source: Box::new(e),
         })?;
-        Ok(Store::from_repo(repo))
+        let mut store = Store::from_repo(repo);
+        if store.remote.is_none() {
+            // `remote:` in the committed .git-sprint.yaml, for every clone.
+            store.remote = crate::config::state_remote(&store.repo)
+                .and_then(|name| Remote::named(&store.repo, &name));
+        }
+        Ok(store)
     }
 
     pub fn from_repo(mut repo: gix::Repository) -> Self {
         // A transaction reads the same few trees several times (path lookups,
         // the schema check, the re-read after a lost race): keep them decoded.
         repo.object_cache_size_if_unset(4 * 1024 * 1024);
+        let remote = Remote::configured(&repo);
         Store {
             repo,
             cache: Default::default(),
+            remote,
         }
+    }
+
+    /// The remote that holds the state (`sprint.remote`), if one is set.
+    pub fn remote_name(&self) -> Option<&str> {
+        self.remote.as_ref().map(|r| r.name.as_str())
+    }
+
+    /// Extra environment for the git processes that talk to the remote.
+    /// Tests and benches use it to keep git off the user's configuration.
+    #[doc(hidden)]
+    pub fn set_remote_env(&mut self, env: Vec<(std::ffi::OsString, std::ffi::OsString)>) {
+        if let Some(r) = &mut self.remote {
+            r.set_env(env);
+        }
+    }
+
+    /// Sets `refname` to `id` here and, with a remote, on the remote too
+    /// (forced: for refs with a single writer, never the state).
+    pub fn publish_ref(&self, refname: &str, id: ObjectId, why: &str) -> Result<(), StateError> {
+        debug_assert!(refname != STATE_REF && refname != BACKUP_REF);
+        self.repo
+            .reference(refname, id, PreviousValue::Any, why)
+            .map_err(|e| StateError::git(format!("updating {refname}"), e))?;
+        if let Some(remote) = &self.remote {
+            remote.push_forced(refname, id)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the refs matching `pattern` (one `*`) from the remote, when
+    /// there is one.
+    pub fn fetch_refs(&self, pattern: &str) -> Result<(), StateError> {
+        match &self.remote {
+            Some(remote) => remote.fetch_refs(pattern),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the remote's state differs from the local copy, asked
+    /// without fetching (false without a remote).
+    pub fn remote_moved(&self) -> Result<bool, StateError> {
+        let Some(remote) = &self.remote else {
+            return Ok(false);
+        };
+        Ok(remote.remote_tip()? != self.tip()?)
+    }
+
+    /// Brings the local copy up to the remote's state (a no-op without a
+    /// remote): reads see what other machines wrote. Returns whether the
+    /// local tip moved.
+    pub fn refresh(&self) -> Result<bool, StateError> {
+        let Some(remote) = &self.remote else {
+            return Ok(false);
+        };
+        let before = self.tip()?;
+        remote.fetch()?;
+        Ok(self.tip()? != before)
     }
 
     pub fn repo(&self) -> &gix::Repository {
@@ -696,6 +765,9 @@ impl Store {
         over_lost: bool,
         mut op: impl FnMut(&mut Txn<'_>) -> Result<T, StateError>,
     ) -> Result<Committed<T>, StateError> {
+        if let Some(remote) = &self.remote {
+            return self.transact_remote(remote, actor, over_lost, op);
+        }
         let mut rng = Jitter::seeded();
         // Stale locks this write removed: recorded in the commit it makes.
         let mut repairs: Vec<String> = Vec::new();
@@ -775,6 +847,90 @@ impl Store {
             None => StateError::Busy {
                 attempts: MAX_ATTEMPTS,
             },
+        })
+    }
+
+    /// [`Store::transact`] through the remote: apply, push with a lease on
+    /// the value applied to; a rejected push is a lost race, so the remote
+    /// is fetched and the operation runs again on what it has now.
+    ///
+    /// The first attempt applies to the local copy without asking the
+    /// remote (the lease checks it anyway), so an uncontended write costs
+    /// one push. Only an answer that did not go through a lease — a refusal
+    /// or a no-op — is checked against a fresh fetch before it is given.
+    fn transact_remote<T>(
+        &self,
+        remote: &Remote,
+        actor: &Actor,
+        over_lost: bool,
+        mut op: impl FnMut(&mut Txn<'_>) -> Result<T, StateError>,
+    ) -> Result<Committed<T>, StateError> {
+        let mut rng = Jitter::seeded();
+        // `None` until fetched: then whether the remote has state at all.
+        let mut fetched: Option<bool> = None;
+        for attempt in 0..MAX_ATTEMPTS {
+            let tip = self.tip()?;
+            if tip.is_none() && !over_lost {
+                self.refuse_if_lost()?;
+            }
+            let root = tip.map(|c| self.root_of(c)).transpose()?;
+            let mut txn = Txn::new(&self.repo, root);
+            txn.cache = Some(&self.cache);
+            check_schema(&txn)?;
+            let value = match op(&mut txn) {
+                Ok(value) => value,
+                Err(_) if fetched.is_none() => {
+                    fetched = Some(remote.fetch()?);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if txn.meta()?.is_none() && !txn.is_empty() {
+                txn.put_meta(&SprintMeta::new(&clock::now_rfc3339()))?;
+            }
+            let tree = if txn.is_empty() {
+                root
+            } else {
+                Some(self.write_tree(root, &txn)?)
+            };
+            if tree == root {
+                if fetched.is_none() {
+                    fetched = Some(remote.fetch()?);
+                    continue;
+                }
+                return Ok(Committed {
+                    value,
+                    commit: None,
+                });
+            }
+            let tree = tree.expect("a changed tree exists");
+            let commit = self.write_commit(actor, &txn, tree, tip)?;
+            // Without state on the remote the local state (if any) is the
+            // base, and the lease is that the remote still has none.
+            let lease = if fetched == Some(false) { None } else { tip };
+            match remote.push(lease, commit)? {
+                Pushed::Done => {
+                    // The local ref follows; a process of this clone that
+                    // fetched meanwhile already moved it there or beyond.
+                    if let Err(err) = self.swap(actor, tip, commit, &txn) {
+                        tracing::debug!(error = %err, "local state ref already moved on");
+                    }
+                    return Ok(Committed {
+                        value,
+                        commit: Some(commit),
+                    });
+                }
+                Pushed::Stale => {
+                    tracing::debug!(attempt, remote = %remote.name, "remote state moved; re-applying");
+                    if attempt > 0 {
+                        std::thread::sleep(rng.remote_backoff(attempt));
+                    }
+                    fetched = Some(remote.fetch()?);
+                }
+            }
+        }
+        Err(StateError::Busy {
+            attempts: MAX_ATTEMPTS,
         })
     }
 
@@ -1017,6 +1173,13 @@ impl Jitter {
     fn backoff(&mut self, attempt: u32) -> Duration {
         let cap_us = (200u64 << attempt.min(7)).min(25_000);
         Duration::from_micros(self.next() % cap_us + 50)
+    }
+
+    /// Longer than [`Jitter::backoff`]: a round trip to a remote takes
+    /// milliseconds, so writers that lost spread out over a few of them.
+    fn remote_backoff(&mut self, attempt: u32) -> Duration {
+        let cap_us = (2_000u64 << attempt.min(7)).min(250_000);
+        Duration::from_micros(self.next() % cap_us + 100)
     }
 }
 

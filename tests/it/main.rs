@@ -16,6 +16,7 @@ mod planning;
 mod policy;
 mod pool;
 mod realcli;
+mod remote;
 mod review;
 mod routing;
 mod safety;
