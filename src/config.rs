@@ -1365,15 +1365,26 @@ fn collect(v: &Value, prefix: &str, out: &mut Vec<(String, serde_json::Value)>) 
     }
 }
 
-/// The state remote the committed `.git-sprint.yaml` (or git config) names,
-/// for a store opened without `git config sprint.remote`. A configuration
-/// that does not load names none here; the commands that load it say why.
+/// The state remote the committed `.git-sprint.yaml` names, for a store
+/// opened without `git config sprint.remote`. Every store opens through
+/// here (each command, each hook), so it stays in-process: git config is
+/// read from gix's snapshot and only the `remote` key of the file is
+/// parsed. A configuration that does not load names none here; the
+/// commands that load it say why.
 pub(crate) fn state_remote(repo: &gix::Repository) -> Option<String> {
-    load_from(repo, None)
-        .ok()?
-        .config
-        .remote
-        .filter(|r| !r.trim().is_empty())
+    let config = repo.config_snapshot();
+    let overrides: Vec<(String, String)> = ["sprint.base-branch", "sprint.baseBranch"]
+        .iter()
+        .find_map(|k| config.string(*k))
+        .map(|b| vec![("sprint.base_branch".to_owned(), b.to_string())])
+        .unwrap_or_default();
+    let base = resolve_base(repo, &overrides)?;
+    let bytes = committed_file(repo, branch_tip(repo, &base)?, FILE_NAME).ok()??;
+    let file: Value = serde_yaml::from_slice(&bytes).ok()?;
+    file.get("remote")?
+        .as_str()
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
 }
 
 /// `sprint.*` entries of git config, in the order git reports them (later wins).
