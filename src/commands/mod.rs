@@ -39,6 +39,7 @@ pub mod recover;
 pub mod release;
 pub mod repair;
 pub mod retry;
+pub mod serve;
 pub mod show;
 pub mod spawn;
 pub mod start;
@@ -107,6 +108,9 @@ pub enum CommandError {
 
     #[error(transparent)]
     View(#[from] crate::view::ViewError),
+
+    #[error(transparent)]
+    Board(#[from] crate::board::BoardError),
 }
 
 impl CommandError {
@@ -144,6 +148,7 @@ impl Hint for CommandError {
             CommandError::Config(e) => e,
             CommandError::Demo(e) => e,
             CommandError::View(e) => e,
+            CommandError::Board(e) => e,
         };
         cause.hint()
     }
