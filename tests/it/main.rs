@@ -2,6 +2,7 @@
 
 mod attempts;
 mod base;
+mod board;
 mod cli;
 mod containment;
 mod demo;

@@ -90,15 +90,17 @@ function renderStatus() {
 }
 
 async function renderAgents() {
-  const running = agents.filter((r) => r.agent.state === "running" || r.agent.state === "starting");
+  // Rows are `git sprint list --json`: the agent record, flattened, plus
+  // what was measured (age, CPU, RSS).
+  const running = agents.filter((r) => r.state === "running" || r.state === "starting");
   const rows = await Promise.all(running.map(async (r) => {
     let last = "";
     try {
-      const log = await get(`/api/v1/agents/${encodeURIComponent(r.agent.id)}/log`);
+      const log = await get(`/api/v1/agents/${encodeURIComponent(r.id)}/log`);
       last = (log.tail || "").trim().split("\n").pop() || "";
     } catch (_) { /* a log that is gone is no output */ }
-    return el("tr", { "data-agent": r.agent.id },
-      el("td", {}, r.agent.id), el("td", {}, r.agent.role), el("td", {}, r.agent.task || "-"),
+    return el("tr", { "data-agent": r.id },
+      el("td", {}, r.id), el("td", {}, r.role), el("td", {}, r.task || "-"),
       el("td", {}, age(r.age_secs)), el("td", {}, r.cpu_percent != null ? r.cpu_percent.toFixed(0) + "%" : "-"),
       el("td", {}, r.rss_bytes != null ? Math.round(r.rss_bytes / 1048576) + "M" : "-"), el("td", {}, last));
   }));
