@@ -375,17 +375,19 @@ struct ActionBody {
 /// Who the audit trail names for an action from the board.
 const ACTOR: &str = "board";
 
-fn body(raw: &[u8]) -> Result<ActionBody, Response> {
+fn body(raw: &[u8]) -> Result<ActionBody, serde_json::Error> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(ActionBody::default());
     }
-    serde_json::from_slice(raw).map_err(|e| {
-        refuse(
-            StatusCode::BAD_REQUEST,
-            &format!("the request body is not valid: {e}"),
-            "send no body, or JSON like {\"reason\": \"why\"}",
-        )
-    })
+    serde_json::from_slice(raw)
+}
+
+fn bad_body(e: serde_json::Error) -> Response {
+    refuse(
+        StatusCode::BAD_REQUEST,
+        &format!("the request body is not valid: {e}"),
+        "send no body, or JSON like {\"reason\": \"why\"}",
+    )
 }
 
 fn done(result: Result<Vec<u8>, Response>) -> Response {
@@ -407,7 +409,7 @@ async fn retry(
 ) -> Response {
     let b = match body(&raw) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return bad_body(e),
     };
     let args = commands::retry::Args {
         task: format!("{feature}/{id}"),
@@ -425,7 +427,7 @@ async fn cancel(
 ) -> Response {
     let b = match body(&raw) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return bad_body(e),
     };
     let args = commands::cancel::Args {
         task: format!("{feature}/{id}"),
@@ -448,7 +450,7 @@ async fn resume(State(shared): Shared_, raw: axum::body::Bytes) -> Response {
 async fn set_paused(shared: Arc<Shared>, raw: &[u8], paused: bool) -> Response {
     let b = match body(raw) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(e) => return bad_body(e),
     };
     let args = commands::pause::Args {
         reason: b.reason,
