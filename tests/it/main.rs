@@ -3,6 +3,7 @@
 mod attempts;
 mod base;
 mod board;
+mod cdp;
 mod cli;
 mod containment;
 mod demo;

@@ -46,6 +46,7 @@ function agentOf(name) {
 }
 
 function renderStatus() {
+  const started = performance.now();
   $("tip").textContent = state.tip ? state.tip.slice(0, 10) : "no sprint state";
   $("spend").textContent = state.spend ? "$" + state.spend.total_usd.toFixed(2) + " spent" : "";
   const paused = state.meta && state.meta.paused;
@@ -87,6 +88,8 @@ function renderStatus() {
   }
   $("columns").replaceChildren(...STATUSES.map((s) => columns[s]));
   document.body.dataset.tip = state.tip || "";
+  // What drawing took, for the benchmark (benches/board.rs).
+  document.body.dataset.renderMs = (performance.now() - started).toFixed(1);
 }
 
 async function renderAgents() {
