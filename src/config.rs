@@ -1004,6 +1004,28 @@ pub fn merge(
             ));
         }
     }
+    config
+        .gates
+        .validate()
+        .map_err(|e| invalid(e.key().to_owned(), gate_message(&e)))?;
+    for (i, gate) in config.gates.review.iter().enumerate() {
+        // An AI Reviewer's profile, like a role's: it must exist, and must
+        // not run its prompt (which holds the diff) as code.
+        let Some(name) = gate.agent.as_deref() else {
+            continue;
+        };
+        let key = format!("gates.review[{i}].agent");
+        let profile = config.agent(name).map_err(|m| invalid(key.clone(), m))?;
+        if let Some(how) = profile.prompt_as_code() {
+            return Err(invalid(
+                key,
+                format!(
+                    "agent `{name}` {how}, and a Reviewer's prompt holds the task's diff: \
+                     use a `command:` profile that reads $SPRINT_PROMPT_FILE as data"
+                ),
+            ));
+        }
+    }
     check_bounds(&config).map_err(|(key, message)| invalid(key.into(), message.into()))?;
     for (i, rel) in config.setup.copy.iter().enumerate() {
         if !crate::worker::worktree::is_safe_copy_path(rel) {
@@ -1034,6 +1056,22 @@ pub fn merge(
         base: None,
         uncommitted: false,
     })
+}
+
+/// A gate error's message without its key (the caller names the key), with
+/// its causes.
+fn gate_message(e: &crate::gates::GateConfigError) -> String {
+    let full = e.to_string();
+    let mut out = full
+        .strip_prefix(&format!("{}: ", e.key()))
+        .unwrap_or(&full)
+        .to_owned();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
 }
 
 /// Counts that must not be zero. A tester or librarian count of 0 is
@@ -1371,6 +1409,43 @@ mod tests {
             Source::GitConfig(_)
         ));
         assert_eq!(l.sources["roles.tester.count"], Source::Default);
+    }
+
+    #[test]
+    fn gates_are_checked_when_the_configuration_is_read() {
+        let e = load_text("gates:\n  test:\n    - {name: ai, kind: agent}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`gates.test[0].kind`") && e.contains("move it to gates.review"),
+            "{e}"
+        );
+        let e = load_text(
+            "gates:\n  review:\n    - {name: ai, kind: agent, agent: nope}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`gates.review[0].agent`") && e.contains("no agent profile `nope`"),
+            "{e}"
+        );
+        let e = load_text(
+            "gates:\n  review:\n    - {name: c, run: x, figure: {regex: '('}}\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`gates.review[0].figure.regex`: invalid regex: regex parse error"),
+            "{e}"
+        );
+        let l = load_text(
+            "gates:\n  review:\n    - {name: ai, kind: agent, agent: claude, timeout: 5m}\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(l.config.gates.review[0].agent.as_deref(), Some("claude"));
     }
 
     #[test]

@@ -591,6 +591,9 @@ fn reconcile(
                 tasks: Vec::new(),
                 attempts: 0,
                 reason: None,
+                runs: 0,
+                librarian: None,
+                retry_after: None,
             })
         };
         if txn.convoy(name, &c.name)?.as_ref() != Some(&convoy) {

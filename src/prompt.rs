@@ -9,6 +9,7 @@ use std::path::Path;
 pub const DEVELOPER: &str = include_str!("../templates/developer.md");
 pub const TESTER: &str = include_str!("../templates/tester.md");
 pub const LIBRARIAN: &str = include_str!("../templates/librarian.md");
+pub const REVIEWER: &str = include_str!("../templates/reviewer.md");
 
 /// The template for `role`, from the repository if it has one.
 pub fn template(worktree: &Path, role: &str) -> String {
@@ -19,6 +20,7 @@ pub fn template(worktree: &Path, role: &str) -> String {
     match role {
         "tester" => TESTER,
         "librarian" => LIBRARIAN,
+        "reviewer" => REVIEWER,
         _ => DEVELOPER,
     }
     .to_owned()
@@ -70,6 +72,32 @@ mod tests {
             render("{task}: {title} {unknown} {", &vars),
             "T001: Add {x} {unknown} {"
         );
+    }
+
+    #[test]
+    fn reviewer_prompt_holds_the_diff_the_verdict_file_and_the_rule_not_to_edit() {
+        let vars = BTreeMap::from([
+            ("task", "T1".to_owned()),
+            ("gate", "ai-review".to_owned()),
+            ("diff", "+fn added() {}".to_owned()),
+            (
+                "verdict_file",
+                "/repo/.git/sprint/verdicts/x/verdict.yaml".to_owned(),
+            ),
+            ("verdict_env", "GIT_SPRINT_VERDICT".to_owned()),
+            ("feedback", String::new()),
+        ]);
+        let p = render(REVIEWER, &vars);
+        for want in [
+            "review gate `ai-review`",
+            "Do not edit",
+            "$GIT_SPRINT_VERDICT names (/repo/.git/sprint/verdicts/x/verdict.yaml)",
+            "verdict: REQUEST_CHANGES",
+            "+fn added() {}",
+        ] {
+            assert!(p.contains(want), "{want} not in:\n{p}");
+        }
+        assert!(!p.contains("{diff}") && !p.contains("{gate}"), "{p}");
     }
 
     #[test]

@@ -99,6 +99,19 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     opt("branch:", &task.branch, out)?;
     opt("worktree:", &task.worktree, out)?;
     opt("reason:", &task.reason, out)?;
+    if let Some(r) = task.review.as_ref() {
+        let by = r
+            .reviewer
+            .as_deref()
+            .map(|id| format!("reviewer {id}"))
+            .unwrap_or_else(|| "a reviewer to start".into());
+        let approved = if r.approved.is_empty() {
+            String::new()
+        } else {
+            format!("; approved by {}", r.approved.join(", "))
+        };
+        writeln!(out, "  review:   AI review: {by}{approved}")?;
+    }
     for g in &task.gates {
         let verdict = if g.passed { "passed" } else { "failed" };
         writeln!(
@@ -106,6 +119,30 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             "  gate:     {}/{} {verdict} at {}",
             g.stage, g.gate, g.at
         )?;
+        // An AI Reviewer's result: who, what it said, what it cost.
+        if let Some(agent) = &g.agent {
+            let said = g.verdict.as_deref().unwrap_or("no verdict");
+            let cost = if g.tokens > 0 || g.cost_usd > 0.0 {
+                format!(" ({} tokens, ${:.4})", g.tokens, g.cost_usd)
+            } else {
+                String::new()
+            };
+            writeln!(out, "            {agent}: {said}{cost}")?;
+            for c in &g.comments {
+                let at = match (&c.path, c.line) {
+                    (Some(p), Some(l)) => format!("{p}:{l}: "),
+                    (Some(p), None) => format!("{p}: "),
+                    _ => String::new(),
+                };
+                let body = c.body.lines().next().unwrap_or_default();
+                writeln!(out, "            - {at}{body}")?;
+            }
+            if !g.passed {
+                for line in g.output_tail.lines() {
+                    writeln!(out, "            {line}")?;
+                }
+            }
+        }
     }
     for (i, f) in task.feedback.iter().enumerate() {
         writeln!(

@@ -9,7 +9,7 @@
 //! what runs beside the loop (gates, merges, syncs) is [`super::jobs`]'.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -51,6 +51,7 @@ impl Engine {
     ) -> Result<Self, crate::fleet::FleetError> {
         let root = fleet.main_worktree()?;
         let config = with_gate_timeouts(config);
+        crate::gates::confine_gates(gate_confinement(&fleet, &root, &config));
         Ok(Engine {
             fleet,
             config,
@@ -65,6 +66,7 @@ impl Engine {
     /// Runs with `config` from now on (the base branch's committed file or
     /// a `git config sprint.*` override changed while running).
     pub fn set_config(&mut self, config: Config) {
+        crate::gates::confine_gates(gate_confinement(&self.fleet, &self.root, &config));
         self.config = with_gate_timeouts(config);
     }
 
@@ -103,6 +105,21 @@ impl Engine {
             developer: roles.developer.agent.clone(),
             tester: roles.tester.agent.clone(),
             librarian: roles.librarian.agent.clone(),
+            reviewers: self
+                .config
+                .gates
+                .review
+                .iter()
+                .filter(|g| g.kind == crate::gates::GateKind::Agent)
+                .map(|g| crate::stages::ReviewerGate {
+                    gate: g.name.clone(),
+                    profile: g
+                        .agent
+                        .clone()
+                        .unwrap_or_else(|| roles.developer.agent.clone()),
+                    timeout_secs: g.timeout().map_or(600, |d| d.as_secs()),
+                })
+                .collect(),
         }
     }
 
@@ -210,6 +227,7 @@ impl Engine {
     /// going quiet for `timeouts.hung`, a backoff ending, a breaker cooling.
     fn next_deadline(&self, snapshot: &Snapshot, activity: &HashMap<String, i64>) -> Option<i64> {
         let limits = self.limits();
+        let reviewers = self.profiles().reviewers;
         let mut at: Vec<i64> = Vec::new();
         for fs in &snapshot.features {
             for t in &fs.tasks {
@@ -220,11 +238,25 @@ impl Engine {
                     if matches!(
                         t.status,
                         TaskStatus::Todo | TaskStatus::InProgress | TaskStatus::InTests
-                    ) {
+                    ) || t.review.is_some()
+                    {
                         at.push(r);
                     }
                 }
+                // A running Reviewer's gate timeout.
+                if let Some(v) = &t.review {
+                    let running = v
+                        .reviewer
+                        .as_deref()
+                        .and_then(|id| crate::stages::agent(snapshot, id))
+                        .filter(|a| liveness::is_running(a));
+                    let gate = reviewers.iter().find(|g| !v.approved.contains(&g.gate));
+                    if let (Some(a), Some(g)) = (running, gate) {
+                        at.push(a.started + g.timeout_secs as i64);
+                    }
+                }
             }
+            at.extend(fs.convoys.iter().filter_map(|c| c.retry_after));
         }
         for a in snapshot.agents.iter().filter(|a| liveness::is_running(a)) {
             let claim = liveness::claim_of(snapshot, a);
@@ -277,6 +309,33 @@ impl Engine {
                 task,
                 stage,
             } => self.run_gates(snapshot, feature, task, *stage),
+            Action::StartReviewer {
+                feature,
+                task,
+                gate,
+            } => self.start_reviewer(snapshot, feature, task, gate),
+            Action::RestartReviewer {
+                feature,
+                task,
+                agent,
+                cause,
+            } => {
+                let r = task_ref(feature, task);
+                record::restart_reviewer(
+                    &self.fleet.store,
+                    &r,
+                    agent,
+                    *cause,
+                    self.attempt_policy(),
+                )?;
+                Ok(())
+            }
+            Action::JudgeReview {
+                feature,
+                task,
+                agent,
+                gate,
+            } => self.judge_review(snapshot, feature, task, agent, gate),
             Action::Retry {
                 feature,
                 task,
@@ -331,7 +390,27 @@ impl Engine {
                 convoy,
                 attempt,
             } => self.start_librarian(snapshot, feature, convoy, *attempt),
-            Action::MergeDocs { feature, convoy } => self.merge_docs(snapshot, feature, convoy),
+            Action::RestartLibrarian {
+                feature,
+                convoy,
+                agent,
+                cause,
+            } => {
+                record::restart_librarian(
+                    &self.fleet.store,
+                    feature,
+                    convoy,
+                    agent,
+                    *cause,
+                    self.attempt_policy(),
+                )?;
+                Ok(())
+            }
+            Action::MergeDocs {
+                feature,
+                convoy,
+                failed,
+            } => self.merge_docs(snapshot, feature, convoy, failed.clone()),
             Action::SyncBase { feature } => {
                 self.sync_base(feature);
                 Ok(())
@@ -365,6 +444,21 @@ impl Engine {
 }
 
 /// `timeouts.gate` bounds every gate that names no timeout of its own.
+/// Gates run the agents' code, so they run in the agents' sandbox unless
+/// `sandbox: off`.
+fn gate_confinement(
+    fleet: &Fleet,
+    root: &Path,
+    config: &Config,
+) -> Option<crate::gates::Confinement> {
+    config.sandbox.enabled.then(|| crate::gates::Confinement {
+        common_dir: fleet.common_dir.clone(),
+        main_worktree: Some(root.to_path_buf()),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        writable: config.sandbox.writable.clone(),
+    })
+}
+
 fn with_gate_timeouts(mut config: Config) -> Config {
     let default = config.timeouts.gate.to_string();
     let gates = &mut config.gates;

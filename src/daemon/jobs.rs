@@ -39,6 +39,7 @@ impl Engine {
         let branch = format!("refs/heads/{}", task_branch(feature, task));
         let store_dir = self.root.clone();
         let policy = self.attempt_policy();
+        let reviewers = self.reviewer_gates();
         let (feature, task) = (feature.to_owned(), task.to_owned());
         let busy = self.busy.clone();
         let wake = self.wake.clone();
@@ -54,7 +55,7 @@ impl Engine {
                 },
             );
             let result = crate::state::Store::discover(&store_dir).and_then(|store| {
-                record::record_verdict(&store, &feature, &task, stage, &outcome, policy)
+                record::record_verdict(&store, &feature, &task, stage, &outcome, policy, &reviewers)
             });
             if let Err(e) = result {
                 tracing::warn!(task = %key, error = %e, "recording the gate verdict failed");
@@ -98,17 +99,18 @@ impl Engine {
         snapshot: &Snapshot,
         feature: &str,
         convoy: &str,
+        failed: Option<String>,
     ) -> Result<(), EngineError> {
         let integration = self.integration(snapshot, feature);
         let (f, c, i) = (feature.to_owned(), convoy.to_owned(), integration.clone());
-        let max = self.limits().max_attempts;
+        let policy = self.attempt_policy();
         self.spawn_merge(
             feature,
             &librarian::docs_task(convoy),
             format!("docs for convoy {convoy}"),
             integration,
             Vec::new(),
-            move |store, v| record::record_docs(store, &f, &c, &i, v, max),
+            move |store, v| record::record_docs(store, &f, &c, &i, v, policy, failed.as_deref()),
         );
         Ok(())
     }

@@ -364,11 +364,13 @@ impl Engine {
         let Some(worktree) = self.ensure_worktree(feature, &docs, &integration, None)? else {
             return Ok(());
         };
-        let id = agent_id(feature, &docs, "librarian", attempt);
         let fs = snapshot.feature(feature);
         let Some(c) = fs.and_then(|f| f.convoys.iter().find(|c| c.id == convoy)) else {
             return Ok(());
         };
+        // Numbered by run, not attempt: a run the API failed spent no
+        // attempt, and its id must not come back.
+        let id = agent_id(feature, &docs, "librarian", c.runs + 1);
         let tasks: Vec<String> = c
             .tasks
             .iter()

@@ -16,6 +16,7 @@ mod jobs;
 mod launch;
 pub mod lock;
 pub mod record;
+mod review;
 pub mod watch;
 
 use engine::Engine;

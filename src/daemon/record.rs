@@ -86,6 +86,7 @@ pub fn end_attempt(
     }
     t.cause = Some(cause);
     t.tester = None;
+    t.review = None;
     let pause = backoff_secs(policy.backoff_secs, n.max(1), &r.to_string());
     t.retry_after = Some(now + pause as i64);
     txn.put_task(&r.feature, &t)?;
@@ -250,6 +251,50 @@ pub fn restart_tester(
     Ok(())
 }
 
+/// Sends convoy `feature/convoy` back for another Librarian after an
+/// infrastructure failure of `agent`: the run spends no attempt and waits
+/// out a backoff (the profile's breaker counts the failure).
+pub fn restart_librarian(
+    store: &Store,
+    feature: &str,
+    convoy: &str,
+    agent: &str,
+    cause: Cause,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut c) = txn.convoy(feature, convoy)? else {
+            return Ok(());
+        };
+        let current = c.librarian.as_deref().is_none_or(|id| id == agent);
+        if c.status != ConvoyStatus::InDocs || !current {
+            return Ok(());
+        }
+        let key = format!("{feature}/{convoy}");
+        let failures = c.runs.saturating_sub(c.attempts).saturating_add(1);
+        let pause = backoff_secs(policy.backoff_secs, failures, &key);
+        let from = c.status;
+        c.status = ConvoyStatus::Open;
+        // The claim counted this run; it was not the docs' fault.
+        c.attempts = c.attempts.saturating_sub(1);
+        c.librarian = None;
+        c.retry_after = Some(clock::now() + pause as i64);
+        txn.put_convoy(feature, &c)?;
+        txn.record(Transition {
+            task: key,
+            from: from.to_string(),
+            to: c.status.to_string(),
+            reason: Some(format!(
+                "librarian {agent} failed ({cause}); another in {} (no attempt spent)",
+                clock::short_age(pause as i64)
+            )),
+            policy: None,
+        });
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// Moves finished agents out of the live state (one commit for all of them),
 /// so later reads do not grow with the sprint's history. A failure only
 /// leaves them live until the next reconcile.
@@ -407,6 +452,7 @@ pub fn record_verdict(
     stage: GateStage,
     outcome: &gates::StageOutcome,
     policy: AttemptPolicy,
+    reviewers: &[String],
 ) -> Result<(), StateError> {
     let (expect, pass_to, kind) = match stage {
         GateStage::Review => (
@@ -432,8 +478,27 @@ pub fn record_verdict(
         for (gate, o) in &outcome.results {
             t.gates.push(o.to_result(gate, kind, &at));
         }
+        // AI Reviewers still owed keep the task in review: the CAB starts them.
+        let owed = reviewers.iter().find(|g| {
+            stage == GateStage::Review && !t.review.as_ref().is_some_and(|r| r.approved.contains(g))
+        });
+        if let (true, Some(gate)) = (outcome.passed, owed) {
+            t.review.get_or_insert_with(Default::default).reviewer = None;
+            txn.put_task(feature, &t)?;
+            let mut why = if outcome.results.is_empty() {
+                "no review command gate had to run".to_owned()
+            } else {
+                "review command gates passed".to_owned()
+            };
+            if let Some(note) = outcome.skipped_note() {
+                why.push_str(&format!("; {note}"));
+            }
+            txn.subject(format!("{r}: {why}; AI review gate {gate} next"));
+            return Ok(());
+        }
         if outcome.passed {
             t.tester = None;
+            t.review = None;
             txn.put_task(feature, &t)?;
             let mut why = match (outcome.results.is_empty(), outcome.skipped.is_empty()) {
                 (true, true) => format!("no {name} gates configured"),
@@ -549,14 +614,18 @@ pub fn record_merge(
 
 /// Records the docs merge: the convoy is done, or goes back for another
 /// Librarian attempt (done without new docs past the attempt limit).
+/// `failed` says how the Librarian's run went badly, if it did: with
+/// nothing to merge that is a failed attempt, not "no docs to change".
 pub fn record_docs(
     store: &Store,
     feature: &str,
     convoy: &str,
     integration: &str,
     verdict: &Verdict,
-    max_attempts: u32,
+    policy: AttemptPolicy,
+    failed: Option<&str>,
 ) -> Result<(), StateError> {
+    let max_attempts = policy.max_attempts;
     store.transact(&Actor::named("refinery"), |txn| {
         let Some(mut c) = txn.convoy(feature, convoy)? else {
             return Ok(());
@@ -569,10 +638,26 @@ pub fn record_docs(
                 ConvoyStatus::Done,
                 format!("docs merged into {integration} as {}", short(commit)),
             ),
-            Verdict::NothingToMerge { .. } => (
+            Verdict::NothingToMerge { .. } if failed.is_none() => (
                 ConvoyStatus::Done,
                 "the librarian changed no docs: nothing to merge".to_owned(),
             ),
+            // A run that failed is no verdict on the docs, and its exit is
+            // not something a prompt can fix: nothing goes into `reason`.
+            Verdict::NothingToMerge { .. } => {
+                let failed = failed.unwrap_or_default();
+                if c.attempts >= max_attempts {
+                    (
+                        ConvoyStatus::Done,
+                        format!("docs not written after {} attempts: {failed}", c.attempts),
+                    )
+                } else {
+                    (
+                        ConvoyStatus::Open,
+                        format!("{failed}; another librarian attempt"),
+                    )
+                }
+            }
             other => {
                 let what = crate::refinery::feedback(other, integration).unwrap_or_default();
                 c.reason = Some(what);
@@ -591,6 +676,15 @@ pub fn record_docs(
         };
         let from = c.status;
         c.status = to;
+        c.librarian = None;
+        if to == ConvoyStatus::Open {
+            let pause = backoff_secs(
+                policy.backoff_secs,
+                c.attempts,
+                &format!("{feature}/{convoy}"),
+            );
+            c.retry_after = Some(clock::now() + pause as i64);
+        }
         txn.put_convoy(feature, &c)?;
         txn.record(Transition {
             task: format!("{feature}/{convoy}"),
@@ -819,6 +913,9 @@ pub fn claim_librarian(
         let from = c.status;
         c.status = ConvoyStatus::InDocs;
         c.attempts = attempt;
+        c.runs += 1;
+        c.librarian = Some(agent.id.clone());
+        c.retry_after = None;
         txn.put_convoy(feature, &c)?;
         txn.put_agent(agent)?;
         txn.record(Transition {
@@ -896,6 +993,233 @@ pub fn feature_note(store: &Store, feature: &str, note: &str) -> Result<(), Stat
             "{feature}: {}",
             note.lines().next().unwrap_or_default()
         ));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Names a Reviewer for `r`'s next AI review gate when the task is in
+/// review past its command gates, none runs, and the profile's breaker
+/// admits it: `review.reviewer` and the agent record `agent(task, new id)`
+/// makes (`<feature>.<task>.review.<run>`). `None`: nothing was owed.
+#[allow(clippy::too_many_arguments)]
+pub fn claim_reviewer(
+    store: &Store,
+    r: &TaskRef,
+    gate: &str,
+    profile: &str,
+    limits: &Limits,
+    agent: impl Fn(&Task, &str) -> Agent,
+) -> Result<Option<Agent>, StateError> {
+    let claimed = store.transact(&Actor::named("cab"), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(None);
+        };
+        let Some(review) = t
+            .review
+            .as_ref()
+            .filter(|_| t.status == TaskStatus::InReview)
+        else {
+            return Ok(None);
+        };
+        let id = match &review.reviewer {
+            // Named before the orchestrator stopped, never started.
+            Some(id) if txn.agent(id)?.is_none() => id.clone(),
+            Some(_) => return Ok(None),
+            None => {
+                let base = agent_id(&r.feature, &r.id, "reviewer", t.runs.max(1));
+                let mut id = base.clone();
+                let mut k = 1;
+                while txn.agent(&id)?.is_some() || txn.archived_agent(&id)?.is_some() {
+                    k += 1;
+                    id = format!("{base}-{k}");
+                }
+                id
+            }
+        };
+        if !breaker_admits(txn, profile, &id, limits)? {
+            return Ok(None);
+        }
+        if let Some(review) = t.review.as_mut() {
+            review.reviewer = Some(id.clone());
+        }
+        t.retry_after = None;
+        txn.put_task(&r.feature, &t)?;
+        let a = agent(&t, &id);
+        txn.put_agent(&a)?;
+        txn.subject(format!("{r}: reviewer {id} starting (review gate {gate})"));
+        Ok(Some(a))
+    })?;
+    Ok(claimed.value)
+}
+
+/// A Reviewer met an infrastructure failure: forget it, so another starts
+/// after a backoff; no attempt is spent.
+pub fn restart_reviewer(
+    store: &Store,
+    r: &TaskRef,
+    agent: &str,
+    cause: Cause,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    store.transact(&orchestrator(), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        let Some(review) = t
+            .review
+            .as_mut()
+            .filter(|v| v.reviewer.as_deref() == Some(agent))
+        else {
+            return Ok(());
+        };
+        review.reviewer = None;
+        let now = clock::now();
+        t.infra_failures += 1;
+        let pause = backoff_secs(policy.backoff_secs, t.infra_failures, &r.to_string());
+        t.retry_after = Some(now + pause as i64);
+        t.cause = Some(cause);
+        t.history.push(AttemptNote {
+            attempt: t.attempts,
+            at: clock::rfc3339(now),
+            agent: Some(agent.to_owned()),
+            cause,
+            note: format!("reviewer {agent} failed ({cause}); another starts"),
+            counted: false,
+        });
+        txn.put_task(&r.feature, &t)?;
+        txn.subject(format!(
+            "{r}: reviewer {agent} failed ({cause}); another in {}",
+            clock::short_age(pause as i64)
+        ));
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// What the CAB made of a Reviewer's run.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// The verdict, or why there is none (a gate failure, never an approval).
+    pub verdict: Result<gates::review::Verdict, String>,
+    /// What the Reviewer changed and the CAB put back, said in one line.
+    pub discarded: Option<String>,
+}
+
+/// Records Reviewer `agent`'s verdict as review gate `gate`'s result: an
+/// approval moves on to the next AI gate or to tests; a request for changes
+/// or no usable verdict fails the attempt (cause `gate`), the comments
+/// becoming the developer's feedback.
+pub fn record_review(
+    store: &Store,
+    r: &TaskRef,
+    agent: &str,
+    gate: &str,
+    judged: &Judged,
+    reviewers: &[String],
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    use gates::review::Decision;
+    store.transact(&Actor::named("cab"), |txn| {
+        let Some(mut t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        let ours = t.status == TaskStatus::InReview
+            && t.review.as_ref().and_then(|v| v.reviewer.as_deref()) == Some(agent);
+        if !ours {
+            return Ok(());
+        }
+        let a = txn.agent(agent)?;
+        let usage = a.as_ref().and_then(|a| a.usage.clone()).unwrap_or_default();
+        let duration_ms = a
+            .as_ref()
+            .and_then(|a| a.ended.map(|e| (e - a.started).max(0) as u64 * 1000))
+            .unwrap_or(0);
+        let verdict = judged.verdict.as_ref();
+        let passed = verdict.is_ok_and(|v| v.decision == Decision::Approve);
+        let mut tail: Vec<String> = Vec::new();
+        if let Err(why) = verdict {
+            tail.push(format!("[git-sprint] {why}"));
+        }
+        if let Some(d) = &judged.discarded {
+            tail.push(format!("[git-sprint] {d}"));
+        }
+        t.gates.push(crate::state::GateResult {
+            gate: gate.to_owned(),
+            stage: gates::Stage::Review.as_str().to_owned(),
+            passed,
+            figure: None,
+            output_tail: tail.join("\n"),
+            at: clock::now_rfc3339(),
+            exit_code: a.as_ref().and_then(|a| a.exit_status),
+            timed_out: a.as_ref().is_some_and(|a| a.cause == Some(Cause::Timeout)),
+            duration_ms,
+            verdict: verdict.ok().map(|v| v.decision.as_str().to_owned()),
+            comments: verdict.map(|v| v.comments.clone()).unwrap_or_default(),
+            agent: Some(agent.to_owned()),
+            tokens: usage.tokens(),
+            cost_usd: usage.cost_usd.unwrap_or(0.0),
+        });
+        let discarded = judged
+            .discarded
+            .as_ref()
+            .map(|d| format!("; {d}"))
+            .unwrap_or_default();
+        match verdict {
+            Ok(v) if v.decision == Decision::Approve => {
+                let review = t.review.get_or_insert_with(Default::default);
+                review.reviewer = None;
+                review.approved.push(gate.to_owned());
+                let next = reviewers.iter().find(|g| !review.approved.contains(g)).cloned();
+                let said = format!("reviewer {agent} approved (review gate {gate}){discarded}");
+                match next {
+                    Some(next) => {
+                        txn.put_task(&r.feature, &t)?;
+                        txn.subject(format!("{r}: {said}; AI review gate {next} next"));
+                    }
+                    None => {
+                        t.review = None;
+                        txn.put_task(&r.feature, &t)?;
+                        ops::move_task(
+                            txn,
+                            r,
+                            TaskStatus::InTests,
+                            Some(&format!("{said}; review gates passed")),
+                            false,
+                        )?;
+                    }
+                }
+            }
+            Ok(v) => {
+                txn.put_task(&r.feature, &t)?;
+                end_attempt(
+                    txn,
+                    r,
+                    Some(agent),
+                    Cause::Gate,
+                    &format!(
+                        "review gate {gate}: reviewer {agent} requested changes ({} comments){discarded}",
+                        v.comments.len()
+                    ),
+                    Some(gates::review::feedback(gate, agent, &v.comments)),
+                    policy,
+                    TaskStatus::InProgress,
+                )?;
+            }
+            Err(why) => {
+                txn.put_task(&r.feature, &t)?;
+                end_attempt(
+                    txn,
+                    r,
+                    Some(agent),
+                    Cause::Gate,
+                    &format!("review gate {gate} failed: {why}{discarded}"),
+                    None,
+                    policy,
+                    TaskStatus::InProgress,
+                )?;
+            }
+        }
         Ok(())
     })?;
     Ok(())
@@ -1203,6 +1527,9 @@ mod tests {
                         tasks: vec!["T1".into()],
                         attempts: 0,
                         reason: None,
+                        runs: 0,
+                        librarian: None,
+                        retry_after: None,
                     },
                 )?;
                 txn.subject("f/US1: added by the test");
@@ -1222,6 +1549,68 @@ mod tests {
         let msg = last_commit(&store, before);
         assert!(msg.starts_with("f/US1: open -> in_docs"), "{msg}");
         assert!(!claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+    }
+
+    #[test]
+    fn restart_librarian_spends_no_attempt_and_backs_off() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        add_convoy(&store);
+        let lib = agent("f.docs-US1.docs.1", "f/docs-US1", AgentState::Starting);
+        assert!(claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+        // Another librarian's failure is not this one's.
+        restart_librarian(&store, "f", "US1", "other", Cause::Auth, policy()).unwrap();
+        let c = store.read(|txn| txn.convoy("f", "US1")).unwrap().unwrap();
+        assert_eq!(c.status, ConvoyStatus::InDocs);
+        let before = tip(&store);
+        restart_librarian(&store, "f", "US1", &lib.id, Cause::Auth, policy()).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with("f/US1: in_docs -> open")
+                && msg.contains("librarian f.docs-US1.docs.1 failed (auth)"),
+            "{msg}"
+        );
+        let c = store.read(|txn| txn.convoy("f", "US1")).unwrap().unwrap();
+        assert_eq!((c.status, c.attempts, c.runs), (ConvoyStatus::Open, 0, 1));
+        assert!(c.librarian.is_none() && c.retry_after.is_some(), "{c:?}");
+    }
+
+    #[test]
+    fn a_failed_librarian_with_nothing_to_merge_is_a_spent_attempt_not_done() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        add_convoy(&store);
+        let lib = agent("f.docs-US1.docs.1", "f/docs-US1", AgentState::Starting);
+        assert!(claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+        let nothing = Verdict::NothingToMerge { tip: "abc".into() };
+        let crashed = "librarian f.docs-US1.docs.1 exited with status 2 (crash)";
+        let before = tip(&store);
+        record_docs(&store, "f", "US1", "i", &nothing, policy(), Some(crashed)).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with("f/US1: in_docs -> open") && msg.contains("(crash)"),
+            "{msg}"
+        );
+        let c = store.read(|txn| txn.convoy("f", "US1")).unwrap().unwrap();
+        assert_eq!((c.attempts, c.reason.as_deref()), (1, None), "{c:?}");
+        // Past the limit the convoy ends, saying the docs were not written.
+        let lib = agent("f.docs-US1.docs.2", "f/docs-US1", AgentState::Starting);
+        assert!(claim_librarian(&store, "f", "US1", 2, &limits(), &lib).unwrap());
+        let before = tip(&store);
+        let policy = AttemptPolicy {
+            max_attempts: 2,
+            ..policy()
+        };
+        record_docs(&store, "f", "US1", "i", &nothing, policy, Some(crashed)).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.contains("docs not written after 2 attempts"), "{msg}");
+        // A run that went well and changed nothing is done, as before.
+        add_convoy(&store);
+        let lib = agent("f.docs-US1.docs.3", "f/docs-US1", AgentState::Starting);
+        assert!(claim_librarian(&store, "f", "US1", 1, &limits(), &lib).unwrap());
+        let before = tip(&store);
+        record_docs(&store, "f", "US1", "i", &nothing, policy, None).unwrap();
+        assert!(last_commit(&store, before).contains("changed no docs"));
     }
 
     #[test]
@@ -1372,5 +1761,242 @@ mod tests {
         );
         let t = task(&store, &r("T1")).unwrap().unwrap();
         assert_eq!((t.tester, t.attempts, t.infra_failures), (None, 1, 1));
+    }
+
+    fn passed() -> gates::StageOutcome {
+        gates::StageOutcome {
+            passed: true,
+            results: Vec::new(),
+            not_run: Vec::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    fn reviewer(store: &Store, gate: &str) -> Agent {
+        claim_reviewer(store, &r("T1"), gate, "scripted", &limits(), |t, id| {
+            let mut a = agent(id, &format!("f/{}", t.id), AgentState::Exited);
+            a.role = "reviewer".into();
+            a
+        })
+        .unwrap()
+        .expect("a reviewer is owed")
+    }
+
+    fn judged(verdict: Result<&str, &str>) -> Judged {
+        Judged {
+            verdict: verdict
+                .map(|text| gates::review::parse(text).unwrap())
+                .map_err(str::to_owned),
+            discarded: None,
+        }
+    }
+
+    fn in_review(store: &Store) {
+        add_task(store, "T1");
+        edit_task(store, "T1", |t| {
+            t.status = TaskStatus::InReview;
+            t.attempts = 1;
+            t.runs = 1;
+        });
+    }
+
+    #[test]
+    fn ai_reviewers_follow_the_review_commands_one_at_a_time_then_tests() {
+        let (_dir, store) = store();
+        in_review(&store);
+        let gates = ["ai".to_owned(), "security".to_owned()];
+        let before = tip(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with("f/T1: no review command gate had to run; AI review gate ai next"),
+            "{msg}"
+        );
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InReview);
+        assert_eq!(t.review, Some(crate::state::Review::default()));
+
+        let first = reviewer(&store, "ai");
+        assert_eq!(first.id, "f.T1.review.1");
+        let again = claim_reviewer(&store, &r("T1"), "ai", "scripted", &limits(), |_, id| {
+            agent(id, "f/T1", AgentState::Starting)
+        })
+        .unwrap();
+        assert!(again.is_none(), "its reviewer is named");
+        let before = tip(&store);
+        let approve = judged(Ok("verdict: APPROVE"));
+        record_review(
+            &store,
+            &r("T1"),
+            &first.id,
+            "ai",
+            &approve,
+            &gates,
+            policy(),
+        )
+        .unwrap();
+        let msg = last_commit(&store, before);
+        assert!(
+            msg.starts_with(
+                "f/T1: reviewer f.T1.review.1 approved (review gate ai); AI review gate security next"
+            ),
+            "{msg}"
+        );
+        // A stale verdict of the same reviewer changes nothing.
+        let stale = tip(&store);
+        record_review(
+            &store,
+            &r("T1"),
+            &first.id,
+            "ai",
+            &approve,
+            &gates,
+            policy(),
+        )
+        .unwrap();
+        assert_eq!(tip(&store), stale);
+
+        let second = reviewer(&store, "security");
+        assert_eq!(second.id, "f.T1.review.1-2", "ids never repeat");
+        record_review(
+            &store,
+            &r("T1"),
+            &second.id,
+            "security",
+            &approve,
+            &gates,
+            policy(),
+        )
+        .unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InTests);
+        assert_eq!(t.review, None);
+        let results: Vec<_> = t
+            .gates
+            .iter()
+            .map(|g| (g.gate.as_str(), g.verdict.as_deref(), g.agent.as_deref()))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ("ai", Some("APPROVE"), Some("f.T1.review.1")),
+                ("security", Some("APPROVE"), Some("f.T1.review.1-2"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_request_for_changes_or_no_verdict_spends_the_attempt() {
+        let gates = ["ai".to_owned()];
+        let (_dir, store) = store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, "ai");
+        let changes = judged(Ok(
+            "verdict: REQUEST_CHANGES\ncomments: [{path: a.rs, line: 3, body: check the bound}]",
+        ));
+        record_review(&store, &r("T1"), &a.id, "ai", &changes, &gates, policy()).unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(
+            (t.status, t.cause, t.review.clone()),
+            (TaskStatus::InProgress, Some(Cause::Gate), None)
+        );
+        assert_eq!(
+            t.feedback,
+            ["review gate ai: the Reviewer (f.T1.review.1) requested changes:\n- a.rs:3: check the bound\n"]
+        );
+        assert!(!t.gates[0].passed && t.gates[0].comments.len() == 1);
+
+        let (_dir2, store) = self::store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, "ai");
+        let none = judged(Err("the Reviewer gave no verdict"));
+        record_review(&store, &r("T1"), &a.id, "ai", &none, &gates, policy()).unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InProgress);
+        assert!(t.feedback.is_empty(), "nothing for the developer to fix");
+        let reason = t.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with(
+                "review gate ai failed: the Reviewer gave no verdict [gate]; attempt 1 of 3"
+            ),
+            "{reason}"
+        );
+        assert_eq!(t.gates[0].verdict, None);
+        assert_eq!(
+            t.gates[0].output_tail,
+            "[git-sprint] the Reviewer gave no verdict"
+        );
+    }
+
+    #[test]
+    fn restart_reviewer_forgets_the_reviewer_without_spending_an_attempt() {
+        let gates = ["ai".to_owned()];
+        let (_dir, store) = store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            &gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, "ai");
+        restart_reviewer(&store, &r("T1"), &a.id, Cause::RateLimit, policy()).unwrap();
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::InReview);
+        assert_eq!(t.review, Some(crate::state::Review::default()));
+        assert_eq!((t.attempts, t.infra_failures), (1, 1));
+        assert_eq!(reviewer(&store, "ai").id, "f.T1.review.1-2");
+    }
+
+    #[test]
+    fn leaving_review_by_any_path_ends_its_ai_review() {
+        let (_dir, store) = store();
+        in_review(&store);
+        edit_task(&store, "T1", |t| {
+            t.review = Some(crate::state::Review {
+                approved: vec!["ai".into()],
+                reviewer: None,
+            })
+        });
+        store
+            .transact(&Actor::named("person"), |txn| {
+                ops::move_task(txn, &r("T1"), TaskStatus::InProgress, Some("by hand"), true)?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(task(&store, &r("T1")).unwrap().unwrap().review, None);
     }
 }

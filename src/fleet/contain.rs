@@ -36,7 +36,14 @@ impl Containment {
     ) -> Result<Containment, FleetError> {
         let id = &agent.id;
         let root = fleet.main_worktree().ok();
-        let settings = sandbox_settings(fleet, root.as_deref(), log, id);
+        let mut settings = sandbox_settings(fleet, root.as_deref(), log, id);
+        if agent.role == "reviewer" {
+            // Its verdict file's own directory, and no other.
+            let verdict = crate::gates::review::verdict_path(&fleet.common_dir, id);
+            if let Some(dir) = verdict.parent() {
+                settings.writable.push(dir.display().to_string());
+            }
+        }
         let hooks_path = root
             .as_deref()
             .and_then(|r| guard::hooks_path(&fleet.git.at(r), r));

@@ -103,6 +103,24 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     if !agent.paths.is_empty() {
         env.push(("SPRINT_PATHS".to_owned(), agent.paths.join("\n")));
     }
+    // A Reviewer's verdict goes to a file of its own outside the worktree;
+    // one left by an earlier run of the same id is no verdict of this one.
+    let verdict = (agent.role == "reviewer")
+        .then(|| crate::gates::review::verdict_path(&fleet.common_dir, id));
+    if let Some(path) = &verdict {
+        let _ = std::fs::remove_file(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| FleetError::Io {
+                action: "creating",
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        env.push((
+            crate::gates::review::VERDICT_ENV.to_owned(),
+            path.display().to_string(),
+        ));
+    }
     let mark = fleet.process_mark(id);
     env.push((reap::MARK_ENV.to_owned(), mark.clone()));
     let launch = profile
@@ -203,6 +221,18 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     let signal = status.signal();
     let exit_status = status.code().unwrap_or(128 + signal.unwrap_or(0));
     let killed = sys::received().is_some();
+    if let Some(path) = verdict.as_deref().filter(|p| !p.exists()) {
+        // A CLI that cannot write files ends its final message with the
+        // verdict: the CAB reads one place.
+        if let Some(block) = crate::gates::review::from_message(reader.final_message()) {
+            if let Err(e) = std::fs::write(path, block) {
+                let _ = writeln!(
+                    log,
+                    "git-sprint: {id}: could not keep the verdict from the final message: {e}"
+                );
+            }
+        }
+    }
     let outcome = reader.finish(
         &Exit {
             status: exit_status,

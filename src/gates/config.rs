@@ -78,14 +78,33 @@ pub struct GateSet {
     pub post_merge: Vec<Gate>,
 }
 
+/// What judges a gate: a command, or an AI Reviewer (review stage only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    /// `run`, a shell command; exit 0 (and the figure in bounds) passes.
+    #[default]
+    Command,
+    /// A Reviewer agent reads the task and its diff and writes a verdict:
+    /// APPROVE passes, REQUEST_CHANGES fails with its comments as feedback.
+    Agent,
+}
+
 /// One configured gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
     /// Unique within its stage; shown in feedback and stored with the task.
     pub name: String,
-    /// A shell command line, run with `sh -c` in the worktree.
+    /// `command` (the default) or `agent` (an AI Reviewer at the CAB).
+    #[serde(default, skip_serializing_if = "GateKind::is_command")]
+    pub kind: GateKind,
+    /// A shell command line, run with `sh -c` in the worktree (command gates).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub run: String,
+    /// The agent profile of an `agent` gate's Reviewer; the developer's if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// A duration such as `90s`, `10m` or `1h30m` (a bare number is seconds); 10m if unset.
     #[serde(
         default,
@@ -103,6 +122,12 @@ pub struct Gate {
     /// directory, `**` crosses them; a plain path also covers what is under it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paths: Option<Vec<String>>,
+}
+
+impl GateKind {
+    pub fn is_command(&self) -> bool {
+        *self == GateKind::Command
+    }
 }
 
 /// A number pulled out of a gate's output, e.g. a coverage percentage.
@@ -190,6 +215,14 @@ impl GateSet {
             for (i, gate) in self.stage(stage).iter().enumerate() {
                 let key = format!("{prefix}.{stage}[{i}]");
                 gate.validate(&key)?;
+                if gate.kind == GateKind::Agent && stage != Stage::Review {
+                    return Err(GateConfigError::invalid(
+                        format!("{key}.kind"),
+                        format!(
+                            "an `agent` gate is an AI Reviewer at the CAB: move it to {prefix}.review"
+                        ),
+                    ));
+                }
                 if let Some(first) = seen.insert(gate.name.as_str(), i) {
                     return Err(GateConfigError::invalid(
                         format!("{key}.name"),
@@ -214,10 +247,19 @@ impl Gate {
                 "must not be empty",
             ));
         }
+        if self.kind == GateKind::Agent {
+            return self.validate_agent(key);
+        }
         if self.run.trim().is_empty() {
             return Err(GateConfigError::invalid(
                 format!("{key}.run"),
                 "must not be empty",
+            ));
+        }
+        if self.agent.is_some() {
+            return Err(GateConfigError::invalid(
+                format!("{key}.agent"),
+                "only an `agent` gate runs an agent: add `kind: agent` or remove the key",
             ));
         }
         self.timeout_in(key)?;
@@ -233,6 +275,49 @@ impl Gate {
             }
         }
         self.path_matcher(key)?;
+        Ok(())
+    }
+
+    /// An `agent` gate takes a Reviewer's profile and a timeout; what only
+    /// a command has is refused rather than ignored.
+    fn validate_agent(&self, key: &str) -> Result<(), GateConfigError> {
+        let refuse = |field: &str, why: &str| {
+            Err(GateConfigError::invalid(
+                format!("{key}.{field}"),
+                why.to_owned(),
+            ))
+        };
+        if !self.run.is_empty() {
+            return refuse(
+                "run",
+                "an `agent` gate runs a Reviewer, not a command: remove `run` (or `kind: agent`)",
+            );
+        }
+        if self.figure.is_some() {
+            return refuse(
+                "figure",
+                "a Reviewer's verdict has no figure: remove the key",
+            );
+        }
+        if !self.env.is_empty() {
+            return refuse(
+                "env",
+                "a Reviewer gets the agent profile's environment: set `env` on the profile",
+            );
+        }
+        if self.paths.is_some() {
+            return refuse(
+                "paths",
+                "an `agent` gate reviews every change: remove `paths`",
+            );
+        }
+        if self.agent.as_deref().is_some_and(|a| a.trim().is_empty()) {
+            return refuse(
+                "agent",
+                "must name an agent profile, or be left out for the developer's",
+            );
+        }
+        self.timeout_in(key)?;
         Ok(())
     }
 
@@ -343,6 +428,15 @@ mod tests {
             ("review: [{name: t, run: x, paths: []}]", "gates.review[0].paths"),
             ("review: [{name: t, run: x, paths: ['a', 'src/[']}]", "gates.review[0].paths[1]"),
             ("review: [{name: t, run: x, env: {'A=B': c}}]", "gates.review[0].env.A=B"),
+            ("review: [{name: t, kind: agent, run: x}]", "gates.review[0].run"),
+            ("review: [{name: t, kind: agent, figure: {regex: '(\\d+)'}}]", "gates.review[0].figure"),
+            ("review: [{name: t, kind: agent, env: {A: b}}]", "gates.review[0].env"),
+            ("review: [{name: t, kind: agent, paths: [src]}]", "gates.review[0].paths"),
+            ("review: [{name: t, kind: agent, agent: ' '}]", "gates.review[0].agent"),
+            ("review: [{name: t, kind: agent, timeout: 0s}]", "gates.review[0].timeout"),
+            ("review: [{name: t, run: x, agent: claude}]", "gates.review[0].agent"),
+            ("review: [{name: t}]", "gates.review[0].run"),
+            ("test: [{name: t, kind: agent}]", "gates.test[0].kind"),
         ];
         for (yaml, key) in cases {
             assert_eq!(key_of(yaml), key, "{yaml}");
@@ -362,6 +456,10 @@ mod tests {
             err.to_string(),
             "gates.review[1].name: duplicate gate name 'fmt' (also gates.review[0])"
         );
+        let set = parse("review: [{name: ai, kind: agent, agent: claude, timeout: 20m}]");
+        set.validate().unwrap();
+        assert_eq!(set.review[0].kind, GateKind::Agent);
+        assert_eq!(set.review[0].timeout().unwrap(), Duration::from_secs(1200));
         // The same name in two stages is fine.
         parse("review: [{name: t, run: x}]\ntest: [{name: t, run: x}]")
             .validate()

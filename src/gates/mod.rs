@@ -20,6 +20,10 @@
 //! branch from its merge-base with the integration branch; a merge's old tip to
 //! its new); a gate so skipped is named in the stage's outcome.
 //!
+//! A review gate of `kind: agent` is no command: after the stage's commands
+//! pass, the CAB starts a Reviewer agent on the task and its diff, and
+//! [`review`] reads the verdict it leaves.
+//!
 //! The module is split by job: [`config`] reads and checks the `gates:` section,
 //! [`diff`] finds what a change touched, [`run`] runs a gate with its limits and
 //! captures its output, [`figure`] pulls a
@@ -29,6 +33,7 @@ mod config;
 mod diff;
 mod figure;
 mod outcome;
+pub mod review;
 mod run;
 #[cfg(test)]
 mod testutil;
@@ -36,10 +41,10 @@ mod testutil;
 // The configuration and outcome types appear in the public configuration and
 // Refinery types (and benches build gates); the templates are what
 // `init --gates` offers. Running gates is the crate's business.
-pub use config::{template, Figure, Gate, GateConfigError, GateSet, Stage, TEMPLATES};
+pub use config::{template, Figure, Gate, GateConfigError, GateKind, GateSet, Stage, TEMPLATES};
 pub(crate) use diff::{run_stage_for_change, Change};
 pub use outcome::{GateOutcome, StageOutcome};
-pub(crate) use run::keep_ledger;
+pub(crate) use run::{confine_gates, keep_ledger, Confinement};
 // Public for callers that already know the changed files; the crate goes
 // through `run_stage_for_change`, which asks git.
 pub use run::run_stage_for_diff;

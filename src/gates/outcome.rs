@@ -47,6 +47,11 @@ impl GateOutcome {
             exit_code: self.exit_code,
             timed_out: self.timed_out,
             duration_ms: u64::try_from(self.duration.as_millis()).unwrap_or(u64::MAX),
+            verdict: None,
+            comments: Vec::new(),
+            agent: None,
+            tokens: 0,
+            cost_usd: 0.0,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -16,6 +16,7 @@ use super::figure::extract_figure;
 use super::outcome::{tail, GateOutcome, StageOutcome};
 use crate::clock::human_duration;
 use crate::worker::reap::{self, Ledger};
+use crate::worker::sandbox::{Places, Plan, Sandbox};
 
 /// Output kept for the figure regex; summaries come last, so older output may go.
 const FIGURE_WINDOW: usize = 1024 * 1024;
@@ -33,6 +34,55 @@ static LEDGER: Mutex<Option<Ledger>> = Mutex::new(None);
 /// stops recording). The orchestrator calls it once it holds its lock.
 pub fn keep_ledger(ledger: Option<Ledger>) {
     *LEDGER.lock().unwrap_or_else(|e| e.into_inner()) = ledger;
+}
+
+/// What gates may write, for those this process runs from now on; `None`
+/// (the default, and `sandbox: off`) runs them unconfined.
+static CONFINEMENT: Mutex<Option<Confinement>> = Mutex::new(None);
+
+/// Where a confined gate runs. A gate runs the agent's code (its tests, its
+/// build scripts), so it gets the agent's sandbox: it may write its
+/// worktree, the object store, refs, temp directories and
+/// `sandbox.writable`, never the shared `.git/config`, the hooks, the main
+/// worktree or the rest of `$HOME` (DESIGN.md "Trust model").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confinement {
+    pub common_dir: PathBuf,
+    pub main_worktree: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+    /// `sandbox.writable` from the configuration.
+    pub writable: Vec<String>,
+}
+
+/// Confines every gate this process runs from now on (the orchestrator
+/// calls it with its configuration); `None` stops confining.
+pub fn confine_gates(confinement: Option<Confinement>) {
+    *CONFINEMENT.lock().unwrap_or_else(|e| e.into_inner()) = confinement;
+}
+
+/// The sandbox for one gate run in `worktree`, or `None` when gates run
+/// unconfined or the kernel has no Landlock (the orchestrator says so at
+/// its start).
+fn gate_sandbox(worktree: &Path, mark: &str) -> std::io::Result<Option<Sandbox>> {
+    let Some(c) = CONFINEMENT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+    else {
+        return Ok(None);
+    };
+    let plan = Plan::new(&Places {
+        common_dir: &c.common_dir,
+        worktree,
+        main_worktree: c.main_worktree.as_deref(),
+        home: c.home.as_deref(),
+        worker: mark,
+        program: "",
+        writable: &c.writable,
+    })
+    .and_then(Sandbox::build)
+    .map_err(|e| std::io::Error::other(format!("confining the gate: {e}")))?;
+    Ok(plan)
 }
 
 /// A mark no other gate run shares: this process, a counter and the time.
@@ -78,6 +128,10 @@ fn run_stage_inner(
         skipped: Vec::new(),
     };
     for gate in gates {
+        // An AI Reviewer is an agent the CAB starts after the commands pass.
+        if !gate.kind.is_command() {
+            continue;
+        }
         if !out.passed {
             out.not_run.push(gate.name.clone());
             continue;
@@ -240,6 +294,13 @@ fn execute<'a>(
         .stdout(writer.try_clone()?)
         .stderr(writer)
         .process_group(0);
+    // Kept until the gate ends: the child uses its ruleset at exec, and its
+    // private temp directory goes with it.
+    let sandbox = gate_sandbox(worktree, &mark)?;
+    if let Some(s) = &sandbox {
+        s.confine(&mut cmd);
+        cmd.envs(s.env());
+    }
     let mut child = cmd.spawn()?;
     // The Command holds our copies of the write end; the reader sees EOF only once
     // they and every process of the group are gone.
@@ -302,6 +363,9 @@ fn execute<'a>(
     reap::terminate(|| reap::marked(&mark), Duration::ZERO);
     let _ = drained_rx.recv_timeout(DRAIN_GRACE);
 
+    if let Some(tmp) = sandbox.as_ref().and_then(Sandbox::private_tmpdir) {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
     let (output, dropped) = match capture.lock() {
         Ok(mut c) => (std::mem::take(&mut c.buf), c.dropped),
         Err(_) => (Vec::new(), 0),

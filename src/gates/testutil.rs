@@ -12,7 +12,9 @@ use super::*;
 pub(super) fn gate(name: &str, run: &str) -> Gate {
     Gate {
         name: name.to_string(),
+        kind: GateKind::Command,
         run: run.to_string(),
+        agent: None,
         timeout: None,
         figure: None,
         env: BTreeMap::new(),

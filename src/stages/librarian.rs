@@ -50,7 +50,10 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
                             feature: feature.clone(),
                             convoy: c.id.clone(),
                         });
-                    } else if free > 0 && !docs_locked && !stops.blocks(feature, &docs_task(&c.id))
+                    } else if free > 0
+                        && !docs_locked
+                        && c.retry_after.is_none_or(|at| at <= world.now)
+                        && !stops.blocks(feature, &docs_task(&c.id))
                     {
                         free -= 1;
                         docs_locked = true;
@@ -62,7 +65,11 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
                     }
                 }
                 ConvoyStatus::InDocs => {
-                    let id = agent_id(feature, &docs_task(&c.id), "librarian", c.attempts);
+                    // Records from before `librarian` was kept name the
+                    // librarian by the attempt.
+                    let id = c.librarian.clone().unwrap_or_else(|| {
+                        agent_id(feature, &docs_task(&c.id), "librarian", c.attempts)
+                    });
                     let key = format!("{feature}/{}", docs_task(&c.id));
                     match agent(world.snapshot, &id) {
                         // The orchestrator stopped between the two steps.
@@ -72,10 +79,21 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
                             attempt: c.attempts,
                         }),
                         Some(a) if running(a) => {}
+                        // An API outage wrote no docs: that is not "no docs
+                        // to write". Another Librarian, after a backoff.
+                        Some(a) if a.cause.is_some_and(|c| c.is_infrastructure()) => {
+                            out.push(Action::RestartLibrarian {
+                                feature: feature.clone(),
+                                convoy: c.id.clone(),
+                                agent: id,
+                                cause: a.cause.unwrap_or(crate::state::Cause::Crash),
+                            })
+                        }
                         Some(_) if world.busy.contains(&key) => {}
-                        Some(_) => out.push(Action::MergeDocs {
+                        Some(a) => out.push(Action::MergeDocs {
                             feature: feature.clone(),
                             convoy: c.id.clone(),
+                            failed: super::ended_badly(a).map(|(_, why)| why),
                         }),
                     }
                 }

@@ -47,6 +47,19 @@ pub struct Profiles {
     pub developer: String,
     pub tester: String,
     pub librarian: String,
+    /// The review gates of `kind: agent`, in config order.
+    pub reviewers: Vec<ReviewerGate>,
+}
+
+/// A review gate judged by an AI Reviewer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReviewerGate {
+    /// The gate's name.
+    pub gate: String,
+    /// The Reviewer's agent profile.
+    pub profile: String,
+    /// How long a Reviewer may run before it is stopped (`timeout`).
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +124,28 @@ pub enum Action {
         task: String,
         attempt: u32,
     },
+    /// Start an AI Reviewer for review gate `gate` in the task's worktree.
+    StartReviewer {
+        feature: String,
+        task: String,
+        gate: String,
+    },
+    /// The Reviewer met an infrastructure failure: another starts after a
+    /// backoff, no attempt spent.
+    RestartReviewer {
+        feature: String,
+        task: String,
+        agent: String,
+        cause: Cause,
+    },
+    /// The Reviewer ended: discard any change it made, read its verdict
+    /// and record it as gate `gate`'s result.
+    JudgeReview {
+        feature: String,
+        task: String,
+        agent: String,
+        gate: String,
+    },
     /// Run a gate stage in the task's worktree.
     RunGates {
         feature: String,
@@ -161,8 +196,22 @@ pub enum Action {
         convoy: String,
         attempt: u32,
     },
-    /// Merge the Librarian's docs branch (Refinery).
-    MergeDocs { feature: String, convoy: String },
+    /// The Librarian's run failed for a reason that is not the docs'
+    /// (infrastructure): another Librarian after a backoff, no attempt spent.
+    RestartLibrarian {
+        feature: String,
+        convoy: String,
+        agent: String,
+        cause: Cause,
+    },
+    /// Merge the Librarian's docs branch (Refinery). `failed` says how
+    /// its run went badly, if it did: then a branch with nothing new is a
+    /// failed attempt, not "no docs to change".
+    MergeDocs {
+        feature: String,
+        convoy: String,
+        failed: Option<String>,
+    },
     /// Merge the base branch's new commits into the integration branch.
     SyncBase { feature: String },
     /// A tester's or librarian's session is gone while its record says it
@@ -182,6 +231,9 @@ impl Action {
             | Action::DeveloperDone { feature, task, .. }
             | Action::StartTester { feature, task, .. }
             | Action::RunGates { feature, task, .. }
+            | Action::StartReviewer { feature, task, .. }
+            | Action::RestartReviewer { feature, task, .. }
+            | Action::JudgeReview { feature, task, .. }
             | Action::Retry { feature, task, .. }
             | Action::RestartTester { feature, task, .. }
             | Action::Block { feature, task, .. }
@@ -191,7 +243,12 @@ impl Action {
             | Action::StartLibrarian {
                 feature, convoy, ..
             }
-            | Action::MergeDocs { feature, convoy } => (feature, convoy),
+            | Action::RestartLibrarian {
+                feature, convoy, ..
+            }
+            | Action::MergeDocs {
+                feature, convoy, ..
+            } => (feature, convoy),
             Action::CloseFeature { feature } => (feature, ""),
             Action::SyncBase { feature } => (feature, "base"),
             Action::MarkDead { agent, .. } => (agent, ""),
@@ -222,6 +279,24 @@ pub fn owed(world: &World<'_>) -> Vec<Action> {
 
 /// The id of the agent working on `task` in `role` for `attempt`:
 /// `<feature>.<task>.<role>.<attempt>`, so each attempt keeps its record.
+/// How an ended agent's run went badly, if it did: its cause (a crash
+/// when none was recorded) and a line naming the run, its exit and the
+/// CLI's own error.
+pub(crate) fn ended_badly(a: &Agent) -> Option<(Cause, String)> {
+    if let (Some(0), None) = (a.exit_status, a.cause) {
+        return None;
+    }
+    let what = match a.exit_status {
+        Some(code) => format!("{} {} exited with status {code}", a.role, a.id),
+        None => format!("{} {} {}", a.role, a.id, a.state),
+    };
+    let cause = a.cause.unwrap_or(Cause::Crash);
+    Some(match &a.error {
+        Some(e) if !e.is_empty() => (cause, format!("{what} ({cause}: {e})")),
+        _ => (cause, format!("{what} ({cause})")),
+    })
+}
+
 pub fn agent_id(feature: &str, task: &str, role: &str, attempt: u32) -> String {
     format!("{feature}.{task}.{}.{attempt}", role_tag(role))
 }
@@ -231,6 +306,7 @@ fn role_tag(role: &str) -> &str {
         "developer" => "dev",
         "tester" => "test",
         "librarian" => "docs",
+        "reviewer" => "review",
         other => other,
     }
 }
@@ -456,6 +532,7 @@ mod tests {
                     developer: "dev".into(),
                     tester: "test".into(),
                     librarian: "docs".into(),
+                    reviewers: vec![],
                 },
                 behind: HashSet::new(),
             }
@@ -638,6 +715,56 @@ mod tests {
                 cause: Cause::Overloaded,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn regression_a_librarian_the_api_failed_is_restarted_not_taken_for_no_docs() {
+        use crate::state::{Convoy, ConvoyStatus};
+        let mut s = snapshot(vec![task("T1", TaskStatus::Done, &[], &[])], vec![]);
+        let convoy = |status, librarian: Option<&str>, retry_after| Convoy {
+            id: "US1".into(),
+            title: String::new(),
+            status,
+            tasks: vec!["T1".into()],
+            attempts: 1,
+            reason: None,
+            runs: 1,
+            librarian: librarian.map(str::to_owned),
+            retry_after,
+        };
+        s.features[0].convoys = vec![convoy(ConvoyStatus::InDocs, Some("lib-1"), None)];
+        let mut outage = agent("lib-1", "librarian", AgentState::Exited, Some(1));
+        outage.cause = Some(Cause::Auth);
+        s.agents = vec![outage];
+        let mut fx = Fixture::new(&[]);
+        fx.profiles.librarian = "docs".into();
+        let mut world = fx.world(&s, 0);
+        world.limits.librarians = 1;
+        assert!(
+            matches!(&librarian::owed(&world)[..], [Action::RestartLibrarian { agent, cause: Cause::Auth, .. }] if agent == "lib-1"),
+            "{:?}",
+            librarian::owed(&world)
+        );
+        // A failed run with no infrastructure cause goes to the merge as before.
+        s.agents[0].cause = Some(Cause::Crash);
+        let mut world = fx.world(&s, 0);
+        world.limits.librarians = 1;
+        assert!(matches!(
+            &librarian::owed(&world)[..],
+            [Action::MergeDocs { .. }]
+        ));
+        // Back to open, the next Librarian waits out its backoff.
+        s.agents.clear();
+        s.features[0].convoys = vec![convoy(ConvoyStatus::Open, None, Some(100))];
+        let mut world = fx.world(&s, 99);
+        world.limits.librarians = 1;
+        assert!(librarian::owed(&world).is_empty());
+        let mut world = fx.world(&s, 100);
+        world.limits.librarians = 1;
+        assert!(matches!(
+            &librarian::owed(&world)[..],
+            [Action::StartLibrarian { attempt: 2, .. }]
         ));
     }
 

@@ -275,6 +275,11 @@ pub fn move_task(
     if to != TaskStatus::InProgress {
         task.claim = None;
     }
+    // An AI review belongs to one stay in review: entering starts afresh,
+    // leaving (by any path, `move` included) ends it.
+    if from == TaskStatus::InReview || to == TaskStatus::InReview {
+        task.review = None;
+    }
     if from == TaskStatus::Todo && to == TaskStatus::InProgress {
         task.attempts += 1;
     }
@@ -462,6 +467,7 @@ pub fn retry(
     task.attempts = 0;
     task.claim = None;
     task.tester = None;
+    task.review = None;
     task.retry_after = None;
     task.infra_failures = 0;
     task.cause = None;

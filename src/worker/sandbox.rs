@@ -362,6 +362,11 @@ impl Sandbox {
         env
     }
 
+    /// The private temp directory made for this run, if one was.
+    pub fn private_tmpdir(&self) -> Option<&Path> {
+        self.plan.tmpdir.as_deref()
+    }
+
     /// One line for the agent's log.
     pub fn summary(&self) -> String {
         format!(

@@ -126,7 +126,13 @@ pub struct StreamReader {
     tail: VecDeque<String>,
     /// Gemini streams assistant text in pieces: the unfinished line.
     pending: String,
+    /// The agent's final message (Claude's result, Codex's last agent
+    /// message, or a plain-text agent's output), bounded.
+    final_message: String,
 }
+
+/// A final message is kept up to this many bytes (its end, for plain text).
+const FINAL_MESSAGE_BYTES: usize = 64 * 1024;
 
 impl StreamReader {
     pub fn new(format: OutputFormat) -> StreamReader {
@@ -140,6 +146,7 @@ impl StreamReader {
             retried: None,
             tail: VecDeque::new(),
             pending: String::new(),
+            final_message: String::new(),
         }
     }
 
@@ -175,6 +182,17 @@ impl StreamReader {
             None => {}
         }
         let text = strip_terminal(trimmed);
+        if source == Source::Stdout && self.format.is_text() {
+            self.final_message.push_str(&text);
+            self.final_message.push('\n');
+            if self.final_message.len() > FINAL_MESSAGE_BYTES {
+                let mut cut = self.final_message.len() - FINAL_MESSAGE_BYTES;
+                while !self.final_message.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                self.final_message.drain(..cut);
+            }
+        }
         if text.trim().is_empty() {
             return Vec::new();
         }
@@ -183,6 +201,12 @@ impl StreamReader {
             self.tail.pop_front();
         }
         vec![shown(&text)]
+    }
+
+    /// The agent's final message so far: where a Reviewer that cannot
+    /// write files leaves its verdict.
+    pub fn final_message(&self) -> &str {
+        &self.final_message
     }
 
     /// Lines still held back (an unfinished line of streamed text).
@@ -361,6 +385,7 @@ impl StreamReader {
                     .or_else(|| self.model.clone());
                 self.usage = usage;
                 let result = str_of(v, "result");
+                self.final_message = bounded(result);
                 let is_error = v.get("is_error").and_then(Value::as_bool) == Some(true)
                     || str_of(v, "subtype").starts_with("error");
                 if is_error {
@@ -435,7 +460,10 @@ impl StreamReader {
             "item.completed" => {
                 let item = &v["item"];
                 match str_of(item, "type") {
-                    "agent_message" => out.extend(text_lines(str_of(item, "text"))),
+                    "agent_message" => {
+                        self.final_message = bounded(str_of(item, "text"));
+                        out.extend(text_lines(str_of(item, "text")))
+                    }
                     "reasoning" => {
                         out.push(format!("(thinking) {}", first_line(str_of(item, "text"))))
                     }
@@ -661,6 +689,15 @@ fn price_for<'a>(prices: &'a BTreeMap<String, Price>, model: &str) -> Option<&'a
 }
 
 /// US dollars for `usage` at `price` (per million tokens).
+/// `text`, or its first [`FINAL_MESSAGE_BYTES`] bytes.
+fn bounded(text: &str) -> String {
+    let mut end = text.len().min(FINAL_MESSAGE_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
 pub fn cost(usage: &Usage, price: &Price) -> f64 {
     (usage.input_tokens as f64 * price.input
         + usage.output_tokens as f64 * price.output

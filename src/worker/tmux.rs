@@ -178,7 +178,8 @@ impl Tmux {
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
-        if is_missing(&out) {
+        // A server that exits with its last session can do so mid-answer.
+        if is_missing(&out) || server_exited(&out) {
             return Err(self.no_session(session));
         }
         Err(self.failed(op, &out))

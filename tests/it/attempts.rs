@@ -289,14 +289,18 @@ fn costly() -> String {
 fn a_reached_task_budget_starts_no_new_attempt_until_the_limit_is_raised() {
     // The review gate fails the first attempt; the second would cost more
     // than the task's budget allows.
+    let marks = tempfile::tempdir().unwrap();
     let cfg = config(
         &costly(),
-        "policy: { max_attempts: 3, retry_backoff: 1s }\nbudget: { task_usd: 0.04 }\n",
+        &format!(
+            "policy: {{ max_attempts: 3, retry_backoff: 1s }}\nbudget: {{ task_usd: 0.04 }}\nsandbox: {{ writable: ['{}'] }}\n",
+            marks.path().display()
+        ),
     )
     .replace("  scripted:\n", "  scripted:\n    output: claude\n")
     .replace(
         "  review:\n    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
-        "  review:\n    - name: once\n      run: \"m=$(git rev-parse --git-common-dir)/failed-once; [ -e $m ] && exit 0; touch $m; echo nope; exit 1\"\n",
+        &format!("  review:\n    - name: once\n      run: \"m={}/failed-once; [ -e $m ] && exit 0; touch $m; echo nope; exit 1\"\n", marks.path().display()),
     );
     let s = Sprint::new(&cfg, "- [ ] T001 Write src/a.txt\n");
     s.start(&[]);

@@ -180,6 +180,41 @@ fn the_sandbox_refuses_writes_to_the_shared_config_and_hooks_and_the_sprint_goes
 }
 
 #[test]
+fn a_gate_runs_the_agents_code_in_the_agents_sandbox() {
+    // The review gate stands for the agent's own test suite, which the gate
+    // runs: it plants an fsmonitor and writes into the main worktree, then
+    // writes inside its worktree and passes. Before, gates ran unconfined.
+    let main = "$(dirname \"$(git rev-parse --git-common-dir)\")";
+    // It fails only when a hostile write gets through, so a pass shows the
+    // refusals; writing its own worktree must still work.
+    let gate = format!(
+        "if git config core.fsmonitor 'touch pwned; true'; then exit 1; fi; if echo x > \"{main}/pwned-by-gate\"; then exit 1; fi; echo ok > gate-was-here.txt"
+    );
+    let cfg = config(&scripted(), "").replace(
+        "  review:\n    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
+        &format!(
+            "  review:\n    - name: hostile\n      run: {}\n",
+            serde_json::to_string(&gate).unwrap()
+        ),
+    );
+    assert!(cfg.contains("hostile"), "{cfg}");
+    let s = Sprint::new(&cfg, "- [ ] T001 Write src/a.txt\n");
+    if !landlock(&s.f, "a_gate_runs_the_agents_code_in_the_agents_sandbox") {
+        return;
+    }
+    let git_dir = s.f.repo.path().join(".git");
+    s.f.ok(&["init"]);
+    let config_before = read(&git_dir.join("config"));
+    s.start(&[]);
+    s.wait("T001 merged", 60, |t| t["T001"]["status"] == "done");
+    let t = &s.tasks()["T001"];
+    assert_eq!(t["attempts"], 1, "the gate passed the first time: {t:#}");
+    assert_eq!(read(&git_dir.join("config")), config_before);
+    assert!(!s.f.repo.path().join("pwned-by-gate").exists());
+    s.f.ok(&["stop", "--all"]);
+}
+
+#[test]
 fn without_the_sandbox_a_planted_fsmonitor_and_hook_are_reverted_and_the_run_is_a_policy_failure() {
     let agent_cmd = format!("{PLANT}{}", scripted());
     let s = Sprint::new(&config(&agent_cmd, "sandbox: off\n"), TWO);
@@ -320,11 +355,15 @@ fn a_gate_process_orphaned_by_a_killed_orchestrator_is_killed_at_the_next_start(
     let m = Marker::new();
     // The first run of the gate leaves a setsid sleep and blocks; later
     // runs pass at once.
+    // Gates run in the agents' sandbox: the marker's directory is granted.
+    let marks = tempfile::tempdir().unwrap();
     let gate = format!(
-        "o=\"$(git rev-parse --git-common-dir)/gate-ran\"; if [ ! -e \"$o\" ]; then touch \"$o\"; {} sleep 600; fi; true",
+        "o=\"{}/gate-ran\"; if [ ! -e \"$o\" ]; then touch \"$o\"; {} sleep 600; fi; true",
+        marks.path().display(),
         m.setsid_sleep()
     );
-    let cfg = config(&scripted(), "").replace(
+    let writable = format!("sandbox: {{ writable: ['{}'] }}\n", marks.path().display());
+    let cfg = config(&scripted(), &writable).replace(
         "run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0",
         &format!("run: {}", serde_json::to_string(&gate).unwrap()),
     );

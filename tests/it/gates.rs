@@ -1,22 +1,30 @@
 //! Gates narrowed by `paths`: a whole sprint in which a gate runs only for the
 //! task whose change touches what it names, and says so where it is skipped.
 
+use std::path::Path;
+
 use super::sprint::{config, scripted, Sprint};
 
 /// The review gate and the post-merge gate both watch `docs/` only; each
-/// leaves a line in a marker file under the common git directory when it runs.
-fn docs_only_gates() -> String {
-    config(&scripted(), "").replace(
+/// leaves a line in a marker file in `marks` when it runs (gates run in the
+/// agents' sandbox, so `marks` is made writable).
+fn docs_only_gates(marks: &Path) -> String {
+    config(
+        &scripted(),
+        &format!("sandbox: {{ writable: ['{}'] }}\n", marks.display()),
+    )
+    .replace(
         "  review:\n    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
-        "  review:\n    - name: docs-check\n      paths: [\"docs/**\"]\n      run: 'echo \"$SPRINT_TASK\" >> \"$(git rev-parse --git-common-dir)/docs-check-ran\"'\n",
+        "  review:\n    - name: docs-check\n      paths: [\"docs/**\"]\n      run: 'echo \"$SPRINT_TASK\" >> \"$SPRINT_MARKS/docs-check-ran\"'\n",
     ).replace(
         "  post_merge:\n    - name: check\n      run: sh check.sh\n",
-        "  post_merge:\n    - name: check\n      run: sh check.sh\n    - name: docs-merged\n      paths: [\"docs/**\"]\n      run: 'git log -1 --format=%s >> \"$(git rev-parse --git-common-dir)/docs-merged-ran\"'\n",
+        "  post_merge:\n    - name: check\n      run: sh check.sh\n    - name: docs-merged\n      paths: [\"docs/**\"]\n      run: 'git log -1 --format=%s >> \"$SPRINT_MARKS/docs-merged-ran\"'\n",
     )
+    .replace("$SPRINT_MARKS", &marks.display().to_string())
 }
 
-fn lines(s: &Sprint, marker: &str) -> Vec<String> {
-    std::fs::read_to_string(s.f.repo.path().join(".git").join(marker))
+fn lines(marks: &Path, marker: &str) -> Vec<String> {
+    std::fs::read_to_string(marks.join(marker))
         .unwrap_or_default()
         .lines()
         .map(str::to_owned)
@@ -25,7 +33,8 @@ fn lines(s: &Sprint, marker: &str) -> Vec<String> {
 
 #[test]
 fn a_gate_with_paths_runs_for_the_task_touching_them_and_is_skipped_with_a_reason_for_the_other() {
-    let cfg = docs_only_gates();
+    let marks = tempfile::tempdir().unwrap();
+    let cfg = docs_only_gates(marks.path());
     assert!(
         cfg.contains("docs-check") && cfg.contains("docs-merged"),
         "{cfg}"
@@ -37,8 +46,8 @@ fn a_gate_with_paths_runs_for_the_task_touching_them_and_is_skipped_with_a_reaso
     s.start(&[]);
     s.wait_done(90);
 
-    assert_eq!(lines(&s, "docs-check-ran"), ["f/T001"]);
-    let merged = lines(&s, "docs-merged-ran");
+    assert_eq!(lines(marks.path(), "docs-check-ran"), ["f/T001"]);
+    let merged = lines(marks.path(), "docs-merged-ran");
     assert_eq!(merged.len(), 1, "{merged:?}");
     assert!(merged[0].starts_with("Merge f/T001:"), "{merged:?}");
 

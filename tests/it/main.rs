@@ -16,6 +16,7 @@ mod orchestrator;
 mod planning;
 mod pool;
 mod realcli;
+mod review;
 mod safety;
 mod shell;
 mod sprint;

@@ -841,3 +841,62 @@ fn claude_code_as_root_without_is_sandbox_is_refused_with_its_own_line() {
         assert!(run.agent("f.T001.dev.1")["cause"].is_null());
     }
 }
+
+/// A real Claude Code as the AI Reviewer at the CAB: it can only say its
+/// verdict in its last words (a fenced ```verdict block), which the wrapper
+/// reads from the real stream; the gate's result carries what the stand-in
+/// charged for the review.
+#[test]
+fn claude_code_as_the_ai_reviewer_approves_in_its_final_message_and_the_review_is_paid_for() {
+    let kind = Kind::Claude;
+    let (cli, node) = need!(kind);
+    let standin = StandIn::start(&node, json!({}));
+    let run = Run::new(kind, &cli, &standin, "", ONE);
+    // The review stage gets an AI gate played by the same profile.
+    let repo = &run.s.f.repo;
+    let config = std::fs::read_to_string(repo.path().join(".git-sprint.yaml")).unwrap();
+    let gate = "      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n";
+    assert!(config.contains(gate), "{config}");
+    repo.write(
+        ".git-sprint.yaml",
+        &config.replacen(
+            gate,
+            &format!("{gate}    - {{ name: ai, kind: agent, agent: claude, timeout: 5m }}\n"),
+            1,
+        ),
+    );
+    repo.git(["commit", "-q", "-am", "an AI review gate"]);
+    run.start();
+    run.s.wait("T001 past review", 120, |t| {
+        matches!(
+            t["T001"]["status"].as_str(),
+            Some("in_tests" | "in_docs" | "done" | "failed")
+        )
+    });
+    let t = &run.s.tasks()["T001"];
+    let ai: Vec<&Value> = t["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["gate"] == "ai")
+        .collect();
+    assert_eq!(ai.len(), 1, "{t:#}\n{}", run.story());
+    assert_eq!(ai[0]["verdict"], "APPROVE", "{t:#}\n{}", run.story());
+    assert_eq!(ai[0]["agent"], "f.T001.review.1", "{t:#}");
+    // What the review cost is what the stand-in answered it.
+    let review = standin.spent("reviewer", "T001");
+    assert!(review[0] > 0, "{:#?}", standin.ledger());
+    let (tokens, cost) = run.usage("f.T001.review.1");
+    assert_eq!(tokens, review, "reviewer tokens vs the stand-in's ledger");
+    assert_eq!(ai[0]["tokens"].as_u64(), Some(tokens.iter().sum()), "{t:#}");
+    let expected = run.expected_cost(tokens);
+    assert!(
+        (ai[0]["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-9
+            && (cost - expected).abs() < 1e-9,
+        "cost {} recorded, {expected} expected\n{t:#}",
+        ai[0]["cost_usd"]
+    );
+    // It changed nothing, so nothing was put back.
+    assert!(ai[0]["output_tail"].is_null(), "{t:#}");
+    run.s.wait_done(90);
+}

@@ -108,9 +108,15 @@ fn a_gate_on_a_checked_out_side_branch_never_runs() {
     // A side branch whose config names itself the base and adds a gate; the
     // person leaves it checked out in the main worktree.
     s.f.repo.git(["checkout", "-q", "-b", "side"]);
+    // Its marker is writable to gates, so a pass means it never ran rather
+    // than that the sandbox refused it.
     let side = format!(
         "base_branch: side\n{}",
-        config(&scripted(), "").replace(
+        config(
+            &scripted(),
+            &format!("sandbox: {{ writable: ['{}'] }}\n", marks.path().display()),
+        )
+        .replace(
             "  review:\n",
             &format!(
                 "  review:\n    - name: side-only\n      run: touch '{}'\n",

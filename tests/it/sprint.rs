@@ -318,10 +318,14 @@ fn a_twelve_task_three_story_spec_runs_to_done_in_order_and_merged_once() {
 
 #[test]
 fn a_review_gate_that_fails_once_is_fed_back_into_the_next_prompt() {
-    let extra = "policy: { max_attempts: 3 }\n";
-    let cfg = config(&scripted(), extra).replace(
+    let marks = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "policy: {{ max_attempts: 3 }}\nsandbox: {{ writable: ['{}'] }}\n",
+        marks.path().display()
+    );
+    let cfg = config(&scripted(), &extra).replace(
         "  review:\n    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
-        "  review:\n    - name: lint\n      run: 'm=\"$(git rev-parse --git-common-dir)/lint-ran\"; if [ -e \"$m\" ]; then exit 0; fi; touch \"$m\"; echo \"lint: unused variable in src/a.txt\"; exit 1'\n",
+        &format!("  review:\n    - name: lint\n      run: 'm=\"{}/lint-ran\"; if [ -e \"$m\" ]; then exit 0; fi; touch \"$m\"; echo \"lint: unused variable in src/a.txt\"; exit 1'\n", marks.path().display()),
     );
     let s = Sprint::new(&cfg, "- [ ] T001 Write src/a.txt\n");
     s.start(&[]);
@@ -559,15 +563,17 @@ fn kill_9_during_a_merge_merges_once_or_not_at_all() {
         "- [ ] T001 One in a.txt\n- [ ] T002 Two in b.txt\n",
     );
     // The post-merge gate says when a merge is under way, and takes a while.
+    // Gates run in the agents' sandbox: the marker's directory is granted.
+    let marks = tempfile::tempdir().unwrap();
+    let marker = marks.path().join("merging");
     let cfg = std::fs::read_to_string(s.f.repo.path().join(".git-sprint.yaml")).unwrap().replace(
         "  post_merge:\n    - name: check\n      run: sh check.sh\n",
-        "  post_merge:\n    - name: slow-check\n      run: 'touch \"$(git rev-parse --git-common-dir)/merging\"; sleep 2; sh check.sh'\n",
-    );
+        &format!("  post_merge:\n    - name: slow-check\n      run: 'touch \"{}\"; sleep 2; sh check.sh'\n", marker.display()),
+    ) + &format!("sandbox: {{ writable: ['{}'] }}\n", marks.path().display());
     s.f.repo.write(".git-sprint.yaml", &cfg);
     s.f.repo
         .git(["commit", "-q", "-am", "slow post-merge gate"]);
     s.start(&[]);
-    let marker = s.f.repo.path().join(".git/merging");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
         assert!(Instant::now() < deadline, "no merge started");

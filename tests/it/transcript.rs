@@ -194,6 +194,63 @@ fn a_failed_claude_run_records_its_cause_and_the_clis_own_line() {
 }
 
 #[test]
+fn regression_a_librarian_the_api_refused_is_run_again_not_taken_for_no_docs() {
+    // The first Librarian run gets a 401 from the API; the next one works.
+    // Before the fix the convoy went done with "the librarian changed no
+    // docs" and the docs were never written.
+    let mark = tempfile::tempdir().unwrap();
+    let mark = mark.path().join("refused-once");
+    let librarian = format!(
+        "if [ ! -e '{m}' ]; then : > '{m}'; cat '{s}'; exit 1; fi; exec '{a}'",
+        m = mark.display(),
+        s = stream("claude-401.stdout"),
+        a = agent()
+    );
+    let cfg = config(
+        &scripted(),
+        &format!(
+            "docs: [docs/guide.md]\npolicy: {{ retry_backoff: 1s }}\nsandbox: {{ writable: ['{}'] }}\n",
+            mark.parent().unwrap().display()
+        ),
+    )
+        .replace(
+            "  tester: { agent: scripted, count: 2 }\n",
+            "  tester: { agent: scripted, count: 2 }\n  librarian: { agent: lib, count: 1 }\n",
+        )
+        .replace(
+            "roles:\n",
+            &format!(
+                "  lib:\n    command: [\"sh\", \"-c\", {}]\n    prompt: env\n    output: claude\nroles:\n",
+                serde_json::to_string(&librarian).unwrap()
+            ),
+        );
+    let s = Sprint::new(&cfg, "- [ ] T001 [US1] One in a.txt\n");
+    s.start(&[]);
+    s.wait_done(90);
+    let trail = s.transitions();
+    assert!(
+        trail.iter().any(|(t, from, to, why)| t == "f/US1"
+            && from == "in_docs"
+            && to == "open"
+            && why.contains("failed (auth)")
+            && why.contains("no attempt spent")),
+        "{trail:?}"
+    );
+    assert!(
+        !trail
+            .iter()
+            .any(|(_, _, _, why)| why.contains("changed no docs")),
+        "{trail:?}"
+    );
+    let guide = s.f.repo.git(["show", "sprint/f/integration:docs/guide.md"]);
+    assert!(guide.contains("f/docs-US1"), "{guide}");
+    let status = s.status();
+    let convoy = &status["features"][0]["convoys"][0];
+    assert_eq!(convoy["attempts"], 1, "{convoy:#}");
+    assert_eq!(convoy["runs"], 2, "{convoy:#}");
+}
+
+#[test]
 fn an_agent_that_keeps_talking_renews_its_lease_past_its_length() {
     // Prints a line every 0.3 s for 4.5 s, then works: twice its 2 s lease.
     let talk = format!(

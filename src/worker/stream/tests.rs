@@ -496,3 +496,42 @@ fn prices_match_a_model_by_its_longest_prefix_and_odd_costs_are_dropped() {
         "45,584 tokens, $0.0473, 3 turns, 1.3s"
     );
 }
+
+#[test]
+fn the_final_message_is_kept_for_a_reviewers_verdict() {
+    let feed = |format, stdout: &str| {
+        let mut r = StreamReader::new(format);
+        for line in stdout.lines() {
+            r.feed(Source::Stdout, line);
+        }
+        // stderr is never the final message.
+        r.feed(Source::Stderr, "warning: noise");
+        r.final_message().to_owned()
+    };
+    assert_eq!(
+        feed(OutputFormat::Claude, CLAUDE_OK),
+        "Wrote src/c.txt and committed."
+    );
+    assert_eq!(
+        feed(OutputFormat::Codex, CODEX_OK),
+        "Wrote src/c.txt and committed."
+    );
+    let text = feed(
+        OutputFormat::Text,
+        "thinking\n```verdict\nverdict: APPROVE\n```\n",
+    );
+    assert_eq!(text, "thinking\n```verdict\nverdict: APPROVE\n```\n");
+    assert_eq!(
+        crate::gates::review::from_message(&text).as_deref(),
+        Some("verdict: APPROVE\n")
+    );
+    // A plain-text agent's output is kept by its end, bounded.
+    let long = "x".repeat(1000);
+    let many: String = (0..100).map(|_| format!("{long}\n")).collect();
+    let kept = feed(OutputFormat::Text, &format!("{many}last\n"));
+    assert!(
+        kept.len() <= 64 * 1024 && kept.ends_with("last\n"),
+        "{}",
+        kept.len()
+    );
+}
