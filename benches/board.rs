@@ -130,7 +130,7 @@ fn main() {
     // The stream is open once the first commit comes through.
     let store = Store::discover(&env.repo).unwrap();
     let actor = Actor::named("bench");
-    let mut commit = |paused: bool| {
+    let commit = |paused: bool| {
         store
             .transact(&actor, |txn| ops::set_paused(txn, paused, None))
             .unwrap()

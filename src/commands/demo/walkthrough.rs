@@ -657,6 +657,87 @@ impl Drop for Server {
     }
 }
 
+/// `demo --serve`: `git sprint serve` on the demo's repository, as its own
+/// process (the demo's process owns its environment and signals).
+struct Board {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Board {
+    fn start(
+        out: &mut dyn Write,
+        exe: &Path,
+        dir: &Path,
+        addr: std::net::SocketAddr,
+    ) -> Result<Board> {
+        use std::io::BufRead;
+        let io = |source| DemoError::Io {
+            action: "starting the board (git sprint serve) in",
+            path: dir.to_owned(),
+            source,
+        };
+        let mut child = std::process::Command::new(exe)
+            .args(["serve", "--open", "--addr", &addr.to_string()])
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(io)?;
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut board = Board {
+            child,
+            url: String::new(),
+        };
+        // The first line says where it listens; anything else means it failed
+        // (its error went to stderr, which is the demo's).
+        let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        match first.strip_prefix("Serving the board on ") {
+            Some(url) => board.url = url.trim().to_owned(),
+            None => {
+                return Err(io(std::io::Error::other(format!(
+                    "it did not start{}",
+                    if first.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {first}")
+                    }
+                ))))
+            }
+        }
+        // The rest of its output is not the demo's story.
+        std::thread::spawn(move || lines.for_each(drop));
+        writeln!(out, "The board: {} (a live page of this sprint)", board.url)?;
+        Ok(board)
+    }
+
+    /// Keeps the board up over the finished sprint until Ctrl-C, which ends
+    /// the board and lets the demo clean up after itself.
+    fn until_interrupted(mut self, out: &mut dyn Write) -> Result {
+        writeln!(
+            out,
+            "\nThe board stays up at {}; press Ctrl-C to end the demo.",
+            self.url
+        )?;
+        out.flush()?;
+        // Ctrl-C reaches the whole foreground group: the board stops on it,
+        // and this process, ignoring it, goes on to clean up.
+        // SAFETY: setting a signal's disposition to ignore has no handler to race.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+        }
+        let _ = self.child.wait();
+        Ok(())
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,87 +842,5 @@ mod tests {
         let loaded = crate::config::load(tmp.path(), &tmp.path().join(".git")).unwrap();
         assert_eq!(loaded.config.roles.developer.agent, "scripted");
         assert!(!loaded.config.gates.post_merge.is_empty());
-    }
-}
-
-/// `demo --serve`: `git sprint serve` on the demo's repository, as its own
-/// process (the demo's process owns its environment and signals).
-struct Board {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Board {
-    fn start(
-        out: &mut dyn Write,
-        exe: &Path,
-        dir: &Path,
-        addr: std::net::SocketAddr,
-    ) -> Result<Board> {
-        use std::io::BufRead;
-        let io = |source| DemoError::Io {
-            action: "starting the board (git sprint serve) in",
-            path: dir.to_owned(),
-            source,
-        };
-        let mut child = std::process::Command::new(exe)
-            .args(["serve", "--open", "--addr", &addr.to_string()])
-            .current_dir(dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .map_err(io)?;
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
-        let mut board = Board {
-            child,
-            url: String::new(),
-        };
-        // The first line says where it listens; anything else means it failed
-        // (its error went to stderr, which is the demo's).
-        let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-        match first.strip_prefix("Serving the board on ") {
-            Some(url) => board.url = url.trim().to_owned(),
-            None => {
-                return Err(io(std::io::Error::other(format!(
-                    "it did not start{}",
-                    if first.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {first}")
-                    }
-                )))
-                .into())
-            }
-        }
-        // The rest of its output is not the demo's story.
-        std::thread::spawn(move || lines.for_each(drop));
-        writeln!(out, "The board: {} (a live page of this sprint)", board.url)?;
-        Ok(board)
-    }
-
-    /// Keeps the board up over the finished sprint until Ctrl-C, which ends
-    /// the board and lets the demo clean up after itself.
-    fn until_interrupted(mut self, out: &mut dyn Write) -> Result {
-        writeln!(
-            out,
-            "\nThe board stays up at {}; press Ctrl-C to end the demo.",
-            self.url
-        )?;
-        out.flush()?;
-        // Ctrl-C reaches the whole foreground group: the board stops on it,
-        // and this process, ignoring it, goes on to clean up.
-        // SAFETY: setting a signal's disposition to ignore has no handler to race.
-        unsafe {
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
-        }
-        let _ = self.child.wait();
-        Ok(())
-    }
-}
-
-impl Drop for Board {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
