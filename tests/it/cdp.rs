@@ -62,11 +62,24 @@ impl Browser {
         .arg("about:blank")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        // SAFETY: only dup2 between fork and exec, which is async-signal-safe.
+        .stderr(
+            std::fs::File::create(profile.path().join("stderr.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        );
+        // SAFETY: only fcntl and dup2 between fork and exec, which are
+        // async-signal-safe. The pipe ends are first moved above fd 9, so
+        // neither is already 3 or 4 (dup2 onto itself would keep
+        // close-on-exec, and one could overwrite the other).
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(fd_in, 3) < 0 || libc::dup2(fd_out, 4) < 0 {
+                let high_in = libc::fcntl(fd_in, libc::F_DUPFD, 10);
+                let high_out = libc::fcntl(fd_out, libc::F_DUPFD, 10);
+                if high_in < 0
+                    || high_out < 0
+                    || libc::dup2(high_in, 3) < 0
+                    || libc::dup2(high_out, 4) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -126,9 +139,11 @@ impl Browser {
         }
         let mut bytes = serde_json::to_vec(&msg).unwrap();
         bytes.push(0);
-        self.to
-            .write_all(&bytes)
-            .unwrap_or_else(|e| panic!("{method}: chromium is gone: {e}"));
+        if let Err(e) = self.to.write_all(&bytes) {
+            let said = std::fs::read_to_string(self._profile.path().join("stderr.log"))
+                .unwrap_or_default();
+            panic!("{method}: chromium is gone ({e}); it said:\n{said}");
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -157,11 +172,15 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
-    /// Waits (at most 20 s) until `expr` is true in the page.
+    /// Waits (at most 20 s) until `expr` is true in the page; while the
+    /// page loads, an expression that throws counts as not yet.
     pub fn wait(&mut self, what: &str, expr: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if self.eval(expr) == json!(true) {
+            if self.eval(&format!(
+                "(() => {{ try {{ return ({expr}) === true; }} catch (_) {{ return false; }} }})()"
+            )) == json!(true)
+            {
                 return;
             }
             if Instant::now() > deadline {
