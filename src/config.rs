@@ -60,7 +60,7 @@ pub enum ConfigError {
     Syntax { origin: String, message: String },
 
     /// The committed file could not be read from the repository.
-    #[error("reading {FILE_NAME} from {what}")]
+    #[error("reading a committed file from {what}")]
     Git {
         what: String,
         #[source]
@@ -880,6 +880,52 @@ fn committed_file(
     commit: gix::ObjectId,
     origin: &str,
 ) -> Result<Option<Vec<u8>>, ConfigError> {
+    Ok(committed_blob(repo, commit, FILE_NAME, origin)?.map(|(_, bytes)| bytes))
+}
+
+/// A file as committed at the base branch's tip: what the sprint runs on
+/// for every committed file of its own (`.git-sprint.yaml`, the policy).
+#[derive(Debug, Clone)]
+pub(crate) struct CommittedFile {
+    /// The base branch and its tip, when there is a base branch.
+    pub base: Option<BaseFile>,
+    /// The file's blob id and bytes; `None` when the tip has no such file.
+    pub blob: Option<(gix::ObjectId, Vec<u8>)>,
+}
+
+/// The file at repository path `rel` as committed at the base branch's tip
+/// (the base resolved as for [`load`]), never the working tree's copy.
+pub(crate) fn committed_at_base(
+    repo: &gix::Repository,
+    rel: &str,
+) -> Result<CommittedFile, ConfigError> {
+    let overrides = git_overrides(git_config_dir(repo))?;
+    let base = resolve_base(repo, &overrides);
+    let commit = base.as_deref().and_then(|b| branch_tip(repo, b));
+    let origin = match (&base, commit) {
+        (Some(b), Some(c)) => format!("{rel} at {b} ({})", crate::names::short_id(&c)),
+        _ => rel.to_owned(),
+    };
+    let blob = match commit {
+        Some(c) => committed_blob(repo, c, rel, &origin)?,
+        None => None,
+    };
+    Ok(CommittedFile {
+        base: base.map(|branch| BaseFile {
+            branch,
+            commit: commit.map(|c| c.to_string()),
+        }),
+        blob,
+    })
+}
+
+/// The blob id and bytes of `rel` in `commit`'s tree, if it has that file.
+fn committed_blob(
+    repo: &gix::Repository,
+    commit: gix::ObjectId,
+    rel: &str,
+    origin: &str,
+) -> Result<Option<(gix::ObjectId, Vec<u8>)>, ConfigError> {
     let git = |e: gix::Error| ConfigError::Git {
         what: format!("commit {commit}"),
         source: Box::new(e),
@@ -889,7 +935,7 @@ fn committed_file(
         .map_err(&git)?
         .tree()
         .map_err(&git)?;
-    let Some(entry) = tree.lookup_entry_by_path(FILE_NAME).map_err(&git)? else {
+    let Some(entry) = tree.lookup_entry_by_path(rel).map_err(&git)? else {
         return Ok(None);
     };
     if !entry.mode().is_blob() {
@@ -904,8 +950,9 @@ fn committed_file(
             problem: format!("is {what}"),
         });
     }
+    let id = entry.object_id();
     let blob = entry.object().map_err(&git)?;
-    Ok(Some(blob.detach().data))
+    Ok(Some((id, blob.detach().data)))
 }
 
 /// Merges defaults, the file's text and git config `(key, value)` pairs;

@@ -15,6 +15,7 @@ pub mod hint;
 pub mod hooks;
 pub mod ingest;
 pub(crate) mod names;
+pub mod policy;
 pub mod prompt;
 pub mod refinery;
 pub mod spec;

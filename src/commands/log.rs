@@ -36,6 +36,44 @@ pub struct Args {
     /// Print straight to the terminal, without a pager
     #[arg(long)]
     pub no_pager: bool,
+    /// Only policy decision records: denials, approvals, warnings, overrides, budget stops
+    #[arg(long)]
+    pub policy: bool,
+}
+
+/// A decision record with the state commit that carries it (`--policy --json`).
+#[derive(serde::Serialize)]
+pub struct LoggedDecision<'a> {
+    pub commit: &'a str,
+    pub time: i64,
+    #[serde(flatten)]
+    pub decision: &'a crate::policy::Decision,
+}
+
+/// The decision records of `entries`, newest first, each with its commit.
+pub fn decisions(entries: &[Entry]) -> Vec<LoggedDecision<'_>> {
+    entries
+        .iter()
+        .flat_map(|e| {
+            e.decisions.iter().map(|d| LoggedDecision {
+                commit: &e.commit,
+                time: e.time,
+                decision: d,
+            })
+        })
+        .collect()
+}
+
+/// One line per decision record: `1a2b3c4 <time> deny no-migrations on f/T1 by cab: …`.
+pub fn decision_line(out: &mut dyn Write, d: &LoggedDecision<'_>) -> Result {
+    writeln!(
+        out,
+        "{} {} {}",
+        short(&d.commit),
+        clock::rfc3339(d.time),
+        d.decision.summary()
+    )?;
+    Ok(())
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
@@ -57,7 +95,12 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             }
         }
     };
-    let keep = |e: &Entry| filter.as_deref().is_none_or(|f| e.concerns(f));
+    let keep = |e: &Entry| {
+        filter
+            .as_deref()
+            .is_none_or(|f| e.concerns(f) || e.decisions.iter().any(|d| d.subject == f))
+            && (!args.policy || !e.decisions.is_empty())
+    };
     let focus = filter.as_deref().filter(|f| f.contains('/'));
     if args.follow {
         return follow(
@@ -69,6 +112,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         );
     }
     let entries = history_from(&store, store.tip()?, args.max_count, keep)?;
+    if args.json && args.policy {
+        return write_json(ctx.out, &decisions(&entries));
+    }
     if args.json {
         return write_json(ctx.out, &entries);
     }
@@ -82,7 +128,15 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         None => ctx.out,
     };
     let mut written = Ok(());
-    for e in &entries {
+    if args.policy {
+        for d in decisions(&entries) {
+            written = decision_line(out, &d);
+            if written.is_err() {
+                break;
+            }
+        }
+    }
+    for e in entries.iter().filter(|_| !args.policy) {
         written = line(out, e, focus);
         if written.is_err() {
             break;

@@ -11,6 +11,7 @@ use crate::state::{Actor, StateError, Store};
 
 pub mod add;
 pub mod agent_run;
+pub mod approve;
 pub mod attach;
 pub mod cancel;
 pub mod claim;
@@ -34,8 +35,10 @@ pub mod multi;
 mod pager;
 pub mod pause;
 pub mod plan;
+pub mod policy;
 pub mod prompt;
 pub mod recover;
+pub mod reject;
 pub mod release;
 pub mod repair;
 pub mod retry;
@@ -111,6 +114,9 @@ pub enum CommandError {
 
     #[error(transparent)]
     Board(#[from] crate::board::BoardError),
+
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 impl CommandError {
@@ -149,6 +155,7 @@ impl Hint for CommandError {
             CommandError::Demo(e) => e,
             CommandError::View(e) => e,
             CommandError::Board(e) => e,
+            CommandError::Policy(e) => e,
         };
         cause.hint()
     }

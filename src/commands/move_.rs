@@ -1,6 +1,7 @@
 //! `git sprint move`: one transition of a task.
 
 use super::{person, Ctx, Result};
+use crate::policy::{Decision, Verdict};
 use crate::state::{ops, repair, TaskStatus};
 
 /// Move a task to another status
@@ -13,7 +14,7 @@ use crate::state::{ops, repair, TaskStatus};
 pub struct Args {
     /// The task: <feature>/<id>, or <id> when only one feature has it
     pub task: String,
-    /// The new status: todo, in_progress, in_review, in_tests, in_docs, done, blocked, failed, cancelled
+    /// The new status: todo, in_progress, in_review, in_tests, in_docs, awaiting_approval, done, blocked, failed, cancelled
     #[arg(value_parser = parse_status)]
     pub status: TaskStatus,
     /// Why, recorded in the audit trail
@@ -53,6 +54,16 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         }
         from = txn.task(&r.feature, &r.id)?.map(|t| t.status);
         let task = ops::move_task(txn, &r, args.status, args.reason.as_deref(), args.force)?;
+        // A move only --force allowed is an override, on the record.
+        if let Some(old) =
+            from.filter(|f| args.force && *f != args.status && !f.can_move_to(args.status))
+        {
+            let mut d = Decision::new("force", &r.to_string(), Verdict::Override, &actor.name);
+            d.inputs.insert("from".into(), old.as_str().into());
+            d.inputs.insert("to".into(), args.status.as_str().into());
+            d.reason = args.reason.clone();
+            txn.decide(&d);
+        }
         Ok((r, task))
     })?;
     let (r, task) = done.value;

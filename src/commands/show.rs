@@ -24,6 +24,8 @@ struct ShowJson<'a> {
     feature: &'a str,
     task: &'a Task,
     history: &'a [Entry],
+    /// The task's policy decision records, newest first.
+    decisions: Vec<super::log::LoggedDecision<'a>>,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
@@ -42,6 +44,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                 feature: &r.feature,
                 task: &task,
                 history: &entries,
+                decisions: own_decisions(&entries, &name),
             },
         );
     }
@@ -163,10 +166,33 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             n.note
         )?;
     }
+    if let Some(a) = &task.approval {
+        let state = match &a.by {
+            Some(by) => format!("approved by {by}"),
+            None => "waiting: git sprint approve | reject".to_owned(),
+        };
+        writeln!(out, "  approval: {} ({state})", a.rules.join(", "))?;
+    }
+    let decisions = own_decisions(&entries, &name);
+    if !decisions.is_empty() {
+        writeln!(out, "policy decisions:")?;
+        for d in decisions.iter().rev() {
+            write!(out, "  ")?;
+            super::log::decision_line(out, d)?;
+        }
+    }
     writeln!(out, "history:")?;
     for e in entries.iter().rev() {
         write!(out, "  ")?;
         super::log::line(out, e, Some(&name))?;
     }
     Ok(())
+}
+
+/// The decision records about task `name` in `entries`.
+fn own_decisions<'a>(entries: &'a [Entry], name: &str) -> Vec<super::log::LoggedDecision<'a>> {
+    super::log::decisions(entries)
+        .into_iter()
+        .filter(|d| d.decision.subject == name)
+        .collect()
 }

@@ -64,6 +64,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if let Some(notice) = loaded.notice() {
         writeln!(ctx.out, "note: {notice}")?;
     }
+    // So is the policy: on an invalid one nothing starts.
+    crate::policy::load(store.repo())?;
     let actor = super::person(&store, None);
     match super::ingest::ingest_all(&store, &actor, None, &[]) {
         Ok(outcomes) => {

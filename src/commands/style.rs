@@ -98,7 +98,8 @@ pub(crate) fn tone_of(word: &str) -> Option<Tone> {
     match head {
         "failed" | "dead" | "blocked" | "quarantined" | "breaker" | "budget" | "base_conflict"
         | "error" | "unhealthy" | "lost" | "killed" => Some(Tone::Bad),
-        "stalled" | "paused" | "expired" | "stale" | "warning" | "conflict" => Some(Tone::Warn),
+        "stalled" | "paused" | "expired" | "stale" | "warning" | "conflict" | "approval"
+        | "awaiting_approval" => Some(Tone::Warn),
         "done" | "merged" | "ok" | "running" | "healthy" => Some(Tone::Good),
         _ => None,
     }

@@ -25,6 +25,8 @@ use crate::state::{liveness, FeatureStatus, Snapshot, StateError, TaskRef, TaskS
 pub struct Engine {
     pub fleet: Fleet,
     pub config: Config,
+    /// The policy (`.git-sprint/policy.yaml` layers) diffs are judged by.
+    pub policy: Arc<crate::policy::Policy>,
     pub(super) exe: PathBuf,
     pub(super) root: PathBuf,
     /// Tasks whose gates run on a thread of ours right now.
@@ -55,6 +57,7 @@ impl Engine {
         Ok(Engine {
             fleet,
             config,
+            policy: Arc::default(),
             exe,
             root,
             busy: Arc::default(),
@@ -68,6 +71,11 @@ impl Engine {
     pub fn set_config(&mut self, config: Config) {
         crate::gates::confine_gates(gate_confinement(&self.fleet, &self.root, &config));
         self.config = with_gate_timeouts(config);
+    }
+
+    /// Judges diffs by `policy` from now on.
+    pub fn set_policy(&mut self, policy: crate::policy::Policy) {
+        self.policy = Arc::new(policy);
     }
 
     /// A sender for wake-ups into the orchestrator's loop.

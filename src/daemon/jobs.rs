@@ -39,23 +39,83 @@ impl Engine {
         let branch = format!("refs/heads/{}", task_branch(feature, task));
         let store_dir = self.root.clone();
         let policy = self.attempt_policy();
+        // The policy judges the diff before the review gates (the
+        // Developer's work) and again before the test gates (a Tester may
+        // have added to it), with the rules for the role that wrote last.
+        let judge = {
+            let paths = snapshot
+                .features
+                .iter()
+                .find(|f| f.feature.name == feature)
+                .and_then(|f| f.tasks.iter().find(|t| t.id == task))
+                .map(|t| t.paths.clone())
+                .unwrap_or_default();
+            let (role, profile) = match stage {
+                GateStage::Review => ("developer", self.config.roles.developer.agent.clone()),
+                GateStage::Test => ("tester", self.config.roles.tester.agent.clone()),
+            };
+            Some((self.policy.clone(), role, profile, paths))
+        };
         let reviewers = self.reviewer_gates();
         let (feature, task) = (feature.to_owned(), task.to_owned());
         let busy = self.busy.clone();
         let wake = self.wake.clone();
         std::thread::spawn(move || {
+            let git = crate::worker::worktree::Git::new(&store_dir);
+            let judged = judge.map(|(policy, role, profile, paths)| {
+                crate::policy::Judgement::of_branch(
+                    &policy,
+                    &git,
+                    &integration,
+                    &branch,
+                    &key,
+                    (role, &profile),
+                    &paths,
+                )
+            });
+            let judged = match judged {
+                Some(Ok(j)) => Some(j),
+                None => None,
+                Some(Err(e)) => {
+                    // Never let a change through unjudged: the task stays in
+                    // review and is judged again at the next wake-up.
+                    tracing::warn!(task = %key, error = %e, "cannot read the task's diff for the policy; review waits");
+                    busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                    return;
+                }
+            };
+            if let Some(j) = judged.as_ref().filter(|j| j.denied()) {
+                let result = crate::state::Store::discover(&store_dir).and_then(|store| {
+                    record::record_policy_denial(&store, &feature, &task, stage, j, policy)
+                });
+                if let Err(e) = result {
+                    tracing::warn!(task = %key, error = %e, "recording the policy's denial failed");
+                }
+                busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                let _ = wake.send(Wake::JobDone);
+                return;
+            }
             let outcome = gates::run_stage_for_change(
                 &gates,
                 &worktree,
                 &[("SPRINT_TASK".to_owned(), key.clone())],
-                &crate::worker::worktree::Git::new(&store_dir),
+                &git,
                 &gates::Change::Branch {
                     base: &integration,
                     tip: &branch,
                 },
             );
             let result = crate::state::Store::discover(&store_dir).and_then(|store| {
-                record::record_verdict(&store, &feature, &task, stage, &outcome, policy, &reviewers)
+                record::record_judged_verdict(
+                    &store,
+                    &feature,
+                    &task,
+                    stage,
+                    &outcome,
+                    policy,
+                    &reviewers,
+                    judged.as_ref(),
+                )
             });
             if let Err(e) = result {
                 tracing::warn!(task = %key, error = %e, "recording the gate verdict failed");
@@ -248,6 +308,22 @@ impl Engine {
             .clone()
             .or_else(|| crate::ingest::base_branch(self.fleet.store.repo()))
             .unwrap_or_else(|| "main".into());
+        if let Some(pattern) = self.policy.protects(&base) {
+            let note = format!(
+                "not merged: {base} is protected by the policy (protected_branches: {pattern}); merge {integration} by hand"
+            );
+            let mut d = crate::policy::Decision::new(
+                "protected_branches",
+                feature,
+                crate::policy::Verdict::Deny,
+                "refinery",
+            );
+            d.policy = self.policy.blob.clone();
+            d.inputs.insert("branch".into(), base.as_str().into());
+            d.inputs.insert("pattern".into(), pattern.into());
+            record::feature_note_decided(&self.fleet.store, feature, &note, &d)?;
+            return Ok(());
+        }
         let verdict = crate::refinery::merge_into_base(
             &self.fleet.common_dir,
             &self.root,

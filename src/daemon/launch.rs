@@ -143,6 +143,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let role = &self.config.roles.developer;
         let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        if !self.policy_admits(snapshot, feature, task, "developer", &role.agent, &profile)? {
+            return Ok(());
+        }
         let integration = self.integration(snapshot, feature);
         let r = task_ref(feature, task);
         let worktree = match self.ensure_worktree(feature, task, &integration, Some(&r)) {
@@ -210,6 +213,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let role = &self.config.roles.tester;
         let profile = self.config.agent(&role.agent).map_err(EngineError::Other)?;
+        if !self.policy_admits(snapshot, feature, task, "tester", &role.agent, &profile)? {
+            return Ok(());
+        }
         let integration = self.integration(snapshot, feature);
         let Some(worktree) = self.ensure_worktree(feature, task, &integration, None)? else {
             return Ok(());
@@ -242,6 +248,73 @@ impl Engine {
             return Ok(());
         };
         self.launch(&agent)
+    }
+
+    /// Whether the policy lets an agent of `profile_name` take `role`'s work
+    /// on the task now: a `take` rule that refuses it is recorded (the task
+    /// is blocked, or failed if past todo) and a profile at its
+    /// `concurrency` cap waits for one of its agents to end.
+    fn policy_admits(
+        &self,
+        snapshot: &Snapshot,
+        feature: &str,
+        task: &str,
+        role: &str,
+        profile_name: &str,
+        profile: &crate::worker::profile::AgentProfile,
+    ) -> Result<bool, EngineError> {
+        let labels = snapshot
+            .feature(feature)
+            .and_then(|f| f.tasks.iter().find(|t| t.id == task))
+            .map(|t| t.labels.clone())
+            .unwrap_or_default();
+        if let Err(refused) =
+            self.policy
+                .may_take(role, profile_name, profile.model.as_deref(), &labels)
+        {
+            let mut d = crate::policy::Decision::new(
+                &refused.rule,
+                &format!("{feature}/{task}"),
+                crate::policy::Verdict::Deny,
+                "manager",
+            );
+            d.policy = self.policy.blob.clone();
+            d.reason = Some(refused.why.clone());
+            d.inputs.insert("role".into(), role.into());
+            d.inputs.insert("profile".into(), profile_name.into());
+            if let Some(m) = &profile.model {
+                d.inputs.insert("model".into(), m.as_str().into());
+            }
+            d.inputs.insert("labels".into(), serde_json::json!(labels));
+            d.inputs
+                .insert("rule_at".into(), refused.origin.as_str().into());
+            record::refuse_claim(
+                &self.fleet.store,
+                &task_ref(feature, task),
+                &format!("policy: rule {}: {}", refused.rule, refused.why),
+                &d,
+            )?;
+            return Ok(false);
+        }
+        if let Some(cap) = self.policy.cap(profile_name) {
+            // Fresh, not the reconcile's snapshot: agents started earlier in
+            // this same pass count too.
+            let now = self.fleet.store.read(Snapshot::read)?;
+            let running = now
+                .agents
+                .iter()
+                .filter(|a| a.profile == profile_name && crate::stages::running(a))
+                .count();
+            if running >= cap as usize {
+                tracing::debug!(
+                    profile = profile_name,
+                    cap,
+                    "profile at its concurrency cap"
+                );
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Starts the agent's tmux session; if that fails, the record says the

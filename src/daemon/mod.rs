@@ -45,6 +45,8 @@ pub enum DaemonError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
     #[error("starting the orchestrator's runtime")]
     Runtime(#[source] std::io::Error),
 }
@@ -58,6 +60,7 @@ impl Hint for DaemonError {
             DaemonError::Fleet(e) => e.hint(),
             DaemonError::Config(e) => e.hint(),
             DaemonError::State(e) => e.hint(),
+            DaemonError::Policy(e) => e.hint(),
             _ => None,
         }
     }
@@ -88,6 +91,9 @@ pub fn run_until(
         tracing::warn!("{notice}");
     }
     let config = loaded.config;
+    // An invalid policy starts nothing: rules nobody can read enforce nothing.
+    let policy = crate::policy::load(fleet.store.repo())?;
+    tracing::info!(layers = policy.layers.len(), "policy loaded");
     // Agents get the environment of the last `start` (or `resume`), not ours.
     fleet.env_from = crate::fleet::EnvFrom::SprintStart;
     fleet.identity = config.identity.clone();
@@ -105,6 +111,7 @@ pub fn run_until(
         // A draft saved before the watch began sent no event: check now.
         report_drafts(&root);
         let mut engine = Engine::new(fleet, config, exe, tx)?;
+        engine.set_policy(policy);
         let mut seen = config_fingerprint(&engine.fleet.store, &common, &engine.config.base_branch);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(DaemonError::Runtime)?;
@@ -126,6 +133,10 @@ pub fn run_until(
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "the changed configuration is invalid; keeping the one in use"),
+                }
+                match crate::policy::load(engine.fleet.store.repo()) {
+                    Ok(policy) => engine.set_policy(policy),
+                    Err(e) => tracing::warn!(error = %e, "the changed policy is invalid; keeping the one in use"),
                 }
             }
             let (deadline, failed) = match engine.reconcile() {

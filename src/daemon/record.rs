@@ -10,6 +10,7 @@ use std::path::Path;
 
 use crate::clock;
 use crate::gates;
+use crate::policy::{Decision, Judgement, Verdict as PolicyVerdict};
 use crate::refinery::Verdict;
 use crate::stages::{self, agent_id, BreakerGate, GateStage, Limits};
 use crate::state::{
@@ -333,6 +334,36 @@ pub fn block(store: &Store, r: &TaskRef, reason: &str) -> Result<(), StateError>
     Ok(())
 }
 
+/// A claim the policy refuses: a `todo` task is blocked with `why` (a
+/// reason the Manager never lifts by itself: the policy or the config must
+/// change, then `retry`); a task further on fails. `decision` is recorded
+/// with it.
+pub fn refuse_claim(
+    store: &Store,
+    r: &TaskRef,
+    why: &str,
+    decision: &Decision,
+) -> Result<(), StateError> {
+    store.transact(&Actor::named("manager"), |txn| {
+        let Some(t) = txn.task(&r.feature, &r.id)? else {
+            return Ok(());
+        };
+        match t.status {
+            TaskStatus::Todo => {
+                ops::move_task(txn, r, TaskStatus::Blocked, Some(why), false)?;
+            }
+            TaskStatus::InTests => {
+                ops::fail(txn, r, why)?;
+            }
+            _ => return Ok(()),
+        }
+        txn.record_policy_note(&r.to_string(), why);
+        txn.decide(decision);
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// A task blocked by its dependencies may run again.
 pub fn unblock(store: &Store, r: &TaskRef) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
@@ -424,6 +455,9 @@ pub fn record_budgets(store: &Store, stops: &BTreeMap<String, String>) -> Result
                     reason: Some(line.clone()),
                     policy: Some(format!("budget: no new agents for {scope}")),
                 });
+                let mut d = Decision::new("budget", scope, PolicyVerdict::BudgetStop, "budget");
+                d.reason = Some(line.clone());
+                txn.decide(&d);
             }
         }
         for scope in meta.budget_stops.keys() {
@@ -435,6 +469,9 @@ pub fn record_budgets(store: &Store, stops: &BTreeMap<String, String>) -> Result
                     reason: Some("the limit was raised".into()),
                     policy: Some(format!("budget: agents may start again for {scope}")),
                 });
+                let mut d = Decision::new("budget", scope, PolicyVerdict::BudgetResumed, "budget");
+                d.reason = Some("the limit was raised".into());
+                txn.decide(&d);
             }
         }
         meta.budget_stops = stops.clone();
@@ -453,6 +490,71 @@ pub fn record_verdict(
     outcome: &gates::StageOutcome,
     policy: AttemptPolicy,
     reviewers: &[String],
+) -> Result<(), StateError> {
+    record_judged_verdict(
+        store, feature, task, stage, outcome, policy, reviewers, None,
+    )
+}
+
+/// Records that the policy denied a task's change in review: the attempt
+/// ends with cause `policy`, the denying rules and what they matched as
+/// feedback, and a decision record per matching rule in the same commit.
+pub fn record_policy_denial(
+    store: &Store,
+    feature: &str,
+    task: &str,
+    stage: GateStage,
+    judged: &Judgement,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    let expect = match stage {
+        GateStage::Review => TaskStatus::InReview,
+        GateStage::Test => TaskStatus::InTests,
+    };
+    let r = TaskRef {
+        feature: feature.to_owned(),
+        id: task.to_owned(),
+    };
+    store.transact(&Actor::named("cab"), |txn| {
+        let Some(mut t) = txn.task(feature, task)? else {
+            return Ok(());
+        };
+        if t.status != expect {
+            return Ok(());
+        }
+        t.approval = None;
+        txn.put_task(feature, &t)?;
+        for d in judged.decisions("cab") {
+            txn.decide(&d);
+        }
+        end_attempt(
+            txn,
+            &r,
+            None,
+            Cause::Policy,
+            &judged.denial_note(),
+            Some(judged.feedback()),
+            policy,
+            TaskStatus::InProgress,
+        )
+    })?;
+    Ok(())
+}
+
+/// [`record_verdict`] with the policy's judgement of the change (review
+/// only): its warnings and approval requests are recorded with the verdict,
+/// and a task whose approval is pending parks in `awaiting_approval` once
+/// its tests pass instead of going on to the merge.
+#[allow(clippy::too_many_arguments)]
+pub fn record_judged_verdict(
+    store: &Store,
+    feature: &str,
+    task: &str,
+    stage: GateStage,
+    outcome: &gates::StageOutcome,
+    policy: AttemptPolicy,
+    reviewers: &[String],
+    judged: Option<&Judgement>,
 ) -> Result<(), StateError> {
     let (expect, pass_to, kind) = match stage {
         GateStage::Review => (
@@ -478,6 +580,25 @@ pub fn record_verdict(
         for (gate, o) in &outcome.results {
             t.gates.push(o.to_result(gate, kind, &at));
         }
+        if let Some(judged) = judged {
+            // The diff is judged afresh on every review: an approval given
+            // to an earlier diff does not carry over to a new one. Before
+            // the tests the diff is judged again, and only what is new to
+            // the record is recorded (a warning is said once).
+            let before = t.approval.take().map(|a| a.rules).unwrap_or_default();
+            t.approval = judged.approval();
+            for d in judged.decisions("cab") {
+                let new = match stage {
+                    GateStage::Review => true,
+                    GateStage::Test => {
+                        d.verdict == PolicyVerdict::ApprovalRequired && !before.contains(&d.rule)
+                    }
+                };
+                if new {
+                    txn.decide(&d);
+                }
+            }
+        }
         // AI Reviewers still owed keep the task in review: the CAB starts them.
         let owed = reviewers.iter().find(|g| {
             stage == GateStage::Review && !t.review.as_ref().is_some_and(|r| r.approved.contains(g))
@@ -496,7 +617,20 @@ pub fn record_verdict(
             txn.subject(format!("{r}: {why}; AI review gate {gate} next"));
             return Ok(());
         }
-        if outcome.passed {
+        let parks = stage == GateStage::Test && t.approval.as_ref().is_some_and(|a| a.pending());
+        if outcome.passed && parks {
+            t.tester = None;
+            t.review = None;
+            txn.put_task(feature, &t)?;
+            let rules = t
+                .approval
+                .as_ref()
+                .map(|a| a.rules.join(", "))
+                .unwrap_or_default();
+            let why = format!("{name} gates passed; the merge waits for a person's approval");
+            ops::move_task(txn, &r, TaskStatus::AwaitingApproval, Some(&why), false)?;
+            txn.record_policy_note(&r.to_string(), &format!("approval required by {rules}"));
+        } else if outcome.passed {
             t.tester = None;
             t.review = None;
             txn.put_task(feature, &t)?;
@@ -983,7 +1117,29 @@ pub fn close_feature(store: &Store, feature: &str) -> Result<Option<Feature>, St
 /// Notes on the feature what became of merging it into its base branch; the
 /// note's first line is the commit's subject.
 pub fn feature_note(store: &Store, feature: &str, note: &str) -> Result<(), StateError> {
+    feature_note_with(store, feature, note, None)
+}
+
+/// [`feature_note`] for a policy decision, recorded with it.
+pub fn feature_note_decided(
+    store: &Store,
+    feature: &str,
+    note: &str,
+    decision: &Decision,
+) -> Result<(), StateError> {
+    feature_note_with(store, feature, note, Some(decision))
+}
+
+fn feature_note_with(
+    store: &Store,
+    feature: &str,
+    note: &str,
+    decision: Option<&Decision>,
+) -> Result<(), StateError> {
     store.transact(&Actor::named("refinery"), |txn| {
+        if let Some(d) = decision {
+            txn.decide(d);
+        }
         let Some(mut f) = txn.feature(feature)? else {
             return Ok(());
         };

@@ -1,6 +1,6 @@
 //! Trouble: what needs a person, read from the state — a quarantined
 //! record, an open circuit breaker, a budget reached, a failed or blocked
-//! task, a stalled feature.
+//! task, a task awaiting approval, a stalled feature.
 //! `status` shows it and `health` exits 1 on it, from this one list, each
 //! with its cause and the command that helps.
 
@@ -11,7 +11,7 @@ use crate::state::{Snapshot, TaskStatus};
 /// One thing that needs a person.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Trouble {
-    /// `quarantined`, `breaker`, `budget`, `failed`, `blocked` or `stalled`.
+    /// `quarantined`, `breaker`, `budget`, `failed`, `blocked`, `approval` or `stalled`.
     pub kind: &'static str,
     /// The record, agent profile, budget scope, task (`feature/T001`) or feature.
     pub subject: String,
@@ -107,6 +107,27 @@ pub fn list(snapshot: &Snapshot) -> Vec<Trouble> {
                         t.id
                     ),
                 ),
+                TaskStatus::AwaitingApproval => {
+                    let (rules, matched) = t
+                        .approval
+                        .as_ref()
+                        .map(|a| (a.rules.join(", "), a.matched.join(", ")))
+                        .unwrap_or_default();
+                    out.push(Trouble {
+                        kind: "approval",
+                        subject: format!("{name}/{}", t.id),
+                        cause: None,
+                        message: format!(
+                            "{name}/{} waits for a person's approval before its merge: rule {rules} matched {matched}",
+                            t.id
+                        ),
+                        hint: format!(
+                            "git sprint approve {name}/{0}, or git sprint reject {name}/{0} --reason '<what to change>'",
+                            t.id
+                        ),
+                    });
+                    continue;
+                }
                 _ => continue,
             };
             out.push(Trouble {

@@ -168,6 +168,9 @@ pub enum Refusal {
     #[error("{task} waits for {}", waiting.join(", "))]
     Waiting { task: String, waiting: Vec<String> },
 
+    #[error("{task} is {status}, not awaiting_approval: nothing to approve or reject")]
+    NotAwaitingApproval { task: String, status: TaskStatus },
+
     #[error("{task}'s record reads fine: there is nothing to repair")]
     NotBroken { task: String },
 
@@ -216,6 +219,9 @@ impl Hint for Refusal {
                 Some("finish those first, or move this task by hand with --force".into())
             }
             Refusal::NotHolder { .. } => Some("pass the holder's name with --as".into()),
+            Refusal::NotAwaitingApproval { .. } => {
+                Some("'git sprint status' lists the tasks awaiting approval".into())
+            }
             Refusal::NotRetryable { .. } => {
                 Some("'git sprint move' changes the status of a task in flight".into())
             }

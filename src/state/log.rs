@@ -15,6 +15,9 @@ pub struct Entry {
     pub actor: String,
     pub subject: String,
     pub transitions: Vec<LoggedTransition>,
+    /// The policy decision records the commit carries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<crate::policy::Decision>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -125,6 +128,7 @@ fn parse_entry(id: ObjectId, actor: String, time: i64, message: &str) -> Entry {
     let subject = lines.next().unwrap_or_default().to_owned();
     let mut transitions: Vec<LoggedTransition> = Vec::new();
     let mut actor = actor;
+    let mut decisions = Vec::new();
     for line in lines {
         let Some((key, value)) = line.split_once(": ") else {
             continue;
@@ -161,6 +165,9 @@ fn parse_entry(id: ObjectId, actor: String, time: i64, message: &str) -> Entry {
                 }
             }
             "Sprint-Actor" => actor = value,
+            // A record this binary cannot read (a newer one's) is left out
+            // rather than failing the whole log.
+            "Sprint-Decision" => decisions.extend(crate::policy::Decision::from_line(&value)),
             _ => {}
         }
     }
@@ -170,6 +177,7 @@ fn parse_entry(id: ObjectId, actor: String, time: i64, message: &str) -> Entry {
         actor,
         subject,
         transitions,
+        decisions,
     }
 }
 
@@ -191,5 +199,17 @@ mod tests {
         assert_eq!(e.transitions[1].from, "none");
         assert!(e.concerns("f") && e.concerns("f/T2") && !e.concerns("f/T3"));
         assert!(!e.concerns("f/T"));
+    }
+
+    #[test]
+    fn decision_trailers_read_back_and_unknown_ones_are_left_out() {
+        let d = crate::policy::Decision::new("mig", "f/T1", crate::policy::Verdict::Deny, "cab");
+        let msg = format!(
+            "f/T1: in_review -> in_progress\n\nSprint-Task: f/T1\nSprint-From: in_review\nSprint-To: in_progress\nSprint-Decision: {}\nSprint-Decision: {{\"from\":\"a newer binary\"}}\nSprint-Actor: cab\n",
+            d.to_line()
+        );
+        let e = parse_entry(ObjectId::null(gix::hash::Kind::Sha1), "x".into(), 0, &msg);
+        assert_eq!(e.decisions, vec![d]);
+        assert_eq!(e.transitions.len(), 1);
     }
 }

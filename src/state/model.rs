@@ -117,10 +117,13 @@ pub enum TaskStatus {
     Failed,
     /// The task left tasks.md; kept so its history stays readable.
     Cancelled,
+    /// Passed its gates; a policy rule wants a person's `approve` (or
+    /// `reject`) before the Refinery merges it.
+    AwaitingApproval,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 9] = [
+    pub const ALL: [TaskStatus; 10] = [
         TaskStatus::Todo,
         TaskStatus::InProgress,
         TaskStatus::InReview,
@@ -130,6 +133,7 @@ impl TaskStatus {
         TaskStatus::Blocked,
         TaskStatus::Failed,
         TaskStatus::Cancelled,
+        TaskStatus::AwaitingApproval,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -143,6 +147,7 @@ impl TaskStatus {
             TaskStatus::Blocked => "blocked",
             TaskStatus::Failed => "failed",
             TaskStatus::Cancelled => "cancelled",
+            TaskStatus::AwaitingApproval => "awaiting_approval",
         }
     }
 
@@ -156,12 +161,13 @@ impl TaskStatus {
             Todo => &[InProgress, Blocked, Cancelled],
             InProgress => &[InReview, Todo, Blocked, Failed, Cancelled],
             InReview => &[InTests, InProgress, Failed, Cancelled],
-            InTests => &[InDocs, InProgress, Failed, Cancelled],
+            InTests => &[InDocs, AwaitingApproval, InProgress, Failed, Cancelled],
             InDocs => &[Done, InProgress, Failed, Cancelled],
             Done => &[],
             Blocked => &[Todo, Cancelled],
             Failed => &[Todo, Cancelled],
             Cancelled => &[Todo],
+            AwaitingApproval => &[InDocs, InProgress, Failed, Cancelled],
         }
     }
 
@@ -177,6 +183,7 @@ impl TaskStatus {
                 | TaskStatus::InReview
                 | TaskStatus::InTests
                 | TaskStatus::InDocs
+                | TaskStatus::AwaitingApproval
         )
     }
 }
@@ -415,6 +422,30 @@ pub struct Merged {
     pub commit: String,
 }
 
+/// What a task's approval waits on, set when the policy's
+/// `require_approval` rules match its diff (after the Developer) and
+/// cleared when the diff is judged again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The rules that want it.
+    pub rules: Vec<String>,
+    /// What they matched (paths, sizes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matched: Vec<String>,
+    /// Who approved, once someone has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Approval {
+    /// Whether the merge still waits for a person.
+    pub fn pending(&self) -> bool {
+        self.by.is_none()
+    }
+}
+
 /// `features/<feature>/tasks/<id>.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -496,6 +527,9 @@ pub struct Task {
     /// What the Refinery merged, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged: Option<Merged>,
+    /// A policy rule on the diff wants a person's approval before the merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
     /// Cancelled by a person: re-ingest keeps it cancelled until its line
     /// in tasks.md changes or it is retried.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -540,6 +574,7 @@ impl Task {
             retry_after: None,
             infra_failures: 0,
             merged: None,
+            approval: None,
             manual_cancel: false,
             created: now.to_owned(),
             updated: now.to_owned(),

@@ -74,7 +74,7 @@ pub fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
     }
 }
 
-fn load(txn: &Txn<'_>, r: &TaskRef) -> Result<Task, StateError> {
+pub fn load(txn: &Txn<'_>, r: &TaskRef) -> Result<Task, StateError> {
     txn.task(&r.feature, &r.id)?.ok_or_else(|| {
         Refusal::UnknownTask {
             name: r.to_string(),

@@ -87,6 +87,8 @@ pub struct Txn<'r> {
     /// written as `Sprint-Repair:` trailers; a commit is made for them even
     /// when no file changed.
     repairs: Vec<String>,
+    /// Policy decision records, one JSON line each (`Sprint-Decision:`).
+    decisions: Vec<String>,
 }
 
 impl<'r> Txn<'r> {
@@ -100,6 +102,7 @@ impl<'r> Txn<'r> {
             subject: None,
             transitions: Vec::new(),
             repairs: Vec::new(),
+            decisions: Vec::new(),
         }
     }
 
@@ -234,6 +237,20 @@ impl<'r> Txn<'r> {
 
     pub fn record(&mut self, transition: Transition) {
         self.transitions.push(transition);
+    }
+
+    /// Marks the last transition of `task` (`feature/id`) in this commit as
+    /// a policy decision (`Sprint-Policy:`), e.g. a merge held for approval.
+    pub fn record_policy_note(&mut self, task: &str, note: &str) {
+        if let Some(t) = self.transitions.iter_mut().rev().find(|t| t.task == task) {
+            t.policy = Some(note.to_owned());
+        }
+    }
+
+    /// Records a policy decision in the commit that acts on it
+    /// (`Sprint-Decision:`, the record as one line of JSON).
+    pub fn decide(&mut self, record: &crate::policy::Decision) {
+        self.decisions.push(record.to_line());
     }
 
     /// Records a repair of the store in the commit (`Sprint-Repair:`).
@@ -473,6 +490,11 @@ impl<'r> Txn<'r> {
         }
         for r in &self.repairs {
             msg.push_str(&format!("Sprint-Repair: {}\n", one_line(r)));
+        }
+        for d in &self.decisions {
+            // One line of JSON already (newlines are escaped in it); left
+            // as it is, so the record reads back exactly.
+            msg.push_str(&format!("Sprint-Decision: {d}\n"));
         }
         msg.push_str(&format!("Sprint-Actor: {}\n", actor.name));
         msg

@@ -406,6 +406,7 @@ mod tests {
             time: 999_990,
             actor: "cab".into(),
             subject: "s".into(),
+            decisions: Vec::new(),
             transitions: vec![LoggedTransition {
                 task: "001-auth/T001".into(),
                 from: "in_progress".into(),

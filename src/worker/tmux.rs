@@ -481,7 +481,13 @@ impl Tmux {
                 OsStr::new(format),
             ],
         )?;
-        Ok(out.trim().to_owned())
+        // A server that is exiting with its last session answers with
+        // nothing and status 0: the session is gone.
+        let out = out.trim();
+        if out.is_empty() {
+            return Err(self.no_session(session));
+        }
+        Ok(out.to_owned())
     }
 
     /// The pid of the process running in the session's pane.
@@ -791,10 +797,8 @@ mod tests {
         assert!(tmux.kill_session("w1").unwrap());
         assert!(!tmux.kill_session("w1").unwrap());
         assert!(!tmux.has_session("w1").unwrap());
-        assert!(matches!(
-            tmux.pane_pid("w1").unwrap_err(),
-            TmuxError::NoSession { .. }
-        ));
+        let gone = tmux.pane_pid("w1").unwrap_err();
+        assert!(matches!(gone, TmuxError::NoSession { .. }), "{gone:?}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod ingest;
 mod integrity;
 mod orchestrator;
 mod planning;
+mod policy;
 mod pool;
 mod realcli;
 mod review;

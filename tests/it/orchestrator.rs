@@ -101,15 +101,27 @@ fn update_sprint_state_commit_for_a_dead_agent_is_a_named_transition() {
         "- [ ] T001 Hang in a.txt\n",
     );
     s.start(&[("SCRIPTED_AGENT_MODE_f_T001", "hang")]);
-    let rows = s.f.wait_list("the developer running", |r| {
-        r.iter()
-            .any(|w| w["role"] == "developer" && w["status"] == "running")
-    });
-    let dev = rows
-        .iter()
-        .find(|w| w["role"] == "developer")
-        .unwrap()
-        .clone();
+    // Its record must say `running` (the wrapper has taken over), not only
+    // its session be up: a wrapper killed while the record still says
+    // `starting` is a different transition.
+    let developer = || -> Option<serde_json::Value> {
+        s.status()["agents"]
+            .as_array()?
+            .iter()
+            .find(|a| a["role"] == "developer" && a["state"] == "running")
+            .cloned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let dev = loop {
+        if let Some(dev) = developer() {
+            break dev;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for the developer's record to say running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let id = dev["id"].as_str().unwrap().to_owned();
     // A crash of the wrapper: it records nothing; its session closes.
     let runner = dev["runner_pid"].as_u64().unwrap() as u32;
