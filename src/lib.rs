@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) is a thin clap layer over this library; tests and
 //! benchmarks call the library directly.
 
+pub mod board;
 pub mod clock;
 pub mod commands;
 pub mod config;

@@ -51,6 +51,7 @@ enum Command {
     Stop(commands::stop::Args),
     Status(commands::status::Args),
     Watch(commands::watch::Args),
+    Serve(commands::serve::Args),
     Health(commands::health::Args),
     Plan(commands::plan::Args),
     Ingest(commands::ingest::Args),
@@ -142,6 +143,7 @@ fn dispatch(ctx: &mut Ctx<'_>, command: &Command) -> commands::Result {
     match command {
         Command::Init(a) => commands::init::run(ctx, a),
         Command::Demo(a) => commands::demo::run(ctx, a),
+        Command::Serve(a) => commands::serve::run(ctx, a),
         Command::Status(a) => commands::status::run(ctx, a),
         Command::Watch(a) => commands::watch::run(ctx, a),
         Command::Add(a) => commands::add::run(ctx, a),

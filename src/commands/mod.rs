@@ -44,6 +44,7 @@ pub mod reject;
 pub mod release;
 pub mod repair;
 pub mod retry;
+pub mod serve;
 pub mod show;
 pub mod skill;
 pub mod spawn;
@@ -118,6 +119,9 @@ pub enum CommandError {
     Skill(#[from] crate::skills::SkillError),
 
     #[error(transparent)]
+    Board(#[from] crate::board::BoardError),
+
+    #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
 }
 
@@ -157,6 +161,7 @@ impl Hint for CommandError {
             CommandError::Demo(e) => e,
             CommandError::View(e) => e,
             CommandError::Skill(e) => e,
+            CommandError::Board(e) => e,
             CommandError::Policy(e) => e,
         };
         cause.hint()

@@ -178,3 +178,108 @@ impl Drop for SocketFile<'_> {
         super::support::kill_tmux(self.0);
     }
 }
+
+/// The demo's process group, killed (with its tmux server) if the test
+/// fails before the demo ends.
+struct Group {
+    child: std::process::Child,
+    socket: String,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: a signal to a process group this test made.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+        super::support::kill_tmux(&self.socket);
+    }
+}
+
+#[test]
+fn demo_serve_shows_the_sprint_on_the_board_and_ends_on_ctrl_c() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let home = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = format!("gs-demo-serve-{}", std::process::id());
+    let mut cmd = Command::new(BIN);
+    isolate(&mut cmd, home.path())
+        .env("GIT_SPRINT_TMUX_SOCKET", &socket)
+        // xdg-open runs $BROWSER where there is no desktop: nothing opens.
+        .env("BROWSER", "true")
+        .current_dir(tmp.path())
+        .args(["demo", "--serve=127.0.0.1:0", "--timeout", "100s"])
+        .stdout(std::process::Stdio::piped())
+        .process_group(0);
+    let mut group = Group {
+        child: cmd.spawn().expect("start the demo"),
+        socket: socket.clone(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = group.child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut until = |what: &str, prefix: &str| -> String {
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(150))
+                .unwrap_or_else(|_| {
+                    panic!("no line starting {prefix:?} ({what}); the demo printed:\n{seen}")
+                });
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return rest.to_owned();
+            }
+        }
+    };
+    let repo = until("the demo's repository", "Demo repository: ");
+    let url = until("the board's address", "The board: http://");
+    let addr = url.split('/').next().unwrap().to_owned();
+    let status = super::board::request(&addr, "GET", "/api/v1/status", &[], "");
+    assert_eq!(status.status, 200, "{}", status.body);
+    until(
+        "the sprint to end with the board up",
+        "The board stays up at",
+    );
+
+    // The finished sprint, on the board.
+    let status = super::board::request(&addr, "GET", "/api/v1/status", &[], "");
+    let v: Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(v["features"][0]["feature"]["status"], "done", "{v:#}");
+
+    // Ctrl-C: the board stops and the demo cleans up after itself.
+    // SAFETY: a signal to the process group this test made.
+    unsafe {
+        libc::kill(-(group.child.id() as i32), libc::SIGINT);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(code) = group.child.try_wait().unwrap() {
+            break code;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not end on Ctrl-C:\n{seen}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    assert!(code.success(), "{code}:\n{seen}");
+    assert!(!Path::new(&repo).exists(), "the demo left {repo}:\n{seen}");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "the board still listens"
+    );
+}

@@ -2,6 +2,8 @@
 
 mod attempts;
 mod base;
+mod board;
+mod cdp;
 mod cli;
 mod containment;
 mod demo;

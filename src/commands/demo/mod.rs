@@ -29,6 +29,16 @@ pub struct Args {
     /// Give up if the sprint is not done after this long
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// Serve the board (git sprint serve) on ADDR while the sprint runs, open
+    /// it in the browser, and keep it up after the sprint until Ctrl-C
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "127.0.0.1:7878"
+    )]
+    pub serve: Option<std::net::SocketAddr>,
 }
 
 fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
@@ -41,6 +51,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         keep,
         timeout: args.timeout,
         exe: current_exe()?,
+        serve: args.serve,
     };
     walkthrough::run(ctx.out, &options)?;
     Ok(())

@@ -84,6 +84,8 @@ pub struct Options {
     pub timeout: Duration,
     /// This binary, for hooks and agent sessions to call back.
     pub exe: PathBuf,
+    /// Serve the board here during the sprint and after it until Ctrl-C.
+    pub serve: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +223,11 @@ pub fn run(out: &mut dyn Write, opts: &Options) -> Result {
         "\nSprint started: developers and testers run in tmux (socket {}).\n",
         _server.0.socket()
     )?;
+    // Declared after the tmux server: the board goes first.
+    let board = match opts.serve {
+        Some(addr) => Some(Board::start(out, &opts.exe, &dir, addr)?),
+        None => None,
+    };
     let started = Instant::now();
     let result = sprint(out, &store, &dir, opts, started);
     if result.is_err() {
@@ -233,6 +240,9 @@ pub fn run(out: &mut dyn Write, opts: &Options) -> Result {
         started.elapsed().as_secs_f64()
     )?;
     finale(out, &dir)?;
+    if let Some(board) = board {
+        board.until_interrupted(out)?;
+    }
     if place.keep {
         writeln!(
             out,
@@ -644,6 +654,87 @@ impl Drop for Server {
             tracing::warn!(socket = self.0.socket(), error = %e, "could not stop the demo's tmux server");
         }
         self.0.remove_socket_file();
+    }
+}
+
+/// `demo --serve`: `git sprint serve` on the demo's repository, as its own
+/// process (the demo's process owns its environment and signals).
+struct Board {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Board {
+    fn start(
+        out: &mut dyn Write,
+        exe: &Path,
+        dir: &Path,
+        addr: std::net::SocketAddr,
+    ) -> Result<Board> {
+        use std::io::BufRead;
+        let io = |source| DemoError::Io {
+            action: "starting the board (git sprint serve) in",
+            path: dir.to_owned(),
+            source,
+        };
+        let mut child = std::process::Command::new(exe)
+            .args(["serve", "--open", "--addr", &addr.to_string()])
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(io)?;
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut board = Board {
+            child,
+            url: String::new(),
+        };
+        // The first line says where it listens; anything else means it failed
+        // (its error went to stderr, which is the demo's).
+        let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+        match first.strip_prefix("Serving the board on ") {
+            Some(url) => board.url = url.trim().to_owned(),
+            None => {
+                return Err(io(std::io::Error::other(format!(
+                    "it did not start{}",
+                    if first.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {first}")
+                    }
+                ))))
+            }
+        }
+        // The rest of its output is not the demo's story.
+        std::thread::spawn(move || lines.for_each(drop));
+        writeln!(out, "The board: {} (a live page of this sprint)", board.url)?;
+        Ok(board)
+    }
+
+    /// Keeps the board up over the finished sprint until Ctrl-C, which ends
+    /// the board and lets the demo clean up after itself.
+    fn until_interrupted(mut self, out: &mut dyn Write) -> Result {
+        writeln!(
+            out,
+            "\nThe board stays up at {}; press Ctrl-C to end the demo.",
+            self.url
+        )?;
+        out.flush()?;
+        // Ctrl-C reaches the whole foreground group: the board stops on it,
+        // and this process, ignoring it, goes on to clean up.
+        // SAFETY: setting a signal's disposition to ignore has no handler to race.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+        }
+        let _ = self.child.wait();
+        Ok(())
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
