@@ -228,27 +228,42 @@ pub fn restart_tester(
         if t.status != TaskStatus::InTests || t.tester.as_deref() != Some(agent) {
             return Ok(());
         }
-        let now = clock::now();
-        t.infra_failures += 1;
-        let pause = backoff_secs(policy.backoff_secs, t.infra_failures, &r.to_string());
-        t.retry_after = Some(now + pause as i64);
         t.tester = None;
-        t.cause = Some(cause);
-        t.history.push(AttemptNote {
-            attempt: t.attempts,
-            at: clock::rfc3339(now),
-            agent: Some(agent.to_owned()),
-            cause,
-            note: format!("tester {agent} failed ({cause}); another starts"),
-            counted: false,
-        });
-        txn.put_task(&r.feature, &t)?;
-        txn.subject(format!(
-            "{r}: tester {agent} failed ({cause}); another in {}",
-            clock::short_age(pause as i64)
-        ));
-        Ok(())
+        another_after_outage(txn, r, t, "tester", agent, cause, policy)
     })?;
+    Ok(())
+}
+
+/// The rest of a helper agent's (Tester's, Reviewer's) infrastructure
+/// failure, once the task has forgotten it: a backoff before another, a
+/// history note that spends no attempt, the commit's subject.
+fn another_after_outage(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    mut t: Task,
+    role: &str,
+    agent: &str,
+    cause: Cause,
+    policy: AttemptPolicy,
+) -> Result<(), StateError> {
+    let now = clock::now();
+    t.infra_failures += 1;
+    let pause = backoff_secs(policy.backoff_secs, t.infra_failures, &r.to_string());
+    t.retry_after = Some(now + pause as i64);
+    t.cause = Some(cause);
+    t.history.push(AttemptNote {
+        attempt: t.attempts,
+        at: clock::rfc3339(now),
+        agent: Some(agent.to_owned()),
+        cause,
+        note: format!("{role} {agent} failed ({cause}); another starts"),
+        counted: false,
+    });
+    txn.put_task(&r.feature, &t)?;
+    txn.subject(format!(
+        "{r}: {role} {agent} failed ({cause}); another in {}",
+        clock::short_age(pause as i64)
+    ));
     Ok(())
 }
 
@@ -1240,25 +1255,7 @@ pub fn restart_reviewer(
             return Ok(());
         };
         review.reviewer = None;
-        let now = clock::now();
-        t.infra_failures += 1;
-        let pause = backoff_secs(policy.backoff_secs, t.infra_failures, &r.to_string());
-        t.retry_after = Some(now + pause as i64);
-        t.cause = Some(cause);
-        t.history.push(AttemptNote {
-            attempt: t.attempts,
-            at: clock::rfc3339(now),
-            agent: Some(agent.to_owned()),
-            cause,
-            note: format!("reviewer {agent} failed ({cause}); another starts"),
-            counted: false,
-        });
-        txn.put_task(&r.feature, &t)?;
-        txn.subject(format!(
-            "{r}: reviewer {agent} failed ({cause}); another in {}",
-            clock::short_age(pause as i64)
-        ));
-        Ok(())
+        another_after_outage(txn, r, t, "reviewer", agent, cause, policy)
     })?;
     Ok(())
 }
@@ -1397,18 +1394,8 @@ mod tests {
     use crate::state::{AgentState, Convoy};
     use gix::ObjectId;
 
-    /// A store in a fresh repository that reads no global or system config.
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let repo = gix::ThreadSafeRepository::init_opts(
-            dir.path(),
-            gix::create::Kind::WithWorktree,
-            gix::create::Options::default(),
-            gix::open::Options::isolated(),
-        )
-        .expect("a repository in the temp dir")
-        .to_thread_local();
-        (dir, Store::from_repo(repo))
+        Store::temp()
     }
 
     fn r(id: &str) -> TaskRef {

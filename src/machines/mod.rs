@@ -340,16 +340,7 @@ mod tests {
     use super::*;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = gix::ThreadSafeRepository::init_opts(
-            dir.path(),
-            gix::create::Kind::WithWorktree,
-            gix::create::Options::default(),
-            gix::open::Options::isolated(),
-        )
-        .unwrap()
-        .to_thread_local();
-        (dir, Store::from_repo(repo))
+        Store::temp()
     }
 
     #[test]

@@ -80,12 +80,10 @@ impl Remote {
         self.env = env;
     }
 
-    /// Makes the local `refs/ai-sprint` the remote's, whatever it was.
-    /// Returns false when the remote has no state yet (the local ref is
-    /// then left alone: the first push creates the remote's).
-    pub(crate) fn fetch(&self) -> Result<bool, StateError> {
-        let refspec = format!("+{REMOTE_STATE_REF}:{STATE_REF}");
-        let out = self.git(
+    /// `git fetch` of one refspec from the remote, quietly and touching
+    /// nothing else (no tags, no FETCH_HEAD, no submodules).
+    fn fetch_refspec(&self, refspec: &str) -> Result<std::process::Output, StateError> {
+        self.git(
             "fetching",
             &[
                 "fetch",
@@ -94,9 +92,16 @@ impl Remote {
                 "--no-write-fetch-head",
                 "--no-recurse-submodules",
                 &self.name,
-                &refspec,
+                refspec,
             ],
-        )?;
+        )
+    }
+
+    /// Makes the local `refs/ai-sprint` the remote's, whatever it was.
+    /// Returns false when the remote has no state yet (the local ref is
+    /// then left alone: the first push creates the remote's).
+    pub(crate) fn fetch(&self) -> Result<bool, StateError> {
+        let out = self.fetch_refspec(&format!("+{REMOTE_STATE_REF}:{STATE_REF}"))?;
         if out.status.success() {
             return Ok(true);
         }
@@ -194,19 +199,7 @@ impl Remote {
     /// Fetches the remote's refs matching `pattern` (one `*`) into the
     /// same names here, forced.
     pub(crate) fn fetch_refs(&self, pattern: &str) -> Result<(), StateError> {
-        let refspec = format!("+{pattern}:{pattern}");
-        let out = self.git(
-            "fetching",
-            &[
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                "--no-write-fetch-head",
-                "--no-recurse-submodules",
-                &self.name,
-                &refspec,
-            ],
-        )?;
+        let out = self.fetch_refspec(&format!("+{pattern}:{pattern}"))?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || is_lock_conflict(&stderr) {
             return Ok(());

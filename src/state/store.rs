@@ -1184,23 +1184,31 @@ impl Jitter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hint::Hint;
-    use crate::state::{ops, Snapshot};
-
-    /// A store in a fresh repository that reads no global or system config.
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
+impl Store {
+    /// A store in a fresh repository that reads no global or system
+    /// config, for unit tests; the directory goes when the guard drops.
+    pub(crate) fn temp() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
         let repo = gix::ThreadSafeRepository::init_opts(
             dir.path(),
             gix::create::Kind::WithWorktree,
             gix::create::Options::default(),
             gix::open::Options::isolated(),
         )
-        .unwrap()
+        .expect("a repository in the temp dir")
         .to_thread_local();
         (dir, Store::from_repo(repo))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hint::Hint;
+    use crate::state::{ops, Snapshot};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        Store::temp()
     }
 
     fn who() -> Actor {
@@ -1364,16 +1372,7 @@ mod snapshot_cache_tests {
     use crate::state::{archive_finished_agents, ops, AgentState, Snapshot, TaskStatus};
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = gix::ThreadSafeRepository::init_opts(
-            dir.path(),
-            gix::create::Kind::WithWorktree,
-            gix::create::Options::default(),
-            gix::open::Options::isolated(),
-        )
-        .unwrap()
-        .to_thread_local();
-        (dir, Store::from_repo(repo))
+        Store::temp()
     }
 
     fn add(store: &Store, feature: &str, id: &str) {
