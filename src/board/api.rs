@@ -119,7 +119,40 @@ fn reply(result: Result<Vec<u8>, Response>) -> Response {
 
 /// `git sprint status --json`.
 async fn status(State(shared): Shared_) -> Response {
-    reply(capture(&shared, status_json).await)
+    reply(status_body(&shared).await)
+}
+
+/// How long a status answer is reused for the same state commit. A page
+/// asks again on every event, and 1,000 tasks take far longer to gather
+/// than to send; what status reads beside the state (agents' liveness,
+/// uncommitted drafts) may lag by this much.
+const STATUS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A `status --json` answer and the state commit it was made at.
+pub(crate) struct CachedStatus {
+    tip: Option<gix::ObjectId>,
+    at: std::time::Instant,
+    body: Vec<u8>,
+}
+
+/// `status --json`, made again only when the state moved or the last
+/// answer is older than [`STATUS_TTL`].
+async fn status_body(shared: &Arc<Shared>) -> Result<Vec<u8>, Response> {
+    let tip = shared.events.tip();
+    let cache = || shared.status.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cache().as_ref() {
+        if c.tip == tip && c.at.elapsed() < STATUS_TTL {
+            return Ok(c.body.clone());
+        }
+    }
+    let at = std::time::Instant::now();
+    let body = capture(shared, status_json).await?;
+    *cache() = Some(CachedStatus {
+        tip,
+        at,
+        body: body.clone(),
+    });
+    Ok(body)
 }
 
 fn status_json(ctx: &mut Ctx<'_>) -> commands::Result {
@@ -130,7 +163,7 @@ fn status_json(ctx: &mut Ctx<'_>) -> commands::Result {
 /// One feature of `status --json`: its record, convoys and tasks, what it
 /// has cost, and the trouble that concerns it.
 async fn feature(State(shared): Shared_, Path(name): Path<String>) -> Response {
-    let body = match capture(&shared, status_json).await {
+    let body = match status_body(&shared).await {
         Ok(b) => b,
         Err(r) => return r,
     };

@@ -10,7 +10,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
@@ -39,6 +39,8 @@ impl Committed {
 /// The live feed every client subscribes to.
 pub(crate) struct Hub {
     tx: broadcast::Sender<Committed>,
+    /// The newest state commit the feed has seen (keys the status cache).
+    tip: Arc<Mutex<Option<gix::ObjectId>>>,
     /// Where the repository is: a store is not `Send`, so each reader
     /// opens its own.
     git_dir: PathBuf,
@@ -54,8 +56,10 @@ impl Hub {
         // Watch first, then read the tip: a commit in between is not missed.
         let (watch, wakes) = crate::view::ref_wakes(store)?;
         let mut seen = store.tip()?;
+        let tip = Arc::new(Mutex::new(seen));
         let (tx, _) = broadcast::channel(BACKLOG);
         let feed = tx.clone();
+        let newest_tip = tip.clone();
         let git_dir = store.repo().git_dir().to_owned();
         let dir = git_dir.clone();
         std::thread::Builder::new()
@@ -71,17 +75,25 @@ impl Hub {
                     let Ok(new) = since(&reader, seen) else {
                         continue;
                     };
+                    if let Some(newest) = new.last() {
+                        seen = gix::ObjectId::from_hex(newest.commit.as_bytes()).ok();
+                        // Before the events go out: a client that asks for
+                        // the status on one must not get the older one.
+                        *newest_tip.lock().unwrap_or_else(|p| p.into_inner()) = seen;
+                    }
                     for e in &new {
                         // No subscriber is not an error: the next may come.
                         let _ = feed.send(Committed::of(e));
                     }
-                    if let Some(newest) = new.last() {
-                        seen = gix::ObjectId::from_hex(newest.commit.as_bytes()).ok();
-                    }
                 }
             })
             .map_err(BoardError::Server)?;
-        Ok(Hub { tx, git_dir })
+        Ok(Hub { tx, tip, git_dir })
+    }
+
+    /// The newest state commit the feed has seen.
+    pub fn tip(&self) -> Option<gix::ObjectId> {
+        *self.tip.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The commits after `after` (all of them when it is not in the

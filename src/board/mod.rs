@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     /// Reads need the token too when the address is not loopback.
     pub loopback: bool,
     pub events: Arc<events::Hub>,
+    /// The last `status --json`, by the state commit it was made at.
+    pub status: std::sync::Mutex<Option<api::CachedStatus>>,
 }
 
 /// Serves the board until interrupted. Prints where it listens (the
@@ -122,6 +124,7 @@ pub fn serve(cwd: &Path, opts: &Options, out: &mut dyn Write) -> Result<(), Boar
         token,
         loopback,
         events,
+        status: std::sync::Mutex::new(None),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
