@@ -1555,6 +1555,11 @@ mod tests {
         assert_eq!(live, vec!["f.T10.dev.1".to_owned()]);
         let archived = store.read(|txn| txn.archived_agent_ids()).unwrap();
         assert_eq!(archived, vec!["f.T1.dev.1".to_owned()]);
+        // Its run is counted for its profile (`git sprint agents`): the
+        // tally was once kept only by the other way of archiving.
+        let meta = store.read(|txn| txn.meta()).unwrap();
+        let tally = meta.and_then(|m| m.profiles.get(&dev.profile).cloned());
+        assert_eq!(tally.as_ref().map(|t| t.runs), Some(1), "{tally:?}");
         // Nothing is left for a commit of its own.
         let snapshot = store.read(crate::state::Snapshot::read).unwrap();
         assert!(snapshot.archivable().is_empty());

@@ -423,12 +423,6 @@ pub fn archive_finished_agents(txn: &mut Txn<'_>) -> Result<Vec<String>, StateEr
     for a in &finished {
         txn.archive_agent(a)?;
     }
-    if let (Some(mut meta), false) = (txn.meta()?, finished.is_empty()) {
-        for a in &finished {
-            meta.profiles.entry(a.profile.clone()).or_default().add(a);
-        }
-        txn.put_meta(&meta)?;
-    }
     if !finished.is_empty() {
         txn.subject(format!(
             "archive {} finished agent{}",

@@ -433,10 +433,19 @@ impl<'r> Txn<'r> {
     }
     /// Moves a live agent's record to the archive: out of what a snapshot
     /// reads, still in `git log refs/ai-sprint` and [`Txn::all_agents`].
-    /// Agent ids never repeat, so an archived id is never live again.
+    /// Agent ids never repeat, so an archived id is never live again. The
+    /// run is added to its profile's tally in `sprint.yaml` here, whoever
+    /// archives it, so `git sprint agents` counts every run once.
     pub fn archive_agent(&mut self, agent: &Agent) -> Result<(), StateError> {
         self.write(&format!("{ARCHIVED_AGENTS}/{}.yaml", agent.id), agent)?;
         self.remove_agent(&agent.id);
+        if let Some(mut meta) = self.meta()? {
+            meta.profiles
+                .entry(agent.profile.clone())
+                .or_default()
+                .add(agent);
+            self.put_meta(&meta)?;
+        }
         Ok(())
     }
     pub fn agent(&self, id: &str) -> Result<Option<Agent>, StateError> {
