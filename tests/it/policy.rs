@@ -46,8 +46,9 @@ const TASKS: &str = "\
 - [ ] T004 [P] Touch CI for src/T004.txt
 ";
 
-fn sprint_with_policy() -> Sprint {
-    let cfg = config(AGENT, "policy: { retry_backoff: 1s }\n")
+/// The policy sprint, with `extra` configuration.
+fn sprint_with_policy(extra: &str) -> Sprint {
+    let cfg = config(AGENT, &format!("policy: {{ retry_backoff: 1s }}\n{extra}"))
         .replace(
             "developer: { agent: scripted, count: 3 }",
             "developer: { agent: scripted, count: 4 }",
@@ -74,13 +75,32 @@ fn find<'a>(ds: &'a [Value], rule: &str, subject: &str, verdict: &str) -> Option
 
 #[test]
 fn denials_send_work_back_with_the_rule_and_approvals_hold_the_merge_for_a_person() {
-    let s = sprint_with_policy();
+    // A person is told when a task waits for them (notify: approval.needed).
+    let told = tempfile::tempdir().unwrap();
+    let told = told.path().join("approval-needed.jsonl");
+    let s = sprint_with_policy(&format!(
+        "notify:\n  me:\n    on: [approval.needed]\n    command: [tee, -a, '{}']\n",
+        told.display()
+    ));
     s.start(&[]);
     s.wait("T003 and T004 awaiting approval", 120, |t| {
         ["T003", "T004"]
             .iter()
             .all(|id| t[*id]["status"] == "awaiting_approval")
     });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&told).unwrap_or_default();
+        if ["f/T003", "f/T004"].iter().all(|t| text.contains(t)) {
+            assert!(text.contains("\"approval.needed\""), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "approval.needed never reached the receiver for both tasks: {text:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     // A path rule: the attempt ended with cause policy, the rule and what it
     // matched in the feedback, and a decision record on refs/ai-sprint.
