@@ -36,6 +36,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/tasks/{feature}/{id}/cancel", post(cancel))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/agents/{id}/log", get(agent_log))
+        .route("/api/v1/machines", get(machines))
         .route("/api/v1/log", get(log))
         .route("/api/v1/health", get(health))
         .route("/api/v1/events", get(events))
@@ -259,6 +260,18 @@ async fn agents(State(shared): Shared_) -> Response {
         batch: None,
         all: true,
         machines: false,
+    };
+    reply(capture(&shared, move |ctx| commands::list::run(ctx, &args)).await)
+}
+
+/// `git sprint list --machines --json`: the machines sharing the sprint
+/// through its remote (none without `sprint.remote`).
+async fn machines(State(shared): Shared_) -> Response {
+    let args = commands::list::Args {
+        json: true,
+        batch: None,
+        all: false,
+        machines: true,
     };
     reply(capture(&shared, move |ctx| commands::list::run(ctx, &args)).await)
 }

@@ -255,6 +255,10 @@ fn every_read_endpoint_answers_with_the_read_commands_json() {
         s.json("/api/v1/agents"),
         s.cli(&["list", "--all", "--json"])
     );
+    assert_eq!(
+        s.json("/api/v1/machines"),
+        s.cli(&["list", "--machines", "--json"])
+    );
     assert_eq!(s.json("/api/v1/log"), s.cli(&["log", "--json"]));
     let one = s.json("/api/v1/log?limit=1");
     assert_eq!(one.as_array().unwrap().len(), 1);

@@ -110,6 +110,24 @@ async function renderAgents() {
   $("agents").tBodies[0].replaceChildren(...rows);
 }
 
+function renderMachines(list) {
+  // Rows are `git sprint list --machines --json`; the table shows only
+  // when the sprint is shared through a remote.
+  const rows = list.map((m) => {
+    const hb = m.heartbeat || {}, info = m.machine || {};
+    return el("tr", { "data-machine": m.name },
+      el("td", {}, m.name), el("td", {}, m.status), el("td", {}, info.host || "-"),
+      el("td", {}, info.cores != null ? String(info.cores) : "-"),
+      el("td", {}, hb.cpu_percent != null ? hb.cpu_percent.toFixed(0) + "%" : "-"),
+      el("td", {}, hb.load1 != null ? hb.load1.toFixed(2) : "-"),
+      el("td", {}, hb.disk_free_mb != null ? hb.disk_free_mb + "M" : "-"),
+      el("td", {}, hb.agents != null ? String(hb.agents) : "-"),
+      el("td", {}, m.beat_age_secs != null ? age(m.beat_age_secs) + " ago" : "-"));
+  });
+  $("machines").tBodies[0].replaceChildren(...rows);
+  $("machines-box").hidden = rows.length === 0;
+}
+
 function auditLine(e) {
   const when = new Date(e.time * 1000).toLocaleTimeString();
   return el("li", { "data-commit": e.commit }, `${when} ${e.actor} ${e.subject}`);
@@ -128,6 +146,7 @@ async function refresh() {
       notice("");
       agents = await get("/api/v1/agents").catch(() => []);
       await renderAgents();
+      renderMachines(await get("/api/v1/machines").catch(() => []));
     } while (again);
   } catch (e) {
     notice(e.message);
