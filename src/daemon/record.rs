@@ -1996,6 +1996,24 @@ mod tests {
         });
     }
 
+    /// A task whose review commands passed, with a Reviewer for `gates[0]`.
+    fn under_review(gates: &[String]) -> (tempfile::TempDir, Store, Agent) {
+        let (dir, store) = store();
+        in_review(&store);
+        record_verdict(
+            &store,
+            "f",
+            "T1",
+            GateStage::Review,
+            &passed(),
+            policy(),
+            gates,
+        )
+        .unwrap();
+        let a = reviewer(&store, &gates[0]);
+        (dir, store, a)
+    }
+
     #[test]
     fn ai_reviewers_follow_the_review_commands_one_at_a_time_then_tests() {
         let (_dir, store) = store();
@@ -2093,19 +2111,7 @@ mod tests {
     #[test]
     fn a_request_for_changes_or_no_verdict_spends_the_attempt() {
         let gates = ["ai".to_owned()];
-        let (_dir, store) = store();
-        in_review(&store);
-        record_verdict(
-            &store,
-            "f",
-            "T1",
-            GateStage::Review,
-            &passed(),
-            policy(),
-            &gates,
-        )
-        .unwrap();
-        let a = reviewer(&store, "ai");
+        let (_dir, store, a) = under_review(&gates);
         let changes = judged(Ok(
             "verdict: REQUEST_CHANGES\ncomments: [{path: a.rs, line: 3, body: check the bound}]",
         ));
@@ -2121,19 +2127,7 @@ mod tests {
         );
         assert!(!t.gates[0].passed && t.gates[0].comments.len() == 1);
 
-        let (_dir2, store) = self::store();
-        in_review(&store);
-        record_verdict(
-            &store,
-            "f",
-            "T1",
-            GateStage::Review,
-            &passed(),
-            policy(),
-            &gates,
-        )
-        .unwrap();
-        let a = reviewer(&store, "ai");
+        let (_dir2, store, a) = under_review(&gates);
         let none = judged(Err("the Reviewer gave no verdict"));
         record_review(&store, &r("T1"), &a.id, "ai", &none, &gates, policy()).unwrap();
         let t = task(&store, &r("T1")).unwrap().unwrap();
@@ -2156,19 +2150,7 @@ mod tests {
     #[test]
     fn restart_reviewer_forgets_the_reviewer_without_spending_an_attempt() {
         let gates = ["ai".to_owned()];
-        let (_dir, store) = store();
-        in_review(&store);
-        record_verdict(
-            &store,
-            "f",
-            "T1",
-            GateStage::Review,
-            &passed(),
-            policy(),
-            &gates,
-        )
-        .unwrap();
-        let a = reviewer(&store, "ai");
+        let (_dir, store, a) = under_review(&gates);
         restart_reviewer(&store, &r("T1"), &a.id, Cause::RateLimit, policy()).unwrap();
         let t = task(&store, &r("T1")).unwrap().unwrap();
         assert_eq!(t.status, TaskStatus::InReview);
