@@ -454,16 +454,23 @@ async fn retry(
     Path((feature, id)): Path<(String, String)>,
     raw: axum::body::Bytes,
 ) -> Response {
-    let b = match body(&raw) {
-        Ok(b) => b,
-        Err(e) => return bad_body(e),
-    };
-    let args = commands::retry::Args {
-        task: format!("{feature}/{id}"),
-        reason: b.reason,
-        actor: Some(ACTOR.into()),
-    };
-    done(capture(&shared, move |ctx| commands::retry::run(ctx, &args)).await)
+    task_action(
+        shared,
+        &raw,
+        format!("{feature}/{id}"),
+        |ctx, task, reason| {
+            let actor = Some(ACTOR.into());
+            commands::retry::run(
+                ctx,
+                &commands::retry::Args {
+                    task,
+                    reason,
+                    actor,
+                },
+            )
+        },
+    )
+    .await
 }
 
 /// `git sprint cancel`.
@@ -472,16 +479,37 @@ async fn cancel(
     Path((feature, id)): Path<(String, String)>,
     raw: axum::body::Bytes,
 ) -> Response {
-    let b = match body(&raw) {
+    task_action(
+        shared,
+        &raw,
+        format!("{feature}/{id}"),
+        |ctx, task, reason| {
+            let actor = Some(ACTOR.into());
+            commands::cancel::run(
+                ctx,
+                &commands::cancel::Args {
+                    task,
+                    reason,
+                    actor,
+                },
+            )
+        },
+    )
+    .await
+}
+
+/// Runs `act` on `task` with the request body's reason, as actor `board`.
+async fn task_action(
+    shared: Arc<Shared>,
+    raw: &[u8],
+    task: String,
+    act: fn(&mut Ctx<'_>, String, Option<String>) -> commands::Result,
+) -> Response {
+    let b = match body(raw) {
         Ok(b) => b,
         Err(e) => return bad_body(e),
     };
-    let args = commands::cancel::Args {
-        task: format!("{feature}/{id}"),
-        reason: b.reason,
-        actor: Some(ACTOR.into()),
-    };
-    done(capture(&shared, move |ctx| commands::cancel::run(ctx, &args)).await)
+    done(capture(&shared, move |ctx| act(ctx, task, b.reason)).await)
 }
 
 /// `git sprint pause`.
