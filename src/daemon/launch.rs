@@ -165,6 +165,16 @@ impl Engine {
         let limits = self.limits();
         let branch = task_branch(feature, task);
         let template = prompt::template(&self.root, "developer");
+        let run = RoutedRun {
+            role: "developer",
+            r: &r,
+            worktree: &worktree,
+            integration: &integration,
+            route,
+            profile: &profile,
+            template: &template,
+            skills: &skills,
+        };
         let agent = record::claim_developer(
             &self.fleet.store,
             &r,
@@ -173,21 +183,8 @@ impl Engine {
             &branch,
             &worktree,
             |t, id| {
-                let vars = self.prompt_vars(feature, t, &integration);
-                let mut a = self.agent_record(
-                    id,
-                    "developer",
-                    &r,
-                    &worktree,
-                    &integration,
-                    name,
-                    &profile,
-                    t,
-                    deliver::render(&template, vars, &skills),
-                );
+                let mut a = self.routed_agent(&run, t, id);
                 a.base_commit = base_commit.clone();
-                a.skills = skills.iter().map(Skill::usage).collect();
-                a.route = Some(route.clone());
                 a
             },
         )?;
@@ -235,23 +232,19 @@ impl Engine {
             .map_err(|e| EngineError::Other(format!("{r}: the task's skills: {e}")))?;
         let limits = self.limits();
         let template = prompt::template(&self.root, "tester");
+        let run = RoutedRun {
+            role: "tester",
+            r: &r,
+            worktree: &worktree,
+            integration: &integration,
+            route,
+            profile: &profile,
+            template: &template,
+            skills: &skills,
+        };
         let agent =
             record::claim_tester(&self.fleet.store, &r, attempt, name, &limits, |t, id| {
-                let vars = self.prompt_vars(feature, t, &integration);
-                let mut a = self.agent_record(
-                    id,
-                    "tester",
-                    &r,
-                    &worktree,
-                    &integration,
-                    name,
-                    &profile,
-                    t,
-                    deliver::render(&template, vars, &skills),
-                );
-                a.skills = skills.iter().map(Skill::usage).collect();
-                a.route = Some(route.clone());
-                a
+                self.routed_agent(&run, t, id)
             })?;
         let Some(agent) = agent else {
             return Ok(());
@@ -384,6 +377,26 @@ impl Engine {
             &format!("its tmux session could not start: {e}"),
         )?;
         Err(e.into())
+    }
+
+    /// The record of a routed Developer or Tester the claim names `id`
+    /// for task `t`: its prompt with its skills, and its route.
+    fn routed_agent(&self, run: &RoutedRun<'_>, t: &Task, id: &str) -> Agent {
+        let vars = self.prompt_vars(&run.r.feature, t, run.integration);
+        let mut a = self.agent_record(
+            id,
+            run.role,
+            run.r,
+            run.worktree,
+            run.integration,
+            &run.route.profile,
+            run.profile,
+            t,
+            deliver::render(run.template, vars, run.skills),
+        );
+        a.skills = run.skills.iter().map(Skill::usage).collect();
+        a.route = Some(run.route.clone());
+        a
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -607,6 +620,19 @@ impl Engine {
     pub(super) fn branch_tip(&self, branch: &str) -> Option<String> {
         self.fleet.branch_tip(branch).map(|id| id.to_string())
     }
+}
+
+/// What a routed Developer's or Tester's record is made of, but the task
+/// and the id its claim decides.
+struct RoutedRun<'a> {
+    role: &'a str,
+    r: &'a TaskRef,
+    worktree: &'a Path,
+    integration: &'a str,
+    route: &'a crate::router::Choice,
+    profile: &'a crate::worker::profile::AgentProfile,
+    template: &'a str,
+    skills: &'a [Skill],
 }
 
 /// Where a worktree's setup is marked done: a file in its private git
