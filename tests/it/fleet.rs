@@ -84,14 +84,18 @@ impl Fleet {
     }
 
     pub(crate) fn tmux(&self, args: &[&str]) -> String {
-        let out = self
-            .cmd("tmux")
+        stdout(&self.tmux_on(&self.socket, args))
+    }
+
+    /// tmux on server `socket` (this fleet's, or another a test starts),
+    /// with the test's environment.
+    pub(crate) fn tmux_on(&self, socket: &str, args: &[&str]) -> std::process::Output {
+        self.cmd("tmux")
             .arg("-L")
-            .arg(&self.socket)
+            .arg(socket)
             .args(args)
             .output()
-            .expect("tmux");
-        stdout(&out)
+            .expect("tmux")
     }
 
     pub(crate) fn sessions(&self) -> Vec<String> {

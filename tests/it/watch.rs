@@ -48,14 +48,7 @@ impl<'a> Pane<'a> {
     }
 
     fn tmux(&self, args: &[&str]) -> String {
-        let out = self
-            .f
-            .cmd("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux");
+        let out = self.f.tmux_on(&self.socket, args);
         assert!(
             out.status.success(),
             "tmux {args:?}: {}",
