@@ -1001,6 +1001,31 @@ pub fn claim_developer(
     Ok(claimed.value)
 }
 
+/// The id of a task's helper agent (Tester, Reviewer): the one `named`
+/// before the orchestrator stopped and never started, else `base()` made
+/// unique against live and archived agents (ids never repeat). `None`
+/// while the named one exists: nothing is owed.
+fn helper_agent_id(
+    txn: &Txn<'_>,
+    named: Option<&str>,
+    base: impl FnOnce() -> String,
+) -> Result<Option<String>, StateError> {
+    match named {
+        Some(id) if txn.agent(id)?.is_none() => Ok(Some(id.to_owned())),
+        Some(_) => Ok(None),
+        None => {
+            let base = base();
+            let mut id = base.clone();
+            let mut k = 1;
+            while txn.agent(&id)?.is_some() || txn.archived_agent(&id)?.is_some() {
+                k += 1;
+                id = format!("{base}-{k}");
+            }
+            Ok(Some(id))
+        }
+    }
+}
+
 /// Names a tester for `r` (in tests, none running) when the profile's
 /// breaker admits it, and writes the record `agent(task, id)` makes.
 /// `None`: nothing was owed.
@@ -1019,20 +1044,9 @@ pub fn claim_tester(
         if t.status != TaskStatus::InTests {
             return Ok(None);
         }
-        let id = match &t.tester {
-            // Named before the orchestrator stopped, never started.
-            Some(id) if txn.agent(id)?.is_none() => id.clone(),
-            Some(_) => return Ok(None),
-            None => {
-                let base = agent_id(&r.feature, &r.id, "tester", t.runs.max(attempt).max(1));
-                let mut id = base.clone();
-                let mut k = 1;
-                while txn.agent(&id)?.is_some() {
-                    k += 1;
-                    id = format!("{base}-{k}");
-                }
-                id
-            }
+        let base = || agent_id(&r.feature, &r.id, "tester", t.runs.max(attempt).max(1));
+        let Some(id) = helper_agent_id(txn, t.tester.as_deref(), base)? else {
+            return Ok(None);
         };
         if !breaker_admits(txn, profile, &id, limits)? {
             return Ok(None);
@@ -1203,20 +1217,9 @@ pub fn claim_reviewer(
         else {
             return Ok(None);
         };
-        let id = match &review.reviewer {
-            // Named before the orchestrator stopped, never started.
-            Some(id) if txn.agent(id)?.is_none() => id.clone(),
-            Some(_) => return Ok(None),
-            None => {
-                let base = agent_id(&r.feature, &r.id, "reviewer", t.runs.max(1));
-                let mut id = base.clone();
-                let mut k = 1;
-                while txn.agent(&id)?.is_some() || txn.archived_agent(&id)?.is_some() {
-                    k += 1;
-                    id = format!("{base}-{k}");
-                }
-                id
-            }
+        let base = || agent_id(&r.feature, &r.id, "reviewer", t.runs.max(1));
+        let Some(id) = helper_agent_id(txn, review.reviewer.as_deref(), base)? else {
+            return Ok(None);
         };
         if !breaker_admits(txn, profile, &id, limits)? {
             return Ok(None);
