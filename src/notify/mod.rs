@@ -62,6 +62,27 @@ pub struct Delivery {
     pub outcome: Outcome,
 }
 
+impl Delivery {
+    /// An event that was never sent to `receiver`, and why.
+    fn not_sent(receiver: &str, event: Event, why: String) -> Delivery {
+        Delivery {
+            at: crate::clock::now_rfc3339(),
+            receiver: receiver.to_owned(),
+            event: event.event,
+            key: event.key,
+            subject: event.subject,
+            outcome: Outcome {
+                ok: false,
+                attempts: 0,
+                status: None,
+                exit: None,
+                error: Some(why),
+                took_ms: 0,
+            },
+        }
+    }
+}
+
 /// Appends `d` to the ledger in `dir`, as one write so concurrent writers
 /// (a receiver's thread, `notify test`) never interleave within a line.
 pub fn record(dir: &Path, d: &Delivery) -> std::io::Result<()> {
@@ -379,24 +400,8 @@ fn trim_queue(dir: &Path, name: &str, queue: &Path) {
     }
     for f in &files[..files.len() - MAX_PENDING] {
         if let Some(event) = read_event(f) {
-            let d = Delivery {
-                at: crate::clock::now_rfc3339(),
-                receiver: name.to_owned(),
-                event: event.event,
-                key: event.key,
-                subject: event.subject,
-                outcome: Outcome {
-                    ok: false,
-                    attempts: 0,
-                    status: None,
-                    exit: None,
-                    error: Some(format!(
-                        "dropped: more than {MAX_PENDING} events waited for this receiver"
-                    )),
-                    took_ms: 0,
-                },
-            };
-            let _ = record(dir, &d);
+            let why = format!("dropped: more than {MAX_PENDING} events waited for this receiver");
+            let _ = record(dir, &Delivery::not_sent(name, event, why));
         }
         let _ = std::fs::remove_file(f);
     }
@@ -463,22 +468,8 @@ impl Worker {
                         }
                     }
                     (Some(event), None) => {
-                        let d = Delivery {
-                            at: crate::clock::now_rfc3339(),
-                            receiver: self.name.clone(),
-                            event: event.event,
-                            key: event.key,
-                            subject: event.subject,
-                            outcome: Outcome {
-                                ok: false,
-                                attempts: 0,
-                                status: None,
-                                exit: None,
-                                error: Some("skipped: the receiver is no longer configured".into()),
-                                took_ms: 0,
-                            },
-                        };
-                        let _ = record(&self.dir, &d);
+                        let why = "skipped: the receiver is no longer configured".into();
+                        let _ = record(&self.dir, &Delivery::not_sent(&self.name, event, why));
                     }
                     (None, _) => {}
                 }
