@@ -147,11 +147,11 @@ impl Engine {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        // With a state remote, read what the other machines wrote too; one
-        // that does not answer leaves the local copy, which still serves.
-        if let Err(e) = self.fleet.store.refresh() {
-            tracing::warn!(error = %e, "reading the state from its remote failed; using the local copy");
-        }
+        // With a state remote, what other machines write arrives through
+        // the follower (daemon/follow.rs), whose fetch moves the local ref
+        // and wakes this loop: no fetch here, on every reconcile. Writes
+        // are compare-and-swap on the remote, so acting on a copy a moment
+        // old never loses or doubles one.
         let snapshot = self.fleet.store.read(Snapshot::read)?;
         record::archive_finished(&self.fleet.store, &snapshot);
         let mut live = HashSet::new();
