@@ -1,16 +1,9 @@
 //! `git sprint health`: is every agent alive, and is the orchestrator?
 
-use std::collections::HashSet;
-
-use serde::Serialize;
-
 use super::style::{self, Tone};
 use super::{write_json, CommandError, Ctx, Result};
-use crate::clock;
-use crate::daemon::lock;
 use crate::fleet::Fleet;
-use crate::state::{liveness, Snapshot};
-use crate::worker::procstat;
+use crate::view::health::{self, Health};
 
 /// Check the agents, the orchestrator and the sprint; exit 1 if anything needs you
 ///
@@ -27,114 +20,13 @@ pub struct Args {
     pub json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct AgentHealth {
-    id: String,
-    role: String,
-    task: Option<String>,
-    pid: Option<u32>,
-    pid_alive: bool,
-    session_alive: bool,
-    since_heartbeat: Option<i64>,
-    since_output: Option<i64>,
-    lease_expires_in: Option<i64>,
-    tokens: u64,
-    cost_usd: Option<f64>,
-    healthy: bool,
-    problem: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Health {
-    orchestrator: Option<u32>,
-    healthy: bool,
-    /// How agents are confined: `landlock ABI 7`, `off`, `unavailable: …`.
-    sandbox: String,
-    agents: Vec<AgentHealth>,
-    /// What needs a person.
-    trouble: Vec<crate::stages::trouble::Trouble>,
-}
-
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
-    let fleet = Fleet::open(&ctx.cwd)?;
-    // Sessions first, state second: a wrapper records its agent's end before
-    // its session closes, so an agent that ends in between shows as ended,
-    // never as a running agent with its session gone.
-    let sessions: HashSet<String> = fleet
-        .tmux
-        .list_sessions()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    let snapshot = fleet.store.read(Snapshot::read)?;
-    let now = clock::now();
-    let mut agents = Vec::new();
-    for a in snapshot.agents.iter().filter(|a| liveness::is_running(a)) {
-        let session_alive = sessions.contains(&a.session);
-        let pid_alive = a.pid.is_some_and(procstat::is_alive);
-        let claim = liveness::claim_of(&snapshot, a);
-        let since_output = session_alive
-            .then(|| fleet.tmux.pane_activity(&a.session).ok())
-            .flatten()
-            .map(|t| now - t as i64);
-        let since_heartbeat = liveness::renewed(a, claim)
-            .max(Some(a.heartbeat).filter(|h| *h > 0))
-            .map(|t| now - t);
-        let lease_expires_in = claim.map(|c| c.expires - now);
-        // An agent that has ended while its wrapper still cleans up, saves
-        // its work and records the end is finishing, not lost.
-        let finishing = a
-            .runner_pid
-            .is_some_and(|p| crate::fleet::is_runner_of(p, &a.id));
-        let problem = if !session_alive {
-            Some("tmux session gone".to_owned())
-        } else if a.pid.is_some() && !pid_alive && !finishing {
-            Some("agent process gone".to_owned())
-        } else if lease_expires_in.is_some_and(|s| s < 0)
-            && since_output.is_none_or(|s| s > -lease_expires_in.unwrap_or(0))
-        {
-            Some("lease expired".to_owned())
-        } else {
-            None
-        };
-        agents.push(AgentHealth {
-            id: a.id.clone(),
-            role: a.role.clone(),
-            task: a.task.clone(),
-            pid: a.pid,
-            pid_alive,
-            session_alive,
-            since_heartbeat,
-            since_output,
-            lease_expires_in,
-            tokens: a.usage.as_ref().map(|u| u.tokens()).unwrap_or(0),
-            cost_usd: a.usage.as_ref().and_then(|u| u.cost_usd),
-            healthy: problem.is_none(),
-            problem,
-        });
-    }
-    let orchestrator = lock::holder(&fleet.common_dir);
-    // Work in flight needs an orchestrator to move it on; fleet workers and
-    // finished sprints do not.
-    let in_flight = snapshot
-        .features
-        .iter()
-        .flat_map(|f| &f.tasks)
-        .filter(|t| t.status.is_active())
-        .count();
-    let sprint_agents = agents.iter().any(|a| a.role != "fleet");
-    let trouble = crate::stages::trouble::list(&snapshot);
-    let healthy = agents.iter().all(|a| a.healthy)
-        && (orchestrator.is_some() || (!sprint_agents && in_flight == 0))
-        && trouble.is_empty();
-    let (sandbox, unconfined) = crate::fleet::contain::sandbox_status(&fleet);
-    let report = Health {
-        orchestrator,
-        healthy,
-        sandbox,
-        agents,
-        trouble,
-    };
+    let report = health::check(&Fleet::open(&ctx.cwd)?)?;
+    let Health {
+        in_flight,
+        sprint_agents,
+        ..
+    } = report;
     if args.json {
         write_json(ctx.out, &report)?;
     } else {
@@ -147,7 +39,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
             )?,
             None => writeln!(ctx.out, "orchestrator: not running")?,
         }
-        if let Some(line) = unconfined {
+        if let Some(line) = &report.unconfined {
             writeln!(ctx.out, "{line}")?;
         }
         if report.agents.is_empty() {

@@ -1,11 +1,9 @@
 //! `git sprint list`: the workers, as they really are.
 
-use std::time::Duration;
-
 use super::{person, write_json, Ctx, Result};
 use crate::clock;
 use crate::fleet::Fleet;
-use crate::state::AgentState;
+use crate::view::workers::{self, Workers};
 
 /// List workers: state, age, commits ahead, files changed, CPU, memory and cost
 ///
@@ -41,19 +39,15 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         return machines(ctx, args.json);
     }
     let fleet = Fleet::open(&ctx.cwd)?;
-    let actor = person(&fleet.store, None);
-    let mut rows = fleet.status(&actor, Duration::from_millis(100))?;
-    if let Some(b) = &args.batch {
-        rows.retain(|r| r.agent.batch.as_deref() == Some(b.as_str()));
-    }
-    let before = rows.len();
-    if !args.all {
-        rows.retain(|r| matches!(r.agent.state, AgentState::Starting | AgentState::Running));
-    }
-    let ended = before - rows.len();
+    let filter = workers::Filter {
+        batch: args.batch.clone(),
+        all: args.all,
+    };
+    let listed = workers::list(&fleet, &person(&fleet.store, None), &filter)?;
     if args.json {
-        return write_json(ctx.out, &rows);
+        return write_json(ctx.out, &listed);
     }
+    let Workers { rows, ended } = listed;
     if rows.is_empty() && ended > 0 {
         writeln!(
             ctx.out,

@@ -6,6 +6,7 @@ use std::io::Write;
 use super::pager::Pager;
 use super::{short, write_json, Ctx, Result};
 use crate::clock;
+use crate::state::log::{decisions, LoggedDecision};
 use crate::state::log::{history_from, since, Entry};
 
 /// What `--follow` shows of the past without `-n`.
@@ -39,29 +40,6 @@ pub struct Args {
     /// Only policy decision records: denials, approvals, warnings, overrides, budget stops
     #[arg(long)]
     pub policy: bool,
-}
-
-/// A decision record with the state commit that carries it (`--policy --json`).
-#[derive(serde::Serialize)]
-pub struct LoggedDecision<'a> {
-    pub commit: &'a str,
-    pub time: i64,
-    #[serde(flatten)]
-    pub decision: &'a crate::policy::Decision,
-}
-
-/// The decision records of `entries`, newest first, each with its commit.
-pub fn decisions(entries: &[Entry]) -> Vec<LoggedDecision<'_>> {
-    entries
-        .iter()
-        .flat_map(|e| {
-            e.decisions.iter().map(|d| LoggedDecision {
-                commit: &e.commit,
-                time: e.time,
-                decision: d,
-            })
-        })
-        .collect()
 }
 
 /// One line per decision record: `1a2b3c4 <time> deny no-migrations on f/T1 by cab: …`.

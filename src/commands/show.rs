@@ -2,12 +2,9 @@
 
 use std::io::Write;
 
-use serde::Serialize;
-
 use super::{write_json, Ctx, Result};
 use crate::clock;
-use crate::state::log::{history, Entry};
-use crate::state::{ops, Task};
+use crate::view::task::{self, TaskView};
 
 /// Show one task: its record and every transition it went through
 #[derive(Debug, clap::Args)]
@@ -19,35 +16,12 @@ pub struct Args {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct ShowJson<'a> {
-    feature: &'a str,
-    task: &'a Task,
-    history: &'a [Entry],
-    /// The task's policy decision records, newest first.
-    decisions: Vec<super::log::LoggedDecision<'a>>,
-}
-
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
-    let store = ctx.store()?;
-    let (r, task) = store.read(|txn| {
-        let r = ops::resolve(txn, &args.task)?;
-        let task = txn.task(&r.feature, &r.id)?.expect("resolved tasks exist");
-        Ok((r, task))
-    })?;
-    let name = r.to_string();
-    let entries = history(&store, None, |e| e.concerns(&name))?;
+    let view = task::show(&ctx.store()?, &args.task)?;
     if args.json {
-        return write_json(
-            ctx.out,
-            &ShowJson {
-                feature: &r.feature,
-                task: &task,
-                history: &entries,
-                decisions: own_decisions(&entries, &name),
-            },
-        );
+        return write_json(ctx.out, &view);
     }
+    let TaskView { name, task, .. } = &view;
     let out = &mut *ctx.out;
     match &task.skipped {
         Some(why) => writeln!(out, "{name}  {} (skipped: {why})", task.status)?,
@@ -173,7 +147,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         };
         writeln!(out, "  approval: {} ({state})", a.rules.join(", "))?;
     }
-    let decisions = own_decisions(&entries, &name);
+    let decisions = view.decisions();
     if !decisions.is_empty() {
         writeln!(out, "policy decisions:")?;
         for d in decisions.iter().rev() {
@@ -182,17 +156,9 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         }
     }
     writeln!(out, "history:")?;
-    for e in entries.iter().rev() {
+    for e in view.history.iter().rev() {
         write!(out, "  ")?;
-        super::log::line(out, e, Some(&name))?;
+        super::log::line(out, e, Some(name))?;
     }
     Ok(())
-}
-
-/// The decision records about task `name` in `entries`.
-fn own_decisions<'a>(entries: &'a [Entry], name: &str) -> Vec<super::log::LoggedDecision<'a>> {
-    super::log::decisions(entries)
-        .into_iter()
-        .filter(|d| d.decision.subject == name)
-        .collect()
 }

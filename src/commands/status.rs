@@ -3,15 +3,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use serde::Serialize;
-
 use super::style::{self, Tone};
 use super::{short, write_json, Ctx, Result};
 use crate::clock;
-use crate::stages::budget::{spend, Spend};
-use crate::state::{
-    natural_key, ConvoyStatus, FeatureState, Snapshot, StateError, Store, TaskStatus,
-};
+use crate::state::{natural_key, ConvoyStatus, FeatureState, Store, TaskStatus};
+use crate::view::status::{self, StatusView};
 
 /// Show features, convoys, tasks per status, claims and quarantined records
 #[derive(Debug, clap::Args)]
@@ -19,24 +15,6 @@ pub struct Args {
     /// Print JSON for tools instead of text
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Serialize)]
-struct StatusJson<'a> {
-    tip: Option<String>,
-    /// US dollars spent, in total and per feature.
-    spend: Spend,
-    /// What needs a person (quarantined records, open breakers, budgets
-    /// reached, failed, blocked and stalled work).
-    trouble: Vec<crate::stages::trouble::Trouble>,
-    /// Working-tree tasks.md files that do not parse.
-    drafts: Vec<crate::ingest::Draft>,
-    /// Set when the working tree's `.git-sprint.yaml` is not the committed
-    /// one the sprint uses.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    config_notice: Option<String>,
-    #[serde(flatten)]
-    snapshot: &'a Snapshot,
 }
 
 /// How to show the board; [`Args`] resolved, for callers without a command line.
@@ -58,50 +36,18 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
 
 /// Writes the board of `store` to `out`.
 pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
-    let tip = store.tip()?;
-    if tip.is_none() {
-        let evidence = store.evidence()?;
-        if !evidence.is_empty() {
-            return Err(StateError::Lost {
-                evidence: evidence.to_string(),
-            }
-            .into());
-        }
-    }
-    // JSON is the whole record, archived agents included; the summary
-    // reads only the live state, so it costs the same late in a sprint.
-    let snapshot = if opts.json {
-        store.read(Snapshot::read_with_archive)?
-    } else {
-        store.read(Snapshot::read)?
-    };
-    let drafts = store
-        .repo()
-        .workdir()
-        .map(crate::ingest::check_drafts)
-        .unwrap_or_default();
-    let config_notice = store.repo().workdir().and_then(|top| {
-        let root = crate::worker::worktree::Git::new(top)
-            .main_worktree()
-            .ok()
-            .flatten()?;
-        crate::config::uncommitted_notice(store.repo(), &root)
-    });
-    let spent = spend(&snapshot);
-    let trouble = crate::stages::trouble::list(&snapshot);
+    let view = status::gather(store, opts.json)?;
     if opts.json {
-        return write_json(
-            out,
-            &StatusJson {
-                tip: tip.map(|t| t.to_string()),
-                spend: spent,
-                trouble,
-                drafts,
-                config_notice,
-                snapshot: &snapshot,
-            },
-        );
+        return write_json(out, &view);
     }
+    let StatusView {
+        tip,
+        spend: spent,
+        trouble,
+        drafts,
+        config_notice,
+        snapshot,
+    } = view;
     if let Some(notice) = &config_notice {
         writeln!(out, "note: {notice}")?;
     }

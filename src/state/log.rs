@@ -20,6 +20,29 @@ pub struct Entry {
     pub decisions: Vec<crate::policy::Decision>,
 }
 
+/// A decision record with the state commit that carries it (`--policy --json`).
+#[derive(Serialize)]
+pub struct LoggedDecision<'a> {
+    pub commit: &'a str,
+    pub time: i64,
+    #[serde(flatten)]
+    pub decision: &'a crate::policy::Decision,
+}
+
+/// The decision records of `entries`, newest first, each with its commit.
+pub fn decisions(entries: &[Entry]) -> Vec<LoggedDecision<'_>> {
+    entries
+        .iter()
+        .flat_map(|e| {
+            e.decisions.iter().map(|d| LoggedDecision {
+                commit: &e.commit,
+                time: e.time,
+                decision: d,
+            })
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct LoggedTransition {
     pub task: String,

@@ -1,5 +1,9 @@
-//! Live views of the sprint: the board `git sprint watch` draws and the
-//! stream `git sprint log --follow` prints.
+//! Views of the sprint. The read views ([`status`], [`task`], [`workers`],
+//! [`health`]) are what the read commands and the board's API show, each
+//! gathered by one function that takes plain options and returns a typed
+//! view, rendered as text or serialised as JSON by its callers. The live
+//! views are the board `git sprint watch` draws and the stream
+//! `git sprint log --follow` prints.
 //!
 //! Both wake on the orchestrator's own inotify watch of the ref storage
 //! ([`crate::daemon::watch`]), so a view redraws when `refs/ai-sprint` moves
@@ -8,8 +12,12 @@
 //! one-second clock re-renders ages from what it already holds, painting only
 //! when a line changed. The drawing itself is [`render`], a pure function.
 
+pub mod health;
 pub mod render;
+pub mod status;
+pub mod task;
 pub mod term;
+pub mod workers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{Read, Seek, SeekFrom};

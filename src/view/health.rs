@@ -1,0 +1,140 @@
+//! Whether every agent is alive, and the orchestrator, as `git sprint
+//! health` and the board's `/api/v1/health` see it.
+//!
+//! Gathered here once, so the command's text, its `--json` and the board's
+//! answer are all renderings of the same [`Health`].
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use crate::clock;
+use crate::daemon::lock;
+use crate::fleet::Fleet;
+use crate::state::{liveness, Snapshot, StateError};
+use crate::worker::procstat;
+
+/// One running agent: is its process alive, is it heard from, what it cost.
+#[derive(Debug, Serialize)]
+pub struct AgentHealth {
+    pub id: String,
+    pub role: String,
+    pub task: Option<String>,
+    pub pid: Option<u32>,
+    pub pid_alive: bool,
+    pub session_alive: bool,
+    pub since_heartbeat: Option<i64>,
+    pub since_output: Option<i64>,
+    pub lease_expires_in: Option<i64>,
+    pub tokens: u64,
+    pub cost_usd: Option<f64>,
+    pub healthy: bool,
+    pub problem: Option<String>,
+}
+
+/// The report: `healthy` is false when anything needs a person.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    pub orchestrator: Option<u32>,
+    pub healthy: bool,
+    /// How agents are confined: `landlock ABI 7`, `off`, `unavailable: …`.
+    pub sandbox: String,
+    pub agents: Vec<AgentHealth>,
+    /// What needs a person.
+    pub trouble: Vec<crate::stages::trouble::Trouble>,
+    /// A line saying agents run unconfined, when they do and should not.
+    #[serde(skip)]
+    pub unconfined: Option<String>,
+    /// How many tasks are active (claimed, in review, merging, …): work
+    /// that needs an orchestrator to move on.
+    #[serde(skip)]
+    pub in_flight: usize,
+    /// Whether a running agent is a sprint's (not a fleet worker).
+    #[serde(skip)]
+    pub sprint_agents: bool,
+}
+
+/// The health of the agents, the orchestrator and the sprint of `fleet`.
+pub fn check(fleet: &Fleet) -> Result<Health, StateError> {
+    // Sessions first, state second: a wrapper records its agent's end before
+    // its session closes, so an agent that ends in between shows as ended,
+    // never as a running agent with its session gone.
+    let sessions: HashSet<String> = fleet
+        .tmux
+        .list_sessions()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let snapshot = fleet.store.read(Snapshot::read)?;
+    let now = clock::now();
+    let mut agents = Vec::new();
+    for a in snapshot.agents.iter().filter(|a| liveness::is_running(a)) {
+        let session_alive = sessions.contains(&a.session);
+        let pid_alive = a.pid.is_some_and(procstat::is_alive);
+        let claim = liveness::claim_of(&snapshot, a);
+        let since_output = session_alive
+            .then(|| fleet.tmux.pane_activity(&a.session).ok())
+            .flatten()
+            .map(|t| now - t as i64);
+        let since_heartbeat = liveness::renewed(a, claim)
+            .max(Some(a.heartbeat).filter(|h| *h > 0))
+            .map(|t| now - t);
+        let lease_expires_in = claim.map(|c| c.expires - now);
+        // An agent that has ended while its wrapper still cleans up, saves
+        // its work and records the end is finishing, not lost.
+        let finishing = a
+            .runner_pid
+            .is_some_and(|p| crate::fleet::is_runner_of(p, &a.id));
+        let problem = if !session_alive {
+            Some("tmux session gone".to_owned())
+        } else if a.pid.is_some() && !pid_alive && !finishing {
+            Some("agent process gone".to_owned())
+        } else if lease_expires_in.is_some_and(|s| s < 0)
+            && since_output.is_none_or(|s| s > -lease_expires_in.unwrap_or(0))
+        {
+            Some("lease expired".to_owned())
+        } else {
+            None
+        };
+        agents.push(AgentHealth {
+            id: a.id.clone(),
+            role: a.role.clone(),
+            task: a.task.clone(),
+            pid: a.pid,
+            pid_alive,
+            session_alive,
+            since_heartbeat,
+            since_output,
+            lease_expires_in,
+            tokens: a.usage.as_ref().map(|u| u.tokens()).unwrap_or(0),
+            cost_usd: a.usage.as_ref().and_then(|u| u.cost_usd),
+            healthy: problem.is_none(),
+            problem,
+        });
+    }
+    let orchestrator = lock::holder(&fleet.common_dir);
+    // Work in flight needs an orchestrator to move it on; fleet workers and
+    // finished sprints do not.
+    let in_flight = snapshot
+        .features
+        .iter()
+        .flat_map(|f| &f.tasks)
+        .filter(|t| t.status.is_active())
+        .count();
+    let sprint_agents = agents.iter().any(|a| a.role != "fleet");
+    let trouble = crate::stages::trouble::list(&snapshot);
+    let healthy = agents.iter().all(|a| a.healthy)
+        && (orchestrator.is_some() || (!sprint_agents && in_flight == 0))
+        && trouble.is_empty();
+    let (sandbox, unconfined) = crate::fleet::contain::sandbox_status(fleet);
+    Ok(Health {
+        orchestrator,
+        healthy,
+        sandbox,
+        agents,
+        trouble,
+        unconfined,
+        in_flight,
+        sprint_agents,
+    })
+}
