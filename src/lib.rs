@@ -8,6 +8,7 @@ pub mod board;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod fleet;
 pub mod gates;

@@ -1,7 +1,7 @@
 //! `git sprint cancel`: take a task out of the sprint.
 
 use super::{person, Ctx, Result};
-use crate::state::ops;
+use crate::control;
 
 /// Cancel a task: it will not be scheduled; its history stays
 #[derive(Debug, clap::Args)]
@@ -19,16 +19,7 @@ pub struct Args {
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());
-    let done = store.transact(&actor, |txn| {
-        let r = ops::resolve(txn, &args.task)?;
-        let from = txn.task(&r.feature, &r.id)?.map(|t| t.status);
-        ops::cancel(txn, &r, args.reason.as_deref())?;
-        Ok((r, from))
-    })?;
-    let (r, from) = done.value;
-    match from {
-        Some(from) => writeln!(ctx.out, "{r}: {from} -> cancelled")?,
-        None => writeln!(ctx.out, "{r}: cancelled")?,
-    }
+    let cancelled = control::cancel(&store, &actor, &args.task, args.reason.as_deref())?;
+    write!(ctx.out, "{cancelled}")?;
     Ok(())
 }

@@ -125,6 +125,17 @@ pub enum CommandError {
     Policy(#[from] crate::policy::PolicyError),
 }
 
+/// An action's state or fleet error is that error, so its exit code and
+/// the board's HTTP status are the same as when the command made it.
+impl From<crate::control::ControlError> for CommandError {
+    fn from(e: crate::control::ControlError) -> Self {
+        match e {
+            crate::control::ControlError::State(e) => CommandError::State(e),
+            crate::control::ControlError::Fleet(e) => CommandError::Fleet(e),
+        }
+    }
+}
+
 impl CommandError {
     pub fn usage(message: impl Into<String>) -> Self {
         CommandError::Usage {

@@ -1,7 +1,7 @@
 //! `git sprint retry`: give a failed, blocked or cancelled task a fresh start.
 
 use super::{person, Ctx, Result};
-use crate::state::ops;
+use crate::control;
 
 /// Put a failed, blocked or cancelled task back to todo with fresh attempts
 ///
@@ -21,15 +21,7 @@ pub struct Args {
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());
-    let done = store.transact(&actor, |txn| {
-        let r = ops::resolve(txn, &args.task)?;
-        let unblocked = ops::retry(txn, &r, args.reason.as_deref())?;
-        Ok((r, unblocked))
-    })?;
-    let (r, unblocked) = done.value;
-    writeln!(ctx.out, "{r}: back to todo with fresh attempts")?;
-    if !unblocked.is_empty() {
-        writeln!(ctx.out, "unblocked: {}", unblocked.join(", "))?;
-    }
+    let retried = control::retry(&store, &actor, &args.task, args.reason.as_deref())?;
+    write!(ctx.out, "{retried}")?;
     Ok(())
 }
