@@ -1,9 +1,11 @@
 //! The routes: `/api/v1/…` reads and actions, `/api/v1/events`, and the page.
 //!
-//! A read runs the matching read command with `--json` and its output
-//! captured, so the API and the command line cannot drift apart; an action
-//! runs the command itself. Commands are blocking (git, tmux), so each runs
-//! on tokio's blocking pool.
+//! A read calls the same domain function as the matching read command
+//! ([`crate::view`]) and serialises the same typed view its `--json`
+//! prints, so the API and the command line cannot drift apart; an action
+//! calls the same function as the command ([`crate::control`]) and answers
+//! with the words the command prints. The work is blocking (git, tmux), so
+//! each request runs on tokio's blocking pool.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -18,8 +20,10 @@ use serde::Deserialize;
 use super::auth::refuse;
 use super::{page, Shared};
 use crate::commands::{self, CommandError, Ctx};
+use crate::fleet::Fleet;
 use crate::hint::Hint;
-use crate::state::{Refusal, StateError};
+use crate::state::{Actor, Refusal, StateError};
+use crate::{control, view};
 
 type Shared_ = State<Arc<Shared>>;
 
@@ -58,7 +62,7 @@ async fn not_found() -> Response {
     )
 }
 
-/// Runs a command with its output captured, off the async threads.
+/// Runs `run` with its output captured, off the async threads.
 async fn capture<F>(shared: &Arc<Shared>, run: F) -> Result<Vec<u8>, Response>
 where
     F: FnOnce(&mut Ctx<'_>) -> commands::Result + Send + 'static,
@@ -72,7 +76,7 @@ where
     .await;
     match done {
         Ok((Ok(()), out)) => Ok(out),
-        Ok((Err(e), out)) => Err(failure(&e, out)),
+        Ok((Err(e), _)) => Err(failure(&e)),
         Err(e) => Err(refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("the request's worker failed: {e}"),
@@ -83,7 +87,7 @@ where
 
 /// A command's error as an HTTP answer: an unknown name is 404, a refused
 /// change 409, another mistake 400, anything else 500.
-fn failure(e: &CommandError, _out: Vec<u8>) -> Response {
+fn failure(e: &CommandError) -> Response {
     let status = match e {
         CommandError::State(StateError::Refused(
             Refusal::UnknownTask { .. }
@@ -157,8 +161,8 @@ async fn status_body(shared: &Arc<Shared>) -> Result<Vec<u8>, Response> {
 }
 
 fn status_json(ctx: &mut Ctx<'_>) -> commands::Result {
-    let store = ctx.store()?;
-    commands::status::show(&store, ctx.out, &commands::status::Options { json: true })
+    let view = view::status::gather(&ctx.store()?, true)?;
+    commands::write_json(ctx.out, &view)
 }
 
 /// One feature of `status --json`: its record, convoys and tasks, what it
@@ -203,11 +207,14 @@ async fn feature(State(shared): Shared_, Path(name): Path<String>) -> Response {
 
 /// `git sprint show <feature>/<id> --json`.
 async fn task(State(shared): Shared_, Path((feature, id)): Path<(String, String)>) -> Response {
-    let args = commands::show::Args {
-        task: format!("{feature}/{id}"),
-        json: true,
-    };
-    reply(capture(&shared, move |ctx| commands::show::run(ctx, &args)).await)
+    let name = format!("{feature}/{id}");
+    reply(
+        capture(&shared, move |ctx| {
+            let view = view::task::show(&ctx.store()?, &name)?;
+            commands::write_json(ctx.out, &view)
+        })
+        .await,
+    )
 }
 
 /// What the task's branch changed against its feature's integration
@@ -255,25 +262,30 @@ fn git_diffstat(cwd: &std::path::Path, base: &str, branch: &str) -> String {
 
 /// `git sprint list --all --json`: every worker, live or ended.
 async fn agents(State(shared): Shared_) -> Response {
-    let args = commands::list::Args {
-        json: true,
-        batch: None,
-        all: true,
-        machines: false,
-    };
-    reply(capture(&shared, move |ctx| commands::list::run(ctx, &args)).await)
+    reply(
+        capture(&shared, move |ctx| {
+            let fleet = Fleet::open(&ctx.cwd)?;
+            let all = view::workers::Filter {
+                batch: None,
+                all: true,
+            };
+            let workers = view::workers::list(&fleet, &commands::person(&fleet.store, None), &all)?;
+            commands::write_json(ctx.out, &workers)
+        })
+        .await,
+    )
 }
 
 /// `git sprint list --machines --json`: the machines sharing the sprint
 /// through its remote (none without `sprint.remote`).
 async fn machines(State(shared): Shared_) -> Response {
-    let args = commands::list::Args {
-        json: true,
-        batch: None,
-        all: false,
-        machines: true,
-    };
-    reply(capture(&shared, move |ctx| commands::list::run(ctx, &args)).await)
+    reply(
+        capture(&shared, move |ctx| {
+            let rows = crate::machines::list(&ctx.store()?, crate::clock::now())?;
+            commands::write_json(ctx.out, &rows)
+        })
+        .await,
+    )
 }
 
 /// How much of the end of an agent's log is sent.
@@ -367,23 +379,13 @@ async fn log(State(shared): Shared_, Query(q): Query<LogQuery>) -> Response {
 /// `git sprint health --json`; answered 200 when unhealthy too (the body
 /// says `"healthy": false`).
 async fn health(State(shared): Shared_) -> Response {
-    let args = commands::health::Args { json: true };
-    let cwd = shared.cwd.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let result = commands::health::run(&mut Ctx { cwd, out: &mut out }, &args);
-        (result, out)
-    })
-    .await;
-    match done {
-        Ok((_, out)) if !out.is_empty() => json(out),
-        Ok((Err(e), out)) => failure(&e, out),
-        _ => refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "health printed nothing",
-            "run 'git sprint health' to see why",
-        ),
-    }
+    reply(
+        capture(&shared, move |ctx| {
+            let report = view::health::check(&Fleet::open(&ctx.cwd)?)?;
+            commands::write_json(ctx.out, &report)
+        })
+        .await,
+    )
 }
 
 /// Server-Sent Events, one per state commit; `Last-Event-ID` resumes.
@@ -420,7 +422,9 @@ struct ActionBody {
 }
 
 /// Who the audit trail names for an action from the board.
-const ACTOR: &str = "board";
+fn board() -> Actor {
+    Actor::named("board")
+}
 
 fn body(raw: &[u8]) -> Result<ActionBody, serde_json::Error> {
     if raw.iter().all(u8::is_ascii_whitespace) {
@@ -437,6 +441,7 @@ fn bad_body(e: serde_json::Error) -> Response {
     )
 }
 
+/// An action's answer: `ok` and what the command would have printed.
 fn done(result: Result<Vec<u8>, Response>) -> Response {
     match result {
         Ok(out) => axum::Json(serde_json::json!({
@@ -459,15 +464,9 @@ async fn retry(
         &raw,
         format!("{feature}/{id}"),
         |ctx, task, reason| {
-            let actor = Some(ACTOR.into());
-            commands::retry::run(
-                ctx,
-                &commands::retry::Args {
-                    task,
-                    reason,
-                    actor,
-                },
-            )
+            let retried = control::retry(&ctx.store()?, &board(), &task, reason.as_deref())?;
+            write!(ctx.out, "{retried}")?;
+            Ok(())
         },
     )
     .await
@@ -484,15 +483,9 @@ async fn cancel(
         &raw,
         format!("{feature}/{id}"),
         |ctx, task, reason| {
-            let actor = Some(ACTOR.into());
-            commands::cancel::run(
-                ctx,
-                &commands::cancel::Args {
-                    task,
-                    reason,
-                    actor,
-                },
-            )
+            let cancelled = control::cancel(&ctx.store()?, &board(), &task, reason.as_deref())?;
+            write!(ctx.out, "{cancelled}")?;
+            Ok(())
         },
     )
     .await
@@ -527,9 +520,14 @@ async fn set_paused(shared: Arc<Shared>, raw: &[u8], paused: bool) -> Response {
         Ok(b) => b,
         Err(e) => return bad_body(e),
     };
-    let args = commands::pause::Args {
-        reason: b.reason,
-        actor: Some(ACTOR.into()),
-    };
-    done(capture(&shared, move |ctx| commands::pause::run(ctx, &args, paused)).await)
+    done(
+        capture(&shared, move |ctx| {
+            let store = ctx.store()?;
+            let outcome =
+                control::set_paused(&store, &ctx.cwd, &board(), paused, b.reason.as_deref())?;
+            write!(ctx.out, "{outcome}")?;
+            Ok(())
+        })
+        .await,
+    )
 }

@@ -2,11 +2,12 @@
 //! state on `refs/ai-sprint`.
 //!
 //! Nothing here keeps its own copy of the sprint. Every read answers with
-//! the JSON the read commands' `--json` print (the command runs with its
-//! output captured), the event stream is the audit trail as it grows (one
-//! Server-Sent Event per state commit, woken by the orchestrator's inotify
-//! watch of the refs, never a timer), and the actions run the same code as
-//! `git sprint retry`/`cancel`/`pause`/`resume`. The page is three files
+//! the JSON the read commands' `--json` print (the same view, from the same
+//! function in [`crate::view`]), the event stream is the audit trail as it
+//! grows (one Server-Sent Event per state commit, woken by the
+//! orchestrator's inotify watch of the refs, never a timer), and the
+//! actions call the same functions as `git sprint
+//! retry`/`cancel`/`pause`/`resume` ([`crate::control`]). The page is three files
 //! compiled into the binary, so it works offline.
 
 mod api;
