@@ -137,6 +137,22 @@ impl<'r> Txn<'r> {
         Ok(bytes)
     }
 
+    /// The id of the blob at `path` in the state this transaction started
+    /// from, if there is one.
+    fn blob_id(&self, path: &str) -> Result<Option<ObjectId>, StateError> {
+        let Some(root) = self.root else {
+            return Ok(None);
+        };
+        let tree = self
+            .repo
+            .find_tree(root)
+            .map_err(|e| StateError::git("reading the state tree", e))?;
+        let entry = tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| StateError::git(format!("looking up '{path}' in the state"), e))?;
+        Ok(entry.map(|e| e.object_id()))
+    }
+
     fn raw_at_root(&self, path: &str) -> Result<Option<Vec<u8>>, StateError> {
         let Some(root) = self.root else {
             return Ok(None);
@@ -593,6 +609,10 @@ pub struct Store {
     remote: Option<Remote>,
     /// How names in a state tree are checked (git's `core.protect*`).
     protect: gix::validate::path::component::Options,
+    /// The last `sprint.yaml` blob found to be a readable record of a
+    /// schema this build reads, so a transaction on an unchanged one does
+    /// not parse it again.
+    meta_ok: std::sync::Mutex<Option<ObjectId>>,
 }
 
 impl Store {
@@ -622,6 +642,7 @@ impl Store {
             cache: Default::default(),
             remote,
             protect,
+            meta_ok: Default::default(),
         }
     }
 
@@ -729,7 +750,7 @@ impl Store {
         let root = tip.map(|c| self.root_of(c)).transpose()?;
         let mut txn = Txn::new(&self.repo, root);
         txn.cache = Some(&self.cache);
-        check_schema(&txn)?;
+        self.check_schema(&txn)?;
         op(&txn)
     }
 
@@ -741,7 +762,7 @@ impl Store {
     ) -> Result<T, StateError> {
         let root = self.root_of(commit)?;
         let txn = Txn::new(&self.repo, Some(root));
-        check_schema(&txn)?;
+        self.check_schema(&txn)?;
         op(&txn)
     }
 
@@ -793,7 +814,7 @@ impl Store {
             let root = tip.map(|c| self.root_of(c)).transpose()?;
             let mut txn = Txn::new(&self.repo, root);
             txn.cache = Some(&self.cache);
-            check_schema(&txn)?;
+            self.check_schema(&txn)?;
             let value = op(&mut txn)?;
             txn.repairs.extend(repairs.iter().cloned());
             if txn.is_empty() && txn.repairs.is_empty() {
@@ -802,7 +823,7 @@ impl Store {
                     commit: None,
                 });
             }
-            if txn.meta()?.is_none() {
+            if !self.has_meta(&txn)? {
                 txn.put_meta(&SprintMeta::new(&clock::now_rfc3339()))?;
             }
             let tree = self.write_tree(root, &txn)?;
@@ -889,7 +910,7 @@ impl Store {
             let root = tip.map(|c| self.root_of(c)).transpose()?;
             let mut txn = Txn::new(&self.repo, root);
             txn.cache = Some(&self.cache);
-            check_schema(&txn)?;
+            self.check_schema(&txn)?;
             let value = match op(&mut txn) {
                 Ok(value) => value,
                 Err(_) if fetched.is_none() => {
@@ -898,7 +919,7 @@ impl Store {
                 }
                 Err(err) => return Err(err),
             };
-            if txn.meta()?.is_none() && !txn.is_empty() {
+            if !self.has_meta(&txn)? && !txn.is_empty() {
                 txn.put_meta(&SprintMeta::new(&clock::now_rfc3339()))?;
             }
             let tree = if txn.is_empty() {
@@ -945,6 +966,41 @@ impl Store {
         Err(StateError::Busy {
             attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// Refuses a state written by a newer schema than this build reads.
+    ///
+    /// `sprint.yaml` is parsed once per blob: transitions rarely change it,
+    /// and parsing it twice per transaction (here and for
+    /// [`Store::has_meta`]) was over a tenth of a transition's time.
+    fn check_schema(&self, txn: &Txn<'_>) -> Result<(), StateError> {
+        let id = txn.blob_id("sprint.yaml")?;
+        if id.is_some() && *self.meta_ok() == id {
+            return Ok(());
+        }
+        check_schema(txn)?;
+        // Remembered only when the whole record reads; otherwise each
+        // transaction reads it again and fails where it did before.
+        if txn.meta().is_ok() {
+            *self.meta_ok() = id;
+        }
+        Ok(())
+    }
+
+    /// Whether `txn`'s state has its `sprint.yaml`, as `txn.meta()` would
+    /// say (and failing where it would), without parsing an unchanged one.
+    fn has_meta(&self, txn: &Txn<'_>) -> Result<bool, StateError> {
+        if !txn.writes.contains_key("sprint.yaml") {
+            let id = txn.blob_id("sprint.yaml")?;
+            if id.is_some() && *self.meta_ok() == id {
+                return Ok(true);
+            }
+        }
+        Ok(txn.meta()?.is_some())
+    }
+
+    fn meta_ok(&self) -> std::sync::MutexGuard<'_, Option<ObjectId>> {
+        self.meta_ok.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The lock files a state write takes.
