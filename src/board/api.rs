@@ -281,7 +281,7 @@ async fn agents(State(shared): Shared_) -> Response {
 async fn machines(State(shared): Shared_) -> Response {
     reply(
         capture(&shared, move |ctx| {
-            let rows = crate::machines::list(&ctx.store()?, crate::clock::now())?;
+            let rows = view::workers::machines(&ctx.store()?)?;
             commands::write_json(ctx.out, &rows)
         })
         .await,

@@ -138,8 +138,7 @@ fn human_bytes(b: u64) -> String {
 
 /// `list --machines`: every machine the state or a heartbeat names.
 fn machines(ctx: &mut Ctx<'_>, json: bool) -> Result {
-    let store = ctx.store()?;
-    let rows = crate::machines::list(&store, clock::now())?;
+    let rows = workers::machines(&ctx.store()?)?;
     if json {
         return write_json(ctx.out, &rows);
     }
@@ -153,8 +152,18 @@ fn machines(ctx: &mut Ctx<'_>, json: bool) -> Result {
     }
     writeln!(
         ctx.out,
-        "{:<16} {:<8} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
-        "MACHINE", "STATUS", "HOST", "CORES", "RAM", "CPU", "LOAD", "DISK FREE", "AGENTS", "BEAT"
+        "{:<16} {:<8} {:<6} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
+        "MACHINE",
+        "STATUS",
+        "LEADS",
+        "HOST",
+        "CORES",
+        "RAM",
+        "CPU",
+        "LOAD",
+        "DISK FREE",
+        "AGENTS",
+        "BEAT"
     )?;
     for m in &rows {
         let (host, cores) = match &m.machine {
@@ -165,9 +174,10 @@ fn machines(ctx: &mut Ctx<'_>, json: bool) -> Result {
         let b = m.heartbeat.as_ref();
         writeln!(
             ctx.out,
-            "{:<16} {:<8} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
+            "{:<16} {:<8} {:<6} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
             m.name,
             m.status,
+            if m.leader { "yes" } else { "-" },
             host,
             cores,
             b.map_or_else(dash, |b| format!("{}/{}M", b.ram_used_mb, b.ram_total_mb)),

@@ -23,6 +23,7 @@ pub use error::{Refusal, StateError};
 pub use lock::{clear_leftover_lock, clear_stale_lock, Held};
 pub use model::*;
 pub use ops::TaskRef;
+pub(crate) use remote::run_with_deadline;
 pub use remote::REMOTE_KEY;
 pub use repair::Quarantined;
 pub use snapshot::{archive_agents_of_task, archive_finished_agents, FeatureState, Snapshot};

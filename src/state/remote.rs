@@ -254,7 +254,7 @@ fn last_lines(text: &str) -> String {
 
 /// Runs `cmd` in a process group of its own, killed with its children (ssh,
 /// a credential helper) when it outlives `limit`.
-fn run_with_deadline(mut cmd: Command, limit: Duration) -> Result<Output, String> {
+pub(crate) fn run_with_deadline(mut cmd: Command, limit: Duration) -> Result<Output, String> {
     use std::os::unix::process::CommandExt;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,5 +1,6 @@
 //! The workers as `git sprint list` and the board's `/api/v1/agents` see
-//! them: each agent's record checked against tmux and its processes.
+//! them (each agent's record checked against tmux and its processes), and
+//! the machines as `list --machines` and `/api/v1/machines` see them.
 //!
 //! Gathered here once, so the command's table, its `--json` and the board's
 //! answer are all renderings of the same rows.
@@ -9,7 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::fleet::{Fleet, FleetError, WorkerStatus};
-use crate::state::{Actor, AgentState};
+use crate::machines::MachineView;
+use crate::state::{Actor, AgentState, StateError, Store};
 
 /// Which workers to list.
 #[derive(Debug, Clone, Default)]
@@ -46,4 +48,13 @@ pub fn list(fleet: &Fleet, actor: &Actor, filter: &Filter) -> Result<Workers, Fl
     }
     let ended = before - rows.len();
     Ok(Workers { rows, ended })
+}
+
+/// The machines sharing the sprint of `store` through its remote, each up
+/// or lost by the committed config's `timeouts.machine` (`list --machines`).
+pub fn machines(store: &Store) -> Result<Vec<MachineView>, StateError> {
+    let lost_after = crate::config::load_from(store.repo(), None)
+        .map(|l| l.config.timeouts.machine.0.as_secs() as i64)
+        .unwrap_or(crate::machines::LOST_AFTER_SECS);
+    crate::machines::list(store, crate::clock::now(), lost_after)
 }
