@@ -1133,14 +1133,14 @@ impl Store {
         tree: ObjectId,
         parent: Option<ObjectId>,
     ) -> Result<ObjectId, StateError> {
-        let sig = signature(actor);
-        let mut buf = gix::date::parse::TimeBuf::default();
-        let sig_ref = sig.to_ref(&mut buf);
-        let commit = self
+        // Written directly rather than with `Repository::new_commit_as`,
+        // which reads the commit back from the disk afterwards.
+        let commit = commit_object(signature(actor), txn.message(actor), tree, parent);
+        let id = self
             .repo
-            .new_commit_as(sig_ref, sig_ref, txn.message(actor), tree, parent)
+            .write_object(&commit)
             .map_err(|e| StateError::git("writing the state commit", e))?;
-        Ok(commit.id)
+        Ok(id.detach())
     }
 
     fn swap(
@@ -1224,6 +1224,25 @@ fn check_schema(txn: &Txn<'_>) -> Result<(), StateError> {
         }
     }
     Ok(())
+}
+
+/// The state commit of `tree` on `parent`, by `sig` as author and committer:
+/// the object `Repository::new_commit_as` writes.
+fn commit_object(
+    sig: gix::actor::Signature,
+    message: String,
+    tree: ObjectId,
+    parent: Option<ObjectId>,
+) -> gix::objs::Commit {
+    gix::objs::Commit {
+        message: message.into(),
+        tree,
+        author: sig.clone(),
+        committer: sig,
+        encoding: None,
+        parents: parent.into_iter().collect(),
+        extra_headers: Vec::new(),
+    }
 }
 
 pub(super) fn signature(actor: &Actor) -> gix::actor::Signature {
@@ -1428,6 +1447,31 @@ mod tests {
         let tasks = store.read(|txn| txn.tasks("f")).unwrap();
         let ids: Vec<_> = tasks.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["T1", "T2"]);
+    }
+
+    /// The commit is written directly; it must be the very object gix's
+    /// `new_commit_as` writes for the same inputs.
+    #[test]
+    fn a_state_commit_is_the_object_new_commit_as_writes() {
+        let (_dir, store) = store();
+        add(&store, "T1");
+        let tip = store.tip().unwrap().unwrap();
+        let tree = store.root_of(tip).unwrap();
+        let sig = signature(&who());
+        let message = "f/T1: todo -> in_progress\n\nSprint-Task: f/T1\n".to_owned();
+        let ours = store
+            .repo
+            .write_object(commit_object(sig.clone(), message.clone(), tree, Some(tip)))
+            .unwrap()
+            .detach();
+        let mut buf = gix::date::parse::TimeBuf::default();
+        let sig_ref = sig.to_ref(&mut buf);
+        let theirs = store
+            .repo
+            .new_commit_as(sig_ref, sig_ref, message, tree, Some(tip))
+            .unwrap()
+            .id;
+        assert_eq!(ours, theirs);
     }
 
     #[test]
