@@ -111,7 +111,7 @@ pub(crate) fn queued(repo: &gix::Repository) -> Result<Option<Queued>, StateErro
     };
     let since = repo
         .find_commit(*first)
-        .and_then(|c| c.time().map_err(Into::into))
+        .and_then(|c| c.time())
         .map_err(|e| StateError::git("reading a queued state commit", e))?
         .seconds;
     Ok(Some(Queued {

@@ -14,6 +14,7 @@ mod ingest;
 mod integrity;
 mod notify;
 mod orchestrator;
+mod partition;
 mod planning;
 mod policy;
 mod pool;
