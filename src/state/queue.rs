@@ -783,6 +783,64 @@ mod tests {
         );
     }
 
+    fn put_agent(store: &Store, id: &str, state: &str) -> ObjectId {
+        let agent: crate::state::Agent = serde_yaml::from_str(&format!(
+            "id: {id}\nrole: developer\nstate: {state}\ntask: f/T1\n"
+        ))
+        .unwrap();
+        store
+            .transact(&who(), |txn| {
+                txn.put_agent(&agent)?;
+                txn.subject(format!("agent {id}: {state}"));
+                Ok(())
+            })
+            .unwrap()
+            .commit
+            .unwrap()
+    }
+
+    /// An agent's record written only by a transition that was dropped:
+    /// the queued update of that record depends on it, so it goes too
+    /// (the record is never half there).
+    #[test]
+    fn a_queued_transition_that_depends_on_a_dropped_one_is_dropped_too() {
+        // The claim writes the agent's record and moves T1, which the
+        // remote moved too; the agent's end touches only its record.
+        let (_dir, store) = Store::temp();
+        add(&store, "T1");
+        let seen = add(&store, "T2");
+        let remote = to(&store, "T1", TaskStatus::InProgress);
+        set(&store, STATE_REF, seen);
+        let agent: crate::state::Agent =
+            serde_yaml::from_str("id: a1\nrole: developer\nstate: running\ntask: f/T1\n").unwrap();
+        let r = ops::TaskRef {
+            feature: "f".into(),
+            id: "T1".into(),
+        };
+        let claimed = store
+            .transact(&who(), |txn| {
+                txn.put_agent(&agent)?;
+                ops::move_task(txn, &r, TaskStatus::InProgress, None, true)
+            })
+            .unwrap()
+            .commit
+            .unwrap();
+        let ended = put_agent(&store, "a1", "exited");
+        set(&store, SEEN_REF, seen);
+        let queue = [claimed, ended];
+        let replay = plan(store.repo(), seen, Some(remote), &queue, &who()).unwrap();
+        let dropped: Vec<_> = replay.dropped.iter().map(|d| d.commit.clone()).collect();
+        assert_eq!(dropped, [claimed.to_string(), ended.to_string()]);
+        assert_eq!(replay.dropped[1].path, "agents/a1.yaml");
+        let tip = replay.tip.unwrap();
+        assert_eq!(store.read_at(tip, |txn| txn.agent("a1")).unwrap(), None);
+        let record = message(&store, tip);
+        assert!(
+            record.contains("agents/a1.yaml changed by the dropped 'f/T1: todo -> in_progress'"),
+            "{record}"
+        );
+    }
+
     #[test]
     fn with_no_change_on_the_remote_every_queued_transition_applies_in_order() {
         let (_dir, store) = Store::temp();
