@@ -74,6 +74,30 @@ pub struct Dropped {
     pub paths: Vec<String>,
 }
 
+impl Dropped {
+    /// The ids of the agents whose records it changed (`agents/<id>.yaml`):
+    /// whose work goes to a side branch.
+    pub fn agents(&self) -> Vec<&str> {
+        self.paths
+            .iter()
+            .filter_map(|p| p.strip_prefix("agents/")?.strip_suffix(".yaml"))
+            .filter(|id| !id.contains('/'))
+            .collect()
+    }
+
+    /// The tasks whose records it changed, as `feature/id`.
+    pub fn tasks(&self) -> Vec<String> {
+        self.paths
+            .iter()
+            .filter_map(|p| {
+                let rest = p.strip_prefix("features/")?.strip_suffix(".yaml")?;
+                let (feature, id) = rest.split_once("/tasks/")?;
+                (!feature.contains('/') && !id.contains('/')).then(|| format!("{feature}/{id}"))
+            })
+            .collect()
+    }
+}
+
 /// A file's content in a tree: its kind and object, `None` when absent.
 type Content = Option<(EntryKind, ObjectId)>;
 
@@ -832,6 +856,9 @@ mod tests {
         let dropped: Vec<_> = replay.dropped.iter().map(|d| d.commit.clone()).collect();
         assert_eq!(dropped, [claimed.to_string(), ended.to_string()]);
         assert_eq!(replay.dropped[1].path, "agents/a1.yaml");
+        assert_eq!(replay.dropped[0].agents(), ["a1"]);
+        assert_eq!(replay.dropped[0].tasks(), ["f/T1"]);
+        assert!(replay.dropped[1].tasks().is_empty());
         let tip = replay.tip.unwrap();
         assert_eq!(store.read_at(tip, |txn| txn.agent("a1")).unwrap(), None);
         let record = message(&store, tip);
