@@ -98,6 +98,7 @@ pub(crate) fn start_with_env(
     let watched = watching.is_some();
     let watched_fetches = Arc::new(AtomicUsize::new(0));
     let counter = watched_fetches.clone();
+    let watching_dir = watching.clone();
     let dir = dir.to_owned();
     std::thread::Builder::new()
         .name("sprint-follow".into())
@@ -112,12 +113,18 @@ pub(crate) fn start_with_env(
             loop {
                 let moved = match signals.recv_timeout(jittered(wait)) {
                     Ok(Signal::Moved) => {
-                        // One fetch for a burst of ref events.
+                        // One fetch for a burst of ref events, and none for
+                        // this clone's own pushes (read without a process).
                         while signals.try_recv().is_ok() {}
-                        tracing::debug!("the remote's refs changed; fetching");
-                        let fetched = fetch(&store);
-                        counter.fetch_add(1, Ordering::Relaxed);
-                        fetched
+                        let here = store.tip().ok().flatten();
+                        if watching_dir.as_deref().and_then(state_tip_at) == here && here.is_some()
+                        {
+                            false
+                        } else {
+                            tracing::debug!("the remote's refs changed; fetching");
+                            counter.fetch_add(1, Ordering::Relaxed);
+                            fetch(&store)
+                        }
                     }
                     Err(RecvTimeoutError::Timeout) => ask_and_fetch(&store),
                     Err(RecvTimeoutError::Disconnected) => return,
@@ -201,6 +208,16 @@ fn local_git_dir(repo: &gix::Repository, name: &str) -> Option<PathBuf> {
         .join("refs")
         .is_dir()
         .then(|| git_dir.canonicalize().unwrap_or(git_dir))
+}
+
+/// The state commit of the repository at `git_dir` (a remote on this
+/// machine), read directly.
+fn state_tip_at(git_dir: &Path) -> Option<gix::ObjectId> {
+    let repo = gix::open_opts(git_dir, gix::open::Options::isolated()).ok()?;
+    let mut r = repo
+        .try_find_reference(crate::state::REMOTE_STATE_REF)
+        .ok()??;
+    Some(r.peel_to_id().ok()?.detach())
 }
 
 /// Watches the refs of the repository at `git_dir` that can carry the
