@@ -2,19 +2,21 @@
 //! is committed to the local `refs/ai-sprint` anyway and replayed on the
 //! remote once it answers again.
 //!
-//! The queue is nothing but refs and commits, so a crash at any point
-//! loses nothing. [`SEEN_REF`] names the remote state the local ref was
-//! last based on; the queued transitions are the local commits after it
-//! (first parents). A fetch lands in [`FETCHED_REF`], never on the local
-//! ref: with nothing queued the local ref follows it, otherwise the queue
-//! is drained first.
+//! The queue is nothing but the local ref and its commits, so a crash at
+//! any point loses nothing: a queued commit carries a `Sprint-Offline:`
+//! trailer, and the queue is the run of such commits at the tip (first
+//! parents); the commit below them is the remote state they were made on.
+//! One ref, so no reader ever sees half of an update (a second ref naming
+//! the base could be read torn against the first). A fetch lands in
+//! [`FETCHED_REF`], never on the local ref: with nothing queued the local
+//! ref follows it, otherwise the queue is drained first.
 //!
 //! Draining replays each queued commit, oldest first, onto the remote's
 //! tip: the files it changed (against its parent) are applied there, with
-//! its message, author and trailers kept and a `Sprint-Queued:` trailer
-//! naming it added. Its precondition is that none of those files changed
-//! on the remote since [`SEEN_REF`] (nor in a queued commit dropped before
-//! it). A commit whose precondition fails is dropped, and the drop is a
+//! its message, author and trailers kept (`Sprint-Offline:` aside) and a
+//! `Sprint-Queued:` trailer naming it added. Its precondition is that none
+//! of those files changed on the remote since the queue's base (nor in a
+//! queued commit dropped before it). A commit whose precondition fails is dropped, and the drop is a
 //! state commit of its own (`Sprint-Dropped:`, also with `Sprint-Queued:`)
 //! so `git sprint log` shows it. The replays go to the remote in one push
 //! with a lease, like any write; a lost race re-fetches and checks again.
@@ -34,12 +36,11 @@ use super::error::StateError;
 use super::remote::{Pushed, Remote};
 use super::store::{signature, Actor, BACKUP_REF, STATE_REF};
 
-/// The remote state the local `refs/ai-sprint` was last based on: the
-/// local commits after it are the queued transitions.
-pub const SEEN_REF: &str = "refs/ai-sprint-remote/seen";
-
 /// The remote's state as the last fetch found it.
 pub const FETCHED_REF: &str = "refs/ai-sprint-remote/fetched";
+
+/// The trailer of a commit queued on this clone, waiting for the remote.
+const OFFLINE_TRAILER: &str = "Sprint-Offline";
 
 /// The trailer a replayed or dropped transition carries: the id of the
 /// queued commit it stands for.
@@ -101,38 +102,58 @@ impl Dropped {
 /// A file's content in a tree: its kind and object, `None` when absent.
 type Content = Option<(EntryKind, ObjectId)>;
 
-/// The queue of this clone, oldest first: the local commits after
-/// [`SEEN_REF`]. Empty when the local ref is at it, when it was never set
-/// (a clone from before the queue: the local ref follows the remote), or
-/// when the local ref no longer descends from it (set by hand).
-pub(crate) fn queue(repo: &gix::Repository) -> Result<Vec<ObjectId>, StateError> {
-    let (Some(seen), Some(local)) = (find(repo, SEEN_REF)?, find(repo, STATE_REF)?) else {
-        return Ok(Vec::new());
-    };
+/// The queue of this clone: the base (the remote state it was made on)
+/// and the queued commits, oldest first; `None` when nothing is queued.
+pub(crate) fn queue(
+    repo: &gix::Repository,
+) -> Result<Option<(ObjectId, Vec<ObjectId>)>, StateError> {
+    match find(repo, STATE_REF)? {
+        Some(local) => queue_at(repo, local),
+        None => Ok(None),
+    }
+}
+
+/// [`queue`] with the local ref at `local`.
+fn queue_at(
+    repo: &gix::Repository,
+    local: ObjectId,
+) -> Result<Option<(ObjectId, Vec<ObjectId>)>, StateError> {
     let mut out = Vec::new();
     let mut next = Some(local);
     while let Some(id) = next {
-        if id == seen {
+        if trailer(&message_of(repo, id)?, OFFLINE_TRAILER).is_none() {
+            if out.is_empty() {
+                return Ok(None);
+            }
             out.reverse();
-            return Ok(out);
+            return Ok(Some((id, out)));
         }
         out.push(id);
         next = parent(repo, id)?;
     }
-    tracing::warn!(
-        seen = %seen,
-        local = %local,
-        "the local sprint state does not descend from the remote state it was based on; nothing is queued"
-    );
-    Ok(Vec::new())
+    // Queued onto no state at all cannot happen (an offline write needs a
+    // state to build on); a history of queued commits only has no base.
+    Ok(None)
+}
+
+fn message_of(repo: &gix::Repository, id: ObjectId) -> Result<String, StateError> {
+    let commit = repo
+        .find_commit(id)
+        .map_err(|e| StateError::git("reading a state commit", e))?;
+    let message = commit
+        .message_raw()
+        .map_err(|e| StateError::git("reading a state commit", e))?
+        .to_str_lossy()
+        .into_owned();
+    Ok(message)
 }
 
 /// What [`queue`] holds, for `git sprint status`; `None` when empty.
 pub(crate) fn queued(repo: &gix::Repository) -> Result<Option<Queued>, StateError> {
-    let queue = queue(repo)?;
-    let Some(first) = queue.first() else {
+    let Some((_, queue)) = queue(repo)? else {
         return Ok(None);
     };
+    let first = &queue[0];
     let since = repo
         .find_commit(*first)
         .and_then(|c| c.time())
@@ -152,9 +173,9 @@ pub(crate) fn sync(
     remote: &Remote,
     actor: &Actor,
 ) -> Result<(bool, Vec<Dropped>), StateError> {
-    if !queue(repo)?.is_empty() {
+    if queue(repo)?.is_some() {
         let dropped = drain(repo, remote, actor)?;
-        return Ok((find(repo, SEEN_REF)?.is_some(), dropped));
+        return Ok((true, dropped));
     }
     let local = find(repo, STATE_REF)?;
     if !remote.fetch()? {
@@ -163,7 +184,7 @@ pub(crate) fn sync(
     let Some(fetched) = find(repo, FETCHED_REF)? else {
         return Ok((true, Vec::new()));
     };
-    if local != Some(fetched) || find(repo, SEEN_REF)? != Some(fetched) {
+    if local != Some(fetched) {
         // Fails only when a writer of this clone moved the local ref
         // meanwhile: to a commit the remote has (it pushed first) or to
         // one it queued; the next sync follows or drains from there.
@@ -174,9 +195,8 @@ pub(crate) fn sync(
     Ok((true, Vec::new()))
 }
 
-/// Moves the local ref (if it is still `expected`), its backup and
-/// [`SEEN_REF`] to `new`, a commit the remote has: in one ref transaction,
-/// so the queue is never miscounted.
+/// Moves the local ref (if it is still `expected`) and its backup to
+/// `new`, a commit the remote has.
 pub(crate) fn follow(
     repo: &gix::Repository,
     actor: &Actor,
@@ -193,44 +213,68 @@ pub(crate) fn follow(
         "git-sprint: follow the remote",
     );
     let backup = edit(BACKUP_REF, PreviousValue::Any, new, "git-sprint: backup");
-    let seen = edit(SEEN_REF, PreviousValue::Any, new, "git-sprint: remote seen");
     let sig = signature(actor);
     let mut buf = gix::date::parse::TimeBuf::default();
-    repo.edit_references_as([state, backup, seen], Some(sig.to_ref(&mut buf)))?;
+    repo.edit_references_as([state, backup], Some(sig.to_ref(&mut buf)))?;
     Ok(())
 }
 
-/// Commits `new` (a child of `expected`) to the local ref alone, queued
-/// for the remote. The first queued commit also sets [`SEEN_REF`] where
-/// it was never set, so the queue has a base.
+/// Commits `made` (a state commit on `expected`, not on any ref yet) to
+/// the local ref alone, queued for the remote: as a copy of it with a
+/// `Sprint-Offline:` trailer, whose id is returned.
 pub(crate) fn commit_offline(
     repo: &gix::Repository,
     actor: &Actor,
     expected: ObjectId,
-    new: ObjectId,
-    subject: &str,
-) -> Result<(), gix::Error> {
-    let mut edits = vec![
+    made: ObjectId,
+    remote: &str,
+) -> Result<ObjectId, CommitOffline> {
+    let commit = repo
+        .find_commit(made)
+        .map_err(|e| CommitOffline::State(StateError::git("reading the state commit", e)))?;
+    let author = commit
+        .author()
+        .and_then(|a| a.to_owned())
+        .map_err(|e| CommitOffline::State(StateError::git("reading the state commit", e)))?;
+    let mut message = message_of(repo, made).map_err(CommitOffline::State)?;
+    if !message.ends_with('\n') {
+        message.push('\n');
+    }
+    message.push_str(&format!(
+        "{OFFLINE_TRAILER}: queued while '{remote}' did not answer\n"
+    ));
+    let queued = new_commit(
+        repo,
+        &author,
+        &author,
+        &message,
+        tree_of(repo, made).map_err(CommitOffline::State)?,
+        expected,
+    )
+    .map_err(CommitOffline::State)?;
+    let subject = message.lines().next().unwrap_or_default();
+    let edits = [
         edit(
             STATE_REF,
             PreviousValue::MustExistAndMatch(Target::Object(expected)),
-            new,
+            queued,
             &format!("git-sprint (queued): {subject}"),
         ),
-        edit(BACKUP_REF, PreviousValue::Any, new, "git-sprint: backup"),
+        edit(BACKUP_REF, PreviousValue::Any, queued, "git-sprint: backup"),
     ];
-    if find(repo, SEEN_REF).ok().flatten().is_none() {
-        edits.push(edit(
-            SEEN_REF,
-            PreviousValue::MustNotExist,
-            expected,
-            "git-sprint: remote seen",
-        ));
-    }
     let sig = signature(actor);
     let mut buf = gix::date::parse::TimeBuf::default();
-    repo.edit_references_as(edits, Some(sig.to_ref(&mut buf)))?;
-    Ok(())
+    repo.edit_references_as(edits, Some(sig.to_ref(&mut buf)))
+        .map_err(CommitOffline::Ref)?;
+    Ok(queued)
+}
+
+/// Why [`commit_offline`] did not commit.
+#[derive(Debug)]
+pub(crate) enum CommitOffline {
+    /// The ref update failed (a race or a lock: the caller tells).
+    Ref(gix::Error),
+    State(StateError),
 }
 
 fn edit(name: &str, expected: PreviousValue, new: ObjectId, message: &str) -> RefEdit {
@@ -260,9 +304,11 @@ pub(crate) fn drain(
     let mut all_dropped = Vec::new();
     for attempt in 0..MAX_ATTEMPTS {
         let local = find(repo, STATE_REF)?;
-        let queue = queue(repo)?;
-        let (Some(seen), Some(local), false) = (find(repo, SEEN_REF)?, local, queue.is_empty())
-        else {
+        // The queue is read from the ref once more: what `local` names.
+        let Some(local) = local else {
+            return Ok(all_dropped);
+        };
+        let Some((seen, queue)) = queue_at(repo, local)? else {
             return Ok(all_dropped);
         };
         let fetched = if remote.fetch()? {
@@ -399,10 +445,11 @@ fn plan(
             time: gix::date::Time::new(crate::clock::now(), 0),
             ..author.clone()
         };
-        let mut msg = message.clone();
-        if !msg.ends_with('\n') {
-            msg.push('\n');
-        }
+        let mut msg: String = message
+            .lines()
+            .filter(|l| !l.starts_with(&format!("{OFFLINE_TRAILER}: ")))
+            .flat_map(|l| [l, "\n"])
+            .collect();
         msg.push_str(&format!("{QUEUED_TRAILER}: {id}\n"));
         tip = new_commit(repo, &committer, &author, &msg, tree, tip)?;
     }
@@ -712,14 +759,21 @@ mod tests {
         queue: Vec<ObjectId>,
     }
 
+    /// `made`, just committed on the local ref, replaced there by its
+    /// queued copy (as a write while the remote does not answer makes).
+    fn offline(store: &Store, made: ObjectId) -> ObjectId {
+        let base = parent(store.repo(), made).unwrap().unwrap();
+        set(store, STATE_REF, base);
+        commit_offline(store.repo(), &who(), base, made, "origin").unwrap()
+    }
+
     fn split(store: &Store) -> Split {
         add(store, "T1");
         let seen = add(store, "T2");
         let remote = to(store, "T1", TaskStatus::InProgress);
         set(store, STATE_REF, seen);
-        let moved = to(store, "T1", TaskStatus::Done);
-        let added = add(store, "T3");
-        set(store, SEEN_REF, seen);
+        let moved = offline(store, to(store, "T1", TaskStatus::Done));
+        let added = offline(store, add(store, "T3"));
         Split {
             seen,
             remote,
@@ -728,18 +782,25 @@ mod tests {
     }
 
     #[test]
-    fn the_queue_is_the_local_commits_after_the_seen_remote_state_oldest_first() {
+    fn the_queue_is_the_run_of_offline_commits_at_the_tip_oldest_first() {
         let (_dir, store) = Store::temp();
-        assert!(queue(store.repo()).unwrap().is_empty(), "no state yet");
+        assert_eq!(queue(store.repo()).unwrap(), None, "no state yet");
+        add(&store, "T0");
+        assert_eq!(queue(store.repo()).unwrap(), None, "online commits only");
         let s = split(&store);
-        assert_eq!(queue(store.repo()).unwrap(), s.queue);
+        assert_eq!(
+            queue(store.repo()).unwrap(),
+            Some((s.seen, s.queue.clone()))
+        );
         assert_eq!(queued(store.repo()).unwrap().unwrap().count, 2);
-        set(&store, SEEN_REF, s.queue[1]);
-        assert!(queue(store.repo()).unwrap().is_empty(), "at the seen state");
-        // A local ref that does not descend from the seen state (set by
-        // hand) queues nothing rather than replaying a foreign history.
-        set(&store, SEEN_REF, s.remote);
-        assert!(queue(store.repo()).unwrap().is_empty());
+        let queued_msg = message(&store, s.queue[0]);
+        assert!(
+            queued_msg.ends_with("Sprint-Offline: queued while 'origin' did not answer\n"),
+            "{queued_msg}"
+        );
+        // What the remote has (the tip after a drain) queues nothing.
+        set(&store, STATE_REF, s.remote);
+        assert_eq!(queue(store.repo()).unwrap(), None);
     }
 
     #[test]
@@ -761,10 +822,10 @@ mod tests {
         // Replay keeps the message and marks the queued commit; the drop
         // record names the transition, its actor and the changed file.
         let replayed = message(&store, tip);
-        assert!(
-            replayed.starts_with(&message(&store, s.queue[1])),
-            "{replayed}"
-        );
+        let original = message(&store, s.queue[1]);
+        let original = original.split("Sprint-Offline:").next().unwrap();
+        assert!(replayed.starts_with(original), "{replayed}");
+        assert!(!replayed.contains("Sprint-Offline"), "{replayed}");
         assert!(replayed.ends_with(&format!("Sprint-Queued: {}\n", s.queue[1])));
         let drop_record = parent(repo, tip).unwrap().unwrap();
         assert_eq!(parent(repo, drop_record).unwrap(), Some(s.remote));
@@ -850,7 +911,6 @@ mod tests {
             .commit
             .unwrap();
         let ended = put_agent(&store, "a1", "exited");
-        set(&store, SEEN_REF, seen);
         let queue = [claimed, ended];
         let replay = plan(store.repo(), seen, Some(remote), &queue, &who()).unwrap();
         let dropped: Vec<_> = replay.dropped.iter().map(|d| d.commit.clone()).collect();

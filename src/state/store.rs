@@ -892,7 +892,7 @@ impl Store {
         // Set once the remote did not answer in this write: later attempts
         // (local races) do not wait for it again.
         let mut offline: Option<StateError> = None;
-        if !queue::queue(&self.repo)?.is_empty() {
+        if queue::queue(&self.repo)?.is_some() {
             match self.sync(remote, actor) {
                 Ok(has) => fetched = Some(has),
                 Err(err @ StateError::Unreachable { .. }) => offline = Some(err),
@@ -950,23 +950,26 @@ impl Store {
                 let Some(tip) = tip else {
                     return Err(err);
                 };
-                let subject = txn.message(actor);
-                let subject = subject.lines().next().unwrap_or_default();
-                match queue::commit_offline(&self.repo, actor, tip, commit, subject) {
-                    Ok(()) => {
-                        tracing::warn!(error = %err, %subject, "the sprint remote does not answer; transition queued on this clone");
+                match queue::commit_offline(&self.repo, actor, tip, commit, &remote.name) {
+                    Ok(queued) => {
+                        tracing::warn!(error = %err, "the sprint remote does not answer; transition queued on this clone");
                         return Ok(Committed {
                             value,
-                            commit: Some(commit),
+                            commit: Some(queued),
                         });
                     }
-                    Err(e) if classify(&e) != SwapFailure::Other || self.tip()? != Some(tip) => {
+                    Err(queue::CommitOffline::Ref(e))
+                        if classify(&e) != SwapFailure::Other || self.tip()? != Some(tip) =>
+                    {
                         tracing::debug!(attempt, error = %e, "queued write raced; retrying");
                         offline = Some(err);
                         std::thread::sleep(rng.backoff(attempt));
                         continue;
                     }
-                    Err(e) => return Err(StateError::git("updating refs/ai-sprint", e)),
+                    Err(queue::CommitOffline::Ref(e)) => {
+                        return Err(StateError::git("updating refs/ai-sprint", e))
+                    }
+                    Err(queue::CommitOffline::State(e)) => return Err(e),
                 }
             }
             // Without state on the remote the local state (if any) is the
@@ -1038,7 +1041,7 @@ impl Store {
         let Some(remote) = &self.remote else {
             return Ok(Vec::new());
         };
-        if queue::queue(&self.repo)?.is_empty() {
+        if queue::queue(&self.repo)?.is_none() {
             return Ok(Vec::new());
         }
         let before = self.dropped.lock().unwrap_or_else(|e| e.into_inner()).len();

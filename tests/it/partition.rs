@@ -238,3 +238,49 @@ fn a_queue_left_by_a_process_that_ended_is_drained_by_the_next_one() {
     assert!(next.drain().unwrap().is_empty());
     assert_eq!(remote_log(&fleet, &a), log, "nothing written twice");
 }
+
+/// Writers of one clone race each other while the remote is down (their
+/// queued commits compare-and-swap on the local ref), then several drain
+/// at once when it is back: still every transition once on the remote.
+#[test]
+fn racing_writers_and_racing_drains_of_one_clone_lose_and_double_nothing() {
+    let mut fleet = Fleet::new(true);
+    let a = fleet.clone("a");
+    let ids: Vec<String> = (1..=12).map(|i| format!("T{i}")).collect();
+    add(
+        &fleet.store(&a),
+        &ids.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let port = fleet.stop_daemon();
+    let home = fleet.home.path().to_owned();
+    std::thread::scope(|scope| {
+        for chunk in ids.chunks(3) {
+            let (a, home) = (&a, &home);
+            scope.spawn(move || {
+                let store = open_store(a, home);
+                for id in chunk {
+                    to(&store, "dev", id, TaskStatus::InProgress);
+                }
+            });
+        }
+    });
+    let store = fleet.store(&a);
+    assert_eq!(store.queued().unwrap().map(|q| q.count), Some(ids.len()));
+
+    fleet.restart_daemon(port);
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            let (a, home) = (&a, &home);
+            scope.spawn(move || {
+                open_store(a, home).refresh().expect("a drain");
+            });
+        }
+    });
+    assert_eq!(store.queued().unwrap(), None);
+    let log = remote_log(&fleet, &a);
+    for id in &ids {
+        let subject = format!("f/{id}: todo -> in_progress");
+        assert_eq!(count(&log, &subject), 1, "{subject} in {log:#?}");
+    }
+    assert!(!log.iter().any(|s| s.contains("dropped")), "{log:#?}");
+}
