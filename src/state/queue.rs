@@ -16,9 +16,9 @@
 //! its message, author and trailers kept (`Sprint-Offline:` aside) and a
 //! `Sprint-Queued:` trailer naming it added. Its precondition is that none
 //! of those files changed on the remote since the queue's base (nor in a
-//! queued commit dropped before it). A commit whose precondition fails is dropped, and the drop is a
-//! state commit of its own (`Sprint-Dropped:`, also with `Sprint-Queued:`)
-//! so `git sprint log` shows it. The replays go to the remote in one push
+//! queued commit dropped before it). A commit whose precondition fails is
+//! dropped, and the drop is a state commit of its own (`Sprint-Dropped:`,
+//! also with `Sprint-Queued:`) so `git sprint log` shows it. The replays go to the remote in one push
 //! with a lease, like any write; a lost race re-fetches and checks again.
 //! A replay or drop already on the remote (a drain that crashed after its
 //! push) is recognised by its `Sprint-Queued:` trailer and not made twice.
@@ -173,11 +173,15 @@ pub(crate) fn sync(
     remote: &Remote,
     actor: &Actor,
 ) -> Result<(bool, Vec<Dropped>), StateError> {
-    if queue(repo)?.is_some() {
-        let dropped = drain(repo, remote, actor)?;
-        return Ok((true, dropped));
-    }
+    // Read once: the follow below is a compare-and-swap on this value, so
+    // a commit queued after it is never overwritten.
     let local = find(repo, STATE_REF)?;
+    if let Some(l) = local {
+        if queue_at(repo, l)?.is_some() {
+            let dropped = drain(repo, remote, actor)?;
+            return Ok((true, dropped));
+        }
+    }
     if !remote.fetch()? {
         return Ok((false, Vec::new()));
     }
@@ -323,6 +327,9 @@ pub(crate) fn drain(
                 Pushed::Done => {}
                 Pushed::Stale => {
                     tracing::debug!(attempt, "remote state moved while replaying; again");
+                    // Writers that lost spread out a little.
+                    let ms = 5 * u64::from(attempt.min(20) + 1);
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
                     continue;
                 }
             }
