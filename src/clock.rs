@@ -31,6 +31,12 @@ pub fn now_rfc3339() -> String {
     rfc3339(now())
 }
 
+/// Unix seconds of an RFC 3339 time such as [`rfc3339`] writes; `None`
+/// when it does not parse.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
+}
+
 /// Parses `90`, `90s`, `10m`, `2h`, `1d`, `1h30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad =

@@ -175,6 +175,10 @@ pub struct AgentEntry {
     /// What the profile can do, for the router (`route:`).
     #[serde(skip_serializing_if = "crate::router::rules::Capabilities::is_empty")]
     pub capabilities: crate::router::rules::Capabilities,
+    /// Machine labels this profile needs (a CLI installed only there, a
+    /// GPU): only machines with every one of them run it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<String>,
 }
 
 impl AgentEntry {
@@ -218,7 +222,13 @@ impl AgentEntry {
 #[serde(deny_unknown_fields)]
 pub struct Role {
     pub agent: String,
+    /// How many run at once on each machine (each orchestrator schedules
+    /// its own; `git config sprint.roles.<role>.count` sets one clone's).
     pub count: u32,
+    /// Machine labels this role needs: with the state shared through a
+    /// remote, only machines with every one of them run it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +244,7 @@ impl Default for Roles {
         let role = |count| Role {
             agent: "claude".into(),
             count,
+            machines: Vec::new(),
         };
         Roles {
             developer: role(3),
@@ -297,6 +308,10 @@ pub struct Timeouts {
     pub hung: HumanDuration,
     /// The longest one gate may run.
     pub gate: HumanDuration,
+    /// With the state shared through a remote: a machine with no heartbeat
+    /// for this long is lost (it beats three times in this span); its
+    /// agents' tasks go back to the queue and another takes the lead.
+    pub machine: HumanDuration,
 }
 
 impl Default for Timeouts {
@@ -306,6 +321,7 @@ impl Default for Timeouts {
             lease: m(10),
             hung: m(15),
             gate: m(10),
+            machine: HumanDuration(Duration::from_secs(90)),
         }
     }
 }
@@ -356,6 +372,35 @@ pub struct Config {
     /// host name). Per clone: `git config sprint.machine NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
+    /// This clone's machine labels (`gpu`, `big`), for roles and profiles
+    /// that name `machines:`. Per clone: `git config sprint.machine-labels
+    /// gpu,big`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "labels"
+    )]
+    pub machine_labels: Vec<String>,
+}
+
+/// A list of labels, or one string of them separated by commas (git
+/// config holds no lists).
+fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Labels {
+        One(String),
+        Many(Vec<String>),
+    }
+    let all = match Labels::deserialize(d)? {
+        Labels::One(s) => s.split(',').map(str::to_owned).collect(),
+        Labels::Many(v) => v,
+    };
+    Ok(all
+        .into_iter()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect())
 }
 
 /// `planning`: story order and chores, read by `plan` and every ingest.
@@ -585,6 +630,7 @@ impl Default for Config {
             notify: BTreeMap::new(),
             remote: None,
             machine: None,
+            machine_labels: Vec::new(),
         }
     }
 }

@@ -102,6 +102,31 @@ fn agent_trailer(ctx: &Ctx<'_>, args: &[String]) -> Result {
     Ok(())
 }
 
+/// In a sprint shared through a remote, an agent's commit leaves its
+/// machine at once (a fast-forward push of its branch), so that its work
+/// survives the machine: another takes the task over from there.
+fn share_commit(store: &crate::state::Store, cwd: &Path, worker: &str) {
+    let Some(remote) = store.remote_name() else {
+        return;
+    };
+    let Ok(Some(agent)) = store.read(|txn| txn.agent(worker)) else {
+        return;
+    };
+    if agent.machine.is_none() {
+        return; // a fleet worker's branch is its own
+    }
+    let git = crate::worker::worktree::Git::new(cwd);
+    match crate::machines::branches::push(&git, remote, &agent.branch, false) {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(branch = %agent.branch, "the remote's branch moved on elsewhere; this commit stays here")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pushing the agent's commit failed; its end pushes it again")
+        }
+    }
+}
+
 fn react(ctx: &mut Ctx<'_>, name: &str, args: &[String]) -> Result {
     if name == "post-rewrite" && args.first().map(String::as_str) != Some("rebase") {
         // `amend`: post-commit has seen it already.
@@ -119,6 +144,7 @@ fn react(ctx: &mut Ctx<'_>, name: &str, args: &[String]) -> Result {
         if let Err(e) = beat {
             tracing::debug!(error = %e, "no heartbeat recorded");
         }
+        share_commit(&store, &ctx.cwd, &worker);
         return Ok(());
     }
     let repo = store.repo();

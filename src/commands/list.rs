@@ -145,7 +145,10 @@ fn human_bytes(b: u64) -> String {
 /// `list --machines`: every machine the state or a heartbeat names.
 fn machines(ctx: &mut Ctx<'_>, json: bool) -> Result {
     let store = ctx.store()?;
-    let rows = crate::machines::list(&store, clock::now())?;
+    let lost_after = crate::config::load_from(store.repo(), None)
+        .map(|l| l.config.timeouts.machine.0.as_secs() as i64)
+        .unwrap_or(crate::machines::LOST_AFTER_SECS);
+    let rows = crate::machines::list(&store, clock::now(), lost_after)?;
     if json {
         return write_json(ctx.out, &rows);
     }
@@ -159,8 +162,18 @@ fn machines(ctx: &mut Ctx<'_>, json: bool) -> Result {
     }
     writeln!(
         ctx.out,
-        "{:<16} {:<8} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
-        "MACHINE", "STATUS", "HOST", "CORES", "RAM", "CPU", "LOAD", "DISK FREE", "AGENTS", "BEAT"
+        "{:<16} {:<8} {:<6} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
+        "MACHINE",
+        "STATUS",
+        "LEADS",
+        "HOST",
+        "CORES",
+        "RAM",
+        "CPU",
+        "LOAD",
+        "DISK FREE",
+        "AGENTS",
+        "BEAT"
     )?;
     for m in &rows {
         let (host, cores) = match &m.machine {
@@ -171,9 +184,10 @@ fn machines(ctx: &mut Ctx<'_>, json: bool) -> Result {
         let b = m.heartbeat.as_ref();
         writeln!(
             ctx.out,
-            "{:<16} {:<8} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
+            "{:<16} {:<8} {:<6} {:<16} {:>5} {:>11} {:>6} {:>6} {:>10} {:>6} {:>8}",
             m.name,
             m.status,
+            if m.leader { "yes" } else { "-" },
             host,
             cores,
             b.map_or_else(dash, |b| format!("{}/{}M", b.ram_used_mb, b.ram_total_mb)),

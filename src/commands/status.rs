@@ -141,6 +141,14 @@ pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
             ""
         }
     )?;
+    if let Some(l) = snapshot.meta.as_ref().and_then(|m| m.leader.as_ref()) {
+        writeln!(
+            out,
+            "shared through {}: machine {} leads ('git sprint list --machines' shows them all)",
+            store.remote_name().unwrap_or("a remote"),
+            l.machine
+        )?;
+    }
     for t in &trouble {
         writeln!(
             out,

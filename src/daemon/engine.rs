@@ -35,6 +35,8 @@ pub struct Engine {
     /// [`Engine::behind`]'s answers by feature, base tip, integration tip
     /// and recorded conflict.
     behind_cache: Mutex<HashMap<BehindKey, bool>>,
+    /// This machine, when clones share the sprint through a remote.
+    pub(super) here: Option<super::share::Machine>,
 }
 
 type BehindKey = (
@@ -54,6 +56,10 @@ impl Engine {
         let root = fleet.main_worktree()?;
         let config = with_gate_timeouts(config);
         crate::gates::confine_gates(gate_confinement(&fleet, &root, &config));
+        let here = fleet
+            .store
+            .remote_name()
+            .map(|remote| machine_of(&config, remote));
         Ok(Engine {
             fleet,
             config,
@@ -63,6 +69,7 @@ impl Engine {
             busy: Arc::default(),
             wake,
             behind_cache: Mutex::default(),
+            here,
         })
     }
 
@@ -70,7 +77,15 @@ impl Engine {
     /// a `git config sprint.*` override changed while running).
     pub fn set_config(&mut self, config: Config) {
         crate::gates::confine_gates(gate_confinement(&self.fleet, &self.root, &config));
+        if let Some(here) = &self.here {
+            self.here = Some(machine_of(&config, &here.remote));
+        }
         self.config = with_gate_timeouts(config);
+    }
+
+    /// This machine's name when the sprint is shared through a remote.
+    pub fn machine(&self) -> Option<&str> {
+        self.here.as_ref().map(|h| h.name.as_str())
     }
 
     /// Judges diffs by `policy` from now on.
@@ -154,9 +169,24 @@ impl Engine {
         // old never loses or doubles one.
         let snapshot = self.fleet.store.read(Snapshot::read)?;
         record::archive_finished(&self.fleet.store, &snapshot);
+        let machines = self.machines(&snapshot);
+        let now = clock::now();
         let mut live = HashSet::new();
         let mut activity = HashMap::new();
         for a in &snapshot.agents {
+            if self.elsewhere(a) {
+                // Its own machine sees its session and judges it; here it
+                // lives for as long as that machine beats.
+                let lost = machines
+                    .as_ref()
+                    .zip(a.machine.as_ref())
+                    .is_some_and(|(m, name)| m.lost.contains(name));
+                if liveness::is_running(a) && !lost {
+                    live.insert(a.id.clone());
+                    activity.insert(a.id.clone(), now);
+                }
+                continue;
+            }
             if let Some(seen) = sessions.get(&a.session).filter(|_| liveness::is_running(a)) {
                 live.insert(a.id.clone());
                 if let Some(t) = seen {
@@ -181,11 +211,11 @@ impl Engine {
             .collect();
         let world = World {
             snapshot: &snapshot,
-            now: clock::now(),
+            now,
             live: &live,
             activity: &activity,
             busy: &busy,
-            limits: self.limits(),
+            limits: self.machine_limits(&snapshot, self.limits()),
             budget: &self.config.budget,
             profiles: &profiles,
             behind: &behind,
@@ -193,6 +223,13 @@ impl Engine {
         };
         let mut failed = false;
         for action in stages::owed(&world) {
+            let action = match &machines {
+                Some(m) => match self.for_this_machine(&snapshot, m, action) {
+                    Some(a) => a,
+                    None => continue,
+                },
+                None => action,
+            };
             tracing::info!(?action, "owed");
             if let Err(e) = self.execute(&snapshot, &action) {
                 tracing::warn!(?action, error = %e, "action failed");
@@ -293,6 +330,7 @@ impl Engine {
     }
 
     fn execute(&self, snapshot: &Snapshot, action: &Action) -> Result<(), EngineError> {
+        self.bring(snapshot, action)?;
         match action {
             // The run's id comes from the task record, not the attempt seen.
             Action::StartDeveloper {
@@ -459,6 +497,16 @@ impl Engine {
             .feature(feature)
             .and_then(|f| f.feature.integration_branch.clone())
             .unwrap_or_else(|| stages::integration_branch(feature))
+    }
+}
+
+/// This machine among the clones sharing the sprint through `remote`.
+fn machine_of(config: &Config, remote: &str) -> super::share::Machine {
+    super::share::Machine {
+        name: crate::machines::name(config.machine.as_deref()),
+        labels: config.machine_labels.clone(),
+        lost_after_secs: config.timeouts.machine.0.as_secs().max(1) as i64,
+        remote: remote.to_owned(),
     }
 }
 

@@ -229,7 +229,13 @@ impl Engine {
         let busy = self.busy.clone();
         let wake = self.wake.clone();
         let pool = self.fleet.pool.clone();
+        let remote = self.here.as_ref().map(|h| h.remote.clone());
         std::thread::spawn(move || {
+            let git = crate::worker::worktree::Git::new(&root);
+            let before = git
+                .commit_id(&format!("refs/heads/{integration}"))
+                .ok()
+                .flatten();
             let verdict = crate::refinery::merge(&crate::refinery::Merge {
                 common_dir: &common,
                 root: &root,
@@ -241,7 +247,25 @@ impl Engine {
                 security: &security,
                 post_merge: &post_merge,
             });
-            let recorded = verdict.map_err(|e| e.to_string()).and_then(|v| {
+            // Shared through a remote, a merge counts once the remote has
+            // it: every machine starts its tasks from there.
+            let verdict = verdict.map_err(|e| e.to_string()).and_then(|v| {
+                let (Verdict::Merged { .. }, Some(old)) = (&v, &before) else {
+                    return Ok(v);
+                };
+                match Engine::share_integration(remote.as_deref(), &git, &integration, old) {
+                    Ok(true) => Ok(v),
+                    Ok(false) => Err(format!(
+                        "{integration} moved on the remote while merging {key}; the merge will be tried again"
+                    )),
+                    Err(e) => {
+                        let name = format!("refs/heads/{integration}");
+                        let _ = git.run(&["update-ref", "-m", "git-sprint: not on the remote", &name, old]);
+                        Err(format!("{e}; the merge will be tried again"))
+                    }
+                }
+            });
+            let recorded = verdict.and_then(|v| {
                 crate::state::Store::discover(&root)
                     .and_then(|store| record(&store, &v))
                     .map_err(|e| e.to_string())?;

@@ -443,6 +443,7 @@ impl Engine {
             error: None,
             skills: Vec::new(),
             route: None,
+            machine: self.machine().map(str::to_owned),
         }
     }
 

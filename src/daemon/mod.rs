@@ -18,6 +18,7 @@ mod launch;
 pub mod lock;
 pub mod record;
 mod review;
+mod share;
 pub mod watch;
 
 use engine::Engine;
@@ -106,11 +107,24 @@ pub fn run_until(
     // has no one to tell.
     let _beating = fleet.store.remote_name().is_some().then(|| {
         let machine = crate::machines::name(config.machine.as_deref());
-        let described = crate::machines::describe(&machine, config.roles.developer.count);
+        let described = crate::machines::describe(
+            &machine,
+            config.roles.developer.count,
+            &config.machine_labels,
+        );
         if let Err(e) = crate::machines::record(&fleet.store, &described) {
             tracing::warn!(error = %e, %machine, "recording this machine failed");
         }
-        crate::machines::start_beating(&root, machine)
+        // The others' beats as they are now, before the first judgement of
+        // who is lost: a machine not yet fetched is not a machine lost.
+        if let Err(e) = fleet
+            .store
+            .fetch_refs(&format!("{}*", crate::machines::HEARTBEAT_REFS))
+        {
+            tracing::warn!(error = %e, "fetching the other machines' heartbeats failed");
+        }
+        let every = crate::machines::beat_every(config.timeouts.machine.0);
+        crate::machines::start_beating(&root, machine, every)
     });
     tracing::info!(pid = std::process::id(), "orchestrator started");
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -216,6 +230,12 @@ pub fn run_until(
             }
         }
         tracing::info!("orchestrator stopping");
+        // Another machine need not wait out `timeouts.machine` to lead.
+        if let Some(machine) = engine.machine() {
+            if let Err(e) = crate::machines::lease::release(&engine.fleet.store, machine) {
+                tracing::warn!(error = %e, "giving up the leader lease failed");
+            }
+        }
         Ok(())
     })
 }

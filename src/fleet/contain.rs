@@ -44,6 +44,13 @@ impl Containment {
                 settings.writable.push(dir.display().to_string());
             }
         }
+        // A shared sprint's agent pushes its commits as it makes them: to
+        // a remote that is a path here, that is a write there.
+        if let (Some(_), Some(remote)) = (&agent.machine, fleet.store.remote_name()) {
+            if let Some(dir) = crate::machines::branches::local_path(&fleet.git, remote) {
+                settings.writable.push(dir.display().to_string());
+            }
+        }
         let hooks_path = root
             .as_deref()
             .and_then(|r| guard::hooks_path(&fleet.git.at(r), r));

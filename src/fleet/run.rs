@@ -270,6 +270,9 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
         }
     };
     breaches.extend(contained.after_commit(fleet, &agent, &worktree, log));
+    // Clones sharing the sprint: the work leaves this machine before its
+    // end is recorded, so whichever machine acts on the end finds it.
+    share_work(fleet, &agent, log);
     let policy = (!breaches.is_empty()).then(|| breaches.join("; "));
     let end = RunEnd {
         exit_status,
@@ -308,6 +311,34 @@ pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd>
     Ok(end)
 }
 
+/// Pushes the branch of an agent a shared sprint's orchestrator started
+/// (its record names its machine) to the state's remote: forced while the
+/// record says it still runs (a Reviewer's discarded edits rewind a
+/// branch), else only as a fast-forward, so a machine whose task was taken
+/// over never overwrites the new holder's work.
+fn share_work(fleet: &Fleet, agent: &Agent, log: &mut dyn Write) {
+    let (Some(remote), Some(_)) = (fleet.store.remote_name(), agent.machine.as_deref()) else {
+        return;
+    };
+    let holder = fleet
+        .agent(&agent.id)
+        .is_ok_and(|a| crate::state::liveness::is_running(&a));
+    let git = crate::worker::worktree::Git::new(&agent.worktree);
+    match crate::machines::branches::push(&git, remote, &agent.branch, holder) {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = writeln!(
+                log,
+                "git-sprint: {}: {} moved on elsewhere; this work stays on this machine",
+                agent.id, agent.branch
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(log, "git-sprint: {}: {e}", agent.id);
+        }
+    }
+}
+
 /// An error and its causes on one line, for a record.
 fn err_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -327,6 +358,11 @@ pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Resul
         let Some(mut a) = txn.agent(id)? else {
             return Ok(None);
         };
+        // Its machine was lost and its task went elsewhere: that record
+        // stands (the run's late end changes nothing it says).
+        if a.cause == Some(Cause::MachineLost) {
+            return Ok(None);
+        }
         let from = a.state.to_string();
         // Paid once per run: when its usage is first recorded, whoever
         // recorded the end first (a reconcile may mark the agent ended

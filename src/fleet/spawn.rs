@@ -151,6 +151,7 @@ impl Fleet {
                 error: None,
                 skills: Vec::new(),
                 route: None,
+                machine: None,
             })
             .collect();
         let subject = match (specs.len(), batch) {

@@ -17,15 +17,22 @@ use serde::{Deserialize, Serialize};
 use crate::clock;
 use crate::state::{Actor, StateError, Store};
 
+pub mod branches;
+pub mod duty;
+pub mod lease;
+
 /// Where each machine's heartbeat lives.
 pub const HEARTBEAT_REFS: &str = "refs/ai-sprint-machines/";
 
-/// How often an orchestrator beats.
-pub const BEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// A machine whose last beat is older than this is `lost`: three beats
-/// missed.
+/// A machine whose last beat is older than this is `lost` unless
+/// `timeouts.machine` says otherwise; it beats three times in the span.
 pub const LOST_AFTER_SECS: i64 = 90;
+
+/// How often a machine beats, given when it counts as lost: three beats
+/// in the span, so one late beat never loses a machine.
+pub fn beat_every(lost_after: std::time::Duration) -> std::time::Duration {
+    (lost_after / 3).max(std::time::Duration::from_millis(500))
+}
 
 /// Who a machine is, recorded in the state when its orchestrator starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +43,9 @@ pub struct Machine {
     pub ram_mb: u64,
     /// How many developers its orchestrator runs at once.
     pub developers: u32,
+    /// Its labels (`sprint.machine-labels`), for `machines:` placement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
     pub version: String,
     /// When its orchestrator last started (RFC 3339).
     pub started: String,
@@ -62,9 +72,11 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, Serialize)]
 pub struct MachineView {
     pub name: String,
-    /// `up`, `lost` (no beat for [`LOST_AFTER_SECS`]) or `unknown` (no beat
+    /// `up`, `lost` (no beat for `timeouts.machine`) or `unknown` (no beat
     /// seen yet).
     pub status: &'static str,
+    /// Whether it holds the leader lease.
+    pub leader: bool,
     pub machine: Option<Machine>,
     pub heartbeat: Option<Heartbeat>,
     /// Seconds since the last beat.
@@ -116,7 +128,7 @@ pub fn record(store: &Store, machine: &Machine) -> Result<(), StateError> {
 }
 
 /// What this machine is, for [`record`].
-pub fn describe(name: &str, developers: u32) -> Machine {
+pub fn describe(name: &str, developers: u32, labels: &[String]) -> Machine {
     let (_, total) = memory_mb();
     Machine {
         name: name.to_owned(),
@@ -124,6 +136,7 @@ pub fn describe(name: &str, developers: u32) -> Machine {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         ram_mb: total,
         developers,
+        labels: labels.to_vec(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started: clock::now_rfc3339(),
     }
@@ -243,11 +256,13 @@ pub struct Beating {
     _stop: std::sync::mpsc::Sender<()>,
 }
 
-/// Beats for machine `name` every [`BEAT_EVERY`], from a thread of its own
-/// (first beat at once), on the repository at `dir`. A beat that cannot be
-/// published is logged and the next one tried: a machine that cannot reach
-/// the remote goes on working and shows as lost elsewhere.
-pub fn start_beating(dir: &Path, name: String) -> Option<Beating> {
+/// Beats for machine `name` every `every`, from a thread of its own (first
+/// beat at once), on the repository at `dir`, and brings the other
+/// machines' beats each time, so that the orchestrator can tell when one
+/// is lost. A beat that cannot be published is logged and the next one
+/// tried: a machine that cannot reach the remote goes on working and shows
+/// as lost elsewhere.
+pub fn start_beating(dir: &Path, name: String, every: std::time::Duration) -> Option<Beating> {
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let dir = dir.to_owned();
     std::thread::Builder::new()
@@ -265,7 +280,10 @@ pub fn start_beating(dir: &Path, name: String) -> Option<Beating> {
                 if let Err(e) = beat(&fleet.store, &name, &b) {
                     tracing::warn!(error = %e, machine = %name, "publishing the heartbeat failed");
                 }
-                match stopped.recv_timeout(BEAT_EVERY) {
+                if let Err(e) = fleet.store.fetch_refs(&format!("{HEARTBEAT_REFS}*")) {
+                    tracing::debug!(error = %e, "fetching the other machines' heartbeats failed");
+                }
+                match stopped.recv_timeout(every) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
@@ -275,16 +293,52 @@ pub fn start_beating(dir: &Path, name: String) -> Option<Beating> {
     Some(Beating { _stop: stop })
 }
 
+/// The last beat of every machine with a heartbeat ref here (unix
+/// seconds), read in-process: what the orchestrator judges liveness by.
+pub fn last_beats(store: &Store) -> std::collections::BTreeMap<String, i64> {
+    let repo = store.repo();
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(refs) = repo.references() else {
+        return out;
+    };
+    let Ok(iter) = refs.prefixed(HEARTBEAT_REFS) else {
+        return out;
+    };
+    for r in iter.flatten() {
+        let full = r.name().as_bstr().to_string();
+        let Some(name) = full.strip_prefix(HEARTBEAT_REFS).map(str::to_owned) else {
+            continue;
+        };
+        let Ok(id) = r.into_fully_peeled_id() else {
+            continue;
+        };
+        if let Some(b) = read_beat(repo, id.detach()) {
+            out.insert(name, b.at);
+        }
+    }
+    out
+}
+
+/// Whether a machine whose last beat was at `beat` is lost at `now`.
+pub fn is_lost(beat: Option<i64>, now: i64, lost_after_secs: i64) -> bool {
+    beat.is_none_or(|at| now - at > lost_after_secs)
+}
+
 /// Every machine the state or a heartbeat ref names, with its status at
-/// `now`. Fetches the state and the heartbeats from the remote first, when
-/// there is one.
-pub fn list(store: &Store, now: i64) -> Result<Vec<MachineView>, StateError> {
+/// `now` (lost after `lost_after_secs` without a beat). Fetches the state
+/// and the heartbeats from the remote first, when there is one.
+pub fn list(store: &Store, now: i64, lost_after_secs: i64) -> Result<Vec<MachineView>, StateError> {
     store.refresh()?;
     store.fetch_refs(&format!("{HEARTBEAT_REFS}*"))?;
+    let leader = store
+        .read(|txn| txn.meta())?
+        .and_then(|m| m.leader)
+        .map(|l| l.machine);
     let mut out: std::collections::BTreeMap<String, MachineView> = Default::default();
     let view = |name: &str| MachineView {
         name: name.to_owned(),
         status: "unknown",
+        leader: leader.as_deref() == Some(name),
         machine: None,
         heartbeat: None,
         beat_age_secs: None,
@@ -320,7 +374,11 @@ pub fn list(store: &Store, now: i64) -> Result<Vec<MachineView>, StateError> {
         if let Some(b) = &m.heartbeat {
             let age = (now - b.at).max(0);
             m.beat_age_secs = Some(age);
-            m.status = if age > LOST_AFTER_SECS { "lost" } else { "up" };
+            m.status = if is_lost(Some(b.at), now, lost_after_secs) {
+                "lost"
+            } else {
+                "up"
+            };
         }
     }
     Ok(machines)
@@ -376,7 +434,7 @@ mod tests {
         let now = 1_000_000;
         let m1 = Machine {
             name: "m1".into(),
-            ..describe("m1", 2)
+            ..describe("m1", 2, &[])
         };
         record(&store, &m1).unwrap();
         let (mut b, _) = measure(dir.path(), 1, None);
@@ -384,7 +442,7 @@ mod tests {
         beat(&store, "m1", &b).unwrap();
         b.at = now - LOST_AFTER_SECS - 1;
         beat(&store, "m2", &b).unwrap();
-        let listed = list(&store, now).unwrap();
+        let listed = list(&store, now, LOST_AFTER_SECS).unwrap();
         let rows: Vec<_> = listed
             .iter()
             .map(|m| {
@@ -406,7 +464,7 @@ mod tests {
         // A second beat replaces the first: the ref holds one commit.
         b.at = now;
         beat(&store, "m2", &b).unwrap();
-        let listed = list(&store, now).unwrap();
+        let listed = list(&store, now, LOST_AFTER_SECS).unwrap();
         assert_eq!(listed[1].status, "up");
         // Recording the same machine again makes no commit.
         let tip = store.tip().unwrap();

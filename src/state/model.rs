@@ -41,6 +41,20 @@ pub struct SprintMeta {
     /// success rate outlive the records they came from.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub profiles: BTreeMap<String, ProfileTally>,
+    /// With the state shared through a remote: the machine whose
+    /// orchestrator runs the single-writer stages (ingest verdicts, the
+    /// Refinery, the Librarian). Its heartbeats renew the lease; another
+    /// machine takes it over once they stop (`timeouts.machine`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<Leader>,
+}
+
+/// The leader lease (see [`SprintMeta::leader`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leader {
+    pub machine: String,
+    /// When it took the lease (RFC 3339).
+    pub since: String,
 }
 
 /// What an agent profile's finished, archived runs added up to.
@@ -127,6 +141,7 @@ impl SprintMeta {
             breakers: BTreeMap::new(),
             budget_stops: BTreeMap::new(),
             profiles: BTreeMap::new(),
+            leader: None,
         }
     }
 }
@@ -343,10 +358,13 @@ pub enum Cause {
     Setup,
     /// The run broke a rule (touched shared config, hooks or protected files).
     Policy,
+    /// The machine running it stopped beating (`timeouts.machine`): its
+    /// orchestrator, its tmux server or its network died.
+    MachineLost,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 14] = [
+    pub const ALL: [Cause; 15] = [
         Cause::Auth,
         Cause::RateLimit,
         Cause::Overloaded,
@@ -361,6 +379,7 @@ impl Cause {
         Cause::Conflict,
         Cause::Setup,
         Cause::Policy,
+        Cause::MachineLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -379,6 +398,7 @@ impl Cause {
             Cause::Conflict => "conflict",
             Cause::Setup => "setup",
             Cause::Policy => "policy",
+            Cause::MachineLost => "machine_lost",
         }
     }
 
@@ -387,8 +407,18 @@ impl Cause {
     pub fn is_infrastructure(self) -> bool {
         matches!(
             self,
-            Cause::Auth | Cause::RateLimit | Cause::Overloaded | Cause::Network
+            Cause::Auth
+                | Cause::RateLimit
+                | Cause::Overloaded
+                | Cause::Network
+                | Cause::MachineLost
         )
+    }
+
+    /// Counted against the agent profile's circuit breaker: the provider
+    /// failed. A lost machine is not the profile's fault.
+    pub fn trips_breaker(self) -> bool {
+        self.is_infrastructure() && self != Cause::MachineLost
     }
 }
 
@@ -828,6 +858,10 @@ pub struct Agent {
     /// Why this profile runs the task: the router's choice and its rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<crate::router::Choice>,
+    /// The machine whose orchestrator started it, when the state is shared
+    /// through a remote: only that machine can see its tmux session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
 }
 
 fn is_zero_u32(n: &u32) -> bool {

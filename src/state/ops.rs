@@ -549,7 +549,7 @@ pub fn account_run(
     let Some(mut meta) = txn.meta()? else {
         return Ok(());
     };
-    match cause.filter(|c| c.is_infrastructure()) {
+    match cause.filter(|c| c.trips_breaker()) {
         Some(c) => {
             let b = meta.breakers.entry(profile.to_owned()).or_default();
             b.failures += 1;

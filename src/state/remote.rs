@@ -244,7 +244,7 @@ impl Remote {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        run_with_deadline(cmd, DEADLINE).map_err(|detail| match detail {
+        run_timed(cmd, DEADLINE).map_err(|detail| match detail {
             Ran::Late(detail) => StateError::Unreachable {
                 remote: self.name.clone(),
                 action: action.to_owned(),
@@ -275,7 +275,7 @@ fn is_unreachable(stderr: &str) -> bool {
     SIGNS.iter().any(|s| stderr.contains(s))
 }
 
-/// Why [`run_with_deadline`] has no output to give.
+/// Why [`run_timed`] has no output to give.
 enum Ran {
     /// Git did not finish within the deadline.
     Late(String),
@@ -303,7 +303,14 @@ fn last_lines(text: &str) -> String {
 
 /// Runs `cmd` in a process group of its own, killed with its children (ssh,
 /// a credential helper) when it outlives `limit`.
-fn run_with_deadline(mut cmd: Command, limit: Duration) -> Result<Output, Ran> {
+pub(crate) fn run_with_deadline(cmd: Command, limit: Duration) -> Result<Output, String> {
+    run_timed(cmd, limit).map_err(|ran| match ran {
+        Ran::Late(detail) | Ran::Failed(detail) => detail,
+    })
+}
+
+/// [`run_with_deadline`], saying whether git was late or failed to run.
+fn run_timed(mut cmd: Command, limit: Duration) -> Result<Output, Ran> {
     use std::os::unix::process::CommandExt;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -345,7 +352,7 @@ mod tests {
     fn a_command_past_its_deadline_is_killed() {
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
-        let Err(Ran::Late(err)) = run_with_deadline(cmd, Duration::from_millis(200)) else {
+        let Err(Ran::Late(err)) = run_timed(cmd, Duration::from_millis(200)) else {
             panic!("a command past its deadline was not reported late");
         };
         assert!(err.contains("no answer within"), "{err}");

@@ -12,6 +12,7 @@ mod gates;
 mod hygiene;
 mod ingest;
 mod integrity;
+mod machines;
 mod notify;
 mod orchestrator;
 mod partition;

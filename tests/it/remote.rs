@@ -543,7 +543,7 @@ fn machines_beat_on_refs_of_their_own_and_every_clone_lists_them() {
     for (name, age) in [("m1", 5), ("m2", machines::LOST_AFTER_SECS + 30)] {
         let dir = fleet.clone(name);
         let store = fleet.store(&dir);
-        machines::record(&store, &machines::describe(name, 2)).unwrap();
+        machines::record(&store, &machines::describe(name, 2, &[])).unwrap();
         let (mut beat, _) = machines::measure(&dir, 1, None);
         beat.at = now - age;
         machines::beat(&store, name, &beat).unwrap();
