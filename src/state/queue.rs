@@ -46,6 +46,9 @@ const OFFLINE_TRAILER: &str = "Sprint-Offline";
 /// queued commit it stands for.
 const QUEUED_TRAILER: &str = "Sprint-Queued";
 
+/// A trailer of a drop record per file the dropped transition changed.
+const DROPPED_FILE_TRAILER: &str = "Sprint-Dropped-File";
+
 /// Attempts at pushing the replays before giving up.
 const MAX_ATTEMPTS: u32 = 100;
 
@@ -429,10 +432,17 @@ fn plan(
                 path: path.clone(),
                 paths: changes.keys().cloned().collect(),
             };
+            // Every file it changed, so any machine can tell from the log
+            // whose work it was (the queued commit never leaves this clone).
+            let files: String = record
+                .paths
+                .iter()
+                .map(|p| format!("{DROPPED_FILE_TRAILER}: {p}\n"))
+                .collect();
             let msg = format!(
                 "sprint: dropped queued '{subject}' ({path} changed meanwhile)\n\n\
                  Sprint-Dropped: {subject} (by {}; {path} changed by {by})\n\
-                 {QUEUED_TRAILER}: {id}\nSprint-Actor: {}\n",
+                 {files}{QUEUED_TRAILER}: {id}\nSprint-Actor: {}\n",
                 record.actor, actor.name
             );
             let tree = tree_of(repo, tip)?;
@@ -842,6 +852,10 @@ mod tests {
             "{record}"
         );
         assert!(record.contains(&format!("Sprint-Queued: {}", s.queue[0])));
+        assert!(
+            record.contains("\nSprint-Dropped-File: features/f/tasks/T1.yaml\n"),
+            "{record}"
+        );
     }
 
     #[test]
