@@ -35,6 +35,10 @@ struct StatusJson<'a> {
     /// one the sprint uses.
     #[serde(skip_serializing_if = "Option::is_none")]
     config_notice: Option<String>,
+    /// Transitions this clone committed while the state remote did not
+    /// answer, waiting to be replayed there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queued: Option<crate::state::Queued>,
     #[serde(flatten)]
     snapshot: &'a Snapshot,
 }
@@ -89,6 +93,7 @@ pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
     });
     let spent = spend(&snapshot);
     let trouble = crate::stages::trouble::list(&snapshot);
+    let queued = store.queued()?;
     if opts.json {
         return write_json(
             out,
@@ -98,12 +103,23 @@ pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
                 trouble,
                 drafts,
                 config_notice,
+                queued,
                 snapshot: &snapshot,
             },
         );
     }
     if let Some(notice) = &config_notice {
         writeln!(out, "note: {notice}")?;
+    }
+    if let Some(q) = &queued {
+        writeln!(
+            out,
+            "note: {} transition{} queued on this clone since {}: the state remote '{}' does not answer; they are replayed there when it does",
+            q.count,
+            plural(q.count),
+            clock::rfc3339(q.since),
+            store.remote_name().unwrap_or_default()
+        )?;
     }
     let Some(tip) = tip else {
         writeln!(out, "No sprint state yet: refs/ai-sprint does not exist.")?;
