@@ -37,6 +37,10 @@ pub struct Machines {
     /// more (unix seconds): the loop looks again then, so a dead machine's
     /// tasks move on without waiting for an event.
     pub next_loss: Option<i64>,
+    /// Transitions of this clone wait for the remote (it cannot be
+    /// reached): this machine looks after its running agents only, and
+    /// starts nothing and leads nothing until they are through.
+    pub offline: bool,
 }
 
 impl Engine {
@@ -48,24 +52,26 @@ impl Engine {
         let now = crate::clock::now();
         // While the state cannot be pushed, acting as leader would decide
         // alone: a queued lease waits for the remote like any transition.
-        let leader = match lease::hold(
-            &self.fleet.store,
-            &here.name,
-            &beats,
-            now,
-            here.lost_after_secs,
-        ) {
-            Ok(lease::Lead::Here) => true,
-            Ok(lease::Lead::Elsewhere(_)) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "the leader lease could not be checked");
-                snapshot
-                    .meta
-                    .as_ref()
-                    .and_then(|m| m.leader.as_ref())
-                    .is_some_and(|l| l.machine == here.name)
-            }
-        };
+        let offline = matches!(self.fleet.store.queued(), Ok(Some(_)));
+        let leader = !offline
+            && match lease::hold(
+                &self.fleet.store,
+                &here.name,
+                &beats,
+                now,
+                here.lost_after_secs,
+            ) {
+                Ok(lease::Lead::Here) => true,
+                Ok(lease::Lead::Elsewhere(_)) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the leader lease could not be checked");
+                    snapshot
+                        .meta
+                        .as_ref()
+                        .and_then(|m| m.leader.as_ref())
+                        .is_some_and(|l| l.machine == here.name)
+                }
+            };
         // A machine's last sign of life: its last beat, or the start of
         // its newest agent (its first beat may not have reached this
         // machine yet). Ended agents count: what their end owes falls to
@@ -90,6 +96,7 @@ impl Engine {
             leader,
             lost,
             next_loss,
+            offline,
         })
     }
 
@@ -97,7 +104,8 @@ impl Engine {
     /// machine stopped beating: frozen, cut off) while they ran on: their
     /// tasks went to other machines, so they must not go on beside the new
     /// holders. Their wrappers save what they have; the branch's tip here
-    /// goes to a side ref, here and on the remote, so no work is lost.
+    /// goes to a side ref, here and on the remote, once, so no work is
+    /// lost.
     pub(super) fn stop_orphans(
         &self,
         snapshot: &Snapshot,
@@ -134,20 +142,25 @@ impl Engine {
                 .unwrap_or_default()
         };
         for a in snapshot.agents.iter().chain(&archived).filter(|a| {
-            a.machine.as_deref() == Some(here.name.as_str())
-                && a.cause == Some(Cause::MachineLost)
-                && sessions.contains_key(&a.session)
+            a.machine.as_deref() == Some(here.name.as_str()) && a.cause == Some(Cause::MachineLost)
         }) {
-            tracing::warn!(agent = %a.id, "this machine was taken for lost and its task went elsewhere: stopping the agent; its work goes to a side ref");
-            self.stop_agent(
-                a,
-                "its machine was taken for lost; the task went to another",
-            );
+            if sessions.contains_key(&a.session) {
+                tracing::warn!(agent = %a.id, "this machine was taken for lost and its task went elsewhere: stopping the agent; its work goes to a side ref");
+                self.stop_agent(
+                    a,
+                    "its machine was taken for lost; the task went to another",
+                );
+            }
+            // An agent that ended while this machine was away (its end was
+            // dropped as stale) left its work on the branch here.
             let git = &self.fleet.git;
             let Ok(Some(tip)) = git.commit_id(&format!("refs/heads/{}", a.branch)) else {
                 continue;
             };
             let side = branches::side_ref(&a.branch, &tip);
+            if matches!(git.commit_id(&side), Ok(Some(_))) {
+                continue; // kept already
+            }
             let kept = git
                 .run(&[
                     "update-ref",
@@ -217,7 +230,11 @@ impl Engine {
             leader: m.leader,
             lost: &m.lost,
         };
-        if !duty::is_mine(&duty::of(&action, snapshot), &view) {
+        let duty = duty::of(&action, snapshot);
+        if !duty::is_mine(&duty, &view) {
+            return None;
+        }
+        if m.offline && duty != duty::Duty::Machine(here.name.clone()) {
             return None;
         }
         let placed = |role: &str, profile: &str| {
