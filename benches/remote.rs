@@ -7,6 +7,7 @@
 //! local store measured in the same run; asserts nothing.
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -219,6 +220,9 @@ impl Daemon {
                 .env("GIT_CONFIG_NOSYSTEM", "1")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
+                // `git daemon` runs `git-daemon` as a child: a group of
+                // their own, so that Drop stops both.
+                .process_group(0)
                 .spawn()
                 .unwrap();
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -231,8 +235,7 @@ impl Daemon {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
         }
         panic!("git daemon did not come up");
     }
@@ -240,7 +243,16 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
+}
+
+/// Kills the process group `child` leads (killing `git daemon` alone left
+/// its `git-daemon` listening) and reaps it.
+fn kill_group(child: &mut Child) {
+    // SAFETY: kill(2) on the process group this child leads.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    let _ = child.wait();
 }

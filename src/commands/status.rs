@@ -46,10 +46,21 @@ pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
         trouble,
         drafts,
         config_notice,
+        queued,
         snapshot,
     } = view;
     if let Some(notice) = &config_notice {
         writeln!(out, "note: {notice}")?;
+    }
+    if let Some(q) = &queued {
+        writeln!(
+            out,
+            "note: {} transition{} queued on this clone since {}: the state remote '{}' does not answer; they are replayed there when it does",
+            q.count,
+            plural(q.count),
+            clock::rfc3339(q.since),
+            store.remote_name().unwrap_or_default()
+        )?;
     }
     let Some(tip) = tip else {
         writeln!(out, "No sprint state yet: refs/ai-sprint does not exist.")?;

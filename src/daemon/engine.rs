@@ -170,6 +170,7 @@ impl Engine {
         let snapshot = self.fleet.store.read(Snapshot::read)?;
         record::archive_finished(&self.fleet.store, &snapshot);
         let machines = self.machines(&snapshot);
+        self.stop_orphans(&snapshot, &sessions);
         let now = clock::now();
         let mut live = HashSet::new();
         let mut activity = HashMap::new();
@@ -236,7 +237,13 @@ impl Engine {
                 failed = true;
             }
         }
-        Ok((self.next_deadline(&snapshot, &activity), failed))
+        let next = self.next_deadline(&snapshot, &activity);
+        let next_loss = machines.and_then(|m| m.next_loss);
+        let next = match (next, next_loss) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok((next, failed))
     }
 
     /// Whether `feature`'s base has commits its integration branch lacks,
@@ -330,7 +337,9 @@ impl Engine {
     }
 
     fn execute(&self, snapshot: &Snapshot, action: &Action) -> Result<(), EngineError> {
-        self.bring(snapshot, action)?;
+        if !self.bring(snapshot, action)? {
+            return Ok(());
+        }
         match action {
             // The run's id comes from the task record, not the attempt seen.
             Action::StartDeveloper {

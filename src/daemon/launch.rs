@@ -450,6 +450,12 @@ impl Engine {
     /// Stops a running agent's session and waits for its wrapper to save
     /// the work; if the wrapper died too (kill -9), saves it here.
     pub(super) fn stop_agent(&self, a: &Agent, reason: &str) {
+        // Another machine's agent is that machine's to stop: its session
+        // and worktree are there (a lost machine's agents stop when it
+        // comes back, see `stop_orphans`).
+        if self.elsewhere(a) {
+            return;
+        }
         if self.fleet.tmux.kill_session(&a.session).unwrap_or(false) {
             if let Some(pid) = a.runner_pid {
                 crate::fleet::wait_for_exit(pid, std::time::Duration::from_secs(10));

@@ -33,6 +33,14 @@ pub struct Machines {
     pub leader: bool,
     /// Machines whose heartbeats stopped.
     pub lost: HashSet<String>,
+    /// When the next machine alive now would count as lost if it beats no
+    /// more (unix seconds): the loop looks again then, so a dead machine's
+    /// tasks move on without waiting for an event.
+    pub next_loss: Option<i64>,
+    /// Transitions of this clone wait for the remote (it cannot be
+    /// reached): this machine looks after its running agents only, and
+    /// starts nothing and leads nothing until they are through.
+    pub offline: bool,
 }
 
 impl Engine {
@@ -42,39 +50,136 @@ impl Engine {
         let here = self.here.as_ref()?;
         let beats = machines::last_beats(&self.fleet.store);
         let now = crate::clock::now();
-        // An agent's start is a sign of its machine's life too: that
-        // machine's first beat may not have reached this one yet.
-        let is_lost = |a: &crate::state::Agent, m: &str| {
-            let sign = beats.get(m).copied().max(Some(a.started));
-            m != here.name && machines::is_lost(sign, now, here.lost_after_secs)
-        };
         // While the state cannot be pushed, acting as leader would decide
         // alone: a queued lease waits for the remote like any transition.
-        let leader = match lease::hold(
-            &self.fleet.store,
-            &here.name,
-            &beats,
-            now,
-            here.lost_after_secs,
-        ) {
-            Ok(lease::Lead::Here) => true,
-            Ok(lease::Lead::Elsewhere(_)) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "the leader lease could not be checked");
-                snapshot
-                    .meta
-                    .as_ref()
-                    .and_then(|m| m.leader.as_ref())
-                    .is_some_and(|l| l.machine == here.name)
+        let offline = matches!(self.fleet.store.queued(), Ok(Some(_)));
+        let leader = !offline
+            && match lease::hold(
+                &self.fleet.store,
+                &here.name,
+                &beats,
+                now,
+                here.lost_after_secs,
+            ) {
+                Ok(lease::Lead::Here) => true,
+                Ok(lease::Lead::Elsewhere(_)) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the leader lease could not be checked");
+                    snapshot
+                        .meta
+                        .as_ref()
+                        .and_then(|m| m.leader.as_ref())
+                        .is_some_and(|l| l.machine == here.name)
+                }
+            };
+        // A machine's last sign of life: its last beat, or the start of
+        // its newest agent (its first beat may not have reached this
+        // machine yet). Ended agents count: what their end owes falls to
+        // their machine while it lives.
+        let mut signs = beats;
+        for a in &snapshot.agents {
+            if let Some(m) = &a.machine {
+                let at = signs.entry(m.clone()).or_insert(a.started);
+                *at = (*at).max(a.started);
             }
-        };
-        let lost = snapshot
-            .agents
+        }
+        signs.remove(&here.name);
+        let (lost, alive): (Vec<_>, Vec<_>) = signs
+            .into_iter()
+            .partition(|(_, at)| machines::is_lost(Some(*at), now, here.lost_after_secs));
+        let next_loss = alive
             .iter()
-            .filter(|a| liveness::is_running(a))
-            .filter_map(|a| a.machine.clone().filter(|m| is_lost(a, m)))
+            .map(|(_, at)| at + here.lost_after_secs + 1)
+            .min();
+        let lost = lost.into_iter().map(|(m, _)| m).collect();
+        Some(Machines {
+            leader,
+            lost,
+            next_loss,
+            offline,
+        })
+    }
+
+    /// Stops this machine's agents that the others took for lost (this
+    /// machine stopped beating: frozen, cut off) while they ran on: their
+    /// tasks went to other machines, so they must not go on beside the new
+    /// holders. Their wrappers save what they have; the branch's tip here
+    /// goes to a side ref, here and on the remote, once, so no work is
+    /// lost.
+    pub(super) fn stop_orphans(
+        &self,
+        snapshot: &Snapshot,
+        sessions: &std::collections::HashMap<String, Option<u64>>,
+    ) {
+        let Some(here) = &self.here else {
+            return;
+        };
+        // Its record may be archived already (the task was finished
+        // elsewhere while this machine was away): a session no live
+        // record names is looked up there.
+        let named: HashSet<&str> = snapshot.agents.iter().map(|a| a.session.as_str()).collect();
+        let strays: HashSet<&str> = sessions
+            .keys()
+            .map(String::as_str)
+            .filter(|s| *s != super::SESSION && !named.contains(s))
             .collect();
-        Some(Machines { leader, lost })
+        let archived: Vec<crate::state::Agent> = if strays.is_empty() {
+            Vec::new()
+        } else {
+            self.fleet
+                .store
+                .read(|txn| {
+                    let mut found = Vec::new();
+                    for id in txn.archived_agent_ids()? {
+                        if let Some(a) = txn.archived_agent(&id)? {
+                            if strays.contains(a.session.as_str()) {
+                                found.push(a);
+                            }
+                        }
+                    }
+                    Ok(found)
+                })
+                .unwrap_or_default()
+        };
+        for a in snapshot.agents.iter().chain(&archived).filter(|a| {
+            a.machine.as_deref() == Some(here.name.as_str()) && a.cause == Some(Cause::MachineLost)
+        }) {
+            if sessions.contains_key(&a.session) {
+                tracing::warn!(agent = %a.id, "this machine was taken for lost and its task went elsewhere: stopping the agent; its work goes to a side ref");
+                self.stop_agent(
+                    a,
+                    "its machine was taken for lost; the task went to another",
+                );
+            }
+            // An agent that ended while this machine was away (its end was
+            // dropped as stale) left its work on the branch here.
+            let git = &self.fleet.git;
+            let Ok(Some(tip)) = git.commit_id(&format!("refs/heads/{}", a.branch)) else {
+                continue;
+            };
+            let side = branches::side_ref(&a.branch, &tip);
+            if matches!(git.commit_id(&side), Ok(Some(_))) {
+                continue; // kept already
+            }
+            let kept = git
+                .run(&[
+                    "update-ref",
+                    "-m",
+                    "git-sprint: work of an agent taken for lost",
+                    &side,
+                    &tip,
+                ])
+                .map_err(|e| e.to_string())
+                .and_then(|_| {
+                    branches::push_ref(git, &here.remote, &side, &side).map_err(|e| e.to_string())
+                });
+            match kept {
+                Ok(()) => tracing::warn!(agent = %a.id, %side, "its work is kept"),
+                Err(e) => {
+                    tracing::warn!(agent = %a.id, error = %e, "keeping its work on the remote failed; it stays on this machine")
+                }
+            }
+        }
     }
 
     /// Whether agent `a` runs on another machine, judged there.
@@ -125,7 +230,11 @@ impl Engine {
             leader: m.leader,
             lost: &m.lost,
         };
-        if !duty::is_mine(&duty::of(&action, snapshot), &view) {
+        let duty = duty::of(&action, snapshot);
+        if !duty::is_mine(&duty, &view) {
+            return None;
+        }
+        if m.offline && duty != duty::Duty::Machine(here.name.clone()) {
             return None;
         }
         let placed = |role: &str, profile: &str| {
@@ -195,9 +304,14 @@ impl Engine {
     /// (its work may have been done on another machine) and the
     /// integration branch (the leader merges there). A no-op when the
     /// sprint is not shared.
-    pub(super) fn bring(&self, snapshot: &Snapshot, action: &Action) -> Result<(), EngineError> {
+    ///
+    /// Gates, a Reviewer and the Refinery's security gates run in the
+    /// task's worktree, which the leader may never have made (the work was
+    /// done elsewhere): it is made here. Returns false while its setup
+    /// runs (the job's end wakes the loop to act then).
+    pub(super) fn bring(&self, snapshot: &Snapshot, action: &Action) -> Result<bool, EngineError> {
         let Some(here) = &self.here else {
-            return Ok(());
+            return Ok(true);
         };
         let (feature, task) = match action {
             Action::StartDeveloper { feature, task, .. }
@@ -211,12 +325,12 @@ impl Engine {
                 agent,
             } => match stages::agent(snapshot, agent) {
                 Some(a) if self.elsewhere(a) => (feature, Some(task)),
-                _ => return Ok(()),
+                _ => return Ok(true),
             },
             Action::StartLibrarian { feature, .. } | Action::SyncBase { feature } => {
                 (feature, None)
             }
-            _ => return Ok(()),
+            _ => return Ok(true),
         };
         let git = &self.fleet.git;
         let integration = self.integration(snapshot, feature);
@@ -225,8 +339,18 @@ impl Engine {
             let branch = stages::task_branch(feature, task);
             let worktree: PathBuf = self.task_worktree(feature, task);
             branches::pull(git, &here.remote, &branch, Some(&worktree)).map_err(share_error)?;
+            let runs_here = match action {
+                Action::RunGates { .. } | Action::StartReviewer { .. } => true,
+                Action::Merge { .. } => !self.config.gates.security.is_empty(),
+                _ => false,
+            };
+            if runs_here {
+                return Ok(self
+                    .ensure_worktree(feature, task, &integration, None)?
+                    .is_some());
+            }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// After the Refinery moved `integration` from `old` here: the same

@@ -69,6 +69,16 @@ pub enum StateError {
         detail: String,
     },
 
+    /// The remote that holds the state did not answer at all (no
+    /// connection, or no answer within the deadline): a write made now is
+    /// queued on this clone and replayed when the remote answers again.
+    #[error("{action} the sprint remote '{remote}' failed: it does not answer: {detail}")]
+    Unreachable {
+        remote: String,
+        action: String,
+        detail: String,
+    },
+
     #[error(transparent)]
     Refused(#[from] Refusal),
 }
@@ -103,6 +113,10 @@ impl Hint for StateError {
             StateError::Remote { remote, .. } => Some(format!(
                 "check that 'git fetch {remote}' works from here; nothing was written. \
                  'git config --unset sprint.remote' works on this clone alone"
+            )),
+            StateError::Unreachable { remote, .. } => Some(format!(
+                "check that 'git fetch {remote}' works from here; writes are queued on this \
+                 clone meanwhile and replayed when the remote answers"
             )),
             StateError::Refused(r) => r.hint(),
             StateError::Git { .. } | StateError::NotState { .. } => None,

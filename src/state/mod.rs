@@ -13,6 +13,7 @@ mod lock;
 pub mod log;
 pub mod model;
 pub mod ops;
+mod queue;
 pub mod recover;
 mod remote;
 pub mod repair;
@@ -23,8 +24,9 @@ pub use error::{Refusal, StateError};
 pub use lock::{clear_leftover_lock, clear_stale_lock, Held};
 pub use model::*;
 pub use ops::TaskRef;
+pub use queue::{Dropped, Queued, FETCHED_REF};
 pub(crate) use remote::run_with_deadline;
-pub use remote::REMOTE_KEY;
+pub use remote::{REMOTE_KEY, REMOTE_STATE_REF};
 pub use repair::Quarantined;
 pub use snapshot::{archive_agents_of_task, archive_finished_agents, FeatureState, Snapshot};
 pub use store::{

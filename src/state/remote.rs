@@ -21,7 +21,7 @@ use std::time::Duration;
 use gix::ObjectId;
 
 use super::error::StateError;
-use super::store::STATE_REF;
+use super::queue::FETCHED_REF;
 
 /// The git config key naming the remote (`git config sprint.remote origin`).
 pub const REMOTE_KEY: &str = "sprint.remote";
@@ -97,11 +97,12 @@ impl Remote {
         )
     }
 
-    /// Makes the local `refs/ai-sprint` the remote's, whatever it was.
-    /// Returns false when the remote has no state yet (the local ref is
-    /// then left alone: the first push creates the remote's).
+    /// Brings the remote's state commit into [`FETCHED_REF`], whatever that
+    /// was; the store decides what the local `refs/ai-sprint` makes of it
+    /// (follows it, or replays its queued transitions onto it). Returns
+    /// false when the remote has no state yet.
     pub(crate) fn fetch(&self) -> Result<bool, StateError> {
-        let out = self.fetch_refspec(&format!("+{REMOTE_STATE_REF}:{STATE_REF}"))?;
+        let out = self.fetch_refspec(&format!("+{REMOTE_STATE_REF}:{FETCHED_REF}"))?;
         if out.status.success() {
             return Ok(true);
         }
@@ -207,11 +208,24 @@ impl Remote {
         Err(self.failed("fetching", &stderr))
     }
 
+    /// The error for git's complaint `detail`: [`StateError::Unreachable`]
+    /// when it says the remote could not be reached at all, so the store
+    /// may queue the write; any other failure (a refusal, a missing
+    /// repository, bad credentials) is not changed by waiting.
     fn failed(&self, action: &str, detail: &str) -> StateError {
-        StateError::Remote {
-            remote: self.name.clone(),
-            action: action.to_owned(),
-            detail: last_lines(detail),
+        let (remote, action, detail) = (self.name.clone(), action.to_owned(), last_lines(detail));
+        if is_unreachable(&detail) {
+            StateError::Unreachable {
+                remote,
+                action,
+                detail,
+            }
+        } else {
+            StateError::Remote {
+                remote,
+                action,
+                detail,
+            }
         }
     }
 
@@ -230,8 +244,43 @@ impl Remote {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        run_with_deadline(cmd, DEADLINE).map_err(|detail| self.failed(action, &detail))
+        run_timed(cmd, DEADLINE).map_err(|detail| match detail {
+            Ran::Late(detail) => StateError::Unreachable {
+                remote: self.name.clone(),
+                action: action.to_owned(),
+                detail,
+            },
+            Ran::Failed(detail) => self.failed(action, &detail),
+        })
     }
+}
+
+/// Whether git's complaint says the remote could not be reached (the
+/// connection, not the repository or the push, failed). Git and ssh word
+/// these themselves; `LC_ALL=C` keeps them in English.
+fn is_unreachable(stderr: &str) -> bool {
+    const SIGNS: [&str; 11] = [
+        "unable to connect",
+        "Connection refused",
+        "Connection timed out",
+        "Connection reset",
+        "Could not resolve host",
+        "Network is unreachable",
+        "No route to host",
+        "Failed to connect",
+        "Operation timed out",
+        "remote end hung up unexpectedly",
+        "no answer within",
+    ];
+    SIGNS.iter().any(|s| stderr.contains(s))
+}
+
+/// Why [`run_timed`] has no output to give.
+enum Ran {
+    /// Git did not finish within the deadline.
+    Late(String),
+    /// Git could not be started or waited for.
+    Failed(String),
 }
 
 /// Whether git failed only because another process held a ref lock.
@@ -254,26 +303,35 @@ fn last_lines(text: &str) -> String {
 
 /// Runs `cmd` in a process group of its own, killed with its children (ssh,
 /// a credential helper) when it outlives `limit`.
-pub(crate) fn run_with_deadline(mut cmd: Command, limit: Duration) -> Result<Output, String> {
+pub(crate) fn run_with_deadline(cmd: Command, limit: Duration) -> Result<Output, String> {
+    run_timed(cmd, limit).map_err(|ran| match ran {
+        Ran::Late(detail) | Ran::Failed(detail) => detail,
+    })
+}
+
+/// [`run_with_deadline`], saying whether git was late or failed to run.
+fn run_timed(mut cmd: Command, limit: Duration) -> Result<Output, Ran> {
     use std::os::unix::process::CommandExt;
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| Ran::Failed(format!("cannot run git: {e}")))?;
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(limit) {
-        Ok(result) => result.map_err(|e| format!("waiting for git: {e}")),
+        Ok(result) => result.map_err(|e| Ran::Failed(format!("waiting for git: {e}"))),
         Err(_) => {
             // SAFETY: kill(2) on the group this child leads; no memory involved.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
             }
             let _ = rx.recv();
-            Err(format!("no answer within {}s", limit.as_secs()))
+            Err(Ran::Late(format!("no answer within {}s", limit.as_secs())))
         }
     }
 }
@@ -294,7 +352,28 @@ mod tests {
     fn a_command_past_its_deadline_is_killed() {
         let mut cmd = Command::new("sleep");
         cmd.arg("30");
-        let err = run_with_deadline(cmd, Duration::from_millis(200)).unwrap_err();
+        let Err(Ran::Late(err)) = run_timed(cmd, Duration::from_millis(200)) else {
+            panic!("a command past its deadline was not reported late");
+        };
         assert!(err.contains("no answer within"), "{err}");
+    }
+
+    #[test]
+    fn a_refused_connection_is_unreachable_and_a_refused_push_is_not() {
+        assert!(is_unreachable(
+            "fatal: unable to connect to 127.0.0.1:\n127.0.0.1[0: 127.0.0.1]: errno=Connection refused"
+        ));
+        assert!(is_unreachable(
+            "ssh: connect to host example.com port 22: Network is unreachable"
+        ));
+        assert!(!is_unreachable(
+            "! [remote rejected] main (pre-receive hook declined)"
+        ));
+        assert!(!is_unreachable(
+            "fatal: '/nowhere.git' does not appear to be a git repository"
+        ));
+        assert!(!is_unreachable(
+            "git@example.com: Permission denied (publickey)."
+        ));
     }
 }

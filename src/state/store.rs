@@ -28,6 +28,7 @@ use serde::Serialize;
 use super::error::StateError;
 use super::lock;
 use super::model::{Agent, Convoy, Feature, SprintMeta, Task, SCHEMA_VERSION};
+use super::queue::{self, Dropped, Queued};
 use super::remote::{Pushed, Remote};
 use super::snapshot::SnapshotCache;
 use crate::clock;
@@ -613,7 +614,12 @@ pub struct Store {
     /// schema this build reads, so a transaction on an unchanged one does
     /// not parse it again.
     meta_ok: std::sync::Mutex<Option<ObjectId>>,
+    /// Queued transitions dropped on replay, until [`Store::take_dropped`].
+    dropped: std::sync::Mutex<Vec<Dropped>>,
 }
+
+/// The actor of the commits a drain outside any write makes (drop records).
+const DRAINER: &str = "sprint";
 
 impl Store {
     /// Opens the repository containing `dir`.
@@ -643,6 +649,7 @@ impl Store {
             remote,
             protect,
             meta_ok: Default::default(),
+            dropped: Default::default(),
         }
     }
 
@@ -692,14 +699,15 @@ impl Store {
     }
 
     /// Brings the local copy up to the remote's state (a no-op without a
-    /// remote): reads see what other machines wrote. Returns whether the
-    /// local tip moved.
+    /// remote): reads see what other machines wrote. Transitions queued
+    /// while the remote did not answer are replayed there first, never
+    /// overwritten. Returns whether the local tip moved.
     pub fn refresh(&self) -> Result<bool, StateError> {
         let Some(remote) = &self.remote else {
             return Ok(false);
         };
         let before = self.tip()?;
-        remote.fetch()?;
+        self.sync(remote, &Actor::named(DRAINER))?;
         Ok(self.tip()? != before)
     }
 
@@ -892,6 +900,10 @@ impl Store {
     /// remote (the lease checks it anyway), so an uncontended write costs
     /// one push. Only an answer that did not go through a lease — a refusal
     /// or a no-op — is checked against a fresh fetch before it is given.
+    ///
+    /// A remote that does not answer does not stop the write: it is
+    /// committed to the local ref and queued (see [`super::queue`]), and
+    /// transitions queued earlier are replayed first whenever it answers.
     fn transact_remote<T>(
         &self,
         remote: &Remote,
@@ -902,6 +914,16 @@ impl Store {
         let mut rng = Jitter::seeded();
         // `None` until fetched: then whether the remote has state at all.
         let mut fetched: Option<bool> = None;
+        // Set once the remote did not answer in this write: later attempts
+        // (local races) do not wait for it again.
+        let mut offline: Option<StateError> = None;
+        if queue::queue(&self.repo)?.is_some() {
+            match self.sync(remote, actor) {
+                Ok(has) => fetched = Some(has),
+                Err(err @ StateError::Unreachable { .. }) => offline = Some(err),
+                Err(err) => return Err(err),
+            }
+        }
         for attempt in 0..MAX_ATTEMPTS {
             let tip = self.tip()?;
             if tip.is_none() && !over_lost {
@@ -913,10 +935,15 @@ impl Store {
             self.check_schema(&txn)?;
             let value = match op(&mut txn) {
                 Ok(value) => value,
-                Err(_) if fetched.is_none() => {
-                    fetched = Some(remote.fetch()?);
+                Err(_) if fetched.is_none() && offline.is_none() => {
+                    match self.sync(remote, actor) {
+                        Ok(has) => fetched = Some(has),
+                        Err(err @ StateError::Unreachable { .. }) => offline = Some(err),
+                        Err(err) => return Err(err),
+                    }
                     continue;
                 }
+                // Offline, the local copy is the best answer there is.
                 Err(err) => return Err(err),
             };
             if !self.has_meta(&txn)? && !txn.is_empty() {
@@ -928,8 +955,12 @@ impl Store {
                 Some(self.write_tree(root, &txn)?)
             };
             if tree == root {
-                if fetched.is_none() {
-                    fetched = Some(remote.fetch()?);
+                if fetched.is_none() && offline.is_none() {
+                    match self.sync(remote, actor) {
+                        Ok(has) => fetched = Some(has),
+                        Err(err @ StateError::Unreachable { .. }) => offline = Some(err),
+                        Err(err) => return Err(err),
+                    }
                     continue;
                 }
                 return Ok(Committed {
@@ -939,14 +970,41 @@ impl Store {
             }
             let tree = tree.expect("a changed tree exists");
             let commit = self.write_commit(actor, &txn, tree, tip)?;
+            if let Some(err) = offline.take() {
+                // A clone that never had state has nothing to queue onto.
+                let Some(tip) = tip else {
+                    return Err(err);
+                };
+                match queue::commit_offline(&self.repo, actor, tip, commit, &remote.name) {
+                    Ok(queued) => {
+                        tracing::warn!(error = %err, "the sprint remote does not answer; transition queued on this clone");
+                        return Ok(Committed {
+                            value,
+                            commit: Some(queued),
+                        });
+                    }
+                    Err(queue::CommitOffline::Ref(e))
+                        if classify(&e) != SwapFailure::Other || self.tip()? != Some(tip) =>
+                    {
+                        tracing::debug!(attempt, error = %e, "queued write raced; retrying");
+                        offline = Some(err);
+                        std::thread::sleep(rng.backoff(attempt));
+                        continue;
+                    }
+                    Err(queue::CommitOffline::Ref(e)) => {
+                        return Err(StateError::git("updating refs/ai-sprint", e))
+                    }
+                    Err(queue::CommitOffline::State(e)) => return Err(e),
+                }
+            }
             // Without state on the remote the local state (if any) is the
             // base, and the lease is that the remote still has none.
             let lease = if fetched == Some(false) { None } else { tip };
-            match remote.push(lease, commit)? {
-                Pushed::Done => {
+            match remote.push(lease, commit) {
+                Ok(Pushed::Done) => {
                     // The local ref follows; a process of this clone that
                     // fetched meanwhile already moved it there or beyond.
-                    if let Err(err) = self.swap(actor, tip, commit, &txn) {
+                    if let Err(err) = queue::follow(&self.repo, actor, tip, commit) {
                         tracing::debug!(error = %err, "local state ref already moved on");
                     }
                     return Ok(Committed {
@@ -954,13 +1012,19 @@ impl Store {
                         commit: Some(commit),
                     });
                 }
-                Pushed::Stale => {
+                Ok(Pushed::Stale) => {
                     tracing::debug!(attempt, remote = %remote.name, "remote state moved; re-applying");
                     if attempt > 0 {
                         std::thread::sleep(rng.remote_backoff(attempt));
                     }
-                    fetched = Some(remote.fetch()?);
+                    match self.sync(remote, actor) {
+                        Ok(has) => fetched = Some(has),
+                        Err(err @ StateError::Unreachable { .. }) => offline = Some(err),
+                        Err(err) => return Err(err),
+                    }
                 }
+                Err(err @ StateError::Unreachable { .. }) => offline = Some(err),
+                Err(err) => return Err(err),
             }
         }
         Err(StateError::Busy {
@@ -1001,6 +1065,57 @@ impl Store {
 
     fn meta_ok(&self) -> std::sync::MutexGuard<'_, Option<ObjectId>> {
         self.meta_ok.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fetches the remote's state into the local copy, replaying queued
+    /// transitions first (their drops are kept for [`Store::take_dropped`]).
+    /// Returns whether the remote has state.
+    fn sync(&self, remote: &Remote, actor: &Actor) -> Result<bool, StateError> {
+        let (has, dropped) = queue::sync(&self.repo, remote, actor)?;
+        if !dropped.is_empty() {
+            for d in &dropped {
+                tracing::warn!(subject = %d.subject, path = %d.path, "a queued transition was dropped: what it changed changed on the remote meanwhile");
+            }
+            self.dropped
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(dropped);
+        }
+        Ok(has)
+    }
+
+    /// The transitions committed on this clone while the state remote did
+    /// not answer, waiting to be replayed there; `None` when there are none
+    /// (always without a remote).
+    pub fn queued(&self) -> Result<Option<Queued>, StateError> {
+        if self.remote.is_none() {
+            return Ok(None);
+        }
+        queue::queued(&self.repo)
+    }
+
+    /// Replays the queued transitions on the remote now, if there are any
+    /// and it answers ([`StateError::Unreachable`] if not; the queue stays).
+    /// What was dropped is kept for [`Store::take_dropped`] too.
+    pub fn drain(&self) -> Result<Vec<Dropped>, StateError> {
+        let Some(remote) = &self.remote else {
+            return Ok(Vec::new());
+        };
+        if queue::queue(&self.repo)?.is_none() {
+            return Ok(Vec::new());
+        }
+        let before = self.dropped.lock().unwrap_or_else(|e| e.into_inner()).len();
+        self.sync(remote, &Actor::named(DRAINER))?;
+        let dropped = self.dropped.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(dropped[before..].to_vec())
+    }
+
+    /// The queued transitions this store dropped while replaying them
+    /// (in any write, refresh or drain) since the last call: their work
+    /// belongs on a side branch. Each is recorded on the remote as well
+    /// (`Sprint-Dropped:`).
+    pub fn take_dropped(&self) -> Vec<Dropped> {
+        std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The lock files a state write takes.

@@ -29,6 +29,10 @@ pub struct StatusView {
     /// one the sprint uses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_notice: Option<String>,
+    /// Transitions this clone committed while the state remote did not
+    /// answer, waiting to be replayed there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<crate::state::Queued>,
     #[serde(flatten)]
     pub snapshot: Snapshot,
 }
@@ -67,12 +71,14 @@ pub fn gather(store: &Store, archive: bool) -> Result<StatusView, StateError> {
             .flatten()?;
         crate::config::uncommitted_notice(store.repo(), &root)
     });
+    let queued = store.queued()?;
     Ok(StatusView {
         tip,
         spend: spend(&snapshot),
         trouble: crate::stages::trouble::list(&snapshot),
         drafts,
         config_notice,
+        queued,
         snapshot,
     })
 }

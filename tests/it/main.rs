@@ -15,6 +15,7 @@ mod integrity;
 mod machines;
 mod notify;
 mod orchestrator;
+mod partition;
 mod planning;
 mod policy;
 mod pool;

@@ -29,25 +29,7 @@ impl Daemon {
                 .and_then(|l| l.local_addr())
                 .expect("a free loopback port")
                 .port();
-            let mut cmd = Command::new("git");
-            isolate(&mut cmd, home)
-                .args([
-                    "daemon",
-                    "--reuseaddr",
-                    "--listen=127.0.0.1",
-                    &format!("--port={port}"),
-                    "--export-all",
-                    "--enable=receive-pack",
-                    "--informative-errors",
-                ])
-                .arg(format!("--base-path={}", base.display()))
-                .arg(base)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            let child = cmd.spawn().expect("start git daemon");
-            let mut daemon = Daemon { child, port };
-            if daemon.wait_ready(home, deadline) {
+            if let Some(daemon) = Daemon::try_serve_on(base, home, port, deadline) {
                 return daemon;
             }
             assert!(
@@ -55,6 +37,53 @@ impl Daemon {
                 "git daemon did not come up on 127.0.0.1 within 30s"
             );
         }
+    }
+
+    /// A daemon on `port` again (a remote back after an outage), retried
+    /// while the port is still held by the last one.
+    pub fn serve_on(base: &Path, home: &Path, port: u16) -> Daemon {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(daemon) = Daemon::try_serve_on(base, home, port, deadline) {
+                return daemon;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "git daemon did not come back on 127.0.0.1:{port} within 30s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn try_serve_on(base: &Path, home: &Path, port: u16, deadline: Instant) -> Option<Daemon> {
+        let mut cmd = Command::new("git");
+        isolate(&mut cmd, home)
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                "--export-all",
+                "--enable=receive-pack",
+                "--informative-errors",
+            ])
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // `git daemon` runs `git-daemon` as a child, which forks one more
+        // per connection: a group of their own, so that stopping it stops
+        // them all.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("start git daemon");
+        let mut daemon = Daemon { child, port };
+        daemon.wait_ready(home, deadline).then_some(daemon)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The URL of the repository `name` under the base path.
@@ -85,7 +114,13 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Regression: killing `git daemon` alone left its `git-daemon`
+        // child listening, so a stopped remote still answered and every
+        // test leaked a daemon.
+        // SAFETY: kill(2) on the process group this child leads.
+        unsafe {
+            libc::kill(-(self.child.id() as i32), libc::SIGKILL);
+        }
         let _ = self.child.wait();
     }
 }
@@ -105,7 +140,7 @@ pub struct Fleet {
     pub home: tempfile::TempDir,
     pub base: tempfile::TempDir,
     // Kept for its Drop: the daemon stops with the fleet.
-    _daemon: Option<Daemon>,
+    daemon: Option<Daemon>,
     pub url: String,
 }
 
@@ -147,9 +182,29 @@ impl Fleet {
         Fleet {
             home,
             base,
-            _daemon: daemon,
+            daemon,
             url,
         }
+    }
+
+    /// Stops the `git daemon`: the remote is unreachable over the network
+    /// (its path still works) until [`Fleet::restart_daemon`].
+    pub fn stop_daemon(&mut self) -> u16 {
+        let daemon = self.daemon.take().expect("a fleet served by git daemon");
+        let port = daemon.port();
+        drop(daemon);
+        port
+    }
+
+    /// Serves the remote on `port` again.
+    pub fn restart_daemon(&mut self, port: u16) {
+        assert!(self.daemon.is_none(), "the daemon is still running");
+        self.daemon = Some(Daemon::serve_on(self.base.path(), self.home.path(), port));
+    }
+
+    /// The bare repository's path (another way in while the daemon is down).
+    pub fn bare(&self) -> PathBuf {
+        self.base.path().join("remote.git")
     }
 
     /// A new clone named `name`, with `sprint.remote` set to its origin.
@@ -352,7 +407,7 @@ fn contested_claims_through_a_file_remote_have_one_winner_each() {
 }
 
 /// Runs git-sprint in `dir` with the isolated environment.
-fn sprint(fleet: &Fleet, dir: &Path, args: &[&str]) -> std::process::Output {
+pub fn sprint(fleet: &Fleet, dir: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(crate::support::BIN);
     isolate(&mut cmd, fleet.home.path())
         .current_dir(dir)
