@@ -2,6 +2,7 @@
 
 use super::style::{self, Tone};
 use super::{write_json, CommandError, Ctx, Result};
+use crate::clock;
 use crate::fleet::Fleet;
 use crate::view::health::{self, Health};
 
@@ -64,6 +65,18 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
                     Some(p) => style::paint(p, Some(Tone::Bad)),
                     None => style::paint("ok", Some(Tone::Good)),
                 },
+            )?;
+        }
+        for m in &report.machines {
+            writeln!(
+                ctx.out,
+                "machine {:<16} {:<8}{}{}",
+                m.name,
+                m.status,
+                m.beat_age_secs
+                    .map(|a| format!(" beat {} ago", clock::short_age(a)))
+                    .unwrap_or_default(),
+                if m.leader { ", leads" } else { "" }
             )?;
         }
         for t in &report.trouble {

@@ -19,6 +19,9 @@ use crate::worker::procstat;
 pub struct AgentHealth {
     pub id: String,
     pub role: String,
+    /// The machine it runs on, when the sprint is shared through a remote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     pub task: Option<String>,
     pub pid: Option<u32>,
     pub pid_alive: bool,
@@ -42,6 +45,10 @@ pub struct Health {
     pub agents: Vec<AgentHealth>,
     /// What needs a person.
     pub trouble: Vec<crate::stages::trouble::Trouble>,
+    /// The machines sharing the sprint through a remote (none: this
+    /// clone's alone).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<crate::machines::MachineView>,
     /// A line saying agents run unconfined, when they do and should not.
     #[serde(skip)]
     pub unconfined: Option<String>,
@@ -65,10 +72,51 @@ pub fn check(fleet: &Fleet) -> Result<Health, StateError> {
         .unwrap_or_default()
         .into_iter()
         .collect();
-    let snapshot = fleet.store.read(Snapshot::read)?;
+    // Shared through a remote: the machines as their beats say, and this
+    // clone's name (only its own agents' sessions are here to look at).
+    let config = crate::config::load_from(fleet.store.repo(), None)
+        .map(|l| l.config)
+        .unwrap_or_default();
+    let here = fleet
+        .store
+        .remote_name()
+        .map(|_| crate::machines::name(config.machine.as_deref()));
     let now = clock::now();
+    let machines = match &here {
+        Some(_) => crate::machines::list(
+            &fleet.store,
+            now,
+            config.timeouts.machine.0.as_secs() as i64,
+        )
+        .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let snapshot = fleet.store.read(Snapshot::read)?;
     let mut agents = Vec::new();
     for a in snapshot.agents.iter().filter(|a| liveness::is_running(a)) {
+        if let (Some(here), Some(m)) = (&here, &a.machine) {
+            if m != here {
+                let lost = machines.iter().any(|v| v.name == *m && v.status == "lost");
+                let problem = lost.then(|| format!("machine {m} lost"));
+                agents.push(AgentHealth {
+                    id: a.id.clone(),
+                    role: a.role.clone(),
+                    machine: Some(m.clone()),
+                    task: a.task.clone(),
+                    pid: a.pid,
+                    pid_alive: false,
+                    session_alive: false,
+                    since_heartbeat: Some(a.heartbeat).filter(|h| *h > 0).map(|t| now - t),
+                    since_output: None,
+                    lease_expires_in: liveness::claim_of(&snapshot, a).map(|c| c.expires - now),
+                    tokens: a.usage.as_ref().map(|u| u.tokens()).unwrap_or(0),
+                    cost_usd: a.usage.as_ref().and_then(|u| u.cost_usd),
+                    healthy: problem.is_none(),
+                    problem,
+                });
+                continue;
+            }
+        }
         let session_alive = sessions.contains(&a.session);
         let pid_alive = a.pid.is_some_and(procstat::is_alive);
         let claim = liveness::claim_of(&snapshot, a);
@@ -99,6 +147,7 @@ pub fn check(fleet: &Fleet) -> Result<Health, StateError> {
         agents.push(AgentHealth {
             id: a.id.clone(),
             role: a.role.clone(),
+            machine: a.machine.clone(),
             task: a.task.clone(),
             pid: a.pid,
             pid_alive,
@@ -133,6 +182,7 @@ pub fn check(fleet: &Fleet) -> Result<Health, StateError> {
         sandbox,
         agents,
         trouble,
+        machines,
         unconfined,
         in_flight,
         sprint_agents,

@@ -307,6 +307,17 @@ fn three_machines_finish_a_twenty_task_sprint_each_task_merged_once() {
         let file = c.integration_file(&format!("src/t{i:03}.txt"));
         assert!(file.contains(&format!("T{i:03}")), "{file}");
     }
+    // `health` shows the machines too, and no other machine's agent as a
+    // lost session.
+    let health = c.sprint("m1", &["health", "--json"]);
+    let health: Value = serde_json::from_slice(&health.stdout).unwrap();
+    let names: Vec<&str> = health["machines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["m1", "m2", "m3"], "{health}");
     let by_machine = Cluster::developers_by_machine(&status);
     assert!(
         by_machine.keys().filter(|m| m.starts_with('m')).count() >= 2,
