@@ -12,7 +12,6 @@
 //! branch wins.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::worker::worktree::Git;
@@ -50,10 +49,6 @@ pub enum Pulled {
     Diverged { side: String },
 }
 
-fn git_at(git: &Git, args: &[&str]) -> Command {
-    git.command(args)
-}
-
 fn run(
     git: &Git,
     action: &'static str,
@@ -61,7 +56,7 @@ fn run(
     branch: &str,
     args: &[&str],
 ) -> Result<std::process::Output, BranchError> {
-    let mut cmd = git_at(git, args);
+    let mut cmd = git.command(args);
     cmd.env("LC_ALL", "C");
     crate::state::run_with_deadline(cmd, DEADLINE).map_err(|detail| BranchError {
         action,
@@ -198,31 +193,7 @@ pub fn push(git: &Git, remote: &str, branch: &str, force: bool) -> Result<bool, 
         "{}refs/heads/{branch}:refs/heads/{branch}",
         if force { "+" } else { "" }
     );
-    let out = run(
-        git,
-        "pushing",
-        remote,
-        branch,
-        &[
-            "push",
-            "--quiet",
-            "--porcelain",
-            "--no-verify",
-            remote,
-            &refspec,
-        ],
-    )?;
-    if out.status.success() {
-        return Ok(true);
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if stdout
-        .lines()
-        .any(|l| l.starts_with('!') && l.contains("[rejected]"))
-    {
-        return Ok(false);
-    }
-    Err(failed("pushing", remote, branch, &out))
+    push_unless_rejected(git, remote, branch, &[], &refspec)
 }
 
 /// Pushes ref `local` to `remote` as `theirs`, forced: for refs with one
@@ -266,21 +237,23 @@ pub fn push_integration(
         if exists { old } else { "" }
     );
     let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
-    let out = run(
-        git,
-        "pushing",
-        remote,
-        branch,
-        &[
-            "push",
-            "--quiet",
-            "--porcelain",
-            "--no-verify",
-            &lease,
-            remote,
-            &refspec,
-        ],
-    )?;
+    push_unless_rejected(git, remote, branch, &[&lease], &refspec)
+}
+
+/// `git push` of `refspec` with `options`: true when done, false when the
+/// remote rejected it (not a fast-forward, or a lease that no longer
+/// holds: another machine moved the branch), an error otherwise.
+fn push_unless_rejected(
+    git: &Git,
+    remote: &str,
+    branch: &str,
+    options: &[&str],
+    refspec: &str,
+) -> Result<bool, BranchError> {
+    let mut args = vec!["push", "--quiet", "--porcelain", "--no-verify"];
+    args.extend_from_slice(options);
+    args.extend([remote, refspec]);
+    let out = run(git, "pushing", remote, branch, &args)?;
     if out.status.success() {
         return Ok(true);
     }
