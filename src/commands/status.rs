@@ -30,6 +30,8 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     // remote still leaves this clone's copy to show.
     if let Err(e) = store.refresh() {
         eprintln!("note: showing this clone's copy of the state: {e}");
+    } else if let Err(e) = store.fetch_refs(&format!("{}*", crate::machines::HEARTBEAT_REFS)) {
+        eprintln!("note: showing this clone's copy of the machines' heartbeats: {e}");
     }
     show(&store, ctx.out, &Options { json: args.json })
 }
@@ -47,6 +49,7 @@ pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
         drafts,
         config_notice,
         queued,
+        machines,
         snapshot,
     } = view;
     if let Some(notice) = &config_notice {
@@ -82,12 +85,19 @@ pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
             ""
         }
     )?;
-    if let Some(l) = snapshot.meta.as_ref().and_then(|m| m.leader.as_ref()) {
+    if !machines.is_empty() {
+        let each: Vec<String> = machines
+            .iter()
+            .map(|m| {
+                let lead = if m.leader { ", leads" } else { "" };
+                format!("{} {}{lead}", m.name, m.status)
+            })
+            .collect();
         writeln!(
             out,
-            "shared through {}: machine {} leads ('git sprint list --machines' shows them all)",
+            "machines (through {}): {}",
             store.remote_name().unwrap_or("a remote"),
-            l.machine
+            each.join("; ")
         )?;
     }
     for t in &trouble {

@@ -319,6 +319,15 @@ pub fn last_beats(store: &Store) -> std::collections::BTreeMap<String, i64> {
     out
 }
 
+/// `timeouts.machine` as the orchestrator recorded it in the state's
+/// settings (for views without the configuration at hand), in seconds.
+pub fn recorded_lost_after(meta: Option<&crate::state::SprintMeta>) -> i64 {
+    meta.and_then(|m| m.settings.get("timeouts.machine"))
+        .and_then(|v| v.as_str())
+        .and_then(|s| clock::parse_duration(s).ok())
+        .map_or(LOST_AFTER_SECS, |d| d.as_secs() as i64)
+}
+
 /// Whether a machine whose last beat was at `beat` is lost at `now`.
 pub fn is_lost(beat: Option<i64>, now: i64, lost_after_secs: i64) -> bool {
     beat.is_none_or(|at| now - at > lost_after_secs)
@@ -330,6 +339,15 @@ pub fn is_lost(beat: Option<i64>, now: i64, lost_after_secs: i64) -> bool {
 pub fn list(store: &Store, now: i64, lost_after_secs: i64) -> Result<Vec<MachineView>, StateError> {
     store.refresh()?;
     store.fetch_refs(&format!("{HEARTBEAT_REFS}*"))?;
+    views(store, now, lost_after_secs)
+}
+
+/// [`list`] from what this clone has, fetching nothing.
+pub fn views(
+    store: &Store,
+    now: i64,
+    lost_after_secs: i64,
+) -> Result<Vec<MachineView>, StateError> {
     let leader = store
         .read(|txn| txn.meta())?
         .and_then(|m| m.leader)

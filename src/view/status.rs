@@ -33,6 +33,10 @@ pub struct StatusView {
     /// answer, waiting to be replayed there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queued: Option<crate::state::Queued>,
+    /// The machines sharing the sprint through a remote, as this clone's
+    /// copy of their beats says (none: the sprint is this clone's alone).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<crate::machines::MachineView>,
     #[serde(flatten)]
     pub snapshot: Snapshot,
 }
@@ -72,6 +76,13 @@ pub fn gather(store: &Store, archive: bool) -> Result<StatusView, StateError> {
         crate::config::uncommitted_notice(store.repo(), &root)
     });
     let queued = store.queued()?;
+    let machines = match store.remote_name() {
+        Some(_) => {
+            let lost_after = crate::machines::recorded_lost_after(snapshot.meta.as_ref());
+            crate::machines::views(store, crate::clock::now(), lost_after)?
+        }
+        None => Vec::new(),
+    };
     Ok(StatusView {
         tip,
         spend: spend(&snapshot),
@@ -79,6 +90,7 @@ pub fn gather(store: &Store, archive: bool) -> Result<StatusView, StateError> {
         drafts,
         config_notice,
         queued,
+        machines,
         snapshot,
     })
 }

@@ -431,6 +431,24 @@ fn a_machine_killed_mid_task_loses_its_tasks_to_another_with_their_work() {
             "a lost machine is not the task's fault"
         );
     }
+    // `status` shows the machines as the beats say: m3 lost, m1 leading.
+    let machines: Vec<(String, String, bool)> = c.status("m1")["machines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["status"].as_str().unwrap().to_owned(),
+                m["leader"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        machines.contains(&("m3".into(), "lost".into(), false))
+            && machines.contains(&("m1".into(), "up".into(), true)),
+        "{machines:?}"
+    );
     let by_machine = Cluster::developers_by_machine(&status);
     assert!(by_machine.contains_key("m2"), "{by_machine:?}");
     assert!(
