@@ -88,6 +88,21 @@ impl Engine {
         self.here.as_ref().map(|h| h.name.as_str())
     }
 
+    /// Whether this orchestrator runs the single-writer work: always for a
+    /// sprint of one clone, else while it holds the leader lease.
+    pub fn leads(&self) -> bool {
+        let Some(me) = self.machine() else {
+            return true;
+        };
+        self.fleet
+            .store
+            .read(|txn| txn.meta())
+            .ok()
+            .flatten()
+            .and_then(|m| m.leader)
+            .is_some_and(|l| l.machine == me)
+    }
+
     /// Judges diffs by `policy` from now on.
     pub fn set_policy(&mut self, policy: crate::policy::Policy) {
         self.policy = Arc::new(policy);

@@ -253,17 +253,7 @@ impl Engine {
                 let (Verdict::Merged { .. }, Some(old)) = (&v, &before) else {
                     return Ok(v);
                 };
-                match Engine::share_integration(remote.as_deref(), &git, &integration, old) {
-                    Ok(true) => Ok(v),
-                    Ok(false) => Err(format!(
-                        "{integration} moved on the remote while merging {key}; the merge will be tried again"
-                    )),
-                    Err(e) => {
-                        let name = format!("refs/heads/{integration}");
-                        let _ = git.run(&["update-ref", "-m", "git-sprint: not on the remote", &name, old]);
-                        Err(format!("{e}; the merge will be tried again"))
-                    }
-                }
+                Engine::share_integration(remote.as_deref(), &git, &integration, old).map(|()| v)
             });
             let recorded = verdict.and_then(|v| {
                 crate::state::Store::discover(&root)

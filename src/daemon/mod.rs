@@ -178,8 +178,13 @@ pub fn run_until(
                     (None, true)
                 }
             };
-            // The commits this reconcile made, and any made since the last.
-            notifier.observe(&engine.fleet.store);
+            // The commits this reconcile made, and any made since the last;
+            // in a shared sprint the leader tells, once for all machines.
+            if engine.leads() {
+                notifier.observe(&engine.fleet.store);
+            } else {
+                notifier.pass(&engine.fleet.store);
+            }
             // After a failure, look again later even if nothing changes;
             // otherwise sleep until an event or the next lease deadline.
             let retry = if failed {

@@ -354,31 +354,35 @@ impl Engine {
     }
 
     /// After the Refinery moved `integration` from `old` here: the same
-    /// move on the remote, with a lease on `old`. False when another
-    /// machine moved the remote's first (the local move is then undone and
-    /// the merge tried again).
+    /// move on the remote, with a lease on `old`. When the remote refuses
+    /// (another machine moved it first) or cannot be reached, the local
+    /// move is undone — a merge counts once every machine can start from
+    /// it — and the reason returned; the merge is tried again.
     pub(super) fn share_integration(
         remote: Option<&str>,
         git: &crate::worker::worktree::Git,
         integration: &str,
         old: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<(), String> {
         let Some(remote) = remote else {
-            return Ok(true);
+            return Ok(());
         };
-        if branches::push_integration(git, remote, integration, old).map_err(|e| e.to_string())? {
-            return Ok(true);
-        }
+        let why = match branches::push_integration(git, remote, integration, old) {
+            Ok(true) => return Ok(()),
+            Ok(false) => format!("{integration} moved on the remote meanwhile"),
+            Err(e) => e.to_string(),
+        };
         let name = format!("refs/heads/{integration}");
-        git.run(&[
+        if let Err(e) = git.run(&[
             "update-ref",
             "-m",
-            "git-sprint: the remote moved first",
+            "git-sprint: not on the remote",
             &name,
             old,
-        ])
-        .map_err(|e| e.to_string())?;
-        Ok(false)
+        ]) {
+            tracing::warn!(error = %e, %integration, "undoing a merge the remote did not take failed");
+        }
+        Err(format!("{why}; the merge will be tried again"))
     }
 }
 

@@ -227,6 +227,17 @@ impl Notifier {
     /// Queues the events of the state commits made since the last look.
     /// Cheap when nothing changed (one ref read); never waits for a
     /// receiver.
+    /// Moves past the state's new commits without sending anything: on a
+    /// machine that does not lead a shared sprint (the leader sends, once
+    /// for all machines).
+    pub fn pass(&mut self, store: &Store) {
+        if let (true, Ok(Some(tip))) = (self.listening(), store.tip()) {
+            if self.cursor != Some(tip) {
+                self.save_cursor(tip);
+            }
+        }
+    }
+
     pub fn observe(&mut self, store: &Store) {
         if !self.listening() {
             return;
@@ -476,5 +487,47 @@ impl Worker {
                 let _ = std::fs::remove_file(&file);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A machine that does not lead a shared sprint moves its cursor past
+    /// new state commits and queues nothing: the leader tells, once.
+    #[test]
+    fn passing_moves_the_cursor_and_sends_nothing() {
+        let (tmp, store) = Store::temp();
+        let common = store.repo().common_dir().to_owned();
+        let receiver: Receiver = serde_yaml::from_str("command: [\"true\"]").unwrap();
+        let mut n = Notifier::open(
+            &common,
+            tmp.path(),
+            BTreeMap::from([("r".to_owned(), receiver)]),
+        );
+        let write = |subject: &str| {
+            store
+                .transact(&crate::state::Actor::named("t"), |txn| {
+                    let meta = crate::state::SprintMeta::new(subject);
+                    txn.put_meta(&meta)?;
+                    txn.subject(subject);
+                    Ok(())
+                })
+                .unwrap()
+                .commit
+                .unwrap()
+        };
+        write("one");
+        n.observe(&store);
+        let tip = write("two");
+        n.pass(&store);
+        assert_eq!(n.cursor, Some(tip));
+        let saved = std::fs::read_to_string(dir(&common).join("cursor")).unwrap();
+        assert_eq!(saved.trim(), tip.to_string());
+        let pending = std::fs::read_dir(dir(&common).join("pending"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(pending, 0);
     }
 }
