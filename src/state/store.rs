@@ -155,21 +155,12 @@ impl<'r> Txn<'r> {
     }
 
     fn raw_at_root(&self, path: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let Some(root) = self.root else {
+        let Some(id) = self.blob_id(path)? else {
             return Ok(None);
         };
-        let tree = self
+        let blob = self
             .repo
-            .find_tree(root)
-            .map_err(|e| StateError::git("reading the state tree", e))?;
-        let entry = tree
-            .lookup_entry_by_path(path)
-            .map_err(|e| StateError::git(format!("looking up '{path}' in the state"), e))?;
-        let Some(entry) = entry else {
-            return Ok(None);
-        };
-        let blob = entry
-            .object()
+            .find_object(id)
             .map_err(|e| StateError::git(format!("reading '{path}' from the state"), e))?;
         Ok(Some(blob.detach().data))
     }
