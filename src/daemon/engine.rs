@@ -566,10 +566,7 @@ fn with_gate_timeouts(mut config: Config) -> Config {
 }
 
 pub(super) fn task_ref(feature: &str, task: &str) -> TaskRef {
-    TaskRef {
-        feature: feature.to_owned(),
-        id: task.to_owned(),
-    }
+    TaskRef::new(feature, task)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -526,10 +526,7 @@ pub fn record_policy_denial(
         GateStage::Review => TaskStatus::InReview,
         GateStage::Test => TaskStatus::InTests,
     };
-    let r = TaskRef {
-        feature: feature.to_owned(),
-        id: task.to_owned(),
-    };
+    let r = TaskRef::new(feature, task);
     store.transact(&Actor::named("cab"), |txn| {
         let Some(mut t) = txn.task(feature, task)? else {
             return Ok(());
@@ -580,10 +577,7 @@ pub fn record_judged_verdict(
         GateStage::Test => (TaskStatus::InTests, TaskStatus::InDocs, gates::Stage::Test),
     };
     let name = kind.as_str();
-    let r = TaskRef {
-        feature: feature.to_owned(),
-        id: task.to_owned(),
-    };
+    let r = TaskRef::new(feature, task);
     store.transact(&Actor::named("cab"), |txn| {
         let Some(mut t) = txn.task(feature, task)? else {
             return Ok(());
@@ -696,10 +690,7 @@ pub fn record_merge(
     verdict: &Verdict,
     policy: AttemptPolicy,
 ) -> Result<(), StateError> {
-    let r = TaskRef {
-        feature: feature.to_owned(),
-        id: task.to_owned(),
-    };
+    let r = TaskRef::new(feature, task);
     store.transact(&Actor::named("refinery"), |txn| {
         let Some(mut t) = txn.task(feature, task)? else {
             return Ok(());
@@ -1402,10 +1393,7 @@ mod tests {
     }
 
     fn r(id: &str) -> TaskRef {
-        TaskRef {
-            feature: "f".into(),
-            id: id.into(),
-        }
+        TaskRef::new("f", id)
     }
 
     fn policy() -> AttemptPolicy {

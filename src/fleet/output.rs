@@ -119,10 +119,7 @@ impl<'a> Liveness<'a> {
 /// `feature/T001` of a sprint worker; fleet workers have no task record.
 pub(crate) fn task_of(a: &crate::state::Agent) -> Option<TaskRef> {
     let (feature, id) = a.task.as_deref()?.split_once('/')?;
-    Some(TaskRef {
-        feature: feature.to_owned(),
-        id: id.to_owned(),
-    })
+    Some(TaskRef::new(feature, id))
 }
 
 /// Reads the child's stdout and stderr through `reader` until it has exited

@@ -17,6 +17,15 @@ pub struct TaskRef {
     pub id: String,
 }
 
+impl TaskRef {
+    pub fn new(feature: &str, id: &str) -> TaskRef {
+        TaskRef {
+            feature: feature.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+}
+
 impl std::fmt::Display for TaskRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.feature, self.id)
@@ -42,10 +51,7 @@ pub fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
             }
             .into());
         }
-        return Ok(TaskRef {
-            feature: feature.to_owned(),
-            id: id.to_owned(),
-        });
+        return Ok(TaskRef::new(feature, id));
     }
     let mut found = Vec::new();
     let mut known = Vec::new();

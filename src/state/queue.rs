@@ -733,10 +733,7 @@ mod tests {
     }
 
     fn to(store: &Store, id: &str, status: TaskStatus) -> ObjectId {
-        let r = ops::TaskRef {
-            feature: "f".into(),
-            id: id.into(),
-        };
+        let r = ops::TaskRef::new("f", id);
         store
             .transact(&who(), |txn| ops::move_task(txn, &r, status, None, true))
             .unwrap()
@@ -919,10 +916,7 @@ mod tests {
         set(&store, STATE_REF, seen);
         let agent: crate::state::Agent =
             serde_yaml::from_str("id: a1\nrole: developer\nstate: running\ntask: f/T1\n").unwrap();
-        let r = ops::TaskRef {
-            feature: "f".into(),
-            id: "T1".into(),
-        };
+        let r = ops::TaskRef::new("f", "T1");
         let claimed = store
             .transact(&who(), |txn| {
                 txn.put_agent(&agent)?;

@@ -1531,10 +1531,7 @@ mod tests {
         add(&store, "T2");
         store
             .transact(&who(), |txn| {
-                let r = ops::TaskRef {
-                    feature: "f".into(),
-                    id: "T2".into(),
-                };
+                let r = ops::TaskRef::new("f", "T2");
                 ops::move_task(txn, &r, crate::state::TaskStatus::InProgress, None, false)
             })
             .unwrap();
@@ -1742,10 +1739,7 @@ mod snapshot_cache_tests {
 
         store
             .transact(&Actor::named("tester"), |txn| {
-                let r = ops::TaskRef {
-                    feature: "b".into(),
-                    id: "T2".into(),
-                };
+                let r = ops::TaskRef::new("b", "T2");
                 ops::move_task(txn, &r, TaskStatus::InProgress, None, false)
             })
             .unwrap();
@@ -1806,10 +1800,7 @@ mod snapshot_cache_tests {
     fn finish(store: &Store, id: &str) {
         store
             .transact(&Actor::named("tester"), |txn| {
-                let r = ops::TaskRef {
-                    feature: "f".into(),
-                    id: id.into(),
-                };
+                let r = ops::TaskRef::new("f", id);
                 ops::move_task(txn, &r, TaskStatus::Done, None, true)
             })
             .unwrap();
