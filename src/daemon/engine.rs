@@ -37,6 +37,9 @@ pub struct Engine {
     behind_cache: Mutex<HashMap<BehindKey, bool>>,
     /// This machine, when clones share the sprint through a remote.
     pub(super) here: Option<super::share::Machine>,
+    /// Whether the last reconcile found this machine leading (always, for
+    /// a sprint of one clone).
+    leading: std::sync::atomic::AtomicBool,
 }
 
 type BehindKey = (
@@ -70,6 +73,7 @@ impl Engine {
             wake,
             behind_cache: Mutex::default(),
             here,
+            leading: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -89,18 +93,10 @@ impl Engine {
     }
 
     /// Whether this orchestrator runs the single-writer work: always for a
-    /// sprint of one clone, else while it holds the leader lease.
+    /// sprint of one clone, else while it holds the leader lease (as the
+    /// last reconcile found).
     pub fn leads(&self) -> bool {
-        let Some(me) = self.machine() else {
-            return true;
-        };
-        self.fleet
-            .store
-            .read(|txn| txn.meta())
-            .ok()
-            .flatten()
-            .and_then(|m| m.leader)
-            .is_some_and(|l| l.machine == me)
+        self.leading.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Judges diffs by `policy` from now on.
@@ -185,6 +181,10 @@ impl Engine {
         let snapshot = self.fleet.store.read(Snapshot::read)?;
         record::archive_finished(&self.fleet.store, &snapshot);
         let machines = self.machines(&snapshot);
+        self.leading.store(
+            machines.as_ref().is_none_or(|m| m.leader),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.stop_orphans(&snapshot, &sessions);
         let now = clock::now();
         let mut live = HashSet::new();
