@@ -7,6 +7,7 @@
 //! (stale locks, a lost ref, records that do not parse) is kept here too:
 //! see [`recover`] and [`repair`].
 
+mod backup;
 mod error;
 pub mod liveness;
 mod lock;
@@ -20,6 +21,7 @@ pub mod repair;
 mod snapshot;
 mod store;
 
+pub use backup::BACKUP_REF;
 pub use error::{Refusal, StateError};
 pub use lock::{clear_leftover_lock, clear_stale_lock, Held};
 pub use model::*;
@@ -30,8 +32,7 @@ pub use remote::{REMOTE_KEY, REMOTE_STATE_REF};
 pub use repair::Quarantined;
 pub use snapshot::{archive_agents_of_task, archive_finished_agents, FeatureState, Snapshot};
 pub use store::{
-    natural_key, sort_tasks, task_path, Actor, Committed, Store, Transition, Txn, BACKUP_REF,
-    STATE_REF,
+    natural_key, sort_tasks, task_path, Actor, Committed, Store, Transition, Txn, STATE_REF,
 };
 
 #[cfg(test)]
