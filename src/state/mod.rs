@@ -20,6 +20,7 @@ mod remote;
 pub mod repair;
 mod snapshot;
 mod store;
+mod writers;
 
 pub use backup::BACKUP_REF;
 pub use error::{Refusal, StateError};

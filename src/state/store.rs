@@ -32,6 +32,7 @@ use super::model::{Agent, Convoy, Feature, SprintMeta, Task, SCHEMA_VERSION};
 use super::queue::{self, Dropped, Queued};
 use super::remote::{Pushed, Remote};
 use super::snapshot::SnapshotCache;
+use super::writers;
 use crate::clock;
 
 /// The ref that holds all sprint state.
@@ -806,6 +807,7 @@ impl Store {
         // Stale locks this write removed: recorded in the commit it makes.
         let mut repairs: Vec<String> = Vec::new();
         let mut last_lock: Option<lock::Held> = None;
+        let _turn = writers::turn(self.repo.common_dir(), |n| rng.backoff(n));
         for attempt in 0..MAX_ATTEMPTS {
             let tip = self.tip()?;
             if tip.is_none() && !over_lost {
