@@ -88,9 +88,9 @@ fn main() {
     let before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(10));
     let idle = cpu_ticks(pid) - before;
-    // Removed only after the run measured next: on ext4 a file deleted in
-    // the last minutes makes every file creation near it slower (the kernel
-    // skips recently freed inodes), which would be charged to that run.
+    // Removed only after the run measured next: on ext4 without a journal a
+    // file deleted in the last minutes makes every file creation near it
+    // slower (the kernel skips recently freed inodes), charged to that run.
     let earlier = env;
 
     // 3. Twenty agents at once, each working for 2 s.

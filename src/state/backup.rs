@@ -12,8 +12,9 @@
 //!
 //! Why not move the ref on every write, as the first version did: replacing
 //! a ref file is a lock file created and an old inode deleted. That doubled
-//! a write's ref work, and on ext4 each recently deleted inode makes every
-//! later file creation scan past it (the state's loose objects, the lock
+//! a write's ref work, and on ext4 without a journal (as on our CI
+//! machines) each inode deleted in the last minutes makes every later file
+//! creation near it scan past it (the state's loose objects, the lock
 //! files): the orchestrator spent most of its CPU there in the sprint
 //! benchmark (`cargo bench --bench sprint`).
 
