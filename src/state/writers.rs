@@ -28,9 +28,26 @@ pub(crate) struct Turn {
     _held: Option<File>,
 }
 
+thread_local! {
+    /// Whether this thread holds a turn: a write made inside another write's
+    /// operation must not wait for the turn its own thread holds.
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self._held.is_some() {
+            HOLDING.with(|h| h.set(false));
+        }
+    }
+}
+
 /// Waits for this machine's turn to write the state of the repository whose
 /// git dir is `common_dir`, sleeping `backoff(attempt)` between tries.
 pub(crate) fn turn(common_dir: &Path, mut backoff: impl FnMut(u32) -> Duration) -> Turn {
+    if HOLDING.with(|h| h.get()) {
+        return Turn { _held: None };
+    }
     let path = common_dir.join("sprint").join("state-writer.lock");
     // A file of its own per write: flock excludes per open file, so two
     // threads of one process exclude each other too.
@@ -57,7 +74,10 @@ pub(crate) fn turn(common_dir: &Path, mut backoff: impl FnMut(u32) -> Duration) 
     let mut attempt = 0;
     loop {
         match FileExt::try_lock_exclusive(&file) {
-            Ok(true) => return Turn { _held: Some(file) },
+            Ok(true) => {
+                HOLDING.with(|h| h.set(true));
+                return Turn { _held: Some(file) };
+            }
             Ok(false) if start.elapsed() < PATIENCE => {
                 std::thread::sleep(backoff(attempt));
                 attempt += 1;
@@ -83,12 +103,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = turn(dir.path(), |_| Duration::ZERO);
         assert!(first._held.is_some(), "the first writer gets its turn");
-        // The second waits its patience out and then writes without.
-        let waited = Instant::now();
-        let second = turn(dir.path(), |_| Duration::from_millis(20));
-        assert!(second._held.is_none());
-        assert!(waited.elapsed() >= PATIENCE);
+        // A write inside it, on the same thread, does not wait for it.
+        let nested = turn(dir.path(), |_| {
+            panic!("a nested write waited for its own turn")
+        });
+        assert!(nested._held.is_none());
+        // Another thread waits (its patience, then writes without).
+        let path = dir.path().to_owned();
+        let (got, waits) = std::thread::spawn(move || {
+            let mut waits = 0;
+            let t = turn(&path, |_| {
+                waits += 1;
+                Duration::from_millis(20)
+            });
+            (t._held.is_some(), waits)
+        })
+        .join()
+        .unwrap();
+        assert!(!got && waits > 0, "got {got} after {waits} waits");
         drop(first);
-        assert!(turn(dir.path(), |_| Duration::ZERO)._held.is_some());
+        let path = dir.path().to_owned();
+        let third = std::thread::spawn(move || turn(&path, |_| Duration::ZERO)._held.is_some());
+        assert!(third.join().unwrap(), "free again once the first dropped");
     }
 }
