@@ -9,7 +9,7 @@ use crate::fleet::{run, Fleet};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The worker id
-    pub id: String,
+    pub(crate) id: String,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {

@@ -7,7 +7,7 @@ use crate::fleet::{Fleet, FleetError};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The worker
-    pub id: String,
+    pub(crate) id: String,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {

@@ -13,14 +13,14 @@ use crate::fleet::slug;
 pub struct Args {
     /// How many workers (1-50)
     #[arg(value_parser = clap::value_parser!(u32).range(1..=50))]
-    pub count: u32,
+    pub(crate) count: u32,
     /// Name prefix and batch id (default: from the prompt)
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// What every agent should do
     #[arg(long, short = 'p')]
-    pub prompt: String,
+    pub(crate) prompt: String,
     #[command(flatten)]
-    pub agent: AgentOpts,
+    pub(crate) agent: AgentOpts,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {

@@ -18,7 +18,7 @@ use crate::view::health::{self, Health};
 pub struct Args {
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {

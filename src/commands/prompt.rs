@@ -8,9 +8,9 @@ use crate::state::Transition;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The worker
-    pub id: String,
+    pub(crate) id: String,
     /// What to type
-    pub text: String,
+    pub(crate) text: String,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {

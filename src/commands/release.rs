@@ -7,13 +7,13 @@ use crate::state::ops;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task: <feature>/<id>, or <id> when only one feature has it
-    pub task: String,
+    pub(crate) task: String,
     /// Release only if NAME holds the lease (default: release whoever holds it)
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Why, recorded in the audit trail
     #[arg(long, short)]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {

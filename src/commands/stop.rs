@@ -15,7 +15,7 @@ use crate::fleet::{self, Fleet};
 pub struct Args {
     /// Also stop every running agent (their work is kept)
     #[arg(long)]
-    pub all: bool,
+    pub(crate) all: bool,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {

@@ -13,7 +13,7 @@ pub struct Args {
     /// Remove them from core.hooksPath even when it is outside this
     /// repository (other repositories sharing it lose them too)
     #[arg(long)]
-    pub shared_hooks: bool,
+    pub(crate) shared_hooks: bool,
 }
 
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {

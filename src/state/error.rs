@@ -134,7 +134,7 @@ impl StateError {
 
     /// Usage mistakes (a name that does not exist) exit 2, refusals and
     /// failures exit 1.
-    pub fn is_usage(&self) -> bool {
+    pub(crate) fn is_usage(&self) -> bool {
         matches!(
             self,
             StateError::Refused(

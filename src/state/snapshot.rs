@@ -25,18 +25,18 @@ use super::store::{sort_tasks, task_path, Txn, ARCHIVED_AGENTS};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureState {
-    pub feature: Feature,
-    pub convoys: Vec<Convoy>,
+    pub(crate) feature: Feature,
+    pub(crate) convoys: Vec<Convoy>,
     pub tasks: Vec<Task>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
-    pub meta: Option<SprintMeta>,
+    pub(crate) meta: Option<SprintMeta>,
     pub features: Vec<FeatureState>,
     pub agents: Vec<Agent>,
     /// Records that do not parse: not in the lists above.
-    pub quarantined: Vec<Quarantined>,
+    pub(crate) quarantined: Vec<Quarantined>,
 }
 
 /// `Ok(Some(value))`, or `Ok(None)` with the record quarantined when it
@@ -331,7 +331,7 @@ impl Snapshot {
     /// agent ever recorded (live and archived, by id), for views of the
     /// whole history (`status --json`, `list --all`). Reading the archive
     /// costs what the history holds; the orchestrator never does it.
-    pub fn read_with_archive(txn: &Txn<'_>) -> Result<Self, StateError> {
+    pub(crate) fn read_with_archive(txn: &Txn<'_>) -> Result<Self, StateError> {
         let mut snapshot = Self::read(txn)?;
         let live: std::collections::HashSet<String> =
             snapshot.agents.iter().map(|a| a.id.clone()).collect();
@@ -355,7 +355,7 @@ impl Snapshot {
 
     /// Live agents that are finished for good: ended, and their task done
     /// or cancelled. [`archive_finished_agents`] moves them to the archive.
-    pub fn archivable(&self) -> Vec<&Agent> {
+    pub(crate) fn archivable(&self) -> Vec<&Agent> {
         self.agents
             .iter()
             .filter(|a| is_finished(self, a))
@@ -376,7 +376,7 @@ impl Snapshot {
     }
 
     /// Whether any task of `feature` is quarantined.
-    pub fn has_quarantined_tasks(&self, feature: &str) -> bool {
+    pub(crate) fn has_quarantined_tasks(&self, feature: &str) -> bool {
         let prefix = format!("{feature}/");
         self.quarantined
             .iter()
@@ -386,7 +386,7 @@ impl Snapshot {
 
 impl FeatureState {
     /// Task counts per status, in the order of the task life.
-    pub fn counts(&self) -> BTreeMap<super::model::TaskStatus, usize> {
+    pub(crate) fn counts(&self) -> BTreeMap<super::model::TaskStatus, usize> {
         let mut counts = BTreeMap::new();
         for t in &self.tasks {
             *counts.entry(t.status).or_insert(0) += 1;
@@ -417,7 +417,7 @@ fn is_finished(snapshot: &Snapshot, a: &Agent) -> bool {
 /// at this transaction's state) to `archive/agents/`, in one commit; returns
 /// their ids. Their records stay in `git log refs/ai-sprint` and in
 /// [`Snapshot::read_with_archive`].
-pub fn archive_finished_agents(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> {
+pub(crate) fn archive_finished_agents(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> {
     let snapshot = Snapshot::read(txn)?;
     let finished: Vec<Agent> = snapshot.archivable().into_iter().cloned().collect();
     for a in &finished {
@@ -437,7 +437,7 @@ pub fn archive_finished_agents(txn: &mut Txn<'_>) -> Result<Vec<String>, StateEr
 /// moves the task to done: folded in there, archiving costs no commit of
 /// its own, and so no reconcile woken by one. An agent of the task still
 /// running stays live ([`archive_finished_agents`] takes it later).
-pub fn archive_agents_of_task(
+pub(crate) fn archive_agents_of_task(
     txn: &mut Txn<'_>,
     feature: &str,
     id: &str,

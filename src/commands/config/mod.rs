@@ -2,8 +2,8 @@
 
 use super::{Ctx, Result};
 
-pub mod edit;
-pub mod show;
+pub(crate) mod edit;
+pub(crate) mod show;
 
 /// Show or edit the configuration (.git-sprint.yaml plus git config sprint.*)
 #[derive(Debug, clap::Subcommand)]

@@ -3,8 +3,8 @@
 
 use super::{Ctx, Result};
 
-pub mod log;
-pub mod test;
+pub(crate) mod log;
+pub(crate) mod test;
 
 /// Send a sample event, or show what notifications were delivered
 ///

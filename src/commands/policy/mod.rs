@@ -2,8 +2,8 @@
 
 use super::{Ctx, Result};
 
-pub mod show;
-pub mod validate;
+pub(crate) mod show;
+pub(crate) mod validate;
 
 /// Check or show the policy rules that judge each task's diff
 ///
