@@ -23,6 +23,7 @@ use crate::state::{
     TaskStatus, Transition, Txn,
 };
 
+/// Why an ingest could not be read or recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("{what}")]
@@ -79,10 +80,13 @@ impl IngestError {
 /// One tasks.md as committed.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The feature the file belongs to (`specs/<feature>/`).
     pub feature: String,
     /// `specs/<feature>/tasks.md`.
     pub path: String,
+    /// The file's blob at the revision.
     pub blob: ObjectId,
+    /// The file's text.
     pub text: String,
     /// The revision as the user named it, for messages.
     pub rev: String,
@@ -270,6 +274,7 @@ pub struct Outcome {
     pub(crate) blob: String,
     /// The same blob was ingested before: nothing changed.
     pub(crate) unchanged: bool,
+    /// Ids of the tasks the ingest added.
     pub added: Vec<String>,
     pub(crate) updated: Vec<String>,
     pub(crate) cancelled: Vec<String>,

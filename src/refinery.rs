@@ -22,15 +22,23 @@ use crate::worker::worktree::Git;
 
 /// One merge to make.
 pub struct Merge<'a> {
+    /// The repository's common git directory.
     pub common_dir: &'a Path,
     /// The main worktree, where git commands start.
     pub root: &'a Path,
+    /// The task's id.
     pub task: &'a str,
+    /// The task's title, for the merge commit message.
     pub title: &'a str,
+    /// The branch holding the task's work.
     pub task_branch: &'a str,
+    /// The task's worktree.
     pub task_worktree: &'a Path,
+    /// The integration branch the task merges into.
     pub integration: &'a str,
+    /// Gates run on the task's branch before the merge.
     pub security: &'a [Gate],
+    /// Gates run on the merged result before it lands.
     pub post_merge: &'a [Gate],
 }
 
@@ -64,6 +72,7 @@ pub enum Verdict {
     },
 }
 
+/// Why the Refinery could not merge a task.
 #[derive(Debug, thiserror::Error)]
 pub enum RefineryError {
     #[error("git {args} failed in {}: {stderr}", dir.display())]
@@ -101,6 +110,7 @@ pub(crate) fn worktree(common_dir: &Path) -> PathBuf {
 /// benchmark's split between git and the tool.
 static GIT_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Time this process has spent waiting on git in the Refinery.
 pub fn git_time() -> std::time::Duration {
     std::time::Duration::from_nanos(GIT_NANOS.load(std::sync::atomic::Ordering::Relaxed))
 }

@@ -12,6 +12,7 @@ pub struct Args {
     pub(crate) id: String,
 }
 
+/// Runs `git sprint agent-run`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let mut fleet = Fleet::open(&ctx.cwd)?;
     // Whoever started the session set the agent's author (from its config)

@@ -19,6 +19,7 @@ pub struct Args {
     pub(crate) json: bool,
 }
 
+/// Runs `git sprint agents`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let config = crate::config::load_from(store.repo(), None)?.config;

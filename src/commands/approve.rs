@@ -19,6 +19,7 @@ pub struct Args {
     pub(crate) reason: Option<String>,
 }
 
+/// Runs `git sprint approve`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

@@ -10,6 +10,7 @@ pub struct Args {
     pub(crate) id: String,
 }
 
+/// Runs `git sprint attach`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     let actor = person(&fleet.store, None);

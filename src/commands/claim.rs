@@ -21,6 +21,7 @@ pub struct Args {
     pub(crate) ttl: std::time::Duration,
 }
 
+/// Runs `git sprint claim`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

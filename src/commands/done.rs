@@ -27,6 +27,7 @@ pub struct Args {
     pub(crate) reason: Option<String>,
 }
 
+/// Runs `git sprint done`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     if args.no_change {

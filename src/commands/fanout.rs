@@ -23,6 +23,7 @@ pub struct Args {
     pub(crate) agent: AgentOpts,
 }
 
+/// Runs `git sprint fanout`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let name = args.name.clone().unwrap_or_else(|| slug(&args.prompt));
     crate::state::check_name("batch", &name).map_err(CommandError::usage)?;

@@ -21,6 +21,7 @@ pub struct Args {
     pub(crate) json: bool,
 }
 
+/// Runs `git sprint health`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let report = health::check(&Fleet::open(&ctx.cwd)?)?;
     let Health {

@@ -31,6 +31,7 @@ pub struct Args {
     pub(crate) args: Vec<String>,
 }
 
+/// Runs `git sprint hook`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if hooks::disabled() {
         return Ok(());

@@ -29,6 +29,7 @@ pub struct Args {
     pub(crate) json: bool,
 }
 
+/// Runs `git sprint ingest`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

@@ -67,6 +67,7 @@ pub(crate) struct Options {
     pub(crate) gates: Option<String>,
 }
 
+/// Runs `git sprint init`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     setup(
         ctx,

@@ -31,6 +31,7 @@ pub struct Args {
     pub(crate) json: bool,
 }
 
+/// Runs `git sprint kill`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let mut fleet = Fleet::open(&ctx.cwd)?;
     // WIP commits are authored as the agent, with the configured email; a

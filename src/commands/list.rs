@@ -34,6 +34,7 @@ pub struct Args {
     pub(crate) machines: bool,
 }
 
+/// Runs `git sprint list`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if args.machines {
         return machines(ctx, args.json);

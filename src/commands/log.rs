@@ -54,6 +54,7 @@ pub(crate) fn decision_line(out: &mut dyn Write, d: &LoggedDecision<'_>) -> Resu
     Ok(())
 }
 
+/// Runs `git sprint log`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let filter = match &args.filter {

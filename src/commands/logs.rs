@@ -76,6 +76,7 @@ impl View {
     }
 }
 
+/// Runs `git sprint logs`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     let actor = person(&fleet.store, None);

@@ -144,6 +144,7 @@ impl CommandError {
         }
     }
 
+    /// The process exit code: 2 for a usage error, 1 for any other failure.
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Usage { .. } => 2,
@@ -179,6 +180,7 @@ impl Hint for CommandError {
     }
 }
 
+/// A command's result; the error carries its hint and exit code.
 pub type Result<T = ()> = std::result::Result<T, CommandError>;
 
 /// Labels an `io::Error` with what was being done (and to which path), so
@@ -210,7 +212,9 @@ impl<T> IoContext<T> for std::io::Result<T> {
 
 /// What every command gets: where it runs and where it writes.
 pub struct Ctx<'a> {
+    /// The directory the command runs in.
     pub cwd: PathBuf,
+    /// Where the command writes its output.
     pub out: &'a mut dyn Write,
 }
 

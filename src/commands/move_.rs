@@ -32,6 +32,7 @@ fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
     s.parse()
 }
 
+/// Runs `git sprint move`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

@@ -20,6 +20,7 @@ pub struct Args {
     pub(crate) agent: AgentOpts,
 }
 
+/// Runs `git sprint multi`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let mut pairs = Vec::new();
     for w in &args.workers {

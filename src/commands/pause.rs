@@ -14,6 +14,7 @@ pub struct Args {
     pub(crate) actor: Option<String>,
 }
 
+/// Runs `git sprint pause` (`paused`) or `git sprint resume`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args, paused: bool) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

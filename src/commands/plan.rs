@@ -80,6 +80,7 @@ fn routes(plan: &spec::Plan, config: &crate::config::Config) -> Vec<Route> {
         .collect()
 }
 
+/// Runs `git sprint plan`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let (name, text) = match &args.rev {
         Some(rev) => committed(ctx, &args.target, rev)?,

@@ -13,6 +13,7 @@ pub struct Args {
     pub(crate) text: String,
 }
 
+/// Runs `git sprint prompt`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     let actor = person(&fleet.store, None);

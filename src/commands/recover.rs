@@ -26,6 +26,7 @@ pub struct Args {
     pub(crate) json: bool,
 }
 
+/// Runs `git sprint recover`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

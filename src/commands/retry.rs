@@ -18,6 +18,7 @@ pub struct Args {
     pub(crate) actor: Option<String>,
 }
 
+/// Runs `git sprint retry`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

@@ -28,6 +28,7 @@ pub struct Args {
     pub(crate) open: bool,
 }
 
+/// Runs `git sprint serve`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let opts = crate::board::Options {
         addr: args.addr,

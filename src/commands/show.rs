@@ -16,6 +16,7 @@ pub struct Args {
     pub(crate) json: bool,
 }
 
+/// Runs `git sprint show`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let view = task::show(&ctx.store()?, &args.task)?;
     if args.json {

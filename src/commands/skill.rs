@@ -69,6 +69,7 @@ pub struct TestArgs {
     pub(crate) json: bool,
 }
 
+/// Runs a `git sprint skill` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, command: &Command) -> Result {
     match command {
         Command::List(a) => list(ctx, a),

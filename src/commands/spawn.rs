@@ -154,6 +154,7 @@ impl Resolved {
     }
 }
 
+/// Runs `git sprint spawn`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let r = resolve(ctx, &args.agent)?;
     let spec = r.spec(&args.name, &args.prompt, args.agent.model.as_deref());

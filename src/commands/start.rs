@@ -31,6 +31,7 @@ pub struct Args {
     pub(crate) handed_over: bool,
 }
 
+/// Runs `git sprint start`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     if store.tip()?.is_none() {

@@ -24,6 +24,7 @@ pub(crate) struct Options {
     pub(crate) json: bool,
 }
 
+/// Runs `git sprint status`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     // With a state remote, show what every machine wrote; an unreachable

@@ -18,6 +18,7 @@ pub struct Args {
     pub(crate) all: bool,
 }
 
+/// Runs `git sprint stop`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     match lock::holder(&fleet.common_dir) {

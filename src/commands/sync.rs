@@ -29,6 +29,7 @@ struct Row {
     synced: Synced,
 }
 
+/// Runs `git sprint sync`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let snapshot = store.read(Snapshot::read)?;

@@ -16,6 +16,7 @@ pub struct Args {
     pub(crate) shared_hooks: bool,
 }
 
+/// Runs `git sprint uninstall`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let dir = super::init::hooks_dir(&store, args.shared_hooks)?;

@@ -14,6 +14,7 @@ pub(crate) struct Lock {
     file: File,
 }
 
+/// Why the orchestrator lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("the orchestrator is already running (pid {pid})")]

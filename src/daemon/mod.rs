@@ -35,6 +35,7 @@ const COALESCE: Duration = Duration::from_millis(40);
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
+/// Why the orchestrator could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]

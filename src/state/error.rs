@@ -7,6 +7,7 @@ use crate::hint::Hint;
 
 use super::model::TaskStatus;
 
+/// Why reading or writing the sprint state failed (or was refused).
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("not a git repository: {}", path.display())]

@@ -150,13 +150,21 @@ impl SprintMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
+    /// Waiting for dependencies, path locks or a free slot.
     Todo,
+    /// A Developer holds its lease.
     InProgress,
+    /// The review gates run on its worktree.
     InReview,
+    /// A Tester works on it.
     InTests,
+    /// Security gates, then the Refinery merges it.
     InDocs,
+    /// Merged into the integration branch.
     Done,
+    /// A task it depends on failed.
     Blocked,
+    /// Out of attempts (`policy.max_attempts`).
     Failed,
     /// The task left tasks.md; kept so its history stays readable.
     Cancelled,
@@ -166,6 +174,7 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Every status, in lifecycle order.
     pub const ALL: [TaskStatus; 10] = [
         TaskStatus::Todo,
         TaskStatus::InProgress,
@@ -260,6 +269,7 @@ impl FromStr for TaskStatus {
 /// A lease on a task: who holds it and until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
+    /// Who holds the lease (an agent or a person).
     pub holder: String,
     pub(crate) since: String,
     /// Unix seconds; the lease is free for others to take after this.
@@ -489,8 +499,10 @@ impl Approval {
 /// `features/<feature>/tasks/<id>.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
+    /// The task's id in tasks.md (`T003`).
     pub id: String,
     pub(crate) title: String,
+    /// Where the task is in its life.
     pub status: TaskStatus,
     /// The task's full text from tasks.md (title, sub-bullets), for prompts.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -529,6 +541,7 @@ pub struct Task {
     /// passed); cleared when the task leaves review.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) review: Option<Review>,
+    /// The lease on the task, while someone holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -743,13 +756,19 @@ pub(crate) struct Convoy {
     pub(crate) retry_after: Option<i64>,
 }
 
+/// Where an agent's process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
+    /// Launched; its process is not seen yet.
     Starting,
+    /// Its process runs.
     Running,
+    /// Its process ended by itself.
     Exited,
+    /// Its process went away without recording an end (hung, crashed, lost).
     Dead,
+    /// Stopped on purpose (`kill`, a timeout, a cancel).
     Killed,
 }
 
@@ -770,7 +789,9 @@ impl fmt::Display for AgentState {
 pub struct Agent {
     pub(crate) id: String,
     pub(crate) role: String,
+    /// Where the agent's process is in its life.
     pub state: AgentState,
+    /// The task the agent works on; none for a fleet agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,11 +13,14 @@ use crate::clock;
 /// only one feature has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRef {
+    /// The feature (`specs/<feature>/`).
     pub feature: String,
+    /// The task's id (`T003`).
     pub id: String,
 }
 
 impl TaskRef {
+    /// The task `id` of `feature`.
     pub fn new(feature: &str, id: &str) -> TaskRef {
         TaskRef {
             feature: feature.to_owned(),
@@ -110,11 +113,17 @@ pub(crate) fn ensure_feature(txn: &mut Txn<'_>, name: &str) -> Result<Feature, S
 /// What `git sprint add` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct NewTask {
+    /// The id to give; the next free one when none.
     pub id: Option<String>,
+    /// The task's title.
     pub title: String,
+    /// The user story it belongs to.
     pub story: Option<String>,
+    /// Ids of the tasks it waits for.
     pub deps: Vec<String>,
+    /// Paths it touches, for conflict planning.
     pub paths: Vec<String>,
+    /// Higher runs first.
     pub priority: i64,
 }
 

@@ -23,17 +23,22 @@ use super::model::{AgentState, TaskStatus};
 use super::repair::Quarantined;
 use super::store::{sort_tasks, task_path, Txn, ARCHIVED_AGENTS};
 
+/// One feature with its convoys and tasks, as the state holds them.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureState {
     pub(crate) feature: Feature,
     pub(crate) convoys: Vec<Convoy>,
+    /// The feature's tasks, in natural id order.
     pub tasks: Vec<Task>,
 }
 
+/// The whole sprint state read at one commit: features, tasks and agents.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
     pub(crate) meta: Option<SprintMeta>,
+    /// Every feature in the state.
     pub features: Vec<FeatureState>,
+    /// Every agent in the state.
     pub agents: Vec<Agent>,
     /// Records that do not parse: not in the lists above.
     pub(crate) quarantined: Vec<Quarantined>,
@@ -121,6 +126,7 @@ fn yaml_blobs(entries: Vec<(String, ObjectId, bool)>) -> BTreeMap<String, Object
 }
 
 impl Snapshot {
+    /// Reads the whole state at the transaction's commit.
     pub fn read(txn: &Txn<'_>) -> Result<Self, StateError> {
         // The cache describes committed trees: with staged writes, or
         // outside a store's read, read the plain way.
@@ -362,6 +368,7 @@ impl Snapshot {
             .collect()
     }
 
+    /// The feature named `name`, if the state has it.
     pub fn feature(&self, name: &str) -> Option<&FeatureState> {
         self.features.iter().find(|f| f.feature.name == name)
     }

@@ -364,9 +364,11 @@ impl<'r> Txn<'r> {
     pub(crate) fn task_ids(&self, feature: &str) -> Result<Vec<String>, StateError> {
         self.list(&format!("features/{feature}/tasks"))
     }
+    /// The task `id` of `feature`, if recorded.
     pub fn task(&self, feature: &str, id: &str) -> Result<Option<Task>, StateError> {
         self.read(&task_path(feature, id))
     }
+    /// Writes `task` under `feature`, replacing any earlier record.
     pub fn put_task(&mut self, feature: &str, task: &Task) -> Result<(), StateError> {
         self.write(&task_path(feature, &task.id), task)
     }
@@ -531,6 +533,7 @@ pub(crate) const ARCHIVED_AGENTS: &str = "archive/agents";
 /// A task record that does not parse: its id and the error.
 pub(crate) type Unreadable = (String, StateError);
 
+/// The tree path of task `id` of `feature` on the state ref.
 pub(crate) fn task_path(feature: &str, id: &str) -> String {
     format!("features/{feature}/tasks/{id}.yaml")
 }
@@ -587,6 +590,7 @@ fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, StateError
 #[derive(Debug)]
 pub struct Committed<T> {
     pub(crate) value: T,
+    /// The state commit made, if any.
     pub commit: Option<ObjectId>,
 }
 
@@ -628,6 +632,7 @@ impl Store {
         Ok(store)
     }
 
+    /// A store over an already opened repository.
     pub fn from_repo(mut repo: gix::Repository) -> Self {
         // A transaction reads the same few trees several times (path lookups,
         // the schema check, the re-read after a lost race): keep them decoded.

@@ -12,6 +12,7 @@ pub enum Command {
     Edit(edit::Args),
 }
 
+/// Runs a `git sprint config` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, command: &Command) -> Result {
     match command {
         Command::Show(a) => show::run(ctx, a),

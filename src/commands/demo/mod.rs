@@ -45,6 +45,7 @@ fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
     crate::clock::parse_duration(s)
 }
 
+/// Runs a `git sprint demo` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let keep = args.keep.as_ref().map(|dir| ctx.cwd.join(dir));
     let options = walkthrough::Options {

@@ -17,6 +17,7 @@ pub enum Command {
     Log(log::Args),
 }
 
+/// Runs a `git sprint notify` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, command: &Command) -> Result {
     match command {
         Command::Test(a) => test::run(ctx, a),

@@ -17,6 +17,7 @@ pub enum Command {
     Show(show::Args),
 }
 
+/// Runs a `git sprint policy` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, command: &Command) -> Result {
     match command {
         Command::Validate(a) => validate::run(ctx, a),
