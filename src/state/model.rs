@@ -175,7 +175,7 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [TaskStatus; 10] = [
+    pub(crate) const ALL: [TaskStatus; 10] = [
         TaskStatus::Todo,
         TaskStatus::InProgress,
         TaskStatus::InReview,

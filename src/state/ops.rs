@@ -36,7 +36,7 @@ impl std::fmt::Display for TaskRef {
 }
 
 /// Finds the task `name` refers to.
-pub fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
+pub(crate) fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
     if let Some((feature, id)) = name.split_once('/') {
         if txn.feature(feature)?.is_none() {
             return Err(Refusal::UnknownFeature {

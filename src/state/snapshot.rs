@@ -375,7 +375,7 @@ impl Snapshot {
 
     /// Whether task `id` of `feature` is quarantined (its record does not
     /// parse): it is not done, whatever it was.
-    pub fn is_quarantined(&self, feature: &str, id: &str) -> bool {
+    pub(crate) fn is_quarantined(&self, feature: &str, id: &str) -> bool {
         let name = format!("{feature}/{id}");
         self.quarantined
             .iter()

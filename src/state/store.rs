@@ -369,7 +369,7 @@ impl<'r> Txn<'r> {
         self.read(&task_path(feature, id))
     }
     /// Writes `task` under `feature`, replacing any earlier record.
-    pub fn put_task(&mut self, feature: &str, task: &Task) -> Result<(), StateError> {
+    pub(crate) fn put_task(&mut self, feature: &str, task: &Task) -> Result<(), StateError> {
         self.write(&task_path(feature, &task.id), task)
     }
     /// All readable tasks of a feature, in tasks.md order (hand-added ones

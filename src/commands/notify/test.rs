@@ -36,7 +36,7 @@ struct TestJson<'a> {
     deliveries: &'a [Delivery],
 }
 
-pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+pub(crate) fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let (_store, root, common) = super::places(ctx)?;
     let config = crate::config::load(&root, &common)?.config;
     if config.notify.is_empty() {
