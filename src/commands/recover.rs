@@ -6,9 +6,10 @@ use crate::state::{BACKUP_REF, STATE_REF};
 
 /// Restore refs/ai-sprint from the last state recorded outside it
 ///
-/// Every state write also moves refs/ai-sprint-backup; when refs/ai-sprint
-/// is gone (deleted by hand, or by a tool), this puts it back at the newest
-/// recorded state commit (the backup, else the ref's reflog) and records the
+/// Every state write also goes into the backup (refs/ai-sprint-backup and
+/// its reflog); when refs/ai-sprint is gone (deleted by hand, or by a tool),
+/// this puts it back at the newest recorded state commit (the backup, else
+/// the ref's reflog) and records the
 /// recovery in the audit trail. With --fresh it starts a new, empty state
 /// instead, keeping the old one as refs/ai-sprint-abandoned/<time>; the
 /// Refinery still never merges a task twice, since it reads the integration

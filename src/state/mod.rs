@@ -7,6 +7,7 @@
 //! (stale locks, a lost ref, records that do not parse) is kept here too:
 //! see [`recover`] and [`repair`].
 
+mod backup;
 mod error;
 pub(crate) mod liveness;
 mod lock;
@@ -20,6 +21,7 @@ pub(crate) mod repair;
 mod snapshot;
 mod store;
 
+pub(crate) use backup::BACKUP_REF;
 pub use error::{Refusal, StateError};
 pub use lock::Held;
 pub(crate) use lock::{clear_leftover_lock, clear_stale_lock};
@@ -30,7 +32,7 @@ pub(crate) use remote::run_with_deadline;
 pub(crate) use remote::REMOTE_STATE_REF;
 pub(crate) use snapshot::{archive_agents_of_task, archive_finished_agents};
 pub use snapshot::{FeatureState, Snapshot};
-pub(crate) use store::{natural_key, BACKUP_REF, STATE_REF};
+pub(crate) use store::{natural_key, STATE_REF};
 pub use store::{Actor, Committed, Store, Transition, Txn};
 
 #[cfg(test)]

@@ -32,9 +32,10 @@ use gix::refs::Target;
 use gix::ObjectId;
 use serde::Serialize;
 
+use super::backup::BACKUP_REF;
 use super::error::StateError;
 use super::remote::{Pushed, Remote};
-use super::store::{signature, Actor, BACKUP_REF, STATE_REF};
+use super::store::{signature, Actor, STATE_REF};
 
 /// The remote's state as the last fetch found it.
 pub(crate) const FETCHED_REF: &str = "refs/ai-sprint-remote/fetched";

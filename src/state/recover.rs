@@ -1,7 +1,7 @@
 //! A lost `refs/ai-sprint`: what shows a sprint was here, and restoring
 //! the ref from the last state commit recorded outside it.
 //!
-//! Every state write also moves [`BACKUP_REF`] (see [`super::store`]); a ref
+//! Every state write also goes into the backup ([`super::backup`]); a ref
 //! file deleted by hand may also leave its reflog. `recover` takes the
 //! newest of these that is a real state commit (its tree has a readable
 //! `sprint.yaml`), puts the ref back by compare-and-swap (only while it is
@@ -16,16 +16,17 @@ use gix::refs::Target;
 use gix::ObjectId;
 use serde::Serialize;
 
+use super::backup::BACKUP_REF;
 use super::error::StateError;
 use super::model::SprintMeta;
 use super::snapshot::Snapshot;
-use super::store::{signature, Actor, Store, Transition, BACKUP_REF, STATE_REF};
+use super::store::{signature, Actor, Store, Transition, STATE_REF};
 use crate::clock;
 
 /// What shows that this repository had sprint state.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct Evidence {
-    /// Where [`BACKUP_REF`] points.
+    /// The newest state commit the backup holds ([`Store::backup_tip`]).
     pub(crate) backup: Option<String>,
     /// The newest entry of `refs/ai-sprint`'s reflog.
     pub(crate) reflog: Option<String>,
@@ -188,8 +189,13 @@ impl Store {
     /// Whether `newer` has `older` among its first parents (state history
     /// is linear: every state commit has the one before it as parent).
     fn descends_from(&self, newer: ObjectId, older: ObjectId) -> bool {
+        self.descends_within(newer, older, 1_000_000)
+    }
+
+    /// Whether `older` is at most `steps` first parents behind `newer`.
+    pub(super) fn descends_within(&self, newer: ObjectId, older: ObjectId, steps: usize) -> bool {
         let mut cur = newer;
-        for _ in 0..1_000_000 {
+        for _ in 0..=steps {
             if cur == older {
                 return true;
             }

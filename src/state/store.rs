@@ -8,8 +8,8 @@
 //! operation runs again on the new tip, so it may refuse then (say, the task
 //! it wanted to claim is no longer `todo`). No update is ever lost.
 //!
-//! Every write also moves [`BACKUP_REF`] in the same ref transaction: the
-//! state survives `git update-ref -d refs/ai-sprint` (which deletes the ref's
+//! Every write also goes into the backup ([`super::backup`]): the state
+//! survives `git update-ref -d refs/ai-sprint` (which deletes the ref's
 //! reflog too) and its commits stay reachable for `git gc`, so
 //! `git sprint recover` can restore it. While the backup (or a reflog) shows
 //! a state existed, no write starts a new one in its place.
@@ -25,6 +25,7 @@ use gix::ObjectId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::backup::{self, BACKUP_REF};
 use super::error::StateError;
 use super::lock;
 use super::model::{Agent, Convoy, Feature, SprintMeta, Task, SCHEMA_VERSION};
@@ -35,11 +36,6 @@ use crate::clock;
 
 /// The ref that holds all sprint state.
 pub(crate) const STATE_REF: &str = "refs/ai-sprint";
-
-/// A second ref on the same state commit, moved in the same transaction as
-/// [`STATE_REF`]: a ref rather than a file so that `git gc` keeps the state's
-/// commits, and in the same transaction so that it never lags or goes back.
-pub(crate) const BACKUP_REF: &str = "refs/ai-sprint-backup";
 
 /// Attempts at a compare-and-swap before giving up. Each attempt backs off
 /// with jitter, so 16 writers on one ref settle well within this.
@@ -724,6 +720,11 @@ impl Store {
             .map_err(|e| StateError::git("reading refs/ai-sprint", e))?;
         match reference {
             None => Ok(None),
+            // A direct ref, as the store writes it, is read without peeling:
+            // peeling reads the commit object only to learn it is no tag.
+            Some(r) if r.target().try_id().is_some() => {
+                Ok(r.target().try_id().map(|id| id.to_owned()))
+            }
             Some(mut r) => {
                 let id = r
                     .peel_to_id()
@@ -1133,36 +1134,32 @@ impl Store {
             .to_string()
     }
 
-    /// The commit [`BACKUP_REF`] names, if it exists.
-    pub(crate) fn backup_tip(&self) -> Result<Option<ObjectId>, StateError> {
-        let reference = self
-            .repo
-            .try_find_reference(BACKUP_REF)
-            .map_err(|e| StateError::git("reading refs/ai-sprint-backup", e))?;
-        match reference {
-            None => Ok(None),
-            Some(mut r) => Ok(Some(
-                r.peel_to_id()
-                    .map_err(|e| StateError::git("resolving refs/ai-sprint-backup", e))?
-                    .detach(),
-            )),
-        }
-    }
-
     /// The commits `refs/ai-sprint`'s reflog names, newest first (a reflog
     /// outlives its ref when the ref file alone was deleted).
     pub(crate) fn reflog_tips(&self) -> Result<Vec<ObjectId>, StateError> {
+        self.reflog_newest(STATE_REF, usize::MAX)
+    }
+
+    /// Up to `limit` distinct commits `name`'s reflog moved to, newest first.
+    pub(super) fn reflog_newest(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<ObjectId>, StateError> {
         // Room for the longest line: a state commit's subject is in each.
         let mut buf = vec![0u8; 64 * 1024];
         let iter = self
             .repo
             .refs
-            .reflog_iter_rev(STATE_REF, &mut buf)
-            .map_err(|e| StateError::git("reading the reflog of refs/ai-sprint", e))?;
+            .reflog_iter_rev(name, &mut buf)
+            .map_err(|e| StateError::git(format!("reading the reflog of {name}"), e))?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for line in iter.into_iter().flatten() {
             let Ok(line) = line else { continue };
+            if out.len() == limit {
+                break;
+            }
             if !line.new_oid.is_null() && seen.insert(line.new_oid) {
                 out.push(line.new_oid);
             }
@@ -1286,23 +1283,35 @@ impl Store {
             name: STATE_REF.try_into().expect("valid ref name"),
             deref: false,
         };
-        // Locked together with the main ref: writers are serialised by the
-        // compare-and-swap above, so the backup only ever moves forward.
-        let backup = RefEdit {
+        // The backup ref moves only once a minute (see `backup`); its reflog
+        // gets every tip, after the swap, when the tip is certain.
+        let move_backup = backup::ref_is_due(self.repo.common_dir());
+        let backup_edit = RefEdit {
             change: Change::Update {
                 log: LogChange {
                     mode: RefLog::AndReference,
-                    force_create_reflog: false,
+                    force_create_reflog: true,
                     message: "git-sprint: backup of refs/ai-sprint".into(),
                 },
+                // Locked together with the main ref: writers are serialised
+                // by its compare-and-swap, so the backup only moves forward.
                 expected: PreviousValue::Any,
                 new: Target::Object(new),
             },
             name: BACKUP_REF.try_into().expect("valid ref name"),
             deref: false,
         };
+        let edits = if move_backup {
+            vec![edit, backup_edit]
+        } else {
+            vec![edit]
+        };
         self.repo
-            .edit_references_as([edit, backup], Some(sig.to_ref(&mut buf)))?;
+            .edit_references_as(edits, Some(sig.to_ref(&mut buf)))?;
+        if !move_backup {
+            let message = format!("git-sprint: backup of refs/ai-sprint: {subject}");
+            backup::log(self.repo.common_dir(), expected, new, sig, &message);
+        }
         Ok(())
     }
 }
@@ -1585,16 +1594,6 @@ mod tests {
             .unwrap()
             .id;
         assert_eq!(ours, theirs);
-    }
-
-    #[test]
-    fn every_write_moves_the_backup_ref_with_the_state_ref() {
-        let (_dir, store) = store();
-        assert_eq!(store.backup_tip().unwrap(), None);
-        add(&store, "T1");
-        add(&store, "T2");
-        let tip = store.tip().unwrap().unwrap();
-        assert_eq!(store.backup_tip().unwrap(), Some(tip));
     }
 
     #[test]

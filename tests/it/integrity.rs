@@ -144,7 +144,15 @@ fn the_state_ref_deleted_mid_sprint_start_refuses_recover_restores_and_each_task
     });
     delete_ref(&s.f.repo, "refs/ai-sprint");
     // No write lands while the ref is gone: the backup stays where it was.
-    let before = s.f.repo.git(["rev-parse", "refs/ai-sprint-backup"]);
+    // Its newest state is its reflog's newest entry (the ref itself moves
+    // once a minute).
+    let before = s.f.repo.git([
+        "reflog",
+        "show",
+        "--format=%H",
+        "-n1",
+        "refs/ai-sprint-backup",
+    ]);
     for args in [&["start"][..], &["init"], &["status"]] {
         let out = s.f.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
@@ -188,6 +196,27 @@ fn the_state_ref_deleted_mid_sprint_start_refuses_recover_restores_and_each_task
         assert!(t["merged"]["commit"].is_string(), "{id}: {t}");
     }
     s.check_every_integration_commit();
+}
+
+#[test]
+fn update_ref_d_then_gc_prune_now_loses_no_state_recover_restores_the_newest() {
+    let repo = Repo::with_commit();
+    repo.sprint(["init", "--no-hooks"]);
+    for i in 1..=3 {
+        repo.sprint(["add", "f", &format!("task {i}"), "--id", &format!("T00{i}")]);
+    }
+    let tip = repo.git(["rev-parse", "refs/ai-sprint"]);
+    // The backup ref moves once a minute: the newer states are only in its
+    // reflog, whose entries git's gc keeps like refs.
+    repo.git(["update-ref", "-d", "refs/ai-sprint"]);
+    repo.git(["gc", "--prune=now", "--quiet"]);
+    let out = repo.sprint(["recover", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["outcome"], "restored", "{v}");
+    assert_eq!(v["source"], "backup", "{v}");
+    assert_eq!(v["commit"], tip.trim(), "{v}");
+    assert_eq!(v["tasks"], 3, "{v}");
+    repo.git(["fsck", "--no-progress", "--connectivity-only"]);
 }
 
 #[test]
