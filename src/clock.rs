@@ -20,25 +20,25 @@ pub fn now() -> i64 {
 }
 
 /// RFC 3339 in UTC, e.g. `2026-11-22T04:37:24Z`.
-pub fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     match jiff::Timestamp::from_second(unix) {
         Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         Err(_) => unix.to_string(),
     }
 }
 
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     rfc3339(now())
 }
 
 /// Unix seconds of an RFC 3339 time such as [`rfc3339`] writes; `None`
 /// when it does not parse.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
 /// Parses `90`, `90s`, `10m`, `2h`, `1d`, `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad =
         || format!("invalid duration '{s}': use a number with a unit, like 30s, 10m, 2h or 1h30m");
     let s = s.trim();
@@ -77,7 +77,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// `750ms`, `45s`, `10m`, `1h30m`: a duration for people, exact to the second
 /// (to the millisecond under a second), and read back by [`parse_duration`].
-pub fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     if d < Duration::from_secs(1) {
         return format!("{}ms", d.as_millis());
     }
@@ -93,7 +93,7 @@ pub fn human_duration(d: Duration) -> String {
 }
 
 /// `3s`, `4m`, `2h`, `5d`: a short age for tables.
-pub fn short_age(secs: i64) -> String {
+pub(crate) fn short_age(secs: i64) -> String {
     let secs = secs.max(0);
     match secs {
         0..=119 => format!("{secs}s"),

@@ -41,10 +41,10 @@ use crate::worker::profile::{AgentProfile, PromptMode, PRESETS};
 use crate::worker::stream::OutputFormat;
 
 /// The file name, at the root of the main worktree.
-pub const FILE_NAME: &str = ".git-sprint.yaml";
+pub(crate) const FILE_NAME: &str = ".git-sprint.yaml";
 
 /// The commented example `git sprint init` writes.
-pub const TEMPLATE: &str = include_str!("../templates/git-sprint.yaml");
+pub(crate) const TEMPLATE: &str = include_str!("../templates/git-sprint.yaml");
 
 /// What is wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,7 @@ impl Hint for ConfigError {
 
 /// A duration written like `10m`, `90s` or `1h30m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
+pub(crate) struct HumanDuration(pub Duration);
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -151,40 +151,40 @@ impl<'de> Deserialize<'de> for HumanDuration {
 /// A named agent: a preset with overrides, or a full command profile.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AgentEntry {
+pub(crate) struct AgentEntry {
     /// A built-in profile to start from: claude, codex, gemini, aider, opencode, shell.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub preset: Option<String>,
+    pub(crate) preset: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
+    pub(crate) command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<PromptMode>,
+    pub(crate) prompt: Option<PromptMode>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub(crate) env: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub model_args: Option<Vec<String>>,
+    pub(crate) model_args: Option<Vec<String>>,
     /// How the agent writes its output: text, claude, codex, gemini or
     /// opencode (a preset sets the one its CLI streams).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<OutputFormat>,
+    pub(crate) output: Option<OutputFormat>,
     /// Free-form labels (`fast`, `reviewer`), shown by `git sprint agents`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     /// What the profile can do, for the router (`route:`).
     #[serde(skip_serializing_if = "crate::router::rules::Capabilities::is_empty")]
-    pub capabilities: crate::router::rules::Capabilities,
+    pub(crate) capabilities: crate::router::rules::Capabilities,
     /// Machine labels this profile needs (a CLI installed only there, a
     /// GPU): only machines with every one of them run it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub machines: Vec<String>,
+    pub(crate) machines: Vec<String>,
 }
 
 impl AgentEntry {
     /// The profile this entry describes: the preset (if any) with the
     /// entry's fields laid over it.
-    pub fn resolve(&self) -> Result<AgentProfile, String> {
+    pub(crate) fn resolve(&self) -> Result<AgentProfile, String> {
         let mut profile = match (&self.preset, &self.command) {
             (Some(name), _) => AgentProfile::preset(name).map_err(|e| e.to_string())?,
             (None, Some(_)) => AgentProfile::from_command(""),
@@ -220,23 +220,23 @@ impl AgentEntry {
 /// One AI role: which agent plays it and how many run at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Role {
-    pub agent: String,
+pub(crate) struct Role {
+    pub(crate) agent: String,
     /// How many run at once on each machine (each orchestrator schedules
     /// its own; `git config sprint.roles.<role>.count` sets one clone's).
-    pub count: u32,
+    pub(crate) count: u32,
     /// Machine labels this role needs: with the state shared through a
     /// remote, only machines with every one of them run it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub machines: Vec<String>,
+    pub(crate) machines: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Roles {
-    pub developer: Role,
-    pub tester: Role,
-    pub librarian: Role,
+pub(crate) struct Roles {
+    pub(crate) developer: Role,
+    pub(crate) tester: Role,
+    pub(crate) librarian: Role,
 }
 
 impl Default for Roles {
@@ -257,14 +257,14 @@ impl Default for Roles {
 /// How a fresh worktree is prepared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Setup {
+pub(crate) struct Setup {
     /// Files copied from the main worktree when they exist (e.g. `.env`).
-    pub copy: Vec<PathBuf>,
+    pub(crate) copy: Vec<PathBuf>,
     /// Shell commands run in the new worktree, in order.
-    pub commands: Vec<String>,
+    pub(crate) commands: Vec<String>,
     /// The longest one setup command may run; past it, it is killed and the
     /// attempt fails with cause `setup`.
-    pub timeout: HumanDuration,
+    pub(crate) timeout: HumanDuration,
 }
 
 impl Default for Setup {
@@ -281,13 +281,13 @@ impl Default for Setup {
 /// reuse (see `worker::pool`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Worktrees {
+pub(crate) struct Worktrees {
     /// How many finished worktrees are kept for reuse (0 turns the pool off;
     /// at most 64).
-    pub pool: usize,
+    pub(crate) pool: usize,
     /// Paths `git clean` spares when a pooled worktree is reused (built
     /// dependencies such as `target` or `node_modules`).
-    pub keep: Vec<PathBuf>,
+    pub(crate) keep: Vec<PathBuf>,
 }
 
 impl Default for Worktrees {
@@ -301,17 +301,17 @@ impl Default for Worktrees {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Timeouts {
+pub(crate) struct Timeouts {
     /// A task's lease; heartbeats renew it.
-    pub lease: HumanDuration,
+    pub(crate) lease: HumanDuration,
     /// No output and no commit for this long: the agent is hung.
-    pub hung: HumanDuration,
+    pub(crate) hung: HumanDuration,
     /// The longest one gate may run.
-    pub gate: HumanDuration,
+    pub(crate) gate: HumanDuration,
     /// With the state shared through a remote: a machine with no heartbeat
     /// for this long is lost (it beats three times in this span); its
     /// agents' tasks go back to the queue and another takes the lead.
-    pub machine: HumanDuration,
+    pub(crate) machine: HumanDuration,
 }
 
 impl Default for Timeouts {
@@ -330,48 +330,48 @@ impl Default for Timeouts {
 /// `Default`) here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// The branch workers start from and merge into.
-    pub base_branch: String,
+    pub(crate) base_branch: String,
     /// Named agent profiles; preset names work without an entry.
-    pub agents: BTreeMap<String, AgentEntry>,
-    pub roles: Roles,
-    pub setup: Setup,
-    pub worktrees: Worktrees,
-    pub timeouts: Timeouts,
+    pub(crate) agents: BTreeMap<String, AgentEntry>,
+    pub(crate) roles: Roles,
+    pub(crate) setup: Setup,
+    pub(crate) worktrees: Worktrees,
+    pub(crate) timeouts: Timeouts,
     /// Commands that judge work at each stage (see templates/gates/).
-    pub gates: crate::gates::GateSet,
-    pub policy: Policy,
+    pub(crate) gates: crate::gates::GateSet,
+    pub(crate) policy: Policy,
     /// Docs the Librarian keeps up to date when a convoy is done (none: no
     /// Librarian runs).
-    pub docs: Vec<String>,
+    pub(crate) docs: Vec<String>,
     /// What happens to a finished feature's integration branch.
-    pub merge: MergePolicy,
+    pub(crate) merge: MergePolicy,
     /// Spending limits; reaching one stops starting agents in its scope.
-    pub budget: Budget,
+    pub(crate) budget: Budget,
     /// Prices per million tokens by model, for CLIs that report no cost.
-    pub prices: BTreeMap<String, Price>,
+    pub(crate) prices: BTreeMap<String, Price>,
     /// How agents sign their commits.
-    pub identity: Identity,
+    pub(crate) identity: Identity,
     /// The Landlock sandbox agents run in.
-    pub sandbox: SandboxConfig,
+    pub(crate) sandbox: SandboxConfig,
     /// How tasks.md becomes a schedule.
-    pub planning: Planning,
+    pub(crate) planning: Planning,
     /// Which agent profile takes which task (first matching rule).
     #[serde(default)]
-    pub route: Vec<crate::router::RouteRule>,
+    pub(crate) route: Vec<crate::router::RouteRule>,
     /// Who is told of which sprint events, by receiver name (see
     /// [`crate::notify`]).
     #[serde(default)]
-    pub notify: BTreeMap<String, crate::notify::Receiver>,
+    pub(crate) notify: BTreeMap<String, crate::notify::Receiver>,
     /// The git remote that holds the sprint state, so clones on several
     /// machines share one sprint (none: the state is this clone's alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<String>,
+    pub(crate) remote: Option<String>,
     /// This clone's machine name among those sharing the remote (none: the
     /// host name). Per clone: `git config sprint.machine NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine: Option<String>,
+    pub(crate) machine: Option<String>,
     /// This clone's machine labels (`gpu`, `big`), for roles and profiles
     /// that name `machines:`. Per clone: `git config sprint.machine-labels
     /// gpu,big`.
@@ -380,7 +380,7 @@ pub struct Config {
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "labels"
     )]
-    pub machine_labels: Vec<String>,
+    pub(crate) machine_labels: Vec<String>,
 }
 
 /// A list of labels, or one string of them separated by commas (git
@@ -406,16 +406,16 @@ fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Erro
 /// `planning`: story order and chores, read by `plan` and every ingest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Planning {
+pub(crate) struct Planning {
     /// `parallel`: user-story phases run side by side once the phases before
     /// them are done; `serial`: one after another in file order.
-    pub stories: StoryOrder,
+    pub(crate) stories: StoryOrder,
     /// `skip`: tasks whose title matches a chore pattern are marked skipped
     /// (handled by git-sprint) and get no agent; `run`: they run like any task.
-    pub chores: ChoreMode,
+    pub(crate) chores: ChoreMode,
     /// Chore title patterns: regular expressions, matched case-insensitively.
     #[serde(deserialize_with = "chore_patterns")]
-    pub chore_patterns: Vec<String>,
+    pub(crate) chore_patterns: Vec<String>,
 }
 
 impl Default for Planning {
@@ -434,7 +434,7 @@ impl Default for Planning {
 /// `planning.stories`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum StoryOrder {
+pub(crate) enum StoryOrder {
     Parallel,
     Serial,
 }
@@ -442,7 +442,7 @@ pub enum StoryOrder {
 /// `planning.chores`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ChoreMode {
+pub(crate) enum ChoreMode {
     Skip,
     Run,
 }
@@ -457,37 +457,37 @@ fn chore_patterns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>,
 /// `budget`: limits in US dollars and tokens; unset means no limit.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Budget {
+pub(crate) struct Budget {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub task_usd: Option<f64>,
+    pub(crate) task_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub feature_usd: Option<f64>,
+    pub(crate) feature_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sprint_usd: Option<f64>,
+    pub(crate) sprint_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub task_tokens: Option<u64>,
+    pub(crate) task_tokens: Option<u64>,
     /// Per agent profile: past it the router falls back to another profile.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub profile_usd: BTreeMap<String, f64>,
+    pub(crate) profile_usd: BTreeMap<String, f64>,
 }
 
 /// US dollars per million tokens of each kind.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Price {
-    pub input: f64,
-    pub output: f64,
-    pub cache_read: f64,
-    pub cache_write: f64,
+pub(crate) struct Price {
+    pub(crate) input: f64,
+    pub(crate) output: f64,
+    pub(crate) cache_read: f64,
+    pub(crate) cache_write: f64,
 }
 
 /// `identity`: agents author their commits as `<agent-id> <email>`; the
 /// committer stays the user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The author email; `{agent}` is replaced by the agent id.
-    pub email: String,
+    pub(crate) email: String,
 }
 
 impl Default for Identity {
@@ -501,11 +501,11 @@ impl Default for Identity {
 /// `sandbox`: Landlock confinement of agent processes. Written as a mapping,
 /// or as a bare `off` / `on` (`false` / `true`) for `enabled`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SandboxConfig {
+pub(crate) struct SandboxConfig {
     /// Confine agents where the kernel supports Landlock.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Extra paths agents may write (`~` is the home directory).
-    pub writable: Vec<String>,
+    pub(crate) writable: Vec<String>,
 }
 
 impl<'de> Deserialize<'de> for SandboxConfig {
@@ -570,25 +570,25 @@ impl Default for SandboxConfig {
 /// branch itself (`mode: ff` or `merge`, a gated merge commit).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MergePolicy {
-    pub auto: bool,
-    pub mode: crate::refinery::MergeMode,
+pub(crate) struct MergePolicy {
+    pub(crate) auto: bool,
+    pub(crate) mode: crate::refinery::MergeMode,
 }
 
 /// Rules of the task life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Attempts a task gets before it is `failed` and its dependants blocked.
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// The first pause between two attempts of a task; it doubles each
     /// time (with jitter), up to 32 times this.
-    pub retry_backoff: HumanDuration,
+    pub(crate) retry_backoff: HumanDuration,
     /// Infrastructure failures in a row that open an agent profile's
     /// circuit breaker.
-    pub breaker_threshold: u32,
+    pub(crate) breaker_threshold: u32,
     /// How long an open breaker waits before one probe run.
-    pub breaker_cooldown: HumanDuration,
+    pub(crate) breaker_cooldown: HumanDuration,
 }
 
 impl Default for Policy {
@@ -637,7 +637,7 @@ impl Default for Config {
 
 impl Config {
     /// The profile named `name`: a configured agent, else a preset.
-    pub fn agent(&self, name: &str) -> Result<AgentProfile, String> {
+    pub(crate) fn agent(&self, name: &str) -> Result<AgentProfile, String> {
         if let Some(entry) = self.agents.get(name) {
             return entry.resolve().map_err(|e| format!("agent `{name}`: {e}"));
         }
@@ -656,7 +656,7 @@ impl Config {
 /// Where a value of the merged configuration came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "name")]
-pub enum Source {
+pub(crate) enum Source {
     Default,
     File(String),
     GitConfig(String),
@@ -674,40 +674,40 @@ impl fmt::Display for Source {
 
 /// The configuration with the origin of every leaf value.
 #[derive(Debug, Clone)]
-pub struct Loaded {
-    pub config: Config,
+pub(crate) struct Loaded {
+    pub(crate) config: Config,
     /// Leaf path (`roles.developer.count`) → where its value came from.
-    pub sources: BTreeMap<String, Source>,
+    pub(crate) sources: BTreeMap<String, Source>,
     /// The file, when one was read (for the committed file: where it is
     /// checked out in the main worktree).
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// The branch (and its tip) the file was read from; `None` for the
     /// working-tree file of [`load_working_file`].
-    pub base: Option<BaseFile>,
+    pub(crate) base: Option<BaseFile>,
     /// The working tree's file differs from the committed one that is used.
-    pub uncommitted: bool,
+    pub(crate) uncommitted: bool,
 }
 
 /// Where the sprint's `.git-sprint.yaml` was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BaseFile {
+pub(crate) struct BaseFile {
     /// The base branch.
-    pub branch: String,
+    pub(crate) branch: String,
     /// Its tip, or `None` when it has no commit yet (then defaults apply).
-    pub commit: Option<String>,
+    pub(crate) commit: Option<String>,
 }
 
 impl Loaded {
     /// The one line to show when the working tree's file is not the one in
     /// use, e.g. "`.git-sprint.yaml` has uncommitted changes: not used until
     /// committed on main".
-    pub fn notice(&self) -> Option<String> {
+    pub(crate) fn notice(&self) -> Option<String> {
         self.uncommitted
             .then(|| notice_text(self.base.as_ref().map(|b| b.branch.as_str())))
     }
 
     /// Where the file came from, for people: `.git-sprint.yaml at main (1a2b3c4)`.
-    pub fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         match &self.base {
             Some(BaseFile {
                 branch,
@@ -735,7 +735,7 @@ fn notice_text(branch: Option<&str>) -> String {
 /// which must show the board even when the committed file is broken):
 /// `None` when the main worktree `root` holds the committed file, or when
 /// something cannot be read.
-pub fn uncommitted_notice(repo: &gix::Repository, root: &Path) -> Option<String> {
+pub(crate) fn uncommitted_notice(repo: &gix::Repository, root: &Path) -> Option<String> {
     let overrides = git_overrides(git_config_dir(repo)).unwrap_or_default();
     let base = resolve_base(repo, &overrides);
     let committed = match base.as_deref().and_then(|b| branch_tip(repo, b)) {
@@ -751,7 +751,7 @@ pub fn uncommitted_notice(repo: &gix::Repository, root: &Path) -> Option<String>
 }
 
 /// The configuration file of the repository whose main worktree is `root`.
-pub fn path(root: &Path) -> PathBuf {
+pub(crate) fn path(root: &Path) -> PathBuf {
     root.join(FILE_NAME)
 }
 
@@ -780,7 +780,10 @@ pub(crate) fn example(gates: Option<&str>) -> String {
 /// Writes the commented example (with the gate set `gates`, see
 /// [`example`]) to `root` unless a file is there; returns the path when it
 /// wrote one.
-pub fn write_example(root: &Path, gates: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
+pub(crate) fn write_example(
+    root: &Path,
+    gates: Option<&str>,
+) -> Result<Option<PathBuf>, ConfigError> {
     let file = path(root);
     match std::fs::OpenOptions::new()
         .write(true)
@@ -804,7 +807,7 @@ pub fn write_example(root: &Path, gates: Option<&str>) -> Result<Option<PathBuf>
 /// The sprint's configuration for the repository at `git_dir` (any directory
 /// of it) whose main worktree is `root`: the file committed at the base
 /// branch's tip, with git config overrides (see the module docs).
-pub fn load(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigError> {
+pub(crate) fn load(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigError> {
     let repo = gix::open(git_dir).map_err(|e| ConfigError::Git {
         what: format!("the repository at {}", git_dir.display()),
         source: Box::new(e),
@@ -814,7 +817,10 @@ pub fn load(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigError> {
 
 /// [`load`] with a repository already open; `root` is the main worktree
 /// whose file is compared with the committed one (`None`: no comparison).
-pub fn load_from(repo: &gix::Repository, root: Option<&Path>) -> Result<Loaded, ConfigError> {
+pub(crate) fn load_from(
+    repo: &gix::Repository,
+    root: Option<&Path>,
+) -> Result<Loaded, ConfigError> {
     let overrides = git_overrides(git_config_dir(repo))?;
     let base = resolve_base(repo, &overrides);
     let commit = base.as_deref().and_then(|b| branch_tip(repo, b));
@@ -868,7 +874,7 @@ pub fn load_from(repo: &gix::Repository, root: Option<&Path>) -> Result<Loaded, 
 /// The working tree's file of the main worktree `root` with git config
 /// overrides: what `config edit` checks before the file is committed. The
 /// sprint never runs on this; see [`load`].
-pub fn load_working_file(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigError> {
+pub(crate) fn load_working_file(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigError> {
     let file = path(root);
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => Some(t),
@@ -887,7 +893,7 @@ pub fn load_working_file(root: &Path, git_dir: &Path) -> Result<Loaded, ConfigEr
 /// branch: the remote's default branch, else `main` or `master` when one
 /// exists, else the branch HEAD is on. Never the working tree's file: a
 /// checked-out side branch must not be able to name itself the base.
-pub fn base_branch(repo: &gix::Repository) -> Option<String> {
+pub(crate) fn base_branch(repo: &gix::Repository) -> Option<String> {
     let overrides = git_overrides(git_config_dir(repo)).unwrap_or_default();
     resolve_base(repo, &overrides)
 }
@@ -962,9 +968,9 @@ fn committed_file(
 #[derive(Debug, Clone)]
 pub(crate) struct CommittedFile {
     /// The base branch and its tip, when there is a base branch.
-    pub base: Option<BaseFile>,
+    pub(crate) base: Option<BaseFile>,
     /// The file's blob id and bytes; `None` when the tip has no such file.
-    pub blob: Option<(gix::ObjectId, Vec<u8>)>,
+    pub(crate) blob: Option<(gix::ObjectId, Vec<u8>)>,
 }
 
 /// The file at repository path `rel` as committed at the base branch's tip
@@ -1031,7 +1037,7 @@ fn committed_blob(
 
 /// Merges defaults, the file's text and git config `(key, value)` pairs;
 /// `origin` names the file in errors and sources.
-pub fn merge(
+pub(crate) fn merge(
     text: Option<&str>,
     origin: &str,
     overrides: &[(String, String)],
@@ -1375,7 +1381,7 @@ fn leaves(v: &Value, prefix: &str, f: &mut dyn FnMut(String)) {
 
 /// Every leaf of the merged configuration with its value as JSON text
 /// (`"main"`, `3`), for people.
-pub fn flatten(config: &Config) -> Vec<(String, String)> {
+pub(crate) fn flatten(config: &Config) -> Vec<(String, String)> {
     values(config)
         .into_iter()
         .map(|(k, v)| (k, serde_json::to_string(&v).unwrap_or_default()))

@@ -15,7 +15,7 @@ use crate::state::{ops, Actor, StateError, Store, TaskRef, TaskStatus};
 
 /// What an action failed with.
 #[derive(Debug, thiserror::Error)]
-pub enum ControlError {
+pub(crate) enum ControlError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -33,10 +33,10 @@ impl Hint for ControlError {
 
 /// A task put back to `todo` with fresh attempts.
 #[derive(Debug)]
-pub struct Retried {
-    pub task: TaskRef,
+pub(crate) struct Retried {
+    pub(crate) task: TaskRef,
     /// The ids of the dependants this unblocked.
-    pub unblocked: Vec<String>,
+    pub(crate) unblocked: Vec<String>,
 }
 
 impl fmt::Display for Retried {
@@ -50,7 +50,7 @@ impl fmt::Display for Retried {
 }
 
 /// Gives the failed, blocked or cancelled task `name` a fresh start, as `actor`.
-pub fn retry(
+pub(crate) fn retry(
     store: &Store,
     actor: &Actor,
     name: &str,
@@ -66,10 +66,10 @@ pub fn retry(
 
 /// A task taken out of the sprint.
 #[derive(Debug)]
-pub struct Cancelled {
-    pub task: TaskRef,
+pub(crate) struct Cancelled {
+    pub(crate) task: TaskRef,
     /// Its status before.
-    pub from: Option<TaskStatus>,
+    pub(crate) from: Option<TaskStatus>,
 }
 
 impl fmt::Display for Cancelled {
@@ -82,7 +82,7 @@ impl fmt::Display for Cancelled {
 }
 
 /// Cancels the task `name`, as `actor`.
-pub fn cancel(
+pub(crate) fn cancel(
     store: &Store,
     actor: &Actor,
     name: &str,
@@ -99,16 +99,16 @@ pub fn cancel(
 
 /// Scheduling stopped or started again.
 #[derive(Debug)]
-pub struct Paused {
+pub(crate) struct Paused {
     /// Whether the sprint is now paused.
-    pub paused: bool,
+    pub(crate) paused: bool,
     /// Whether it was not already so.
-    pub changed: bool,
+    pub(crate) changed: bool,
     /// The agent profiles whose open circuit breaker now lets one probe run.
-    pub probes: Vec<String>,
+    pub(crate) probes: Vec<String>,
     /// The running orchestrator (its pid), handed this process's
     /// environment on resume.
-    pub orchestrator: Option<u32>,
+    pub(crate) orchestrator: Option<u32>,
 }
 
 impl fmt::Display for Paused {
@@ -145,7 +145,7 @@ impl fmt::Display for Paused {
 
 /// Pauses (or resumes) scheduling in the repository at `cwd`, as `actor`.
 /// Resuming also lets each open circuit breaker try one probe run.
-pub fn set_paused(
+pub(crate) fn set_paused(
     store: &Store,
     cwd: &Path,
     actor: &Actor,

@@ -32,7 +32,7 @@ const PREPARE_SHIM: &str = include_str!("../hooks/prepare-commit-msg");
 /// `prepare-commit-msg`, which adds the `Sprint-Agent:` trailer to an
 /// agent's commits (`--no-verify` skips `commit-msg`, not this one).
 /// DESIGN.md explains why not `reference-transaction`.
-pub const HOOKS: [&str; 5] = [
+pub(crate) const HOOKS: [&str; 5] = [
     "post-commit",
     "post-merge",
     "post-applypatch",
@@ -41,7 +41,7 @@ pub const HOOKS: [&str; 5] = [
 ];
 
 /// How long a hook may take when `GIT_SPRINT_HOOK_TIMEOUT` does not say.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const MARKER: &str = "# BEGIN git-sprint";
 const ORIG_SUFFIX: &str = ".git-sprint-orig";
@@ -67,7 +67,7 @@ pub enum HookError {
 
 /// What happened to one hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Installed {
+pub(crate) enum Installed {
     /// Freshly installed; there was no hook.
     New,
     /// Installed; the user's hook was kept and runs first.
@@ -78,8 +78,11 @@ pub enum Installed {
     Unchanged,
 }
 
+// `Removed::Removed` names the outcome `uninstall` prints ("removed"); the
+// lint only fires now that the type is crate-private.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Removed {
+pub(crate) enum Removed {
     /// Removed; the user's hook is back in its place.
     Restored,
     Removed,
@@ -97,7 +100,7 @@ impl Hint for HookError {
 
 /// How long one run of a hook may take: `GIT_SPRINT_HOOK_TIMEOUT` seconds,
 /// else [`DEFAULT_TIMEOUT`]. The shim reads the same variable.
-pub fn timeout() -> Duration {
+pub(crate) fn timeout() -> Duration {
     std::env::var("GIT_SPRINT_HOOK_TIMEOUT")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
@@ -108,7 +111,7 @@ pub fn timeout() -> Duration {
 
 /// Refuses a hooks directory outside every one of `inside` (the repository's
 /// common directory and its worktrees) unless `shared` is set.
-pub fn check_location(dir: &Path, inside: &[&Path], shared: bool) -> Result<(), HookError> {
+pub(crate) fn check_location(dir: &Path, inside: &[&Path], shared: bool) -> Result<(), HookError> {
     if shared {
         return Ok(());
     }
@@ -140,7 +143,7 @@ fn resolved(path: &Path) -> PathBuf {
 }
 
 /// The hooks directory git uses for `worktree`: honours `core.hooksPath`.
-pub fn hooks_dir(worktree: &Path) -> Result<PathBuf, HookError> {
+pub(crate) fn hooks_dir(worktree: &Path) -> Result<PathBuf, HookError> {
     let out = crate::worker::worktree::Git::new(worktree)
         .run(&["rev-parse", "--path-format=absolute", "--git-path", "hooks"])
         .map_err(|source| HookError::HooksDir {
@@ -151,7 +154,7 @@ pub fn hooks_dir(worktree: &Path) -> Result<PathBuf, HookError> {
 }
 
 /// The shim for `name`, calling `bin`.
-pub fn shim(name: &str, bin: &Path) -> String {
+pub(crate) fn shim(name: &str, bin: &Path) -> String {
     // Single-quoted in sh: escape any single quote in the path.
     let quoted = bin.display().to_string().replace('\'', r"'\''");
     let template = if name == "prepare-commit-msg" {
@@ -181,7 +184,7 @@ fn write_executable(path: &Path, content: &str) -> Result<(), HookError> {
 }
 
 /// Installs every shim in `dir`, keeping any hook that is already there.
-pub fn install(dir: &Path, bin: &Path) -> Result<Vec<(&'static str, Installed)>, HookError> {
+pub(crate) fn install(dir: &Path, bin: &Path) -> Result<Vec<(&'static str, Installed)>, HookError> {
     std::fs::create_dir_all(dir).map_err(|source| HookError::Write {
         path: dir.to_owned(),
         source,
@@ -217,7 +220,7 @@ pub fn install(dir: &Path, bin: &Path) -> Result<Vec<(&'static str, Installed)>,
 }
 
 /// Removes the shims and puts back the hooks they replaced.
-pub fn uninstall(dir: &Path) -> Result<Vec<(&'static str, Removed)>, HookError> {
+pub(crate) fn uninstall(dir: &Path) -> Result<Vec<(&'static str, Removed)>, HookError> {
     let mut done = Vec::new();
     for name in HOOKS {
         let path = dir.join(name);
@@ -242,7 +245,7 @@ pub fn uninstall(dir: &Path) -> Result<Vec<(&'static str, Removed)>, HookError> 
 }
 
 /// Whether hooks are turned off for this process (`GIT_SPRINT_HOOKS=0`).
-pub fn disabled() -> bool {
+pub(crate) fn disabled() -> bool {
     std::env::var("GIT_SPRINT_HOOKS").is_ok_and(|v| v.trim() == "0")
 }
 

@@ -23,6 +23,7 @@ use crate::state::{
     TaskStatus, Transition, Txn,
 };
 
+/// Why an ingest could not be read or recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("{what}")]
@@ -79,10 +80,13 @@ impl IngestError {
 /// One tasks.md as committed.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The feature the file belongs to (`specs/<feature>/`).
     pub feature: String,
     /// `specs/<feature>/tasks.md`.
     pub path: String,
+    /// The file's blob at the revision.
     pub blob: ObjectId,
+    /// The file's text.
     pub text: String,
     /// The revision as the user named it, for messages.
     pub rev: String,
@@ -90,20 +94,20 @@ pub struct Source {
 
 impl Source {
     /// The plan of this file under the `planning` settings.
-    pub fn plan(&self, planning: &Planning) -> Result<Plan, SpecError> {
+    pub(crate) fn plan(&self, planning: &Planning) -> Result<Plan, SpecError> {
         let options = plan_options(planning, &self.feature);
         spec::plan_with(&spec::parse(&self.path, &self.text)?, &options)
     }
 }
 
-pub fn tasks_path(feature: &str) -> String {
+pub(crate) fn tasks_path(feature: &str) -> String {
     format!("specs/{feature}/tasks.md")
 }
 
 /// The planner's options for `feature` under the `planning` settings:
 /// story order, chore patterns (none with `chores: run`), and spec-kit's
 /// documents under `specs/<feature>/`.
-pub fn plan_options(planning: &Planning, feature: &str) -> spec::Options {
+pub(crate) fn plan_options(planning: &Planning, feature: &str) -> spec::Options {
     let chores = match planning.chores {
         // The patterns compiled when the configuration was read.
         ChoreMode::Skip => {
@@ -120,12 +124,12 @@ pub fn plan_options(planning: &Planning, feature: &str) -> spec::Options {
 
 /// The branch tasks.md is read from and features merge into; see
 /// [`crate::config::base_branch`] (never the working tree's config file).
-pub fn base_branch(repo: &gix::Repository) -> Option<String> {
+pub(crate) fn base_branch(repo: &gix::Repository) -> Option<String> {
     crate::config::base_branch(repo)
 }
 
 /// The commit `rev` names; the default is the base branch, falling back to HEAD.
-pub fn resolve_rev(
+pub(crate) fn resolve_rev(
     repo: &gix::Repository,
     rev: Option<&str>,
 ) -> Result<(String, ObjectId), IngestError> {
@@ -149,7 +153,7 @@ pub fn resolve_rev(
 }
 
 /// Blob ids of every `specs/*/tasks.md` in a commit, by feature.
-pub fn spec_blobs(
+pub(crate) fn spec_blobs(
     repo: &gix::Repository,
     commit: ObjectId,
 ) -> Result<BTreeMap<String, ObjectId>, IngestError> {
@@ -199,7 +203,7 @@ pub fn spec_blobs(
 /// Features whose tasks.md differs between `old` and `new` (added or changed;
 /// a removed tasks.md is left alone: deleting the file is not cancelling the
 /// feature).
-pub fn changed_features(
+pub(crate) fn changed_features(
     repo: &gix::Repository,
     new: ObjectId,
     old: Option<ObjectId>,
@@ -217,7 +221,7 @@ pub fn changed_features(
 }
 
 /// Reads the tasks.md of `features` (all of them when empty) at `commit`.
-pub fn sources(
+pub(crate) fn sources(
     repo: &gix::Repository,
     rev: &str,
     commit: ObjectId,
@@ -265,26 +269,27 @@ pub fn sources(
 /// What one ingest did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome {
-    pub feature: String,
-    pub path: String,
-    pub blob: String,
+    pub(crate) feature: String,
+    pub(crate) path: String,
+    pub(crate) blob: String,
     /// The same blob was ingested before: nothing changed.
-    pub unchanged: bool,
+    pub(crate) unchanged: bool,
+    /// Ids of the tasks the ingest added.
     pub added: Vec<String>,
-    pub updated: Vec<String>,
-    pub cancelled: Vec<String>,
-    pub reinstated: Vec<String>,
+    pub(crate) updated: Vec<String>,
+    pub(crate) cancelled: Vec<String>,
+    pub(crate) reinstated: Vec<String>,
     /// Checked off (`[x]`) in tasks.md and so marked done.
-    pub checked_off: Vec<String>,
+    pub(crate) checked_off: Vec<String>,
     /// Chores marked done without an agent (handled by git-sprint).
-    pub skipped: Vec<String>,
-    pub integration_branch: Option<String>,
+    pub(crate) skipped: Vec<String>,
+    pub(crate) integration_branch: Option<String>,
     #[serde(skip)]
-    pub commit: Option<ObjectId>,
+    pub(crate) commit: Option<ObjectId>,
 }
 
 impl Outcome {
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         if self.unchanged {
             return "unchanged".into();
         }
@@ -343,7 +348,7 @@ pub fn ingest(
 
 /// Creates `refs/heads/<branch>` at `base` unless it exists; returns its name
 /// when it was created.
-pub fn ensure_branch(
+pub(crate) fn ensure_branch(
     repo: &gix::Repository,
     branch: &str,
     base: &str,
@@ -615,7 +620,11 @@ fn reconcile(
 /// Copies what the feature's last ingested tasks.md says about `task`
 /// onto it (for a repaired record); false when there is no such file or
 /// task, or it does not parse.
-pub fn overlay_from_spec(repo: &gix::Repository, feature: &Feature, task: &mut Task) -> bool {
+pub(crate) fn overlay_from_spec(
+    repo: &gix::Repository,
+    feature: &Feature,
+    task: &mut Task,
+) -> bool {
     let (Some(path), Some(blob)) = (&feature.tasks_path, &feature.tasks_blob) else {
         return false;
     };
@@ -661,13 +670,13 @@ fn apply(task: &mut Task, pt: &spec::PlannedTask) {
 /// A tasks.md in the working tree that does not parse: what `status` and
 /// the orchestrator report before anyone commits it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Draft {
-    pub path: String,
-    pub error: String,
+pub(crate) struct Draft {
+    pub(crate) path: String,
+    pub(crate) error: String,
 }
 
 /// Checks every `specs/*/tasks.md` in the working tree at `root`.
-pub fn check_drafts(root: &std::path::Path) -> Vec<Draft> {
+pub(crate) fn check_drafts(root: &std::path::Path) -> Vec<Draft> {
     let mut out = Vec::new();
     let Ok(dirs) = std::fs::read_dir(root.join("specs")) else {
         return out;

@@ -3,31 +3,36 @@
 //!
 //! The binary (`src/main.rs`) is a thin clap layer over this library; tests and
 //! benchmarks call the library directly.
+//!
+//! The public surface is what those three use: the binary, the integration
+//! tests (`tests/`) and the benches (`benches/`). Everything else is
+//! `pub(crate)`, so the compiler's dead-code check sees the whole crate and an
+//! item nothing calls shows up as a warning instead of hiding behind `pub`.
 
-pub mod board;
+pub(crate) mod board;
 pub mod clock;
 pub mod commands;
-pub mod config;
-pub mod control;
+pub(crate) mod config;
+pub(crate) mod control;
 pub mod daemon;
 pub mod fleet;
 pub mod gates;
 pub mod hint;
-pub mod hooks;
+pub(crate) mod hooks;
 pub mod ingest;
 pub mod machines;
 pub(crate) mod names;
-pub mod notify;
-pub mod policy;
-pub mod prompt;
+pub(crate) mod notify;
+pub(crate) mod policy;
+pub(crate) mod prompt;
 pub mod refinery;
-pub mod router;
-pub mod skills;
+pub(crate) mod router;
+pub(crate) mod skills;
 pub mod spec;
-pub mod stages;
+pub(crate) mod stages;
 pub mod state;
-pub mod sync;
-pub mod view;
+pub(crate) mod sync;
+pub(crate) mod view;
 pub mod worker;
 
 #[cfg(test)]

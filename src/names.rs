@@ -9,55 +9,55 @@ use std::path::{Path, PathBuf};
 
 /// Characters of a commit id shown to people in tables and command output
 /// (git's own default abbreviation).
-pub const SHORT_ID_LEN: usize = 7;
+pub(crate) const SHORT_ID_LEN: usize = 7;
 
 /// Characters of a commit id written into the sprint state (transition
 /// reasons, notes): longer than [`SHORT_ID_LEN`], since a record outlives
 /// the repository's growth and must stay unambiguous.
-pub const RECORD_ID_LEN: usize = 12;
+pub(crate) const RECORD_ID_LEN: usize = 12;
 
 /// The branch a task's work lives on: `sprint/<feature>/<task>`.
-pub fn task_branch(feature: &str, task: &str) -> String {
+pub(crate) fn task_branch(feature: &str, task: &str) -> String {
     format!("sprint/{feature}/{task}")
 }
 
 /// The feature's integration branch: `sprint/<feature>/integration`. Not
 /// `sprint/<feature>` itself: git cannot hold both a branch `sprint/f` and
 /// branches `sprint/f/T001`.
-pub fn integration_branch(feature: &str) -> String {
+pub(crate) fn integration_branch(feature: &str) -> String {
     format!("sprint/{feature}/integration")
 }
 
 /// Whether `branch` (without `refs/heads/`) is one git-sprint makes for a
 /// feature: `sprint/<feature>/<something>`.
-pub fn is_sprint_branch(branch: &str) -> bool {
+pub(crate) fn is_sprint_branch(branch: &str) -> bool {
     branch
         .strip_prefix("sprint/")
         .is_some_and(|rest| rest.contains('/'))
 }
 
 /// `$GIT_COMMON_DIR/sprint`: where git-sprint keeps its files in a repository.
-pub fn sprint_dir(common_dir: &Path) -> PathBuf {
+pub(crate) fn sprint_dir(common_dir: &Path) -> PathBuf {
     common_dir.join("sprint")
 }
 
 /// The folder holding every worktree git-sprint makes.
-pub fn worktrees_dir(common_dir: &Path) -> PathBuf {
+pub(crate) fn worktrees_dir(common_dir: &Path) -> PathBuf {
     sprint_dir(common_dir).join("worktrees")
 }
 
 /// The worktree of worker `id` (an agent, or `refinery`).
-pub fn worktree_path(common_dir: &Path, id: &str) -> PathBuf {
+pub(crate) fn worktree_path(common_dir: &Path, id: &str) -> PathBuf {
     worktrees_dir(common_dir).join(id)
 }
 
 /// A commit id cut to [`SHORT_ID_LEN`] characters, for people.
-pub fn short_id(id: &impl Display) -> String {
+pub(crate) fn short_id(id: &impl Display) -> String {
     id.to_string().chars().take(SHORT_ID_LEN).collect()
 }
 
 /// A commit id cut to [`RECORD_ID_LEN`] characters, for records.
-pub fn record_id(id: &str) -> &str {
+pub(crate) fn record_id(id: &str) -> &str {
     // Ids are hex (ASCII); `get` keeps an odd input from panicking.
     id.get(..id.len().min(RECORD_ID_LEN)).unwrap_or(id)
 }

@@ -6,13 +6,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub const DEVELOPER: &str = include_str!("../templates/developer.md");
-pub const TESTER: &str = include_str!("../templates/tester.md");
-pub const LIBRARIAN: &str = include_str!("../templates/librarian.md");
-pub const REVIEWER: &str = include_str!("../templates/reviewer.md");
+pub(crate) const DEVELOPER: &str = include_str!("../templates/developer.md");
+pub(crate) const TESTER: &str = include_str!("../templates/tester.md");
+pub(crate) const LIBRARIAN: &str = include_str!("../templates/librarian.md");
+pub(crate) const REVIEWER: &str = include_str!("../templates/reviewer.md");
 
 /// The template for `role`, from the repository if it has one.
-pub fn template(worktree: &Path, role: &str) -> String {
+pub(crate) fn template(worktree: &Path, role: &str) -> String {
     let custom = worktree.join(".git-sprint").join(format!("{role}.md"));
     if let Ok(text) = std::fs::read_to_string(custom) {
         return text;
@@ -28,7 +28,7 @@ pub fn template(worktree: &Path, role: &str) -> String {
 
 /// Replaces each `{key}` with its value; unknown placeholders stay as they
 /// are, so a template can show braces.
-pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
+pub(crate) fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
     let mut out = String::with_capacity(template.len() + 256);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -51,7 +51,7 @@ pub fn render(template: &str, vars: &BTreeMap<&str, String>) -> String {
 
 /// The variables of a Developer's or Tester's prompt for task `t` of
 /// `feature`, whose work merges into `integration`.
-pub fn task_vars(
+pub(crate) fn task_vars(
     feature: &str,
     t: &crate::state::Task,
     integration: &str,
@@ -76,7 +76,7 @@ pub fn task_vars(
 }
 
 /// The feedback section: what earlier attempts were told, newest last.
-pub fn feedback(items: &[String]) -> String {
+pub(crate) fn feedback(items: &[String]) -> String {
     if items.is_empty() {
         return String::new();
     }

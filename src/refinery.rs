@@ -22,15 +22,23 @@ use crate::worker::worktree::Git;
 
 /// One merge to make.
 pub struct Merge<'a> {
+    /// The repository's common git directory.
     pub common_dir: &'a Path,
     /// The main worktree, where git commands start.
     pub root: &'a Path,
+    /// The task's id.
     pub task: &'a str,
+    /// The task's title, for the merge commit message.
     pub title: &'a str,
+    /// The branch holding the task's work.
     pub task_branch: &'a str,
+    /// The task's worktree.
     pub task_worktree: &'a Path,
+    /// The integration branch the task merges into.
     pub integration: &'a str,
+    /// Gates run on the task's branch before the merge.
     pub security: &'a [Gate],
+    /// Gates run on the merged result before it lands.
     pub post_merge: &'a [Gate],
 }
 
@@ -64,6 +72,7 @@ pub enum Verdict {
     },
 }
 
+/// Why the Refinery could not merge a task.
 #[derive(Debug, thiserror::Error)]
 pub enum RefineryError {
     #[error("git {args} failed in {}: {stderr}", dir.display())]
@@ -93,7 +102,7 @@ pub enum RefineryError {
 type Result<T> = std::result::Result<T, RefineryError>;
 
 /// The Refinery's worktree, shared by all features (merges are serial).
-pub fn worktree(common_dir: &Path) -> PathBuf {
+pub(crate) fn worktree(common_dir: &Path) -> PathBuf {
     crate::names::worktree_path(common_dir, "refinery")
 }
 
@@ -101,6 +110,7 @@ pub fn worktree(common_dir: &Path) -> PathBuf {
 /// benchmark's split between git and the tool.
 static GIT_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Time this process has spent waiting on git in the Refinery.
 pub fn git_time() -> std::time::Duration {
     std::time::Duration::from_nanos(GIT_NANOS.load(std::sync::atomic::Ordering::Relaxed))
 }
@@ -372,7 +382,7 @@ fn merge_of(log: &str, task: &str) -> Option<(String, String)> {
 }
 
 /// What the developer is told when their merge did not go in.
-pub fn feedback(verdict: &Verdict, integration: &str) -> Option<String> {
+pub(crate) fn feedback(verdict: &Verdict, integration: &str) -> Option<String> {
     match verdict {
         Verdict::NothingToMerge { .. } => Some(format!(
             "Nothing was merged: your branch has no commit that is not already in {integration}.\n\
@@ -395,7 +405,7 @@ pub fn feedback(verdict: &Verdict, integration: &str) -> Option<String> {
 /// How a finished feature reaches its base branch with `merge.auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum MergeMode {
+pub(crate) enum MergeMode {
     /// Only when the base has not moved: the base takes the integration tip.
     #[default]
     Ff,
@@ -405,7 +415,7 @@ pub enum MergeMode {
 
 /// How a feature's merge into its base branch went.
 #[derive(Debug)]
-pub enum BaseVerdict {
+pub(crate) enum BaseVerdict {
     Merged {
         commit: String,
     },
@@ -426,7 +436,7 @@ pub enum BaseVerdict {
 
 /// Merges `integration` into `base` (fast-forward or a gated merge commit)
 /// and moves `base` without ever touching a dirty checkout of it.
-pub fn merge_into_base(
+pub(crate) fn merge_into_base(
     common_dir: &Path,
     root: &Path,
     integration: &str,
@@ -507,7 +517,7 @@ pub fn merge_into_base(
 
 /// How bringing the base branch's new commits into an integration branch went.
 #[derive(Debug)]
-pub enum BaseSync {
+pub(crate) enum BaseSync {
     /// The integration branch already holds the base's tip.
     UpToDate,
     Merged {
@@ -525,7 +535,7 @@ pub enum BaseSync {
 /// Refinery's worktree and under its lock, moving the integration branch by
 /// compare-and-swap — the same rule as a task merge: the integration branch
 /// only ever points at commits that passed.
-pub fn sync_base(
+pub(crate) fn sync_base(
     common_dir: &Path,
     root: &Path,
     base: &str,

@@ -16,14 +16,14 @@ use crate::state::{Actor, BaseConflict, StateError, Store, Transition};
 /// What a sync of one feature did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "result")]
-pub enum Synced {
+pub(crate) enum Synced {
     UpToDate,
     Merged { base_tip: String, commit: String },
     Conflict { base_tip: String, what: String },
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SyncError {
+pub(crate) enum SyncError {
     #[error(transparent)]
     Refinery(#[from] refinery::RefineryError),
     #[error(transparent)]
@@ -63,7 +63,7 @@ fn tip(repo: &gix::Repository, branch: &str) -> Option<gix::ObjectId> {
 
 /// The tips of `feature`'s base branch (as recorded, else the
 /// repository's) and of its integration branch, where they exist.
-pub fn tips(
+pub(crate) fn tips(
     repo: &gix::Repository,
     feature: &crate::state::Feature,
 ) -> (Option<gix::ObjectId>, Option<gix::ObjectId>) {
@@ -81,7 +81,7 @@ pub fn tips(
 /// Whether `feature` needs a sync: its base has commits its integration
 /// branch lacks (and that tip was not already found unmergeable), or a
 /// recorded conflict was resolved. In-process: no git is run.
-pub fn behind(store: &Store, feature: &crate::state::Feature) -> bool {
+pub(crate) fn behind(store: &Store, feature: &crate::state::Feature) -> bool {
     let repo = store.repo();
     let (Some(base), Some(integ)) = tips(repo, feature) else {
         return false;
@@ -98,7 +98,7 @@ pub fn behind(store: &Store, feature: &crate::state::Feature) -> bool {
 
 /// Brings `feature`'s base into its integration branch, records the result,
 /// and re-reads tasks.md from the base when anything was merged.
-pub fn sync_feature(
+pub(crate) fn sync_feature(
     store: &Store,
     common_dir: &Path,
     root: &Path,

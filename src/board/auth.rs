@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use super::{BoardError, Shared};
 
 /// The header that carries the token.
-pub const TOKEN_HEADER: &str = "X-Sprint-Token";
+pub(crate) const TOKEN_HEADER: &str = "X-Sprint-Token";
 
 /// Where the token is kept.
 pub(crate) fn token_path(common_dir: &Path) -> PathBuf {

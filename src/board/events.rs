@@ -23,8 +23,8 @@ use crate::state::Store;
 /// One state commit, ready to send.
 #[derive(Debug, Clone)]
 pub(crate) struct Committed {
-    pub id: String,
-    pub json: Arc<String>,
+    pub(crate) id: String,
+    pub(crate) json: Arc<String>,
 }
 
 impl Committed {
@@ -52,7 +52,7 @@ const BACKLOG: usize = 1024;
 
 impl Hub {
     /// Starts following the state ref.
-    pub fn start(store: &Store) -> Result<Hub, BoardError> {
+    pub(crate) fn start(store: &Store) -> Result<Hub, BoardError> {
         // Watch first, then read the tip: a commit in between is not missed.
         let (watch, wakes) = crate::view::ref_wakes(store)?;
         let mut seen = store.tip()?;
@@ -92,7 +92,7 @@ impl Hub {
     }
 
     /// The newest state commit the feed has seen.
-    pub fn tip(&self) -> Option<gix::ObjectId> {
+    pub(crate) fn tip(&self) -> Option<gix::ObjectId> {
         *self.tip.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -108,7 +108,7 @@ impl Hub {
     }
 
     /// The stream for one client; `last` is its `Last-Event-ID`.
-    pub fn stream(
+    pub(crate) fn stream(
         self: &Arc<Self>,
         last: Option<gix::ObjectId>,
     ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::hint::Hint;
 use crate::state::{StateError, Store};
 
-pub use auth::TOKEN_HEADER;
+pub(crate) use auth::TOKEN_HEADER;
 
 /// What `git sprint serve` failed with.
 #[derive(Debug, thiserror::Error)]
@@ -71,27 +71,27 @@ impl Hint for BoardError {
 
 /// How to serve.
 #[derive(Debug, Clone)]
-pub struct Options {
-    pub addr: SocketAddr,
+pub(crate) struct Options {
+    pub(crate) addr: SocketAddr,
     /// Open the page in the desktop's browser once listening.
-    pub open: bool,
+    pub(crate) open: bool,
 }
 
 /// What every request handler shares.
 pub(crate) struct Shared {
     /// Where the repository is (commands run as if started here).
-    pub cwd: PathBuf,
-    pub token: String,
+    pub(crate) cwd: PathBuf,
+    pub(crate) token: String,
     /// Reads need the token too when the address is not loopback.
-    pub loopback: bool,
-    pub events: Arc<events::Hub>,
+    pub(crate) loopback: bool,
+    pub(crate) events: Arc<events::Hub>,
     /// The last `status --json`, by the state commit it was made at.
-    pub status: std::sync::Mutex<Option<api::CachedStatus>>,
+    pub(crate) status: std::sync::Mutex<Option<api::CachedStatus>>,
 }
 
 /// Serves the board until interrupted. Prints where it listens (the
 /// first line, `Serving the board on http://ADDR/`) and the token's path.
-pub fn serve(cwd: &Path, opts: &Options, out: &mut dyn Write) -> Result<(), BoardError> {
+pub(crate) fn serve(cwd: &Path, opts: &Options, out: &mut dyn Write) -> Result<(), BoardError> {
     let store = Store::discover(cwd)?;
     let token_path = auth::token_path(store.repo().common_dir());
     let token = auth::load_or_create(&token_path)?;

@@ -10,29 +10,30 @@ use crate::state::ops::{self, NewTask};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Feature the task belongs to, e.g. 001-auth
-    pub feature: String,
+    pub(crate) feature: String,
     /// What the task is about, in one line
-    pub title: String,
+    pub(crate) title: String,
     /// Task id (default: the next free T<nnn>)
     #[arg(long)]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// User story the task serves, e.g. US1 (also its convoy)
     #[arg(long)]
-    pub story: Option<String>,
+    pub(crate) story: Option<String>,
     /// Tasks that must be done first, comma-separated
     #[arg(long, value_delimiter = ',', value_name = "IDS")]
-    pub depends: Vec<String>,
+    pub(crate) depends: Vec<String>,
     /// Files the task touches (its path locks), comma-separated; globs allowed
     #[arg(long, value_delimiter = ',', value_name = "PATHS")]
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
     /// Higher runs first
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub priority: i64,
+    pub(crate) priority: i64,
     /// Record the change as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
 }
 
+/// Runs `git sprint add`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

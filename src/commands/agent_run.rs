@@ -9,9 +9,10 @@ use crate::fleet::{run, Fleet};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The worker id
-    pub id: String,
+    pub(crate) id: String,
 }
 
+/// Runs `git sprint agent-run`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let mut fleet = Fleet::open(&ctx.cwd)?;
     // Whoever started the session set the agent's author (from its config)

@@ -16,9 +16,10 @@ use crate::state::Snapshot;
 pub struct Args {
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
+/// Runs `git sprint agents`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let config = crate::config::load_from(store.repo(), None)?.config;

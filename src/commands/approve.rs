@@ -10,15 +10,16 @@ use super::{person, Ctx, Result};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task: <feature>/<id>, or <id> when only one feature has it
-    pub task: String,
+    pub(crate) task: String,
     /// Record the approval as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Why, recorded with the approval
     #[arg(long, short)]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
+/// Runs `git sprint approve`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

@@ -7,9 +7,10 @@ use crate::fleet::{Fleet, FleetError};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The worker
-    pub id: String,
+    pub(crate) id: String,
 }
 
+/// Runs `git sprint attach`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     let actor = person(&fleet.store, None);

@@ -7,15 +7,16 @@ use crate::control;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task: <feature>/<id>, or <id> when only one feature has it
-    pub task: String,
+    pub(crate) task: String,
     /// Why, recorded in the audit trail
     #[arg(long, short)]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Record the change as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
 }
 
+/// Runs `git sprint cancel`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

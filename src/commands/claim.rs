@@ -12,15 +12,16 @@ use crate::state::ops;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task: <feature>/<id>, or <id> when only one feature has it
-    pub task: String,
+    pub(crate) task: String,
     /// Claim as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// How long the lease lasts without a heartbeat, e.g. 90s, 10m, 1h
     #[arg(long, default_value = "10m", value_parser = clock::parse_duration)]
-    pub ttl: std::time::Duration,
+    pub(crate) ttl: std::time::Duration,
 }
 
+/// Runs `git sprint claim`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

@@ -18,12 +18,12 @@ use super::{Ctx, Result};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The shell to print the script for
-    pub shell: Shell,
+    pub(crate) shell: Shell,
 }
 
 /// The shells a script is printed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     Bash,
     Zsh,
     Fish,

@@ -15,18 +15,19 @@ use crate::state::{ops, Refusal, StateError, Store, TaskRef, TaskStatus, Txn};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task (default: $SPRINT_TASK, else the task you have claimed)
-    pub task: Option<String>,
+    pub(crate) task: Option<String>,
     /// Record the change as NAME (default: $SPRINT_WORKER, else your git user.name)
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Close the task as done without a change (a person's decision, recorded)
     #[arg(long, requires = "task")]
-    pub no_change: bool,
+    pub(crate) no_change: bool,
     /// Why no change is needed, recorded in the audit trail (with --no-change)
     #[arg(long, short, requires = "no_change")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
+/// Runs `git sprint done`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     if args.no_change {

@@ -13,16 +13,17 @@ use crate::fleet::slug;
 pub struct Args {
     /// How many workers (1-50)
     #[arg(value_parser = clap::value_parser!(u32).range(1..=50))]
-    pub count: u32,
+    pub(crate) count: u32,
     /// Name prefix and batch id (default: from the prompt)
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// What every agent should do
     #[arg(long, short = 'p')]
-    pub prompt: String,
+    pub(crate) prompt: String,
     #[command(flatten)]
-    pub agent: AgentOpts,
+    pub(crate) agent: AgentOpts,
 }
 
+/// Runs `git sprint fanout`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let name = args.name.clone().unwrap_or_else(|| slug(&args.prompt));
     crate::state::check_name("batch", &name).map_err(CommandError::usage)?;

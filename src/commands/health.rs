@@ -18,9 +18,10 @@ use crate::view::health::{self, Health};
 pub struct Args {
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
+/// Runs `git sprint health`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let report = health::check(&Fleet::open(&ctx.cwd)?)?;
     let Health {

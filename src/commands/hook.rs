@@ -25,12 +25,13 @@ use crate::state::Store;
 pub struct Args {
     /// The hook: post-commit, post-merge, post-applypatch, post-rewrite or
     /// prepare-commit-msg
-    pub name: String,
+    pub(crate) name: String,
     /// The hook's arguments from git
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    pub(crate) args: Vec<String>,
 }
 
+/// Runs `git sprint hook`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if hooks::disabled() {
         return Ok(());

@@ -17,18 +17,19 @@ use crate::ingest::{self, Outcome};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Features to ingest (default: every specs/*/tasks.md)
-    pub features: Vec<String>,
+    pub(crate) features: Vec<String>,
     /// Read tasks.md from this commit instead of the base branch
     #[arg(long, value_name = "REV")]
-    pub rev: Option<String>,
+    pub(crate) rev: Option<String>,
     /// Record the change as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
+/// Runs `git sprint ingest`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());
@@ -43,7 +44,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
 }
 
 /// Ingests `features` at `rev` (the base branch by default).
-pub fn ingest_all(
+pub(crate) fn ingest_all(
     store: &crate::state::Store,
     actor: &crate::state::Actor,
     rev: Option<&str>,
@@ -59,7 +60,7 @@ pub fn ingest_all(
     Ok(outcomes)
 }
 
-pub fn report(out: &mut dyn Write, o: &Outcome) -> Result {
+pub(crate) fn report(out: &mut dyn Write, o: &Outcome) -> Result {
     if o.unchanged {
         writeln!(
             out,

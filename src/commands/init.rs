@@ -25,14 +25,14 @@ use crate::state::{Actor, SprintMeta, StateError, Transition};
 pub struct Args {
     /// Do not install git hooks
     #[arg(long, conflicts_with = "shared_hooks")]
-    pub no_hooks: bool,
+    pub(crate) no_hooks: bool,
     /// Install into core.hooksPath even when it is outside this repository
     /// (the hooks then run for every repository that shares it)
     #[arg(long)]
-    pub shared_hooks: bool,
+    pub(crate) shared_hooks: bool,
     /// Write the new .git-sprint.yaml with the ready gate set for this toolchain
     #[arg(long, value_name = "TOOLCHAIN", value_parser = gate_sets())]
-    pub gates: Option<String>,
+    pub(crate) gates: Option<String>,
 }
 
 /// The names of the gate sets built in (`rust`, `python`, `node`).
@@ -58,15 +58,16 @@ pub(crate) fn hooks_dir(store: &crate::state::Store, shared: bool) -> Result<std
 /// What `init` does: [`Args`] resolved, for callers without a command line
 /// (`start` and the demo set up a repository the way `init` does).
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// Leave the git hooks out.
-    pub no_hooks: bool,
+    pub(crate) no_hooks: bool,
     /// Install into a core.hooksPath outside the repository.
-    pub shared_hooks: bool,
+    pub(crate) shared_hooks: bool,
     /// The built-in gate set to write a new .git-sprint.yaml with.
-    pub gates: Option<String>,
+    pub(crate) gates: Option<String>,
 }
 
+/// Runs `git sprint init`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     setup(
         ctx,
@@ -79,7 +80,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
 }
 
 /// Sets up git-sprint in the repository of `ctx` as `opts` say.
-pub fn setup(ctx: &mut Ctx<'_>, opts: &Options) -> Result {
+pub(crate) fn setup(ctx: &mut Ctx<'_>, opts: &Options) -> Result {
     let store = ctx.store()?;
     if store.tip()?.is_none() {
         // A new state over an old sprint's branches would run its tasks

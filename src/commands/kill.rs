@@ -16,21 +16,22 @@ use crate::fleet::Fleet;
 #[command(group = clap::ArgGroup::new("which").required(true).args(["ids", "batch", "all"]))]
 pub struct Args {
     /// The workers to stop
-    pub ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     /// Every worker of this batch
     #[arg(long, value_name = "B")]
-    pub batch: Option<String>,
+    pub(crate) batch: Option<String>,
     /// Every worker
     #[arg(long)]
-    pub all: bool,
+    pub(crate) all: bool,
     /// Delete branches even when they hold commits that are not in their base
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Print JSON for tools
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
+/// Runs `git sprint kill`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let mut fleet = Fleet::open(&ctx.cwd)?;
     // WIP commits are authored as the agent, with the configured email; a

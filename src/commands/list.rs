@@ -20,20 +20,21 @@ use crate::view::workers::{self, Workers};
 pub struct Args {
     /// Print JSON for tools instead of a table
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Only the workers of this batch
     #[arg(long, value_name = "B")]
-    pub batch: Option<String>,
+    pub(crate) batch: Option<String>,
     /// Also the workers that ended (the history)
     #[arg(long, short = 'a')]
-    pub all: bool,
+    pub(crate) all: bool,
     /// The machines sharing this sprint through its remote instead
     /// (`sprint.remote`): name, status (up, or lost after 90 s without a
     /// heartbeat), host, cores, RAM, load, free disk, agents
     #[arg(long, conflicts_with_all = ["batch", "all"])]
-    pub machines: bool,
+    pub(crate) machines: bool,
 }
 
+/// Runs `git sprint list`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     if args.machines {
         return machines(ctx, args.json);

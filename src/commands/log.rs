@@ -24,26 +24,26 @@ const FOLLOW_BACKLOG: usize = 10;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only entries about this feature or <feature>/<task> (a bare task id works when unique)
-    pub filter: Option<String>,
+    pub(crate) filter: Option<String>,
     /// Show at most N entries
     #[arg(short = 'n', long = "max-count", value_name = "N")]
-    pub max_count: Option<usize>,
+    pub(crate) max_count: Option<usize>,
     /// Print JSON for tools instead of text
     #[arg(long, conflicts_with = "follow")]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Keep printing new entries as they are committed (the last 10 first, or -n)
     #[arg(short = 'f', long)]
-    pub follow: bool,
+    pub(crate) follow: bool,
     /// Print straight to the terminal, without a pager
     #[arg(long)]
-    pub no_pager: bool,
+    pub(crate) no_pager: bool,
     /// Only policy decision records: denials, approvals, warnings, overrides, budget stops
     #[arg(long)]
-    pub policy: bool,
+    pub(crate) policy: bool,
 }
 
 /// One line per decision record: `1a2b3c4 <time> deny no-migrations on f/T1 by cab: …`.
-pub fn decision_line(out: &mut dyn Write, d: &LoggedDecision<'_>) -> Result {
+pub(crate) fn decision_line(out: &mut dyn Write, d: &LoggedDecision<'_>) -> Result {
     writeln!(
         out,
         "{} {} {}",
@@ -54,6 +54,7 @@ pub fn decision_line(out: &mut dyn Write, d: &LoggedDecision<'_>) -> Result {
     Ok(())
 }
 
+/// Runs `git sprint log`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let filter = match &args.filter {
@@ -166,7 +167,7 @@ fn follow(
 
 /// One entry per line. With `focus` (a `feature/task`), the entry shows
 /// that task's own transition rather than the commit's subject.
-pub fn line(out: &mut dyn Write, e: &Entry, focus: Option<&str>) -> Result {
+pub(crate) fn line(out: &mut dyn Write, e: &Entry, focus: Option<&str>) -> Result {
     let own = focus.and_then(|f| e.transitions.iter().find(|t| t.task == f));
     let (what, reason) = match own {
         Some(t) => (

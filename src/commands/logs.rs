@@ -25,22 +25,22 @@ use crate::state::check_name;
 pub struct Args {
     /// The worker
     #[arg(required_unless_present = "prune", conflicts_with = "prune")]
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// How many lines from the end
     #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
-    pub lines: usize,
+    pub(crate) lines: usize,
     /// Keep printing new output until the worker ends
     #[arg(short = 'f', long)]
-    pub follow: bool,
+    pub(crate) follow: bool,
     /// Print the bytes as recorded, terminal escape sequences and all
     #[arg(long)]
-    pub raw: bool,
+    pub(crate) raw: bool,
     /// Remove the logs of workers that no longer run and have no record (killed)
     #[arg(long, conflicts_with_all = ["follow", "raw"])]
-    pub prune: bool,
+    pub(crate) prune: bool,
     /// With --prune: also the logs of workers that ended but are still listed
     #[arg(long, requires = "prune")]
-    pub all: bool,
+    pub(crate) all: bool,
 }
 
 enum Event {
@@ -76,6 +76,7 @@ impl View {
     }
 }
 
+/// Runs `git sprint logs`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     let actor = person(&fleet.store, None);

@@ -22,7 +22,7 @@ use super::{CommandError, Ctx, IoContext, Result};
 pub struct Args {
     /// Write the pages into DIR instead (e.g. ~/.local/share/man/man1)
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 /// Writes the pages of `cli` (the parser `main` built) and says where.

@@ -137,13 +137,14 @@ impl From<crate::control::ControlError> for CommandError {
 }
 
 impl CommandError {
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         CommandError::Usage {
             message: message.into(),
             hint: None,
         }
     }
 
+    /// The process exit code: 2 for a usage error, 1 for any other failure.
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Usage { .. } => 2,
@@ -179,11 +180,12 @@ impl Hint for CommandError {
     }
 }
 
+/// A command's result; the error carries its hint and exit code.
 pub type Result<T = ()> = std::result::Result<T, CommandError>;
 
 /// Labels an `io::Error` with what was being done (and to which path), so
 /// the message says more than "No such file or directory".
-pub trait IoContext<T> {
+pub(crate) trait IoContext<T> {
     /// `doing` to `path`, e.g. `.doing("creating", &dir)`.
     fn doing(self, doing: &str, path: &Path) -> Result<T>;
     /// `doing` where no single path is involved, e.g. running a program.
@@ -210,19 +212,21 @@ impl<T> IoContext<T> for std::io::Result<T> {
 
 /// What every command gets: where it runs and where it writes.
 pub struct Ctx<'a> {
+    /// The directory the command runs in.
     pub cwd: PathBuf,
+    /// Where the command writes its output.
     pub out: &'a mut dyn Write,
 }
 
 impl Ctx<'_> {
-    pub fn store(&self) -> std::result::Result<Store, StateError> {
+    pub(crate) fn store(&self) -> std::result::Result<Store, StateError> {
         Store::discover(&self.cwd)
     }
 }
 
 /// The person running the command: `--as`, else `$GIT_AUTHOR_NAME`, else
 /// git's `user.name`, else `$USER` — the order git itself uses for authors.
-pub fn person(store: &Store, explicit: Option<&str>) -> Actor {
+pub(crate) fn person(store: &Store, explicit: Option<&str>) -> Actor {
     if let Some(name) = explicit {
         return Actor::named(name);
     }
@@ -241,21 +245,17 @@ pub fn person(store: &Store, explicit: Option<&str>) -> Actor {
 }
 
 /// Writes `value` as pretty JSON with a trailing newline.
-pub fn write_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> Result {
+pub(crate) fn write_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> Result {
     serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }
 
-pub use crate::names::short_id as short;
-
-pub fn display_path(p: &Path) -> String {
-    p.display().to_string()
-}
+pub(crate) use crate::names::short_id as short;
 
 /// The top of the worktree the command runs in; git-sprint's commands that
 /// need files (hooks, tasks.md) refuse a bare repository here.
-pub fn worktree_root(store: &Store) -> Result<PathBuf> {
+pub(crate) fn worktree_root(store: &Store) -> Result<PathBuf> {
     store
         .repo()
         .workdir()
@@ -267,7 +267,7 @@ pub fn worktree_root(store: &Store) -> Result<PathBuf> {
 }
 
 /// This binary's absolute path, for hooks and tmux panes to call back.
-pub fn current_exe() -> Result<PathBuf> {
+pub(crate) fn current_exe() -> Result<PathBuf> {
     let exe = std::env::current_exe().during("finding the path of this program")?;
     Ok(exe.canonicalize().unwrap_or(exe))
 }

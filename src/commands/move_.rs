@@ -13,25 +13,26 @@ use crate::state::{ops, repair, TaskStatus};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task: <feature>/<id>, or <id> when only one feature has it
-    pub task: String,
+    pub(crate) task: String,
     /// The new status: todo, in_progress, in_review, in_tests, in_docs, awaiting_approval, done, blocked, failed, cancelled
     #[arg(value_parser = parse_status)]
-    pub status: TaskStatus,
+    pub(crate) status: TaskStatus,
     /// Why, recorded in the audit trail
     #[arg(long, short)]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Record the change as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Allow a move the state machine does not (recorded as a policy override)
     #[arg(long)]
-    pub force: bool,
+    pub(crate) force: bool,
 }
 
 fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
     s.parse()
 }
 
+/// Runs `git sprint move`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

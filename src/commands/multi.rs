@@ -12,14 +12,15 @@ use super::{CommandError, Ctx, Result};
 pub struct Args {
     /// Workers as <name>:<prompt>
     #[arg(required = true, value_name = "NAME:PROMPT")]
-    pub workers: Vec<String>,
+    pub(crate) workers: Vec<String>,
     /// The batch id (default: multi-<time>)
     #[arg(long)]
-    pub batch: Option<String>,
+    pub(crate) batch: Option<String>,
     #[command(flatten)]
-    pub agent: AgentOpts,
+    pub(crate) agent: AgentOpts,
 }
 
+/// Runs `git sprint multi`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let mut pairs = Vec::new();
     for w in &args.workers {

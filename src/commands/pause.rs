@@ -8,12 +8,13 @@ use crate::control;
 pub struct Args {
     /// Why, recorded in the audit trail
     #[arg(long, short)]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Record the change as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
 }
 
+/// Runs `git sprint pause` (`paused`) or `git sprint resume`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args, paused: bool) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

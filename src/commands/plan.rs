@@ -18,17 +18,17 @@ use crate::spec;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A feature (reads specs/<feature>/tasks.md) or the path of a tasks.md
-    pub target: String,
+    pub(crate) target: String,
     /// Read the file as committed at REV instead of the working tree
     #[arg(long, value_name = "REV")]
-    pub rev: Option<String>,
+    pub(crate) rev: Option<String>,
     /// Also show the agent profile the `route:` rules give each open task,
     /// and the rule that gives it (as if every profile were idle)
     #[arg(long)]
-    pub route: bool,
+    pub(crate) route: bool,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// One task's route, for `--route`.
@@ -80,6 +80,7 @@ fn routes(plan: &spec::Plan, config: &crate::config::Config) -> Vec<Route> {
         .collect()
 }
 
+/// Runs `git sprint plan`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let (name, text) = match &args.rev {
         Some(rev) => committed(ctx, &args.target, rev)?,

@@ -8,11 +8,12 @@ use crate::state::Transition;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The worker
-    pub id: String,
+    pub(crate) id: String,
     /// What to type
-    pub text: String,
+    pub(crate) text: String,
 }
 
+/// Runs `git sprint prompt`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     let actor = person(&fleet.store, None);

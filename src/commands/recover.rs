@@ -18,15 +18,16 @@ use crate::state::{BACKUP_REF, STATE_REF};
 pub struct Args {
     /// Start a new, empty state instead of restoring the old one
     #[arg(long)]
-    pub fresh: bool,
+    pub(crate) fresh: bool,
     /// Record the recovery as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
+/// Runs `git sprint recover`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

@@ -9,15 +9,16 @@ use super::{person, Ctx, Result};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task: <feature>/<id>, or <id> when only one feature has it
-    pub task: String,
+    pub(crate) task: String,
     /// What must change, for the Developer's next attempt
     #[arg(long, short)]
-    pub reason: String,
+    pub(crate) reason: String,
     /// Record the rejection as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
 }
 
+/// Runs `git sprint reject`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

@@ -14,22 +14,23 @@ use crate::state::{ops, repair, Task, TaskStatus, Txn};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task: <feature>/<id>, or <id> when only one feature has it
-    pub task: String,
+    pub(crate) task: String,
     /// The status to give it: todo, in_progress, in_review, in_tests, in_docs, done, blocked, failed, cancelled
     #[arg(long, default_value = "todo", value_parser = parse_status)]
-    pub status: TaskStatus,
+    pub(crate) status: TaskStatus,
     /// Why, recorded in the audit trail
     #[arg(long, short)]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Record the change as NAME instead of your git user.name
     #[arg(long = "as", value_name = "NAME")]
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
 }
 
 fn parse_status(s: &str) -> std::result::Result<TaskStatus, String> {
     s.parse()
 }
 
+/// Runs `git sprint repair`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let actor = person(&store, args.actor.as_deref());

@@ -22,12 +22,13 @@ use super::{Ctx, Result};
 pub struct Args {
     /// Where to listen (port 0: any free port; the first line says which)
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7878")]
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Open the page in the desktop's browser (xdg-open)
     #[arg(long)]
-    pub open: bool,
+    pub(crate) open: bool,
 }
 
+/// Runs `git sprint serve`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let opts = crate::board::Options {
         addr: args.addr,

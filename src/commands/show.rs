@@ -10,12 +10,13 @@ use crate::view::task::{self, TaskView};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The task: <feature>/<id>, or <id> when only one feature has it
-    pub task: String,
+    pub(crate) task: String,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
+/// Runs `git sprint show`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let view = task::show(&ctx.store()?, &args.task)?;
     if args.json {

@@ -31,44 +31,45 @@ pub enum Command {
 pub struct ListArgs {
     /// Only the skills this profile sees (shared ones and its own)
     #[arg(long, value_name = "PROFILE")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Show one skill: where it applies, what it requires, and its text
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
     /// The skill's name
-    pub name: String,
+    pub(crate) name: String,
     /// The skill as this profile sees it (its own replaces a shared one)
     #[arg(long, value_name = "PROFILE")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Show which skills a task gets, and the prompt its agent would be given
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
     /// The task: <feature>/<id>, or <id> when only one feature has it
-    pub task: String,
+    pub(crate) task: String,
     /// The role whose prompt to render: developer or tester
     #[arg(long, default_value = "developer", value_parser = ["developer", "tester"])]
-    pub role: String,
+    pub(crate) role: String,
     /// The agent profile (default: the role's agent in the configuration)
     #[arg(long, value_name = "PROFILE")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// Print only the skills, not the prompt
     #[arg(long)]
-    pub no_prompt: bool,
+    pub(crate) no_prompt: bool,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
+/// Runs a `git sprint skill` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, command: &Command) -> Result {
     match command {
         Command::List(a) => list(ctx, a),

@@ -16,43 +16,43 @@ use crate::worker::profile::AgentProfile;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The worker's name: also its branch and tmux session
-    pub name: String,
+    pub(crate) name: String,
     /// What the agent should do
     #[arg(long, short = 'p')]
-    pub prompt: String,
+    pub(crate) prompt: String,
     #[command(flatten)]
-    pub agent: AgentOpts,
+    pub(crate) agent: AgentOpts,
 }
 
 /// Which agent runs, on what, from where (shared by spawn, fanout and multi).
 #[derive(Debug, Clone, clap::Args)]
-pub struct AgentOpts {
+pub(crate) struct AgentOpts {
     /// Agent profile from the config, or a preset (default: the developer role's)
     #[arg(long, value_name = "PROFILE", conflicts_with = "agent_command")]
-    pub agent: Option<String>,
+    pub(crate) agent: Option<String>,
     /// Run this shell command as the agent (prompt in $SPRINT_PROMPT); needs no config
     #[arg(long, value_name = "CMD")]
-    pub agent_command: Option<String>,
+    pub(crate) agent_command: Option<String>,
     /// The model to ask the agent for
     #[arg(long, value_name = "M")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// Start from this revision (default: the configured base branch, else HEAD)
     #[arg(long, value_name = "REV")]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
 }
 
 /// The fleet, the configuration and the resolved agent of a spawning command.
-pub struct Resolved {
-    pub fleet: Fleet,
-    pub loaded: Loaded,
-    pub profile_name: String,
-    pub profile: AgentProfile,
-    pub from: String,
+pub(crate) struct Resolved {
+    pub(crate) fleet: Fleet,
+    pub(crate) loaded: Loaded,
+    pub(crate) profile_name: String,
+    pub(crate) profile: AgentProfile,
+    pub(crate) from: String,
 }
 
 /// Opens the fleet, loads the config and resolves `opts` (parse, then resolve:
 /// nothing is created until every option is known to be good).
-pub fn resolve(ctx: &Ctx<'_>, opts: &AgentOpts) -> Result<Resolved> {
+pub(crate) fn resolve(ctx: &Ctx<'_>, opts: &AgentOpts) -> Result<Resolved> {
     let mut fleet = Fleet::open(&ctx.cwd)?;
     let root = fleet.main_worktree()?;
     let loaded = config::load_from(fleet.store.repo(), Some(&root))?;
@@ -105,7 +105,7 @@ pub fn resolve(ctx: &Ctx<'_>, opts: &AgentOpts) -> Result<Resolved> {
 
 impl Resolved {
     /// A fleet worker on branch `id`.
-    pub fn spec(&self, id: &str, prompt: &str, model: Option<&str>) -> WorkerSpec {
+    pub(crate) fn spec(&self, id: &str, prompt: &str, model: Option<&str>) -> WorkerSpec {
         WorkerSpec {
             id: id.to_owned(),
             branch: id.to_owned(),
@@ -121,7 +121,12 @@ impl Resolved {
     }
 
     /// Starts `specs` and prints one line per worker.
-    pub fn start(&self, ctx: &mut Ctx<'_>, specs: &[WorkerSpec], batch: Option<&str>) -> Result {
+    pub(crate) fn start(
+        &self,
+        ctx: &mut Ctx<'_>,
+        specs: &[WorkerSpec],
+        batch: Option<&str>,
+    ) -> Result {
         if let Some(notice) = self.loaded.notice() {
             writeln!(ctx.out, "note: {notice}")?;
         }
@@ -149,6 +154,7 @@ impl Resolved {
     }
 }
 
+/// Runs `git sprint spawn`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let r = resolve(ctx, &args.agent)?;
     let spec = r.spec(&args.name, &args.prompt, args.agent.model.as_deref());

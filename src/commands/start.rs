@@ -25,12 +25,13 @@ use crate::fleet::Fleet;
 pub struct Args {
     /// Run in this terminal instead of a tmux session
     #[arg(long)]
-    pub foreground: bool,
+    pub(crate) foreground: bool,
     /// Started by 'start' itself in tmux: the environment is saved already
     #[arg(long, hide = true, requires = "foreground")]
-    pub handed_over: bool,
+    pub(crate) handed_over: bool,
 }
 
+/// Runs `git sprint start`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     if store.tip()?.is_none() {

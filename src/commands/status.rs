@@ -14,16 +14,17 @@ use crate::view::status::{self, StatusView};
 pub struct Args {
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// How to show the board; [`Args`] resolved, for callers without a command line.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// JSON for tools instead of text.
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
+/// Runs `git sprint status`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     // With a state remote, show what every machine wrote; an unreachable
@@ -37,7 +38,7 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
 }
 
 /// Writes the board of `store` to `out`.
-pub fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
+pub(crate) fn show(store: &Store, out: &mut dyn Write, opts: &Options) -> Result {
     let view = status::gather(store, opts.json)?;
     if opts.json {
         return write_json(out, &view);

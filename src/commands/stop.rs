@@ -15,9 +15,10 @@ use crate::fleet::{self, Fleet};
 pub struct Args {
     /// Also stop every running agent (their work is kept)
     #[arg(long)]
-    pub all: bool,
+    pub(crate) all: bool,
 }
 
+/// Runs `git sprint stop`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let fleet = Fleet::open(&ctx.cwd)?;
     match lock::holder(&fleet.common_dir) {

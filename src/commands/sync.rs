@@ -16,10 +16,10 @@ use crate::sync::{sync_feature, Synced};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Features to sync (default: every feature not done or cancelled)
-    pub features: Vec<String>,
+    pub(crate) features: Vec<String>,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -29,6 +29,7 @@ struct Row {
     synced: Synced,
 }
 
+/// Runs `git sprint sync`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let snapshot = store.read(Snapshot::read)?;

@@ -13,9 +13,10 @@ pub struct Args {
     /// Remove them from core.hooksPath even when it is outside this
     /// repository (other repositories sharing it lose them too)
     #[arg(long)]
-    pub shared_hooks: bool,
+    pub(crate) shared_hooks: bool,
 }
 
+/// Runs `git sprint uninstall`.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let dir = super::init::hooks_dir(&store, args.shared_hooks)?;

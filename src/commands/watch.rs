@@ -18,6 +18,7 @@ use crate::view;
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
+/// Runs `git sprint watch`.
 pub fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
     if !std::io::stdout().is_terminal() {
         let board = view::Board::open(&ctx.cwd)?;

@@ -22,11 +22,11 @@ use crate::fleet::Fleet;
 use crate::stages::{self, Action, Limits, Profiles, World};
 use crate::state::{liveness, FeatureStatus, Snapshot, StateError, TaskRef, TaskStatus};
 
-pub struct Engine {
-    pub fleet: Fleet,
-    pub config: Config,
+pub(crate) struct Engine {
+    pub(crate) fleet: Fleet,
+    pub(crate) config: Config,
     /// The policy (`.git-sprint/policy.yaml` layers) diffs are judged by.
-    pub policy: Arc<crate::policy::Policy>,
+    pub(crate) policy: Arc<crate::policy::Policy>,
     pub(super) exe: PathBuf,
     pub(super) root: PathBuf,
     /// Tasks whose gates run on a thread of ours right now.
@@ -50,7 +50,7 @@ type BehindKey = (
 );
 
 impl Engine {
-    pub fn new(
+    pub(crate) fn new(
         fleet: Fleet,
         config: Config,
         exe: PathBuf,
@@ -79,7 +79,7 @@ impl Engine {
 
     /// Runs with `config` from now on (the base branch's committed file or
     /// a `git config sprint.*` override changed while running).
-    pub fn set_config(&mut self, config: Config) {
+    pub(crate) fn set_config(&mut self, config: Config) {
         crate::gates::confine_gates(gate_confinement(&self.fleet, &self.root, &config));
         if let Some(here) = &self.here {
             self.here = Some(machine_of(&config, &here.remote));
@@ -88,28 +88,28 @@ impl Engine {
     }
 
     /// This machine's name when the sprint is shared through a remote.
-    pub fn machine(&self) -> Option<&str> {
+    pub(crate) fn machine(&self) -> Option<&str> {
         self.here.as_ref().map(|h| h.name.as_str())
     }
 
     /// Whether this orchestrator runs the single-writer work: always for a
     /// sprint of one clone, else while it holds the leader lease (as the
     /// last reconcile found).
-    pub fn leads(&self) -> bool {
+    pub(crate) fn leads(&self) -> bool {
         self.leading.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Judges diffs by `policy` from now on.
-    pub fn set_policy(&mut self, policy: crate::policy::Policy) {
+    pub(crate) fn set_policy(&mut self, policy: crate::policy::Policy) {
         self.policy = Arc::new(policy);
     }
 
     /// A sender for wake-ups into the orchestrator's loop.
-    pub fn wake(&self) -> UnboundedSender<Wake> {
+    pub(crate) fn wake(&self) -> UnboundedSender<Wake> {
         self.wake.clone()
     }
 
-    pub fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         Limits {
             developers: self.config.roles.developer.count as usize,
             testers: self.config.roles.tester.count as usize,
@@ -161,7 +161,7 @@ impl Engine {
     /// lease runs out (unix seconds), and whether an action failed (then
     /// the caller reconciles again after a backoff: a failure changes no
     /// state, so no event would come to retry it).
-    pub fn reconcile(&self) -> Result<(Option<i64>, bool), StateError> {
+    pub(crate) fn reconcile(&self) -> Result<(Option<i64>, bool), StateError> {
         // Sessions first, state second: a wrapper records its agent's end
         // before its session closes, so an agent whose session is gone here
         // shows as ended in the state read after — never as a false death.
@@ -570,7 +570,7 @@ pub(super) fn task_ref(feature: &str, task: &str) -> TaskRef {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
 
-pub struct Lock {
+pub(crate) struct Lock {
     file: File,
-    pub path: PathBuf,
 }
 
+/// Why the orchestrator lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("the orchestrator is already running (pid {pid})")]
@@ -27,12 +27,12 @@ pub enum LockError {
     },
 }
 
-pub fn path(common_dir: &Path) -> PathBuf {
+pub(crate) fn path(common_dir: &Path) -> PathBuf {
     common_dir.join("sprint").join("orchestrator.lock")
 }
 
 /// Takes the lock or says who holds it.
-pub fn acquire(common_dir: &Path) -> Result<Lock, LockError> {
+pub(crate) fn acquire(common_dir: &Path) -> Result<Lock, LockError> {
     let path = path(common_dir);
     let io = |source| LockError::Io {
         path: path.clone(),
@@ -57,7 +57,7 @@ pub fn acquire(common_dir: &Path) -> Result<Lock, LockError> {
     file.rewind().map_err(io)?;
     write!(file, "{}", std::process::id()).map_err(io)?;
     file.flush().map_err(io)?;
-    Ok(Lock { file, path })
+    Ok(Lock { file })
 }
 
 /// The pid of the running orchestrator, if one holds the lock.

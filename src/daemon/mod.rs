@@ -11,21 +11,21 @@ use std::time::Duration;
 
 use crate::hint::Hint;
 
-pub mod engine;
+pub(crate) mod engine;
 mod follow;
 mod jobs;
 mod launch;
 pub mod lock;
-pub mod record;
+pub(crate) mod record;
 mod review;
 mod share;
-pub mod watch;
+pub(crate) mod watch;
 
 use engine::Engine;
 use watch::Wake;
 
 /// The tmux session the orchestrator runs in.
-pub const SESSION: &str = "orchestrator";
+pub(crate) const SESSION: &str = "orchestrator";
 
 /// How long to wait for more events before reconciling: one commit moves a
 /// ref, writes a reflog and a lock file; they should make one wake-up.
@@ -35,6 +35,7 @@ const COALESCE: Duration = Duration::from_millis(40);
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
+/// Why the orchestrator could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
@@ -69,7 +70,7 @@ impl Hint for DaemonError {
 }
 
 /// Runs the orchestrator in this process until SIGTERM/SIGINT.
-pub fn run(cwd: &Path, exe: PathBuf) -> Result<(), DaemonError> {
+pub(crate) fn run(cwd: &Path, exe: PathBuf) -> Result<(), DaemonError> {
     // Only the signals stop it: the sender lives as long as the loop.
     let (_never, stop) = tokio::sync::watch::channel(false);
     run_until(cwd, exe, stop)
@@ -78,7 +79,7 @@ pub fn run(cwd: &Path, exe: PathBuf) -> Result<(), DaemonError> {
 /// Runs the orchestrator in this process until `stop` turns true (or its
 /// sender goes away), or SIGTERM/SIGINT. For callers that run it on a
 /// thread of their own, such as `git sprint demo`.
-pub fn run_until(
+pub(crate) fn run_until(
     cwd: &Path,
     exe: PathBuf,
     mut stop: tokio::sync::watch::Receiver<bool>,

@@ -20,16 +20,16 @@ use crate::state::{
 
 /// How failed attempts are paid for (from `policy` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttemptPolicy {
-    pub max_attempts: u32,
+pub(crate) struct AttemptPolicy {
+    pub(crate) max_attempts: u32,
     /// The first pause between attempts, in seconds; it doubles each time.
-    pub backoff_secs: u64,
+    pub(crate) backoff_secs: u64,
 }
 
 /// The pause before attempt `n + 1` (n ≥ 1 failures so far): `base · 2^(n-1)`
 /// capped at 32 × base, with ±25 % jitter so tasks that failed together do
 /// not all start again in the same second.
-pub fn backoff_secs(base: u64, n: u32, seed: &str) -> u64 {
+pub(crate) fn backoff_secs(base: u64, n: u32, seed: &str) -> u64 {
     if base == 0 {
         return 0;
     }
@@ -49,7 +49,7 @@ pub fn backoff_secs(base: u64, n: u32, seed: &str) -> u64 {
 /// `max_attempts`. Infrastructure causes count no attempt and put nothing
 /// into the next prompt; `feedback` (gate or review output) does.
 #[allow(clippy::too_many_arguments)]
-pub fn end_attempt(
+pub(crate) fn end_attempt(
     txn: &mut Txn<'_>,
     r: &TaskRef,
     agent: Option<&str>,
@@ -131,7 +131,7 @@ pub fn end_attempt(
 }
 
 /// A developer's attempt is over: record its agent `cause`, then the task.
-pub fn lost_attempt(
+pub(crate) fn lost_attempt(
     store: &Store,
     r: &TaskRef,
     agent: Option<&str>,
@@ -160,13 +160,13 @@ pub fn lost_attempt(
 }
 
 /// The orchestrator's own name in the audit trail.
-pub fn orchestrator() -> Actor {
+pub(crate) fn orchestrator() -> Actor {
     Actor::named("orchestrator")
 }
 
 /// The developer ended well: to review — unless it left no commit beyond
 /// where it started (`changed` is false), which fails the attempt.
-pub fn developer_done(
+pub(crate) fn developer_done(
     store: &Store,
     r: &TaskRef,
     agent: &str,
@@ -214,7 +214,7 @@ pub fn developer_done(
 
 /// A Tester met an infrastructure failure: forget it, so another starts
 /// after a backoff; no attempt is spent.
-pub fn restart_tester(
+pub(crate) fn restart_tester(
     store: &Store,
     r: &TaskRef,
     agent: &str,
@@ -270,7 +270,7 @@ fn another_after_outage(
 /// Sends convoy `feature/convoy` back for another Librarian after an
 /// infrastructure failure of `agent`: the run spends no attempt and waits
 /// out a backoff (the profile's breaker counts the failure).
-pub fn restart_librarian(
+pub(crate) fn restart_librarian(
     store: &Store,
     feature: &str,
     convoy: &str,
@@ -314,7 +314,7 @@ pub fn restart_librarian(
 /// Moves finished agents out of the live state (one commit for all of them),
 /// so later reads do not grow with the sprint's history. A failure only
 /// leaves them live until the next reconcile.
-pub fn archive_finished(store: &Store, snapshot: &crate::state::Snapshot) {
+pub(crate) fn archive_finished(store: &Store, snapshot: &crate::state::Snapshot) {
     if snapshot.archivable().is_empty() {
         return;
     }
@@ -326,7 +326,12 @@ pub fn archive_finished(store: &Store, snapshot: &crate::state::Snapshot) {
 /// Records an agent dead (session gone, hung and stopped, or a session
 /// that never started) with its cause: always one transition naming the
 /// agent and the cause ([`ops::agent_dead`]).
-pub fn mark_dead(store: &Store, agent: &str, cause: Cause, reason: &str) -> Result<(), StateError> {
+pub(crate) fn mark_dead(
+    store: &Store,
+    agent: &str,
+    cause: Cause,
+    reason: &str,
+) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
         ops::agent_dead(txn, agent, cause, reason)?;
         Ok(())
@@ -335,7 +340,7 @@ pub fn mark_dead(store: &Store, agent: &str, cause: Cause, reason: &str) -> Resu
 }
 
 /// A `todo` task that can never run (its dependency failed or was cancelled).
-pub fn block(store: &Store, r: &TaskRef, reason: &str) -> Result<(), StateError> {
+pub(crate) fn block(store: &Store, r: &TaskRef, reason: &str) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
         let Some(t) = txn.task(&r.feature, &r.id)? else {
             return Ok(());
@@ -353,7 +358,7 @@ pub fn block(store: &Store, r: &TaskRef, reason: &str) -> Result<(), StateError>
 /// reason the Manager never lifts by itself: the policy or the config must
 /// change, then `retry`); a task further on fails. `decision` is recorded
 /// with it.
-pub fn refuse_claim(
+pub(crate) fn refuse_claim(
     store: &Store,
     r: &TaskRef,
     why: &str,
@@ -380,7 +385,7 @@ pub fn refuse_claim(
 }
 
 /// A task blocked by its dependencies may run again.
-pub fn unblock(store: &Store, r: &TaskRef) -> Result<(), StateError> {
+pub(crate) fn unblock(store: &Store, r: &TaskRef) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
         let Some(t) = txn.task(&r.feature, &r.id)? else {
             return Ok(());
@@ -401,7 +406,7 @@ pub fn unblock(store: &Store, r: &TaskRef) -> Result<(), StateError> {
 }
 
 /// Records an agent profile's breaker open, with the cause and the fix.
-pub fn open_breaker(store: &Store, profile: &str, threshold: u32) -> Result<(), StateError> {
+pub(crate) fn open_breaker(store: &Store, profile: &str, threshold: u32) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
         let Some(mut meta) = txn.meta()? else {
             return Ok(());
@@ -431,7 +436,7 @@ pub fn open_breaker(store: &Store, profile: &str, threshold: u32) -> Result<(), 
 }
 
 /// One line on an open breaker: what, why, and what to do.
-pub fn breaker_line(profile: &str, b: &crate::state::Breaker) -> String {
+pub(crate) fn breaker_line(profile: &str, b: &crate::state::Breaker) -> String {
     let cause = b
         .cause
         .map(|c| c.to_string())
@@ -453,7 +458,10 @@ pub fn breaker_line(profile: &str, b: &crate::state::Breaker) -> String {
 }
 
 /// Records the budgets reached now, one transition per scope that changed.
-pub fn record_budgets(store: &Store, stops: &BTreeMap<String, String>) -> Result<(), StateError> {
+pub(crate) fn record_budgets(
+    store: &Store,
+    stops: &BTreeMap<String, String>,
+) -> Result<(), StateError> {
     store.transact(&orchestrator(), |txn| {
         let Some(mut meta) = txn.meta()? else {
             return Ok(());
@@ -497,7 +505,8 @@ pub fn record_budgets(store: &Store, stops: &BTreeMap<String, String>) -> Result
 }
 
 /// Records a gate stage's verdict on the task, if it is still waiting for it.
-pub fn record_verdict(
+#[cfg(test)]
+pub(crate) fn record_verdict(
     store: &Store,
     feature: &str,
     task: &str,
@@ -514,7 +523,7 @@ pub fn record_verdict(
 /// Records that the policy denied a task's change in review: the attempt
 /// ends with cause `policy`, the denying rules and what they matched as
 /// feedback, and a decision record per matching rule in the same commit.
-pub fn record_policy_denial(
+pub(crate) fn record_policy_denial(
     store: &Store,
     feature: &str,
     task: &str,
@@ -558,7 +567,7 @@ pub fn record_policy_denial(
 /// and a task whose approval is pending parks in `awaiting_approval` once
 /// its tests pass instead of going on to the merge.
 #[allow(clippy::too_many_arguments)]
-pub fn record_judged_verdict(
+pub(crate) fn record_judged_verdict(
     store: &Store,
     feature: &str,
     task: &str,
@@ -682,7 +691,7 @@ pub fn record_judged_verdict(
 }
 
 /// Records the Refinery's verdict on a task still waiting in `in_docs`.
-pub fn record_merge(
+pub(crate) fn record_merge(
     store: &Store,
     feature: &str,
     task: &str,
@@ -759,7 +768,7 @@ pub fn record_merge(
 /// Librarian attempt (done without new docs past the attempt limit).
 /// `failed` says how the Librarian's run went badly, if it did: with
 /// nothing to merge that is a failed attempt, not "no docs to change".
-pub fn record_docs(
+pub(crate) fn record_docs(
     store: &Store,
     feature: &str,
     convoy: &str,
@@ -841,17 +850,18 @@ pub fn record_docs(
     Ok(())
 }
 
-pub use crate::names::record_id as short;
+pub(crate) use crate::names::record_id as short;
 
 /// The task `r` as the engine reads it before acting.
-pub fn task(store: &Store, r: &TaskRef) -> Result<Option<Task>, StateError> {
+#[cfg(test)]
+pub(crate) fn task(store: &Store, r: &TaskRef) -> Result<Option<Task>, StateError> {
     store.read(|txn| txn.task(&r.feature, &r.id))
 }
 
 /// Counts a worktree that could not be prepared (or a setup command that
 /// failed or ran out of time) as a failed attempt of a task still waiting
 /// for its developer.
-pub fn setup_failed(
+pub(crate) fn setup_failed(
     store: &Store,
     r: &TaskRef,
     error: &str,
@@ -888,7 +898,7 @@ fn waits_for_developer(t: &Task) -> bool {
 
 /// Whether the breaker of `profile` lets agent `id` start; a probe run is
 /// recorded as such (`breaker/<profile>: open -> half_open`).
-pub fn breaker_admits(
+pub(crate) fn breaker_admits(
     txn: &mut Txn<'_>,
     profile: &str,
     id: &str,
@@ -937,7 +947,7 @@ pub fn breaker_admits(
 /// task's branch and worktree, the feature made active, and the agent
 /// record `agent(claimed task, new id)` makes. `None`: nothing was owed.
 #[allow(clippy::too_many_arguments)]
-pub fn claim_developer(
+pub(crate) fn claim_developer(
     store: &Store,
     r: &TaskRef,
     profile: &str,
@@ -1020,7 +1030,7 @@ fn helper_agent_id(
 /// Names a tester for `r` (in tests, none running) when the profile's
 /// breaker admits it, and writes the record `agent(task, id)` makes.
 /// `None`: nothing was owed.
-pub fn claim_tester(
+pub(crate) fn claim_tester(
     store: &Store,
     r: &TaskRef,
     attempt: u32,
@@ -1056,7 +1066,7 @@ pub fn claim_tester(
 /// Puts convoy `feature/convoy` in docs with librarian `agent` when the
 /// convoy is not done, the agent is new and its profile's breaker admits
 /// it. Returns whether the librarian should start.
-pub fn claim_librarian(
+pub(crate) fn claim_librarian(
     store: &Store,
     feature: &str,
     convoy: &str,
@@ -1095,7 +1105,7 @@ pub fn claim_librarian(
 }
 
 /// A convoy whose tasks are all merged is done.
-pub fn close_convoy(store: &Store, feature: &str, convoy: &str) -> Result<(), StateError> {
+pub(crate) fn close_convoy(store: &Store, feature: &str, convoy: &str) -> Result<(), StateError> {
     store.transact(&Actor::named("refinery"), |txn| {
         let Some(mut c) = txn.convoy(feature, convoy)? else {
             return Ok(());
@@ -1120,7 +1130,7 @@ pub fn close_convoy(store: &Store, feature: &str, convoy: &str) -> Result<(), St
 
 /// A feature whose convoys are all done is done; returns it, or `None` when
 /// it already was (or is unknown).
-pub fn close_feature(store: &Store, feature: &str) -> Result<Option<Feature>, StateError> {
+pub(crate) fn close_feature(store: &Store, feature: &str) -> Result<Option<Feature>, StateError> {
     let closed = store.transact(&Actor::named("refinery"), |txn| {
         let Some(mut f) = txn.feature(feature)? else {
             return Ok(None);
@@ -1146,12 +1156,12 @@ pub fn close_feature(store: &Store, feature: &str) -> Result<Option<Feature>, St
 
 /// Notes on the feature what became of merging it into its base branch; the
 /// note's first line is the commit's subject.
-pub fn feature_note(store: &Store, feature: &str, note: &str) -> Result<(), StateError> {
+pub(crate) fn feature_note(store: &Store, feature: &str, note: &str) -> Result<(), StateError> {
     feature_note_with(store, feature, note, None)
 }
 
 /// [`feature_note`] for a policy decision, recorded with it.
-pub fn feature_note_decided(
+pub(crate) fn feature_note_decided(
     store: &Store,
     feature: &str,
     note: &str,
@@ -1189,7 +1199,7 @@ fn feature_note_with(
 /// admits it: `review.reviewer` and the agent record `agent(task, new id)`
 /// makes (`<feature>.<task>.review.<run>`). `None`: nothing was owed.
 #[allow(clippy::too_many_arguments)]
-pub fn claim_reviewer(
+pub(crate) fn claim_reviewer(
     store: &Store,
     r: &TaskRef,
     gate: &str,
@@ -1230,7 +1240,7 @@ pub fn claim_reviewer(
 
 /// A Reviewer met an infrastructure failure: forget it, so another starts
 /// after a backoff; no attempt is spent.
-pub fn restart_reviewer(
+pub(crate) fn restart_reviewer(
     store: &Store,
     r: &TaskRef,
     agent: &str,
@@ -1256,18 +1266,18 @@ pub fn restart_reviewer(
 
 /// What the CAB made of a Reviewer's run.
 #[derive(Debug, Clone)]
-pub struct Judged {
+pub(crate) struct Judged {
     /// The verdict, or why there is none (a gate failure, never an approval).
-    pub verdict: Result<gates::review::Verdict, String>,
+    pub(crate) verdict: Result<gates::review::Verdict, String>,
     /// What the Reviewer changed and the CAB put back, said in one line.
-    pub discarded: Option<String>,
+    pub(crate) discarded: Option<String>,
 }
 
 /// Records Reviewer `agent`'s verdict as review gate `gate`'s result: an
 /// approval moves on to the next AI gate or to tests; a request for changes
 /// or no usable verdict fails the attempt (cause `gate`), the comments
 /// becoming the developer's feedback.
-pub fn record_review(
+pub(crate) fn record_review(
     store: &Store,
     r: &TaskRef,
     agent: &str,

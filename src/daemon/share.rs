@@ -17,30 +17,30 @@ use crate::state::{liveness, Cause, Snapshot};
 
 /// This machine among those sharing the sprint.
 #[derive(Debug, Clone)]
-pub struct Machine {
-    pub name: String,
-    pub labels: Vec<String>,
+pub(crate) struct Machine {
+    pub(crate) name: String,
+    pub(crate) labels: Vec<String>,
     /// `timeouts.machine`: no beat for this long and a machine is lost.
-    pub lost_after_secs: i64,
+    pub(crate) lost_after_secs: i64,
     /// The remote the state and the branches go through.
-    pub remote: String,
+    pub(crate) remote: String,
 }
 
 /// What one reconcile knows of the other machines.
 #[derive(Debug, Clone, Default)]
-pub struct Machines {
+pub(crate) struct Machines {
     /// Whether this machine holds the leader lease.
-    pub leader: bool,
+    pub(crate) leader: bool,
     /// Machines whose heartbeats stopped.
-    pub lost: HashSet<String>,
+    pub(crate) lost: HashSet<String>,
     /// When the next machine alive now would count as lost if it beats no
     /// more (unix seconds): the loop looks again then, so a dead machine's
     /// tasks move on without waiting for an event.
-    pub next_loss: Option<i64>,
+    pub(crate) next_loss: Option<i64>,
     /// Transitions of this clone wait for the remote (it cannot be
     /// reached): this machine looks after its running agents only, and
     /// starts nothing and leads nothing until they are through.
-    pub offline: bool,
+    pub(crate) offline: bool,
 }
 
 impl Engine {

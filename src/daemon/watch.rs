@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// Why the orchestrator woke up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wake {
+pub(crate) enum Wake {
     /// A ref or packed-refs changed (the state, a branch).
     Refs,
     /// Something under specs/ changed in the main worktree.
@@ -24,23 +24,23 @@ pub enum Wake {
     Config,
 }
 
-pub struct Watch {
+pub(crate) struct Watch {
     _watcher: notify::RecommendedWatcher,
     /// Whether `specs/` existed (and so is watched); until it does, the
     /// worktree's top is watched for its creation.
-    pub watching_specs: bool,
+    pub(crate) watching_specs: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot watch {}", path.display())]
 pub struct WatchError {
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     #[source]
-    pub source: notify::Error,
+    pub(crate) source: notify::Error,
 }
 
 /// Starts watching; events arrive on `tx` until the returned value is dropped.
-pub fn start(
+pub(crate) fn start(
     common_dir: &Path,
     worktree: &Path,
     tx: UnboundedSender<Wake>,

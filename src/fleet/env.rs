@@ -34,7 +34,7 @@ use crate::hint::Hint;
 use crate::worker::worktree::{Identity, REDIRECTING_VARS};
 
 /// Names the file a process started in tmux takes its environment from.
-pub const HANDOFF_ENV: &str = "GIT_SPRINT_ENV_FILE";
+pub(crate) const HANDOFF_ENV: &str = "GIT_SPRINT_ENV_FILE";
 
 /// Variables that belong to the pane a process runs in, not to the caller:
 /// they are taken from the pane (when it has them) and never from a file.
@@ -77,7 +77,7 @@ impl Hint for EnvError {
 
 /// A set of environment variables, sorted by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Environment {
+pub(crate) struct Environment {
     vars: BTreeMap<OsString, OsString>,
 }
 
@@ -92,26 +92,26 @@ fn carried(key: &OsStr) -> bool {
 
 impl Environment {
     /// This process's environment, less what is never carried over.
-    pub fn of_this_process() -> Environment {
+    pub(crate) fn of_this_process() -> Environment {
         Environment::from_vars(std::env::vars_os())
     }
 
     /// `vars`, less what is never carried over.
-    pub fn from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Environment {
+    pub(crate) fn from_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Environment {
         Environment {
             vars: vars.into_iter().filter(|(k, _)| carried(k)).collect(),
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<&OsStr> {
+    pub(crate) fn get(&self, key: &str) -> Option<&OsStr> {
         self.vars.get(OsStr::new(key)).map(OsString::as_os_str)
     }
 
-    pub fn set(&mut self, key: impl Into<OsString>, value: impl Into<OsString>) {
+    pub(crate) fn set(&mut self, key: impl Into<OsString>, value: impl Into<OsString>) {
         self.vars.insert(key.into(), value.into());
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&OsStr, &OsStr)> {
         self.vars
             .iter()
             .map(|(k, v)| (k.as_os_str(), v.as_os_str()))
@@ -119,26 +119,26 @@ impl Environment {
 
     /// The same environment for an agent that commits as `author`: the
     /// author is the agent, the committer stays whoever the caller is.
-    pub fn for_agent(mut self, author: &Identity) -> Environment {
+    pub(crate) fn for_agent(mut self, author: &Identity) -> Environment {
         self.set("GIT_AUTHOR_NAME", &author.name);
         self.set("GIT_AUTHOR_EMAIL", &author.email);
         self
     }
 
     /// Where `git sprint start` keeps the environment for sprint agents.
-    pub fn sprint_path(common_dir: &Path) -> PathBuf {
+    pub(crate) fn sprint_path(common_dir: &Path) -> PathBuf {
         common_dir.join("sprint").join("environment")
     }
 
     /// Saves this as the environment of the sprint's next agents.
-    pub fn save_for_sprint(&self, common_dir: &Path) -> Result<PathBuf, EnvError> {
+    pub(crate) fn save_for_sprint(&self, common_dir: &Path) -> Result<PathBuf, EnvError> {
         let path = Environment::sprint_path(common_dir);
         self.write(&path)?;
         Ok(path)
     }
 
     /// The environment the last `start` or `resume` saved, if any.
-    pub fn saved_for_sprint(common_dir: &Path) -> Result<Option<Environment>, EnvError> {
+    pub(crate) fn saved_for_sprint(common_dir: &Path) -> Result<Option<Environment>, EnvError> {
         let path = Environment::sprint_path(common_dir);
         match Environment::read(&path) {
             Ok(env) => Ok(Some(env)),
@@ -153,7 +153,7 @@ impl Environment {
     /// hold newlines), readable by the owner only since it holds what the
     /// shell holds, API keys included. Written beside and renamed, so a
     /// reader never sees half of it.
-    pub fn write(&self, path: &Path) -> Result<(), EnvError> {
+    pub(crate) fn write(&self, path: &Path) -> Result<(), EnvError> {
         use std::os::unix::fs::OpenOptionsExt;
         let io = |action, source| EnvError::Io {
             action,
@@ -186,7 +186,7 @@ impl Environment {
     }
 
     /// Reads a file [`Environment::write`] wrote.
-    pub fn read(path: &Path) -> Result<Environment, EnvError> {
+    pub(crate) fn read(path: &Path) -> Result<Environment, EnvError> {
         let bytes = std::fs::read(path).map_err(|source| EnvError::Io {
             action: "reading",
             path: path.to_owned(),

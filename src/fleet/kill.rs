@@ -23,7 +23,7 @@ impl Fleet {
     /// commit. The branch is what remains of a worker's work; the record's
     /// history stays in `git log refs/ai-sprint`, and its log stays for
     /// `git sprint logs <id>` until [`Fleet::prune_logs`].
-    pub fn kill(&self, actor: &Actor, ids: &[String], force: bool) -> Result<Vec<Killed>> {
+    pub(crate) fn kill(&self, actor: &Actor, ids: &[String], force: bool) -> Result<Vec<Killed>> {
         let mut out = Vec::new();
         for id in ids {
             let a = self.agent(id)?;
@@ -57,7 +57,7 @@ impl Fleet {
     /// any more (`kill` keeps their logs), and with `ended` also those whose
     /// record says they ended. The logs of running agents and the
     /// orchestrator's stay. Returns the ids whose logs were removed, sorted.
-    pub fn prune_logs(&self, actor: &Actor, ended: bool) -> Result<Vec<String>> {
+    pub(crate) fn prune_logs(&self, actor: &Actor, ended: bool) -> Result<Vec<String>> {
         self.reconcile(actor)?;
         // An archived record still names its agent.
         let agents = self.all_agents()?;
@@ -102,7 +102,7 @@ impl Fleet {
 
     /// Removes the logs of feature `feature`'s agents, once it is done.
     /// Returns how many there were.
-    pub fn remove_feature_logs(&self, feature: &str) -> Result<usize> {
+    pub(crate) fn remove_feature_logs(&self, feature: &str) -> Result<usize> {
         let prefix = format!("{feature}/");
         let mut n = 0;
         for a in self.all_agents()? {
@@ -181,13 +181,13 @@ impl Fleet {
 
 /// What `kill` did to one worker.
 #[derive(Debug, Clone, Serialize)]
-pub struct Killed {
-    pub id: String,
-    pub had_session: bool,
-    pub wip_commit: Option<String>,
-    pub branch: String,
-    pub branch_deleted: bool,
+pub(crate) struct Killed {
+    pub(crate) id: String,
+    pub(crate) had_session: bool,
+    pub(crate) wip_commit: Option<String>,
+    pub(crate) branch: String,
+    pub(crate) branch_deleted: bool,
     /// Commits kept on the branch because they are not in `into`.
-    pub kept_commits: Option<usize>,
-    pub into: String,
+    pub(crate) kept_commits: Option<usize>,
+    pub(crate) into: String,
 }

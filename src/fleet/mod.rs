@@ -29,14 +29,13 @@ mod kill;
 mod names;
 mod output;
 mod records;
-pub mod run;
+pub(crate) mod run;
 mod spawn;
-pub mod sys;
-pub mod terminal_text;
+pub(crate) mod sys;
+pub(crate) mod terminal_text;
 
-pub use kill::Killed;
-pub use names::{session_name, slug, with_agent_trailer, AGENT_TRAILER};
-pub use records::{describe, WorkerStatus};
+pub(crate) use names::{session_name, slug, with_agent_trailer, AGENT_TRAILER};
+pub(crate) use records::{describe, WorkerStatus};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,7 +52,7 @@ use env::EnvError;
 
 /// Overrides the tmux socket name (`tmux -L`) of the repository's server;
 /// tests give each case its own server with it.
-pub const SOCKET_ENV: &str = "GIT_SPRINT_TMUX_SOCKET";
+pub(crate) const SOCKET_ENV: &str = "GIT_SPRINT_TMUX_SOCKET";
 
 /// What went wrong running the fleet.
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +127,7 @@ impl Hint for FleetError {
 
 impl FleetError {
     /// Whether this is a mistake in what was asked (exit 2).
-    pub fn is_usage(&self) -> bool {
+    pub(crate) fn is_usage(&self) -> bool {
         match self {
             FleetError::UnknownWorker { .. } | FleetError::Invalid(_) => true,
             FleetError::State(e) => e.is_usage(),
@@ -137,53 +136,53 @@ impl FleetError {
     }
 }
 
-pub type Result<T, E = FleetError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = FleetError> = std::result::Result<T, E>;
 
 /// One worker to start.
 #[derive(Debug, Clone)]
-pub struct WorkerSpec {
+pub(crate) struct WorkerSpec {
     /// The worker id: record name, session name, worktree directory.
-    pub id: String,
+    pub(crate) id: String,
     /// The branch to create (fleet: the id; sprint: `sprint/<feature>/<task>`).
-    pub branch: String,
+    pub(crate) branch: String,
     /// `developer`, `tester`, `librarian`, or `fleet` for direct workers.
-    pub role: String,
+    pub(crate) role: String,
     /// `<feature>/<task>` for sprint workers.
-    pub task: Option<String>,
+    pub(crate) task: Option<String>,
     /// Files the task names (`SPRINT_PATHS`).
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
     /// The full prompt the agent gets.
-    pub prompt: String,
+    pub(crate) prompt: String,
     /// The profile's name, for people (`claude`, `command`).
-    pub profile_name: String,
-    pub profile: AgentProfile,
-    pub model: Option<String>,
+    pub(crate) profile_name: String,
+    pub(crate) profile: AgentProfile,
+    pub(crate) model: Option<String>,
     /// The revision to start from.
-    pub from: String,
+    pub(crate) from: String,
 }
 
 /// The sprint state plus the repository's worker places and tmux server.
-pub struct Fleet {
-    pub store: Store,
+pub(crate) struct Fleet {
+    pub(crate) store: Store,
     /// The repository's common directory, absolute and canonical.
-    pub common_dir: PathBuf,
-    pub tmux: Tmux,
+    pub(crate) common_dir: PathBuf,
+    pub(crate) tmux: Tmux,
     /// git, run in the directory the fleet was opened from.
-    pub git: Git,
+    pub(crate) git: Git,
     /// How agents' author emails are made (`identity` in the config);
     /// whoever loads the config sets it, the default otherwise.
-    pub identity: crate::config::Identity,
+    pub(crate) identity: crate::config::Identity,
     /// Whose environment the agents this fleet starts get.
-    pub env_from: EnvFrom,
+    pub(crate) env_from: EnvFrom,
     /// Finished workers' worktrees kept for new ones (`worktrees` in the
     /// config); whoever loads the config sets it with
     /// [`Fleet::configure_pool`], the default otherwise.
-    pub pool: Pool,
+    pub(crate) pool: Pool,
 }
 
 /// Whose environment a new agent gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnvFrom {
+pub(crate) enum EnvFrom {
     /// This process's: a fleet command hands over its caller's.
     ThisProcess,
     /// What the last `git sprint start` or `resume` saved (the
@@ -200,7 +199,7 @@ pub(crate) fn alive(pid: u32) -> bool {
 }
 
 /// Whether `pid` is the `agent-run` wrapper of worker `id` (Linux `/proc`).
-pub fn is_runner_of(pid: u32, id: &str) -> bool {
+pub(crate) fn is_runner_of(pid: u32, id: &str) -> bool {
     if pid == std::process::id() {
         return false;
     }
@@ -219,7 +218,7 @@ pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
 
 impl Fleet {
     /// The fleet of the repository containing `cwd`.
-    pub fn open(cwd: &Path) -> Result<Fleet> {
+    pub(crate) fn open(cwd: &Path) -> Result<Fleet> {
         let store = Store::discover(cwd)?;
         let common = store.repo().common_dir().to_owned();
         let common = if common.is_absolute() {
@@ -248,13 +247,13 @@ impl Fleet {
     }
 
     /// Sizes the worktree pool as the config's `worktrees` section says.
-    pub fn configure_pool(&mut self, worktrees: &crate::config::Worktrees) {
+    pub(crate) fn configure_pool(&mut self, worktrees: &crate::config::Worktrees) {
         self.pool = pool_of(&self.common_dir, worktrees);
     }
 
     /// The identity agent `id` authors commits as: its id, and the
     /// configured email with `{agent}` replaced.
-    pub fn author(&self, id: &str) -> Identity {
+    pub(crate) fn author(&self, id: &str) -> Identity {
         Identity {
             name: id.to_owned(),
             email: self.identity.email.replace("{agent}", id),
@@ -263,7 +262,7 @@ impl Fleet {
 
     /// Commits whatever agent `id` left uncommitted in `worktree` as a WIP
     /// commit authored by the agent, with its trailer; `None` when clean.
-    pub fn save_wip(
+    pub(crate) fn save_wip(
         &self,
         worktree: &Path,
         id: &str,
@@ -278,15 +277,15 @@ impl Fleet {
         self.common_dir.join("sprint").join(kind)
     }
 
-    pub fn worktree_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn worktree_path(&self, id: &str) -> PathBuf {
         self.dir("worktrees").join(id)
     }
 
-    pub fn log_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn log_path(&self, id: &str) -> PathBuf {
         self.dir("logs").join(format!("{id}.log"))
     }
 
-    pub fn prompt_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn prompt_path(&self, id: &str) -> PathBuf {
         self.dir("prompts").join(format!("{id}.md"))
     }
 
@@ -305,12 +304,12 @@ impl Fleet {
 
     /// The environment handed to the process of session `session` (it
     /// deletes the file as it starts).
-    pub fn handoff_path(&self, session: &str) -> PathBuf {
+    pub(crate) fn handoff_path(&self, session: &str) -> PathBuf {
         self.dir("env").join(session)
     }
 
     /// The main worktree (where the config and files to copy live).
-    pub fn main_worktree(&self) -> Result<PathBuf> {
+    pub(crate) fn main_worktree(&self) -> Result<PathBuf> {
         self.git.main_worktree()?.ok_or_else(|| {
             FleetError::Invalid(format!(
                 "{} is a bare repository: workers need a main worktree to copy setup files from",
@@ -320,7 +319,7 @@ impl Fleet {
     }
 
     /// All worker records, by id.
-    pub fn agents(&self) -> Result<Vec<Agent>> {
+    pub(crate) fn agents(&self) -> Result<Vec<Agent>> {
         Ok(self.store.read(|txn| {
             let mut out = Vec::new();
             for id in txn.agent_ids()? {
@@ -333,12 +332,12 @@ impl Fleet {
     }
 
     /// Every worker record, archived ones (finished sprint agents) too, by id.
-    pub fn all_agents(&self) -> Result<Vec<Agent>> {
+    pub(crate) fn all_agents(&self) -> Result<Vec<Agent>> {
         Ok(self.store.read(|txn| txn.all_agents())?)
     }
 
     /// The record of `id`, or an error listing the known ids.
-    pub fn agent(&self, id: &str) -> Result<Agent> {
+    pub(crate) fn agent(&self, id: &str) -> Result<Agent> {
         let agents = self.agents()?;
         let known: Vec<String> = agents.iter().map(|a| a.id.clone()).collect();
         agents

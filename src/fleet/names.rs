@@ -2,10 +2,10 @@
 //! its commits, and worker-name slugs made from a prompt.
 
 /// The trailer naming the agent in its commits.
-pub const AGENT_TRAILER: &str = "Sprint-Agent";
+pub(crate) const AGENT_TRAILER: &str = "Sprint-Agent";
 
 /// The tmux session name of worker `id`: tmux mangles `.` and non-ASCII.
-pub fn session_name(id: &str) -> String {
+pub(crate) fn session_name(id: &str) -> String {
     id.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
@@ -20,12 +20,12 @@ pub fn session_name(id: &str) -> String {
 /// `message` with the `Sprint-Agent: <id>` trailer, for commits git-sprint
 /// makes of an agent's work (the agent's own get it from the
 /// `prepare-commit-msg` hook).
-pub fn with_agent_trailer(message: &str, id: &str) -> String {
+pub(crate) fn with_agent_trailer(message: &str, id: &str) -> String {
     format!("{}\n\n{AGENT_TRAILER}: {id}\n", message.trim_end())
 }
 
 /// A worker-name slug from the first words of a prompt (`fanout` when none).
-pub fn slug(prompt: &str) -> String {
+pub(crate) fn slug(prompt: &str) -> String {
     let mut out = String::new();
     for word in prompt.split(|c: char| !c.is_ascii_alphanumeric()) {
         if word.is_empty() {

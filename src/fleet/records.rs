@@ -15,7 +15,7 @@ use crate::worker::procstat::{self, Snapshot};
 impl Fleet {
     /// Worker `id` as reality has it (see [`Fleet::reconcile`]), and whether
     /// its session is alive.
-    pub fn worker(&self, actor: &Actor, id: &str) -> Result<(Agent, bool)> {
+    pub(crate) fn worker(&self, actor: &Actor, id: &str) -> Result<(Agent, bool)> {
         let (agents, sessions) = self.reconcile(actor)?;
         let known = || agents.iter().map(|a| a.id.clone()).collect();
         // A finished sprint agent is archived: still a known worker.
@@ -36,7 +36,7 @@ impl Fleet {
     }
 
     /// Worker `id`, refusing when its session is not running.
-    pub fn running_worker(&self, actor: &Actor, id: &str) -> Result<Agent> {
+    pub(crate) fn running_worker(&self, actor: &Actor, id: &str) -> Result<Agent> {
         match self.worker(actor, id)? {
             (a, true) => Ok(a),
             (a, false) => Err(FleetError::NotRunning {
@@ -50,7 +50,7 @@ impl Fleet {
     /// worker whose session is gone and whose wrapper is not alive is
     /// recorded `dead` (one commit for all, only when something changed).
     /// Returns the records as they are after that, and the live session names.
-    pub fn reconcile(&self, actor: &Actor) -> Result<(Vec<Agent>, HashSet<String>)> {
+    pub(crate) fn reconcile(&self, actor: &Actor) -> Result<(Vec<Agent>, HashSet<String>)> {
         let agents = self.agents()?;
         let sessions: HashSet<String> = self.tmux.list_sessions()?.into_iter().collect();
         let gone = |a: &Agent| {
@@ -97,7 +97,7 @@ impl Fleet {
 
     /// Everything `list` shows, after reconciling. CPU is measured over
     /// `interval`, only when some agent is running.
-    pub fn status(&self, actor: &Actor, interval: Duration) -> Result<Vec<WorkerStatus>> {
+    pub(crate) fn status(&self, actor: &Actor, interval: Duration) -> Result<Vec<WorkerStatus>> {
         let (_, sessions) = self.reconcile(actor)?;
         // Archived (finished) sprint agents are listed too, as before the
         // archive; a live-only view leaves out `Txn::archived_agent_ids`.
@@ -144,7 +144,7 @@ impl Fleet {
     }
 
     /// The commit branch `branch` points at, if it exists.
-    pub fn branch_tip(&self, branch: &str) -> Option<gix::ObjectId> {
+    pub(crate) fn branch_tip(&self, branch: &str) -> Option<gix::ObjectId> {
         self.store
             .repo()
             .try_find_reference(format!("refs/heads/{branch}").as_str())
@@ -254,7 +254,7 @@ impl Fleet {
 }
 
 /// `running`, `exited 0`, `killed (SIGHUP)`, `dead`, `starting`.
-pub fn describe(a: &Agent) -> String {
+pub(crate) fn describe(a: &Agent) -> String {
     match a.state {
         AgentState::Exited | AgentState::Killed => match (a.signal, a.exit_status) {
             (Some(sig), _) => format!("{} (signal {sig})", a.state),
@@ -267,19 +267,19 @@ pub fn describe(a: &Agent) -> String {
 
 /// One row of `list`.
 #[derive(Debug, Clone, Serialize)]
-pub struct WorkerStatus {
+pub(crate) struct WorkerStatus {
     #[serde(flatten)]
-    pub agent: Agent,
+    pub(crate) agent: Agent,
     /// `running`, `exited 0`, `dead`, …
     #[serde(rename = "status")]
-    pub state: String,
+    pub(crate) state: String,
     /// Whether its tmux session exists.
     #[serde(rename = "session_alive")]
-    pub session: bool,
-    pub age_secs: i64,
-    pub ahead: Option<usize>,
-    pub files_changed: Option<usize>,
-    pub cpu_percent: Option<f64>,
-    pub rss_bytes: Option<u64>,
-    pub log: String,
+    pub(crate) session: bool,
+    pub(crate) age_secs: i64,
+    pub(crate) ahead: Option<usize>,
+    pub(crate) files_changed: Option<usize>,
+    pub(crate) cpu_percent: Option<f64>,
+    pub(crate) rss_bytes: Option<u64>,
+    pub(crate) log: String,
 }

@@ -37,28 +37,28 @@ use crate::worker::stream::{self, Exit, StreamReader};
 
 /// How an agent ended, as recorded.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunEnd {
+pub(crate) struct RunEnd {
     /// The exit code, or `128 + signal` when a signal ended it.
-    pub exit_status: i32,
-    pub signal: Option<i32>,
+    pub(crate) exit_status: i32,
+    pub(crate) signal: Option<i32>,
     /// The WIP commit made of uncommitted work, if there was any.
-    pub wip_commit: Option<String>,
+    pub(crate) wip_commit: Option<String>,
     /// Whether a signal to the wrapper (a kill) ended the run.
-    pub killed: bool,
+    pub(crate) killed: bool,
     /// What the run cost, from the agent's output.
-    pub usage: Option<Usage>,
+    pub(crate) usage: Option<Usage>,
     /// Why it failed, when it did.
-    pub cause: Option<Cause>,
+    pub(crate) cause: Option<Cause>,
     /// The CLI's own line for `cause`.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The rules the run broke (shared files changed, sprint configuration
     /// committed), as one line: the run's cause is then `policy`.
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
 }
 
 /// Runs worker `id`'s agent to its end and records it; `log` gets the
 /// wrapper's own messages (the pane, which tmux copies to the log file).
-pub fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd> {
+pub(crate) fn agent_run(fleet: &Fleet, id: &str, log: &mut dyn Write) -> Result<RunEnd> {
     sys::forward_terminating_signals();
     // Orphans of the agent's tree (`setsid`, double forks) are re-parented
     // to the wrapper, which kills them when the agent ends.
@@ -352,7 +352,12 @@ fn err_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Records how worker `id` ended, if its record still exists.
-pub fn record_end(fleet: &Fleet, actor: &Actor, id: &str, end: &RunEnd) -> Result<Option<Agent>> {
+pub(crate) fn record_end(
+    fleet: &Fleet,
+    actor: &Actor,
+    id: &str,
+    end: &RunEnd,
+) -> Result<Option<Agent>> {
     let now = clock::now();
     let done = fleet.store.transact(actor, |txn| {
         let Some(mut a) = txn.agent(id)? else {

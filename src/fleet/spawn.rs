@@ -23,7 +23,7 @@ impl Fleet {
     ///
     /// All or nothing: on any failure, every session, record, worktree and
     /// branch this call made is removed again and the first error returned.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &self,
         actor: &Actor,
         exe: &Path,
@@ -235,7 +235,7 @@ impl Fleet {
     /// Starts the tmux session of agent `a`, running the wrapper with the
     /// environment of whoever scheduled it (see [`EnvFrom`]) and the agent's
     /// author identity.
-    pub fn start_session(&self, exe: &Path, a: &Agent) -> Result<()> {
+    pub(crate) fn start_session(&self, exe: &Path, a: &Agent) -> Result<()> {
         let log = self.log_path(&a.id);
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir).map_err(|source| FleetError::Io {
@@ -264,7 +264,7 @@ impl Fleet {
 
     /// Starts session `session` in `cwd` running `argv` with exactly `env`
     /// (plus the pane's own terminal variables), its output appended to `log`.
-    pub fn start_handed_over(
+    pub(crate) fn start_handed_over(
         &self,
         session: &str,
         cwd: &Path,

@@ -26,7 +26,7 @@ extern "C" fn forward(sig: libc::c_int) {
 /// Catches SIGHUP, SIGTERM and SIGINT: each is passed on to the child set
 /// with [`set_child`] and remembered, so the wrapper outlives the agent long
 /// enough to save its work and record the end.
-pub fn forward_terminating_signals() {
+pub(crate) fn forward_terminating_signals() {
     for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
         // SAFETY: an all-zero sigaction is a valid "no flags, empty mask"
         // value; sigemptyset and sigaction get pointers to this live local;
@@ -44,7 +44,7 @@ pub fn forward_terminating_signals() {
 
 /// Names the child signals go to; a signal that came before it started is
 /// delivered now.
-pub fn set_child(pid: u32) {
+pub(crate) fn set_child(pid: u32) {
     CHILD.store(pid as i32, Ordering::SeqCst);
     let pending = RECEIVED.load(Ordering::SeqCst);
     if pending != 0 {
@@ -56,7 +56,7 @@ pub fn set_child(pid: u32) {
 }
 
 /// The terminating signal received so far, if any.
-pub fn received() -> Option<i32> {
+pub(crate) fn received() -> Option<i32> {
     match RECEIVED.load(Ordering::SeqCst) {
         0 => None,
         s => Some(s),
@@ -64,16 +64,16 @@ pub fn received() -> Option<i32> {
 }
 
 /// Sends `sig` to `pid`; false when there is no such process.
-pub fn signal(pid: u32, sig: i32) -> bool {
+pub(crate) fn signal(pid: u32, sig: i32) -> bool {
     // SAFETY: kill(2) takes integers and touches no memory of ours.
     pid > 0 && unsafe { libc::kill(pid as i32, sig) } == 0
 }
 
-pub const SIGKILL: i32 = libc::SIGKILL;
+pub(crate) const SIGKILL: i32 = libc::SIGKILL;
 
 /// Waits until process `pid` has exited, for at most `timeout`; true when it
 /// has. Blocks in `poll` on a pidfd, so no cycles are spent waiting.
-pub fn wait_exit(pid: u32, timeout: Duration) -> bool {
+pub(crate) fn wait_exit(pid: u32, timeout: Duration) -> bool {
     if !super::alive(pid) {
         return true;
     }

@@ -32,7 +32,7 @@ enum State {
 
 /// Turns raw terminal output into plain lines; see the module docs.
 #[derive(Debug)]
-pub struct TerminalText {
+pub(crate) struct TerminalText {
     state: State,
     /// The line being drawn.
     line: String,
@@ -63,7 +63,7 @@ const SUB: u8 = 0x1a;
 const MAX_COLUMN: usize = 4096;
 
 impl TerminalText {
-    pub fn new() -> TerminalText {
+    pub(crate) fn new() -> TerminalText {
         TerminalText {
             state: State::Ground,
             line: String::new(),
@@ -76,7 +76,7 @@ impl TerminalText {
     }
 
     /// The plain text of a whole recording.
-    pub fn plain(bytes: &[u8]) -> Vec<u8> {
+    pub(crate) fn plain(bytes: &[u8]) -> Vec<u8> {
         let mut t = TerminalText::new();
         let mut out = Vec::with_capacity(bytes.len());
         t.push(bytes, &mut out);
@@ -85,7 +85,7 @@ impl TerminalText {
     }
 
     /// Feeds `bytes`; every line they complete is appended to `out`.
-    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         for &b in bytes {
             self.byte(b, out);
         }
@@ -93,7 +93,7 @@ impl TerminalText {
 
     /// Ends the input: the unfinished line, if any, is appended to `out`
     /// with a newline.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
         self.flush_utf8();
         if !self.line.is_empty() {
             self.newline(out);

@@ -11,11 +11,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::clock::parse_duration;
 
 /// The timeout of a gate that names none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Ready gate sets, by toolchain: YAML with a top-level `gates:` key, commented for
 /// a user to copy into the project configuration.
-pub const TEMPLATES: [(&str, &str); 3] = [
+pub(crate) const TEMPLATES: [(&str, &str); 3] = [
     ("rust", include_str!("../../templates/gates/rust.yaml")),
     ("python", include_str!("../../templates/gates/python.yaml")),
     ("node", include_str!("../../templates/gates/node.yaml")),
@@ -41,14 +41,14 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 4] = [
+    pub(crate) const ALL: [Stage; 4] = [
         Stage::Review,
         Stage::Test,
         Stage::Security,
         Stage::PostMerge,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stage::Review => "review",
             Stage::Test => "test",
@@ -67,21 +67,21 @@ impl fmt::Display for Stage {
 /// The `gates:` section of the project configuration.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GateSet {
+pub(crate) struct GateSet {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub review: Vec<Gate>,
+    pub(crate) review: Vec<Gate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub test: Vec<Gate>,
+    pub(crate) test: Vec<Gate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub security: Vec<Gate>,
+    pub(crate) security: Vec<Gate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub post_merge: Vec<Gate>,
+    pub(crate) post_merge: Vec<Gate>,
 }
 
 /// What judges a gate: a command, or an AI Reviewer (review stage only).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum GateKind {
+pub(crate) enum GateKind {
     /// `run`, a shell command; exit 0 (and the figure in bounds) passes.
     #[default]
     Command,
@@ -95,37 +95,37 @@ pub enum GateKind {
 #[serde(deny_unknown_fields)]
 pub struct Gate {
     /// Unique within its stage; shown in feedback and stored with the task.
-    pub name: String,
+    pub(crate) name: String,
     /// `command` (the default) or `agent` (an AI Reviewer at the CAB).
     #[serde(default, skip_serializing_if = "GateKind::is_command")]
-    pub kind: GateKind,
+    pub(crate) kind: GateKind,
     /// A shell command line, run with `sh -c` in the worktree (command gates).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub run: String,
+    pub(crate) run: String,
     /// The agent profile of an `agent` gate's Reviewer; the developer's if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
+    pub(crate) agent: Option<String>,
     /// A duration such as `90s`, `10m` or `1h30m` (a bare number is seconds); 10m if unset.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "duration_text"
     )]
-    pub timeout: Option<String>,
+    pub(crate) timeout: Option<String>,
     /// A number to extract from the output and hold to a threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub figure: Option<Figure>,
+    pub(crate) figure: Option<Figure>,
     /// Extra environment for the command; these win over the caller's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub(crate) env: BTreeMap<String, String>,
     /// Run only when the diff touches one of these (globs; `*` stays inside a
     /// directory, `**` crosses them; a plain path also covers what is under it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paths: Option<Vec<String>>,
+    pub(crate) paths: Option<Vec<String>>,
 }
 
 impl GateKind {
-    pub fn is_command(&self) -> bool {
+    pub(crate) fn is_command(&self) -> bool {
         *self == GateKind::Command
     }
 }
@@ -133,13 +133,13 @@ impl GateKind {
 /// A number pulled out of a gate's output, e.g. a coverage percentage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Figure {
+pub(crate) struct Figure {
     /// A regex with exactly one capture group, the number; the last match counts.
-    pub regex: String,
+    pub(crate) regex: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
+    pub(crate) min: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
+    pub(crate) max: Option<f64>,
 }
 
 /// Accepts `timeout: 10m` and `timeout: 600` alike.
@@ -158,7 +158,7 @@ fn duration_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 
 /// Invalid gate configuration; the key is the YAML path, e.g. `gates.test[0].figure.regex`.
 #[derive(Debug, thiserror::Error)]
-pub enum GateConfigError {
+pub(crate) enum GateConfigError {
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
     #[error("{key}: invalid regex")]
@@ -177,7 +177,7 @@ pub enum GateConfigError {
 
 impl GateConfigError {
     /// The YAML path of the offending key.
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         match self {
             GateConfigError::Invalid { key, .. }
             | GateConfigError::Regex { key, .. }
@@ -194,7 +194,7 @@ impl GateConfigError {
 }
 
 impl GateSet {
-    pub fn stage(&self, stage: Stage) -> &[Gate] {
+    pub(crate) fn stage(&self, stage: Stage) -> &[Gate] {
         match stage {
             Stage::Review => &self.review,
             Stage::Test => &self.test,
@@ -204,12 +204,12 @@ impl GateSet {
     }
 
     /// Checks every gate; keys in errors start with `gates.`.
-    pub fn validate(&self) -> Result<(), GateConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), GateConfigError> {
         self.validate_under("gates")
     }
 
     /// Checks every gate, naming keys under `prefix` (e.g. `sprint.gates`).
-    pub fn validate_under(&self, prefix: &str) -> Result<(), GateConfigError> {
+    pub(crate) fn validate_under(&self, prefix: &str) -> Result<(), GateConfigError> {
         for stage in Stage::ALL {
             let mut seen: HashMap<&str, usize> = HashMap::new();
             for (i, gate) in self.stage(stage).iter().enumerate() {
@@ -240,7 +240,7 @@ impl GateSet {
 
 impl Gate {
     /// Checks this gate; `key` is its YAML path, e.g. `gates.review[0]`.
-    pub fn validate(&self, key: &str) -> Result<(), GateConfigError> {
+    pub(crate) fn validate(&self, key: &str) -> Result<(), GateConfigError> {
         if self.name.trim().is_empty() {
             return Err(GateConfigError::invalid(
                 format!("{key}.name"),
@@ -322,7 +322,7 @@ impl Gate {
     }
 
     /// The gate's timeout: its `timeout`, or [`DEFAULT_TIMEOUT`].
-    pub fn timeout(&self) -> Result<Duration, GateConfigError> {
+    pub(crate) fn timeout(&self) -> Result<Duration, GateConfigError> {
         self.timeout_in("gate")
     }
 
@@ -377,7 +377,7 @@ impl Gate {
     /// Whether the gate should run for a diff that touched `changed` (repo-relative
     /// paths). A gate without `paths` always runs; so does one whose globs are invalid,
     /// since skipping a gate by mistake is worse than running it.
-    pub fn applies_to<S: AsRef<str>>(&self, changed: &[S]) -> bool {
+    pub(crate) fn applies_to<S: AsRef<str>>(&self, changed: &[S]) -> bool {
         match self.path_matcher("gate") {
             Ok(Some(set)) => changed.iter().any(|p| set.is_match(p.as_ref())),
             Ok(None) | Err(_) => true,

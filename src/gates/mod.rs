@@ -33,7 +33,7 @@ mod config;
 mod diff;
 mod figure;
 mod outcome;
-pub mod review;
+pub(crate) mod review;
 mod run;
 #[cfg(test)]
 mod testutil;
@@ -41,10 +41,10 @@ mod testutil;
 // The configuration and outcome types appear in the public configuration and
 // Refinery types (and benches build gates); the templates are what
 // `init --gates` offers. Running gates is the crate's business.
-pub use config::{template, Figure, Gate, GateConfigError, GateKind, GateSet, Stage, TEMPLATES};
+pub use config::{template, Gate, Stage};
+pub(crate) use config::{GateConfigError, GateKind, GateSet, TEMPLATES};
 pub(crate) use diff::{run_stage_for_change, Change};
-pub use outcome::{GateOutcome, StageOutcome};
+#[cfg(test)]
+pub(crate) use outcome::GateOutcome;
+pub(crate) use outcome::StageOutcome;
 pub(crate) use run::{confine_gates, keep_ledger, Confinement};
-// Public for callers that already know the changed files; the crate goes
-// through `run_stage_for_change`, which asks git.
-pub use run::run_stage_for_diff;

@@ -7,32 +7,32 @@ use super::config::Stage;
 use crate::state::GateResult;
 
 /// The output tail keeps at most this many lines...
-pub const TAIL_LINES: usize = 60;
+pub(crate) const TAIL_LINES: usize = 60;
 /// ...and at most this many bytes: enough to show an error, small enough for a prompt.
-pub const TAIL_BYTES: usize = 8 * 1024;
+pub(crate) const TAIL_BYTES: usize = 8 * 1024;
 
 /// What one gate run came to.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GateOutcome {
-    pub passed: bool,
+pub(crate) struct GateOutcome {
+    pub(crate) passed: bool,
     /// The command line that ran.
-    pub command: String,
+    pub(crate) command: String,
     /// `None` when the command was killed by a signal, timed out or never started.
-    pub exit_code: Option<i32>,
-    pub timed_out: bool,
-    pub figure: Option<f64>,
+    pub(crate) exit_code: Option<i32>,
+    pub(crate) timed_out: bool,
+    pub(crate) figure: Option<f64>,
     /// One line on why the gate failed, e.g. `exited with code 101`.
-    pub failure: Option<String>,
+    pub(crate) failure: Option<String>,
     /// The end of stdout and stderr, interleaved as written (at most [`TAIL_LINES`]
     /// lines and [`TAIL_BYTES`] bytes), ending with `[git-sprint] <failure>` on failure.
-    pub output_tail: String,
-    pub duration: Duration,
+    pub(crate) output_tail: String,
+    pub(crate) duration: Duration,
 }
 
 impl GateOutcome {
     /// The record stored with the task. A passing gate's output is left out: it is
     /// noise in the task file, and nobody's next prompt needs it.
-    pub fn to_result(&self, name: &str, stage: Stage, at: &str) -> GateResult {
+    pub(crate) fn to_result(&self, name: &str, stage: Stage, at: &str) -> GateResult {
         GateResult {
             gate: name.to_string(),
             stage: stage.as_str().to_string(),
@@ -72,17 +72,17 @@ impl GateOutcome {
 /// What a stage's gates came to, in the order they ran.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageOutcome {
-    pub passed: bool,
-    pub results: Vec<(String, GateOutcome)>,
+    pub(crate) passed: bool,
+    pub(crate) results: Vec<(String, GateOutcome)>,
     /// Gates not run because an earlier one failed (the stage stops there).
-    pub not_run: Vec<String>,
+    pub(crate) not_run: Vec<String>,
     /// Gates skipped because the diff touched none of their `paths`.
-    pub skipped: Vec<String>,
+    pub(crate) skipped: Vec<String>,
 }
 
 impl StageOutcome {
     /// The gate that stopped the stage, if one did.
-    pub fn failed(&self) -> Option<(&str, &GateOutcome)> {
+    pub(crate) fn failed(&self) -> Option<(&str, &GateOutcome)> {
         self.results
             .iter()
             .find(|(_, o)| !o.passed)
@@ -90,7 +90,7 @@ impl StageOutcome {
     }
 
     /// Records for the task file, one per gate that ran.
-    pub fn to_results(&self, stage: Stage, at: &str) -> Vec<GateResult> {
+    pub(crate) fn to_results(&self, stage: Stage, at: &str) -> Vec<GateResult> {
         self.results
             .iter()
             .map(|(name, o)| o.to_result(name, stage, at))
@@ -99,7 +99,7 @@ impl StageOutcome {
 
     /// Which gates were skipped and why, e.g. `docs skipped: the change touches
     /// none of its paths`; `None` when every gate was run (or stopped short).
-    pub fn skipped_note(&self) -> Option<String> {
+    pub(crate) fn skipped_note(&self) -> Option<String> {
         match self.skipped.as_slice() {
             [] => None,
             [one] => Some(format!(
@@ -114,7 +114,7 @@ impl StageOutcome {
 
     /// A short text for the developer's next prompt: which gate failed, how, and the
     /// end of its output.
-    pub fn feedback(&self) -> String {
+    pub(crate) fn feedback(&self) -> String {
         let passed: Vec<&str> = self
             .results
             .iter()

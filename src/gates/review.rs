@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::state::ReviewComment;
 
 /// The environment variable naming the verdict file.
-pub const VERDICT_ENV: &str = "GIT_SPRINT_VERDICT";
+pub(crate) const VERDICT_ENV: &str = "GIT_SPRINT_VERDICT";
 
 /// A verdict file longer than this is refused unread.
 const MAX_BYTES: u64 = 64 * 1024;
@@ -29,7 +29,7 @@ const MAX_BODY: usize = 2000;
 
 /// Where Reviewer `agent` writes its verdict: a directory of its own under
 /// `$GIT_COMMON_DIR/sprint/verdicts/`, so it can write no other's.
-pub fn verdict_path(common_dir: &Path, agent: &str) -> PathBuf {
+pub(crate) fn verdict_path(common_dir: &Path, agent: &str) -> PathBuf {
     common_dir
         .join("sprint")
         .join("verdicts")
@@ -39,13 +39,13 @@ pub fn verdict_path(common_dir: &Path, agent: &str) -> PathBuf {
 
 /// What the Reviewer decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Approve,
     RequestChanges,
 }
 
 impl Decision {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Decision::Approve => "APPROVE",
             Decision::RequestChanges => "REQUEST_CHANGES",
@@ -55,14 +55,14 @@ impl Decision {
 
 /// A verdict as read and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub decision: Decision,
-    pub comments: Vec<ReviewComment>,
+pub(crate) struct Verdict {
+    pub(crate) decision: Decision,
+    pub(crate) comments: Vec<ReviewComment>,
 }
 
 /// Why there is no usable verdict; each says what the Reviewer must do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerdictError {
+pub(crate) enum VerdictError {
     #[error(
         "the Reviewer gave no verdict: it wrote no {} and its final message held no ```verdict block",
         path.display()
@@ -95,7 +95,7 @@ enum RawComment {
 }
 
 /// Reads and checks the verdict at `path`.
-pub fn read(path: &Path) -> Result<Verdict, VerdictError> {
+pub(crate) fn read(path: &Path) -> Result<Verdict, VerdictError> {
     let malformed = |message: String| VerdictError::Malformed {
         path: path.to_owned(),
         message,
@@ -120,7 +120,7 @@ pub fn read(path: &Path) -> Result<Verdict, VerdictError> {
 }
 
 /// Parses a verdict document (YAML or JSON).
-pub fn parse(text: &str) -> Result<Verdict, String> {
+pub(crate) fn parse(text: &str) -> Result<Verdict, String> {
     let raw: Raw = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
     let norm = raw
         .verdict
@@ -172,7 +172,7 @@ pub fn parse(text: &str) -> Result<Verdict, String> {
 
 /// The last fenced ```` ```verdict ```` block of a final message (or the
 /// last ```` ```yaml ````/```` ```json ```` block that names a `verdict`).
-pub fn from_message(text: &str) -> Option<String> {
+pub(crate) fn from_message(text: &str) -> Option<String> {
     let mut found = None;
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
@@ -198,7 +198,7 @@ pub fn from_message(text: &str) -> Option<String> {
 }
 
 /// The developer's feedback from a Reviewer that asked for changes.
-pub fn feedback(gate: &str, agent: &str, comments: &[ReviewComment]) -> String {
+pub(crate) fn feedback(gate: &str, agent: &str, comments: &[ReviewComment]) -> String {
     let mut out = format!("review gate {gate}: the Reviewer ({agent}) requested changes:\n");
     for c in comments {
         let at = match (&c.path, c.line) {

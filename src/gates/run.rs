@@ -32,7 +32,7 @@ static LEDGER: Mutex<Option<Ledger>> = Mutex::new(None);
 
 /// Records every gate this process runs from now on in `ledger` (`None`
 /// stops recording). The orchestrator calls it once it holds its lock.
-pub fn keep_ledger(ledger: Option<Ledger>) {
+pub(crate) fn keep_ledger(ledger: Option<Ledger>) {
     *LEDGER.lock().unwrap_or_else(|e| e.into_inner()) = ledger;
 }
 
@@ -46,17 +46,17 @@ static CONFINEMENT: Mutex<Option<Confinement>> = Mutex::new(None);
 /// `sandbox.writable`, never the shared `.git/config`, the hooks, the main
 /// worktree or the rest of `$HOME` (DESIGN.md "Trust model").
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Confinement {
-    pub common_dir: PathBuf,
-    pub main_worktree: Option<PathBuf>,
-    pub home: Option<PathBuf>,
+pub(crate) struct Confinement {
+    pub(crate) common_dir: PathBuf,
+    pub(crate) main_worktree: Option<PathBuf>,
+    pub(crate) home: Option<PathBuf>,
     /// `sandbox.writable` from the configuration.
-    pub writable: Vec<String>,
+    pub(crate) writable: Vec<String>,
 }
 
 /// Confines every gate this process runs from now on (the orchestrator
 /// calls it with its configuration); `None` stops confining.
-pub fn confine_gates(confinement: Option<Confinement>) {
+pub(crate) fn confine_gates(confinement: Option<Confinement>) {
     *CONFINEMENT.lock().unwrap_or_else(|e| e.into_inner()) = confinement;
 }
 
@@ -99,13 +99,13 @@ fn gate_mark() -> String {
 }
 
 /// Runs the gates in order and stops at the first failure.
-pub fn run_stage(gates: &[Gate], worktree: &Path, env: &[(String, String)]) -> StageOutcome {
+pub(crate) fn run_stage(gates: &[Gate], worktree: &Path, env: &[(String, String)]) -> StageOutcome {
     run_stage_inner(gates, worktree, env, None)
 }
 
 /// Like [`run_stage`], but skips gates whose `paths` the diff (`changed`, repo-relative
 /// paths) does not touch.
-pub fn run_stage_for_diff<S: AsRef<str>>(
+pub(crate) fn run_stage_for_diff<S: AsRef<str>>(
     gates: &[Gate],
     worktree: &Path,
     env: &[(String, String)],
@@ -150,7 +150,7 @@ fn run_stage_inner(
 /// Runs one gate in `worktree`. `env` is added to the inherited environment, then the
 /// gate's own `env` over it. Never panics: a misconfigured gate or a command that
 /// cannot start is a failed outcome that says why.
-pub fn run_gate(gate: &Gate, worktree: &Path, env: &[(String, String)]) -> GateOutcome {
+pub(crate) fn run_gate(gate: &Gate, worktree: &Path, env: &[(String, String)]) -> GateOutcome {
     match gate.timeout() {
         Ok(timeout) => {
             let ledger = LEDGER.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::config::Figure;
 use super::run::run_gate;
 use super::*;
 

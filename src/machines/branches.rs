@@ -20,7 +20,7 @@ use crate::worker::worktree::Git;
 const FETCHED: &str = "refs/sprint/fetched/";
 
 /// Where diverged local work is kept.
-pub const SIDE: &str = "refs/sprint/side/";
+pub(crate) const SIDE: &str = "refs/sprint/side/";
 
 /// The longest a push or fetch of a branch may take.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -28,16 +28,16 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// A branch could not be moved between this clone and the remote.
 #[derive(Debug, thiserror::Error)]
 #[error("{action} branch {branch} ({remote}): {detail}")]
-pub struct BranchError {
-    pub action: &'static str,
-    pub branch: String,
-    pub remote: String,
-    pub detail: String,
+pub(crate) struct BranchError {
+    pub(crate) action: &'static str,
+    pub(crate) branch: String,
+    pub(crate) remote: String,
+    pub(crate) detail: String,
 }
 
 /// What bringing a branch from the remote did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pulled {
+pub(crate) enum Pulled {
     /// The remote has no such branch.
     Absent,
     /// The local branch was already the remote's, or ahead of it.
@@ -83,7 +83,7 @@ fn failed(
 /// Brings `branch` from `remote` into this clone (see the module's rule).
 /// `worktree`, when given, has the branch checked out and nothing running
 /// in it: its files follow the branch.
-pub fn pull(
+pub(crate) fn pull(
     git: &Git,
     remote: &str,
     branch: &str,
@@ -160,7 +160,7 @@ pub fn pull(
 }
 
 /// Where diverged work at `commit` of `branch` is kept.
-pub fn side_ref(branch: &str, commit: &str) -> String {
+pub(crate) fn side_ref(branch: &str, commit: &str) -> String {
     format!("{SIDE}{branch}/{}", crate::names::short_id(&commit))
 }
 
@@ -188,7 +188,12 @@ fn update_ref(
 /// machine that holds the task (a discarded Reviewer's edits rewind it).
 /// Returns false when the remote refused a fast-forward: another machine
 /// has moved the branch on, and this work stays here.
-pub fn push(git: &Git, remote: &str, branch: &str, force: bool) -> Result<bool, BranchError> {
+pub(crate) fn push(
+    git: &Git,
+    remote: &str,
+    branch: &str,
+    force: bool,
+) -> Result<bool, BranchError> {
     let refspec = format!(
         "{}refs/heads/{branch}:refs/heads/{branch}",
         if force { "+" } else { "" }
@@ -198,7 +203,12 @@ pub fn push(git: &Git, remote: &str, branch: &str, force: bool) -> Result<bool, 
 
 /// Pushes ref `local` to `remote` as `theirs`, forced: for refs with one
 /// writer (a side ref named after its commit).
-pub fn push_ref(git: &Git, remote: &str, local: &str, theirs: &str) -> Result<(), BranchError> {
+pub(crate) fn push_ref(
+    git: &Git,
+    remote: &str,
+    local: &str,
+    theirs: &str,
+) -> Result<(), BranchError> {
     let refspec = format!("+{local}:{theirs}");
     let out = run(
         git,
@@ -218,7 +228,7 @@ pub fn push_ref(git: &Git, remote: &str, local: &str, theirs: &str) -> Result<()
 /// the remote, with a lease on `old`: if another machine moved the
 /// remote's meanwhile (two leaders for a moment), the push is refused and
 /// the merge is tried again from what the remote has.
-pub fn push_integration(
+pub(crate) fn push_integration(
     git: &Git,
     remote: &str,
     branch: &str,
@@ -269,7 +279,7 @@ fn push_unless_rejected(
 
 /// The directory of `remote` (a remote's name or a URL) when it is a
 /// repository on this machine's file system (a path or `file://`).
-pub fn local_path(git: &Git, remote: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn local_path(git: &Git, remote: &str) -> Option<std::path::PathBuf> {
     let url = git
         .run(&["remote", "get-url", "--", remote])
         .map(|u| u.trim().to_owned())

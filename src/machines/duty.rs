@@ -15,7 +15,7 @@ use crate::state::Snapshot;
 
 /// Who carries out an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Duty {
+pub(crate) enum Duty {
     /// Any machine with room: the claim decides.
     Anyone,
     /// The holder of the leader lease.
@@ -26,16 +26,16 @@ pub enum Duty {
 
 /// This machine, as the rule needs it.
 #[derive(Debug, Clone)]
-pub struct Here<'a> {
-    pub name: &'a str,
+pub(crate) struct Here<'a> {
+    pub(crate) name: &'a str,
     /// Whether it holds the leader lease now.
-    pub leader: bool,
+    pub(crate) leader: bool,
     /// Machines whose heartbeats stopped (`timeouts.machine`).
-    pub lost: &'a HashSet<String>,
+    pub(crate) lost: &'a HashSet<String>,
 }
 
 /// Who owes `action`.
-pub fn of(action: &Action, snapshot: &Snapshot) -> Duty {
+pub(crate) fn of(action: &Action, snapshot: &Snapshot) -> Duty {
     let agent = match action {
         Action::StartDeveloper { .. } | Action::StartTester { .. } => return Duty::Anyone,
         Action::DeveloperDone { agent, .. }
@@ -56,7 +56,7 @@ pub fn of(action: &Action, snapshot: &Snapshot) -> Duty {
 }
 
 /// Whether `here` carries out an action owed by `duty`.
-pub fn is_mine(duty: &Duty, here: &Here<'_>) -> bool {
+pub(crate) fn is_mine(duty: &Duty, here: &Here<'_>) -> bool {
     match duty {
         Duty::Anyone => true,
         Duty::Leader => here.leader,
@@ -69,7 +69,7 @@ pub fn is_mine(duty: &Duty, here: &Here<'_>) -> bool {
 /// Whether a machine with `labels` may run `role` with agent profile
 /// `profile`: it has every label the role and the profile ask for
 /// (`machines:` in the config).
-pub fn placement_allows(
+pub(crate) fn placement_allows(
     config: &crate::config::Config,
     role: &str,
     profile: &str,

@@ -15,7 +15,7 @@ use crate::state::{Actor, Leader, StateError, Store, Transition};
 
 /// Who holds the lease now, as this machine sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lead {
+pub(crate) enum Lead {
     /// This machine.
     Here,
     /// Another machine, alive.
@@ -24,7 +24,7 @@ pub enum Lead {
 
 /// Holds the lease for machine `me` if it is free or its holder is lost
 /// (no beat in `beats` for `lost_after_secs`); says who holds it after.
-pub fn hold(
+pub(crate) fn hold(
     store: &Store,
     me: &str,
     beats: &BTreeMap<String, i64>,
@@ -86,7 +86,7 @@ fn lead_of(leader: Option<Leader>, me: &str) -> Lead {
 
 /// Gives the lease back if `me` holds it: the orchestrator stops cleanly,
 /// and another machine need not wait out `timeouts.machine`.
-pub fn release(store: &Store, me: &str) -> Result<(), StateError> {
+pub(crate) fn release(store: &Store, me: &str) -> Result<(), StateError> {
     store.transact(&Actor::named("orchestrator"), |txn| {
         let Some(mut meta) = txn.meta()? else {
             return Ok(());

@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use crate::clock;
 use crate::state::{Actor, StateError, Store};
 
-pub mod branches;
-pub mod duty;
-pub mod lease;
+pub(crate) mod branches;
+pub(crate) mod duty;
+pub(crate) mod lease;
 
 /// Where each machine's heartbeat lives.
-pub const HEARTBEAT_REFS: &str = "refs/ai-sprint-machines/";
+pub(crate) const HEARTBEAT_REFS: &str = "refs/ai-sprint-machines/";
 
 /// A machine whose last beat is older than this is `lost` unless
 /// `timeouts.machine` says otherwise; it beats three times in the span.
@@ -30,25 +30,25 @@ pub const LOST_AFTER_SECS: i64 = 90;
 
 /// How often a machine beats, given when it counts as lost: three beats
 /// in the span, so one late beat never loses a machine.
-pub fn beat_every(lost_after: std::time::Duration) -> std::time::Duration {
+pub(crate) fn beat_every(lost_after: std::time::Duration) -> std::time::Duration {
     (lost_after / 3).max(std::time::Duration::from_millis(500))
 }
 
 /// Who a machine is, recorded in the state when its orchestrator starts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Machine {
-    pub name: String,
-    pub host: String,
-    pub cores: usize,
-    pub ram_mb: u64,
+    pub(crate) name: String,
+    pub(crate) host: String,
+    pub(crate) cores: usize,
+    pub(crate) ram_mb: u64,
     /// How many developers its orchestrator runs at once.
-    pub developers: u32,
+    pub(crate) developers: u32,
     /// Its labels (`sprint.machine-labels`), for `machines:` placement.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
-    pub version: String,
+    pub(crate) labels: Vec<String>,
+    pub(crate) version: String,
     /// When its orchestrator last started (RFC 3339).
-    pub started: String,
+    pub(crate) started: String,
 }
 
 /// One heartbeat: how the machine is doing now.
@@ -59,32 +59,32 @@ pub struct Heartbeat {
     /// Busy share of all cores since the previous beat, in percent (none
     /// on the first beat).
     #[serde(default)]
-    pub cpu_percent: Option<f64>,
-    pub ram_used_mb: u64,
-    pub ram_total_mb: u64,
-    pub load1: f64,
-    pub disk_free_mb: u64,
+    pub(crate) cpu_percent: Option<f64>,
+    pub(crate) ram_used_mb: u64,
+    pub(crate) ram_total_mb: u64,
+    pub(crate) load1: f64,
+    pub(crate) disk_free_mb: u64,
     /// Agent sessions running on it.
-    pub agents: usize,
+    pub(crate) agents: usize,
 }
 
 /// A machine as `list --machines` shows it.
 #[derive(Debug, Clone, Serialize)]
-pub struct MachineView {
-    pub name: String,
+pub(crate) struct MachineView {
+    pub(crate) name: String,
     /// `up`, `lost` (no beat for `timeouts.machine`) or `unknown` (no beat
     /// seen yet).
-    pub status: &'static str,
+    pub(crate) status: &'static str,
     /// Whether it holds the leader lease.
-    pub leader: bool,
-    pub machine: Option<Machine>,
+    pub(crate) leader: bool,
+    pub(crate) machine: Option<Machine>,
     pub heartbeat: Option<Heartbeat>,
     /// Seconds since the last beat.
-    pub beat_age_secs: Option<i64>,
+    pub(crate) beat_age_secs: Option<i64>,
 }
 
 /// This machine's name: `configured` (`sprint.machine`), else the host name.
-pub fn name(configured: Option<&str>) -> String {
+pub(crate) fn name(configured: Option<&str>) -> String {
     match configured.map(str::trim).filter(|n| !n.is_empty()) {
         Some(n) => n.to_owned(),
         None => host_name(),
@@ -143,7 +143,7 @@ pub fn describe(name: &str, developers: u32, labels: &[String]) -> Machine {
 }
 
 /// CPU times from `/proc/stat`: (busy, total) jiffies of all cores.
-pub type CpuTimes = (u64, u64);
+pub(crate) type CpuTimes = (u64, u64);
 
 /// Measures the machine now; `previous` CPU times give the CPU share
 /// since then. Returns the beat and the CPU times to pass next time.
@@ -252,7 +252,7 @@ pub fn beat(store: &Store, name: &str, beat: &Heartbeat) -> Result<(), StateErro
 }
 
 /// The running heartbeat of this machine; it stops when this is dropped.
-pub struct Beating {
+pub(crate) struct Beating {
     _stop: std::sync::mpsc::Sender<()>,
 }
 
@@ -262,7 +262,11 @@ pub struct Beating {
 /// is lost. A beat that cannot be published is logged and the next one
 /// tried: a machine that cannot reach the remote goes on working and shows
 /// as lost elsewhere.
-pub fn start_beating(dir: &Path, name: String, every: std::time::Duration) -> Option<Beating> {
+pub(crate) fn start_beating(
+    dir: &Path,
+    name: String,
+    every: std::time::Duration,
+) -> Option<Beating> {
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let dir = dir.to_owned();
     std::thread::Builder::new()
@@ -295,7 +299,7 @@ pub fn start_beating(dir: &Path, name: String, every: std::time::Duration) -> Op
 
 /// The last beat of every machine with a heartbeat ref here (unix
 /// seconds), read in-process: what the orchestrator judges liveness by.
-pub fn last_beats(store: &Store) -> std::collections::BTreeMap<String, i64> {
+pub(crate) fn last_beats(store: &Store) -> std::collections::BTreeMap<String, i64> {
     let repo = store.repo();
     let mut out = std::collections::BTreeMap::new();
     let Ok(refs) = repo.references() else {
@@ -321,7 +325,7 @@ pub fn last_beats(store: &Store) -> std::collections::BTreeMap<String, i64> {
 
 /// `timeouts.machine` as the orchestrator recorded it in the state's
 /// settings (for views without the configuration at hand), in seconds.
-pub fn recorded_lost_after(meta: Option<&crate::state::SprintMeta>) -> i64 {
+pub(crate) fn recorded_lost_after(meta: Option<&crate::state::SprintMeta>) -> i64 {
     meta.and_then(|m| m.settings.get("timeouts.machine"))
         .and_then(|v| v.as_str())
         .and_then(|s| clock::parse_duration(s).ok())
@@ -329,21 +333,25 @@ pub fn recorded_lost_after(meta: Option<&crate::state::SprintMeta>) -> i64 {
 }
 
 /// Whether a machine whose last beat was at `beat` is lost at `now`.
-pub fn is_lost(beat: Option<i64>, now: i64, lost_after_secs: i64) -> bool {
+pub(crate) fn is_lost(beat: Option<i64>, now: i64, lost_after_secs: i64) -> bool {
     beat.is_none_or(|at| now - at > lost_after_secs)
 }
 
 /// Every machine the state or a heartbeat ref names, with its status at
 /// `now` (lost after `lost_after_secs` without a beat). Fetches the state
 /// and the heartbeats from the remote first, when there is one.
-pub fn list(store: &Store, now: i64, lost_after_secs: i64) -> Result<Vec<MachineView>, StateError> {
+pub(crate) fn list(
+    store: &Store,
+    now: i64,
+    lost_after_secs: i64,
+) -> Result<Vec<MachineView>, StateError> {
     store.refresh()?;
     store.fetch_refs(&format!("{HEARTBEAT_REFS}*"))?;
     views(store, now, lost_after_secs)
 }
 
 /// [`list`] from what this clone has, fetching nothing.
-pub fn views(
+pub(crate) fn views(
     store: &Store,
     now: i64,
     lost_after_secs: i64,

@@ -19,21 +19,21 @@ use super::receiver::{Receiver, Value};
 
 /// How a delivery ended, as the ledger records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Outcome {
-    pub ok: bool,
+pub(crate) struct Outcome {
+    pub(crate) ok: bool,
     /// Attempts made, retries included.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// The last HTTP status, for a webhook that answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// The last exit code, for a command that exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit: Option<i32>,
+    pub(crate) exit: Option<i32>,
     /// What went wrong with the last attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Milliseconds from the first attempt to the end.
-    pub took_ms: u64,
+    pub(crate) took_ms: u64,
 }
 
 /// One attempt's result: whether to try again, and what to record.
@@ -52,7 +52,7 @@ const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// Sends `event` to `receiver`, retrying as it says. `env` reads the
 /// variables secrets come from; commands run with `vars` as their whole
 /// environment (the one of the last `git sprint start`).
-pub fn deliver(
+pub(crate) fn deliver(
     receiver: &Receiver,
     event: &Event,
     env: &dyn Fn(&str) -> Option<String>,

@@ -11,34 +11,34 @@ use crate::state::log::Entry;
 /// One event, as receivers get it (JSON on a command's stdin, a webhook's
 /// body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub event: EventKind,
+pub(crate) struct Event {
+    pub(crate) event: EventKind,
     /// `<state commit>/<event>/<subject>`: what makes it one event.
-    pub key: String,
+    pub(crate) key: String,
     /// The state commit it came from (`git show <commit>` on refs/ai-sprint).
-    pub commit: String,
+    pub(crate) commit: String,
     /// When that commit was made, RFC 3339.
-    pub time: String,
+    pub(crate) time: String,
     /// What it is about: `<feature>/<task>`, a feature, an agent id,
     /// `breaker/<profile>` or `budget/<scope>`.
-    pub subject: String,
+    pub(crate) subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub feature: Option<String>,
+    pub(crate) feature: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<String>,
+    pub(crate) task: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
+    pub(crate) to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Who made the transition (`orchestrator`, `cab`, a person).
-    pub actor: String,
+    pub(crate) actor: String,
     /// One line for a person.
-    pub message: String,
+    pub(crate) message: String,
     /// The repository's main worktree.
     #[serde(default)]
-    pub repository: String,
+    pub(crate) repository: String,
 }
 
 impl Event {
@@ -67,7 +67,7 @@ impl Event {
     }
 
     /// A sample of `kind` for `git sprint notify test`.
-    pub fn sample(kind: EventKind) -> Event {
+    pub(crate) fn sample(kind: EventKind) -> Event {
         let entry = Entry {
             commit: "0".repeat(40),
             time: crate::clock::now(),
@@ -96,7 +96,7 @@ impl Event {
 
 /// The events one state commit makes (all but `feature.stalled`, which
 /// depends on the whole feature: see [`super::Notifier`]).
-pub fn of_entry(entry: &Entry) -> Vec<Event> {
+pub(crate) fn of_entry(entry: &Entry) -> Vec<Event> {
     let mut out = Vec::new();
     for t in &entry.transitions {
         let kind = if let Some(rest) = t.task.strip_prefix("breaker/") {
@@ -137,7 +137,7 @@ pub fn of_entry(entry: &Entry) -> Vec<Event> {
 }
 
 /// The one line a person reads (a desktop notification's body).
-pub fn message(kind: EventKind, subject: &str, reason: Option<&str>) -> String {
+pub(crate) fn message(kind: EventKind, subject: &str, reason: Option<&str>) -> String {
     let what = match kind {
         EventKind::TaskFailed => format!("{subject} failed"),
         EventKind::TaskBlocked => format!("{subject} is blocked"),

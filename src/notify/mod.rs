@@ -31,35 +31,35 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-pub mod deliver;
-pub mod events;
-pub mod receiver;
+pub(crate) mod deliver;
+pub(crate) mod events;
+pub(crate) mod receiver;
 
-pub use deliver::Outcome;
-pub use events::Event;
-pub use receiver::{EventKind, Receiver};
+pub(crate) use deliver::Outcome;
+pub(crate) use events::Event;
+pub(crate) use receiver::{EventKind, Receiver};
 
 use crate::state::{Snapshot, Store};
 
 /// Events waiting for one receiver, at most; past it the oldest go.
-pub const MAX_PENDING: usize = 1000;
+pub(crate) const MAX_PENDING: usize = 1000;
 
 /// `<common>/sprint/notify`.
-pub fn dir(common: &Path) -> PathBuf {
+pub(crate) fn dir(common: &Path) -> PathBuf {
     common.join("sprint").join("notify")
 }
 
 /// One line of `deliveries.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// When it ended, RFC 3339.
-    pub at: String,
-    pub receiver: String,
-    pub event: EventKind,
-    pub key: String,
-    pub subject: String,
+    pub(crate) at: String,
+    pub(crate) receiver: String,
+    pub(crate) event: EventKind,
+    pub(crate) key: String,
+    pub(crate) subject: String,
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
 }
 
 impl Delivery {
@@ -85,7 +85,7 @@ impl Delivery {
 
 /// Appends `d` to the ledger in `dir`, as one write so concurrent writers
 /// (a receiver's thread, `notify test`) never interleave within a line.
-pub fn record(dir: &Path, d: &Delivery) -> std::io::Result<()> {
+pub(crate) fn record(dir: &Path, d: &Delivery) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut line = serde_json::to_vec(d).map_err(std::io::Error::other)?;
     line.push(b'\n');
@@ -97,7 +97,7 @@ pub fn record(dir: &Path, d: &Delivery) -> std::io::Result<()> {
 }
 
 /// The ledger, oldest first; lines that do not parse are skipped.
-pub fn deliveries(dir: &Path) -> std::io::Result<Vec<Delivery>> {
+pub(crate) fn deliveries(dir: &Path) -> std::io::Result<Vec<Delivery>> {
     match std::fs::read_to_string(dir.join("deliveries.jsonl")) {
         Ok(text) => Ok(text
             .lines()
@@ -112,18 +112,18 @@ pub fn deliveries(dir: &Path) -> std::io::Result<Vec<Delivery>> {
 /// the last `git sprint start` saved (the user's shell, with its
 /// DBUS_SESSION_BUS_ADDRESS for `notify-send`), else this process's.
 #[derive(Clone, Default)]
-pub struct Env {
-    pub vars: Vec<(String, String)>,
+pub(crate) struct Env {
+    pub(crate) vars: Vec<(String, String)>,
 }
 
 impl Env {
-    pub fn of_this_process() -> Env {
+    pub(crate) fn of_this_process() -> Env {
         Env {
             vars: std::env::vars().collect(),
         }
     }
 
-    pub fn for_sprint(common: &Path) -> Env {
+    pub(crate) fn for_sprint(common: &Path) -> Env {
         match crate::fleet::env::Environment::saved_for_sprint(common) {
             Ok(Some(saved)) => Env {
                 vars: saved
@@ -135,7 +135,7 @@ impl Env {
         }
     }
 
-    pub fn get(&self, key: &str) -> Option<String> {
+    pub(crate) fn get(&self, key: &str) -> Option<String> {
         self.vars
             .iter()
             .rev()
@@ -145,7 +145,13 @@ impl Env {
 }
 
 /// Sends `event` to one receiver now, on this thread, and records it.
-pub fn send_now(dir: &Path, name: &str, receiver: &Receiver, event: &Event, env: &Env) -> Delivery {
+pub(crate) fn send_now(
+    dir: &Path,
+    name: &str,
+    receiver: &Receiver,
+    event: &Event,
+    env: &Env,
+) -> Delivery {
     let outcome = deliver::deliver(receiver, event, &|k| env.get(k), &env.vars);
     let d = Delivery {
         at: crate::clock::now_rfc3339(),
@@ -165,7 +171,7 @@ type Receivers = Arc<Mutex<BTreeMap<String, Receiver>>>;
 
 /// The orchestrator's side: turns new state commits into queued events and
 /// keeps one delivery thread per receiver.
-pub struct Notifier {
+pub(crate) struct Notifier {
     dir: PathBuf,
     repository: String,
     receivers: Receivers,
@@ -179,7 +185,11 @@ pub struct Notifier {
 impl Notifier {
     /// Opens the queue in `<common>/sprint/notify` and starts sending what
     /// an earlier orchestrator left in it.
-    pub fn open(common: &Path, root: &Path, receivers: BTreeMap<String, Receiver>) -> Notifier {
+    pub(crate) fn open(
+        common: &Path,
+        root: &Path,
+        receivers: BTreeMap<String, Receiver>,
+    ) -> Notifier {
         let dir = dir(common);
         let cursor = std::fs::read_to_string(dir.join("cursor"))
             .ok()
@@ -206,7 +216,7 @@ impl Notifier {
     }
 
     /// Sends to `receivers` from now on (the configuration changed).
-    pub fn set_receivers(&mut self, receivers: BTreeMap<String, Receiver>) {
+    pub(crate) fn set_receivers(&mut self, receivers: BTreeMap<String, Receiver>) {
         if receivers.is_empty() {
             // Nobody listens: when someone does, they hear from then on,
             // not the history in between.
@@ -230,7 +240,7 @@ impl Notifier {
     /// Moves past the state's new commits without sending anything: on a
     /// machine that does not lead a shared sprint (the leader sends, once
     /// for all machines).
-    pub fn pass(&mut self, store: &Store) {
+    pub(crate) fn pass(&mut self, store: &Store) {
         if let (true, Ok(Some(tip))) = (self.listening(), store.tip()) {
             if self.cursor != Some(tip) {
                 self.save_cursor(tip);
@@ -238,7 +248,7 @@ impl Notifier {
         }
     }
 
-    pub fn observe(&mut self, store: &Store) {
+    pub(crate) fn observe(&mut self, store: &Store) {
         if !self.listening() {
             return;
         }

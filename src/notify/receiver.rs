@@ -18,7 +18,7 @@ use crate::config::HumanDuration;
 
 /// The events a receiver may be told of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     /// A task ran out of attempts.
     #[serde(rename = "task.failed")]
     TaskFailed,
@@ -47,7 +47,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub(crate) const ALL: [EventKind; 8] = [
         EventKind::TaskFailed,
         EventKind::TaskBlocked,
         EventKind::ApprovalNeeded,
@@ -58,7 +58,7 @@ impl EventKind {
         EventKind::BudgetReached,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventKind::TaskFailed => "task.failed",
             EventKind::TaskBlocked => "task.blocked",
@@ -95,7 +95,7 @@ impl FromStr for EventKind {
 /// holds it (for secrets, which never go in a committed file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Value {
+pub(crate) enum Value {
     Literal(String),
     Env {
         /// The environment variable (of the shell that ran `git sprint
@@ -106,7 +106,7 @@ pub enum Value {
 
 impl Value {
     /// The value, reading the environment through `env` for a secret.
-    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    pub(crate) fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
         match self {
             Value::Literal(s) => Ok(s.clone()),
             Value::Env { secret_env } => env(secret_env).filter(|v| !v.is_empty()).ok_or_else(|| {
@@ -121,28 +121,28 @@ impl Value {
 /// One receiver of notifications, `notify.<name>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Receiver {
+pub(crate) struct Receiver {
     /// The events it is told of; empty or left out: all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub on: Vec<EventKind>,
+    pub(crate) on: Vec<EventKind>,
     /// A program and its arguments (no shell), given the event as JSON on
     /// stdin; `{event}`, `{subject}` and `{message}` in an argument are
     /// replaced by the event's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
+    pub(crate) command: Option<Vec<String>>,
     /// An http:// or https:// address the event is POSTed to as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<Value>,
+    pub(crate) webhook: Option<Value>,
     /// Extra request headers for the webhook.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, Value>,
+    pub(crate) headers: BTreeMap<String, Value>,
     /// The longest one delivery attempt may take.
     #[serde(default = "default_timeout")]
-    pub timeout: HumanDuration,
+    pub(crate) timeout: HumanDuration,
     /// Attempts after the first when one fails (a 5xx, a timeout, a refused
     /// connection, a command's non-zero exit), with a growing pause.
     #[serde(default = "default_retries")]
-    pub retries: u32,
+    pub(crate) retries: u32,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -155,18 +155,18 @@ fn default_retries() -> u32 {
 
 /// The most retries a receiver may ask for: with the pause doubling, more
 /// would keep one event in the queue for hours.
-pub const MAX_RETRIES: u32 = 10;
+pub(crate) const MAX_RETRIES: u32 = 10;
 
 impl Receiver {
     /// Whether it wants `kind`.
-    pub fn wants(&self, kind: EventKind) -> bool {
+    pub(crate) fn wants(&self, kind: EventKind) -> bool {
         self.on.is_empty() || self.on.contains(&kind)
     }
 
     /// Checks what serde cannot: one way of delivery, a usable address, and
     /// no secret written into the committed file. The error is the key under
     /// `notify.<name>` and what is wrong.
-    pub fn check(&self, name: &str) -> Result<(), (String, String)> {
+    pub(crate) fn check(&self, name: &str) -> Result<(), (String, String)> {
         if name.is_empty()
             || !name
                 .chars()

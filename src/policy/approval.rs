@@ -51,7 +51,7 @@ fn records(
 
 /// Approves the task `name` as `actor`: on to `in_docs`, where the Refinery
 /// merges it.
-pub fn approve(
+pub(crate) fn approve(
     store: &Store,
     name: &str,
     actor: &Actor,
@@ -82,7 +82,7 @@ pub fn approve(
 /// Rejects the task `name` as `actor`: back to the Developer with `reason`
 /// as feedback; the attempt counts (cause `policy`), so a task rejected past
 /// its attempt limit fails.
-pub fn reject(
+pub(crate) fn reject(
     store: &Store,
     name: &str,
     actor: &Actor,

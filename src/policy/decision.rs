@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// What was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Allowed, with a warning on the record.
     Warn,
     /// Refused: the task goes back with the rule as feedback.
@@ -29,7 +29,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verdict::Warn => "warn",
             Verdict::Deny => "deny",
@@ -51,28 +51,28 @@ impl std::fmt::Display for Verdict {
 
 /// One policy decision record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// The rule's id; `force` for an override, `budget` for a budget stop.
-    pub rule: String,
+    pub(crate) rule: String,
     /// The blob id of the committed `.git-sprint/policy.yaml` the rule came
     /// from, when it came from one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
     /// What was judged: `feature/task`, or a budget's scope.
-    pub subject: String,
-    pub verdict: Verdict,
+    pub(crate) subject: String,
+    pub(crate) verdict: Verdict,
     /// What the rule saw: matched paths, sizes, limits.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub inputs: BTreeMap<String, serde_json::Value>,
+    pub(crate) inputs: BTreeMap<String, serde_json::Value>,
     /// Who acted on it: `cab`, `refinery`, `budget`, or a person.
-    pub actor: String,
+    pub(crate) actor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 impl Decision {
     /// A record with no inputs and no reason.
-    pub fn new(rule: &str, subject: &str, verdict: Verdict, actor: &str) -> Decision {
+    pub(crate) fn new(rule: &str, subject: &str, verdict: Verdict, actor: &str) -> Decision {
         Decision {
             rule: rule.to_owned(),
             policy: None,
@@ -85,17 +85,17 @@ impl Decision {
     }
 
     /// The record as the one line of JSON its trailer holds.
-    pub fn to_line(&self) -> String {
+    pub(crate) fn to_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
     /// A trailer's record; `None` when it is not one this binary reads.
-    pub fn from_line(line: &str) -> Option<Decision> {
+    pub(crate) fn from_line(line: &str) -> Option<Decision> {
         serde_json::from_str(line).ok()
     }
 
     /// One line for people: `deny no-migrations on 001-auth/T003 by cab: migrations/001.sql`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut s = format!(
             "{} {} on {} by {}",
             self.verdict, self.rule, self.subject, self.actor

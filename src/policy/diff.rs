@@ -8,17 +8,21 @@ use crate::worker::worktree::{Git, WorktreeError};
 
 /// One changed file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileChange {
+pub(crate) struct FileChange {
     /// Repository-relative path (the new path; a deleted file's old one).
-    pub path: String,
-    pub added: u64,
-    pub deleted: u64,
+    pub(crate) path: String,
+    pub(crate) added: u64,
+    pub(crate) deleted: u64,
     /// Added lines with their line numbers in the new file.
-    pub added_lines: Vec<(u32, String)>,
+    pub(crate) added_lines: Vec<(u32, String)>,
 }
 
 /// The change of branch `tip` against its merge-base with `base`.
-pub fn branch_change(git: &Git, base: &str, tip: &str) -> Result<Vec<FileChange>, WorktreeError> {
+pub(crate) fn branch_change(
+    git: &Git,
+    base: &str,
+    tip: &str,
+) -> Result<Vec<FileChange>, WorktreeError> {
     let mb = git.run(&["merge-base", base, tip])?;
     let range = format!("{}..{tip}", mb.trim());
     let common = [

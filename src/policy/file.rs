@@ -27,7 +27,7 @@ use super::take::{Refused, Take, TakeSpec};
 use crate::hint::Hint;
 
 /// The repository's policy file, relative to its root.
-pub const FILE_NAME: &str = ".git-sprint/policy.yaml";
+pub(crate) const FILE_NAME: &str = ".git-sprint/policy.yaml";
 
 /// The roles a section may name.
 const ROLES: [&str; 3] = ["developer", "tester", "librarian"];
@@ -70,12 +70,12 @@ impl Hint for PolicyError {
 
 /// One policy file's text and where it came from.
 #[derive(Debug, Clone)]
-pub struct Layer {
+pub(crate) struct Layer {
     /// For people and errors: a path, or `main:.git-sprint/policy.yaml`.
-    pub name: String,
-    pub text: String,
+    pub(crate) name: String,
+    pub(crate) text: String,
     /// The blob id, for a committed file.
-    pub blob: Option<String>,
+    pub(crate) blob: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,34 +97,34 @@ struct Section {
 
 /// The effective policy: every layer merged, for each role and profile.
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// The layers read, first to last.
-    pub layers: Vec<LayerInfo>,
+    pub(crate) layers: Vec<LayerInfo>,
     /// The blob id of the committed `.git-sprint/policy.yaml`, if any.
-    pub blob: Option<String>,
+    pub(crate) blob: Option<String>,
     base: Vec<Rule>,
     /// Rules by (role section, agent section) named in some file.
     sections: BTreeMap<(Option<String>, Option<String>), Vec<Rule>>,
     /// Who may take which work.
-    pub take: Vec<Take>,
+    pub(crate) take: Vec<Take>,
     /// The most agents of a profile at once, and where the cap is written.
-    pub concurrency: BTreeMap<String, (u32, String)>,
+    pub(crate) concurrency: BTreeMap<String, (u32, String)>,
     /// Branch globs the Refinery never writes, with where each is written.
-    pub protected_branches: Vec<(String, String)>,
+    pub(crate) protected_branches: Vec<(String, String)>,
     protected: GlobSet,
 }
 
 /// A layer as `policy show` names it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct LayerInfo {
-    pub name: String,
+pub(crate) struct LayerInfo {
+    pub(crate) name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub blob: Option<String>,
+    pub(crate) blob: Option<String>,
 }
 
 impl Policy {
     /// The rules for an agent of `profile` in `role`.
-    pub fn rules_for(&self, role: &str, profile: &str) -> &[Rule] {
+    pub(crate) fn rules_for(&self, role: &str, profile: &str) -> &[Rule] {
         let role = Some(role.to_owned());
         let profile = Some(profile.to_owned());
         for key in [
@@ -140,12 +140,12 @@ impl Policy {
     }
 
     /// The rules every role and profile gets.
-    pub fn base(&self) -> &[Rule] {
+    pub(crate) fn base(&self) -> &[Rule] {
         &self.base
     }
 
     /// The sections some file names, with their merged rules.
-    pub fn sections(&self) -> impl Iterator<Item = (String, &[Rule])> {
+    pub(crate) fn sections(&self) -> impl Iterator<Item = (String, &[Rule])> {
         self.sections.iter().map(|((role, agent), rules)| {
             let name = match (role, agent) {
                 (Some(r), Some(a)) => format!("roles.{r} + agents.{a}"),
@@ -158,7 +158,7 @@ impl Policy {
     }
 
     /// What the rules for `role`/`profile` find in a task's change.
-    pub fn judge(
+    pub(crate) fn judge(
         &self,
         role: &str,
         profile: &str,
@@ -172,7 +172,8 @@ impl Policy {
     }
 
     /// Whether no layer holds a rule.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.base.is_empty()
             && self.sections.values().all(Vec::is_empty)
             && self.take.is_empty()
@@ -182,7 +183,7 @@ impl Policy {
 
     /// Why `profile` (running `model`) may not take `role`'s work on a task
     /// labelled `labels`, if a `take` rule refuses it.
-    pub fn may_take(
+    pub(crate) fn may_take(
         &self,
         role: &str,
         profile: &str,
@@ -202,12 +203,12 @@ impl Policy {
     }
 
     /// The most agents of `profile` that may run at once, if capped.
-    pub fn cap(&self, profile: &str) -> Option<u32> {
+    pub(crate) fn cap(&self, profile: &str) -> Option<u32> {
         self.concurrency.get(profile).map(|(n, _)| *n)
     }
 
     /// The protected-branch pattern `branch` matches, if any.
-    pub fn protects(&self, branch: &str) -> Option<&str> {
+    pub(crate) fn protects(&self, branch: &str) -> Option<&str> {
         self.protected
             .matches(branch)
             .first()
@@ -215,7 +216,7 @@ impl Policy {
     }
 
     /// Merges `layers`, first to last (see the module docs).
-    pub fn from_layers(layers: &[Layer]) -> Result<Policy, PolicyError> {
+    pub(crate) fn from_layers(layers: &[Layer]) -> Result<Policy, PolicyError> {
         let mut files = Vec::new();
         for layer in layers {
             files.push(parse(layer)?);
@@ -506,7 +507,7 @@ fn line_of(text: &str, needle: &str, from: usize) -> usize {
 
 /// The user's policy file: `$XDG_CONFIG_HOME/git-sprint/policy.yaml`, else
 /// `~/.config/git-sprint/policy.yaml`.
-pub fn user_file() -> Option<PathBuf> {
+pub(crate) fn user_file() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -539,7 +540,7 @@ fn read_layer(path: &Path) -> Result<Option<Layer>, PolicyError> {
 
 /// The policy the sprint runs on: the user's file, then the repository's as
 /// committed at the base branch's tip.
-pub fn load(repo: &gix::Repository) -> Result<Policy, PolicyError> {
+pub(crate) fn load(repo: &gix::Repository) -> Result<Policy, PolicyError> {
     let mut layers: Vec<Layer> = user_layer()?.into_iter().collect();
     let committed =
         crate::config::committed_at_base(repo, FILE_NAME).map_err(PolicyError::Committed)?;
@@ -564,7 +565,7 @@ pub fn load(repo: &gix::Repository) -> Result<Policy, PolicyError> {
 
 /// The policy with the working tree's file of `root` in place of the
 /// committed one: what `policy validate` checks before a commit.
-pub fn load_working(root: &Path) -> Result<Option<Policy>, PolicyError> {
+pub(crate) fn load_working(root: &Path) -> Result<Option<Policy>, PolicyError> {
     let Some(here) = read_layer(&root.join(FILE_NAME))? else {
         return Ok(None);
     };

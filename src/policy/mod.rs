@@ -9,33 +9,33 @@
 //! written into the state commit that acted, and [`approval`] is the
 //! person's side: `approve` and `reject`.
 
-pub mod approval;
-pub mod decision;
-pub mod diff;
-pub mod file;
-pub mod rules;
-pub mod take;
+pub(crate) mod approval;
+pub(crate) mod decision;
+pub(crate) mod diff;
+pub(crate) mod file;
+pub(crate) mod rules;
+pub(crate) mod take;
 
-pub use decision::{Decision, Verdict};
-pub use file::{load, load_working, user_file, Layer, Policy, PolicyError, FILE_NAME};
-pub use rules::{Finding, Rule, RuleAction, RuleSpec};
-pub use take::{Refused, Take, TakeSpec};
+pub(crate) use decision::{Decision, Verdict};
+pub(crate) use file::{load, load_working, user_file, Policy, PolicyError, FILE_NAME};
+pub(crate) use rules::{Finding, Rule, RuleAction, RuleSpec};
+pub(crate) use take::Take;
 
 /// A task's diff judged by the policy: what matched, and which committed
 /// policy said so.
 #[derive(Debug, Clone, Default)]
-pub struct Judgement {
+pub(crate) struct Judgement {
     /// `feature/task`.
-    pub subject: String,
-    pub findings: Vec<Finding>,
+    pub(crate) subject: String,
+    pub(crate) findings: Vec<Finding>,
     /// The blob id of the committed policy file.
-    pub blob: Option<String>,
+    pub(crate) blob: Option<String>,
 }
 
 impl Judgement {
     /// Judges branch `tip`'s change against `base` (asked of git in `git`'s
     /// directory) with the rules for `role` / `profile`.
-    pub fn of_branch(
+    pub(crate) fn of_branch(
         policy: &Policy,
         git: &crate::worker::worktree::Git,
         base: &str,
@@ -58,16 +58,16 @@ impl Judgement {
     }
 
     /// The findings of rules with `action`.
-    pub fn with(&self, action: RuleAction) -> impl Iterator<Item = &Finding> {
+    pub(crate) fn with(&self, action: RuleAction) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(move |f| f.action == action)
     }
 
-    pub fn denied(&self) -> bool {
+    pub(crate) fn denied(&self) -> bool {
         self.with(RuleAction::Deny).next().is_some()
     }
 
     /// The approval the merge must wait for, if a rule asks for one.
-    pub fn approval(&self) -> Option<crate::state::Approval> {
+    pub(crate) fn approval(&self) -> Option<crate::state::Approval> {
         let wanting: Vec<&Finding> = self.with(RuleAction::RequireApproval).collect();
         if wanting.is_empty() {
             return None;
@@ -81,7 +81,7 @@ impl Judgement {
     }
 
     /// A decision record per finding, acted on by `actor`.
-    pub fn decisions(&self, actor: &str) -> Vec<Decision> {
+    pub(crate) fn decisions(&self, actor: &str) -> Vec<Decision> {
         self.findings
             .iter()
             .map(|f| {
@@ -104,7 +104,7 @@ impl Judgement {
 
     /// The feedback for the Developer's next attempt: each denying rule,
     /// where it is written and what matched.
-    pub fn feedback(&self) -> String {
+    pub(crate) fn feedback(&self) -> String {
         let mut out = String::from("The policy refused this change:\n");
         for f in self.with(RuleAction::Deny) {
             out.push_str(&format!("- {} (rule at {})\n", f.line(), f.origin));
@@ -114,7 +114,7 @@ impl Judgement {
     }
 
     /// The one-line note of a denial, for the attempt's history.
-    pub fn denial_note(&self) -> String {
+    pub(crate) fn denial_note(&self) -> String {
         let lines: Vec<String> = self.with(RuleAction::Deny).map(Finding::line).collect();
         lines.join("; ")
     }

@@ -18,7 +18,7 @@ use super::diff::FileChange;
 /// only climb, unless the rule is `overridable`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RuleAction {
+pub(crate) enum RuleAction {
     /// The rule is switched off (only an `overridable` rule may be).
     Off,
     /// Let through, with a decision record saying what matched.
@@ -30,7 +30,7 @@ pub enum RuleAction {
 }
 
 impl RuleAction {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RuleAction::Off => "off",
             RuleAction::Warn => "warn",
@@ -43,35 +43,35 @@ impl RuleAction {
 /// A rule as written in a policy file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleSpec {
-    pub id: String,
-    pub action: RuleAction,
+pub(crate) struct RuleSpec {
+    pub(crate) id: String,
+    pub(crate) action: RuleAction,
     /// A later layer may relax (or switch off) this rule.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub overridable: bool,
+    pub(crate) overridable: bool,
     /// Globs on the changed files (`migrations/**`, `.github/**`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
     /// Regular expressions on added lines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub content: Vec<String>,
+    pub(crate) content: Vec<String>,
     /// The built-in secret patterns (keys, tokens, private keys).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub secrets: bool,
+    pub(crate) secrets: bool,
     /// Most files one task may change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_files: Option<u64>,
+    pub(crate) max_files: Option<u64>,
     /// Most lines (added + deleted) one task may change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_lines: Option<u64>,
+    pub(crate) max_lines: Option<u64>,
     /// Files changed outside the task's named paths and their tests.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub scope: bool,
+    pub(crate) scope: bool,
 }
 
 /// The kinds of test a rule can make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Paths,
     Content,
     Size,
@@ -79,7 +79,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Paths => "paths",
             Kind::Content => "content",
@@ -91,7 +91,7 @@ impl Kind {
 
 impl RuleSpec {
     /// The one kind of test the rule makes, or what is wrong.
-    pub fn kind(&self) -> Result<Kind, String> {
+    pub(crate) fn kind(&self) -> Result<Kind, String> {
         let mut kinds = Vec::new();
         if !self.paths.is_empty() {
             kinds.push(Kind::Paths);
@@ -120,7 +120,7 @@ impl RuleSpec {
     }
 
     /// Whether `self`, replacing `earlier` (same id), is at least as strict.
-    pub fn tightens(&self, earlier: &RuleSpec) -> bool {
+    pub(crate) fn tightens(&self, earlier: &RuleSpec) -> bool {
         let superset = |new: &[String], old: &[String]| old.iter().all(|o| new.contains(o));
         let at_most = |new: Option<u64>, old: Option<u64>| match (new, old) {
             (_, None) => true,
@@ -138,7 +138,7 @@ impl RuleSpec {
     }
 
     /// The test in a few words, for `policy show`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.paths.is_empty() {
             parts.push(format!("paths {}", self.paths.join(", ")));
@@ -164,7 +164,7 @@ impl RuleSpec {
 
 /// The built-in secret patterns: name and regular expression. Matches are
 /// reported by name and place, never by the text that matched.
-pub const SECRETS: &[(&str, &str)] = &[
+pub(crate) const SECRETS: &[(&str, &str)] = &[
     ("aws-access-key", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
     ("github-token", r"\bgh[pousr]_[A-Za-z0-9]{36,}\b"),
     (
@@ -182,12 +182,12 @@ pub const SECRETS: &[(&str, &str)] = &[
 
 /// A rule ready to judge, with where it came from.
 #[derive(Debug, Clone)]
-pub struct Rule {
-    pub spec: RuleSpec,
+pub(crate) struct Rule {
+    pub(crate) spec: RuleSpec,
     /// `file:line` of the definition in effect.
-    pub origin: String,
+    pub(crate) origin: String,
     /// What it replaced, oldest first: `file:line (action)`.
-    pub overrides: Vec<String>,
+    pub(crate) overrides: Vec<String>,
     test: Test,
 }
 
@@ -204,7 +204,7 @@ enum Test {
 
 impl Rule {
     /// Compiles `spec`; the error says which glob or pattern is wrong.
-    pub fn compile(spec: RuleSpec, origin: String) -> Result<Rule, String> {
+    pub(crate) fn compile(spec: RuleSpec, origin: String) -> Result<Rule, String> {
         let test = match spec.kind()? {
             Kind::Paths => {
                 let mut set = GlobSetBuilder::new();
@@ -253,7 +253,7 @@ impl Rule {
 
     /// What the rule finds in `files` (a task's change) for a task naming
     /// `task_paths`; `None` when it does not match (or is off).
-    pub fn judge(&self, files: &[FileChange], task_paths: &[String]) -> Option<Finding> {
+    pub(crate) fn judge(&self, files: &[FileChange], task_paths: &[String]) -> Option<Finding> {
         if self.spec.action == RuleAction::Off {
             return None;
         }
@@ -325,7 +325,7 @@ impl Rule {
 /// directory), or a test of one: its name holds the path's stem and it sits
 /// in a test file or directory (`tests/auth.rs`, `auth_test.go`,
 /// `auth.test.ts`, `test_auth.py`).
-pub fn in_scope(file: &str, paths: &[String]) -> bool {
+pub(crate) fn in_scope(file: &str, paths: &[String]) -> bool {
     let lower = file.to_ascii_lowercase();
     let testish = lower
         .split('/')
@@ -344,21 +344,21 @@ pub fn in_scope(file: &str, paths: &[String]) -> bool {
 
 /// A rule that matched a task's change.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
-    pub rule: String,
-    pub action: RuleAction,
+pub(crate) struct Finding {
+    pub(crate) rule: String,
+    pub(crate) action: RuleAction,
     /// `file:line` of the rule.
-    pub origin: String,
+    pub(crate) origin: String,
     /// What matched: paths, `path:line (pattern)`, or the sizes over a limit.
-    pub matched: Vec<String>,
+    pub(crate) matched: Vec<String>,
     /// The record's inputs (matched, sizes, limits).
-    pub inputs: BTreeMap<String, serde_json::Value>,
+    pub(crate) inputs: BTreeMap<String, serde_json::Value>,
 }
 
 impl Finding {
     /// The line that goes into feedback and transitions:
     /// `policy rule no-migrations (deny): migrations/001.sql`.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         const SHOWN: usize = 10;
         let mut what = self
             .matched

@@ -9,32 +9,32 @@
 use serde::{Deserialize, Serialize};
 
 /// The roles a `take` rule may name: the ones that claim a task.
-pub const ROLES: [&str; 2] = ["developer", "tester"];
+pub(crate) const ROLES: [&str; 2] = ["developer", "tester"];
 
 /// A `take` rule as written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TakeSpec {
-    pub id: String,
+pub(crate) struct TakeSpec {
+    pub(crate) id: String,
     /// Tasks with any of these labels; none: every task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     /// The roles it governs; none: developer and tester.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     /// The agent profiles allowed; none: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub agents: Vec<String>,
+    pub(crate) agents: Vec<String>,
     /// The models allowed (the profile's `model`); none: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub models: Vec<String>,
+    pub(crate) models: Vec<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub overridable: bool,
+    pub(crate) overridable: bool,
 }
 
 impl TakeSpec {
     /// What is wrong with it, if anything.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if let Some(r) = self.roles.iter().find(|r| !ROLES.contains(&r.as_str())) {
             return Err(format!(
                 "take rule `{}`: `{r}` is not a role that takes tasks (one of {})",
@@ -53,7 +53,7 @@ impl TakeSpec {
 
     /// Whether `self`, replacing `earlier`, allows no one `earlier` did not
     /// and governs at least the work `earlier` did.
-    pub fn tightens(&self, earlier: &TakeSpec) -> bool {
+    pub(crate) fn tightens(&self, earlier: &TakeSpec) -> bool {
         let narrower = |new: &[String], old: &[String]| {
             old.is_empty() || (!new.is_empty() && new.iter().all(|n| old.contains(n)))
         };
@@ -73,7 +73,7 @@ impl TakeSpec {
     }
 
     /// Why `profile` (running `model`) may not take the work, if it may not.
-    pub fn refuses(
+    pub(crate) fn refuses(
         &self,
         role: &str,
         profile: &str,
@@ -102,18 +102,18 @@ impl TakeSpec {
 
 /// A `take` rule with where it is written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Take {
+pub(crate) struct Take {
     #[serde(flatten)]
-    pub spec: TakeSpec,
-    pub origin: String,
+    pub(crate) spec: TakeSpec,
+    pub(crate) origin: String,
 }
 
 /// A claim the policy refuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    pub rule: String,
-    pub origin: String,
-    pub why: String,
+pub(crate) struct Refused {
+    pub(crate) rule: String,
+    pub(crate) origin: String,
+    pub(crate) why: String,
 }
 
 #[cfg(test)]

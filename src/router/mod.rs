@@ -5,22 +5,22 @@
 //! `src/lib.rs`); skills and `route:` rules match on them ([`rules`]),
 //! against what the registry knows of each profile ([`registry`]).
 
-pub mod registry;
-pub mod rules;
+pub(crate) mod registry;
+pub(crate) mod rules;
 
-pub use registry::{stats, ProfileStats, Routing};
-pub use rules::{choose, Candidate, Choice, RouteRule, TaskView};
+pub(crate) use registry::{stats, Routing};
+pub(crate) use rules::{choose, Candidate, Choice, RouteRule, TaskView};
 
 use crate::state::Task;
 
 /// The task's labels: its story, its tags, then its paths' languages;
 /// each once.
-pub fn labels(task: &Task) -> Vec<String> {
+pub(crate) fn labels(task: &Task) -> Vec<String> {
     labels_of(task.story.as_deref(), &task.labels, &task.paths)
 }
 
 /// [`labels`] from the parts, for a task not yet in the state (`plan`).
-pub fn labels_of(story: Option<&str>, tags: &[String], paths: &[String]) -> Vec<String> {
+pub(crate) fn labels_of(story: Option<&str>, tags: &[String], paths: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |l: &str| {
         if !out.iter().any(|o| o.eq_ignore_ascii_case(l)) {
@@ -40,7 +40,7 @@ pub fn labels_of(story: Option<&str>, tags: &[String], paths: &[String]) -> Vec<
 }
 
 /// The languages of `paths`, by file extension.
-pub fn languages(paths: &[String]) -> Vec<&'static str> {
+pub(crate) fn languages(paths: &[String]) -> Vec<&'static str> {
     let mut out = Vec::new();
     for p in paths {
         let ext = p.rsplit_once('.').map(|(_, e)| e).unwrap_or("");

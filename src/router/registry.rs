@@ -13,16 +13,16 @@ use crate::state::{liveness, ProfileTally, Snapshot};
 
 /// What the router needs from the configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Routing {
-    pub rules: Vec<RouteRule>,
+pub(crate) struct Routing {
+    pub(crate) rules: Vec<RouteRule>,
     /// Per configured profile; a preset used by name has none.
-    pub capabilities: BTreeMap<String, Capabilities>,
+    pub(crate) capabilities: BTreeMap<String, Capabilities>,
     /// `budget.profile_usd`.
-    pub profile_usd: BTreeMap<String, f64>,
+    pub(crate) profile_usd: BTreeMap<String, f64>,
 }
 
 impl Routing {
-    pub fn from_config(config: &Config) -> Routing {
+    pub(crate) fn from_config(config: &Config) -> Routing {
         Routing {
             rules: config.route.clone(),
             capabilities: config
@@ -35,7 +35,7 @@ impl Routing {
     }
 
     /// Every profile a rule or `roles` names, and every configured one.
-    pub fn names<'a>(&'a self, roles: &'a [&'a str]) -> Vec<&'a str> {
+    pub(crate) fn names<'a>(&'a self, roles: &'a [&'a str]) -> Vec<&'a str> {
         let mut out: Vec<&str> = self.capabilities.keys().map(String::as_str).collect();
         out.extend(roles.iter().copied());
         for r in &self.rules {
@@ -50,23 +50,23 @@ impl Routing {
 
 /// One profile's runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ProfileStats {
-    pub running: usize,
+pub(crate) struct ProfileStats {
+    pub(crate) running: usize,
     /// Finished runs, archived or not.
-    pub runs: u32,
-    pub succeeded: u32,
-    pub cost_usd: f64,
+    pub(crate) runs: u32,
+    pub(crate) succeeded: u32,
+    pub(crate) cost_usd: f64,
 }
 
 impl ProfileStats {
     /// Successes over finished runs; `None` before the first.
-    pub fn success_rate(&self) -> Option<f64> {
+    pub(crate) fn success_rate(&self) -> Option<f64> {
         (self.runs > 0).then(|| f64::from(self.succeeded) / f64::from(self.runs))
     }
 }
 
 /// Every profile's runs, by name.
-pub fn stats(snapshot: &Snapshot) -> BTreeMap<String, ProfileStats> {
+pub(crate) fn stats(snapshot: &Snapshot) -> BTreeMap<String, ProfileStats> {
     let mut out: BTreeMap<String, ProfileStats> = BTreeMap::new();
     if let Some(meta) = &snapshot.meta {
         for (name, t) in &meta.profiles {
@@ -94,32 +94,32 @@ pub fn stats(snapshot: &Snapshot) -> BTreeMap<String, ProfileStats> {
 
 /// One line of `git sprint agents`.
 #[derive(Debug, Clone, Serialize)]
-pub struct ProfileView {
-    pub name: String,
+pub(crate) struct ProfileView {
+    pub(crate) name: String,
     /// The program it runs (`claude`, `sh`), for people.
-    pub program: String,
+    pub(crate) program: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
-    pub capabilities: Capabilities,
+    pub(crate) labels: Vec<String>,
+    pub(crate) capabilities: Capabilities,
     /// Roles the configuration gives it (`roles.<role>.agent`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub plays: Vec<String>,
+    pub(crate) plays: Vec<String>,
     #[serde(flatten)]
-    pub stats: ProfileStats,
+    pub(crate) stats: ProfileStats,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub success_rate: Option<f64>,
+    pub(crate) success_rate: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub budget_usd: Option<f64>,
+    pub(crate) budget_usd: Option<f64>,
     /// `closed`, or `open` with the failure that opened it.
-    pub breaker: String,
+    pub(crate) breaker: String,
     /// The profile does not resolve (a typo in a rule is refused when the
     /// configuration loads, so this is a preset's or an entry's own error).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// Every profile the configuration knows or a record names, with its runs.
-pub fn registry(config: &Config, snapshot: &Snapshot) -> Vec<ProfileView> {
+pub(crate) fn registry(config: &Config, snapshot: &Snapshot) -> Vec<ProfileView> {
     let routing = Routing::from_config(config);
     let roles = [
         ("developer", &config.roles.developer.agent),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 /// How expensive a profile is to run, for the router's tie-break.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CostTier {
+pub(crate) enum CostTier {
     Low,
     Medium,
     High,
@@ -27,23 +27,23 @@ pub enum CostTier {
 /// What a profile can do, for the router and `git sprint agents`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Capabilities {
+pub(crate) struct Capabilities {
     /// Languages it is good at (`rust`, `python`, …); empty: any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub languages: Vec<String>,
+    pub(crate) languages: Vec<String>,
     /// Roles it may play (`developer`, `tester`, …); empty: any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost_tier: Option<CostTier>,
+    pub(crate) cost_tier: Option<CostTier>,
     /// Agents of this profile running at once, across roles; none: no limit
     /// beyond the roles' counts.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_parallel: Option<u32>,
+    pub(crate) max_parallel: Option<u32>,
 }
 
 impl Capabilities {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self == &Capabilities::default()
     }
 }
@@ -51,7 +51,7 @@ impl Capabilities {
 /// One profile name or several.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Names {
+pub(crate) enum Names {
     One(String),
     Many(Vec<String>),
 }
@@ -63,7 +63,7 @@ impl Default for Names {
 }
 
 impl Names {
-    pub fn list(&self) -> Vec<&str> {
+    pub(crate) fn list(&self) -> Vec<&str> {
         match self {
             Names::One(n) => vec![n.as_str()],
             Names::Many(v) => v.iter().map(String::as_str).collect(),
@@ -74,63 +74,63 @@ impl Names {
 /// When a rule applies; every non-empty part must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct When {
+pub(crate) struct When {
     /// Task labels; any one, case-insensitively.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     /// Globs over the task's paths; any one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub(crate) role: Option<String>,
 }
 
 /// `route: - when: {…}  agent: name | [names]  fallback: [names]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteRule {
+pub(crate) struct RouteRule {
     #[serde(default)]
-    pub when: When,
+    pub(crate) when: When,
     /// The profile, or profiles balanced by load, that take matching tasks.
-    pub agent: Names,
+    pub(crate) agent: Names,
     /// Tried in order when none of `agent` can start one now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fallback: Vec<String>,
+    pub(crate) fallback: Vec<String>,
 }
 
 /// The task a choice is made for.
 #[derive(Debug, Clone, Copy)]
-pub struct TaskView<'a> {
-    pub role: &'a str,
-    pub labels: &'a [String],
-    pub paths: &'a [String],
+pub(crate) struct TaskView<'a> {
+    pub(crate) role: &'a str,
+    pub(crate) labels: &'a [String],
+    pub(crate) paths: &'a [String],
 }
 
 /// What the router knows of one profile right now.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Candidate {
-    pub running: usize,
-    pub capabilities: Capabilities,
+pub(crate) struct Candidate {
+    pub(crate) running: usize,
+    pub(crate) capabilities: Capabilities,
     /// How many more may start now, whatever the load: `None` for no
     /// limit; `Some(0)` with `blocked` saying why.
-    pub slots: Option<usize>,
-    pub blocked: Option<String>,
+    pub(crate) slots: Option<usize>,
+    pub(crate) blocked: Option<String>,
 }
 
 /// The router's answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Choice {
-    pub profile: String,
+pub(crate) struct Choice {
+    pub(crate) profile: String,
     /// `route[2]`, or `roles.developer.agent` when no rule matched.
-    pub rule: String,
+    pub(crate) rule: String,
     /// Profiles passed over and why (breaker open, budget spent, full).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub passed: Vec<String>,
+    pub(crate) passed: Vec<String>,
 }
 
 impl Choice {
     /// One line for a history note or a table.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!("{} by {}", self.profile, self.rule);
         if !self.passed.is_empty() {
             s.push_str(&format!(" (passed over: {})", self.passed.join("; ")));
@@ -140,7 +140,7 @@ impl Choice {
 }
 
 /// Whether rule `when` matches the task.
-pub fn matches(when: &When, task: &TaskView<'_>) -> bool {
+pub(crate) fn matches(when: &When, task: &TaskView<'_>) -> bool {
     let role = when.role.as_deref().is_none_or(|r| r == task.role);
     let labels = when.labels.is_empty()
         || when
@@ -157,7 +157,7 @@ pub fn matches(when: &When, task: &TaskView<'_>) -> bool {
 }
 
 /// A rule's glob; config validation has refused any that does not build.
-pub fn glob(pattern: &str) -> Option<GlobMatcher> {
+pub(crate) fn glob(pattern: &str) -> Option<GlobMatcher> {
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()
@@ -168,7 +168,7 @@ pub fn glob(pattern: &str) -> Option<GlobMatcher> {
 /// The profile for `task`, or `Err` with why every one it may use is
 /// unavailable. `default` is the role's own agent; `candidates` has an entry
 /// for every profile named anywhere (a missing one counts as idle).
-pub fn choose(
+pub(crate) fn choose(
     rules: &[RouteRule],
     default: &str,
     task: &TaskView<'_>,

@@ -22,13 +22,13 @@ use crate::worker::profile::AgentProfile;
 use crate::worker::stream::OutputFormat;
 
 /// Where Claude Code looks for project skills, relative to the worktree.
-pub const CLAUDE_DIR: &str = ".claude/skills";
+pub(crate) const CLAUDE_DIR: &str = ".claude/skills";
 
 /// The first line of the `.gitignore` that marks a directory as ours.
 const MARK: &str = "# Written by git-sprint for one agent run; never committed.";
 
 /// The prompt's skills section (empty when there are none).
-pub fn prompt_section(skills: &[&Skill]) -> String {
+pub(crate) fn prompt_section(skills: &[&Skill]) -> String {
     if skills.is_empty() {
         return String::new();
     }
@@ -52,7 +52,7 @@ pub fn prompt_section(skills: &[&Skill]) -> String {
 /// The role's prompt from `template` and `vars`, with the skills section in
 /// `{skills}`, or after the rest when a repository's own template has no
 /// such placeholder.
-pub fn render(
+pub(crate) fn render(
     template: &str,
     mut vars: std::collections::BTreeMap<&'static str, String>,
     skills: &[Skill],
@@ -69,7 +69,11 @@ pub fn render(
 
 /// `rendered` with the skills section in place of `{skills}`, or appended
 /// when a repository's own template has no such placeholder.
-pub fn into_prompt(template_has_placeholder: bool, rendered: String, section: &str) -> String {
+pub(crate) fn into_prompt(
+    template_has_placeholder: bool,
+    rendered: String,
+    section: &str,
+) -> String {
     if template_has_placeholder || section.is_empty() {
         rendered
     } else {
@@ -78,14 +82,14 @@ pub fn into_prompt(template_has_placeholder: bool, rendered: String, section: &s
 }
 
 /// Whether the profile's CLI reads skill files from its worktree.
-pub fn reads_native(profile: &AgentProfile) -> bool {
+pub(crate) fn reads_native(profile: &AgentProfile) -> bool {
     profile.output == OutputFormat::Claude
 }
 
 /// Makes `worktree` hold exactly `skills` as native files for `profile`:
 /// removes what an earlier run wrote, then (for a CLI that reads them)
 /// writes each skill's directory. Returns the directories written.
-pub fn write_native(
+pub(crate) fn write_native(
     worktree: &Path,
     profile: &AgentProfile,
     skills: &[&Skill],

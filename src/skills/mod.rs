@@ -16,7 +16,7 @@
 //! with three keys; other keys (`allowed-tools`, …) are kept for the CLIs
 //! that read the file natively ([`deliver`]).
 
-pub mod deliver;
+pub(crate) mod deliver;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,11 +27,11 @@ use thiserror::Error;
 use crate::hint::Hint;
 
 /// Where skills live in the base branch's tree.
-pub const DIR: &str = ".git-sprint/skills";
+pub(crate) const DIR: &str = ".git-sprint/skills";
 /// The file that makes a directory a skill.
-pub const FILE: &str = "SKILL.md";
+pub(crate) const FILE: &str = "SKILL.md";
 /// Roles a skill may name in `applies_to.roles`.
-pub const ROLES: &[&str] = &["developer", "tester", "librarian"];
+pub(crate) const ROLES: &[&str] = &["developer", "tester", "librarian"];
 
 /// Something wrong with the project's skills.
 #[derive(Debug, Error)]
@@ -90,17 +90,17 @@ impl Hint for SkillError {
 /// Which tasks get a skill; every non-empty list must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AppliesTo {
+pub(crate) struct AppliesTo {
     /// Roles, e.g. `developer`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     /// Task labels (tasks.md tags such as `US1` or `Risk: High`, and the
     /// languages of its paths); any one matches, case-insensitively.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     /// Globs over the task's paths (`src/**/*.rs`); any one matches.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
 }
 
 /// The keys of a SKILL.md's front matter this tool reads; the rest are the
@@ -119,27 +119,27 @@ struct FrontMatter {
 
 /// One skill as committed.
 #[derive(Debug, Clone, Serialize)]
-pub struct Skill {
-    pub name: String,
-    pub description: String,
+pub(crate) struct Skill {
+    pub(crate) name: String,
+    pub(crate) description: String,
     /// As written (`1.2`, `2026-01`); `0` when the file names none.
-    pub version: String,
+    pub(crate) version: String,
     /// `None` for a shared skill, else the profile it belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
     #[serde(skip_serializing_if = "is_default")]
-    pub applies_to: AppliesTo,
+    pub(crate) applies_to: AppliesTo,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub requires: Vec<String>,
+    pub(crate) requires: Vec<String>,
     /// The SKILL.md's path in the repository.
-    pub path: String,
+    pub(crate) path: String,
     /// The Markdown after the front matter.
     #[serde(skip)]
-    pub body: String,
+    pub(crate) body: String,
     /// Every file of the skill's directory (SKILL.md included), by path
     /// relative to it, for CLIs that read skills from disk.
     #[serde(skip)]
-    pub files: Vec<(String, Vec<u8>)>,
+    pub(crate) files: Vec<(String, Vec<u8>)>,
     #[serde(skip)]
     globs: Vec<GlobMatcher>,
 }
@@ -150,33 +150,33 @@ fn is_default(a: &AppliesTo) -> bool {
 
 /// A skill given to one agent, as recorded on its record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SkillUse {
-    pub name: String,
-    pub version: String,
+pub(crate) struct SkillUse {
+    pub(crate) name: String,
+    pub(crate) version: String,
     /// Set when it was the profile's own skill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
 }
 
 /// The task a selection is made for.
 #[derive(Debug, Clone, Copy)]
-pub struct Query<'a> {
-    pub role: &'a str,
-    pub profile: &'a str,
-    pub labels: &'a [String],
-    pub paths: &'a [String],
+pub(crate) struct Query<'a> {
+    pub(crate) role: &'a str,
+    pub(crate) profile: &'a str,
+    pub(crate) labels: &'a [String],
+    pub(crate) paths: &'a [String],
 }
 
 /// Every committed skill.
 #[derive(Debug, Clone, Default)]
-pub struct SkillSet {
+pub(crate) struct SkillSet {
     /// Shared skills, then each profile's, each sorted by name.
-    pub skills: Vec<Skill>,
+    pub(crate) skills: Vec<Skill>,
 }
 
 impl Skill {
     /// Parses `text`, the SKILL.md at `path` in directory `dir_name`.
-    pub fn parse(
+    pub(crate) fn parse(
         path: &str,
         dir_name: &str,
         profile: Option<&str>,
@@ -243,7 +243,7 @@ impl Skill {
     }
 
     /// Whether the task of `q` gets this skill by its own `applies_to`.
-    pub fn applies(&self, q: &Query<'_>) -> bool {
+    pub(crate) fn applies(&self, q: &Query<'_>) -> bool {
         let a = &self.applies_to;
         let role = a.roles.is_empty() || a.roles.iter().any(|r| r == q.role);
         let label = a.labels.is_empty()
@@ -258,7 +258,7 @@ impl Skill {
         role && label && path
     }
 
-    pub fn usage(&self) -> SkillUse {
+    pub(crate) fn usage(&self) -> SkillUse {
         SkillUse {
             name: self.name.clone(),
             version: self.version.clone(),
@@ -301,7 +301,7 @@ fn split_front_matter(text: &str) -> Option<(&str, &str)> {
 impl SkillSet {
     /// The skills a profile sees: shared ones, with its own replacing
     /// shared ones of the same name.
-    pub fn visible(&self, profile: &str) -> BTreeMap<&str, &Skill> {
+    pub(crate) fn visible(&self, profile: &str) -> BTreeMap<&str, &Skill> {
         let mut out = BTreeMap::new();
         for s in self.skills.iter().filter(|s| s.profile.is_none()) {
             out.insert(s.name.as_str(), s);
@@ -317,7 +317,7 @@ impl SkillSet {
     }
 
     /// The skill `name` as `profile` (or, without one, a shared one) sees it.
-    pub fn find(&self, name: &str, profile: Option<&str>) -> Result<&Skill, SkillError> {
+    pub(crate) fn find(&self, name: &str, profile: Option<&str>) -> Result<&Skill, SkillError> {
         let found = match profile {
             Some(p) => self.visible(p).get(name).copied(),
             None => self
@@ -343,7 +343,7 @@ impl SkillSet {
     /// The skills the task of `q` gets: those whose `applies_to` matches,
     /// and everything they require; each required skill comes before the
     /// ones that need it, otherwise by name.
-    pub fn resolve(&self, q: &Query<'_>) -> Result<Vec<&Skill>, SkillError> {
+    pub(crate) fn resolve(&self, q: &Query<'_>) -> Result<Vec<&Skill>, SkillError> {
         let visible = self.visible(q.profile);
         let mut out: Vec<&Skill> = Vec::new();
         let mut seen = BTreeSet::new();
@@ -382,7 +382,7 @@ fn add_with_requirements<'s>(
 
 /// The skills committed at the tip of `branch` (none when it has no commit
 /// or no `.git-sprint/skills`).
-pub fn load(repo: &gix::Repository, branch: &str) -> Result<SkillSet, SkillError> {
+pub(crate) fn load(repo: &gix::Repository, branch: &str) -> Result<SkillSet, SkillError> {
     let git = |what: String| {
         move |e: Box<dyn std::error::Error + Send + Sync>| SkillError::Git { what, source: e }
     };
@@ -453,7 +453,7 @@ fn read_tree(
 type File = (String, Vec<u8>);
 
 /// Builds the set from `(path under skills/, bytes)` pairs.
-pub fn from_files(files: &[(String, Vec<u8>)]) -> Result<SkillSet, SkillError> {
+pub(crate) fn from_files(files: &[(String, Vec<u8>)]) -> Result<SkillSet, SkillError> {
     // (profile, skill dir) → its files.
     let mut dirs: BTreeMap<(Option<String>, String), Vec<File>> = BTreeMap::new();
     for (path, bytes) in files {

@@ -46,67 +46,68 @@ mod tests;
 use serde::Serialize;
 
 pub use parse::parse;
-pub use plan::{plan, plan_with, Conflict, Convoy, Plan, PlannedTask, Warning};
-pub use render::render_plan;
+pub(crate) use plan::plan_with;
+pub use plan::{plan, Plan, PlannedTask};
+pub(crate) use render::render_plan;
 
 /// A parsed tasks.md: its tasks in file order and the phases that hold them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SpecFile {
     /// The path the caller gave, used in error messages.
-    pub file: String,
+    pub(crate) file: String,
     /// Phases that hold at least one task, in file order.
-    pub phases: Vec<Phase>,
+    pub(crate) phases: Vec<Phase>,
     /// Tasks in file order.
-    pub tasks: Vec<Task>,
+    pub(crate) tasks: Vec<Task>,
     /// Lines that looked like tasks but were skipped, e.g. a checkbox without a task ID.
-    pub notes: Vec<Note>,
+    pub(crate) notes: Vec<Note>,
 }
 
 /// A phase: a barrier between the tasks before it and the tasks after it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Phase {
+pub(crate) struct Phase {
     /// 1-based position among the phases that hold tasks.
-    pub index: usize,
+    pub(crate) index: usize,
     /// Heading text, empty for tasks before any phase heading.
-    pub title: String,
+    pub(crate) title: String,
     /// 1-based line of the heading, 0 when there is none.
-    pub line: usize,
+    pub(crate) line: usize,
     /// Short name for the convoy of this phase's tasks without a story (`setup`, `phase-3`).
-    pub slug: String,
+    pub(crate) slug: String,
     /// A user-story phase: it runs beside the story phases next to it.
-    pub story: bool,
+    pub(crate) story: bool,
 }
 
 /// One task as written in the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Task {
+pub(crate) struct Task {
     pub id: String,
     /// 1-based line of the task's checkbox (or heading).
-    pub line: usize,
+    pub(crate) line: usize,
     /// The first paragraph without leading and trailing tags; wrapped lines joined.
-    pub title: String,
+    pub(crate) title: String,
     /// The title followed by the task's sub-bullets and indented lines, one per line.
-    pub description: String,
-    pub done: bool,
+    pub(crate) description: String,
+    pub(crate) done: bool,
     /// Marked `[P]`: may run together with the neighbouring `[P]` tasks of its phase.
-    pub parallel: bool,
+    pub(crate) parallel: bool,
     /// `US1`, `US12`, … from a `[USn]` tag.
-    pub story: Option<String>,
+    pub(crate) story: Option<String>,
     /// Other bracket tags, without brackets: `GIT`, `PRD: P0-R5-AC1`, `FR-002, FR-009`.
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     /// Explicit dependencies (`depends on …`), in the order written.
-    pub deps: Vec<String>,
+    pub(crate) deps: Vec<String>,
     /// Files, directories and globs the task names: its path locks.
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
     /// [`Phase::index`] of the task's phase.
-    pub phase: usize,
+    pub(crate) phase: usize,
 }
 
 /// A line the parser skipped but a person may want to know about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Note {
-    pub line: usize,
-    pub message: String,
+pub(crate) struct Note {
+    pub(crate) line: usize,
+    pub(crate) message: String,
 }
 
 /// Why a tasks.md was rejected. Every message starts with `file:line:`.
@@ -162,12 +163,12 @@ impl crate::hint::Hint for SpecError {
 }
 
 /// Why a chore is not given an agent, as `plan` and the state show it.
-pub const CHORE_REASON: &str = "handled by git-sprint";
+pub(crate) const CHORE_REASON: &str = "handled by git-sprint";
 
 /// Title patterns (regular expressions, matched case-insensitively) of tasks that only ask
 /// for what git-sprint does itself: commit, push, open or merge a PR, wait for CI, keep the
 /// branch current. Anchored at the start so `Create PR template in .github/…` is work.
-pub const DEFAULT_CHORES: &[&str] = &[
+pub(crate) const DEFAULT_CHORES: &[&str] = &[
     r"^(git\s+)?commit\b",
     r"^(git\s+)?push(\s+(the\s+|all\s+|your\s+)?(feature\s+)?(branch|changes|commits?|work)\b.*|\s+to\s+.*)?$",
     r"^(create|open|update|merge)(/(create|open|update|merge))?\s+(a\s+|the\s+)?(pr|pull request)\b(\s+(to|into|for|against|with)\b.*)?$",
@@ -184,16 +185,16 @@ pub const DEFAULT_CHORES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Story phases wait for each other in file order instead of running side by side.
-    pub serial_stories: bool,
+    pub(crate) serial_stories: bool,
     /// Title patterns of chores to skip; empty runs chores like any task.
-    pub chores: Vec<regex::Regex>,
+    pub(crate) chores: Vec<regex::Regex>,
     /// Where spec-kit's documents live (`specs/<feature>`); `None`: beside the file.
-    pub spec_dir: Option<String>,
+    pub(crate) spec_dir: Option<String>,
 }
 
 impl Options {
     /// Compiles chore patterns (case-insensitive); the error names the bad pattern.
-    pub fn chore_patterns(patterns: &[String]) -> Result<Vec<regex::Regex>, String> {
+    pub(crate) fn chore_patterns(patterns: &[String]) -> Result<Vec<regex::Regex>, String> {
         patterns
             .iter()
             .map(|p| {
@@ -220,17 +221,17 @@ impl Default for Options {
 }
 
 /// Most tasks a file may hold: path-lock checks are quadratic, and no real file comes close.
-pub const MAX_TASKS: usize = 5000;
+pub(crate) const MAX_TASKS: usize = 5000;
 
 /// Most bytes a task's title or description (and any one line) may hold. A
 /// task's text goes into the state, every prompt and the audit trail; the
 /// longest real ones are a few hundred bytes, so 64 KiB only stops mistakes
 /// and abuse (a 10 MB title stored in the state).
-pub const MAX_TEXT: usize = 64 * 1024;
+pub(crate) const MAX_TEXT: usize = 64 * 1024;
 
 /// Whether two tasks' path locks overlap (same file, a glob matching the
 /// other's path, or a directory holding it): such tasks never run at once.
-pub fn paths_overlap(a: &[String], b: &[String]) -> bool {
+pub(crate) fn paths_overlap(a: &[String], b: &[String]) -> bool {
     let b: Vec<paths::Lock> = b.iter().map(|p| paths::Lock::new(p)).collect();
     a.iter()
         .map(|p| paths::Lock::new(p))

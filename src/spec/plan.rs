@@ -21,74 +21,74 @@ use super::{Options, Phase, SpecError, SpecFile, CHORE_REASON};
 /// The schedule for one tasks.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
-    pub file: String,
-    pub phases: Vec<Phase>,
+    pub(crate) file: String,
+    pub(crate) phases: Vec<Phase>,
     /// Tasks in file order.
     pub tasks: Vec<PlannedTask>,
     /// Convoys in order of their first task.
-    pub convoys: Vec<Convoy>,
+    pub(crate) convoys: Vec<Convoy>,
     /// Tasks not yet done, layered: wave 1 can start now, wave k+1 once wave k is through.
-    pub waves: Vec<Vec<String>>,
-    pub conflicts: Vec<Conflict>,
+    pub(crate) waves: Vec<Vec<String>>,
+    pub(crate) conflicts: Vec<Conflict>,
     /// The longest chain of open tasks, first to last: its length is the number of waves.
-    pub critical_path: Vec<String>,
-    pub warnings: Vec<Warning>,
+    pub(crate) critical_path: Vec<String>,
+    pub(crate) warnings: Vec<Warning>,
 }
 
 /// A task with everything the state layer stores for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlannedTask {
-    pub id: String,
-    pub title: String,
-    pub description: String,
-    pub line: usize,
-    pub done: bool,
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) description: String,
+    pub(crate) line: usize,
+    pub(crate) done: bool,
     /// Why the task gets no agent though it is not checked (a chore git-sprint handles);
     /// it counts as done.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<String>,
-    pub parallel: bool,
-    pub story: Option<String>,
-    pub labels: Vec<String>,
+    pub(crate) skipped: Option<String>,
+    pub(crate) parallel: bool,
+    pub(crate) story: Option<String>,
+    pub(crate) labels: Vec<String>,
     /// Effective direct dependencies, in file order: explicit, in-phase order, phase
     /// barrier and serialized path conflicts. A task may start when all of them are done.
-    pub deps: Vec<String>,
-    pub paths: Vec<String>,
+    pub(crate) deps: Vec<String>,
+    pub(crate) paths: Vec<String>,
     /// [`Phase::index`].
-    pub phase: usize,
-    pub phase_title: String,
-    pub convoy: String,
+    pub(crate) phase: usize,
+    pub(crate) phase_title: String,
+    pub(crate) convoy: String,
     /// 1-based wave for a task not yet done.
-    pub wave: Option<usize>,
+    pub(crate) wave: Option<usize>,
 }
 
 /// Tasks delivered together: one story, or the story-less tasks of one phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Convoy {
+pub(crate) struct Convoy {
     /// `US1`, or the phase's slug (`setup`, `polish`, `phase-3`).
-    pub name: String,
-    pub story: Option<String>,
+    pub(crate) name: String,
+    pub(crate) story: Option<String>,
     /// Set for a phase convoy.
-    pub phase: Option<usize>,
-    pub tasks: Vec<String>,
-    pub done: usize,
+    pub(crate) phase: Option<usize>,
+    pub(crate) tasks: Vec<String>,
+    pub(crate) done: usize,
 }
 
 /// Two tasks that name overlapping paths and were not otherwise ordered: `second` now
 /// waits for `first`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Conflict {
-    pub first: String,
-    pub second: String,
-    pub paths: Vec<String>,
+pub(crate) struct Conflict {
+    pub(crate) first: String,
+    pub(crate) second: String,
+    pub(crate) paths: Vec<String>,
 }
 
 /// Something a person should look at; the plan is still valid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Warning {
-    pub line: usize,
-    pub task: Option<String>,
-    pub message: String,
+pub(crate) struct Warning {
+    pub(crate) line: usize,
+    pub(crate) task: Option<String>,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,7 +312,7 @@ pub fn plan(spec: &SpecFile) -> Result<Plan, SpecError> {
 }
 
 /// Plans a parsed tasks.md as `options` say (story order, chores, the spec directory).
-pub fn plan_with(spec: &SpecFile, options: &Options) -> Result<Plan, SpecError> {
+pub(crate) fn plan_with(spec: &SpecFile, options: &Options) -> Result<Plan, SpecError> {
     let Graph {
         deps: structure,
         topo,

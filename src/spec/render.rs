@@ -10,7 +10,7 @@ const TITLE_CHARS: usize = 72;
 
 /// Writes `plan` for a person: summary, phases, convoys with their tasks, waves,
 /// serialized conflicts and warnings.
-pub fn render_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn render_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
     let done = plan.tasks.iter().filter(|t| t.done).count();
     let skipped = plan.tasks.iter().filter(|t| t.skipped.is_some()).count();
     let skipped = if skipped > 0 {

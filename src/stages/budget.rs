@@ -12,13 +12,13 @@ use crate::state::Snapshot;
 /// Money spent, from the task records (every run adds its cost there) and
 /// from agents with no task record (Librarians).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct Spend {
-    pub total_usd: f64,
-    pub features: BTreeMap<String, f64>,
+pub(crate) struct Spend {
+    pub(crate) total_usd: f64,
+    pub(crate) features: BTreeMap<String, f64>,
 }
 
 /// What the snapshot says was spent.
-pub fn spend(snapshot: &Snapshot) -> Spend {
+pub(crate) fn spend(snapshot: &Snapshot) -> Spend {
     let mut out = Spend::default();
     for fs in &snapshot.features {
         let mut usd: f64 = fs.tasks.iter().map(|t| t.cost_usd).sum();
@@ -38,11 +38,11 @@ pub fn spend(snapshot: &Snapshot) -> Spend {
 
 /// The scopes whose limit is reached, each with the line that says so.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Stops(pub BTreeMap<String, String>);
+pub(crate) struct Stops(pub BTreeMap<String, String>);
 
 impl Stops {
     /// Whether a new agent for `feature/task` must not start.
-    pub fn blocks(&self, feature: &str, task: &str) -> bool {
+    pub(crate) fn blocks(&self, feature: &str, task: &str) -> bool {
         self.0.contains_key("sprint")
             || self.0.contains_key(&format!("feature {feature}"))
             || self.0.contains_key(&format!("task {feature}/{task}"))
@@ -50,7 +50,7 @@ impl Stops {
 }
 
 /// The budgets reached now.
-pub fn reached(world: &World<'_>) -> Stops {
+pub(crate) fn reached(world: &World<'_>) -> Stops {
     let b = world.budget;
     let mut stops = BTreeMap::new();
     if b.sprint_usd.is_none()
@@ -111,7 +111,7 @@ pub fn reached(world: &World<'_>) -> Stops {
 }
 
 /// A commit is owed when the reached set differs from the recorded one.
-pub fn owed(world: &World<'_>) -> Vec<Action> {
+pub(crate) fn owed(world: &World<'_>) -> Vec<Action> {
     let now = reached(world).0;
     let recorded = world
         .snapshot

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::state::{Cause, Task, TaskStatus};
 
-pub fn owed(world: &World<'_>) -> Vec<Action> {
+pub(crate) fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
     // Reviewers each profile's breaker lets start in this pass.
     let mut slots: HashMap<&str, usize> = HashMap::new();

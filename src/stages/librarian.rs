@@ -8,11 +8,11 @@ use crate::state::{ConvoyStatus, FeatureStatus, TaskStatus};
 
 /// The pseudo-task name of a convoy's docs work: its branch is
 /// `sprint/<feature>/docs-<convoy>`.
-pub fn docs_task(convoy: &str) -> String {
+pub(crate) fn docs_task(convoy: &str) -> String {
     format!("docs-{convoy}")
 }
 
-pub fn owed(world: &World<'_>) -> Vec<Action> {
+pub(crate) fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
     let free = world
         .limits

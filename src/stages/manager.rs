@@ -16,7 +16,7 @@ use super::{backing_off, budget, count_running, holds_paths, key, tasks, Action,
 use crate::spec::paths_overlap;
 use crate::state::{Task, TaskStatus};
 
-pub fn owed(world: &World<'_>) -> Vec<Action> {
+pub(crate) fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = blocked(world);
     if world.snapshot.meta.as_ref().is_some_and(|m| m.paused) {
         return out;

@@ -10,78 +10,78 @@ use std::collections::{HashMap, HashSet};
 
 use crate::state::{Agent, Breaker, Cause, Claim, FeatureState, Snapshot, Task, TaskStatus};
 
-pub mod budget;
-pub mod cab;
-pub mod librarian;
-pub mod manager;
-pub mod refinery;
-pub mod route;
-pub mod tester;
-pub mod trouble;
-pub mod witness;
+pub(crate) mod budget;
+pub(crate) mod cab;
+pub(crate) mod librarian;
+pub(crate) mod manager;
+pub(crate) mod refinery;
+pub(crate) mod route;
+pub(crate) mod tester;
+pub(crate) mod trouble;
+pub(crate) mod witness;
 
 /// What the stages need to know beyond the state.
 #[derive(Debug, Clone)]
-pub struct World<'a> {
-    pub snapshot: &'a Snapshot,
+pub(crate) struct World<'a> {
+    pub(crate) snapshot: &'a Snapshot,
     /// Unix seconds.
-    pub now: i64,
+    pub(crate) now: i64,
     /// Agents whose tmux session is alive.
-    pub live: &'a HashSet<String>,
+    pub(crate) live: &'a HashSet<String>,
     /// Last pane output per live agent (unix seconds).
-    pub activity: &'a HashMap<String, i64>,
+    pub(crate) activity: &'a HashMap<String, i64>,
     /// Tasks whose gates this orchestrator is running right now.
-    pub busy: &'a HashSet<String>,
-    pub limits: Limits,
+    pub(crate) busy: &'a HashSet<String>,
+    pub(crate) limits: Limits,
     /// Spending limits (`budget` in the config).
-    pub budget: &'a crate::config::Budget,
+    pub(crate) budget: &'a crate::config::Budget,
     /// Which agent profile plays each role, for the circuit breakers.
-    pub profiles: &'a Profiles,
+    pub(crate) profiles: &'a Profiles,
     /// Features whose base branch must be synced into the integration
     /// branch first (see [`crate::sync::behind`]).
-    pub behind: &'a HashSet<String>,
+    pub(crate) behind: &'a HashSet<String>,
     /// `route:` rules and the profiles' capabilities (see [`route`]).
-    pub routing: &'a crate::router::Routing,
+    pub(crate) routing: &'a crate::router::Routing,
 }
 
 /// The agent profile of each AI role.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Profiles {
-    pub developer: String,
-    pub tester: String,
-    pub librarian: String,
+pub(crate) struct Profiles {
+    pub(crate) developer: String,
+    pub(crate) tester: String,
+    pub(crate) librarian: String,
     /// The review gates of `kind: agent`, in config order.
-    pub reviewers: Vec<ReviewerGate>,
+    pub(crate) reviewers: Vec<ReviewerGate>,
 }
 
 /// A review gate judged by an AI Reviewer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReviewerGate {
+pub(crate) struct ReviewerGate {
     /// The gate's name.
-    pub gate: String,
+    pub(crate) gate: String,
     /// The Reviewer's agent profile.
-    pub profile: String,
+    pub(crate) profile: String,
     /// How long a Reviewer may run before it is stopped (`timeout`).
-    pub timeout_secs: u64,
+    pub(crate) timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub developers: usize,
-    pub testers: usize,
+pub(crate) struct Limits {
+    pub(crate) developers: usize,
+    pub(crate) testers: usize,
     /// Librarians at once; 0 when no docs are configured.
-    pub librarians: usize,
+    pub(crate) librarians: usize,
     /// Attempts a task gets before it is `failed`.
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// Lease length: a claim with no agent behind it is free after this.
-    pub lease_secs: u64,
+    pub(crate) lease_secs: u64,
     /// An agent with no sign of life (stream event, pane output, commit)
     /// for this long is hung (`timeouts.hung`).
-    pub hung_secs: u64,
+    pub(crate) hung_secs: u64,
     /// Cool-down of an open circuit breaker before one probe run.
-    pub breaker_cooldown_secs: u64,
+    pub(crate) breaker_cooldown_secs: u64,
     /// Infrastructure failures in a row that open a breaker.
-    pub breaker_threshold: u32,
+    pub(crate) breaker_threshold: u32,
 }
 
 impl Default for Limits {
@@ -101,14 +101,14 @@ impl Default for Limits {
 
 /// A gate stage the daemon runs in a task's worktree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GateStage {
+pub(crate) enum GateStage {
     Review,
     Test,
 }
 
 /// Something owed to the sprint.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Claim the task and start a Developer on it (attempt `attempt`).
     StartDeveloper {
         feature: String,
@@ -232,7 +232,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn task(&self) -> (&str, &str) {
+    pub(crate) fn task(&self) -> (&str, &str) {
         match self {
             Action::StartDeveloper { feature, task, .. }
             | Action::DeveloperDone { feature, task, .. }
@@ -267,7 +267,7 @@ impl Action {
 
 /// Every stage's debts, in the order the daemon should pay them: endings and
 /// deaths first (they free slots), then new work.
-pub fn owed(world: &World<'_>) -> Vec<Action> {
+pub(crate) fn owed(world: &World<'_>) -> Vec<Action> {
     let mut actions = witness::owed(world);
     actions.extend(budget::owed(world));
     actions.extend(breakers_owed(world));
@@ -304,7 +304,7 @@ pub(crate) fn ended_badly(a: &Agent) -> Option<(Cause, String)> {
     })
 }
 
-pub fn agent_id(feature: &str, task: &str, role: &str, attempt: u32) -> String {
+pub(crate) fn agent_id(feature: &str, task: &str, role: &str, attempt: u32) -> String {
     format!("{feature}.{task}.{}.{attempt}", role_tag(role))
 }
 
@@ -318,14 +318,14 @@ fn role_tag(role: &str) -> &str {
     }
 }
 
-pub use crate::names::{integration_branch, task_branch};
+pub(crate) use crate::names::{integration_branch, task_branch};
 
-pub fn agent<'s>(snapshot: &'s Snapshot, id: &str) -> Option<&'s Agent> {
+pub(crate) fn agent<'s>(snapshot: &'s Snapshot, id: &str) -> Option<&'s Agent> {
     snapshot.agents.iter().find(|a| a.id == id)
 }
 
 /// Whether an agent record is still meant to be running.
-pub fn running(a: &Agent) -> bool {
+pub(crate) fn running(a: &Agent) -> bool {
     crate::state::liveness::is_running(a)
 }
 
@@ -375,7 +375,7 @@ pub(crate) fn hung_for(world: &World<'_>, a: &Agent, claim: Option<&Claim>) -> O
 
 /// What an agent profile's circuit breaker lets start now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerGate {
+pub(crate) enum BreakerGate {
     /// Closed: start freely.
     Closed,
     /// Open, cooled down (or resumed), no probe running: one may start.
@@ -385,7 +385,7 @@ pub enum BreakerGate {
 }
 
 /// The one home of the breaker rule, for the stages and the engine alike.
-pub fn breaker_gate(
+pub(crate) fn breaker_gate(
     b: Option<&Breaker>,
     snapshot: &Snapshot,
     limits: &Limits,
@@ -451,7 +451,7 @@ pub(crate) fn backing_off(world: &World<'_>, t: &Task) -> bool {
 /// A feature is stalled when nothing of it can move any more: no task is
 /// active or waiting to run, and some are blocked, failed or cancelled
 /// while not every one is finished.
-pub fn stalled(fs: &FeatureState) -> bool {
+pub(crate) fn stalled(fs: &FeatureState) -> bool {
     use crate::state::FeatureStatus;
     if matches!(
         fs.feature.status,

@@ -7,7 +7,7 @@
 use super::{key, tasks, Action, World};
 use crate::state::{ConvoyStatus, FeatureStatus, TaskStatus};
 
-pub fn owed(world: &World<'_>) -> Vec<Action> {
+pub(crate) fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
     // Any merge already running holds the queue.
     let merging = tasks(world.snapshot).any(|(f, t)| {

@@ -11,7 +11,7 @@ use crate::state::Task;
 
 /// The profile that takes `task` in `role` now, or why none can; `started`
 /// counts the agents this pass already decided to start, by profile.
-pub fn route(
+pub(crate) fn route(
     world: &World<'_>,
     role: &str,
     default: &str,

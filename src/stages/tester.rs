@@ -11,7 +11,7 @@ use super::{
 };
 use crate::state::TaskStatus;
 
-pub fn owed(world: &World<'_>) -> Vec<Action> {
+pub(crate) fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
     let free = world
         .limits

@@ -10,22 +10,22 @@ use crate::state::{Snapshot, TaskStatus};
 
 /// One thing that needs a person.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Trouble {
+pub(crate) struct Trouble {
     /// `quarantined`, `breaker`, `budget`, `failed`, `blocked`, `approval` or `stalled`.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// The record, agent profile, budget scope, task (`feature/T001`) or feature.
-    pub subject: String,
+    pub(crate) subject: String,
     /// The recorded cause, where there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause: Option<String>,
+    pub(crate) cause: Option<String>,
     /// What happened, in one line.
-    pub message: String,
+    pub(crate) message: String,
     /// The command that helps.
-    pub hint: String,
+    pub(crate) hint: String,
 }
 
 /// Everything in `snapshot` that needs a person, most urgent first.
-pub fn list(snapshot: &Snapshot) -> Vec<Trouble> {
+pub(crate) fn list(snapshot: &Snapshot) -> Vec<Trouble> {
     let mut out = Vec::new();
     // A record that does not parse is out of the sprint until repaired.
     for q in &snapshot.quarantined {

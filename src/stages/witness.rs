@@ -11,7 +11,7 @@
 use super::{agent, hung_for, key, running, tasks, Action, World};
 use crate::state::{Cause, TaskStatus};
 
-pub fn owed(world: &World<'_>) -> Vec<Action> {
+pub(crate) fn owed(world: &World<'_>) -> Vec<Action> {
     let mut out = Vec::new();
     // Agents that hold no lease (testers, librarians): a dead or hung one is
     // recorded, and its stage moves on. Fleet workers are the fleet

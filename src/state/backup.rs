@@ -28,7 +28,7 @@ use super::error::StateError;
 use super::store::Store;
 
 /// A second ref on the state, kept by every write (see the module docs).
-pub const BACKUP_REF: &str = "refs/ai-sprint-backup";
+pub(crate) const BACKUP_REF: &str = "refs/ai-sprint-backup";
 
 /// How old the backup ref may get before a write moves it.
 pub(crate) const MOVE_EVERY: Duration = Duration::from_secs(60);
@@ -96,7 +96,7 @@ pub(crate) fn log(
 impl Store {
     /// The newest state commit the backup holds: the newest of its ref and
     /// the last entries of its reflog, by ancestry (state history is linear).
-    pub fn backup_tip(&self) -> Result<Option<ObjectId>, StateError> {
+    pub(crate) fn backup_tip(&self) -> Result<Option<ObjectId>, StateError> {
         let reference = self
             .repo()
             .try_find_reference(BACKUP_REF)

@@ -7,6 +7,7 @@ use crate::hint::Hint;
 
 use super::model::TaskStatus;
 
+/// Why reading or writing the sprint state failed (or was refused).
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("not a git repository: {}", path.display())]
@@ -134,7 +135,7 @@ impl StateError {
 
     /// Usage mistakes (a name that does not exist) exit 2, refusals and
     /// failures exit 1.
-    pub fn is_usage(&self) -> bool {
+    pub(crate) fn is_usage(&self) -> bool {
         matches!(
             self,
             StateError::Refused(

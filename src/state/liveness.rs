@@ -11,12 +11,12 @@ use super::{Agent, AgentState, Claim, Snapshot};
 
 /// Whether the record says the agent is meant to be running (starting, or
 /// running under its wrapper). An ended agent's record never goes back.
-pub fn is_running(a: &Agent) -> bool {
+pub(crate) fn is_running(a: &Agent) -> bool {
     matches!(a.state, AgentState::Starting | AgentState::Running)
 }
 
 /// The claim `a` holds on its task, if it holds one.
-pub fn claim_of<'s>(snapshot: &'s Snapshot, a: &Agent) -> Option<&'s Claim> {
+pub(crate) fn claim_of<'s>(snapshot: &'s Snapshot, a: &Agent) -> Option<&'s Claim> {
     let (feature, id) = a.task.as_deref()?.split_once('/')?;
     snapshot
         .feature(feature)?
@@ -30,7 +30,7 @@ pub fn claim_of<'s>(snapshot: &'s Snapshot, a: &Agent) -> Option<&'s Claim> {
 
 /// The last renewal of `a`'s lease (unix seconds): a heartbeat moves
 /// `expires` to `now + ttl`.
-pub fn renewed(a: &Agent, claim: Option<&Claim>) -> Option<i64> {
+pub(crate) fn renewed(a: &Agent, claim: Option<&Claim>) -> Option<i64> {
     claim
         .filter(|c| c.holder == a.id)
         .map(|c| c.expires - c.ttl as i64)
@@ -39,7 +39,7 @@ pub fn renewed(a: &Agent, claim: Option<&Claim>) -> Option<i64> {
 /// The last sign of life of a running agent (unix seconds): its start, its
 /// heartbeat (stream events and commits renew it), its claim's renewal, and
 /// its pane's last output (`activity`, as tmux reported it).
-pub fn last_sign(a: &Agent, claim: Option<&Claim>, activity: Option<i64>) -> i64 {
+pub(crate) fn last_sign(a: &Agent, claim: Option<&Claim>, activity: Option<i64>) -> i64 {
     a.started
         .max(a.heartbeat)
         .max(renewed(a, claim).unwrap_or(i64::MIN))
@@ -48,7 +48,7 @@ pub fn last_sign(a: &Agent, claim: Option<&Claim>, activity: Option<i64>) -> i64
 
 /// The hang rule: a running agent with no sign of life for `hung_secs` is
 /// hung, whatever its role. Returns how long it has been quiet, if so.
-pub fn hung_for(
+pub(crate) fn hung_for(
     a: &Agent,
     claim: Option<&Claim>,
     activity: Option<i64>,
@@ -60,7 +60,12 @@ pub fn hung_for(
 }
 
 /// When a running agent becomes hung if it stays quiet (unix seconds).
-pub fn hung_at(a: &Agent, claim: Option<&Claim>, activity: Option<i64>, hung_secs: u64) -> i64 {
+pub(crate) fn hung_at(
+    a: &Agent,
+    claim: Option<&Claim>,
+    activity: Option<i64>,
+    hung_secs: u64,
+) -> i64 {
     last_sign(a, claim, activity).saturating_add(hung_secs as i64)
 }
 

@@ -21,8 +21,8 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(10);
 /// A lock file found in the way of a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
-    pub path: PathBuf,
-    pub age: Duration,
+    pub(crate) path: PathBuf,
+    pub(crate) age: Duration,
 }
 
 /// The lock file git and gix use for the ref file at `ref_path`.
@@ -36,13 +36,13 @@ pub(crate) fn lock_path(ref_path: &Path) -> PathBuf {
 /// locks outside `refs/ai-sprint` (the Refinery's worktree index, the
 /// integration branch). It is moved aside into `git_dir` first (the top of
 /// the git dir, where a stray file is never taken for a ref).
-pub fn clear_stale_lock(lock: &Path, git_dir: &Path) -> Result<Option<Held>, StateError> {
+pub(crate) fn clear_stale_lock(lock: &Path, git_dir: &Path) -> Result<Option<Held>, StateError> {
     clear_if_stale(lock, STALE_AFTER, git_dir)
 }
 
 /// Removes `lock`, a git lock file that can only be a leftover (its writer
 /// is known to be gone), whatever its age; moved aside like the others.
-pub fn clear_leftover_lock(lock: &Path, git_dir: &Path) -> Result<Option<Held>, StateError> {
+pub(crate) fn clear_leftover_lock(lock: &Path, git_dir: &Path) -> Result<Option<Held>, StateError> {
     clear_if_stale(lock, Duration::ZERO, git_dir)
 }
 

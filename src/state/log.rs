@@ -9,28 +9,28 @@ use super::store::Store;
 
 /// One state commit.
 #[derive(Debug, Clone, Serialize)]
-pub struct Entry {
-    pub commit: String,
-    pub time: i64,
-    pub actor: String,
-    pub subject: String,
-    pub transitions: Vec<LoggedTransition>,
+pub(crate) struct Entry {
+    pub(crate) commit: String,
+    pub(crate) time: i64,
+    pub(crate) actor: String,
+    pub(crate) subject: String,
+    pub(crate) transitions: Vec<LoggedTransition>,
     /// The policy decision records the commit carries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub decisions: Vec<crate::policy::Decision>,
+    pub(crate) decisions: Vec<crate::policy::Decision>,
 }
 
 /// A decision record with the state commit that carries it (`--policy --json`).
 #[derive(Serialize)]
-pub struct LoggedDecision<'a> {
-    pub commit: &'a str,
-    pub time: i64,
+pub(crate) struct LoggedDecision<'a> {
+    pub(crate) commit: &'a str,
+    pub(crate) time: i64,
     #[serde(flatten)]
-    pub decision: &'a crate::policy::Decision,
+    pub(crate) decision: &'a crate::policy::Decision,
 }
 
 /// The decision records of `entries`, newest first, each with its commit.
-pub fn decisions(entries: &[Entry]) -> Vec<LoggedDecision<'_>> {
+pub(crate) fn decisions(entries: &[Entry]) -> Vec<LoggedDecision<'_>> {
     entries
         .iter()
         .flat_map(|e| {
@@ -44,20 +44,20 @@ pub fn decisions(entries: &[Entry]) -> Vec<LoggedDecision<'_>> {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct LoggedTransition {
-    pub task: String,
-    pub from: String,
-    pub to: String,
+pub(crate) struct LoggedTransition {
+    pub(crate) task: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
 }
 
 impl Entry {
     /// Whether this commit touched `filter`: a feature (`001-auth`) or a task
     /// (`001-auth/T003`).
-    pub fn concerns(&self, filter: &str) -> bool {
+    pub(crate) fn concerns(&self, filter: &str) -> bool {
         let mention = |t: &str| {
             t == filter
                 || t.strip_prefix(filter)
@@ -70,7 +70,7 @@ impl Entry {
 
 /// Walks the state history newest first, along first parents, keeping the
 /// entries `keep` accepts, until `limit` are found.
-pub fn history(
+pub(crate) fn history(
     store: &Store,
     limit: Option<usize>,
     keep: impl Fn(&Entry) -> bool,
@@ -80,7 +80,7 @@ pub fn history(
 
 /// [`history`] from state commit `start` (a tip read earlier) rather than
 /// the current tip, so a follower can pick up exactly after it.
-pub fn history_from(
+pub(crate) fn history_from(
     store: &Store,
     start: Option<ObjectId>,
     limit: Option<usize>,
@@ -104,7 +104,7 @@ pub fn history_from(
 /// The entries from the tip back to, but not including, `seen` (a tip read
 /// earlier), oldest first: what happened since. With `seen` not on the
 /// first-parent line (the ref was rewritten), the whole history.
-pub fn since(store: &Store, seen: Option<ObjectId>) -> Result<Vec<Entry>, StateError> {
+pub(crate) fn since(store: &Store, seen: Option<ObjectId>) -> Result<Vec<Entry>, StateError> {
     let mut out = Vec::new();
     let mut next = store.tip()?;
     while let Some(id) = next {

@@ -9,32 +9,32 @@
 
 mod backup;
 mod error;
-pub mod liveness;
+pub(crate) mod liveness;
 mod lock;
-pub mod log;
-pub mod model;
+pub(crate) mod log;
+pub(crate) mod model;
 pub mod ops;
 mod queue;
-pub mod recover;
+pub(crate) mod recover;
 mod remote;
-pub mod repair;
+pub(crate) mod repair;
 mod snapshot;
 mod store;
 mod writers;
 
-pub use backup::BACKUP_REF;
+pub(crate) use backup::BACKUP_REF;
 pub use error::{Refusal, StateError};
-pub use lock::{clear_leftover_lock, clear_stale_lock, Held};
+pub use lock::Held;
+pub(crate) use lock::{clear_leftover_lock, clear_stale_lock};
 pub use model::*;
-pub use ops::TaskRef;
-pub use queue::{Dropped, Queued, FETCHED_REF};
+pub(crate) use ops::TaskRef;
+pub(crate) use queue::Queued;
 pub(crate) use remote::run_with_deadline;
-pub use remote::{REMOTE_KEY, REMOTE_STATE_REF};
-pub use repair::Quarantined;
-pub use snapshot::{archive_agents_of_task, archive_finished_agents, FeatureState, Snapshot};
-pub use store::{
-    natural_key, sort_tasks, task_path, Actor, Committed, Store, Transition, Txn, STATE_REF,
-};
+pub(crate) use remote::REMOTE_STATE_REF;
+pub(crate) use snapshot::{archive_agents_of_task, archive_finished_agents};
+pub use snapshot::{FeatureState, Snapshot};
+pub(crate) use store::{natural_key, STATE_REF};
+pub use store::{Actor, Committed, Store, Transition, Txn};
 
 #[cfg(test)]
 mod layering {

@@ -11,17 +11,17 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// The schema version this binary writes and understands.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// `sprint.yaml`: the schema version and a snapshot of sprint-wide settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SprintMeta {
-    pub schema: u32,
+pub(crate) struct SprintMeta {
+    pub(crate) schema: u32,
     #[serde(default)]
-    pub created: String,
+    pub(crate) created: String,
     /// Set by `git sprint pause`: the Manager starts no new work while true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub paused: bool,
+    pub(crate) paused: bool,
     /// The configuration the orchestrator runs with, by dotted key, each
     /// value typed (`"main"`, `3`, `true`).
     #[serde(
@@ -29,49 +29,49 @@ pub struct SprintMeta {
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "read_settings"
     )]
-    pub settings: BTreeMap<String, serde_json::Value>,
+    pub(crate) settings: BTreeMap<String, serde_json::Value>,
     /// Circuit breakers per agent profile (DESIGN.md "Trust model").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub breakers: BTreeMap<String, Breaker>,
+    pub(crate) breakers: BTreeMap<String, Breaker>,
     /// Budgets reached, per scope (`sprint`, `feature <f>`, `task <f>/<T>`):
     /// the line that says so. A scope is here once, when it was reached.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub budget_stops: BTreeMap<String, String>,
+    pub(crate) budget_stops: BTreeMap<String, String>,
     /// Runs of archived agents per agent profile, so a profile's spend and
     /// success rate outlive the records they came from.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub profiles: BTreeMap<String, ProfileTally>,
+    pub(crate) profiles: BTreeMap<String, ProfileTally>,
     /// With the state shared through a remote: the machine whose
     /// orchestrator runs the single-writer stages (ingest verdicts, the
     /// Refinery, the Librarian). Its heartbeats renew the lease; another
     /// machine takes it over once they stop (`timeouts.machine`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub leader: Option<Leader>,
+    pub(crate) leader: Option<Leader>,
 }
 
 /// The leader lease (see [`SprintMeta::leader`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Leader {
-    pub machine: String,
+pub(crate) struct Leader {
+    pub(crate) machine: String,
     /// When it took the lease (RFC 3339).
-    pub since: String,
+    pub(crate) since: String,
 }
 
 /// What an agent profile's finished, archived runs added up to.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ProfileTally {
+pub(crate) struct ProfileTally {
     #[serde(default)]
-    pub runs: u32,
+    pub(crate) runs: u32,
     /// Runs that exited 0 with no cause recorded against them.
     #[serde(default)]
-    pub succeeded: u32,
+    pub(crate) succeeded: u32,
     #[serde(default)]
-    pub cost_usd: f64,
+    pub(crate) cost_usd: f64,
 }
 
 impl ProfileTally {
     /// Counts agent `a`'s run, once it has ended.
-    pub fn add(&mut self, a: &Agent) {
+    pub(crate) fn add(&mut self, a: &Agent) {
         self.runs += 1;
         if a.cause.is_none() && a.exit_status == Some(0) {
             self.succeeded += 1;
@@ -108,31 +108,31 @@ fn read_settings<'de, D: serde::Deserializer<'de>>(
 /// A run of the profile that ends without an infrastructure failure closes
 /// it (the entry goes).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     /// Infrastructure failures in a row.
     #[serde(default)]
-    pub failures: u32,
+    pub(crate) failures: u32,
     /// Unix seconds of the last of them.
     #[serde(default)]
-    pub last_failure: i64,
+    pub(crate) last_failure: i64,
     /// Unix seconds it was recorded open; `None` while closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub open_since: Option<i64>,
+    pub(crate) open_since: Option<i64>,
     /// Set by `git sprint resume`: one probe may start now.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub half_open: bool,
+    pub(crate) half_open: bool,
     /// The agent started as the probe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe: Option<String>,
+    pub(crate) probe: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause: Option<Cause>,
+    pub(crate) cause: Option<Cause>,
     /// The CLI's own error line from the last failure.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub error: String,
+    pub(crate) error: String,
 }
 
 impl SprintMeta {
-    pub fn new(now: &str) -> Self {
+    pub(crate) fn new(now: &str) -> Self {
         SprintMeta {
             schema: SCHEMA_VERSION,
             created: now.to_owned(),
@@ -150,13 +150,21 @@ impl SprintMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
+    /// Waiting for dependencies, path locks or a free slot.
     Todo,
+    /// A Developer holds its lease.
     InProgress,
+    /// The review gates run on its worktree.
     InReview,
+    /// A Tester works on it.
     InTests,
+    /// Security gates, then the Refinery merges it.
     InDocs,
+    /// Merged into the integration branch.
     Done,
+    /// A task it depends on failed.
     Blocked,
+    /// Out of attempts (`policy.max_attempts`).
     Failed,
     /// The task left tasks.md; kept so its history stays readable.
     Cancelled,
@@ -166,7 +174,8 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 10] = [
+    /// Every status, in lifecycle order.
+    pub(crate) const ALL: [TaskStatus; 10] = [
         TaskStatus::Todo,
         TaskStatus::InProgress,
         TaskStatus::InReview,
@@ -179,7 +188,7 @@ impl TaskStatus {
         TaskStatus::AwaitingApproval,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Todo => "todo",
             TaskStatus::InProgress => "in_progress",
@@ -198,7 +207,7 @@ impl TaskStatus {
     ///
     /// Every gate failure goes back to `in_progress`, so the developer's next
     /// attempt sees the feedback; `todo` from `in_progress` is a release.
-    pub fn next_states(self) -> &'static [TaskStatus] {
+    pub(crate) fn next_states(self) -> &'static [TaskStatus] {
         use TaskStatus::*;
         match self {
             Todo => &[InProgress, Blocked, Cancelled],
@@ -214,12 +223,12 @@ impl TaskStatus {
         }
     }
 
-    pub fn can_move_to(self, to: TaskStatus) -> bool {
+    pub(crate) fn can_move_to(self, to: TaskStatus) -> bool {
         self.next_states().contains(&to)
     }
 
     /// Statuses in which an agent may be working on the task.
-    pub fn is_active(self) -> bool {
+    pub(crate) fn is_active(self) -> bool {
         matches!(
             self,
             TaskStatus::InProgress
@@ -260,76 +269,77 @@ impl FromStr for TaskStatus {
 /// A lease on a task: who holds it and until when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
+    /// Who holds the lease (an agent or a person).
     pub holder: String,
-    pub since: String,
+    pub(crate) since: String,
     /// Unix seconds; the lease is free for others to take after this.
-    pub expires: i64,
+    pub(crate) expires: i64,
     /// Seconds a heartbeat extends the lease by.
-    pub ttl: u64,
+    pub(crate) ttl: u64,
 }
 
 /// The outcome of one gate run, kept with the task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GateResult {
-    pub gate: String,
-    pub stage: String,
-    pub passed: bool,
+pub(crate) struct GateResult {
+    pub(crate) gate: String,
+    pub(crate) stage: String,
+    pub(crate) passed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub figure: Option<f64>,
+    pub(crate) figure: Option<f64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub output_tail: String,
-    pub at: String,
+    pub(crate) output_tail: String,
+    pub(crate) at: String,
     /// The command's exit code; absent when it was killed or never started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub timed_out: bool,
+    pub(crate) timed_out: bool,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
     /// An AI Reviewer's verdict (`APPROVE`, `REQUEST_CHANGES`); absent for
     /// a command gate, and for a Reviewer that gave none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<String>,
+    pub(crate) verdict: Option<String>,
     /// The Reviewer's comments, which became the developer's feedback.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub comments: Vec<ReviewComment>,
+    pub(crate) comments: Vec<ReviewComment>,
     /// The Reviewer agent that judged (agent gates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
+    pub(crate) agent: Option<String>,
     /// Tokens the Reviewer spent.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub tokens: u64,
+    pub(crate) tokens: u64,
     /// US dollars the Reviewer spent.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
-    pub cost_usd: f64,
+    pub(crate) cost_usd: f64,
 }
 
 /// One comment of an AI Reviewer: where (when it says) and what to change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReviewComment {
+pub(crate) struct ReviewComment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<u64>,
-    pub body: String,
+    pub(crate) line: Option<u64>,
+    pub(crate) body: String,
 }
 
 /// Where a task's review stands once its command gates passed and AI
 /// Reviewers (`kind: agent` gates) are owed, in config order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Review {
+pub(crate) struct Review {
     /// Agent gates that approved this attempt's work.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub approved: Vec<String>,
+    pub(crate) approved: Vec<String>,
     /// The Reviewer agent of the next gate, once one was started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reviewer: Option<String>,
+    pub(crate) reviewer: Option<String>,
 }
 
 /// Why a run or an attempt ended badly (DESIGN.md "Trust model").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Cause {
+pub(crate) enum Cause {
     /// The API refused the key (401/403).
     Auth,
     /// 429: too many requests.
@@ -364,25 +374,7 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 15] = [
-        Cause::Auth,
-        Cause::RateLimit,
-        Cause::Overloaded,
-        Cause::ApiError,
-        Cause::Network,
-        Cause::Refused,
-        Cause::Timeout,
-        Cause::Hung,
-        Cause::Crash,
-        Cause::NoChange,
-        Cause::Gate,
-        Cause::Conflict,
-        Cause::Setup,
-        Cause::Policy,
-        Cause::MachineLost,
-    ];
-
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Cause::Auth => "auth",
             Cause::RateLimit => "rate_limit",
@@ -404,7 +396,7 @@ impl Cause {
 
     /// Not the task's fault: the attempt is not counted, nothing goes into
     /// a prompt, and the profile's circuit breaker counts it.
-    pub fn is_infrastructure(self) -> bool {
+    pub(crate) fn is_infrastructure(self) -> bool {
         matches!(
             self,
             Cause::Auth
@@ -417,7 +409,7 @@ impl Cause {
 
     /// Counted against the agent profile's circuit breaker: the provider
     /// failed. A lost machine is not the profile's fault.
-    pub fn trips_breaker(self) -> bool {
+    pub(crate) fn trips_breaker(self) -> bool {
         self.is_infrastructure() && self != Cause::MachineLost
     }
 }
@@ -430,29 +422,29 @@ impl fmt::Display for Cause {
 
 /// What one agent run cost, from the CLI's structured output.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Usage {
+pub(crate) struct Usage {
     #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub duration_ms: u64,
+    pub(crate) duration_ms: u64,
     #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pub turns: u32,
+    pub(crate) turns: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub input_tokens: u64,
+    pub(crate) input_tokens: u64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub output_tokens: u64,
+    pub(crate) output_tokens: u64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub cache_read_tokens: u64,
+    pub(crate) cache_read_tokens: u64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub cache_write_tokens: u64,
+    pub(crate) cache_write_tokens: u64,
     /// US dollars, as the CLI reported or from the config's price table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_usd: Option<f64>,
+    pub(crate) cost_usd: Option<f64>,
 }
 
 impl Usage {
     /// Every token the run was billed for.
-    pub fn tokens(&self) -> u64 {
+    pub(crate) fn tokens(&self) -> u64 {
         self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
     }
 }
@@ -460,46 +452,46 @@ impl Usage {
 /// One attempt's end, kept in the task's history (never in a prompt unless
 /// it is gate or review output, which goes to `feedback`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AttemptNote {
-    pub attempt: u32,
-    pub at: String,
+pub(crate) struct AttemptNote {
+    pub(crate) attempt: u32,
+    pub(crate) at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    pub cause: Cause,
-    pub note: String,
+    pub(crate) agent: Option<String>,
+    pub(crate) cause: Cause,
+    pub(crate) note: String,
     /// Whether it consumed an attempt (infrastructure failures do not).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub counted: bool,
+    pub(crate) counted: bool,
 }
 
 /// What the Refinery merged for a task: the branch tip and the merge commit
 /// on the integration branch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Merged {
-    pub tip: String,
-    pub commit: String,
+pub(crate) struct Merged {
+    pub(crate) tip: String,
+    pub(crate) commit: String,
 }
 
 /// What a task's approval waits on, set when the policy's
 /// `require_approval` rules match its diff (after the Developer) and
 /// cleared when the diff is judged again.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Approval {
+pub(crate) struct Approval {
     /// The rules that want it.
-    pub rules: Vec<String>,
+    pub(crate) rules: Vec<String>,
     /// What they matched (paths, sizes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub matched: Vec<String>,
+    pub(crate) matched: Vec<String>,
     /// Who approved, once someone has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by: Option<String>,
+    pub(crate) by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 impl Approval {
     /// Whether the merge still waits for a person.
-    pub fn pending(&self) -> bool {
+    pub(crate) fn pending(&self) -> bool {
         self.by.is_none()
     }
 }
@@ -507,99 +499,102 @@ impl Approval {
 /// `features/<feature>/tasks/<id>.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
+    /// The task's id in tasks.md (`T003`).
     pub id: String,
-    pub title: String,
+    pub(crate) title: String,
+    /// Where the task is in its life.
     pub status: TaskStatus,
     /// The task's full text from tasks.md (title, sub-bullets), for prompts.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
+    pub(crate) description: String,
     /// 1-based phase of tasks.md; 0 for a task added by hand.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pub phase: u32,
+    pub(crate) phase: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub story: Option<String>,
+    pub(crate) story: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub convoy: Option<String>,
+    pub(crate) convoy: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deps: Vec<String>,
+    pub(crate) deps: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
+    pub(crate) labels: Vec<String>,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
-    pub priority: i64,
+    pub(crate) priority: i64,
     /// Line in tasks.md; 0 for a task added by hand.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pub line: u32,
+    pub(crate) line: u32,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub parallel: bool,
+    pub(crate) parallel: bool,
     /// Attempts counted against `policy.max_attempts` (reset by `retry`).
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub attempts: u32,
     /// Developer runs ever started on the task, never reset: each run's
     /// agent id is `<feature>.<task>.dev.<run>`, so ids never repeat.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pub runs: u32,
+    pub(crate) runs: u32,
     /// The Tester agent of the current attempt, once one was started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tester: Option<String>,
+    pub(crate) tester: Option<String>,
     /// Set while AI Reviewers judge the work (the command review gates
     /// passed); cleared when the task leaves review.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review: Option<Review>,
+    pub(crate) review: Option<Review>,
+    /// The lease on the task, while someone holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub branch: Option<String>,
+    pub(crate) branch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub worktree: Option<String>,
+    pub(crate) worktree: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub gates: Vec<GateResult>,
+    pub(crate) gates: Vec<GateResult>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub feedback: Vec<String>,
+    pub(crate) feedback: Vec<String>,
     /// Tokens spent on the task by every agent run so far.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
-    pub tokens: u64,
+    pub(crate) tokens: u64,
     /// US dollars spent on the task so far.
     #[serde(default, skip_serializing_if = "is_zero_f64")]
-    pub cost_usd: f64,
+    pub(crate) cost_usd: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Set on a `done` task that no agent ran: a chore git-sprint handles
     /// itself (`handled by git-sprint`). It counts as done for dependants,
     /// progress and feature completion, and never gets gates or a merge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub skipped: Option<String>,
+    pub(crate) skipped: Option<String>,
     /// The cause of the last attempt that ended badly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause: Option<Cause>,
+    pub(crate) cause: Option<Cause>,
     /// Every attempt that ended badly, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub history: Vec<AttemptNote>,
+    pub(crate) history: Vec<AttemptNote>,
     /// Unix seconds before which no new attempt starts (backoff).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<i64>,
+    pub(crate) retry_after: Option<i64>,
     /// Infrastructure failures in a row (for the backoff between them).
     #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pub infra_failures: u32,
+    pub(crate) infra_failures: u32,
     /// What the Refinery merged, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged: Option<Merged>,
+    pub(crate) merged: Option<Merged>,
     /// A policy rule on the diff wants a person's approval before the merge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub approval: Option<Approval>,
+    pub(crate) approval: Option<Approval>,
     /// Cancelled by a person: re-ingest keeps it cancelled until its line
     /// in tasks.md changes or it is retried.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub manual_cancel: bool,
+    pub(crate) manual_cancel: bool,
     #[serde(default)]
-    pub created: String,
+    pub(crate) created: String,
     #[serde(default)]
-    pub updated: String,
+    pub(crate) updated: String,
 }
 
 impl Task {
-    pub fn new(id: &str, title: &str, now: &str) -> Self {
+    pub(crate) fn new(id: &str, title: &str, now: &str) -> Self {
         Task {
             id: id.to_owned(),
             title: title.to_owned(),
@@ -642,7 +637,7 @@ impl Task {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FeatureStatus {
+pub(crate) enum FeatureStatus {
     Planned,
     Active,
     Done,
@@ -662,36 +657,36 @@ impl fmt::Display for FeatureStatus {
 
 /// `features/<feature>/feature.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Feature {
-    pub name: String,
-    pub status: FeatureStatus,
+pub(crate) struct Feature {
+    pub(crate) name: String,
+    pub(crate) status: FeatureStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_branch: Option<String>,
+    pub(crate) base_branch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub integration_branch: Option<String>,
+    pub(crate) integration_branch: Option<String>,
     /// Path of the tasks.md this feature was ingested from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tasks_path: Option<String>,
+    pub(crate) tasks_path: Option<String>,
     /// Blob id of the tasks.md last ingested; re-ingesting it is a no-op.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tasks_blob: Option<String>,
+    pub(crate) tasks_blob: Option<String>,
     /// What became of the finished feature (merged into its base, or why not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
     /// The base branch's tip that could not be merged into the integration
     /// branch, and why; while it is the base's tip, no task merges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_conflict: Option<BaseConflict>,
+    pub(crate) base_conflict: Option<BaseConflict>,
     /// The base branch commit last merged into the integration branch
     /// during the sprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_synced: Option<String>,
+    pub(crate) base_synced: Option<String>,
     #[serde(default)]
-    pub created: String,
+    pub(crate) created: String,
 }
 
 impl Feature {
-    pub fn new(name: &str, now: &str) -> Self {
+    pub(crate) fn new(name: &str, now: &str) -> Self {
         Feature {
             name: name.to_owned(),
             status: FeatureStatus::Planned,
@@ -709,15 +704,15 @@ impl Feature {
 
 /// A base-branch commit the integration branch could not take.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BaseConflict {
-    pub base_tip: String,
+pub(crate) struct BaseConflict {
+    pub(crate) base_tip: String,
     /// What went wrong: the conflicting files, or the gate that failed.
-    pub what: String,
+    pub(crate) what: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ConvoyStatus {
+pub(crate) enum ConvoyStatus {
     Open,
     /// Every task done; waiting for the Librarian's docs to merge.
     InDocs,
@@ -736,38 +731,44 @@ impl fmt::Display for ConvoyStatus {
 
 /// `features/<feature>/convoys/<id>.yaml`: the tasks of one user story.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Convoy {
-    pub id: String,
+pub(crate) struct Convoy {
+    pub(crate) id: String,
     #[serde(default)]
-    pub title: String,
-    pub status: ConvoyStatus,
+    pub(crate) title: String,
+    pub(crate) status: ConvoyStatus,
     #[serde(default)]
-    pub tasks: Vec<String>,
+    pub(crate) tasks: Vec<String>,
     /// Librarian attempts at this convoy's docs.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Librarian runs started, counted as attempts or not: each run gets a
     /// fresh agent id, so one the API failed never blocks the next.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pub runs: u32,
+    pub(crate) runs: u32,
     /// The Librarian at work on the docs now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub librarian: Option<String>,
+    pub(crate) librarian: Option<String>,
     /// No Librarian starts before this time (unix seconds): the backoff
     /// after an infrastructure failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<i64>,
+    pub(crate) retry_after: Option<i64>,
 }
 
+/// Where an agent's process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
+    /// Launched; its process is not seen yet.
     Starting,
+    /// Its process runs.
     Running,
+    /// Its process ended by itself.
     Exited,
+    /// Its process went away without recording an end (hung, crashed, lost).
     Dead,
+    /// Stopped on purpose (`kill`, a timeout, a cancel).
     Killed,
 }
 
@@ -786,82 +787,84 @@ impl fmt::Display for AgentState {
 /// `agents/<id>.yaml`: one worker (an agent in a worktree and a tmux session).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agent {
-    pub id: String,
-    pub role: String,
+    pub(crate) id: String,
+    pub(crate) role: String,
+    /// Where the agent's process is in its life.
     pub state: AgentState,
+    /// The task the agent works on; none for a fleet agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch: Option<String>,
+    pub(crate) batch: Option<String>,
     #[serde(default)]
-    pub profile: String,
+    pub(crate) profile: String,
     #[serde(default)]
-    pub session: String,
+    pub(crate) session: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     #[serde(default)]
-    pub worktree: String,
+    pub(crate) worktree: String,
     #[serde(default)]
-    pub branch: String,
+    pub(crate) branch: String,
     #[serde(default)]
-    pub base: String,
+    pub(crate) base: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub prompt: String,
+    pub(crate) prompt: String,
     #[serde(default)]
-    pub started: i64,
+    pub(crate) started: i64,
     #[serde(default, skip_serializing_if = "is_zero_i64")]
-    pub heartbeat: i64,
+    pub(crate) heartbeat: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended: Option<i64>,
+    pub(crate) ended: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_status: Option<i32>,
+    pub(crate) exit_status: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wip_commit: Option<String>,
+    pub(crate) wip_commit: Option<String>,
     /// The process answerable for the record now: the spawner while
     /// `starting`, then the `agent-run` wrapper (the tmux pane's process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runner_pid: Option<u32>,
+    pub(crate) runner_pid: Option<u32>,
     /// The commit `base` named when the worker started: "ahead" counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_commit: Option<String>,
+    pub(crate) base_commit: Option<String>,
     /// The branch's tip when the agent ended: what it did is
     /// `base_commit..end_commit`, whatever happens to the branch later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_commit: Option<String>,
+    pub(crate) end_commit: Option<String>,
     /// The agent command, resolved when the worker was spawned, so the
     /// wrapper runs exactly what was asked for whatever the config says now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launch: Option<AgentLaunch>,
+    pub(crate) launch: Option<AgentLaunch>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// Files the task names, for `SPRINT_PATHS`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
     /// The signal that ended the agent, when one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
+    pub(crate) signal: Option<i32>,
     /// Prompts typed into the pane after the start (`git sprint prompt`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub followups: Vec<String>,
+    pub(crate) followups: Vec<String>,
     /// What the run cost, from the CLI's structured output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
+    pub(crate) usage: Option<Usage>,
     /// Why the run ended badly, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cause: Option<Cause>,
+    pub(crate) cause: Option<Cause>,
     /// The CLI's own error line (or the wrapper's reason) for `cause`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// The skills the agent was given, with their versions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub skills: Vec<crate::skills::SkillUse>,
+    pub(crate) skills: Vec<crate::skills::SkillUse>,
     /// Why this profile runs the task: the router's choice and its rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route: Option<crate::router::Choice>,
+    pub(crate) route: Option<crate::router::Choice>,
     /// The machine whose orchestrator started it, when the state is shared
     /// through a remote: only that machine can see its tmux session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine: Option<String>,
+    pub(crate) machine: Option<String>,
 }
 
 fn is_zero_u32(n: &u32) -> bool {
@@ -878,27 +881,27 @@ fn is_zero_u64(n: &u64) -> bool {
 /// unreadable).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AgentLaunch {
+pub(crate) struct AgentLaunch {
     /// The argv template, e.g. `["claude", "-p", "{prompt}"]`.
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
     /// Where the agent finds the prompt: `arg`, `stdin`, `file` or `env`.
     #[serde(default = "AgentLaunch::default_prompt")]
-    pub prompt: String,
+    pub(crate) prompt: String,
     /// Extra environment; values may use placeholders.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub(crate) env: BTreeMap<String, String>,
     /// The default model, overridable per launch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// Appended to the argv only when a model is set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub model_args: Vec<String>,
+    pub(crate) model_args: Vec<String>,
     /// How the agent writes its output: `text`, or a CLI's JSON event stream.
     #[serde(
         default = "AgentLaunch::default_output",
         skip_serializing_if = "AgentLaunch::is_text"
     )]
-    pub output: String,
+    pub(crate) output: String,
 }
 
 impl AgentLaunch {
@@ -925,7 +928,7 @@ fn is_zero_f64(n: &f64) -> bool {
 /// A validated name for a feature, task, convoy or agent: it becomes a path
 /// component in the state tree and part of a branch name, so it must be safe
 /// for both.
-pub fn check_name(kind: &'static str, name: &str) -> Result<(), String> {
+pub(crate) fn check_name(kind: &'static str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && !name.starts_with(['.', '-'])

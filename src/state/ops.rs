@@ -13,11 +13,14 @@ use crate::clock;
 /// only one feature has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRef {
+    /// The feature (`specs/<feature>/`).
     pub feature: String,
+    /// The task's id (`T003`).
     pub id: String,
 }
 
 impl TaskRef {
+    /// The task `id` of `feature`.
     pub fn new(feature: &str, id: &str) -> TaskRef {
         TaskRef {
             feature: feature.to_owned(),
@@ -33,7 +36,7 @@ impl std::fmt::Display for TaskRef {
 }
 
 /// Finds the task `name` refers to.
-pub fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
+pub(crate) fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
     if let Some((feature, id)) = name.split_once('/') {
         if txn.feature(feature)?.is_none() {
             return Err(Refusal::UnknownFeature {
@@ -80,7 +83,7 @@ pub fn resolve(txn: &Txn<'_>, name: &str) -> Result<TaskRef, StateError> {
     }
 }
 
-pub fn load(txn: &Txn<'_>, r: &TaskRef) -> Result<Task, StateError> {
+pub(crate) fn load(txn: &Txn<'_>, r: &TaskRef) -> Result<Task, StateError> {
     txn.task(&r.feature, &r.id)?.ok_or_else(|| {
         Refusal::UnknownTask {
             name: r.to_string(),
@@ -91,7 +94,7 @@ pub fn load(txn: &Txn<'_>, r: &TaskRef) -> Result<Task, StateError> {
 }
 
 /// Creates the feature record if it does not exist yet.
-pub fn ensure_feature(txn: &mut Txn<'_>, name: &str) -> Result<Feature, StateError> {
+pub(crate) fn ensure_feature(txn: &mut Txn<'_>, name: &str) -> Result<Feature, StateError> {
     check_name("feature", name).map_err(Refusal::InvalidName)?;
     if let Some(f) = txn.feature(name)? {
         return Ok(f);
@@ -110,11 +113,17 @@ pub fn ensure_feature(txn: &mut Txn<'_>, name: &str) -> Result<Feature, StateErr
 /// What `git sprint add` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct NewTask {
+    /// The id to give; the next free one when none.
     pub id: Option<String>,
+    /// The task's title.
     pub title: String,
+    /// The user story it belongs to.
     pub story: Option<String>,
+    /// Ids of the tasks it waits for.
     pub deps: Vec<String>,
+    /// Paths it touches, for conflict planning.
     pub paths: Vec<String>,
+    /// Higher runs first.
     pub priority: i64,
 }
 
@@ -172,7 +181,11 @@ fn next_id(existing: &[String]) -> String {
 }
 
 /// Dependencies of `task` that are not done yet, as `T001 (todo)`.
-pub fn waiting_on(txn: &Txn<'_>, feature: &str, task: &Task) -> Result<Vec<String>, StateError> {
+pub(crate) fn waiting_on(
+    txn: &Txn<'_>,
+    feature: &str,
+    task: &Task,
+) -> Result<Vec<String>, StateError> {
     let mut waiting = Vec::new();
     for dep in &task.deps {
         match txn.task(feature, dep)? {
@@ -307,7 +320,7 @@ pub fn move_task(
 /// Closes a task that needs no change: `done` with nothing merged, as
 /// `person`'s recorded decision. Refuses a task already done or cancelled,
 /// and one an agent holds a live lease on. Returns the status it left.
-pub fn close_without_change(
+pub(crate) fn close_without_change(
     txn: &mut Txn<'_>,
     r: &TaskRef,
     person: &str,
@@ -353,7 +366,7 @@ pub fn close_without_change(
 }
 
 /// Renews the holder's lease by its TTL.
-pub fn heartbeat(txn: &mut Txn<'_>, r: &TaskRef, holder: &str) -> Result<Task, StateError> {
+pub(crate) fn heartbeat(txn: &mut Txn<'_>, r: &TaskRef, holder: &str) -> Result<Task, StateError> {
     let mut task = load(txn, r)?;
     let now = clock::now();
     match &mut task.claim {
@@ -377,7 +390,7 @@ pub fn heartbeat(txn: &mut Txn<'_>, r: &TaskRef, holder: &str) -> Result<Task, S
 
 /// Gives a claimed task back: `in_progress` → `todo`, lease cleared. With a
 /// holder, refuses when someone else holds it.
-pub fn release(
+pub(crate) fn release(
     txn: &mut Txn<'_>,
     r: &TaskRef,
     holder: Option<&str>,
@@ -452,7 +465,7 @@ pub fn set_paused(
 /// attempts reset and no backoff; dependants blocked because of it are
 /// unblocked too. The next run gets a new agent id (`runs` is never reset),
 /// and the old gate output leaves the prompt (it stays in `history`).
-pub fn retry(
+pub(crate) fn retry(
     txn: &mut Txn<'_>,
     r: &TaskRef,
     reason: Option<&str>,
@@ -515,7 +528,11 @@ pub fn retry(
 /// Takes a task out of the sprint (`cancelled`) by a person's decision; its
 /// history stays, and re-ingesting tasks.md keeps it cancelled until its
 /// line changes or it is retried. Its waiting dependants are blocked.
-pub fn cancel(txn: &mut Txn<'_>, r: &TaskRef, reason: Option<&str>) -> Result<Task, StateError> {
+pub(crate) fn cancel(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    reason: Option<&str>,
+) -> Result<Task, StateError> {
     let mut task = load(txn, r)?;
     if task.status == TaskStatus::Done {
         return Err(Refusal::IllegalTransition {
@@ -541,7 +558,7 @@ pub fn cancel(txn: &mut Txn<'_>, r: &TaskRef, reason: Option<&str>) -> Result<Ta
 /// Accounts a finished agent run to its profile's circuit breaker: an
 /// infrastructure failure counts, a run that ended well closes it. Called
 /// in the transaction that records the run's end.
-pub fn account_run(
+pub(crate) fn account_run(
     txn: &mut Txn<'_>,
     profile: &str,
     agent: &str,
@@ -584,7 +601,7 @@ pub fn account_run(
 }
 
 /// `git sprint resume` for breakers: every open one lets one probe start now.
-pub fn half_open_breakers(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> {
+pub(crate) fn half_open_breakers(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> {
     let Some(mut meta) = txn.meta()? else {
         return Ok(Vec::new());
     };
@@ -613,7 +630,11 @@ pub fn half_open_breakers(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> 
 
 /// Marks a task `failed` and every task that (transitively) depends on it
 /// and has not started `blocked`, each with the reason.
-pub fn fail(txn: &mut Txn<'_>, r: &TaskRef, reason: &str) -> Result<Vec<String>, StateError> {
+pub(crate) fn fail(
+    txn: &mut Txn<'_>,
+    r: &TaskRef,
+    reason: &str,
+) -> Result<Vec<String>, StateError> {
     move_task(txn, r, TaskStatus::Failed, Some(reason), true)?;
     block_dependants(txn, r, &format!("blocked: {} failed ({reason})", r.id))
 }
@@ -639,7 +660,11 @@ fn block_dependants(txn: &mut Txn<'_>, r: &TaskRef, why: &str) -> Result<Vec<Str
 }
 
 /// Tasks of `feature` that depend on `id`, directly or through others.
-pub fn dependants(txn: &Txn<'_>, feature: &str, id: &str) -> Result<Vec<String>, StateError> {
+pub(crate) fn dependants(
+    txn: &Txn<'_>,
+    feature: &str,
+    id: &str,
+) -> Result<Vec<String>, StateError> {
     let tasks = txn.tasks(feature)?;
     let mut found: Vec<String> = Vec::new();
     let mut frontier = vec![id.to_owned()];
@@ -661,7 +686,7 @@ pub fn dependants(txn: &Txn<'_>, feature: &str, id: &str) -> Result<Vec<String>,
 /// (its wrapper recorded the end as it was stopped) keeps its state; a cause
 /// it lacks is still ours to say, recorded as a transition that names it.
 /// Returns whether anything changed.
-pub fn agent_dead(
+pub(crate) fn agent_dead(
     txn: &mut Txn<'_>,
     id: &str,
     cause: Cause,

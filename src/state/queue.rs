@@ -38,7 +38,7 @@ use super::remote::{Pushed, Remote};
 use super::store::{signature, Actor, STATE_REF};
 
 /// The remote's state as the last fetch found it.
-pub const FETCHED_REF: &str = "refs/ai-sprint-remote/fetched";
+pub(crate) const FETCHED_REF: &str = "refs/ai-sprint-remote/fetched";
 
 /// The trailer of a commit queued on this clone, waiting for the remote.
 const OFFLINE_TRAILER: &str = "Sprint-Offline";
@@ -59,7 +59,7 @@ pub struct Queued {
     /// How many state commits wait for the remote.
     pub count: usize,
     /// When the oldest of them was made (Unix seconds).
-    pub since: i64,
+    pub(crate) since: i64,
 }
 
 /// A queued transition that was not replayed because what it changed had
@@ -67,7 +67,7 @@ pub struct Queued {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dropped {
     /// The queued commit.
-    pub commit: String,
+    pub(crate) commit: String,
     pub subject: String,
     /// Who made it (its `Sprint-Actor:`).
     pub actor: String,
@@ -82,7 +82,8 @@ pub struct Dropped {
 impl Dropped {
     /// The ids of the agents whose records it changed (`agents/<id>.yaml`):
     /// whose work goes to a side branch.
-    pub fn agents(&self) -> Vec<&str> {
+    #[cfg(test)]
+    pub(crate) fn agents(&self) -> Vec<&str> {
         self.paths
             .iter()
             .filter_map(|p| p.strip_prefix("agents/")?.strip_suffix(".yaml"))
@@ -91,7 +92,8 @@ impl Dropped {
     }
 
     /// The tasks whose records it changed, as `feature/id`.
-    pub fn tasks(&self) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn tasks(&self) -> Vec<String> {
         self.paths
             .iter()
             .filter_map(|p| {

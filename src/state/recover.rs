@@ -25,19 +25,19 @@ use crate::clock;
 
 /// What shows that this repository had sprint state.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Evidence {
+pub(crate) struct Evidence {
     /// The newest state commit the backup holds ([`Store::backup_tip`]).
-    pub backup: Option<String>,
+    pub(crate) backup: Option<String>,
     /// The newest entry of `refs/ai-sprint`'s reflog.
-    pub reflog: Option<String>,
+    pub(crate) reflog: Option<String>,
     /// Branches named like the tool's: `sprint/<feature>/<name>`.
-    pub branches: Vec<String>,
+    pub(crate) branches: Vec<String>,
     /// Worktrees under `<git dir>/sprint/worktrees/`.
-    pub worktrees: Vec<String>,
+    pub(crate) worktrees: Vec<String>,
 }
 
 impl Evidence {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.backup.is_none()
             && self.reflog.is_none()
             && self.branches.is_empty()
@@ -77,7 +77,7 @@ impl fmt::Display for Evidence {
 /// Where a restored state came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub(crate) enum Source {
     Backup,
     Reflog,
 }
@@ -94,7 +94,7 @@ impl fmt::Display for Source {
 /// What [`recover`] did.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Recovery {
+pub(crate) enum Recovery {
     /// `refs/ai-sprint` exists: nothing to do.
     Present { tip: String },
     /// The ref points at `commit` again, taken from `source`.
@@ -118,7 +118,7 @@ pub enum Recovery {
 
 impl Store {
     /// What shows this repository had sprint state, besides the ref itself.
-    pub fn evidence(&self) -> Result<Evidence, StateError> {
+    pub(crate) fn evidence(&self) -> Result<Evidence, StateError> {
         let repo = self.repo();
         let mut branches = Vec::new();
         let refs = repo
@@ -214,7 +214,7 @@ impl Store {
 
 /// Restores `refs/ai-sprint` from the newest state commit recorded outside
 /// it, and records that as a state commit by `actor`.
-pub fn recover(store: &Store, actor: &Actor) -> Result<Recovery, StateError> {
+pub(crate) fn recover(store: &Store, actor: &Actor) -> Result<Recovery, StateError> {
     if let Some(tip) = store.tip()? {
         return Ok(Recovery::Present {
             tip: tip.to_string(),
@@ -297,19 +297,19 @@ pub fn recover(store: &Store, actor: &Actor) -> Result<Recovery, StateError> {
 
 /// What [`start_fresh`] did.
 #[derive(Debug, Clone, Serialize)]
-pub struct Fresh {
+pub(crate) struct Fresh {
     /// The first commit of the new state.
-    pub commit: String,
+    pub(crate) commit: String,
     /// Where the old state was kept, if there was one to keep.
-    pub kept_as: Option<String>,
-    pub evidence: Evidence,
+    pub(crate) kept_as: Option<String>,
+    pub(crate) evidence: Evidence,
 }
 
 /// Starts a new, empty state where `refs/ai-sprint` is missing, whatever
 /// shows an earlier one: the old state (if a backup names it) is kept under
 /// `refs/ai-sprint-abandoned/<unix time>`, and what was left behind is
 /// recorded in the new state's first commit.
-pub fn start_fresh(store: &Store, actor: &Actor) -> Result<Option<Fresh>, StateError> {
+pub(crate) fn start_fresh(store: &Store, actor: &Actor) -> Result<Option<Fresh>, StateError> {
     if store.tip()?.is_some() {
         return Ok(None);
     }

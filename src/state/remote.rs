@@ -24,12 +24,12 @@ use super::error::StateError;
 use super::queue::FETCHED_REF;
 
 /// The git config key naming the remote (`git config sprint.remote origin`).
-pub const REMOTE_KEY: &str = "sprint.remote";
+pub(crate) const REMOTE_KEY: &str = "sprint.remote";
 
 /// Where the state lives on the remote. Not `refs/ai-sprint` itself: a
 /// receiving git refuses a ref with one level under `refs/` ("funny
 /// refname"). Fetched into the local [`STATE_REF`].
-pub const REMOTE_STATE_REF: &str = "refs/ai-sprint-shared/state";
+pub(crate) const REMOTE_STATE_REF: &str = "refs/ai-sprint-shared/state";
 
 /// The longest a fetch or push may take before it counts as unreachable.
 const DEADLINE: Duration = Duration::from_secs(60);

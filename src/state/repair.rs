@@ -18,17 +18,17 @@ use crate::clock;
 
 /// A record left out of a read because it does not parse.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Quarantined {
+pub(crate) struct Quarantined {
     /// Its path in the state tree.
-    pub path: String,
+    pub(crate) path: String,
     /// `task`, `feature`, `convoy` or `agent`.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// `feature/T003`, the feature or convoy name, or the agent id.
-    pub name: String,
+    pub(crate) name: String,
     /// Why it does not parse, with line and column.
-    pub error: String,
+    pub(crate) error: String,
     /// The command that fixes it.
-    pub fix: String,
+    pub(crate) fix: String,
 }
 
 impl Quarantined {
@@ -62,7 +62,7 @@ pub(crate) fn task_of_path(path: &str) -> Option<(&str, &str)> {
 }
 
 /// Whether the task's record exists but does not parse.
-pub fn is_broken(txn: &Txn<'_>, r: &TaskRef) -> Result<bool, StateError> {
+pub(crate) fn is_broken(txn: &Txn<'_>, r: &TaskRef) -> Result<bool, StateError> {
     match txn.task(&r.feature, &r.id) {
         Ok(_) => Ok(false),
         Err(StateError::Yaml { .. }) => Ok(true),
@@ -72,19 +72,19 @@ pub fn is_broken(txn: &Txn<'_>, r: &TaskRef) -> Result<bool, StateError> {
 
 /// What [`repair_task`] made of a broken record.
 #[derive(Debug, Clone)]
-pub struct Repaired {
-    pub task: Task,
+pub(crate) struct Repaired {
+    pub(crate) task: Task,
     /// Fields of the old record that were kept.
-    pub kept: Vec<String>,
+    pub(crate) kept: Vec<String>,
     /// Fields of the old record that could not be read, and were dropped.
-    pub dropped: Vec<String>,
+    pub(crate) dropped: Vec<String>,
 }
 
 /// Rewrites the broken record of `r` with status `status`: every field of
 /// the old record that still reads is kept, `overlay` (given the feature)
 /// then sets what the spec says (title, dependencies, paths), the claim is cleared. Refuses a
 /// record that parses (`git sprint move` changes those).
-pub fn repair_task(
+pub(crate) fn repair_task(
     txn: &mut Txn<'_>,
     r: &TaskRef,
     status: TaskStatus,

@@ -23,20 +23,25 @@ use super::model::{AgentState, TaskStatus};
 use super::repair::Quarantined;
 use super::store::{sort_tasks, task_path, Txn, ARCHIVED_AGENTS};
 
+/// One feature with its convoys and tasks, as the state holds them.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureState {
-    pub feature: Feature,
-    pub convoys: Vec<Convoy>,
+    pub(crate) feature: Feature,
+    pub(crate) convoys: Vec<Convoy>,
+    /// The feature's tasks, in natural id order.
     pub tasks: Vec<Task>,
 }
 
+/// The whole sprint state read at one commit: features, tasks and agents.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Snapshot {
-    pub meta: Option<SprintMeta>,
+    pub(crate) meta: Option<SprintMeta>,
+    /// Every feature in the state.
     pub features: Vec<FeatureState>,
+    /// Every agent in the state.
     pub agents: Vec<Agent>,
     /// Records that do not parse: not in the lists above.
-    pub quarantined: Vec<Quarantined>,
+    pub(crate) quarantined: Vec<Quarantined>,
 }
 
 /// `Ok(Some(value))`, or `Ok(None)` with the record quarantined when it
@@ -121,6 +126,7 @@ fn yaml_blobs(entries: Vec<(String, ObjectId, bool)>) -> BTreeMap<String, Object
 }
 
 impl Snapshot {
+    /// Reads the whole state at the transaction's commit.
     pub fn read(txn: &Txn<'_>) -> Result<Self, StateError> {
         // The cache describes committed trees: with staged writes, or
         // outside a store's read, read the plain way.
@@ -331,7 +337,7 @@ impl Snapshot {
     /// agent ever recorded (live and archived, by id), for views of the
     /// whole history (`status --json`, `list --all`). Reading the archive
     /// costs what the history holds; the orchestrator never does it.
-    pub fn read_with_archive(txn: &Txn<'_>) -> Result<Self, StateError> {
+    pub(crate) fn read_with_archive(txn: &Txn<'_>) -> Result<Self, StateError> {
         let mut snapshot = Self::read(txn)?;
         let live: std::collections::HashSet<String> =
             snapshot.agents.iter().map(|a| a.id.clone()).collect();
@@ -355,20 +361,21 @@ impl Snapshot {
 
     /// Live agents that are finished for good: ended, and their task done
     /// or cancelled. [`archive_finished_agents`] moves them to the archive.
-    pub fn archivable(&self) -> Vec<&Agent> {
+    pub(crate) fn archivable(&self) -> Vec<&Agent> {
         self.agents
             .iter()
             .filter(|a| is_finished(self, a))
             .collect()
     }
 
+    /// The feature named `name`, if the state has it.
     pub fn feature(&self, name: &str) -> Option<&FeatureState> {
         self.features.iter().find(|f| f.feature.name == name)
     }
 
     /// Whether task `id` of `feature` is quarantined (its record does not
     /// parse): it is not done, whatever it was.
-    pub fn is_quarantined(&self, feature: &str, id: &str) -> bool {
+    pub(crate) fn is_quarantined(&self, feature: &str, id: &str) -> bool {
         let name = format!("{feature}/{id}");
         self.quarantined
             .iter()
@@ -376,7 +383,7 @@ impl Snapshot {
     }
 
     /// Whether any task of `feature` is quarantined.
-    pub fn has_quarantined_tasks(&self, feature: &str) -> bool {
+    pub(crate) fn has_quarantined_tasks(&self, feature: &str) -> bool {
         let prefix = format!("{feature}/");
         self.quarantined
             .iter()
@@ -386,7 +393,7 @@ impl Snapshot {
 
 impl FeatureState {
     /// Task counts per status, in the order of the task life.
-    pub fn counts(&self) -> BTreeMap<super::model::TaskStatus, usize> {
+    pub(crate) fn counts(&self) -> BTreeMap<super::model::TaskStatus, usize> {
         let mut counts = BTreeMap::new();
         for t in &self.tasks {
             *counts.entry(t.status).or_insert(0) += 1;
@@ -417,7 +424,7 @@ fn is_finished(snapshot: &Snapshot, a: &Agent) -> bool {
 /// at this transaction's state) to `archive/agents/`, in one commit; returns
 /// their ids. Their records stay in `git log refs/ai-sprint` and in
 /// [`Snapshot::read_with_archive`].
-pub fn archive_finished_agents(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> {
+pub(crate) fn archive_finished_agents(txn: &mut Txn<'_>) -> Result<Vec<String>, StateError> {
     let snapshot = Snapshot::read(txn)?;
     let finished: Vec<Agent> = snapshot.archivable().into_iter().cloned().collect();
     for a in &finished {
@@ -437,7 +444,7 @@ pub fn archive_finished_agents(txn: &mut Txn<'_>) -> Result<Vec<String>, StateEr
 /// moves the task to done: folded in there, archiving costs no commit of
 /// its own, and so no reconcile woken by one. An agent of the task still
 /// running stays live ([`archive_finished_agents`] takes it later).
-pub fn archive_agents_of_task(
+pub(crate) fn archive_agents_of_task(
     txn: &mut Txn<'_>,
     feature: &str,
     id: &str,

@@ -36,7 +36,7 @@ use super::writers;
 use crate::clock;
 
 /// The ref that holds all sprint state.
-pub const STATE_REF: &str = "refs/ai-sprint";
+pub(crate) const STATE_REF: &str = "refs/ai-sprint";
 
 /// Attempts at a compare-and-swap before giving up. Each attempt backs off
 /// with jitter, so 16 writers on one ref settle well within this.
@@ -45,8 +45,8 @@ const MAX_ATTEMPTS: u32 = 400;
 /// Who did something: the author and committer of a state commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
-    pub name: String,
-    pub email: String,
+    pub(crate) name: String,
+    pub(crate) email: String,
 }
 
 impl Actor {
@@ -63,11 +63,11 @@ impl Actor {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Transition {
     /// `feature/task`, or empty for a transition of the sprint itself.
-    pub task: String,
-    pub from: String,
-    pub to: String,
-    pub reason: Option<String>,
-    pub policy: Option<String>,
+    pub(crate) task: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) policy: Option<String>,
 }
 
 /// A staged change to the state, applied atomically by [`Store::transact`].
@@ -106,7 +106,7 @@ impl<'r> Txn<'r> {
     }
 
     /// The repository the state lives in (for reading blobs it names).
-    pub fn repo(&self) -> &'r gix::Repository {
+    pub(crate) fn repo(&self) -> &'r gix::Repository {
         self.repo
     }
 
@@ -116,7 +116,7 @@ impl<'r> Txn<'r> {
     }
 
     /// The raw bytes at `path`, for records that do not parse.
-    pub fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>, StateError> {
+    pub(crate) fn read_raw(&self, path: &str) -> Result<Option<Vec<u8>>, StateError> {
         self.raw(path)
     }
 
@@ -162,14 +162,14 @@ impl<'r> Txn<'r> {
         Ok(Some(blob.detach().data))
     }
 
-    pub fn read<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, StateError> {
+    pub(crate) fn read<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, StateError> {
         match self.raw(path)? {
             None => Ok(None),
             Some(bytes) => decode(path, &bytes).map(Some),
         }
     }
 
-    pub fn write<T: Serialize>(&mut self, path: &str, value: &T) -> Result<(), StateError> {
+    pub(crate) fn write<T: Serialize>(&mut self, path: &str, value: &T) -> Result<(), StateError> {
         let yaml = serde_yaml::to_string(value).map_err(|source| StateError::Yaml {
             path: path.to_owned(),
             source,
@@ -178,12 +178,12 @@ impl<'r> Txn<'r> {
         Ok(())
     }
 
-    pub fn remove(&mut self, path: &str) {
+    pub(crate) fn remove(&mut self, path: &str) {
         self.writes.insert(path.to_owned(), None);
     }
 
     /// Names of the `.yaml` files (without extension) or subtrees in `dir`.
-    pub fn list(&self, dir: &str) -> Result<Vec<String>, StateError> {
+    pub(crate) fn list(&self, dir: &str) -> Result<Vec<String>, StateError> {
         let mut names = std::collections::BTreeSet::new();
         if let Some(root) = self.root {
             let tree = self
@@ -237,23 +237,23 @@ impl<'r> Txn<'r> {
     }
 
     /// Sets the commit subject; without it, one is made from the transitions.
-    pub fn subject(&mut self, subject: impl Into<String>) {
+    pub(crate) fn subject(&mut self, subject: impl Into<String>) {
         self.subject = Some(subject.into());
     }
 
-    pub fn record(&mut self, transition: Transition) {
+    pub(crate) fn record(&mut self, transition: Transition) {
         self.transitions.push(transition);
     }
 
     /// The last transition recorded for `task` in this transaction, to add
     /// to its reason.
-    pub fn transition_mut(&mut self, task: &str) -> Option<&mut Transition> {
+    pub(crate) fn transition_mut(&mut self, task: &str) -> Option<&mut Transition> {
         self.transitions.iter_mut().rev().find(|t| t.task == task)
     }
 
     /// Marks the last transition of `task` (`feature/id`) in this commit as
     /// a policy decision (`Sprint-Policy:`), e.g. a merge held for approval.
-    pub fn record_policy_note(&mut self, task: &str, note: &str) {
+    pub(crate) fn record_policy_note(&mut self, task: &str, note: &str) {
         if let Some(t) = self.transitions.iter_mut().rev().find(|t| t.task == task) {
             t.policy = Some(note.to_owned());
         }
@@ -261,16 +261,16 @@ impl<'r> Txn<'r> {
 
     /// Records a policy decision in the commit that acts on it
     /// (`Sprint-Decision:`, the record as one line of JSON).
-    pub fn decide(&mut self, record: &crate::policy::Decision) {
+    pub(crate) fn decide(&mut self, record: &crate::policy::Decision) {
         self.decisions.push(record.to_line());
     }
 
     /// Records a repair of the store in the commit (`Sprint-Repair:`).
-    pub fn repair(&mut self, what: impl Into<String>) {
+    pub(crate) fn repair(&mut self, what: impl Into<String>) {
         self.repairs.push(what.into());
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
 
@@ -343,28 +343,30 @@ impl<'r> Txn<'r> {
 
     // Typed accessors: the layout of DESIGN.md lives here and nowhere else.
 
-    pub fn meta(&self) -> Result<Option<SprintMeta>, StateError> {
+    pub(crate) fn meta(&self) -> Result<Option<SprintMeta>, StateError> {
         self.read("sprint.yaml")
     }
-    pub fn put_meta(&mut self, meta: &SprintMeta) -> Result<(), StateError> {
+    pub(crate) fn put_meta(&mut self, meta: &SprintMeta) -> Result<(), StateError> {
         self.write("sprint.yaml", meta)
     }
-    pub fn feature_names(&self) -> Result<Vec<String>, StateError> {
+    pub(crate) fn feature_names(&self) -> Result<Vec<String>, StateError> {
         self.list("features")
     }
-    pub fn feature(&self, name: &str) -> Result<Option<Feature>, StateError> {
+    pub(crate) fn feature(&self, name: &str) -> Result<Option<Feature>, StateError> {
         self.read(&format!("features/{name}/feature.yaml"))
     }
-    pub fn put_feature(&mut self, feature: &Feature) -> Result<(), StateError> {
+    pub(crate) fn put_feature(&mut self, feature: &Feature) -> Result<(), StateError> {
         self.write(&format!("features/{}/feature.yaml", feature.name), feature)
     }
-    pub fn task_ids(&self, feature: &str) -> Result<Vec<String>, StateError> {
+    pub(crate) fn task_ids(&self, feature: &str) -> Result<Vec<String>, StateError> {
         self.list(&format!("features/{feature}/tasks"))
     }
+    /// The task `id` of `feature`, if recorded.
     pub fn task(&self, feature: &str, id: &str) -> Result<Option<Task>, StateError> {
         self.read(&task_path(feature, id))
     }
-    pub fn put_task(&mut self, feature: &str, task: &Task) -> Result<(), StateError> {
+    /// Writes `task` under `feature`, replacing any earlier record.
+    pub(crate) fn put_task(&mut self, feature: &str, task: &Task) -> Result<(), StateError> {
         self.write(&task_path(feature, &task.id), task)
     }
     /// All readable tasks of a feature, in tasks.md order (hand-added ones
@@ -393,13 +395,13 @@ impl<'r> Txn<'r> {
         sort_tasks(&mut tasks);
         Ok((tasks, broken))
     }
-    pub fn convoy_ids(&self, feature: &str) -> Result<Vec<String>, StateError> {
+    pub(crate) fn convoy_ids(&self, feature: &str) -> Result<Vec<String>, StateError> {
         self.list(&format!("features/{feature}/convoys"))
     }
-    pub fn convoy(&self, feature: &str, id: &str) -> Result<Option<Convoy>, StateError> {
+    pub(crate) fn convoy(&self, feature: &str, id: &str) -> Result<Option<Convoy>, StateError> {
         self.read(&format!("features/{feature}/convoys/{id}.yaml"))
     }
-    pub fn put_convoy(&mut self, feature: &str, convoy: &Convoy) -> Result<(), StateError> {
+    pub(crate) fn put_convoy(&mut self, feature: &str, convoy: &Convoy) -> Result<(), StateError> {
         self.write(
             &format!("features/{feature}/convoys/{}.yaml", convoy.id),
             convoy,
@@ -407,20 +409,20 @@ impl<'r> Txn<'r> {
     }
     /// Ids of the live agents: those under `agents/` (finished agents of
     /// finished tasks move to `archive/agents/`, see [`Txn::archive_agent`]).
-    pub fn agent_ids(&self) -> Result<Vec<String>, StateError> {
+    pub(crate) fn agent_ids(&self) -> Result<Vec<String>, StateError> {
         self.list("agents")
     }
     /// Ids of the archived agents.
-    pub fn archived_agent_ids(&self) -> Result<Vec<String>, StateError> {
+    pub(crate) fn archived_agent_ids(&self) -> Result<Vec<String>, StateError> {
         self.list(ARCHIVED_AGENTS)
     }
     /// An archived agent's record.
-    pub fn archived_agent(&self, id: &str) -> Result<Option<Agent>, StateError> {
+    pub(crate) fn archived_agent(&self, id: &str) -> Result<Option<Agent>, StateError> {
         self.read(&format!("{ARCHIVED_AGENTS}/{id}.yaml"))
     }
     /// Every agent record, live and archived, by id. Records that do not
     /// parse are left out, as in a [`Snapshot`](super::Snapshot).
-    pub fn all_agents(&self) -> Result<Vec<Agent>, StateError> {
+    pub(crate) fn all_agents(&self) -> Result<Vec<Agent>, StateError> {
         let mut out = Vec::new();
         for id in self.agent_ids()? {
             if let Ok(Some(a)) = self.agent(&id) {
@@ -441,7 +443,7 @@ impl<'r> Txn<'r> {
     /// Agent ids never repeat, so an archived id is never live again. The
     /// run is added to its profile's tally in `sprint.yaml` here, whoever
     /// archives it, so `git sprint agents` counts every run once.
-    pub fn archive_agent(&mut self, agent: &Agent) -> Result<(), StateError> {
+    pub(crate) fn archive_agent(&mut self, agent: &Agent) -> Result<(), StateError> {
         self.write(&format!("{ARCHIVED_AGENTS}/{}.yaml", agent.id), agent)?;
         self.remove_agent(&agent.id);
         if let Some(mut meta) = self.meta()? {
@@ -453,13 +455,13 @@ impl<'r> Txn<'r> {
         }
         Ok(())
     }
-    pub fn agent(&self, id: &str) -> Result<Option<Agent>, StateError> {
+    pub(crate) fn agent(&self, id: &str) -> Result<Option<Agent>, StateError> {
         self.read(&format!("agents/{id}.yaml"))
     }
-    pub fn put_agent(&mut self, agent: &Agent) -> Result<(), StateError> {
+    pub(crate) fn put_agent(&mut self, agent: &Agent) -> Result<(), StateError> {
         self.write(&format!("agents/{}.yaml", agent.id), agent)
     }
-    pub fn remove_agent(&mut self, id: &str) {
+    pub(crate) fn remove_agent(&mut self, id: &str) {
         self.remove(&format!("agents/{id}.yaml"));
     }
 
@@ -528,12 +530,13 @@ pub(crate) const ARCHIVED_AGENTS: &str = "archive/agents";
 /// A task record that does not parse: its id and the error.
 pub(crate) type Unreadable = (String, StateError);
 
-pub fn task_path(feature: &str, id: &str) -> String {
+/// The tree path of task `id` of `feature` on the state ref.
+pub(crate) fn task_path(feature: &str, id: &str) -> String {
     format!("features/{feature}/tasks/{id}.yaml")
 }
 
 /// tasks.md order first; tasks added by hand (line 0) after, by id.
-pub fn sort_tasks(tasks: &mut [Task]) {
+pub(crate) fn sort_tasks(tasks: &mut [Task]) {
     tasks.sort_by(|a, b| {
         let key = |t: &Task| (t.line == 0, t.line, natural_key(&t.id));
         key(a).cmp(&key(b))
@@ -541,7 +544,7 @@ pub fn sort_tasks(tasks: &mut [Task]) {
 }
 
 /// `T2` before `T10`: digits compare as numbers.
-pub fn natural_key(s: &str) -> Vec<(u64, String)> {
+pub(crate) fn natural_key(s: &str) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     let mut digits = String::new();
     let mut text = String::new();
@@ -583,7 +586,8 @@ fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, StateError
 /// commit it made (none when it changed nothing).
 #[derive(Debug)]
 pub struct Committed<T> {
-    pub value: T,
+    pub(crate) value: T,
+    /// The state commit made, if any.
     pub commit: Option<ObjectId>,
 }
 
@@ -625,6 +629,7 @@ impl Store {
         Ok(store)
     }
 
+    /// A store over an already opened repository.
     pub fn from_repo(mut repo: gix::Repository) -> Self {
         // A transaction reads the same few trees several times (path lookups,
         // the schema check, the re-read after a lost race): keep them decoded.
@@ -657,7 +662,12 @@ impl Store {
 
     /// Sets `refname` to `id` here and, with a remote, on the remote too
     /// (forced: for refs with a single writer, never the state).
-    pub fn publish_ref(&self, refname: &str, id: ObjectId, why: &str) -> Result<(), StateError> {
+    pub(crate) fn publish_ref(
+        &self,
+        refname: &str,
+        id: ObjectId,
+        why: &str,
+    ) -> Result<(), StateError> {
         debug_assert!(refname != STATE_REF && refname != BACKUP_REF);
         self.repo
             .reference(refname, id, PreviousValue::Any, why)
@@ -670,7 +680,7 @@ impl Store {
 
     /// Brings the refs matching `pattern` (one `*`) from the remote, when
     /// there is one.
-    pub fn fetch_refs(&self, pattern: &str) -> Result<(), StateError> {
+    pub(crate) fn fetch_refs(&self, pattern: &str) -> Result<(), StateError> {
         match &self.remote {
             Some(remote) => remote.fetch_refs(pattern),
             None => Ok(()),
@@ -679,7 +689,7 @@ impl Store {
 
     /// Whether the remote's state differs from the local copy, asked
     /// without fetching (false without a remote).
-    pub fn remote_moved(&self) -> Result<bool, StateError> {
+    pub(crate) fn remote_moved(&self) -> Result<bool, StateError> {
         let Some(remote) = &self.remote else {
             return Ok(false);
         };
@@ -699,12 +709,12 @@ impl Store {
         Ok(self.tip()? != before)
     }
 
-    pub fn repo(&self) -> &gix::Repository {
+    pub(crate) fn repo(&self) -> &gix::Repository {
         &self.repo
     }
 
     /// The current state commit, if the ref exists.
-    pub fn tip(&self) -> Result<Option<ObjectId>, StateError> {
+    pub(crate) fn tip(&self) -> Result<Option<ObjectId>, StateError> {
         let reference = self
             .repo
             .try_find_reference(STATE_REF)
@@ -756,7 +766,7 @@ impl Store {
     }
 
     /// Runs a read-only operation on the state at `commit` (not the tip).
-    pub fn read_at<T>(
+    pub(crate) fn read_at<T>(
         &self,
         commit: ObjectId,
         op: impl FnOnce(&Txn<'_>) -> Result<T, StateError>,
@@ -1128,7 +1138,7 @@ impl Store {
 
     /// The commits `refs/ai-sprint`'s reflog names, newest first (a reflog
     /// outlives its ref when the ref file alone was deleted).
-    pub fn reflog_tips(&self) -> Result<Vec<ObjectId>, StateError> {
+    pub(crate) fn reflog_tips(&self) -> Result<Vec<ObjectId>, StateError> {
         self.reflog_newest(STATE_REF, usize::MAX)
     }
 

@@ -16,53 +16,53 @@ use crate::worker::procstat;
 
 /// One running agent: is its process alive, is it heard from, what it cost.
 #[derive(Debug, Serialize)]
-pub struct AgentHealth {
-    pub id: String,
-    pub role: String,
+pub(crate) struct AgentHealth {
+    pub(crate) id: String,
+    pub(crate) role: String,
     /// The machine it runs on, when the sprint is shared through a remote.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub machine: Option<String>,
-    pub task: Option<String>,
-    pub pid: Option<u32>,
-    pub pid_alive: bool,
-    pub session_alive: bool,
-    pub since_heartbeat: Option<i64>,
-    pub since_output: Option<i64>,
-    pub lease_expires_in: Option<i64>,
-    pub tokens: u64,
-    pub cost_usd: Option<f64>,
-    pub healthy: bool,
-    pub problem: Option<String>,
+    pub(crate) machine: Option<String>,
+    pub(crate) task: Option<String>,
+    pub(crate) pid: Option<u32>,
+    pub(crate) pid_alive: bool,
+    pub(crate) session_alive: bool,
+    pub(crate) since_heartbeat: Option<i64>,
+    pub(crate) since_output: Option<i64>,
+    pub(crate) lease_expires_in: Option<i64>,
+    pub(crate) tokens: u64,
+    pub(crate) cost_usd: Option<f64>,
+    pub(crate) healthy: bool,
+    pub(crate) problem: Option<String>,
 }
 
 /// The report: `healthy` is false when anything needs a person.
 #[derive(Debug, Serialize)]
-pub struct Health {
-    pub orchestrator: Option<u32>,
-    pub healthy: bool,
+pub(crate) struct Health {
+    pub(crate) orchestrator: Option<u32>,
+    pub(crate) healthy: bool,
     /// How agents are confined: `landlock ABI 7`, `off`, `unavailable: …`.
-    pub sandbox: String,
-    pub agents: Vec<AgentHealth>,
+    pub(crate) sandbox: String,
+    pub(crate) agents: Vec<AgentHealth>,
     /// What needs a person.
-    pub trouble: Vec<crate::stages::trouble::Trouble>,
+    pub(crate) trouble: Vec<crate::stages::trouble::Trouble>,
     /// The machines sharing the sprint through a remote (none: this
     /// clone's alone).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub machines: Vec<crate::machines::MachineView>,
+    pub(crate) machines: Vec<crate::machines::MachineView>,
     /// A line saying agents run unconfined, when they do and should not.
     #[serde(skip)]
-    pub unconfined: Option<String>,
+    pub(crate) unconfined: Option<String>,
     /// How many tasks are active (claimed, in review, merging, …): work
     /// that needs an orchestrator to move on.
     #[serde(skip)]
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
     /// Whether a running agent is a sprint's (not a fleet worker).
     #[serde(skip)]
-    pub sprint_agents: bool,
+    pub(crate) sprint_agents: bool,
 }
 
 /// The health of the agents, the orchestrator and the sprint of `fleet`.
-pub fn check(fleet: &Fleet) -> Result<Health, StateError> {
+pub(crate) fn check(fleet: &Fleet) -> Result<Health, StateError> {
     // Sessions first, state second: a wrapper records its agent's end before
     // its session closes, so an agent that ends in between shows as ended,
     // never as a running agent with its session gone.

@@ -12,12 +12,12 @@
 //! one-second clock re-renders ages from what it already holds, painting only
 //! when a line changed. The drawing itself is [`render`], a pure function.
 
-pub mod health;
-pub mod render;
-pub mod status;
-pub mod task;
-pub mod term;
-pub mod workers;
+pub(crate) mod health;
+pub(crate) mod render;
+pub(crate) mod status;
+pub(crate) mod task;
+pub(crate) mod term;
+pub(crate) mod workers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{Read, Seek, SeekFrom};
@@ -83,7 +83,7 @@ impl Hint for ViewError {
 
 /// Wake-ups when any ref moves, from the orchestrator's watcher; keep the
 /// returned [`Watch`] alive while reading the receiver.
-pub fn ref_wakes(store: &Store) -> Result<(Watch, mpsc::Receiver<()>), ViewError> {
+pub(crate) fn ref_wakes(store: &Store) -> Result<(Watch, mpsc::Receiver<()>), ViewError> {
     let common = absolute(store.repo().common_dir());
     let top = store
         .repo()
@@ -110,7 +110,7 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// What the board is drawn from, kept up to date by [`Board::refresh`] and
 /// [`Board::refresh_log`].
-pub struct Board {
+pub(crate) struct Board {
     fleet: Fleet,
     seen: Option<ObjectId>,
     snapshot: Snapshot,
@@ -124,7 +124,7 @@ pub struct Board {
 
 impl Board {
     /// Reads the whole state and its history once.
-    pub fn open(cwd: &Path) -> Result<Board, ViewError> {
+    pub(crate) fn open(cwd: &Path) -> Result<Board, ViewError> {
         let fleet = Fleet::open(cwd)?;
         let mut board = Board {
             fleet,
@@ -140,13 +140,13 @@ impl Board {
         Ok(board)
     }
 
-    pub fn store(&self) -> &Store {
+    pub(crate) fn store(&self) -> &Store {
         &self.fleet.store
     }
 
     /// Catches up with refs/ai-sprint: the snapshot, the commits since the
     /// last read, and the last lines of agents that started since.
-    pub fn refresh(&mut self) -> Result<(), ViewError> {
+    pub(crate) fn refresh(&mut self) -> Result<(), ViewError> {
         let store = &self.fleet.store;
         let tip = store.tip()?;
         if tip == self.seen {
@@ -192,7 +192,7 @@ impl Board {
     }
 
     /// Where the agents' logs are.
-    pub fn logs_dir(&self) -> PathBuf {
+    pub(crate) fn logs_dir(&self) -> PathBuf {
         self.fleet
             .log_path("x")
             .parent()
@@ -201,7 +201,7 @@ impl Board {
     }
 
     /// Re-reads the last output line of agent `id`, if it is running.
-    pub fn refresh_log(&mut self, id: &str) {
+    pub(crate) fn refresh_log(&mut self, id: &str) {
         if !self.running().any(|r| r == id) {
             return;
         }
@@ -212,7 +212,7 @@ impl Board {
 
     /// The board at `now` on a `width` × `height` screen (0: any height);
     /// `live` when keys work.
-    pub fn frame(&self, now: i64, live: bool, width: usize, height: usize) -> Vec<Line> {
+    pub(crate) fn frame(&self, now: i64, live: bool, width: usize, height: usize) -> Vec<Line> {
         let tip = self.seen.map(|t| crate::names::short_id(&t));
         let recent: Vec<Entry> = self.recent.iter().cloned().collect();
         render::render(&Frame {
@@ -256,7 +256,7 @@ enum Event {
 }
 
 /// Paints `lines` with their styles (SGR sequences).
-pub fn paint(lines: &[Line], colour: bool) -> Vec<String> {
+pub(crate) fn paint(lines: &[Line], colour: bool) -> Vec<String> {
     lines
         .iter()
         .map(|l| {
@@ -272,7 +272,7 @@ pub fn paint(lines: &[Line], colour: bool) -> Vec<String> {
 
 /// Runs the board on the terminal until `q`, Ctrl-C, SIGTERM or SIGHUP,
 /// leaving the terminal as it found it; `colour` paints the styles.
-pub fn live(cwd: &Path, colour: bool) -> Result<(), ViewError> {
+pub(crate) fn live(cwd: &Path, colour: bool) -> Result<(), ViewError> {
     let mut board = Board::open(cwd)?;
     let (tx, rx) = mpsc::channel();
 

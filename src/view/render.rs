@@ -16,7 +16,7 @@ use crate::state::{AgentState, FeatureState, Snapshot, TaskStatus};
 
 /// How a line is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Style {
+pub(crate) enum Style {
     Plain,
     /// A heading.
     Bold,
@@ -32,9 +32,9 @@ pub enum Style {
 
 /// One line of the board.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Line {
-    pub text: String,
-    pub style: Style,
+pub(crate) struct Line {
+    pub(crate) text: String,
+    pub(crate) style: Style,
 }
 
 impl Line {
@@ -47,24 +47,24 @@ impl Line {
 }
 
 /// Everything one frame is drawn from.
-pub struct Frame<'a> {
-    pub snapshot: &'a Snapshot,
+pub(crate) struct Frame<'a> {
+    pub(crate) snapshot: &'a Snapshot,
     /// The state's tip, short.
-    pub tip: Option<&'a str>,
+    pub(crate) tip: Option<&'a str>,
     /// What needs a person (see [`crate::stages::trouble`]).
-    pub trouble: &'a [Trouble],
+    pub(crate) trouble: &'a [Trouble],
     /// The last line each running agent printed, by agent id.
-    pub last_lines: &'a BTreeMap<String, String>,
+    pub(crate) last_lines: &'a BTreeMap<String, String>,
     /// The latest state commits, newest last.
-    pub recent: &'a [Entry],
+    pub(crate) recent: &'a [Entry],
     /// Seconds each finished task took from its first `in_progress` to
     /// `done`, by feature.
-    pub durations: &'a BTreeMap<String, Vec<i64>>,
-    pub now: i64,
+    pub(crate) durations: &'a BTreeMap<String, Vec<i64>>,
+    pub(crate) now: i64,
     /// Whether keys work (a live board), so the header says how to leave.
-    pub live: bool,
-    pub width: usize,
-    pub height: usize,
+    pub(crate) live: bool,
+    pub(crate) width: usize,
+    pub(crate) height: usize,
 }
 
 /// Width of the progress bar, in cells.
@@ -73,7 +73,7 @@ const BAR: usize = 24;
 /// Draws the board: a header, per feature its progress bar, counts and ETA,
 /// the running agents, what needs a person, and the last transitions; cut
 /// to `width` columns and `height` rows.
-pub fn render(f: &Frame<'_>) -> Vec<Line> {
+pub(crate) fn render(f: &Frame<'_>) -> Vec<Line> {
     // No clock in the header: a board that nothing changed is not redrawn.
     let mut lines = Vec::new();
     let paused = f.snapshot.meta.as_ref().is_some_and(|m| m.paused);
@@ -202,7 +202,7 @@ fn feature(fs: &FeatureState, durations: &[i64]) -> Vec<Line> {
 }
 
 /// `[########----------------]`: `done` of `total` in [`BAR`] cells.
-pub fn bar(done: usize, total: usize) -> String {
+pub(crate) fn bar(done: usize, total: usize) -> String {
     let filled = if total == 0 {
         0
     } else {
@@ -219,7 +219,7 @@ pub fn bar(done: usize, total: usize) -> String {
 
 /// Seconds until `open` tasks are done, `parallel` at a time, each taking
 /// the mean of `durations`; `None` with nothing to go on.
-pub fn eta(durations: &[i64], open: usize, parallel: usize) -> Option<i64> {
+pub(crate) fn eta(durations: &[i64], open: usize, parallel: usize) -> Option<i64> {
     if durations.is_empty() {
         return None;
     }
@@ -304,7 +304,7 @@ fn short_count(n: u64) -> String {
 
 /// The escape sequence that starts `style` (SGR), and the one that ends it:
 /// the one table of colours, which the CLI's `commands::style` tones use too.
-pub fn sgr(style: Style) -> (&'static str, &'static str) {
+pub(crate) fn sgr(style: Style) -> (&'static str, &'static str) {
     match style {
         Style::Plain => ("", ""),
         Style::Bold => ("\x1b[1m", "\x1b[0m"),

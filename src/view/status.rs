@@ -14,31 +14,31 @@ use crate::state::{Snapshot, StateError, Store};
 
 /// The whole board.
 #[derive(Debug, Serialize)]
-pub struct StatusView {
+pub(crate) struct StatusView {
     /// The state commit this was read at; none before the first one.
     #[serde(serialize_with = "hex")]
-    pub tip: Option<ObjectId>,
+    pub(crate) tip: Option<ObjectId>,
     /// US dollars spent, in total and per feature.
-    pub spend: Spend,
+    pub(crate) spend: Spend,
     /// What needs a person (quarantined records, open breakers, budgets
     /// reached, failed, blocked and stalled work).
-    pub trouble: Vec<Trouble>,
+    pub(crate) trouble: Vec<Trouble>,
     /// Working-tree tasks.md files that do not parse.
-    pub drafts: Vec<crate::ingest::Draft>,
+    pub(crate) drafts: Vec<crate::ingest::Draft>,
     /// Set when the working tree's `.git-sprint.yaml` is not the committed
     /// one the sprint uses.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub config_notice: Option<String>,
+    pub(crate) config_notice: Option<String>,
     /// Transitions this clone committed while the state remote did not
     /// answer, waiting to be replayed there.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub queued: Option<crate::state::Queued>,
+    pub(crate) queued: Option<crate::state::Queued>,
     /// The machines sharing the sprint through a remote, as this clone's
     /// copy of their beats says (none: the sprint is this clone's alone).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub machines: Vec<crate::machines::MachineView>,
+    pub(crate) machines: Vec<crate::machines::MachineView>,
     #[serde(flatten)]
-    pub snapshot: Snapshot,
+    pub(crate) snapshot: Snapshot,
 }
 
 fn hex<S: serde::Serializer>(tip: &Option<ObjectId>, s: S) -> Result<S::Ok, S::Error> {
@@ -48,7 +48,7 @@ fn hex<S: serde::Serializer>(tip: &Option<ObjectId>, s: S) -> Result<S::Ok, S::E
 /// The board of `store`; with `archive`, the archived agents too (the
 /// whole record, as `--json` gives it). Without, it reads only the live
 /// state, so it costs the same late in a sprint.
-pub fn gather(store: &Store, archive: bool) -> Result<StatusView, StateError> {
+pub(crate) fn gather(store: &Store, archive: bool) -> Result<StatusView, StateError> {
     let tip = store.tip()?;
     if tip.is_none() {
         let evidence = store.evidence()?;

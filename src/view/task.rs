@@ -12,18 +12,18 @@ use crate::state::{ops, StateError, Store, Task};
 
 /// One task and its history.
 #[derive(Debug)]
-pub struct TaskView {
+pub(crate) struct TaskView {
     /// `<feature>/<id>`, resolved.
-    pub name: String,
-    pub feature: String,
-    pub task: Task,
+    pub(crate) name: String,
+    pub(crate) feature: String,
+    pub(crate) task: Task,
     /// Every state commit that concerns the task, newest first.
-    pub history: Vec<Entry>,
+    pub(crate) history: Vec<Entry>,
 }
 
 impl TaskView {
     /// The task's policy decision records, newest first.
-    pub fn decisions(&self) -> Vec<LoggedDecision<'_>> {
+    pub(crate) fn decisions(&self) -> Vec<LoggedDecision<'_>> {
         decisions(&self.history)
             .into_iter()
             .filter(|d| d.decision.subject == self.name)
@@ -55,7 +55,7 @@ impl Serialize for TaskView {
 }
 
 /// The task `name` (`<feature>/<id>`, or `<id>` when only one feature has it).
-pub fn show(store: &Store, name: &str) -> Result<TaskView, StateError> {
+pub(crate) fn show(store: &Store, name: &str) -> Result<TaskView, StateError> {
     let (r, task) = store.read(|txn| {
         let r = ops::resolve(txn, name)?;
         let task = ops::load(txn, &r)?;

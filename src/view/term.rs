@@ -14,14 +14,14 @@ const ENTER: &str = "\x1b[?1049h\x1b[?25l";
 const LEAVE: &str = "\x1b[?25h\x1b[?1049l";
 
 /// Raw input and the alternate screen until dropped.
-pub struct Screen {
+pub(crate) struct Screen {
     /// stdin's settings before, when stdin is a terminal.
     saved: Option<libc::termios>,
 }
 
 impl Screen {
     /// Takes over the terminal; stdout must be one.
-    pub fn enter() -> std::io::Result<Screen> {
+    pub(crate) fn enter() -> std::io::Result<Screen> {
         let saved = if std::io::stdin().is_terminal() {
             let mut t = std::mem::MaybeUninit::<libc::termios>::uninit();
             // SAFETY: fd 0 is open (a terminal, checked above) and `t` is a
@@ -54,7 +54,7 @@ impl Screen {
     }
 
     /// Replaces what is shown with `text` (lines already painted).
-    pub fn draw(&self, lines: &[String]) -> std::io::Result<()> {
+    pub(crate) fn draw(&self, lines: &[String]) -> std::io::Result<()> {
         let mut buf = String::from("\x1b[H");
         for (i, l) in lines.iter().enumerate() {
             if i > 0 {
@@ -83,7 +83,7 @@ impl Drop for Screen {
 }
 
 /// Columns and rows of the terminal on stdout; 80×24 when it cannot say.
-pub fn size() -> (usize, usize) {
+pub(crate) fn size() -> (usize, usize) {
     let mut ws = std::mem::MaybeUninit::<libc::winsize>::zeroed();
     // SAFETY: TIOCGWINSZ writes a winsize into the valid place given.
     let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, ws.as_mut_ptr()) } == 0;

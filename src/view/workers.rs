@@ -15,21 +15,21 @@ use crate::state::{Actor, AgentState, StateError, Store};
 
 /// Which workers to list.
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Only the workers of this batch.
-    pub batch: Option<String>,
+    pub(crate) batch: Option<String>,
     /// The ended workers too, not only the live ones.
-    pub all: bool,
+    pub(crate) all: bool,
 }
 
 /// The workers a [`Filter`] selects; serialised as the bare list of rows.
 #[derive(Debug, Serialize)]
 #[serde(transparent)]
-pub struct Workers {
-    pub rows: Vec<WorkerStatus>,
+pub(crate) struct Workers {
+    pub(crate) rows: Vec<WorkerStatus>,
     /// How many ended workers the filter left out (those of its batch).
     #[serde(skip)]
-    pub ended: usize,
+    pub(crate) ended: usize,
 }
 
 /// How long a worker's CPU use is sampled for.
@@ -37,7 +37,7 @@ const CPU_SAMPLE: Duration = Duration::from_millis(100);
 
 /// The workers of `fleet` that `filter` selects. A worker whose session
 /// vanished is recorded dead as `actor` on the way.
-pub fn list(fleet: &Fleet, actor: &Actor, filter: &Filter) -> Result<Workers, FleetError> {
+pub(crate) fn list(fleet: &Fleet, actor: &Actor, filter: &Filter) -> Result<Workers, FleetError> {
     let mut rows = fleet.status(actor, CPU_SAMPLE)?;
     if let Some(b) = &filter.batch {
         rows.retain(|r| r.agent.batch.as_deref() == Some(b.as_str()));
@@ -52,7 +52,7 @@ pub fn list(fleet: &Fleet, actor: &Actor, filter: &Filter) -> Result<Workers, Fl
 
 /// The machines sharing the sprint of `store` through its remote, each up
 /// or lost by the committed config's `timeouts.machine` (`list --machines`).
-pub fn machines(store: &Store) -> Result<Vec<MachineView>, StateError> {
+pub(crate) fn machines(store: &Store) -> Result<Vec<MachineView>, StateError> {
     let lost_after = crate::config::load_from(store.repo(), None)
         .map(|l| l.config.timeouts.machine.0.as_secs() as i64)
         .unwrap_or(crate::machines::LOST_AFTER_SECS);

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use super::worktree::Git;
 
 /// Files the agent's commits may change only when its task names them.
-pub const SPRINT_CONFIG: &[&str] = &[".git-sprint.yaml", ".git-sprint/"];
+pub(crate) const SPRINT_CONFIG: &[&str] = &[".git-sprint.yaml", ".git-sprint/"];
 
 /// A file's saved state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,7 @@ impl Saved {
 
 /// How a guarded file changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeKind {
+pub(crate) enum ChangeKind {
     Created,
     Modified,
     Removed,
@@ -69,10 +69,10 @@ pub enum ChangeKind {
 
 /// One change the guard found (and undid, unless `undo_failed` says why not).
 #[derive(Debug)]
-pub struct Change {
-    pub path: PathBuf,
-    pub kind: ChangeKind,
-    pub undo_failed: Option<io::Error>,
+pub(crate) struct Change {
+    pub(crate) path: PathBuf,
+    pub(crate) kind: ChangeKind,
+    pub(crate) undo_failed: Option<io::Error>,
 }
 
 impl fmt::Display for Change {
@@ -92,7 +92,7 @@ impl fmt::Display for Change {
 
 /// The saved state of every guarded file of one agent's run.
 #[derive(Debug)]
-pub struct Guard {
+pub(crate) struct Guard {
     /// Path → what it was. Directories are walked: every file under a
     /// guarded directory has an entry, so a new file shows as created.
     files: BTreeMap<PathBuf, Saved>,
@@ -103,7 +103,7 @@ pub struct Guard {
 impl Guard {
     /// Saves the shared files of `common_dir` and the ties of `worktree`.
     /// `hooks_path` is `core.hooksPath` resolved, when set.
-    pub fn take(common_dir: &Path, worktree: &Path, hooks_path: Option<&Path>) -> Guard {
+    pub(crate) fn take(common_dir: &Path, worktree: &Path, hooks_path: Option<&Path>) -> Guard {
         let mut files = vec![
             common_dir.join("config"),
             common_dir.join("info").join("attributes"),
@@ -139,7 +139,7 @@ impl Guard {
 
     /// Compares every guarded file with what was saved and puts back the
     /// saved state; returns the changes, oldest path first.
-    pub fn restore(&self) -> Vec<Change> {
+    pub(crate) fn restore(&self) -> Vec<Change> {
         let mut changes = Vec::new();
         // New files under guarded directories.
         for d in &self.dirs {
@@ -177,7 +177,7 @@ impl Guard {
 }
 
 /// `core.hooksPath` as git resolves it for the main worktree `root`.
-pub fn hooks_path(git: &Git, root: &Path) -> Option<PathBuf> {
+pub(crate) fn hooks_path(git: &Git, root: &Path) -> Option<PathBuf> {
     let out = git
         .command(["config", "--type=path", "--get", "core.hooksPath"])
         .output()
@@ -196,7 +196,7 @@ pub fn hooks_path(git: &Git, root: &Path) -> Option<PathBuf> {
 
 /// The sprint configuration files changed between `base` and `tip` that
 /// `named` (the task's paths) does not name.
-pub fn config_changes(
+pub(crate) fn config_changes(
     git: &Git,
     base: &str,
     tip: &str,

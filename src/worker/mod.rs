@@ -13,14 +13,14 @@
 //! the commands compose these pieces.
 
 pub(crate) mod guard;
-pub mod pool;
-pub mod procstat;
-pub mod profile;
+pub(crate) mod pool;
+pub(crate) mod procstat;
+pub(crate) mod profile;
 pub(crate) mod reap;
 pub(crate) mod sandbox;
-pub mod stream;
+pub(crate) mod stream;
 pub mod tmux;
-pub mod worktree;
+pub(crate) mod worktree;
 
 #[cfg(test)]
 mod fixture_tests;

@@ -34,7 +34,7 @@ type Result<T> = std::result::Result<T, WorktreeError>;
 
 /// The most worktrees a pool may keep (`worktrees.pool`): each is a full
 /// checkout on disk.
-pub const MAX_POOL: usize = 64;
+pub(crate) const MAX_POOL: usize = 64;
 
 /// What git keeps in a worktree's admin directory; anything else there was
 /// put by someone else (an agent) and the worktree is not reused.
@@ -54,11 +54,11 @@ const ADMIN_FILES: &[&str] = &[
 /// git-sprint's own mark in a worktree's admin directory that its setup
 /// ran (see `daemon::launch`). A pooled worktree runs setup again for its
 /// next task, so the mark goes when the worktree is retired.
-pub const SETUP_DONE: &str = "sprint-setup-done";
+pub(crate) const SETUP_DONE: &str = "sprint-setup-done";
 
 /// The repository's pool of spare worktrees.
 #[derive(Debug, Clone)]
-pub struct Pool {
+pub(crate) struct Pool {
     /// `<common>/sprint/pool`.
     dir: PathBuf,
     /// The repository's common directory, canonical.
@@ -71,7 +71,7 @@ pub struct Pool {
 
 /// Where a worker's worktree came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// A pooled worktree, re-pointed and cleaned.
     Pooled,
     /// A new `git worktree add`.
@@ -80,7 +80,7 @@ pub enum Origin {
 
 /// What [`Pool::retire`] did with a worktree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Retired {
+pub(crate) enum Retired {
     /// Kept in the pool at this path.
     Pooled(PathBuf),
     /// Removed: the pool is off or full.
@@ -92,7 +92,7 @@ pub enum Retired {
 impl Pool {
     /// The pool of the repository whose common directory is `common_dir`,
     /// keeping at most `size` worktrees and sparing `keep` when cleaning.
-    pub fn new(common_dir: &Path, size: usize, keep: &[PathBuf]) -> Pool {
+    pub(crate) fn new(common_dir: &Path, size: usize, keep: &[PathBuf]) -> Pool {
         let common = common_dir
             .canonicalize()
             .unwrap_or_else(|_| common_dir.to_owned());
@@ -105,17 +105,19 @@ impl Pool {
     }
 
     /// A pool that keeps nothing: every worktree is added and removed.
-    pub fn off(common_dir: &Path) -> Pool {
+    #[cfg(test)]
+    pub(crate) fn off(common_dir: &Path) -> Pool {
         Pool::new(common_dir, 0, &[])
     }
 
     /// The directory pooled worktrees live in.
-    pub fn dir(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The pooled worktrees, oldest name first.
-    pub fn entries(&self) -> Vec<PathBuf> {
+    pub(crate) fn entries(&self) -> Vec<PathBuf> {
         let Ok(read) = fs::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -127,7 +129,13 @@ impl Pool {
     /// A worktree at `path` on `branch`: the existing branch checked out, or
     /// a new one made at `from_rev`. From the pool when it holds a sound
     /// worktree, else `git worktree add` (see [`Git::add_worktree`]).
-    pub fn add(&self, git: &Git, path: &Path, branch: &str, from_rev: &str) -> Result<Origin> {
+    pub(crate) fn add(
+        &self,
+        git: &Git,
+        path: &Path,
+        branch: &str,
+        from_rev: &str,
+    ) -> Result<Origin> {
         if self.take(git, path, branch, from_rev)? {
             return Ok(Origin::Pooled);
         }
@@ -149,7 +157,13 @@ impl Pool {
     /// or a new one at `from_rev`); false when the pool had none that passed
     /// its checks (each failed one is discarded). The caller adds a new
     /// worktree then.
-    pub fn take(&self, git: &Git, path: &Path, branch: &str, from_rev: &str) -> Result<bool> {
+    pub(crate) fn take(
+        &self,
+        git: &Git,
+        path: &Path,
+        branch: &str,
+        from_rev: &str,
+    ) -> Result<bool> {
         if self.size == 0 {
             return Ok(false);
         }
@@ -216,7 +230,7 @@ impl Pool {
     /// the pool is off or full or the worktree fails a check. Call it only
     /// once the worker's work is committed on its branch: the pool keeps the
     /// directory, not its uncommitted files.
-    pub fn retire(&self, git: &Git, path: &Path) -> Result<Retired> {
+    pub(crate) fn retire(&self, git: &Git, path: &Path) -> Result<Retired> {
         if !path.exists() {
             git.remove_worktree(path, true)?;
             return Ok(Retired::Removed);

@@ -10,13 +10,15 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::time::{Duration, Instant};
+#[cfg(test)]
+use std::time::Duration;
+use std::time::Instant;
 
 use thiserror::Error;
 
 /// Reading process information failed.
 #[derive(Debug, Error)]
-pub enum ProcError {
+pub(crate) enum ProcError {
     /// `/proc` could not be listed (not Linux, or mounted elsewhere).
     #[error("cannot read /proc: process statistics need Linux with /proc mounted")]
     NoProc {
@@ -42,25 +44,25 @@ struct Proc {
 
 /// All processes at one moment: parent links and CPU times.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     taken: Instant,
     procs: HashMap<u32, Proc>,
 }
 
 /// What a process tree uses.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TreeUsage {
+pub(crate) struct TreeUsage {
     /// CPU over the interval, in percent of one core (may exceed 100).
-    pub cpu_percent: f64,
+    pub(crate) cpu_percent: f64,
     /// Resident memory of all processes in the tree, in bytes.
-    pub rss_bytes: u64,
+    pub(crate) rss_bytes: u64,
     /// How many processes the tree has.
-    pub processes: usize,
+    pub(crate) processes: usize,
 }
 
 impl Snapshot {
     /// Scans `/proc` once.
-    pub fn take() -> Result<Snapshot, ProcError> {
+    pub(crate) fn take() -> Result<Snapshot, ProcError> {
         let entries = fs::read_dir("/proc").map_err(|source| ProcError::NoProc { source })?;
         let mut procs = HashMap::new();
         for entry in entries.flatten() {
@@ -79,7 +81,7 @@ impl Snapshot {
     }
 
     /// `root` and all its descendants, root first (empty if `root` is gone).
-    pub fn tree(&self, root: u32) -> Vec<u32> {
+    pub(crate) fn tree(&self, root: u32) -> Vec<u32> {
         if !self.procs.contains_key(&root) {
             return Vec::new();
         }
@@ -103,7 +105,7 @@ impl Snapshot {
 
     /// [`tree`](Self::tree) without `root` and without processes that have
     /// already ended (zombies waiting to be reaped).
-    pub fn running_descendants(&self, root: u32) -> Vec<u32> {
+    pub(crate) fn running_descendants(&self, root: u32) -> Vec<u32> {
         self.tree(root)
             .into_iter()
             .skip(1)
@@ -112,7 +114,7 @@ impl Snapshot {
     }
 
     /// Every process that has not ended, by pid.
-    pub fn running(&self) -> impl Iterator<Item = u32> + '_ {
+    pub(crate) fn running(&self) -> impl Iterator<Item = u32> + '_ {
         self.procs
             .iter()
             .filter(|(_, p)| p.state != 'Z' && p.state != 'X')
@@ -126,7 +128,7 @@ impl Snapshot {
 /// CPU counts, for each process in the tree at `after`, the ticks it used
 /// since `before` (all of them for processes that started in between).
 /// Memory is read now, for the processes of `after`'s tree.
-pub fn usage(before: &Snapshot, after: &Snapshot, root: u32) -> Option<TreeUsage> {
+pub(crate) fn usage(before: &Snapshot, after: &Snapshot, root: u32) -> Option<TreeUsage> {
     let tree = after.tree(root);
     if tree.is_empty() {
         return None;
@@ -160,7 +162,8 @@ pub fn usage(before: &Snapshot, after: &Snapshot, root: u32) -> Option<TreeUsage
 }
 
 /// Usage of one tree measured over `interval` (two snapshots with a sleep).
-pub fn tree_usage(root: u32, interval: Duration) -> Result<Option<TreeUsage>, ProcError> {
+#[cfg(test)]
+pub(crate) fn tree_usage(root: u32, interval: Duration) -> Result<Option<TreeUsage>, ProcError> {
     let before = Snapshot::take()?;
     std::thread::sleep(interval);
     let after = Snapshot::take()?;
@@ -168,7 +171,7 @@ pub fn tree_usage(root: u32, interval: Duration) -> Result<Option<TreeUsage>, Pr
 }
 
 /// Whether `pid` is a running process (a zombie counts as ended).
-pub fn is_alive(pid: u32) -> bool {
+pub(crate) fn is_alive(pid: u32) -> bool {
     if pid == 0 {
         return false;
     }

@@ -43,7 +43,7 @@ use super::stream::OutputFormat;
 use crate::state::AgentLaunch;
 
 /// Names of the built-in presets, for help text and errors.
-pub const PRESETS: &[&str] = &["claude", "codex", "gemini", "aider", "opencode", "shell"];
+pub(crate) const PRESETS: &[&str] = &["claude", "codex", "gemini", "aider", "opencode", "shell"];
 
 /// Programs that execute a script named as their first operand, with the
 /// short flag that makes them run code given inline instead.
@@ -111,7 +111,7 @@ type Result<T> = std::result::Result<T, ProfileError>;
 /// How the agent receives its prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum PromptMode {
+pub(crate) enum PromptMode {
     /// As an argument: `command` must contain `{prompt}`.
     #[default]
     Arg,
@@ -137,52 +137,52 @@ impl PromptMode {
 /// How to run one kind of agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AgentProfile {
+pub(crate) struct AgentProfile {
     /// The argv template, e.g. `["claude", "-p", "{prompt}"]`.
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
     /// Where the agent finds the prompt.
     #[serde(default)]
-    pub prompt: PromptMode,
+    pub(crate) prompt: PromptMode,
     /// Extra environment; values may use placeholders.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    pub(crate) env: BTreeMap<String, String>,
     /// The default model, overridable per launch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// Appended to the argv only when a model is set, e.g. `["--model", "{model}"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub model_args: Vec<String>,
+    pub(crate) model_args: Vec<String>,
     /// How the agent writes its output: `text`, or a CLI's JSON event stream
     /// (`claude`, `codex`, `gemini`, `opencode`).
     #[serde(default, skip_serializing_if = "OutputFormat::is_text")]
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
 }
 
 /// What a profile is rendered with.
 #[derive(Debug, Clone, Copy)]
-pub struct RenderInput<'a> {
+pub(crate) struct RenderInput<'a> {
     /// The full prompt text.
-    pub prompt: &'a str,
+    pub(crate) prompt: &'a str,
     /// A file holding the same prompt (the caller writes it).
-    pub prompt_file: &'a Path,
+    pub(crate) prompt_file: &'a Path,
     /// The worktree the agent works in.
-    pub worktree: &'a Path,
+    pub(crate) worktree: &'a Path,
     /// Overrides the profile's model.
-    pub model: Option<&'a str>,
+    pub(crate) model: Option<&'a str>,
     /// Extra variables such as `SPRINT_TASK`, `SPRINT_WORKER`, `SPRINT_BRANCH`.
-    pub env: &'a [(String, String)],
+    pub(crate) env: &'a [(String, String)],
 }
 
 /// A rendered agent command, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Launch {
+pub(crate) struct Launch {
     /// Program and arguments; each element is one argument.
-    pub argv: Vec<OsString>,
+    pub(crate) argv: Vec<OsString>,
     /// Variables to add to the inherited environment, sorted by name.
-    pub env: Vec<(String, OsString)>,
+    pub(crate) env: Vec<(String, OsString)>,
     /// Bytes to write to the agent's stdin before closing it; `None` leaves
     /// stdin inherited (the pane's terminal, so a person can type).
-    pub stdin: Option<Vec<u8>>,
+    pub(crate) stdin: Option<Vec<u8>>,
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -229,7 +229,7 @@ impl TryFrom<&AgentLaunch> for AgentProfile {
 
 impl AgentProfile {
     /// The built-in profile `name` (see [`PRESETS`]).
-    pub fn preset(name: &str) -> Result<AgentProfile> {
+    pub(crate) fn preset(name: &str) -> Result<AgentProfile> {
         let model_flag = strings(&["--model", "{model}"]);
         let profile = |command: &[&str], prompt: PromptMode, output: OutputFormat| AgentProfile {
             command: strings(command),
@@ -335,7 +335,7 @@ impl AgentProfile {
 
     /// A profile for `--agent-command CMD`: `sh -c CMD`, with the prompt in
     /// `$SPRINT_PROMPT` and its file in `$SPRINT_PROMPT_FILE`.
-    pub fn from_command(cmd: &str) -> AgentProfile {
+    pub(crate) fn from_command(cmd: &str) -> AgentProfile {
         AgentProfile {
             command: strings(&["sh", "-c", cmd]),
             prompt: PromptMode::Env,
@@ -351,7 +351,7 @@ impl AgentProfile {
     /// `-c`/`-e` command string, or the prompt on a bare interpreter's stdin.
     /// `None` when the prompt stays data. (A best effort for look-alikes; the
     /// `shell` preset is the case it must catch.)
-    pub fn prompt_as_code(&self) -> Option<&'static str> {
+    pub(crate) fn prompt_as_code(&self) -> Option<&'static str> {
         let program = self.command.first()?;
         let name = Path::new(program).file_name()?.to_str()?;
         let (_, inline_flag) = INTERPRETERS.iter().find(|(n, _)| *n == name)?;
@@ -394,7 +394,7 @@ impl AgentProfile {
     }
 
     /// Checks the profile without rendering it (for config loading).
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.command.first().is_none_or(|p| p.is_empty()) {
             return Err(ProfileError::EmptyCommand);
         }
@@ -418,7 +418,7 @@ impl AgentProfile {
     }
 
     /// Renders the profile into a [`Launch`].
-    pub fn render(&self, input: &RenderInput<'_>) -> Result<Launch> {
+    pub(crate) fn render(&self, input: &RenderInput<'_>) -> Result<Launch> {
         self.validate()?;
         let model = input.model.or(self.model.as_deref());
         // An argument that starts with `-` is an option to the agent's CLI;
@@ -500,7 +500,7 @@ impl AgentProfile {
 
 impl Launch {
     /// The program to run, for messages.
-    pub fn program(&self) -> String {
+    pub(crate) fn program(&self) -> String {
         self.argv
             .first()
             .map(|p| p.to_string_lossy().into_owned())
@@ -508,7 +508,7 @@ impl Launch {
     }
 
     /// A [`Command`] for this launch in `cwd` (stdin piped when there are stdin bytes).
-    pub fn command(&self, cwd: &Path) -> Command {
+    pub(crate) fn command(&self, cwd: &Path) -> Command {
         let mut cmd = Command::new(self.argv.first().map_or(OsStr::new(""), |p| p.as_os_str()));
         cmd.args(self.argv.iter().skip(1))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -521,18 +521,14 @@ impl Launch {
 
     /// Starts the agent in `cwd`; stdin bytes are written from a thread, then
     /// stdin is closed so the agent sees end of input.
-    pub fn spawn(&self, cwd: &Path) -> Result<Child> {
+    #[cfg(test)]
+    pub(crate) fn spawn(&self, cwd: &Path) -> Result<Child> {
         self.spawn_with(cwd, None, false)
     }
 
     /// Like [`Launch::spawn`], with stdout and stderr piped to the caller
-    /// (the wrapper reads them: [`crate::worker::stream`]).
-    pub fn spawn_captured(&self, cwd: &Path) -> Result<Child> {
-        self.spawn_with(cwd, None, true)
-    }
-
-    /// [`spawn_captured`](Self::spawn_captured), confining the agent to
-    /// `sandbox` when given (its variables, such as a private `TMPDIR`, are
+    /// (the wrapper reads them: [`crate::worker::stream`]), confining the
+    /// agent to `sandbox` when given (its variables, such as a private `TMPDIR`, are
     /// added too).
     pub(crate) fn spawn_confined(
         &self,

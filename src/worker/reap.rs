@@ -27,17 +27,17 @@ use std::time::{Duration, Instant};
 use super::procstat::Snapshot;
 
 /// The environment variable that marks a process tree as one worker's or gate's.
-pub const MARK_ENV: &str = "GIT_SPRINT_MARK";
+pub(crate) const MARK_ENV: &str = "GIT_SPRINT_MARK";
 
 /// How long processes get to exit on SIGTERM before they are SIGKILLed.
-pub const GRACE: Duration = Duration::from_secs(2);
+pub(crate) const GRACE: Duration = Duration::from_secs(2);
 
 /// SIGKILL rounds before giving up on a process tree that keeps forking.
 const KILL_ROUNDS: usize = 20;
 
 /// Makes this process a child subreaper: orphaned descendants are re-parented
 /// to it rather than to init, so they stay findable as its descendants.
-pub fn become_subreaper() -> io::Result<()> {
+pub(crate) fn become_subreaper() -> io::Result<()> {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes plain integers and
     // touches no memory of ours.
     let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -53,7 +53,7 @@ pub fn become_subreaper() -> io::Result<()> {
 /// Only for a process whose every child is an orphan it adopted or one it
 /// has already waited for (the wrapper after its agent ended): it would
 /// otherwise take another waiter's exit status.
-pub fn reap_ended_children() {
+pub(crate) fn reap_ended_children() {
     loop {
         let mut status = 0;
         // SAFETY: waitpid writes only to `status`, a valid local.
@@ -65,14 +65,14 @@ pub fn reap_ended_children() {
 }
 
 /// This process's descendants that are still running.
-pub fn descendants() -> Vec<u32> {
+pub(crate) fn descendants() -> Vec<u32> {
     Snapshot::take()
         .map(|s| s.running_descendants(std::process::id()))
         .unwrap_or_default()
 }
 
 /// Running processes (other than this one) whose environment carries `mark`.
-pub fn marked(mark: &str) -> Vec<u32> {
+pub(crate) fn marked(mark: &str) -> Vec<u32> {
     let needle = format!("{MARK_ENV}={mark}");
     let me = std::process::id();
     let Ok(snapshot) = Snapshot::take() else {
@@ -94,7 +94,7 @@ pub fn marked(mark: &str) -> Vec<u32> {
 /// Ends every process `find` returns: SIGTERM, up to `grace` for them to
 /// exit, then SIGKILL in rounds (calling `find` again each time) until it
 /// returns nothing. Returns how many distinct processes were signalled.
-pub fn terminate(find: impl Fn() -> Vec<u32>, grace: Duration) -> usize {
+pub(crate) fn terminate(find: impl Fn() -> Vec<u32>, grace: Duration) -> usize {
     let first = find();
     if first.is_empty() {
         return 0;
@@ -142,13 +142,13 @@ fn wait_all(pids: &[u32], timeout: Duration) {
 /// A directory of records of running processes, one file each, so that a
 /// later process can kill what an earlier one left when it died.
 #[derive(Debug, Clone)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     dir: PathBuf,
 }
 
 /// One record in a [`Ledger`]; dropping it removes the file.
 #[derive(Debug)]
-pub struct Entry {
+pub(crate) struct Entry {
     path: PathBuf,
 }
 
@@ -160,24 +160,24 @@ impl Drop for Entry {
 
 /// What [`Ledger::sweep`] found for one stale record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Swept {
-    pub command: String,
+pub(crate) struct Swept {
+    pub(crate) command: String,
     /// Processes killed (0: the record was stale, its processes gone).
-    pub killed: usize,
+    pub(crate) killed: usize,
 }
 
 impl Ledger {
-    pub fn new(dir: impl Into<PathBuf>) -> Ledger {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Ledger {
         Ledger { dir: dir.into() }
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Records that `pid` runs `command` under `mark`. The mark is the file
     /// name, so it must be a plain name (letters, digits, `-`, `_`, `.`).
-    pub fn enter(&self, mark: &str, pid: u32, command: &str) -> io::Result<Entry> {
+    pub(crate) fn enter(&self, mark: &str, pid: u32, command: &str) -> io::Result<Entry> {
         std::fs::create_dir_all(&self.dir)?;
         let path = self.dir.join(mark);
         // Newlines in the command would break the record's lines.
@@ -189,7 +189,7 @@ impl Ledger {
     /// Kills the processes of every record and removes the records. Only
     /// call it when no process that writes this ledger is running, or for
     /// the caller's own records.
-    pub fn sweep(&self) -> Vec<Swept> {
+    pub(crate) fn sweep(&self) -> Vec<Swept> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };

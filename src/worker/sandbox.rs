@@ -101,7 +101,7 @@ pub enum SandboxError {
 
 /// Whether this kernel can confine agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Support {
+pub(crate) enum Support {
     /// Landlock works, at this ABI version.
     Landlock { abi: i32 },
     /// Landlock is missing; the reason is for people.
@@ -110,7 +110,7 @@ pub enum Support {
 
 impl Support {
     /// Asks the kernel (`landlock_create_ruleset` with the version flag).
-    pub fn detect() -> Support {
+    pub(crate) fn detect() -> Support {
         const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
         // SAFETY: the version query reads no attribute (null pointer, size 0)
         // and only returns a number.
@@ -137,7 +137,7 @@ impl Support {
 
     /// The one line `start`, `health` and the agent's log print when agents
     /// run unconfined; `None` when they are sandboxed.
-    pub fn unconfined_line(self, enabled: bool) -> Option<String> {
+    pub(crate) fn unconfined_line(self, enabled: bool) -> Option<String> {
         let after = "the shared .git/config and hooks are still checked after every run";
         match (enabled, self) {
             (false, _) => Some(format!(
@@ -151,7 +151,7 @@ impl Support {
     }
 
     /// `landlock ABI 7`, `unavailable: …`, for JSON and logs.
-    pub fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             Support::Landlock { abi } => format!("landlock ABI {abi}"),
             Support::Missing { reason } => format!("unavailable: {reason}"),
@@ -161,39 +161,39 @@ impl Support {
 
 /// Where one agent runs, for working out what it may write.
 #[derive(Debug, Clone, Copy)]
-pub struct Places<'a> {
+pub(crate) struct Places<'a> {
     /// The repository's common directory, canonical.
-    pub common_dir: &'a Path,
+    pub(crate) common_dir: &'a Path,
     /// The agent's worktree.
-    pub worktree: &'a Path,
+    pub(crate) worktree: &'a Path,
     /// The main worktree (`None` for a bare repository).
-    pub main_worktree: Option<&'a Path>,
+    pub(crate) main_worktree: Option<&'a Path>,
     /// `$HOME`.
-    pub home: Option<&'a Path>,
+    pub(crate) home: Option<&'a Path>,
     /// The worker id (names its private temp directory).
-    pub worker: &'a str,
+    pub(crate) worker: &'a str,
     /// The agent's program (`claude`, `/usr/bin/codex`).
-    pub program: &'a str,
+    pub(crate) program: &'a str,
     /// `sandbox.writable` from the configuration.
-    pub writable: &'a [String],
+    pub(crate) writable: &'a [String],
 }
 
 /// What an agent may write, worked out before it starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Existing paths the agent may write beneath.
-    pub writable: Vec<PathBuf>,
+    pub(crate) writable: Vec<PathBuf>,
     /// A private temp directory to use as `TMPDIR`, when no shared one
     /// could be granted.
-    pub tmpdir: Option<PathBuf>,
+    pub(crate) tmpdir: Option<PathBuf>,
     /// Lines for the agent's log: what was left out and why.
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
 }
 
 impl Plan {
     /// Works out the writable places of the agent at `places`, making the few
     /// directories it needs that do not exist yet.
-    pub fn new(places: &Places<'_>) -> Result<Plan, SandboxError> {
+    pub(crate) fn new(places: &Places<'_>) -> Result<Plan, SandboxError> {
         let common = places.common_dir;
         let mut protected: Vec<PathBuf> = vec![canonical(common)];
         protected.extend(places.main_worktree.map(canonical));
@@ -298,7 +298,7 @@ impl Plan {
 }
 
 /// `~/x` under `home`; an absolute path as it is; anything else is refused.
-pub fn expand_home(entry: &str, home: Option<&Path>) -> Result<PathBuf, SandboxError> {
+pub(crate) fn expand_home(entry: &str, home: Option<&Path>) -> Result<PathBuf, SandboxError> {
     let relative = || SandboxError::Relative {
         entry: entry.to_owned(),
     };
@@ -318,7 +318,7 @@ pub fn expand_home(entry: &str, home: Option<&Path>) -> Result<PathBuf, SandboxE
 
 /// A Landlock ruleset ready to confine one agent.
 #[derive(Debug)]
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     ruleset: OwnedFd,
     abi: i32,
     plan: Plan,
@@ -326,7 +326,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Builds the ruleset for `plan`; `None` where the kernel has no Landlock.
-    pub fn build(plan: Plan) -> Result<Option<Sandbox>, SandboxError> {
+    pub(crate) fn build(plan: Plan) -> Result<Option<Sandbox>, SandboxError> {
         let Support::Landlock { abi } = Support::detect() else {
             return Ok(None);
         };
@@ -351,7 +351,7 @@ impl Sandbox {
     /// The variables the confined agent gets: `TMPDIR` when it is private,
     /// and `IS_SANDBOX=1`, with which Claude Code accepts skipped permissions
     /// as root (anthropics/claude-code#3490) — true here, and only here.
-    pub fn env(&self) -> Vec<(String, OsString)> {
+    pub(crate) fn env(&self) -> Vec<(String, OsString)> {
         let mut env = vec![("IS_SANDBOX".to_owned(), OsString::from("1"))];
         env.extend(
             self.plan
@@ -363,12 +363,12 @@ impl Sandbox {
     }
 
     /// The private temp directory made for this run, if one was.
-    pub fn private_tmpdir(&self) -> Option<&Path> {
+    pub(crate) fn private_tmpdir(&self) -> Option<&Path> {
         self.plan.tmpdir.as_deref()
     }
 
     /// One line for the agent's log.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         format!(
             "sandbox: Landlock ABI {}: the agent may write only {}",
             self.abi,
@@ -383,7 +383,7 @@ impl Sandbox {
 
     /// Makes `cmd` confine its child just before `exec`. The sandbox must
     /// outlive the spawn: the child uses the ruleset's descriptor.
-    pub fn confine(&self, cmd: &mut Command) {
+    pub(crate) fn confine(&self, cmd: &mut Command) {
         let fd = self.ruleset.as_raw_fd();
         // SAFETY: the closure runs in the forked child before exec and makes
         // only two async-signal-safe system calls with integer arguments; it

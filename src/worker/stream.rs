@@ -31,7 +31,7 @@ use crate::state::{Cause, Usage};
 /// How an agent CLI writes its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// Plain text (Aider, shell commands, anything without a JSON mode).
     #[default]
     Text,
@@ -46,12 +46,12 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
-    pub fn is_text(&self) -> bool {
+    pub(crate) fn is_text(&self) -> bool {
         *self == OutputFormat::Text
     }
 
     /// The name in configuration and in the sprint state (`text`, `claude`, …).
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             OutputFormat::Text => "text",
             OutputFormat::Claude => "claude",
@@ -74,31 +74,31 @@ impl OutputFormat {
 
 /// Which pipe a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Stdout,
     Stderr,
 }
 
 /// How the agent process ended, as the wrapper saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exit {
+pub(crate) struct Exit {
     /// The exit code, or `128 + signal`.
-    pub status: i32,
-    pub signal: Option<i32>,
+    pub(crate) status: i32,
+    pub(crate) signal: Option<i32>,
     /// The wrapper ended it (a kill): the one who asked says why.
-    pub killed: bool,
+    pub(crate) killed: bool,
     /// Wall-clock time of the run, used when the CLI reports none.
-    pub elapsed_ms: u64,
+    pub(crate) elapsed_ms: u64,
 }
 
 /// What a run came to.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Outcome {
-    pub usage: Usage,
+pub(crate) struct Outcome {
+    pub(crate) usage: Usage,
     /// Why it failed; `None` for a run that succeeded (or was killed).
-    pub cause: Option<Cause>,
+    pub(crate) cause: Option<Cause>,
     /// The CLI's own error line for `cause`.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// Lines of plain text kept for classifying a failure.
@@ -110,7 +110,7 @@ const TOOL_OUTPUT_LINES: usize = 3;
 
 /// Reads one agent run's output; see the module docs.
 #[derive(Debug)]
-pub struct StreamReader {
+pub(crate) struct StreamReader {
     format: OutputFormat,
     usage: Usage,
     /// Usage per message id as the messages went by (Claude), for a run
@@ -135,7 +135,7 @@ pub struct StreamReader {
 const FINAL_MESSAGE_BYTES: usize = 64 * 1024;
 
 impl StreamReader {
-    pub fn new(format: OutputFormat) -> StreamReader {
+    pub(crate) fn new(format: OutputFormat) -> StreamReader {
         StreamReader {
             format,
             usage: Usage::default(),
@@ -152,7 +152,7 @@ impl StreamReader {
 
     /// Takes one line of output (without its line end) and returns the
     /// transcript lines it makes, if any.
-    pub fn feed(&mut self, source: Source, line: &str) -> Vec<String> {
+    pub(crate) fn feed(&mut self, source: Source, line: &str) -> Vec<String> {
         let mut out = Vec::new();
         let trimmed = line.trim_end_matches(['\r', '\n']);
         let event = (source == Source::Stdout && !self.format.is_text())
@@ -205,19 +205,19 @@ impl StreamReader {
 
     /// The agent's final message so far: where a Reviewer that cannot
     /// write files leaves its verdict.
-    pub fn final_message(&self) -> &str {
+    pub(crate) fn final_message(&self) -> &str {
         &self.final_message
     }
 
     /// Lines still held back (an unfinished line of streamed text).
-    pub fn flush(&mut self) -> Vec<String> {
+    pub(crate) fn flush(&mut self) -> Vec<String> {
         let rest = std::mem::take(&mut self.pending);
         text_lines(&rest).into_iter().map(|l| shown(&l)).collect()
     }
 
     /// What the run came to, once the agent has exited. `model` names the
     /// model the agent was started with, for a CLI that does not say.
-    pub fn finish(
+    pub(crate) fn finish(
         mut self,
         exit: &Exit,
         prices: &BTreeMap<String, Price>,
@@ -698,7 +698,7 @@ fn bounded(text: &str) -> String {
     text[..end].to_owned()
 }
 
-pub fn cost(usage: &Usage, price: &Price) -> f64 {
+pub(crate) fn cost(usage: &Usage, price: &Price) -> f64 {
     (usage.input_tokens as f64 * price.input
         + usage.output_tokens as f64 * price.output
         + usage.cache_read_tokens as f64 * price.cache_read
@@ -707,7 +707,7 @@ pub fn cost(usage: &Usage, price: &Price) -> f64 {
 }
 
 /// `45,584 tokens, $0.0473, 3 turns, 1.3s` — what a run cost, for people.
-pub fn describe_usage(u: &Usage) -> String {
+pub(crate) fn describe_usage(u: &Usage) -> String {
     let mut parts = vec![format!("{} tokens", thousands(u.tokens()))];
     if let Some(c) = u.cost_usd {
         parts.push(format!("${c:.4}"));
@@ -761,7 +761,7 @@ fn claude_error_kind(kind: &str) -> Option<Cause> {
 }
 
 /// The cause a line of CLI output names, if it names one.
-pub fn classify(line: &str) -> Option<Cause> {
+pub(crate) fn classify(line: &str) -> Option<Cause> {
     static RULES: OnceLock<Vec<(Cause, Regex)>> = OnceLock::new();
     let rules = RULES.get_or_init(|| {
         let rule = |cause, pattern: &str| {
@@ -902,7 +902,7 @@ fn shown(line: &str) -> String {
 /// `text` as a terminal would have shown it, as plain text
 /// ([`TerminalText`]): escape sequences and control characters gone, a line
 /// redrawn after `\r` as it ended. Tabs and newlines stay.
-pub fn strip_terminal(text: &str) -> String {
+pub(crate) fn strip_terminal(text: &str) -> String {
     let mut plain = String::from_utf8_lossy(&TerminalText::plain(text.as_bytes())).into_owned();
     // `plain` ends every line; keep the caller's last line open if it was.
     if !text.ends_with('\n') && plain.ends_with('\n') {

@@ -13,7 +13,7 @@ use super::tmux::Tmux;
 use super::worktree::{Git, Identity};
 
 /// The pinned git environment, applied to our handle and to child processes.
-pub fn git_env(home: &Path) -> Vec<(&'static str, String)> {
+pub(crate) fn git_env(home: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("GIT_CONFIG_NOSYSTEM", "1".into()),
         ("GIT_CONFIG_GLOBAL", "/dev/null".into()),
@@ -34,15 +34,15 @@ pub fn git_env(home: &Path) -> Vec<(&'static str, String)> {
 
 /// A repository with one commit on `main`, inside a temp dir that also holds
 /// `home/` and room for worktrees.
-pub struct TestRepo {
-    pub tmp: TempDir,
-    pub home: PathBuf,
-    pub work: PathBuf,
-    pub git: Git,
+pub(crate) struct TestRepo {
+    pub(crate) tmp: TempDir,
+    pub(crate) home: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) git: Git,
 }
 
 impl TestRepo {
-    pub fn new() -> TestRepo {
+    pub(crate) fn new() -> TestRepo {
         let tmp = tempfile::tempdir().expect("temp dir");
         let home = tmp.path().join("home");
         let work = tmp.path().join("repo");
@@ -73,11 +73,11 @@ impl TestRepo {
     }
 
     /// A path inside the temp dir (outside the repository's worktree).
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.tmp.path().join(rel)
     }
 
-    pub fn identity(&self) -> Identity {
+    pub(crate) fn identity(&self) -> Identity {
         Identity {
             name: "Test Author".into(),
             email: "author@example.invalid".into(),
@@ -85,7 +85,7 @@ impl TestRepo {
     }
 
     /// A command with the pinned environment, in `dir`.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.current_dir(dir);
         for var in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"] {
@@ -97,12 +97,12 @@ impl TestRepo {
 }
 
 /// A tmux server on a socket no other test uses, killed when dropped.
-pub struct TmuxGuard {
-    pub tmux: Tmux,
+pub(crate) struct TmuxGuard {
+    pub(crate) tmux: Tmux,
 }
 
 impl TmuxGuard {
-    pub fn new() -> TmuxGuard {
+    pub(crate) fn new() -> TmuxGuard {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let socket = format!("gst-{}-{n}", std::process::id());
@@ -123,7 +123,7 @@ impl Drop for TmuxGuard {
 
 /// Polls `f` every 20 ms until it holds; fails the test, naming `what` it
 /// waited for, after `secs` seconds.
-pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while std::time::Instant::now() < deadline {
         if f() {

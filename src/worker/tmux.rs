@@ -30,7 +30,7 @@ use thiserror::Error;
 use super::tail;
 
 /// The oldest tmux this module works with: `new-session -e` arrived in 3.2.
-pub const MIN_VERSION: (u32, u32) = (3, 2);
+pub(crate) const MIN_VERSION: (u32, u32) = (3, 2);
 
 /// What went wrong talking to tmux.
 #[derive(Debug, Error)]
@@ -114,7 +114,7 @@ impl Tmux {
     ///
     /// The socket is `git-sprint-<hash>` of the canonical path, so every
     /// worktree of one repository, and every process, finds the same server.
-    pub fn for_repo(common_dir: &Path) -> Result<Tmux> {
+    pub(crate) fn for_repo(common_dir: &Path) -> Result<Tmux> {
         let canonical = common_dir
             .canonicalize()
             .map_err(|source| TmuxError::Path {
@@ -125,13 +125,14 @@ impl Tmux {
     }
 
     /// The same handle, starting the server with `path` instead of `~/.tmux.conf`.
-    pub fn with_config_file(mut self, path: impl Into<PathBuf>) -> Tmux {
+    #[cfg(test)]
+    pub(crate) fn with_config_file(mut self, path: impl Into<PathBuf>) -> Tmux {
         self.config = Some(path.into());
         self
     }
 
     /// The socket name given to `tmux -L`.
-    pub fn socket(&self) -> &str {
+    pub(crate) fn socket(&self) -> &str {
         &self.socket
     }
 
@@ -186,7 +187,7 @@ impl Tmux {
     }
 
     /// Checks that tmux is installed and new enough; returns its version string.
-    pub fn check(&self) -> Result<String> {
+    pub(crate) fn check(&self) -> Result<String> {
         let out = self.output(Command::new("tmux").arg("-V").stdin(Stdio::null()))?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if !out.status.success() {
@@ -204,7 +205,7 @@ impl Tmux {
     ///
     /// Each element of `argv` reaches the program as one argument, whatever it
     /// contains. The session ends when the program exits.
-    pub fn new_session(
+    pub(crate) fn new_session(
         &self,
         name: &str,
         cwd: &Path,
@@ -216,7 +217,7 @@ impl Tmux {
 
     /// Like [`Tmux::new_session`], with the pane's output appended to `log`
     /// from its first byte on.
-    pub fn new_session_logged(
+    pub(crate) fn new_session_logged(
         &self,
         name: &str,
         cwd: &Path,
@@ -320,7 +321,8 @@ impl Tmux {
     }
 
     /// Appends the session's output from now on to `log`.
-    pub fn pipe_pane_to(&self, session: &str, log: &Path) -> Result<()> {
+    #[cfg(test)]
+    pub(crate) fn pipe_pane_to(&self, session: &str, log: &Path) -> Result<()> {
         validate_name(session)?;
         let target = window_target(session);
         let cmd = pipe_command(log);
@@ -339,7 +341,7 @@ impl Tmux {
     }
 
     /// Whether session `name` exists (false when the server is not running).
-    pub fn has_session(&self, name: &str) -> Result<bool> {
+    pub(crate) fn has_session(&self, name: &str) -> Result<bool> {
         validate_name(name)?;
         let out = self.output(
             self.command()
@@ -355,7 +357,7 @@ impl Tmux {
     }
 
     /// The names of all sessions on this server (none when it is not running).
-    pub fn list_sessions(&self) -> Result<Vec<String>> {
+    pub(crate) fn list_sessions(&self) -> Result<Vec<String>> {
         Ok(self
             .sessions_with_activity()?
             .into_iter()
@@ -366,7 +368,7 @@ impl Tmux {
     /// Every session with the last activity of its window (unix seconds,
     /// as [`Tmux::pane_activity`]), in one tmux call: the orchestrator asks
     /// this once per reconcile instead of once per running agent.
-    pub fn sessions_with_activity(&self) -> Result<Vec<(String, Option<u64>)>> {
+    pub(crate) fn sessions_with_activity(&self) -> Result<Vec<(String, Option<u64>)>> {
         let out = self.output(self.command().args([
             "list-sessions",
             "-F",
@@ -390,7 +392,7 @@ impl Tmux {
     }
 
     /// Kills session `name`; returns whether it existed.
-    pub fn kill_session(&self, name: &str) -> Result<bool> {
+    pub(crate) fn kill_session(&self, name: &str) -> Result<bool> {
         validate_name(name)?;
         // Asked first: a server that exits as we ask answers the same way
         // whether we killed its last session or it was already going.
@@ -437,7 +439,7 @@ impl Tmux {
     }
 
     /// Types `text` literally into the session's pane, then presses Enter.
-    pub fn send_text(&self, session: &str, text: &str) -> Result<()> {
+    pub(crate) fn send_text(&self, session: &str, text: &str) -> Result<()> {
         validate_name(session)?;
         let target = window_target(session);
         if !text.is_empty() {
@@ -491,7 +493,7 @@ impl Tmux {
     }
 
     /// The pid of the process running in the session's pane.
-    pub fn pane_pid(&self, session: &str) -> Result<u32> {
+    pub(crate) fn pane_pid(&self, session: &str) -> Result<u32> {
         let out = self.display("pane_pid", session, "#{pane_pid}")?;
         out.parse().map_err(|_| TmuxError::BadOutput {
             op: "pane_pid",
@@ -500,7 +502,7 @@ impl Tmux {
     }
 
     /// When the session's pane last printed output, in unix seconds.
-    pub fn pane_activity(&self, session: &str) -> Result<u64> {
+    pub(crate) fn pane_activity(&self, session: &str) -> Result<u64> {
         let out = self.display("window_activity", session, "#{window_activity}")?;
         out.parse().map_err(|_| TmuxError::BadOutput {
             op: "window_activity",
@@ -509,7 +511,8 @@ impl Tmux {
     }
 
     /// The pane's visible screen plus up to `history` lines of scrollback.
-    pub fn capture_pane(&self, session: &str, history: u32) -> Result<String> {
+    #[cfg(test)]
+    pub(crate) fn capture_pane(&self, session: &str, history: u32) -> Result<String> {
         validate_name(session)?;
         let target = window_target(session);
         let start = format!("-{history}");
@@ -531,7 +534,7 @@ impl Tmux {
     /// The command that attaches a terminal to `session`.
     ///
     /// `TMUX` is removed so attaching works from inside another tmux.
-    pub fn attach_command(&self, session: &str) -> Command {
+    pub(crate) fn attach_command(&self, session: &str) -> Command {
         let mut cmd = self.command();
         cmd.stdin(Stdio::inherit());
         cmd.env_remove("TMUX");
@@ -542,7 +545,7 @@ impl Tmux {
     /// Replaces this process with `tmux attach` to `session`, for a person.
     ///
     /// Returns only on failure.
-    pub fn attach(&self, session: &str) -> Result<Infallible> {
+    pub(crate) fn attach(&self, session: &str) -> Result<Infallible> {
         validate_name(session)?;
         if !self.has_session(session)? {
             return Err(self.no_session(session));
@@ -556,7 +559,7 @@ impl Tmux {
 }
 
 /// `git-sprint-<12 hex digits>`: a short, stable FNV-1a hash of `path`.
-pub fn socket_name(path: &Path) -> String {
+pub(crate) fn socket_name(path: &Path) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in path.as_os_str().as_bytes() {
         hash ^= u64::from(*byte);
@@ -566,7 +569,7 @@ pub fn socket_name(path: &Path) -> String {
 }
 
 /// Quotes `arg` for POSIX sh: `'…'`, with each `'` written as `'\''`.
-pub fn sh_quote(arg: &OsStr) -> OsString {
+pub(crate) fn sh_quote(arg: &OsStr) -> OsString {
     let mut out = Vec::with_capacity(arg.len() + 2);
     out.push(b'\'');
     for &b in arg.as_bytes() {

@@ -104,7 +104,7 @@ pub(crate) const REDIRECTING_VARS: &[&str] = &[
 
 /// Runs `git` in one directory with a fixed environment.
 #[derive(Debug, Clone)]
-pub struct Git {
+pub(crate) struct Git {
     dir: PathBuf,
     env: Vec<(OsString, OsString)>,
 }
@@ -125,14 +125,14 @@ const KEEP_OPEN: usize = 4;
 
 /// The name and email a commit is made as.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub name: String,
-    pub email: String,
+pub(crate) struct Identity {
+    pub(crate) name: String,
+    pub(crate) email: String,
 }
 
 /// What [`Git::delete_branch_if_merged`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BranchDeletion {
+pub(crate) enum BranchDeletion {
     /// The branch was deleted.
     Deleted,
     /// The branch has commits not in the target and was kept.
@@ -143,14 +143,15 @@ pub enum BranchDeletion {
 
 impl BranchDeletion {
     /// Whether the branch was deleted.
-    pub fn deleted(self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn deleted(self) -> bool {
         self == BranchDeletion::Deleted
     }
 }
 
 impl Git {
     /// A handle running git in `dir` (a worktree, or any directory of a repository).
-    pub fn new(dir: impl Into<PathBuf>) -> Git {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Git {
         Git {
             dir: dir.into(),
             env: Vec::new(),
@@ -158,13 +159,13 @@ impl Git {
     }
 
     /// The same handle with one more environment variable on every invocation.
-    pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Git {
+    pub(crate) fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Git {
         self.env.push((key.into(), value.into()));
         self
     }
 
     /// The same environment, running in another directory.
-    pub fn at(&self, dir: impl Into<PathBuf>) -> Git {
+    pub(crate) fn at(&self, dir: impl Into<PathBuf>) -> Git {
         Git {
             dir: dir.into(),
             env: self.env.clone(),
@@ -196,7 +197,7 @@ impl Git {
     /// none. Found in-process when gix can; a name gix does not find is asked
     /// of `git rev-parse` unless it is a full ref name (`refs/...`), whose
     /// absence gix knows for sure.
-    pub fn commit_id(&self, rev: &str) -> Result<Option<String>> {
+    pub(crate) fn commit_id(&self, rev: &str) -> Result<Option<String>> {
         // What a worktree has of its own (HEAD, per-worktree refs) is asked
         // of git: a kept repository may be of a worktree since re-made.
         let shared = !rev.starts_with('-')
@@ -232,7 +233,7 @@ impl Git {
 
     /// Whether `branch` is a valid branch name (`git check-ref-format
     /// --branch`): in-process for what gix accepts, git for the rest.
-    pub fn is_branch_name(&self, branch: &str) -> Result<bool> {
+    pub(crate) fn is_branch_name(&self, branch: &str) -> Result<bool> {
         if branch.starts_with('-') {
             return Ok(false);
         }
@@ -245,12 +246,12 @@ impl Git {
     }
 
     /// The directory git runs in.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// A `git -C <dir> <args>` command with the pinned environment.
-    pub fn command<I, S>(&self, args: I) -> Command
+    pub(crate) fn command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -305,13 +306,14 @@ impl Git {
     }
 
     /// The repository's common directory (shared by all its worktrees), absolute.
-    pub fn common_dir(&self) -> Result<PathBuf> {
+    #[cfg(test)]
+    pub(crate) fn common_dir(&self) -> Result<PathBuf> {
         let out = self.run(&["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
         Ok(PathBuf::from(out.trim_end_matches('\n')))
     }
 
     /// The main worktree of the repository, or `None` for a bare repository.
-    pub fn main_worktree(&self) -> Result<Option<PathBuf>> {
+    pub(crate) fn main_worktree(&self) -> Result<Option<PathBuf>> {
         let out = self.run(&["worktree", "list", "--porcelain", "-z"])?;
         // The first record is the main worktree; a bare one carries `bare`.
         let mut fields = out.split('\0').take_while(|f| !f.is_empty());
@@ -328,12 +330,12 @@ impl Git {
     }
 
     /// Whether `rev` names a commit.
-    pub fn is_commit(&self, rev: &str) -> Result<bool> {
+    pub(crate) fn is_commit(&self, rev: &str) -> Result<bool> {
         Ok(self.commit_id(rev)?.is_some())
     }
 
     /// Whether the local branch `branch` exists.
-    pub fn branch_exists(&self, branch: &str) -> Result<bool> {
+    pub(crate) fn branch_exists(&self, branch: &str) -> Result<bool> {
         let name = format!("refs/heads/{branch}");
         let found =
             self.with_repo(|repo| repo.try_find_reference(name.as_str()).map(|r| r.is_some()));
@@ -352,7 +354,7 @@ impl Git {
     ///
     /// Missing parent directories are created. Fails with a typed error when
     /// the revision is not a commit, the branch exists or the path is taken.
-    pub fn add_worktree(&self, path: &Path, branch: &str, from_rev: &str) -> Result<()> {
+    pub(crate) fn add_worktree(&self, path: &Path, branch: &str, from_rev: &str) -> Result<()> {
         if !self.is_branch_name(branch)? {
             return Err(WorktreeError::BadBranchName {
                 branch: branch.to_owned(),
@@ -401,7 +403,7 @@ impl Git {
     /// Without `force`, a worktree with uncommitted changes (including
     /// untracked files) is refused with [`WorktreeError::Dirty`]. A path that
     /// is already gone is only pruned.
-    pub fn remove_worktree(&self, path: &Path, force: bool) -> Result<()> {
+    pub(crate) fn remove_worktree(&self, path: &Path, force: bool) -> Result<()> {
         if path.exists() {
             if !force && self.at(path).is_dirty()? {
                 return Err(WorktreeError::Dirty {
@@ -423,7 +425,7 @@ impl Git {
     ///
     /// A branch with unmerged commits is kept ([`BranchDeletion::KeptUnmerged`]):
     /// an agent's work is never thrown away by accident.
-    pub fn delete_branch_if_merged(
+    pub(crate) fn delete_branch_if_merged(
         &self,
         branch: &str,
         into: &str,
@@ -455,7 +457,7 @@ impl Git {
     }
 
     /// Whether the worktree has uncommitted changes, untracked files included.
-    pub fn is_dirty(&self) -> Result<bool> {
+    pub(crate) fn is_dirty(&self) -> Result<bool> {
         let out = self.run(&["status", "--porcelain", "--untracked-files=all"])?;
         Ok(!out.trim().is_empty())
     }
@@ -467,7 +469,7 @@ impl Git {
     /// never fails for want of a name. Returns the new commit id, or `None`
     /// when the worktree was clean. Hooks are skipped (`--no-verify`): a
     /// user's pre-commit lint must not refuse saving a crashed agent's work.
-    pub fn commit_wip(&self, message: &str, author: &Identity) -> Result<Option<String>> {
+    pub(crate) fn commit_wip(&self, message: &str, author: &Identity) -> Result<Option<String>> {
         if !self.is_dirty()? {
             return Ok(None);
         }
@@ -494,7 +496,7 @@ impl Git {
     }
 
     /// How many commits `rev` has that `base` does not (`git rev-list --count base..rev`).
-    pub fn commits_ahead(&self, rev: &str, base: &str) -> Result<usize> {
+    pub(crate) fn commits_ahead(&self, rev: &str, base: &str) -> Result<usize> {
         let out = self.run(&["rev-list", "--count", &format!("{base}..{rev}"), "--"])?;
         out.trim().parse().map_err(|_| WorktreeError::BadOutput {
             args: format!("rev-list --count {base}..{rev}"),
@@ -503,7 +505,7 @@ impl Git {
     }
 
     /// Files changed on `rev` since it forked from `base` (`git diff base...rev`).
-    pub fn files_changed(&self, rev: &str, base: &str) -> Result<Vec<String>> {
+    pub(crate) fn files_changed(&self, rev: &str, base: &str) -> Result<Vec<String>> {
         let out = self.run(&[
             "diff",
             "--no-ext-diff",
@@ -523,19 +525,19 @@ impl Git {
 
 /// What [`setup`] did with the files it was asked to copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SetupReport {
+pub(crate) struct SetupReport {
     /// Files copied into the new worktree.
-    pub copied: Vec<PathBuf>,
+    pub(crate) copied: Vec<PathBuf>,
     /// Files left out, each with the reason (a symlink, not a regular file,
     /// something already in the worktree). Missing files are not listed: a
     /// `.env` is optional.
-    pub skipped: Vec<(PathBuf, String)>,
+    pub(crate) skipped: Vec<(PathBuf, String)>,
 }
 
 /// Whether `rel` may name a setup file: relative, not empty, and made of
 /// plain names only (no `..`, no root, no prefix), so it stays inside both
 /// worktrees. Config loading uses it to reject a bad entry with its key.
-pub fn is_safe_copy_path(rel: &Path) -> bool {
+pub(crate) fn is_safe_copy_path(rel: &Path) -> bool {
     !rel.as_os_str().is_empty()
         && rel.components().any(|c| matches!(c, Component::Normal(_)))
         && rel
@@ -559,7 +561,7 @@ pub fn is_safe_copy_path(rel: &Path) -> bool {
 /// [`WorktreeError::Setup`], and one running past `timeout` is killed with
 /// everything it started ([`WorktreeError::SetupTimeout`]); the caller
 /// removes the half-made worktree.
-pub fn setup(
+pub(crate) fn setup(
     main_worktree: &Path,
     worktree: &Path,
     copy_files: &[PathBuf],

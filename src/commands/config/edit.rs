@@ -11,7 +11,7 @@ use crate::config;
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
+pub(crate) fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
     let store = ctx.store()?;
     let top = worktree_root(&store)?;
     let root = crate::worker::worktree::Git::new(&top)

@@ -2,8 +2,8 @@
 
 use super::{Ctx, Result};
 
-pub mod edit;
-pub mod show;
+pub(crate) mod edit;
+pub(crate) mod show;
 
 /// Show or edit the configuration (.git-sprint.yaml plus git config sprint.*)
 #[derive(Debug, clap::Subcommand)]
@@ -12,6 +12,7 @@ pub enum Command {
     Edit(edit::Args),
 }
 
+/// Runs a `git sprint config` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, command: &Command) -> Result {
     match command {
         Command::Show(a) => show::run(ctx, a),

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 pub struct Args {
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Serialize)]
@@ -30,7 +30,7 @@ struct ShowJson<'a> {
     sources: &'a BTreeMap<String, Source>,
 }
 
-pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+pub(crate) fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let top = worktree_root(&store)?;
     let root = crate::worker::worktree::Git::new(&top)

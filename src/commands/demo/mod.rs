@@ -5,7 +5,7 @@
 
 mod walkthrough;
 
-pub use walkthrough::DemoError;
+pub(crate) use walkthrough::DemoError;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,10 +25,10 @@ use super::{current_exe, Ctx, Result};
 pub struct Args {
     /// Make the repository in DIR (new or empty) and keep it afterwards
     #[arg(long, value_name = "DIR")]
-    pub keep: Option<PathBuf>,
+    pub(crate) keep: Option<PathBuf>,
     /// Give up if the sprint is not done after this long
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_timeout)]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Serve the board (git sprint serve) on ADDR while the sprint runs, open
     /// it in the browser, and keep it up after the sprint until Ctrl-C
     #[arg(
@@ -38,13 +38,14 @@ pub struct Args {
         require_equals = true,
         default_missing_value = "127.0.0.1:7878"
     )]
-    pub serve: Option<std::net::SocketAddr>,
+    pub(crate) serve: Option<std::net::SocketAddr>,
 }
 
 fn parse_timeout(s: &str) -> std::result::Result<Duration, String> {
     crate::clock::parse_duration(s)
 }
 
+/// Runs a `git sprint demo` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let keep = args.keep.as_ref().map(|dir| ctx.cwd.join(dir));
     let options = walkthrough::Options {

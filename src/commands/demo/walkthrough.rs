@@ -28,7 +28,7 @@ use crate::state::{Actor, FeatureStatus, Snapshot, StateError, Store, TaskStatus
 use crate::worker::tmux::Tmux;
 
 /// The demo's feature, as named by its spec directory.
-pub const FEATURE: &str = "001-notes";
+pub(crate) const FEATURE: &str = "001-notes";
 
 /// The project as first committed: (path, content, executable).
 const PROJECT: &[(&str, &str, bool)] = &[
@@ -77,15 +77,15 @@ const USER_EMAIL: &str = "demo@git-sprint.invalid";
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
     /// Make the repository here and leave it; else in a temp dir, removed.
-    pub keep: Option<PathBuf>,
+    pub(crate) keep: Option<PathBuf>,
     /// Give up when the feature is not done after this long.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// This binary, for hooks and agent sessions to call back.
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// Serve the board here during the sprint and after it until Ctrl-C.
-    pub serve: Option<std::net::SocketAddr>,
+    pub(crate) serve: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +173,7 @@ type Result<T = ()> = std::result::Result<T, DemoError>;
 /// The demo owns its process: it sets the environment every process it
 /// starts inherits (no global or system git config, its own tmux socket),
 /// so call it before any other thread runs.
-pub fn run(out: &mut dyn Write, opts: &Options) -> Result {
+pub(crate) fn run(out: &mut dyn Write, opts: &Options) -> Result {
     let socket = isolate_environment();
     let tmux = Tmux::new(socket);
     tmux.check().map_err(FleetError::from)?;

@@ -11,16 +11,16 @@ use crate::notify::{self, Delivery};
 pub struct Args {
     /// Show at most N deliveries
     #[arg(short = 'n', long = "max-count", value_name = "N")]
-    pub max_count: Option<usize>,
+    pub(crate) max_count: Option<usize>,
     /// Only failed deliveries
     #[arg(long)]
-    pub failed: bool,
+    pub(crate) failed: bool,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
-pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+pub(crate) fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let (_store, _root, common) = super::places(ctx)?;
     let dir = notify::dir(&common);
     let mut all = notify::deliveries(&dir).map_err(|source| CommandError::Io {

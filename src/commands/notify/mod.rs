@@ -3,8 +3,8 @@
 
 use super::{Ctx, Result};
 
-pub mod log;
-pub mod test;
+pub(crate) mod log;
+pub(crate) mod test;
 
 /// Send a sample event, or show what notifications were delivered
 ///
@@ -17,6 +17,7 @@ pub enum Command {
     Log(log::Args),
 }
 
+/// Runs a `git sprint notify` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, command: &Command) -> Result {
     match command {
         Command::Test(a) => test::run(ctx, a),

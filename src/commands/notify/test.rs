@@ -17,13 +17,13 @@ use crate::notify::{self, Delivery, Event, EventKind};
 pub struct Args {
     /// The event to send, e.g. task.failed
     #[arg(value_parser = parse_event)]
-    pub event: EventKind,
+    pub(crate) event: EventKind,
     /// Only this receiver (a name under `notify:`), even if it does not list the event
     #[arg(long, value_name = "NAME")]
-    pub receiver: Option<String>,
+    pub(crate) receiver: Option<String>,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 fn parse_event(s: &str) -> std::result::Result<EventKind, String> {
@@ -36,7 +36,7 @@ struct TestJson<'a> {
     deliveries: &'a [Delivery],
 }
 
-pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+pub(crate) fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let (_store, root, common) = super::places(ctx)?;
     let config = crate::config::load(&root, &common)?.config;
     if config.notify.is_empty() {

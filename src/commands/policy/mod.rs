@@ -2,8 +2,8 @@
 
 use super::{Ctx, Result};
 
-pub mod show;
-pub mod validate;
+pub(crate) mod show;
+pub(crate) mod validate;
 
 /// Check or show the policy rules that judge each task's diff
 ///
@@ -17,6 +17,7 @@ pub enum Command {
     Show(show::Args),
 }
 
+/// Runs a `git sprint policy` subcommand.
 pub fn run(ctx: &mut Ctx<'_>, command: &Command) -> Result {
     match command {
         Command::Validate(a) => validate::run(ctx, a),

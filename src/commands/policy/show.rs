@@ -15,10 +15,10 @@ use crate::policy::{self, Rule};
 pub struct Args {
     /// Also say where each rule was defined and what it overrode
     #[arg(long)]
-    pub explain: bool,
+    pub(crate) explain: bool,
     /// Print JSON for tools instead of text
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -51,7 +51,7 @@ fn views(rules: &[Rule]) -> Vec<RuleView<'_>> {
         .collect()
 }
 
-pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
+pub(crate) fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
     let store = ctx.store()?;
     let p = policy::load(store.repo())?;
     if args.json {

@@ -10,7 +10,7 @@ use crate::policy::{self, FILE_NAME};
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
-pub fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
+pub(crate) fn run(ctx: &mut Ctx<'_>, _args: &Args) -> Result {
     let store = ctx.store()?;
     let committed = policy::load(store.repo()).map_err(super::super::CommandError::from)?;
     let count = committed.base().len();
