@@ -165,14 +165,22 @@ impl Engine {
         // Sessions first, state second: a wrapper records its agent's end
         // before its session closes, so an agent whose session is gone here
         // shows as ended in the state read after — never as a false death.
-        // One tmux call for every session and its last activity.
-        let sessions: HashMap<String, Option<u64>> = self
+        // One tmux call for every session and its last activity. A call
+        // that failed says nothing about which sessions live: this pass
+        // takes every running agent for alive and active (no false death),
+        // and the loop looks again after a backoff.
+        let listed: Option<HashMap<String, Option<u64>>> = match self
             .fleet
             .tmux
             .sessions_with_activity()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
+        {
+            Ok(list) => Some(list.into_iter().collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing tmux sessions failed: no agent is judged dead or hung until it works");
+                None
+            }
+        };
+        let sessions = listed.clone().unwrap_or_default();
         // With a state remote, what other machines write arrives through
         // the follower (daemon/follow.rs), whose fetch moves the local ref
         // and wakes this loop: no fetch here, on every reconcile. Writes
@@ -203,10 +211,14 @@ impl Engine {
                 }
                 continue;
             }
-            if let Some(seen) = sessions.get(&a.session).filter(|_| liveness::is_running(a)) {
+            let seen = match &listed {
+                Some(sessions) => sessions.get(&a.session).map(|t| t.map(|t| t as i64)),
+                None => Some(Some(now)),
+            };
+            if let Some(seen) = seen.filter(|_| liveness::is_running(a)) {
                 live.insert(a.id.clone());
                 if let Some(t) = seen {
-                    activity.insert(a.id.clone(), *t as i64);
+                    activity.insert(a.id.clone(), t);
                 }
             }
         }
@@ -258,7 +270,7 @@ impl Engine {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        Ok((next, failed))
+        Ok((next, failed || listed.is_none()))
     }
 
     /// Whether `feature`'s base has commits its integration branch lacks,

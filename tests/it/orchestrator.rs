@@ -153,3 +153,75 @@ fn update_sprint_state_commit_for_a_dead_agent_is_a_named_transition() {
     let subjects = s.f.repo.git(["log", "--format=%s", "refs/ai-sprint"]);
     assert!(!subjects.contains("update sprint state"), "{subjects}");
 }
+
+/// Waits up to `secs` for `path` to exist.
+fn wait_for_file(path: &std::path::Path, secs: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn regression_a_failed_tmux_listing_marks_no_agent_dead() {
+    // Before: a `tmux list-sessions` that failed (a fork refused on a
+    // loaded machine) read as "no sessions", and every running agent was
+    // recorded dead ("its tmux session is gone") and its task retried.
+    let s = Sprint::new(&config(&scripted(), ""), "- [ ] T001 Write a.txt\n");
+    let home = s.f.repo.home().to_owned();
+    let real = Command::new("sh")
+        .args(["-c", "command -v tmux"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
+    let (flag, failed) = (home.join("fail-listing"), home.join("listing-failed"));
+    // A tmux in front of the real one that fails `list-sessions` while the
+    // flag exists, and says so in a file.
+    let shim = home.join("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    std::fs::write(
+        shim.join("tmux"),
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = list-sessions ] && [ -e '{flag}' ]; then\n    touch '{failed}'; echo 'tmux: fork failed: Resource temporarily unavailable' >&2; exit 1\n  fi\ndone\nexec '{real}' \"$@\"\n",
+            flag = flag.display(),
+            failed = failed.display(),
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .args(["+x", shim.join("tmux").to_str().unwrap()])
+        .status()
+        .unwrap();
+    let path = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap());
+    s.start(&[("PATH", &path), ("SCRIPTED_AGENT_SLEEP", "3")]);
+    s.wait("the developer running", 60, |t| {
+        t["T001"]["status"] == "in_progress"
+    });
+    let running = |s: &Sprint| {
+        s.status()["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "f.T001.dev.1" && a["state"] == "running")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running(&s) {
+        assert!(Instant::now() < deadline, "f.T001.dev.1 never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&flag, "").unwrap();
+    // A ref change wakes the orchestrator: its next look fails to list.
+    s.f.repo.git(["update-ref", "refs/heads/wake", "HEAD"]);
+    wait_for_file(&failed, 60, "a failed tmux listing");
+    std::fs::remove_file(&flag).unwrap();
+    s.wait_done(120);
+    let status = s.status();
+    let agents = status["agents"].as_array().unwrap();
+    let dev: Vec<_> = agents.iter().filter(|a| a["role"] == "developer").collect();
+    assert_eq!(dev.len(), 1, "one developer run, no retry: {agents:#?}");
+    assert!(dev[0]["cause"].is_null(), "{:#}", dev[0]);
+    let log =
+        std::fs::read_to_string(s.f.repo.path().join(".git/sprint/logs/orchestrator.log")).unwrap();
+    assert!(log.contains("listing tmux sessions failed"), "{log}");
+}
