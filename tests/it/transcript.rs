@@ -127,7 +127,11 @@ fn claude_stream_json_usage_is_recorded_on_each_run_and_added_up_on_the_task() {
         agents
             .iter()
             .find(|a| a["id"] == id)
-            .unwrap_or_else(|| panic!("no {id}: {agents:#?}"))
+            .unwrap_or_else(|| {
+                // Why a run was retried is on the audit trail.
+                let trail = s.f.repo.git(["log", "--format=%B", "refs/ai-sprint"]);
+                panic!("no {id}: {agents:#?}\n--- refs/ai-sprint ---\n{trail}")
+            })
             .clone()
     };
     for id in ["f.T001.dev.1", "f.T001.test.1"] {
