@@ -1414,19 +1414,7 @@ mod tests {
     }
 
     fn add_task(store: &Store, id: &str) {
-        store
-            .transact(&Actor::named("person"), |txn| {
-                ops::add_task(
-                    txn,
-                    "f",
-                    &ops::NewTask {
-                        id: Some(id.into()),
-                        title: format!("task {id}"),
-                        ..Default::default()
-                    },
-                )
-            })
-            .expect("adding a task");
+        store.add_test_task(id);
     }
 
     fn agent(id: &str, task: &str, state: AgentState) -> Agent {

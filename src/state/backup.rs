@@ -124,23 +124,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{ops, Actor};
+    use crate::state::Actor;
 
     fn add(store: &Store, id: &str) -> ObjectId {
-        store
-            .transact(&Actor::named("tester"), |txn| {
-                ops::add_task(
-                    txn,
-                    "f",
-                    &ops::NewTask {
-                        id: Some(id.into()),
-                        title: format!("task {id}"),
-                        ..Default::default()
-                    },
-                )
-            })
-            .unwrap();
-        store.tip().unwrap().unwrap()
+        store.add_test_task(id)
     }
 
     fn at_ref(store: &Store) -> ObjectId {

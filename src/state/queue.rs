@@ -718,21 +718,7 @@ mod tests {
     }
 
     fn add(store: &Store, id: &str) -> ObjectId {
-        store
-            .transact(&who(), |txn| {
-                ops::add_task(
-                    txn,
-                    "f",
-                    &ops::NewTask {
-                        id: Some(id.into()),
-                        title: format!("task {id}"),
-                        ..Default::default()
-                    },
-                )
-            })
-            .unwrap()
-            .commit
-            .unwrap()
+        store.add_test_task(id)
     }
 
     fn to(store: &Store, id: &str, status: TaskStatus) -> ObjectId {

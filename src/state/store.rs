@@ -1458,6 +1458,24 @@ impl Store {
         .to_thread_local();
         (dir, Store::from_repo(repo))
     }
+
+    /// Adds task `id` to feature `f`, for unit tests; returns the commit.
+    pub(crate) fn add_test_task(&self, id: &str) -> ObjectId {
+        self.transact(&Actor::named("tester"), |txn| {
+            super::ops::add_task(
+                txn,
+                "f",
+                &super::ops::NewTask {
+                    id: Some(id.into()),
+                    title: format!("task {id}"),
+                    ..Default::default()
+                },
+            )
+        })
+        .expect("adding a task")
+        .commit
+        .expect("a commit")
+    }
 }
 
 #[cfg(test)]
@@ -1475,19 +1493,7 @@ mod tests {
     }
 
     fn add(store: &Store, id: &str) {
-        store
-            .transact(&who(), |txn| {
-                ops::add_task(
-                    txn,
-                    "f",
-                    &ops::NewTask {
-                        id: Some(id.into()),
-                        title: format!("task {id}"),
-                        ..Default::default()
-                    },
-                )
-            })
-            .unwrap();
+        store.add_test_task(id);
     }
 
     /// Replaces the bytes of `path` in the state, as a hand edit would.
