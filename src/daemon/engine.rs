@@ -158,9 +158,10 @@ impl Engine {
     }
 
     /// One pass: read, observe, pay what is owed. Returns when the next
-    /// lease runs out (unix seconds), and whether an action failed (then
-    /// the caller reconciles again after a backoff: a failure changes no
-    /// state, so no event would come to retry it).
+    /// lease runs out (unix seconds), and whether an action failed or tmux
+    /// could not be asked (then the caller reconciles again after a
+    /// backoff: a failure changes no state, so no event would come to retry
+    /// it).
     pub(crate) fn reconcile(&self) -> Result<(Option<i64>, bool), StateError> {
         // Sessions first, state second: a wrapper records its agent's end
         // before its session closes, so an agent whose session is gone here
