@@ -61,6 +61,9 @@ pub(crate) struct Health {
     pub(crate) sprint_agents: bool,
 }
 
+/// How long an agent recorded `starting` may be without its tmux session.
+const LAUNCH_GRACE_SECS: i64 = 30;
+
 /// The health of the agents, the orchestrator and the sprint of `fleet`.
 pub(crate) fn check(fleet: &Fleet) -> Result<Health, StateError> {
     // Sessions first, state second: a wrapper records its agent's end before
@@ -133,7 +136,11 @@ pub(crate) fn check(fleet: &Fleet) -> Result<Health, StateError> {
         let finishing = a
             .runner_pid
             .is_some_and(|p| crate::fleet::is_runner_of(p, &a.id));
-        let problem = if !session_alive {
+        // Recorded `starting` just before its session is made: a look in
+        // between sees no session yet, and that is no death.
+        let launching =
+            a.state == crate::state::AgentState::Starting && now - a.started < LAUNCH_GRACE_SECS;
+        let problem = if !session_alive && !launching {
             Some("tmux session gone".to_owned())
         } else if a.pid.is_some() && !pid_alive && !finishing {
             Some("agent process gone".to_owned())

@@ -274,3 +274,74 @@ fn bash_completion_completes_git_sprint_through_git() {
     let out = repo.command("bash").args(["-c", &direct]).output().unwrap();
     assert_eq!(stdout(&out).trim(), "init", "{}", stderr(&out));
 }
+
+#[test]
+fn regression_an_agent_recorded_starting_before_its_session_exists_is_not_gone() {
+    // Before: `health` looked between the record of a launch (`starting`)
+    // and its tmux session and called the agent dead ("tmux session gone").
+    let f = Fleet::new();
+    let home = f.repo.home().to_owned();
+    let real = Command::new("sh")
+        .args(["-c", "command -v tmux"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
+    let (entered, go) = (
+        home.join("new-session-entered"),
+        home.join("new-session-go"),
+    );
+    // A tmux whose new-session waits (at most a minute) for a go file.
+    let shim = home.join("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    std::fs::write(
+        shim.join("tmux"),
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = new-session ]; then\n    touch '{entered}'; i=0\n    while [ ! -e '{go}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n  fi\ndone\nexec '{real}' \"$@\"\n",
+            entered = entered.display(),
+            go = go.display(),
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .args(["+x", shim.join("tmux").to_str().unwrap()])
+        .status()
+        .unwrap();
+    let path = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap());
+    let cmd = format!("SCRIPTED_AGENT_MODE=hang {}", agent());
+    let mut spawn = f
+        .cmd(BIN)
+        .args(["spawn", "w1", "--prompt", "wait", "--agent-command", &cmd])
+        .env("PATH", &path)
+        .spawn()
+        .unwrap();
+    // Let the spawn go on even if an assertion below fails.
+    struct Go(std::path::PathBuf);
+    impl Drop for Go {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.0, "");
+        }
+    }
+    let go_guard = Go(go.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !entered.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "spawn never reached tmux new-session"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = f.run(&["health", "--json"]);
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let w1 = json["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "w1")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(w1["healthy"], true, "{json:#}");
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    drop(go_guard);
+    assert!(spawn.wait().unwrap().success());
+    f.wait_list("w1 running", |r| r.iter().any(|w| w["status"] == "running"));
+}
