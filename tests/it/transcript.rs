@@ -99,10 +99,11 @@ exec {}"#,
 /// A config whose `fake-claude` agent replays `fixture` as Claude Code's
 /// stream-json output, after doing the scripted agent's work.
 fn replay(fixture: &str, status: i32) -> String {
-    // The tester takes its time, so the developer's log is read before the
-    // feature is done (and its logs removed).
+    // The tester waits for `$HOME/tester-go` (at most a minute), so the
+    // developer's log is read before the feature is done (and its logs
+    // removed), however slow the machine.
     let cmd = format!(
-        "'{}' >/dev/null 2>&1; case \"$SPRINT_WORKER\" in *.test.*) sleep 3;; esac; cat '{}'; exit {status}",
+        "'{}' >/dev/null 2>&1; case \"$SPRINT_WORKER\" in *.test.*) i=0; while [ ! -e \"$HOME/tester-go\" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;; esac; cat '{}'; exit {status}",
         agent(),
         stream(fixture)
     );
@@ -120,6 +121,7 @@ fn claude_stream_json_usage_is_recorded_on_each_run_and_added_up_on_the_task() {
     );
     s.start(&[]);
     let log = whole_log(&s.f, "f.T001.dev.1", 60);
+    std::fs::write(s.f.repo.home().join("tester-go"), "").unwrap();
     s.wait_done(60);
     let status = s.status();
     let agents = status["agents"].as_array().unwrap();
