@@ -170,30 +170,17 @@ fn regression_a_failed_tmux_listing_marks_no_agent_dead() {
     // recorded dead ("its tmux session is gone") and its task retried.
     let s = Sprint::new(&config(&scripted(), ""), "- [ ] T001 Write a.txt\n");
     let home = s.f.repo.home().to_owned();
-    let real = Command::new("sh")
-        .args(["-c", "command -v tmux"])
-        .output()
-        .unwrap();
-    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
     let (flag, failed) = (home.join("fail-listing"), home.join("listing-failed"));
-    // A tmux in front of the real one that fails `list-sessions` while the
-    // flag exists, and says so in a file.
-    let shim = home.join("shim");
-    std::fs::create_dir_all(&shim).unwrap();
-    std::fs::write(
-        shim.join("tmux"),
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = list-sessions ] && [ -e '{flag}' ]; then\n    touch '{failed}'; echo 'tmux: fork failed: Resource temporarily unavailable' >&2; exit 1\n  fi\ndone\nexec '{real}' \"$@\"\n",
-            flag = flag.display(),
-            failed = failed.display(),
+    // `list-sessions` fails while the flag exists, and says so in a file.
+    let path = super::support::tmux_shim(
+        &home,
+        "list-sessions",
+        &format!(
+            "    if [ -e '{}' ]; then touch '{}'; echo 'tmux: fork failed: Resource temporarily unavailable' >&2; exit 1; fi",
+            flag.display(),
+            failed.display()
         ),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .args(["+x", shim.join("tmux").to_str().unwrap()])
-        .status()
-        .unwrap();
-    let path = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap());
+    );
     s.start(&[("PATH", &path), ("SCRIPTED_AGENT_SLEEP", "3")]);
     s.wait("the developer running", 60, |t| {
         t["T001"]["status"] == "in_progress"

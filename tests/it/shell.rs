@@ -281,32 +281,20 @@ fn regression_an_agent_recorded_starting_before_its_session_exists_is_not_gone()
     // and its tmux session and called the agent dead ("tmux session gone").
     let f = Fleet::new();
     let home = f.repo.home().to_owned();
-    let real = Command::new("sh")
-        .args(["-c", "command -v tmux"])
-        .output()
-        .unwrap();
-    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
     let (entered, go) = (
         home.join("new-session-entered"),
         home.join("new-session-go"),
     );
-    // A tmux whose new-session waits (at most a minute) for a go file.
-    let shim = home.join("shim");
-    std::fs::create_dir_all(&shim).unwrap();
-    std::fs::write(
-        shim.join("tmux"),
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = new-session ]; then\n    touch '{entered}'; i=0\n    while [ ! -e '{go}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\n  fi\ndone\nexec '{real}' \"$@\"\n",
-            entered = entered.display(),
-            go = go.display(),
+    // `new-session` waits (at most a minute) for a go file.
+    let path = super::support::tmux_shim(
+        &home,
+        "new-session",
+        &format!(
+            "    touch '{}'; i=0\n    while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
+            entered.display(),
+            go.display()
         ),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .args(["+x", shim.join("tmux").to_str().unwrap()])
-        .status()
-        .unwrap();
-    let path = format!("{}:{}", shim.display(), std::env::var("PATH").unwrap());
+    );
     let cmd = format!("SCRIPTED_AGENT_MODE=hang {}", agent());
     let mut spawn = f
         .cmd(BIN)

@@ -196,3 +196,28 @@ pub fn output_within(cmd: &mut Command, what: &str, limit: std::time::Duration) 
         stderr: err.join().expect("stderr reader"),
     }
 }
+
+/// A `tmux` in front of the real one, in `<home>/shim`: when called with
+/// `subcommand` it first runs the shell `snippet` (which may `exit` to fail
+/// the call), then hands every call to the real tmux. Returns a `PATH` with
+/// the shim first, for the product's processes to find it.
+pub fn tmux_shim(home: &Path, subcommand: &str, snippet: &str) -> String {
+    let real = Command::new("sh")
+        .args(["-c", "command -v tmux"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8(real.stdout).unwrap().trim().to_owned();
+    let shim = home.join("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    let script = shim.join("tmux");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do\n  if [ \"$a\" = {subcommand} ]; then\n{snippet}\n  fi\ndone\nexec '{real}' \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:{}", shim.display(), std::env::var("PATH").unwrap())
+}
