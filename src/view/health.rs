@@ -68,13 +68,13 @@ const LAUNCH_GRACE_SECS: i64 = 30;
 pub(crate) fn check(fleet: &Fleet) -> Result<Health, StateError> {
     // Sessions first, state second: a wrapper records its agent's end before
     // its session closes, so an agent that ends in between shows as ended,
-    // never as a running agent with its session gone.
-    let sessions: HashSet<String> = fleet
+    // never as a running agent with its session gone. A listing that failed
+    // says nothing about any session: no agent is called gone for it.
+    let sessions: Option<HashSet<String>> = fleet
         .tmux
         .list_sessions()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+        .map(|list| list.into_iter().collect())
+        .ok();
     // Shared through a remote: the machines as their beats say, and this
     // clone's name (only its own agents' sessions are here to look at).
     let config = crate::config::load_from(fleet.store.repo(), None)
@@ -120,7 +120,7 @@ pub(crate) fn check(fleet: &Fleet) -> Result<Health, StateError> {
                 continue;
             }
         }
-        let session_alive = sessions.contains(&a.session);
+        let session_alive = sessions.as_ref().is_none_or(|s| s.contains(&a.session));
         let pid_alive = a.pid.is_some_and(procstat::is_alive);
         let claim = liveness::claim_of(&snapshot, a);
         let since_output = session_alive

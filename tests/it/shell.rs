@@ -333,3 +333,35 @@ fn regression_an_agent_recorded_starting_before_its_session_exists_is_not_gone()
     assert!(spawn.wait().unwrap().success());
     f.wait_list("w1 running", |r| r.iter().any(|w| w["status"] == "running"));
 }
+
+#[test]
+fn regression_health_with_a_failed_tmux_listing_calls_no_agent_gone() {
+    // Before: a `tmux list-sessions` that failed read as "no sessions", and
+    // `health` called every running agent's session gone.
+    let f = Fleet::new();
+    let home = f.repo.home().to_owned();
+    let cmd = format!("SCRIPTED_AGENT_MODE=hang {}", agent());
+    f.ok(&["spawn", "w1", "--prompt", "wait", "--agent-command", &cmd]);
+    f.wait_list("w1 running", |r| r.iter().any(|w| w["status"] == "running"));
+    let path = super::support::tmux_shim(
+        &home,
+        "list-sessions",
+        "    echo 'tmux: fork failed: Resource temporarily unavailable' >&2; exit 1",
+    );
+    let out = f
+        .cmd(BIN)
+        .args(["health", "--json"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let w1 = json["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "w1")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(w1["healthy"], true, "{json:#}");
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+}
