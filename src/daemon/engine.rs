@@ -181,7 +181,8 @@ impl Engine {
                 None
             }
         };
-        let sessions = listed.clone().unwrap_or_default();
+        let none = HashMap::new();
+        let sessions = listed.as_ref().unwrap_or(&none);
         // With a state remote, what other machines write arrives through
         // the follower (daemon/follow.rs), whose fetch moves the local ref
         // and wakes this loop: no fetch here, on every reconcile. Writes
@@ -194,7 +195,7 @@ impl Engine {
             machines.as_ref().is_none_or(|m| m.leader),
             std::sync::atomic::Ordering::Relaxed,
         );
-        self.stop_orphans(&snapshot, &sessions);
+        self.stop_orphans(&snapshot, sessions);
         let now = clock::now();
         let mut live = HashSet::new();
         let mut activity = HashMap::new();
