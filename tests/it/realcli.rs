@@ -394,12 +394,18 @@ const ONE: &str = "- [ ] T001 Write src/a.txt\n";
 
 fn happy_path(kind: Kind) {
     let (cli, node) = need!(kind);
-    // A slow tester: the developer's log is read before the feature is done
-    // (and its logs removed).
-    let standin = StandIn::start(&node, json!({"slow": {"role": "tester", "ms": 3000}}));
+    // The tester's answers wait for a go file, so the developer's log is
+    // read before the feature is done (and its logs removed).
+    let gate = tempfile::tempdir().unwrap();
+    let go = gate.path().join("tester-go");
+    let standin = StandIn::start(
+        &node,
+        json!({"slow": {"role": "tester", "ms": 0, "until": go.to_str().unwrap()}}),
+    );
     let run = Run::new(kind, &cli, &standin, "", ONE);
     run.start();
     let log = super::transcript::whole_log(&run.s.f, "f.T001.dev.1", 60);
+    std::fs::write(&go, "").unwrap();
     run.s.wait_done(90);
 
     // What the stand-in answered is what was recorded, run by run.
