@@ -9,6 +9,7 @@
 
 mod backup;
 mod error;
+mod kept;
 pub(crate) mod liveness;
 mod lock;
 pub(crate) mod log;

@@ -19,6 +19,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use gix::bstr::ByteSlice;
+use gix::object::Kind;
+use gix::objs::{Write as _, WriteTo};
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::Target;
 use gix::ObjectId;
@@ -27,6 +29,7 @@ use serde::Serialize;
 
 use super::backup::{self, BACKUP_REF};
 use super::error::StateError;
+use super::kept::Kept;
 use super::lock;
 use super::model::{Agent, Convoy, Feature, SprintMeta, Task, SCHEMA_VERSION};
 use super::queue::{self, Dropped, Queued};
@@ -594,6 +597,8 @@ pub struct Committed<T> {
 /// The sprint state of one repository, shared by all its worktrees.
 pub struct Store {
     repo: gix::Repository,
+    /// The repository's object cache, fed with what this store writes.
+    kept: Kept,
     /// What the last [`Snapshot::read`](super::Snapshot::read) parsed, by
     /// tree and blob id, so the next read parses only what changed.
     cache: std::sync::Mutex<SnapshotCache>,
@@ -632,12 +637,14 @@ impl Store {
     /// A store over an already opened repository.
     pub fn from_repo(mut repo: gix::Repository) -> Self {
         // A transaction reads the same few trees several times (path lookups,
-        // the schema check, the re-read after a lost race): keep them decoded.
-        repo.object_cache_size_if_unset(4 * 1024 * 1024);
+        // the schema check, the re-read after a lost race) and the ones the
+        // last transaction wrote: keep them decoded.
+        let kept = Kept::install(&mut repo);
         let remote = Remote::configured(&repo);
         let protect = protect_options(&repo);
         Store {
             repo,
+            kept,
             cache: Default::default(),
             remote,
             protect,
@@ -1206,15 +1213,10 @@ impl Store {
                 Some(bytes) => {
                     self.validate_path(path)?;
                     let blob = self
-                        .repo
-                        .write_blob(bytes)
+                        .write_kept(Kind::Blob, bytes)
                         .map_err(|e| StateError::git(format!("writing '{path}'"), e))?;
                     editor
-                        .upsert(
-                            path.split('/'),
-                            gix::object::tree::EntryKind::Blob,
-                            blob.detach(),
-                        )
+                        .upsert(path.split('/'), gix::object::tree::EntryKind::Blob, blob)
                         .map_err(|e| StateError::git(format!("staging '{path}'"), e))?;
                 }
                 None => {
@@ -1225,8 +1227,28 @@ impl Store {
             }
         }
         editor
-            .write(|tree| self.repo.write_object(tree).map(gix::Id::detach))
+            .write(|tree| {
+                let mut buf = Vec::new();
+                tree.write_to(&mut buf).map_err(gix::Error::from_error)?;
+                self.write_kept(Kind::Tree, &buf)
+            })
             .map_err(|e| StateError::git("writing the state tree", e))
+    }
+
+    /// Writes an object and keeps it in memory, where the next transaction
+    /// reads it (see [`Kept`]). Like gix's own writes, an object the
+    /// database already has is not written again.
+    fn write_kept(&self, kind: Kind, data: &[u8]) -> Result<ObjectId, gix::Error> {
+        let id = gix::objs::compute_hash(self.repo.object_hash(), kind, data)
+            .map_err(gix::Error::from_error)?;
+        if !self.repo.objects.exists_without_refresh(&id) {
+            self.repo
+                .objects
+                .write_buf_with_known_id(kind, data, id)
+                .map_err(gix::Error::from_error)?;
+        }
+        self.kept.keep(id, kind, data);
+        Ok(id)
     }
 
     /// Refuses a path whose names git would refuse in a tree (`..`, `.git`,
@@ -1251,11 +1273,12 @@ impl Store {
         // Written directly rather than with `Repository::new_commit_as`,
         // which reads the commit back from the disk afterwards.
         let commit = commit_object(signature(actor), txn.message(actor), tree, parent);
-        let id = self
-            .repo
-            .write_object(&commit)
-            .map_err(|e| StateError::git("writing the state commit", e))?;
-        Ok(id.detach())
+        let mut buf = Vec::new();
+        commit
+            .write_to(&mut buf)
+            .map_err(|e| StateError::git("writing the state commit", gix::Error::from_error(e)))?;
+        self.write_kept(Kind::Commit, &buf)
+            .map_err(|e| StateError::git("writing the state commit", e))
     }
 
     fn swap(
