@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use git_sprint::gates::Gate;
+use git_sprint::gates::{Gate, Runner};
 use git_sprint::refinery::{self, Merge, Verdict};
 
 const TASKS: usize = 30;
@@ -82,6 +82,7 @@ fn main() {
             integration: "sprint/f/integration",
             security: &[],
             post_merge: &post_merge,
+            gates: &Runner::default(),
         })
         .unwrap();
         assert!(matches!(v, Verdict::Merged { .. }), "{v:?}");

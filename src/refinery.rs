@@ -40,6 +40,8 @@ pub struct Merge<'a> {
     pub security: &'a [Gate],
     /// Gates run on the merged result before it lands.
     pub post_merge: &'a [Gate],
+    /// How the gates run (recorded, confined).
+    pub gates: &'a gates::Runner,
 }
 
 /// How it went.
@@ -276,7 +278,8 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
             base: &old,
             tip: &tip,
         };
-        let outcome = gates::run_stage_for_change(m.security, m.task_worktree, &[], &git, &change);
+        let outcome =
+            gates::run_stage_for_change(m.gates, m.security, m.task_worktree, &[], &git, &change);
         if !outcome.passed {
             return Ok(Verdict::GatesFailed {
                 stage: gates::Stage::Security,
@@ -316,7 +319,7 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
         from: &old,
         to: &new,
     };
-    let outcome = gates::run_stage_for_change(m.post_merge, &wt_path, &[], &wt, &change);
+    let outcome = gates::run_stage_for_change(m.gates, m.post_merge, &wt_path, &[], &wt, &change);
     if !outcome.passed {
         let _ = run(&wt, &["checkout", "--quiet", "--force", "--detach", &old]);
         return Ok(Verdict::GatesFailed {
@@ -443,6 +446,7 @@ pub(crate) fn merge_into_base(
     base: &str,
     mode: MergeMode,
     post_merge: &[Gate],
+    runner: &gates::Runner,
 ) -> Result<BaseVerdict> {
     let lock = lock(common_dir)?;
     let git = refinery_git(root);
@@ -470,7 +474,8 @@ pub(crate) fn merge_into_base(
                 from: &old,
                 to: &new,
             };
-            let outcome = gates::run_stage_for_change(post_merge, &wt_path, &[], &wt, &change);
+            let outcome =
+                gates::run_stage_for_change(runner, post_merge, &wt_path, &[], &wt, &change);
             if !outcome.passed {
                 return Ok(BaseVerdict::GatesFailed { outcome });
             }
@@ -541,6 +546,7 @@ pub(crate) fn sync_base(
     base: &str,
     integration: &str,
     post_merge: &[Gate],
+    runner: &gates::Runner,
 ) -> Result<BaseSync> {
     let lock = lock(common_dir)?;
     let git = refinery_git(root);
@@ -567,7 +573,7 @@ pub(crate) fn sync_base(
         from: &old,
         to: &new,
     };
-    let outcome = gates::run_stage_for_change(post_merge, &wt_path, &[], &wt, &change);
+    let outcome = gates::run_stage_for_change(runner, post_merge, &wt_path, &[], &wt, &change);
     if !outcome.passed {
         let _ = run(&wt, &["checkout", "--quiet", "--force", "--detach", &old]);
         return Ok(BaseSync::GatesFailed { outcome });

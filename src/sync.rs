@@ -104,6 +104,7 @@ pub(crate) fn sync_feature(
     root: &Path,
     feature: &str,
     post_merge: &[Gate],
+    gates: &crate::gates::Runner,
 ) -> Result<Synced, SyncError> {
     let Some((base, integration)) = branches(store, feature)? else {
         return Ok(Synced::UpToDate);
@@ -111,7 +112,7 @@ pub(crate) fn sync_feature(
     let base_tip = tip(store.repo(), &base)
         .map(|t| t.to_string())
         .unwrap_or_default();
-    let verdict = refinery::sync_base(common_dir, root, &base, &integration, post_merge)?;
+    let verdict = refinery::sync_base(common_dir, root, &base, &integration, post_merge, gates)?;
     let synced = match verdict {
         BaseSync::UpToDate => Synced::UpToDate,
         BaseSync::Merged { commit } => Synced::Merged {

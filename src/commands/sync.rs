@@ -62,15 +62,22 @@ pub fn run(ctx: &mut Ctx<'_>, args: &Args) -> Result {
         .map(|p| p.to_owned())
         .unwrap_or_else(|| ctx.cwd.clone());
     let config = crate::config::load(&root, &root)?.config;
+    // The post-merge gates run the agents' code: confined as in the sprint.
+    let common_dir = store.repo().common_dir();
+    let gates = crate::gates::Runner::new(
+        None,
+        crate::gates::Confinement::of_sprint(common_dir, &root, &config.sandbox),
+    );
     let mut rows = Vec::new();
     let mut conflicts = 0;
     for name in names {
         let synced = sync_feature(
             &store,
-            store.repo().common_dir(),
+            common_dir,
             &root,
             &name,
             &config.gates.post_merge,
+            &gates,
         )
         .map_err(|e| CommandError::Failed {
             message: format!("syncing {name}: {e}"),

@@ -9,7 +9,7 @@
 //! what runs beside the loop (gates, merges, syncs) is [`super::jobs`]'.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -19,6 +19,7 @@ use super::watch::Wake;
 use crate::clock;
 use crate::config::Config;
 use crate::fleet::Fleet;
+use crate::gates::Confinement;
 use crate::stages::{self, Action, Limits, Profiles, World};
 use crate::state::{liveness, FeatureStatus, Snapshot, StateError, TaskRef, TaskStatus};
 
@@ -40,6 +41,9 @@ pub(crate) struct Engine {
     /// Whether the last reconcile found this machine leading (always, for
     /// a sprint of one clone).
     leading: std::sync::atomic::AtomicBool,
+    /// How this orchestrator's gates run: in its ledger, confined as the
+    /// configuration says.
+    pub(super) gates: crate::gates::Runner,
 }
 
 type BehindKey = (
@@ -55,10 +59,14 @@ impl Engine {
         config: Config,
         exe: PathBuf,
         wake: UnboundedSender<Wake>,
+        ledger: crate::worker::reap::Ledger,
     ) -> Result<Self, crate::fleet::FleetError> {
         let root = fleet.main_worktree()?;
         let config = with_gate_timeouts(config);
-        crate::gates::confine_gates(gate_confinement(&fleet, &root, &config));
+        let gates = crate::gates::Runner::new(
+            Some(ledger),
+            Confinement::of_sprint(&fleet.common_dir, &root, &config.sandbox),
+        );
         let here = fleet
             .store
             .remote_name()
@@ -74,13 +82,16 @@ impl Engine {
             behind_cache: Mutex::default(),
             here,
             leading: std::sync::atomic::AtomicBool::new(true),
+            gates,
         })
     }
 
     /// Runs with `config` from now on (the base branch's committed file or
     /// a `git config sprint.*` override changed while running).
     pub(crate) fn set_config(&mut self, config: Config) {
-        crate::gates::confine_gates(gate_confinement(&self.fleet, &self.root, &config));
+        let confinement =
+            Confinement::of_sprint(&self.fleet.common_dir, &self.root, &config.sandbox);
+        self.gates = std::mem::take(&mut self.gates).confined(confinement);
         if let Some(here) = &self.here {
             self.here = Some(machine_of(&config, &here.remote));
         }
@@ -549,21 +560,6 @@ fn machine_of(config: &Config, remote: &str) -> super::share::Machine {
 }
 
 /// `timeouts.gate` bounds every gate that names no timeout of its own.
-/// Gates run the agents' code, so they run in the agents' sandbox unless
-/// `sandbox: off`.
-fn gate_confinement(
-    fleet: &Fleet,
-    root: &Path,
-    config: &Config,
-) -> Option<crate::gates::Confinement> {
-    config.sandbox.enabled.then(|| crate::gates::Confinement {
-        common_dir: fleet.common_dir.clone(),
-        main_worktree: Some(root.to_path_buf()),
-        home: std::env::var_os("HOME").map(PathBuf::from),
-        writable: config.sandbox.writable.clone(),
-    })
-}
-
 fn with_gate_timeouts(mut config: Config) -> Config {
     let default = config.timeouts.gate.to_string();
     let gates = &mut config.gates;

@@ -60,6 +60,7 @@ impl Engine {
         let (feature, task) = (feature.to_owned(), task.to_owned());
         let busy = self.busy.clone();
         let wake = self.wake.clone();
+        let runner = self.gates.clone();
         std::thread::spawn(move || {
             let git = crate::worker::worktree::Git::new(&store_dir);
             let judged = judge.map(|(policy, role, profile, paths)| {
@@ -96,6 +97,7 @@ impl Engine {
                 return;
             }
             let outcome = gates::run_stage_for_change(
+                &runner,
                 &gates,
                 &worktree,
                 &[("SPRINT_TASK".to_owned(), key.clone())],
@@ -185,13 +187,21 @@ impl Engine {
         }
         let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
         let post_merge = self.config.gates.post_merge.clone();
+        let runner = self.gates.clone();
         let feature = feature.to_owned();
         let (busy, wake) = (self.busy.clone(), self.wake.clone());
         std::thread::spawn(move || {
             let result = crate::state::Store::discover(&root)
                 .map_err(crate::sync::SyncError::from)
                 .and_then(|store| {
-                    crate::sync::sync_feature(&store, &common, &root, &feature, &post_merge)
+                    crate::sync::sync_feature(
+                        &store,
+                        &common,
+                        &root,
+                        &feature,
+                        &post_merge,
+                        &runner,
+                    )
                 });
             busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             match result {
@@ -230,6 +240,7 @@ impl Engine {
         let wake = self.wake.clone();
         let pool = self.fleet.pool.clone();
         let remote = self.here.as_ref().map(|h| h.remote.clone());
+        let runner = self.gates.clone();
         std::thread::spawn(move || {
             let git = crate::worker::worktree::Git::new(&root);
             let before = git
@@ -246,6 +257,7 @@ impl Engine {
                 integration: &integration,
                 security: &security,
                 post_merge: &post_merge,
+                gates: &runner,
             });
             // Shared through a remote, a merge counts once the remote has
             // it: every machine starts its tasks from there.
@@ -345,6 +357,7 @@ impl Engine {
             &base,
             self.config.merge.mode,
             &self.config.gates.post_merge,
+            &self.gates,
         );
         use crate::refinery::BaseVerdict;
         let note = match verdict {

@@ -86,7 +86,7 @@ pub(crate) fn run_until(
 ) -> Result<(), DaemonError> {
     let mut fleet = crate::fleet::Fleet::open(cwd)?;
     let _lock = lock::acquire(&fleet.common_dir)?;
-    let _gates = GateLedger::open(&fleet.common_dir);
+    let gates = GateLedger::open(&fleet.common_dir);
     let root = fleet.main_worktree()?;
     let loaded = crate::config::load_from(fleet.store.repo(), Some(&root))?;
     tracing::info!(from = %loaded.origin(), "configuration loaded");
@@ -139,7 +139,7 @@ pub(crate) fn run_until(
         let _follow = follow::start(&root);
         // A draft saved before the watch began sent no event: check now.
         report_drafts(&root);
-        let mut engine = Engine::new(fleet, config, exe, tx)?;
+        let mut engine = Engine::new(fleet, config, exe, tx, gates.0.clone())?;
         engine.set_policy(policy);
         // Off the loop: each receiver delivers on a thread of its own.
         let mut notifier =
@@ -269,14 +269,12 @@ impl GateLedger {
                 "killed processes left by a gate of an orchestrator that did not stop cleanly"
             );
         }
-        crate::gates::keep_ledger(Some(ledger.clone()));
         GateLedger(ledger)
     }
 }
 
 impl Drop for GateLedger {
     fn drop(&mut self) {
-        crate::gates::keep_ledger(None);
         self.0.sweep();
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::config::Gate;
 use super::outcome::StageOutcome;
-use super::run::{run_stage, run_stage_for_diff};
+use super::run::{run_stage, run_stage_for_diff, Runner};
 use crate::worker::worktree::{Git, WorktreeError};
 
 /// What a stage's gates are run for.
@@ -44,6 +44,7 @@ pub(crate) fn changed_files(git: &Git, change: &Change<'_>) -> Result<Vec<String
 /// of the changed files is skipped (and named in [`StageOutcome::skipped`]).
 /// If git cannot tell what changed, every gate runs and the error is logged.
 pub(crate) fn run_stage_for_change(
+    runner: &Runner,
     gates: &[Gate],
     worktree: &Path,
     env: &[(String, String)],
@@ -52,11 +53,11 @@ pub(crate) fn run_stage_for_change(
 ) -> StageOutcome {
     // No gate narrows itself: the diff would change nothing, so git is spared.
     if gates.iter().all(|g| g.paths.is_none()) {
-        return run_stage(gates, worktree, env);
+        return run_stage(runner, gates, worktree, env);
     }
     match changed_files(git, change) {
         Ok(changed) => {
-            let outcome = run_stage_for_diff(gates, worktree, env, &changed);
+            let outcome = run_stage_for_diff(runner, gates, worktree, env, &changed);
             if let Some(note) = outcome.skipped_note() {
                 tracing::info!(worktree = %worktree.display(), "{note}");
             }
@@ -68,7 +69,7 @@ pub(crate) fn run_stage_for_change(
                 error = %super::run::error_chain(&e),
                 "cannot tell which files changed; running every gate, `paths` or not"
             );
-            run_stage(gates, worktree, env)
+            run_stage(runner, gates, worktree, env)
         }
     }
 }
@@ -92,7 +93,14 @@ mod tests {
             tip: "HEAD",
         };
         assert!(changed_files(git, &change).is_err());
-        let s = run_stage_for_change(&[docs.clone(), plain], &repo.work, &[], git, &change);
+        let s = run_stage_for_change(
+            &Runner::default(),
+            &[docs.clone(), plain],
+            &repo.work,
+            &[],
+            git,
+            &change,
+        );
         assert!(s.passed, "{s:?}");
         assert!(s.skipped.is_empty(), "{s:?}");
         assert_eq!(s.results.len(), 2);
@@ -101,6 +109,7 @@ mod tests {
         // The same gate with a diff that works and touches no docs is skipped.
         std::fs::remove_file(repo.work.join("ran-docs")).unwrap();
         let s = run_stage_for_change(
+            &Runner::default(),
             &[docs],
             &repo.work,
             &[],

@@ -13,7 +13,7 @@
 //! its output pipe open. What left the group (`setsid`) is found by the mark every
 //! process of the run inherits (`GIT_SPRINT_MARK`, see `worker/reap.rs`) and killed
 //! too; while a gate runs, the orchestrator keeps a record of it in its ledger
-//! ([`keep_ledger`]), so gates orphaned by a killed orchestrator die at the next
+//! (its [`Runner`]), so gates orphaned by a killed orchestrator die at the next
 //! start. The timeout is a blocking wait on a channel, not a poll.
 //!
 //! A gate with `paths` runs only when the change touched one of them (a task's
@@ -47,4 +47,5 @@ pub(crate) use diff::{run_stage_for_change, Change};
 #[cfg(test)]
 pub(crate) use outcome::GateOutcome;
 pub(crate) use outcome::StageOutcome;
-pub(crate) use run::{confine_gates, keep_ledger, Confinement};
+pub(crate) use run::Confinement;
+pub use run::Runner;

@@ -26,19 +26,38 @@ const TERM_GRACE: Duration = Duration::from_secs(2);
 /// process that left the group (`setsid`) can hold it open longer.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// Where running gates are recorded (the orchestrator's
-/// `<common>/sprint/gates/`); none outside an orchestrator.
-static LEDGER: Mutex<Option<Ledger>> = Mutex::new(None);
-
-/// Records every gate this process runs from now on in `ledger` (`None`
-/// stops recording). The orchestrator calls it once it holds its lock.
-pub(crate) fn keep_ledger(ledger: Option<Ledger>) {
-    *LEDGER.lock().unwrap_or_else(|e| e.into_inner()) = ledger;
+/// How this process runs gates: recorded in a ledger while they run (the
+/// orchestrator's `<common>/sprint/gates/`, so the gates of one killed
+/// mid-run die at the next start) and confined like the agents whose code
+/// they run. [`Runner::default`] runs them unrecorded and unconfined.
+///
+/// A value, handed to each run, rather than a setting of the process: two
+/// orchestrators (or tests) in one process each run gates their own way.
+#[derive(Debug, Clone, Default)]
+pub struct Runner {
+    ledger: Option<Ledger>,
+    confinement: Option<Confinement>,
 }
 
-/// What gates may write, for those this process runs from now on; `None`
-/// (the default, and `sandbox: off`) runs them unconfined.
-static CONFINEMENT: Mutex<Option<Confinement>> = Mutex::new(None);
+impl Runner {
+    /// Gates recorded in `ledger` (if any) and confined as `confinement`
+    /// says (`None`: unconfined).
+    pub(crate) fn new(ledger: Option<Ledger>, confinement: Option<Confinement>) -> Runner {
+        Runner {
+            ledger,
+            confinement,
+        }
+    }
+
+    /// This runner, confined as `confinement` says from now on (the
+    /// configuration changed).
+    pub(crate) fn confined(self, confinement: Option<Confinement>) -> Runner {
+        Runner {
+            confinement,
+            ..self
+        }
+    }
+}
 
 /// Where a confined gate runs. A gate runs the agent's code (its tests, its
 /// build scripts), so it gets the agent's sandbox: it may write its
@@ -54,21 +73,33 @@ pub(crate) struct Confinement {
     pub(crate) writable: Vec<String>,
 }
 
-/// Confines every gate this process runs from now on (the orchestrator
-/// calls it with its configuration); `None` stops confining.
-pub(crate) fn confine_gates(confinement: Option<Confinement>) {
-    *CONFINEMENT.lock().unwrap_or_else(|e| e.into_inner()) = confinement;
+impl Confinement {
+    /// The confinement of the gates of the sprint in `common_dir` with
+    /// its main worktree at `main_worktree`. Gates run the agents' code, so
+    /// they run in the agents' sandbox: `None` only with `sandbox: off`.
+    pub(crate) fn of_sprint(
+        common_dir: &Path,
+        main_worktree: &Path,
+        sandbox: &crate::config::SandboxConfig,
+    ) -> Option<Confinement> {
+        sandbox.enabled.then(|| Confinement {
+            common_dir: common_dir.to_path_buf(),
+            main_worktree: Some(main_worktree.to_path_buf()),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            writable: sandbox.writable.clone(),
+        })
+    }
 }
 
 /// The sandbox for one gate run in `worktree`, or `None` when gates run
 /// unconfined or the kernel has no Landlock (the orchestrator says so at
 /// its start).
-fn gate_sandbox(worktree: &Path, mark: &str) -> std::io::Result<Option<Sandbox>> {
-    let Some(c) = CONFINEMENT
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
-    else {
+fn gate_sandbox(
+    confinement: Option<&Confinement>,
+    worktree: &Path,
+    mark: &str,
+) -> std::io::Result<Option<Sandbox>> {
+    let Some(c) = confinement else {
         return Ok(None);
     };
     let plan = Plan::new(&Places {
@@ -99,23 +130,30 @@ fn gate_mark() -> String {
 }
 
 /// Runs the gates in order and stops at the first failure.
-pub(crate) fn run_stage(gates: &[Gate], worktree: &Path, env: &[(String, String)]) -> StageOutcome {
-    run_stage_inner(gates, worktree, env, None)
+pub(crate) fn run_stage(
+    runner: &Runner,
+    gates: &[Gate],
+    worktree: &Path,
+    env: &[(String, String)],
+) -> StageOutcome {
+    run_stage_inner(runner, gates, worktree, env, None)
 }
 
 /// Like [`run_stage`], but skips gates whose `paths` the diff (`changed`, repo-relative
 /// paths) does not touch.
 pub(crate) fn run_stage_for_diff<S: AsRef<str>>(
+    runner: &Runner,
     gates: &[Gate],
     worktree: &Path,
     env: &[(String, String)],
     changed: &[S],
 ) -> StageOutcome {
     let changed: Vec<&str> = changed.iter().map(AsRef::as_ref).collect();
-    run_stage_inner(gates, worktree, env, Some(&changed))
+    run_stage_inner(runner, gates, worktree, env, Some(&changed))
 }
 
 fn run_stage_inner(
+    runner: &Runner,
     gates: &[Gate],
     worktree: &Path,
     env: &[(String, String)],
@@ -140,7 +178,7 @@ fn run_stage_inner(
             out.skipped.push(gate.name.clone());
             continue;
         }
-        let outcome = run_gate(gate, worktree, env);
+        let outcome = run_gate(runner, gate, worktree, env);
         out.passed = outcome.passed;
         out.results.push((gate.name.clone(), outcome));
     }
@@ -150,12 +188,14 @@ fn run_stage_inner(
 /// Runs one gate in `worktree`. `env` is added to the inherited environment, then the
 /// gate's own `env` over it. Never panics: a misconfigured gate or a command that
 /// cannot start is a failed outcome that says why.
-pub(crate) fn run_gate(gate: &Gate, worktree: &Path, env: &[(String, String)]) -> GateOutcome {
+pub(crate) fn run_gate(
+    runner: &Runner,
+    gate: &Gate,
+    worktree: &Path,
+    env: &[(String, String)],
+) -> GateOutcome {
     match gate.timeout() {
-        Ok(timeout) => {
-            let ledger = LEDGER.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            run_gate_limited(gate, worktree, env, timeout, TERM_GRACE, ledger)
-        }
+        Ok(timeout) => run_gate_limited(runner, gate, worktree, env, timeout, TERM_GRACE),
         Err(e) => GateOutcome::not_started(
             &gate.run,
             format!("gate is misconfigured: {}", error_chain(&e)),
@@ -165,12 +205,12 @@ pub(crate) fn run_gate(gate: &Gate, worktree: &Path, env: &[(String, String)]) -
 }
 
 fn run_gate_limited(
+    runner: &Runner,
     gate: &Gate,
     worktree: &Path,
     env: &[(String, String)],
     timeout: Duration,
     term_grace: Duration,
-    ledger: Option<Ledger>,
 ) -> GateOutcome {
     let started = Instant::now();
     let figure_re = match gate
@@ -189,7 +229,7 @@ fn run_gate_limited(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .chain(gate.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let ran = match execute(&gate.run, worktree, envs, timeout, term_grace, ledger) {
+    let ran = match execute(runner, &gate.run, worktree, envs, timeout, term_grace) {
         Ok(ran) => ran,
         Err(e) => {
             let why = format!("could not start `sh -c` in {}: {e}", worktree.display());
@@ -274,12 +314,12 @@ impl Capture {
 }
 
 fn execute<'a>(
+    runner: &Runner,
     run: &str,
     worktree: &Path,
     envs: impl Iterator<Item = (&'a str, &'a str)>,
     timeout: Duration,
     term_grace: Duration,
-    ledger: Option<Ledger>,
 ) -> std::io::Result<Ran> {
     // One pipe for both streams keeps stdout and stderr interleaved as written.
     let (mut reader, writer) = std::io::pipe()?;
@@ -296,7 +336,7 @@ fn execute<'a>(
         .process_group(0);
     // Kept until the gate ends: the child uses its ruleset at exec, and its
     // private temp directory goes with it.
-    let sandbox = gate_sandbox(worktree, &mark)?;
+    let sandbox = gate_sandbox(runner.confinement.as_ref(), worktree, &mark)?;
     if let Some(s) = &sandbox {
         s.confine(&mut cmd);
         cmd.envs(s.env());
@@ -307,7 +347,7 @@ fn execute<'a>(
     drop(cmd);
     let pgid = child.id() as i32;
     // Removed when this function returns, whatever way it does.
-    let _record = ledger.and_then(|l| match l.enter(&mark, child.id(), run) {
+    let _record = runner.ledger.as_ref().and_then(|l| match l.enter(&mark, child.id(), run) {
         Ok(entry) => Some(entry),
         Err(e) => {
             tracing::warn!(error = %e, dir = %l.dir().display(), "cannot record a running gate");
@@ -434,7 +474,7 @@ mod tests {
         let mut g = gate("env", "cat marker; echo \" $A $B\"");
         g.env.insert("B".into(), "gate".into());
         let env = [("A".into(), "caller".into()), ("B".into(), "caller".into())];
-        let o = run_gate(&g, dir.path(), &env);
+        let o = run_gate(&Runner::default(), &g, dir.path(), &env);
         assert_eq!(o.output_tail, "here caller gate");
     }
 
@@ -530,12 +570,12 @@ mod tests {
         let g = gate("hang", "sleep 1000 & echo child=$!; wait");
         let started = Instant::now();
         let o = run_gate_limited(
+            &Runner::default(),
             &g,
             dir.path(),
             &[],
             Duration::from_millis(300),
             Duration::from_millis(200),
-            None,
         );
         assert!(started.elapsed() < Duration::from_secs(2), "{o:?}");
         assert!(o.timed_out && !o.passed);
@@ -554,12 +594,12 @@ mod tests {
         // Ignored signals are inherited, so the child ignores SIGTERM too.
         let g = gate("stubborn", "trap '' TERM; sleep 1000 & echo child=$!; wait");
         let o = run_gate_limited(
+            &Runner::default(),
             &g,
             dir.path(),
             &[],
             Duration::from_millis(200),
             Duration::from_millis(100),
-            None,
         );
         assert!(o.timed_out);
         let pid = child_pid(&o.output_tail);
@@ -606,9 +646,9 @@ mod tests {
     fn a_running_gate_is_in_the_ledger_until_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new(dir.path().join("gates"));
-        // The ledger is handed in rather than set with keep_ledger: that one is
-        // process-wide, and an orchestrator that another test runs meanwhile
-        // sets and clears it (regression: this test flaked so).
+        // The ledger is the runner's, not the process's: an orchestrator
+        // that another test runs meanwhile has its own (regression: this
+        // test flaked when the ledger was a process-wide setting).
         // The record is written once the gate's process exists (it names
         // the pid), so the gate may start before it: it waits, boundedly.
         let mut g = gate(
@@ -618,12 +658,12 @@ mod tests {
         g.env
             .insert("LEDGER".into(), ledger.dir().display().to_string());
         let o = run_gate_limited(
+            &Runner::new(Some(ledger.clone()), None),
             &g,
             dir.path(),
             &[],
             super::super::config::DEFAULT_TIMEOUT,
             TERM_GRACE,
-            Some(ledger.clone()),
         );
         assert!(o.passed, "{}", o.output_tail);
         let mark = o
@@ -649,7 +689,7 @@ mod tests {
             gate("clippy", "echo 'warning: unused variable' >&2; exit 101"),
             gate("doc", "touch ran-doc"),
         ];
-        let s = run_stage(&gates, dir.path(), &[]);
+        let s = run_stage(&Runner::default(), &gates, dir.path(), &[]);
         assert!(!s.passed);
         let names: Vec<&str> = s.results.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["fmt", "clippy"]);
@@ -671,7 +711,7 @@ mod tests {
              ```\n"
         );
 
-        let all = run_stage(&gates[..1], dir.path(), &[]);
+        let all = run_stage(&Runner::default(), &gates[..1], dir.path(), &[]);
         assert!(all.passed && all.not_run.is_empty());
         assert_eq!(all.feedback(), "All gates passed: fmt.");
     }
@@ -690,7 +730,13 @@ mod tests {
         assert!(!docs.applies_to(&["docsite/x.md"]));
         assert!(gate("any", "true").applies_to::<&str>(&[]));
 
-        let s = run_stage_for_diff(&[py, docs], dir.path(), &[], &["docs/x.md"]);
+        let s = run_stage_for_diff(
+            &Runner::default(),
+            &[py, docs],
+            dir.path(),
+            &[],
+            &["docs/x.md"],
+        );
         assert_eq!(s.skipped, ["py"]);
         assert_eq!(s.results.len(), 1);
         assert_eq!(
@@ -701,7 +747,12 @@ mod tests {
 
     #[test]
     fn a_gate_that_cannot_start_fails_with_a_reason() {
-        let o = run_gate(&gate("x", "true"), Path::new("/nonexistent/worktree"), &[]);
+        let o = run_gate(
+            &Runner::default(),
+            &gate("x", "true"),
+            Path::new("/nonexistent/worktree"),
+            &[],
+        );
         assert!(!o.passed);
         assert!(o
             .failure

@@ -34,7 +34,7 @@ pub(super) fn with_figure(mut g: Gate, regex: &str, min: Option<f64>, max: Optio
 
 pub(super) fn run(g: &Gate) -> GateOutcome {
     let dir = tempfile::tempdir().unwrap();
-    run_gate(g, dir.path(), &[])
+    run_gate(&super::run::Runner::default(), g, dir.path(), &[])
 }
 
 /// The pid a gate printed as `child=<pid>`.

@@ -215,6 +215,47 @@ fn a_gate_runs_the_agents_code_in_the_agents_sandbox() {
 }
 
 #[test]
+fn git_sprint_sync_runs_the_post_merge_gates_in_the_agents_sandbox() {
+    // Regression: gate confinement was a setting of the orchestrator's
+    // process, so the post-merge gates `git sprint sync` runs (the agents'
+    // merged code, with no orchestrator) ran unconfined. This gate fails
+    // only when its write into the main worktree gets through.
+    let main = "$(dirname \"$(git rev-parse --git-common-dir)\")";
+    let gate = format!("if echo x > \"{main}/pwned-by-gate\"; then exit 1; fi");
+    // The developer waits for a marker, so the feature stays open.
+    let held = format!(
+        "while [ ! -e \"$(git rev-parse --git-common-dir)/go\" ]; do sleep 0.1; done; {}",
+        scripted()
+    );
+    let cfg = config(&held, "").replace(
+        "  post_merge:\n    - name: check\n      run: sh check.sh\n",
+        &format!(
+            "  post_merge:\n    - name: hostile\n      run: {}\n",
+            serde_json::to_string(&gate).unwrap()
+        ),
+    );
+    assert!(cfg.contains("hostile"), "{cfg}");
+    let s = Sprint::new(&cfg, "- [ ] T001 Write src/a.txt\n");
+    if !landlock(
+        &s.f,
+        "git_sprint_sync_runs_the_post_merge_gates_in_the_agents_sandbox",
+    ) {
+        return;
+    }
+    s.start(&[]);
+    s.wait("T001 started", 60, |t| t["T001"]["status"] == "in_progress");
+    s.f.ok(&["stop"]);
+    // The base moves while no orchestrator runs: `sync` brings it in.
+    s.f.repo.write("base.txt", "from main\n");
+    s.f.repo.git(["add", "base.txt"]);
+    s.f.repo.git(["commit", "-qm", "work on main"]);
+    let out = s.f.ok(&["sync", "f"]);
+    assert!(out.contains("f: merged the base"), "{out}");
+    assert!(!s.f.repo.path().join("pwned-by-gate").exists());
+    s.f.ok(&["stop", "--all"]);
+}
+
+#[test]
 fn without_the_sandbox_a_planted_fsmonitor_and_hook_are_reverted_and_the_run_is_a_policy_failure() {
     let agent_cmd = format!("{PLANT}{}", scripted());
     let s = Sprint::new(&config(&agent_cmd, "sandbox: off\n"), TWO);
