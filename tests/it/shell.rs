@@ -275,6 +275,21 @@ fn bash_completion_completes_git_sprint_through_git() {
     assert_eq!(stdout(&out).trim(), "init", "{}", stderr(&out));
 }
 
+/// That `health --json` (its output `out`) calls agent `w1` healthy and
+/// exits 0.
+fn assert_w1_healthy(out: &std::process::Output) {
+    let json: Value = serde_json::from_str(&stdout(out)).unwrap();
+    let w1 = json["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "w1")
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(w1["healthy"], true, "{json:#}");
+    assert_eq!(out.status.code(), Some(0), "{json:#}");
+}
+
 #[test]
 fn regression_an_agent_recorded_starting_before_its_session_exists_is_not_gone() {
     // Before: `health` looked between the record of a launch (`starting`)
@@ -319,16 +334,7 @@ fn regression_an_agent_recorded_starting_before_its_session_exists_is_not_gone()
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = f.run(&["health", "--json"]);
-    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let w1 = json["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == "w1")
-        .cloned()
-        .unwrap_or(Value::Null);
-    assert_eq!(w1["healthy"], true, "{json:#}");
-    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    assert_w1_healthy(&out);
     drop(go_guard);
     assert!(spawn.wait().unwrap().success());
     f.wait_list("w1 running", |r| r.iter().any(|w| w["status"] == "running"));
@@ -354,14 +360,5 @@ fn regression_health_with_a_failed_tmux_listing_calls_no_agent_gone() {
         .env("PATH", &path)
         .output()
         .unwrap();
-    let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let w1 = json["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == "w1")
-        .cloned()
-        .unwrap_or(Value::Null);
-    assert_eq!(w1["healthy"], true, "{json:#}");
-    assert_eq!(out.status.code(), Some(0), "{json:#}");
+    assert_w1_healthy(&out);
 }
