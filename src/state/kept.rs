@@ -78,4 +78,29 @@ mod tests {
         let other = repo.clone();
         assert_eq!(other.find_object(id).unwrap().data, data);
     }
+
+    /// The store keeps what it writes: with every loose object gone from
+    /// the disk, the same store still reads the state it just wrote.
+    #[test]
+    fn the_store_reads_what_it_wrote_without_the_disk() {
+        let (_dir, store) = crate::state::Store::temp();
+        store.add_test_task("T1");
+        let objects = store.repo().common_dir().join("objects");
+        let mut removed = 0;
+        for fan in std::fs::read_dir(&objects).unwrap() {
+            let fan = fan.unwrap().path();
+            let name = fan.file_name().unwrap().to_string_lossy().into_owned();
+            if name.len() == 2 && fan.is_dir() {
+                std::fs::remove_dir_all(&fan).unwrap();
+                removed += 1;
+            }
+        }
+        assert!(
+            removed > 0,
+            "the write left loose objects in {}",
+            objects.display()
+        );
+        let task = store.read(|txn| txn.task("f", "T1")).unwrap();
+        assert_eq!(task.map(|t| t.title), Some("task T1".to_owned()));
+    }
 }
