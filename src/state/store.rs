@@ -726,20 +726,18 @@ impl Store {
             .repo
             .try_find_reference(STATE_REF)
             .map_err(|e| StateError::git("reading refs/ai-sprint", e))?;
-        match reference {
-            None => Ok(None),
-            // A direct ref, as the store writes it, is read without peeling:
-            // peeling reads the commit object only to learn it is no tag.
-            Some(r) if r.target().try_id().is_some() => {
-                Ok(r.target().try_id().map(|id| id.to_owned()))
-            }
-            Some(mut r) => {
-                let id = r
-                    .peel_to_id()
-                    .map_err(|e| StateError::git("resolving refs/ai-sprint", e))?;
-                Ok(Some(id.detach()))
-            }
+        let Some(mut r) = reference else {
+            return Ok(None);
+        };
+        // A direct ref, as the store writes it, is read without peeling:
+        // peeling reads the commit object only to learn it is no tag.
+        if let Some(id) = r.target().try_id() {
+            return Ok(Some(id.to_owned()));
         }
+        let id = r
+            .peel_to_id()
+            .map_err(|e| StateError::git("resolving refs/ai-sprint", e))?;
+        Ok(Some(id.detach()))
     }
 
     fn root_of(&self, commit: ObjectId) -> Result<ObjectId, StateError> {

@@ -25,7 +25,7 @@ const PATIENCE: Duration = Duration::from_secs(2);
 
 /// A turn at writing; the lock is released when this drops.
 pub(crate) struct Turn {
-    _held: Option<File>,
+    held: Option<File>,
 }
 
 thread_local! {
@@ -36,7 +36,7 @@ thread_local! {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        if self._held.is_some() {
+        if self.held.is_some() {
             HOLDING.with(|h| h.set(false));
         }
     }
@@ -46,7 +46,7 @@ impl Drop for Turn {
 /// git dir is `common_dir`, sleeping `backoff(attempt)` between tries.
 pub(crate) fn turn(common_dir: &Path, mut backoff: impl FnMut(u32) -> Duration) -> Turn {
     if HOLDING.with(|h| h.get()) {
-        return Turn { _held: None };
+        return Turn { held: None };
     }
     let path = common_dir.join("sprint").join("state-writer.lock");
     // A file of its own per write: flock excludes per open file, so two
@@ -68,7 +68,7 @@ pub(crate) fn turn(common_dir: &Path, mut backoff: impl FnMut(u32) -> Duration) 
     };
     let Ok(file) = file else {
         // A read-only repository, say: the compare-and-swap still decides.
-        return Turn { _held: None };
+        return Turn { held: None };
     };
     let start = Instant::now();
     let mut attempt = 0;
@@ -76,7 +76,7 @@ pub(crate) fn turn(common_dir: &Path, mut backoff: impl FnMut(u32) -> Duration) 
         match FileExt::try_lock_exclusive(&file) {
             Ok(true) => {
                 HOLDING.with(|h| h.set(true));
-                return Turn { _held: Some(file) };
+                return Turn { held: Some(file) };
             }
             Ok(false) if start.elapsed() < PATIENCE => {
                 std::thread::sleep(backoff(attempt));
@@ -84,11 +84,11 @@ pub(crate) fn turn(common_dir: &Path, mut backoff: impl FnMut(u32) -> Duration) 
             }
             Ok(false) => {
                 tracing::debug!(path = %path.display(), "writing without a turn: the lock stays taken");
-                return Turn { _held: None };
+                return Turn { held: None };
             }
             Err(e) => {
                 tracing::debug!(error = %e, "writing without a turn");
-                return Turn { _held: None };
+                return Turn { held: None };
             }
         }
     }
@@ -102,12 +102,12 @@ mod tests {
     fn one_turn_at_a_time_and_free_again_once_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let first = turn(dir.path(), |_| Duration::ZERO);
-        assert!(first._held.is_some(), "the first writer gets its turn");
+        assert!(first.held.is_some(), "the first writer gets its turn");
         // A write inside it, on the same thread, does not wait for it.
         let nested = turn(dir.path(), |_| {
             panic!("a nested write waited for its own turn")
         });
-        assert!(nested._held.is_none());
+        assert!(nested.held.is_none());
         // Another thread waits (its patience, then writes without).
         let path = dir.path().to_owned();
         let (got, waits) = std::thread::spawn(move || {
@@ -116,14 +116,14 @@ mod tests {
                 waits += 1;
                 Duration::from_millis(20)
             });
-            (t._held.is_some(), waits)
+            (t.held.is_some(), waits)
         })
         .join()
         .unwrap();
         assert!(!got && waits > 0, "got {got} after {waits} waits");
         drop(first);
         let path = dir.path().to_owned();
-        let third = std::thread::spawn(move || turn(&path, |_| Duration::ZERO)._held.is_some());
+        let third = std::thread::spawn(move || turn(&path, |_| Duration::ZERO).held.is_some());
         assert!(third.join().unwrap(), "free again once the first dropped");
     }
 }
