@@ -89,9 +89,11 @@ impl Engine {
     /// Runs with `config` from now on (the base branch's committed file or
     /// a `git config sprint.*` override changed while running).
     pub(crate) fn set_config(&mut self, config: Config) {
-        let confinement =
-            Confinement::of_sprint(&self.fleet.common_dir, &self.root, &config.sandbox);
-        self.gates = std::mem::take(&mut self.gates).confined(confinement);
+        self.gates.confine(Confinement::of_sprint(
+            &self.fleet.common_dir,
+            &self.root,
+            &config.sandbox,
+        ));
         if let Some(here) = &self.here {
             self.here = Some(machine_of(&config, &here.remote));
         }

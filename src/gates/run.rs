@@ -49,13 +49,10 @@ impl Runner {
         }
     }
 
-    /// This runner, confined as `confinement` says from now on (the
+    /// Confines the gates run from now on as `confinement` says (the
     /// configuration changed).
-    pub(crate) fn confined(self, confinement: Option<Confinement>) -> Runner {
-        Runner {
-            confinement,
-            ..self
-        }
+    pub(crate) fn confine(&mut self, confinement: Option<Confinement>) {
+        self.confinement = confinement;
     }
 }
 
