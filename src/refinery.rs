@@ -64,6 +64,12 @@ pub enum Verdict {
     NothingToMerge {
         tip: String,
     },
+    /// The task branch does not exist (deleted, or its worktree never got
+    /// onto it) and the integration branch has no merge of the task: there
+    /// is nothing to merge, and no retry of the merge can change that.
+    NoBranch {
+        branch: String,
+    },
     Conflict {
         files: Vec<String>,
         output: String,
@@ -265,10 +271,24 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
     let git = refinery_git(m.root);
     let integration_ref = format!("refs/heads/{}", m.integration);
     let old = commit_of(&git, &integration_ref)?;
-    let tip = commit_of(&git, &format!("refs/heads/{}", m.task_branch))?;
+    // The merge first: a merged task needs its branch no more.
     if let Some((commit, tip)) = find_merge(&git, &integration_ref, m.task)? {
         return Ok(Verdict::AlreadyMerged { commit, tip });
     }
+    let task_ref = format!("refs/heads/{}", m.task_branch);
+    if !git
+        .branch_exists(m.task_branch)
+        .map_err(|e| RefineryError::Git {
+            args: format!("show-ref {task_ref}"),
+            dir: m.root.to_owned(),
+            stderr: e.to_string(),
+        })?
+    {
+        return Ok(Verdict::NoBranch {
+            branch: m.task_branch.to_owned(),
+        });
+    }
+    let tip = commit_of(&git, &task_ref)?;
     if is_ancestor(&git, &tip, &old)? {
         return Ok(Verdict::NothingToMerge { tip });
     }
@@ -400,6 +420,10 @@ pub(crate) fn feedback(verdict: &Verdict, integration: &str) -> Option<String> {
         Verdict::GatesFailed { stage, outcome } => Some(format!(
             "The {stage} gates failed on your branch merged into {integration}:\n{}",
             outcome.feedback()
+        )),
+        Verdict::NoBranch { branch } => Some(format!(
+            "Nothing was merged: your branch {branch} did not exist when it was to be merged.\n\
+             Commit your work on {branch}, the branch your worktree is on; do not switch or delete it."
         )),
         _ => None,
     }
@@ -647,5 +671,48 @@ mod tests {
             Some((merge, tip))
         );
         assert_eq!(find_merge(&r.git, integration, "f/T002").unwrap(), None);
+    }
+
+    #[test]
+    fn a_missing_task_branch_is_a_verdict_and_a_merged_task_needs_no_branch() {
+        let r = TestRepo::new();
+        let git = |args: &[&str]| ok(&r.git, args).unwrap();
+        git(&["branch", "sprint/f/integration"]);
+        let common = r.work.join(".git");
+        let runner = gates::Runner::default();
+        let merge = |task: &str, branch: &str| {
+            merge(&Merge {
+                common_dir: &common,
+                root: &r.work,
+                task,
+                title: "a",
+                task_branch: branch,
+                task_worktree: &r.work.join("no-such-worktree"),
+                integration: "sprint/f/integration",
+                security: &[],
+                post_merge: &[],
+                gates: &runner,
+            })
+            .unwrap()
+        };
+        // Before: an error, and the orchestrator tried again at once, for ever.
+        match merge("f/T001", "sprint/f/T001") {
+            Verdict::NoBranch { branch } => assert_eq!(branch, "sprint/f/T001"),
+            other => panic!("{other:?}"),
+        }
+        git(&["branch", "sprint/f/T001", "sprint/f/integration"]);
+        git(&["switch", "-q", "sprint/f/T001"]);
+        std::fs::write(r.work.join("a.txt"), "a\n").unwrap();
+        git(&["add", "a.txt"]);
+        git(&["commit", "-q", "-m", "T001: a"]);
+        git(&["switch", "-q", "--detach"]);
+        let Verdict::Merged { commit, tip } = merge("f/T001", "sprint/f/T001") else {
+            panic!("not merged");
+        };
+        git(&["branch", "-D", "sprint/f/T001"]);
+        match merge("f/T001", "sprint/f/T001") {
+            Verdict::AlreadyMerged { commit: c, tip: t } => assert_eq!((c, t), (commit, tip)),
+            other => panic!("{other:?}"),
+        }
     }
 }

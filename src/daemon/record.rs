@@ -739,6 +739,10 @@ pub(crate) fn record_merge(
                     short(tip)
                 ),
             ),
+            Verdict::NoBranch { branch } => (
+                Cause::NoChange,
+                format!("nothing to merge: {branch} does not exist and {integration} has no merge of the task"),
+            ),
             Verdict::Conflict { files, .. } => (
                 Cause::Conflict,
                 format!("merge conflict in {}", files.join(", ")),
@@ -1552,6 +1556,33 @@ mod tests {
         // Nothing is left for a commit of its own.
         let snapshot = store.read(crate::state::Snapshot::read).unwrap();
         assert!(snapshot.archivable().is_empty());
+    }
+
+    #[test]
+    fn a_missing_task_branch_at_merge_is_a_spent_attempt_that_says_so() {
+        let (_dir, store) = store();
+        add_task(&store, "T1");
+        edit_task(&store, "T1", |t| t.status = TaskStatus::InDocs);
+        let before = tip(&store);
+        let gone = Verdict::NoBranch {
+            branch: "sprint/f/T1".into(),
+        };
+        record_merge(&store, "f", "T1", "sprint/f/integration", &gone, policy()).unwrap();
+        let msg = last_commit(&store, before);
+        assert!(msg.starts_with("f/T1: in_docs -> "), "{msg}");
+        assert!(
+            msg.contains("nothing to merge: sprint/f/T1 does not exist")
+                && msg.contains("[no_change]"),
+            "{msg}"
+        );
+        let t = task(&store, &r("T1")).unwrap().unwrap();
+        assert_eq!(t.cause, Some(Cause::NoChange), "{t:?}");
+        assert!(t.history.iter().all(|n| n.counted), "{t:?}");
+        // The next developer is told what went wrong.
+        assert!(
+            t.feedback.iter().any(|f| f.contains("did not exist")),
+            "{t:?}"
+        );
     }
 
     #[test]
