@@ -283,8 +283,10 @@ impl Pool {
     /// Removes a worktree that failed a check, whatever state it is in:
     /// git's record of it, then the directory (made writable first: an
     /// agent may have left read-only directories).
-    fn discard(&self, git: &Git, path: &Path) {
-        let admin = admin_of(path).filter(|a| a.parent() == Some(&*self.common.join("worktrees")));
+    pub(crate) fn discard(&self, git: &Git, path: &Path) {
+        let admin = admin_of(path)
+            .filter(|a| a.parent() == Some(&*self.common.join("worktrees")))
+            .filter(|a| abandoned_or_of(a, path));
         if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
             make_writable(path);
             let _ = fs::remove_dir_all(path);
@@ -450,6 +452,20 @@ fn admin_of(path: &Path) -> Option<PathBuf> {
     let text = fs::read_to_string(path.join(".git")).ok()?;
     let dir = text.trim().strip_prefix("gitdir:")?.trim();
     Some(path.join(dir))
+}
+
+/// Whether the admin directory `admin` is the worktree at `path`'s own or
+/// belongs to no worktree that exists: an agent may point its `.git` at
+/// another worktree's, which must survive the discarding of this one.
+fn abandoned_or_of(admin: &Path, path: &Path) -> bool {
+    let Ok(back) = fs::read_to_string(admin.join("gitdir")) else {
+        return true;
+    };
+    let back = Path::new(back.trim_end_matches('\n'));
+    let own = path.join(".git");
+    back == own
+        || path.canonicalize().is_ok_and(|p| back == p.join(".git"))
+        || fs::symlink_metadata(back).is_err()
 }
 
 /// A pool entry name no other process or thread picks at the same time.
@@ -645,6 +661,35 @@ mod tests {
         assert_eq!(off.add(&repo.git, &wt, "d", "main").unwrap(), Origin::Added);
         assert_eq!(off.retire(&repo.git, &wt).unwrap(), Retired::Removed);
         assert!(!wt.exists());
+    }
+
+    #[test]
+    fn discarding_a_worktree_pointed_at_another_ones_admin_directory_spares_the_other() {
+        let repo = TestRepo::new();
+        let pool = pool(&repo, 2, &[]);
+        let (a, b) = (repo.path("wt/a"), repo.path("wt/b"));
+        pool.add(&repo.git, &a, "a", "main").unwrap();
+        pool.add(&repo.git, &b, "b", "main").unwrap();
+        let b_admin = admin_of(&b).unwrap();
+        // An agent in `a` points its .git at `b`'s admin directory.
+        std::fs::write(a.join(".git"), format!("gitdir: {}\n", b_admin.display())).unwrap();
+        pool.discard(&repo.git, &a);
+        assert!(!a.exists());
+        assert!(
+            b_admin.join("HEAD").exists(),
+            "b's admin directory was removed"
+        );
+        assert_eq!(
+            repo.git
+                .at(&b)
+                .run(&["symbolic-ref", "HEAD"])
+                .unwrap()
+                .trim(),
+            "refs/heads/b"
+        );
+        // `a`'s own record, abandoned, went with git's prune.
+        let listed = repo.git.run(&["worktree", "list", "--porcelain"]).unwrap();
+        assert!(!listed.contains("wt/a"), "{listed}");
     }
 
     #[test]
