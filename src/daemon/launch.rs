@@ -35,15 +35,22 @@ impl Engine {
         if self.busy_set().contains(&key) {
             return Ok(None); // its setup is running
         }
-        if !path.join(".git").exists() {
-            self.add_worktree(&path, feature, task, integration)?;
+        if fs_exists(&path) {
+            match unready(&path, &task_branch(feature, task)) {
+                None => return Ok(Some(path)),
+                Some(why) => {
+                    tracing::warn!(worktree = %path.display(), "task worktree made again: {why}");
+                    self.fleet.pool.discard(&self.fleet.git, &path);
+                }
+            }
         }
+        self.add_worktree(&path, feature, task, integration)?;
         let Some(marker) = setup_marker(&path) else {
-            return Ok(Some(path)); // not a linked worktree: nothing to set up
+            return Err(EngineError::Other(format!(
+                "{} is not a linked worktree after `git worktree add`",
+                path.display()
+            )));
         };
-        if marker.exists() {
-            return Ok(Some(path));
-        }
         let setup = &self.config.setup;
         if setup.commands.is_empty() {
             // Copying files is quick: done here, no job needed.
@@ -70,7 +77,8 @@ impl Engine {
     }
 
     /// The task's branch (made from `integration` the first time) in a
-    /// worktree from the pool or a new one; fast, so it runs on the loop.
+    /// worktree from the pool or a new one at `path`, where nothing is;
+    /// fast, so it runs on the loop.
     fn add_worktree(
         &self,
         path: &Path,
@@ -80,18 +88,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let branch = task_branch(feature, task);
         let git = &self.fleet.git;
-        let mut stale = false;
-        if path.exists() {
-            // Half made when an orchestrator died: the branch keeps any
-            // commits; the directory holds nothing git tracks.
-            let _ = std::fs::remove_dir_all(path);
-            stale = true;
-        }
         // git keeps a record per worktree, named after its directory; one
         // left for this path would fail `git worktree add`. Without one
         // there is nothing to prune (a process each task saved).
         let common = &self.fleet.common_dir;
-        if stale || has_worktree_record(common, path) {
+        if has_worktree_record(common, path) {
             let _ = git.command(["worktree", "prune"]).output();
         }
         // A lock on the task's branch can only be left by a process killed
@@ -640,6 +641,36 @@ struct RoutedRun<'a> {
     profile: &'a crate::worker::profile::AgentProfile,
     template: &'a str,
     skills: &'a [Skill],
+}
+
+/// Why the task worktree at `path` is not ready for an agent, if it is
+/// not: ready is set up (its setup marker written, the last step of making
+/// it) and on `branch`. One that is not was cut short by a killed
+/// orchestrator (taken from the pool but not yet re-pointed, half added,
+/// half set up) or moved off its branch by an agent; it is made again, and
+/// the branch keeps every commit. Read as plain files: no git runs in it.
+fn unready(path: &Path, branch: &str) -> Option<String> {
+    let Some(marker) = setup_marker(path) else {
+        return Some("its .git does not name a linked worktree's git directory".into());
+    };
+    if !marker.exists() {
+        return Some("it was never set up to the end".into());
+    }
+    let head = marker.with_file_name("HEAD");
+    let head = match std::fs::read_to_string(&head) {
+        Ok(h) => h,
+        Err(e) => return Some(format!("{}: {e}", head.display())),
+    };
+    let want = format!("ref: refs/heads/{branch}");
+    if head.trim_end() != want {
+        return Some(format!("its HEAD is `{}`, not `{want}`", head.trim_end()));
+    }
+    None
+}
+
+/// Whether anything (a file, a directory, a dangling link) is at `path`.
+fn fs_exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
 }
 
 /// Where a worktree's setup is marked done: a file in its private git

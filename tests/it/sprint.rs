@@ -822,6 +822,30 @@ fn regression_a_half_made_task_worktree_stopped_its_task_for_good() {
 }
 
 #[test]
+fn regression_a_pooled_worktree_taken_but_not_re_pointed_merged_nothing_for_ever() {
+    // What a kill -9 between taking a pooled worktree (a rename) and
+    // re-pointing it leaves: the task's worktree, detached, never set up.
+    // Its agent committed on no branch, and the merge then failed at once
+    // and again for ever ("sprint/f/T001: Needed a single revision").
+    let s = Sprint::new(&config(&scripted(), ""), "- [ ] T001 One in a.txt\n");
+    // The sprint's state exists, as it did when that orchestrator died.
+    s.f.ok(&["ingest"]);
+    let wt = s.f.repo.path().join(".git/sprint/worktrees/f.T001");
+    s.f.repo.git([
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        wt.to_str().unwrap(),
+        "HEAD",
+    ]);
+    s.start(&[]);
+    s.wait_done(60);
+    assert_eq!(s.merges().len(), 1);
+    assert_eq!(s.tasks()["T001"]["attempts"], 1);
+}
+
+#[test]
 fn regression_a_lock_left_on_a_task_branch_failed_every_attempt() {
     // kill -9 of an orchestrator inside `git worktree add` left
     // refs/heads/sprint/f/T001.lock; every attempt's `worktree add` then
