@@ -30,8 +30,8 @@ pub(crate) struct Engine {
     pub(crate) policy: Arc<crate::policy::Policy>,
     pub(super) exe: PathBuf,
     pub(super) root: PathBuf,
-    /// Tasks whose gates run on a thread of ours right now.
-    pub(super) busy: Arc<Mutex<HashSet<String>>>,
+    /// What our job threads work on, and what waits after a failure.
+    pub(super) busy: super::busy::Busy,
     pub(super) wake: UnboundedSender<Wake>,
     /// [`Engine::behind`]'s answers by feature, base tip, integration tip
     /// and recorded conflict.
@@ -77,7 +77,7 @@ impl Engine {
             policy: Arc::default(),
             exe,
             root,
-            busy: Arc::default(),
+            busy: super::busy::Busy::new(wake.clone()),
             wake,
             behind_cache: Mutex::default(),
             here,
@@ -310,26 +310,24 @@ impl Engine {
         behind
     }
 
-    /// Marks `key` as worked on by a thread of ours; false when it already is.
+    /// Marks `key` as worked on by a thread of ours; false when it already
+    /// is, or waits after a failed job.
     pub(super) fn take_busy(&self, key: &str) -> bool {
-        self.busy
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_owned())
+        self.busy.take(key)
     }
 
-    /// The tasks whose gates or merge run on a thread now. A poisoned lock
-    /// (a panic on such a thread) still holds a usable set.
+    /// The keys a job thread works on now or that wait after a failure.
     pub(super) fn busy_set(&self) -> HashSet<String> {
-        self.busy.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.busy.keys()
     }
 
     /// When the next timer-driven look is due: a lease running out, an agent
-    /// going quiet for `timeouts.hung`, a backoff ending, a breaker cooling.
+    /// going quiet for `timeouts.hung`, a backoff ending (a task's or a
+    /// failed job's), a breaker cooling.
     fn next_deadline(&self, snapshot: &Snapshot, activity: &HashMap<String, i64>) -> Option<i64> {
         let limits = self.limits();
         let reviewers = self.profiles().reviewers;
-        let mut at: Vec<i64> = Vec::new();
+        let mut at: Vec<i64> = self.busy.next_retry().into_iter().collect();
         for fs in &snapshot.features {
             for t in &fs.tasks {
                 if let (TaskStatus::InProgress, Some(c)) = (t.status, &t.claim) {

@@ -2,13 +2,14 @@
 //! own so the loop stays responsive: gate stages, Refinery merges, syncing
 //! the base into a feature, closing a feature. A task being worked on by a
 //! job is `busy` (the stages leave it alone); a job's verdict is a state
-//! commit, and it wakes the loop when it ends.
+//! commit, and it wakes the loop when it ends. One that failed without a
+//! verdict waits out a backoff (see [`super::busy`]).
 
 use std::path::PathBuf;
 
+use super::busy::Ended;
 use super::engine::{Engine, EngineError};
 use super::record;
-use super::watch::Wake;
 use crate::gates::{self, Gate};
 use crate::refinery::Verdict;
 use crate::stages::{librarian, task_branch, GateStage};
@@ -59,7 +60,6 @@ impl Engine {
         let reviewers = self.reviewer_gates();
         let (feature, task) = (feature.to_owned(), task.to_owned());
         let busy = self.busy.clone();
-        let wake = self.wake.clone();
         let runner = self.gates.clone();
         std::thread::spawn(move || {
             let git = crate::worker::worktree::Git::new(&store_dir);
@@ -79,9 +79,9 @@ impl Engine {
                 None => None,
                 Some(Err(e)) => {
                     // Never let a change through unjudged: the task stays in
-                    // review and is judged again at the next wake-up.
-                    tracing::warn!(task = %key, error = %e, "cannot read the task's diff for the policy; review waits");
-                    busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                    // review and is judged again after a wait.
+                    let wait = busy.end(&key, Ended::Failed);
+                    tracing::warn!(task = %key, error = %e, retry_in_secs = wait, "cannot read the task's diff for the policy; review waits");
                     return;
                 }
             };
@@ -89,11 +89,7 @@ impl Engine {
                 let result = crate::state::Store::discover(&store_dir).and_then(|store| {
                     record::record_policy_denial(&store, &feature, &task, stage, j, policy)
                 });
-                if let Err(e) = result {
-                    tracing::warn!(task = %key, error = %e, "recording the policy's denial failed");
-                }
-                busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-                let _ = wake.send(Wake::JobDone);
+                end_job(&busy, &key, result, "recording the policy's denial failed");
                 return;
             }
             let outcome = gates::run_stage_for_change(
@@ -119,11 +115,7 @@ impl Engine {
                     judged.as_ref(),
                 )
             });
-            if let Err(e) = result {
-                tracing::warn!(task = %key, error = %e, "recording the gate verdict failed");
-            }
-            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-            let _ = wake.send(Wake::JobDone);
+            end_job(&busy, &key, result, "recording the gate verdict failed");
         });
         Ok(())
     }
@@ -189,7 +181,7 @@ impl Engine {
         let post_merge = self.config.gates.post_merge.clone();
         let runner = self.gates.clone();
         let feature = feature.to_owned();
-        let (busy, wake) = (self.busy.clone(), self.wake.clone());
+        let busy = self.busy.clone();
         std::thread::spawn(move || {
             let result = crate::state::Store::discover(&root)
                 .map_err(crate::sync::SyncError::from)
@@ -203,15 +195,15 @@ impl Engine {
                         &runner,
                     )
                 });
-            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             match result {
                 Ok(synced) => {
                     tracing::info!(%feature, ?synced, "base synced");
-                    let _ = wake.send(Wake::JobDone);
+                    busy.end(&key, Ended::Recorded);
                 }
-                // Nothing changed, so no wake-up: the next event tries again
-                // (a wake here would retry in a tight loop).
-                Err(e) => tracing::warn!(%feature, error = %e, "syncing the base failed"),
+                Err(e) => {
+                    let wait = busy.end(&key, Ended::Failed);
+                    tracing::warn!(%feature, error = %e, retry_in_secs = wait, "syncing the base failed");
+                }
             }
         });
     }
@@ -237,7 +229,6 @@ impl Engine {
         let post_merge = self.config.gates.post_merge.clone();
         let branch = task_branch(feature, task);
         let busy = self.busy.clone();
-        let wake = self.wake.clone();
         let pool = self.fleet.pool.clone();
         let remote = self.here.as_ref().map(|h| h.remote.clone());
         let runner = self.gates.clone();
@@ -286,11 +277,7 @@ impl Engine {
                 }
                 Ok(())
             });
-            if let Err(e) = recorded {
-                tracing::warn!(task = %key, error = %e, "merge failed");
-            }
-            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-            let _ = wake.send(Wake::JobDone);
+            end_job(&busy, &key, recorded, "merge failed");
         });
     }
 
@@ -403,7 +390,7 @@ impl Engine {
         let root = self.root.clone();
         let setup = self.config.setup.clone();
         let policy = self.attempt_policy();
-        let (busy, wake) = (self.busy.clone(), self.wake.clone());
+        let busy = self.busy.clone();
         std::thread::spawn(move || {
             let ran = crate::worker::worktree::setup(
                 &root,
@@ -412,13 +399,16 @@ impl Engine {
                 &setup.commands,
                 setup.timeout.0,
             );
-            let woken = match ran {
+            let ended = match ran {
                 Ok(report) => {
                     super::launch::warn_skipped(&path, &report);
-                    if let Err(e) = std::fs::write(&marker, "") {
-                        tracing::warn!(worktree = %path.display(), error = %e, "marking the setup done failed; it runs again");
+                    match std::fs::write(&marker, "") {
+                        Ok(()) => Ended::Recorded,
+                        Err(e) => {
+                            tracing::warn!(worktree = %path.display(), error = %e, "marking the setup done failed; the worktree is made again");
+                            Ended::Failed
+                        }
                     }
-                    true
                 }
                 Err(e) => {
                     tracing::warn!(task = %key, error = %e, "worktree setup failed");
@@ -428,23 +418,40 @@ impl Engine {
                             let recorded = crate::state::Store::discover(&root).and_then(|store| {
                                 record::setup_failed(&store, r, &e.to_string(), policy)
                             });
-                            if let Err(e) = recorded {
-                                tracing::warn!(task = %key, error = %e, "recording the failed setup failed");
+                            match recorded {
+                                Ok(()) => Ended::Recorded,
+                                Err(e) => {
+                                    tracing::warn!(task = %key, error = %e, "recording the failed setup failed");
+                                    Ended::Failed
+                                }
                             }
-                            true
                         }
-                        // Nothing was recorded, so no wake-up: the next event
-                        // tries again (a wake here would retry in a tight loop).
-                        None => false,
+                        // Nothing is recorded (a Tester's worktree): the
+                        // next try waits.
+                        None => Ended::Failed,
                     }
                 }
             };
-            // The lock only guards a set: a panic on another thread cannot
-            // leave it half-changed, so a poisoned guard is still good.
-            busy.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
-            if woken {
-                let _ = wake.send(Wake::JobDone);
-            }
+            busy.end(&key, ended);
         });
+    }
+}
+
+/// Ends the job on `key`: recorded, or failed (logged as `what`, with the
+/// wait before the next try).
+fn end_job<E: std::fmt::Display>(
+    busy: &super::busy::Busy,
+    key: &str,
+    result: Result<(), E>,
+    what: &str,
+) {
+    match result {
+        Ok(()) => {
+            busy.end(key, Ended::Recorded);
+        }
+        Err(e) => {
+            let wait = busy.end(key, Ended::Failed);
+            tracing::warn!(task = %key, error = %e, retry_in_secs = wait, "{what}");
+        }
     }
 }

@@ -33,7 +33,7 @@ impl Engine {
         let path = self.task_worktree(feature, task);
         let key = stages::key(feature, task);
         if self.busy_set().contains(&key) {
-            return Ok(None); // its setup is running
+            return Ok(None); // its setup runs, or waits after a failure
         }
         if fs_exists(&path) {
             match unready(&path, &task_branch(feature, task)) {

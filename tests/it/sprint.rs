@@ -846,6 +846,52 @@ fn regression_a_pooled_worktree_taken_but_not_re_pointed_merged_nothing_for_ever
 }
 
 #[test]
+fn a_merge_that_keeps_failing_without_a_verdict_backs_off_then_lands() {
+    // The Refinery cannot take its lock (a directory stands where it goes):
+    // every merge fails before it starts and records nothing. Before, the
+    // job's wake-up retried it at once, hundreds of times a second.
+    let s = Sprint::new(&config(&scripted(), ""), "- [ ] T001 One in a.txt\n");
+    let lock = s.f.repo.path().join(".git/sprint/refinery.lock");
+    std::fs::create_dir_all(&lock).unwrap();
+    s.start(&[]);
+    let log_path = s.f.repo.path().join(".git/sprint/logs/orchestrator.log");
+    let failures = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("merge failed"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while failures().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "no three merge failures: {:?}",
+            failures()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Three seconds more: the waits (2 s, then 4 s) allow one more try at
+    // most; a slow machine makes fewer, and a loop without them hundreds.
+    let watch = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seen = failures();
+    assert!(seen.len() <= 5, "{seen:#?}");
+    for (line, wait) in seen
+        .iter()
+        .zip(["retry_in_secs=1", "retry_in_secs=2", "retry_in_secs=4"])
+    {
+        assert!(line.contains(wait), "{line}");
+    }
+    std::fs::remove_dir(&lock).unwrap();
+    s.wait_done(60);
+    assert_eq!(s.merges().len(), 1);
+}
+
+#[test]
 fn regression_a_lock_left_on_a_task_branch_failed_every_attempt() {
     // kill -9 of an orchestrator inside `git worktree add` left
     // refs/heads/sprint/f/T001.lock; every attempt's `worktree add` then
