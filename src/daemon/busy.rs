@@ -141,6 +141,11 @@ impl Busy {
 mod tests {
     use super::*;
 
+    /// Ends `key`'s wait now, as time passing would.
+    fn expire(busy: &Busy, key: &str) {
+        busy.lock().waiting.get_mut(key).expect("waiting").until = Instant::now();
+    }
+
     #[test]
     fn a_failed_key_waits_twice_as_long_each_time_up_to_a_minute_and_a_verdict_clears_it() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -156,25 +161,13 @@ mod tests {
         assert!((before + 1..=clock::now() + 1).contains(&retry), "{retry}");
         let waits: Vec<u64> = (0..8)
             .map(|_| {
-                busy.inner
-                    .lock()
-                    .unwrap()
-                    .waiting
-                    .get_mut("f/T001")
-                    .unwrap()
-                    .until = Instant::now();
+                expire(&busy, "f/T001");
                 assert!(busy.take("f/T001"), "not taken after its wait");
                 busy.end("f/T001", Ended::Failed)
             })
             .collect();
         assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
-        busy.inner
-            .lock()
-            .unwrap()
-            .waiting
-            .get_mut("f/T001")
-            .unwrap()
-            .until = Instant::now();
+        expire(&busy, "f/T001");
         assert!(busy.take("f/T001"));
         assert_eq!(busy.end("f/T001", Ended::Recorded), 0);
         assert!(busy.keys().is_empty());

@@ -63,7 +63,15 @@ impl Engine {
             ) {
                 Ok(report) => {
                     warn_skipped(&path, &report);
-                    let _ = std::fs::write(&marker, "");
+                    // Unmarked, it would be made again at every look.
+                    if let Err(e) = std::fs::write(&marker, "") {
+                        remove_half_made(&self.root, &path);
+                        return Err(EngineError::Other(format!(
+                            "cannot mark the setup of {} done in {}: {e}",
+                            path.display(),
+                            marker.display()
+                        )));
+                    }
                     return Ok(Some(path));
                 }
                 Err(e) => {

@@ -658,14 +658,7 @@ fn regression_git_locks_left_by_a_killed_merge_do_not_fail_every_merge_after_it(
     s.f.ok(&["init"]);
     s.f.repo.git(["branch", "sprint/f/integration", "main"]);
     let refinery = git.join("sprint/worktrees/refinery");
-    s.f.repo.git([
-        "worktree",
-        "add",
-        "-q",
-        "--detach",
-        refinery.to_str().unwrap(),
-        "main",
-    ]);
+    s.f.repo.add_detached_worktree(&refinery, "main");
     let index_lock = git.join("worktrees/refinery/index.lock");
     let branch_lock = git.join("refs/heads/sprint/f/integration.lock");
     for lock in [&index_lock, &branch_lock] {

@@ -160,14 +160,7 @@ impl Sprint {
         let dir = tempfile::tempdir().unwrap();
         for (i, commit) in tips.lines().enumerate() {
             let wt = dir.path().join(format!("c{i}"));
-            self.f.repo.git([
-                "worktree",
-                "add",
-                "-q",
-                "--detach",
-                wt.to_str().unwrap(),
-                commit,
-            ]);
+            self.f.repo.add_detached_worktree(&wt, commit);
             let out = self
                 .f
                 .cmd("sh")
@@ -831,14 +824,7 @@ fn regression_a_pooled_worktree_taken_but_not_re_pointed_merged_nothing_for_ever
     // The sprint's state exists, as it did when that orchestrator died.
     s.f.ok(&["ingest"]);
     let wt = s.f.repo.path().join(".git/sprint/worktrees/f.T001");
-    s.f.repo.git([
-        "worktree",
-        "add",
-        "-q",
-        "--detach",
-        wt.to_str().unwrap(),
-        "HEAD",
-    ]);
+    s.f.repo.add_detached_worktree(&wt, "HEAD");
     s.start(&[]);
     s.wait_done(60);
     assert_eq!(s.merges().len(), 1);

@@ -93,6 +93,18 @@ impl Repo {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Adds a worktree at `path`, detached at `rev`.
+    pub fn add_detached_worktree(&self, path: &Path, rev: &str) {
+        self.git([
+            OsStr::new("worktree"),
+            OsStr::new("add"),
+            OsStr::new("-q"),
+            OsStr::new("--detach"),
+            path.as_os_str(),
+            OsStr::new(rev),
+        ]);
+    }
+
     /// Runs git-sprint and returns the whole output.
     pub fn run<I, S>(&self, args: I) -> Output
     where
