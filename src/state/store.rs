@@ -1127,10 +1127,17 @@ impl Store {
         std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// The lock files a state write takes.
-    fn lock_paths(&self) -> [std::path::PathBuf; 2] {
+    /// The lock files a state write takes: its refs', and `packed-refs`'s,
+    /// which gix takes whenever that lock exists. Any git deleting a ref
+    /// takes it (`git branch -D`, even with no packed-refs file), so one
+    /// killed meanwhile left every state write failing after it.
+    fn lock_paths(&self) -> [std::path::PathBuf; 3] {
         let common = self.repo.common_dir();
-        [STATE_REF, BACKUP_REF].map(|r| lock::lock_path(&common.join(r)))
+        [
+            lock::lock_path(&common.join(STATE_REF)),
+            lock::lock_path(&common.join(BACKUP_REF)),
+            lock::lock_path(&common.join("packed-refs")),
+        ]
     }
 
     /// `path` relative to the repository's git dir, for messages.

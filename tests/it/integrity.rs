@@ -54,8 +54,19 @@ fn age(path: &Path, secs: u64) {
 /// ref's lock between `prepare` and `commit`; it is killed with SIGKILL
 /// while holding it, so the lock stays (git cannot clean up after -9).
 fn kill_9_a_writer_holding_the_lock(repo: &Repo) -> std::path::PathBuf {
-    let lock = repo.path().join(".git/refs/ai-sprint.lock");
     let tip = repo.git(["rev-parse", "refs/ai-sprint"]);
+    kill_9_git_update_ref(
+        repo,
+        &format!("update refs/ai-sprint {0} {0}", tip.trim()),
+        "refs/ai-sprint.lock",
+    )
+}
+
+/// Runs `git update-ref --stdin` on `edit` up to `prepare`, waits for it to
+/// hold `lock` (relative to the git dir), and kills it with SIGKILL; returns
+/// the lock's path.
+fn kill_9_git_update_ref(repo: &Repo, edit: &str, lock: &str) -> std::path::PathBuf {
+    let lock = repo.path().join(".git").join(lock);
     let mut writer = repo
         .command("git")
         .args(["update-ref", "--stdin"])
@@ -64,12 +75,7 @@ fn kill_9_a_writer_holding_the_lock(repo: &Repo) -> std::path::PathBuf {
         .spawn()
         .unwrap();
     let mut input = writer.stdin.take().unwrap();
-    writeln!(
-        input,
-        "start\nupdate refs/ai-sprint {0} {0}\nprepare",
-        tip.trim()
-    )
-    .unwrap();
+    writeln!(input, "start\n{edit}\nprepare").unwrap();
     input.flush().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !lock.exists() {
@@ -129,6 +135,33 @@ fn kill_9_of_a_writer_holding_the_state_lock_costs_the_next_write_seconds_not_a_
     // Both writes are there, each once; no state was lost.
     let shown = repo.sprint(["show", "T002"]);
     assert!(shown.contains("two"), "{shown}");
+}
+
+#[test]
+fn a_git_killed_deleting_a_branch_leaves_packed_refs_lock_and_the_next_state_write_clears_it() {
+    // Any ref deletion takes packed-refs.lock, even with no packed-refs
+    // file, and gix's ref writes wait on it whenever it exists. Found by
+    // kill -9 of an orchestrator: every state write after it failed, so the
+    // new orchestrator started nothing for ever.
+    let repo = Repo::new();
+    repo.sprint(["init", "--no-hooks"]);
+    repo.sprint(["add", "f", "one"]);
+    repo.git(["branch", "doomed", "refs/ai-sprint"]);
+    let lock = kill_9_git_update_ref(&repo, "delete refs/heads/doomed", "packed-refs.lock");
+    age(&lock, 60);
+    let out = super::support::output_within(
+        repo.command(super::support::BIN).args(["add", "f", "two"]),
+        "a write behind a packed-refs.lock a minute old",
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!lock.exists());
+    let body = repo.git(["log", "-1", "--format=%B", "refs/ai-sprint"]);
+    assert!(body.starts_with("f/T002: none -> todo"), "{body}");
+    assert!(
+        body.contains("Sprint-Repair: removed stale lock packed-refs.lock ("),
+        "{body}"
+    );
 }
 
 #[test]
