@@ -281,8 +281,9 @@ impl Pool {
     }
 
     /// Removes a worktree that failed a check, whatever state it is in:
-    /// git's record of it, then the directory (made writable first: an
-    /// agent may have left read-only directories).
+    /// the directory (made writable first: an agent may have left
+    /// read-only directories), then git's record of it, if the record is
+    /// its own or no one's.
     pub(crate) fn discard(&self, git: &Git, path: &Path) {
         let admin = admin_of(path)
             .filter(|a| a.parent() == Some(&*self.common.join("worktrees")))
