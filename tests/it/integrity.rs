@@ -102,19 +102,7 @@ fn kill_9_of_a_writer_holding_the_state_lock_costs_the_next_write_seconds_not_a_
     // As it is found: a lock too young to call stale is waited on, then
     // removed once it is old enough (state writes take milliseconds).
     // Before the fix it stalled for 61 s and then failed.
-    let out = super::support::output_within(
-        repo.command(super::support::BIN).args(["add", "f", "two"]),
-        "a write behind a young stale lock",
-        Duration::from_secs(30),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!lock.exists());
-    let body = repo.git(["log", "-1", "--format=%B", "refs/ai-sprint"]);
-    assert!(body.starts_with("f/T002: none -> todo"), "{body}");
-    assert!(
-        body.contains("Sprint-Repair: removed stale lock refs/ai-sprint.lock ("),
-        "{body}"
-    );
+    add_t002_past_the_lock(&repo, &lock, "a write behind a young stale lock");
 
     // A writer that died a minute ago: the next write does not wait at all.
     let lock = kill_9_a_writer_holding_the_lock(&repo);
@@ -149,19 +137,28 @@ fn a_git_killed_deleting_a_branch_leaves_packed_refs_lock_and_the_next_state_wri
     repo.git(["branch", "doomed", "refs/ai-sprint"]);
     let lock = kill_9_git_update_ref(&repo, "delete refs/heads/doomed", "packed-refs.lock");
     age(&lock, 60);
+    add_t002_past_the_lock(
+        &repo,
+        &lock,
+        "a write behind a packed-refs.lock a minute old",
+    );
+}
+
+/// `git sprint add f two` (task T002) gets past the stale `lock` within
+/// 30 s, removes it and says so in its commit.
+fn add_t002_past_the_lock(repo: &Repo, lock: &Path, what: &str) {
     let out = super::support::output_within(
         repo.command(super::support::BIN).args(["add", "f", "two"]),
-        "a write behind a packed-refs.lock a minute old",
+        what,
         Duration::from_secs(30),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!lock.exists());
     let body = repo.git(["log", "-1", "--format=%B", "refs/ai-sprint"]);
     assert!(body.starts_with("f/T002: none -> todo"), "{body}");
-    assert!(
-        body.contains("Sprint-Repair: removed stale lock packed-refs.lock ("),
-        "{body}"
-    );
+    let name = lock.strip_prefix(repo.path().join(".git")).unwrap();
+    let repair = format!("Sprint-Repair: removed stale lock {} (", name.display());
+    assert!(body.contains(&repair), "{body}");
 }
 
 #[test]
