@@ -9,11 +9,17 @@
 //! for as long as the cause lasts. So its key waits, 1 s after the first
 //! failure and twice as long after each next one up to a minute, and the
 //! end of the wait is one of the loop's deadlines (a timer, not a poll).
+//!
+//! The waiting keys are also written to `.git/sprint/retrying.yaml` (gone
+//! when none waits), so `git sprint health`, another process, can say what
+//! keeps failing and why.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::watch::Wake;
@@ -24,41 +30,65 @@ const FIRST_WAIT: u64 = 1;
 /// The longest wait, in seconds.
 const LONGEST_WAIT: u64 = 60;
 
-/// How a job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ended {
-    /// Its verdict is in the state (or there was nothing to do).
-    Recorded,
-    /// It failed and recorded nothing: its key waits before another try.
-    Failed,
-}
-
 /// The keys being worked on, shared by the loop and its job threads.
 #[derive(Clone)]
 pub(super) struct Busy {
     inner: Arc<Mutex<Inner>>,
     wake: UnboundedSender<Wake>,
+    /// Where the waiting keys are written for `health`.
+    file: PathBuf,
 }
 
 #[derive(Default)]
 struct Inner {
     running: HashSet<String>,
-    /// Keys whose last job failed: when they may run again, and the wait
-    /// that was.
-    waiting: HashMap<String, Wait>,
+    /// Keys whose last job failed, and until when they wait.
+    waiting: HashMap<String, (Instant, Retrying)>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Wait {
-    until: Instant,
-    secs: u64,
+/// A job that failed without a verdict and waits to be tried again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Retrying {
+    /// `<feature>/<task>`, `<feature>/base`, …
+    pub(crate) key: String,
+    /// What failed: `merge failed`, `syncing the base failed`, …
+    pub(crate) what: String,
+    /// The last failure's error.
+    pub(crate) error: String,
+    /// Failures in a row.
+    pub(crate) failures: u32,
+    /// When the first of them was (unix seconds).
+    pub(crate) since: i64,
+    /// When the next try is due (unix seconds).
+    pub(crate) next_try: i64,
+    /// The wait before it, in seconds.
+    pub(crate) wait_secs: u64,
+}
+
+/// `.git/sprint/retrying.yaml` of the repository whose common dir is `common`.
+fn file_of(common: &Path) -> PathBuf {
+    common.join("sprint").join("retrying.yaml")
+}
+
+/// The jobs the running orchestrator of `common` waits to try again, as it
+/// last wrote them (none when it wrote none or the file does not parse).
+pub(crate) fn retrying(common: &Path) -> Vec<Retrying> {
+    std::fs::read_to_string(file_of(common))
+        .ok()
+        .and_then(|text| serde_yaml::from_str(&text).ok())
+        .unwrap_or_default()
 }
 
 impl Busy {
-    pub(super) fn new(wake: UnboundedSender<Wake>) -> Busy {
+    /// An empty set for the orchestrator of `common`; what an earlier one
+    /// left waiting is its own past, so its file goes.
+    pub(super) fn new(wake: UnboundedSender<Wake>, common: &Path) -> Busy {
+        let file = file_of(common);
+        let _ = std::fs::remove_file(&file);
         Busy {
             inner: Arc::default(),
             wake,
+            file,
         }
     }
 
@@ -75,38 +105,75 @@ impl Busy {
         if inner
             .waiting
             .get(key)
-            .is_some_and(|w| w.until > Instant::now())
+            .is_some_and(|(until, _)| *until > Instant::now())
         {
             return false;
         }
         inner.running.insert(key.to_owned())
     }
 
-    /// Ends the job on `key` and wakes the loop (after a failure too, so
-    /// the loop learns the wait's end as a deadline). Returns how many
-    /// seconds a failed key waits.
-    pub(super) fn end(&self, key: &str, ended: Ended) -> u64 {
-        let secs = {
+    /// Ends the job on `key` with its verdict in the state (or nothing to
+    /// do), and wakes the loop.
+    pub(super) fn done(&self, key: &str) {
+        {
             let mut inner = self.lock();
             inner.running.remove(key);
-            match ended {
-                Ended::Recorded => {
-                    inner.waiting.remove(key);
-                    0
-                }
-                Ended::Failed => {
-                    let secs = inner
-                        .waiting
-                        .get(key)
-                        .map_or(FIRST_WAIT, |w| (w.secs * 2).min(LONGEST_WAIT));
-                    let until = Instant::now() + Duration::from_secs(secs);
-                    inner.waiting.insert(key.to_owned(), Wait { until, secs });
-                    secs
-                }
+            if inner.waiting.remove(key).is_some() {
+                self.save(&inner);
             }
-        };
+        }
         let _ = self.wake.send(Wake::JobDone);
-        secs
+    }
+
+    /// Ends the job on `key`, which failed (`what`, with `error`) and
+    /// recorded nothing: it waits, and the loop is woken to learn the end
+    /// of the wait as a deadline. Logs the failure with the wait.
+    pub(super) fn failed(&self, key: &str, what: &str, error: &dyn std::fmt::Display) {
+        let error = error.to_string();
+        let wait = {
+            let mut inner = self.lock();
+            inner.running.remove(key);
+            let now = clock::now();
+            let (failures, since, secs) = match inner.waiting.get(key) {
+                Some((_, r)) => (r.failures + 1, r.since, (r.wait_secs * 2).min(LONGEST_WAIT)),
+                None => (1, now, FIRST_WAIT),
+            };
+            let retrying = Retrying {
+                key: key.to_owned(),
+                what: what.to_owned(),
+                error: error.clone(),
+                failures,
+                since,
+                next_try: now + secs as i64,
+                wait_secs: secs,
+            };
+            let until = Instant::now() + Duration::from_secs(secs);
+            inner.waiting.insert(key.to_owned(), (until, retrying));
+            self.save(&inner);
+            secs
+        };
+        tracing::warn!(%key, %error, retry_in_secs = wait, "{what}");
+        let _ = self.wake.send(Wake::JobDone);
+    }
+
+    /// Writes the waiting keys for `health` (a new file renamed over the
+    /// old, so a reader never sees half), or removes the file when none
+    /// waits. Best effort: the loop does not need it.
+    fn save(&self, inner: &Inner) {
+        if inner.waiting.is_empty() {
+            let _ = std::fs::remove_file(&self.file);
+            return;
+        }
+        let mut list: Vec<&Retrying> = inner.waiting.values().map(|(_, r)| r).collect();
+        list.sort_by(|a, b| a.key.cmp(&b.key));
+        let Ok(text) = serde_yaml::to_string(&list) else {
+            return;
+        };
+        let tmp = self.file.with_extension("yaml.tmp");
+        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.file));
+        if let Err(e) = written {
+            tracing::debug!(file = %self.file.display(), error = %e, "could not write the retrying jobs");
+        }
     }
 
     /// The keys the stages must leave alone now: those a job has, and
@@ -117,7 +184,7 @@ impl Busy {
         let waiting = inner
             .waiting
             .iter()
-            .filter(|(_, w)| w.until > now)
+            .filter(|(_, (until, _))| *until > now)
             .map(|(k, _)| k.clone());
         inner.running.iter().cloned().chain(waiting).collect()
     }
@@ -130,8 +197,8 @@ impl Busy {
             .lock()
             .waiting
             .values()
-            .filter(|w| w.until > now)
-            .map(|w| w.until - now)
+            .filter(|(until, _)| *until > now)
+            .map(|(until, _)| *until - now)
             .min()?;
         Some(clock::now() + left.as_secs_f64().ceil() as i64)
     }
@@ -143,37 +210,61 @@ mod tests {
 
     /// Ends `key`'s wait now, as time passing would.
     fn expire(busy: &Busy, key: &str) {
-        busy.lock().waiting.get_mut(key).expect("waiting").until = Instant::now();
+        busy.lock().waiting.get_mut(key).expect("waiting").0 = Instant::now();
+    }
+
+    /// Fails the job on `key` once it may run again; returns its wait.
+    fn fail_again(busy: &Busy, key: &str) -> u64 {
+        expire(busy, key);
+        assert!(busy.take(key), "not taken after its wait");
+        busy.failed(key, "merge failed", &"a lock");
+        busy.lock().waiting[key].1.wait_secs
     }
 
     #[test]
     fn a_failed_key_waits_twice_as_long_each_time_up_to_a_minute_and_a_verdict_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sprint")).unwrap();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let busy = Busy::new(tx);
+        let busy = Busy::new(tx, dir.path());
         assert!(busy.take("f/T001"));
         assert!(!busy.take("f/T001"), "taken twice");
-        assert_eq!(busy.end("f/T001", Ended::Failed), 1);
+        busy.failed("f/T001", "merge failed", &"cannot take the refinery lock");
         assert!(matches!(rx.try_recv(), Ok(Wake::JobDone)));
         assert!(!busy.take("f/T001"), "taken again during its wait");
         assert!(busy.keys().contains("f/T001"));
         let before = clock::now();
         let retry = busy.next_retry().expect("a deadline");
         assert!((before + 1..=clock::now() + 1).contains(&retry), "{retry}");
-        let waits: Vec<u64> = (0..8)
-            .map(|_| {
-                expire(&busy, "f/T001");
-                assert!(busy.take("f/T001"), "not taken after its wait");
-                busy.end("f/T001", Ended::Failed)
-            })
-            .collect();
+        // What health reads.
+        let shown = retrying(dir.path());
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert_eq!(
+            (
+                shown[0].key.as_str(),
+                shown[0].what.as_str(),
+                shown[0].failures
+            ),
+            ("f/T001", "merge failed", 1)
+        );
+        assert_eq!(shown[0].error, "cannot take the refinery lock");
+        let waits: Vec<u64> = (0..8).map(|_| fail_again(&busy, "f/T001")).collect();
         assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retrying(dir.path())[0].failures, 9);
         expire(&busy, "f/T001");
         assert!(busy.take("f/T001"));
-        assert_eq!(busy.end("f/T001", Ended::Recorded), 0);
+        busy.done("f/T001");
         assert!(busy.keys().is_empty());
         assert_eq!(busy.next_retry(), None);
+        assert!(retrying(dir.path()).is_empty());
+        assert!(!dir.path().join("sprint/retrying.yaml").exists());
         // The next failure starts from the first wait again.
         assert!(busy.take("f/T001"));
-        assert_eq!(busy.end("f/T001", Ended::Failed), 1);
+        busy.failed("f/T001", "merge failed", &"a lock");
+        assert_eq!(retrying(dir.path())[0].wait_secs, 1);
+        // A new orchestrator starts with none waiting.
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let _next = Busy::new(tx, dir.path());
+        assert!(retrying(dir.path()).is_empty());
     }
 }

@@ -71,13 +71,14 @@ impl Engine {
             .store
             .remote_name()
             .map(|remote| machine_of(&config, remote));
+        let busy = super::busy::Busy::new(wake.clone(), &fleet.common_dir);
         Ok(Engine {
             fleet,
             config,
             policy: Arc::default(),
             exe,
             root,
-            busy: super::busy::Busy::new(wake.clone()),
+            busy,
             wake,
             behind_cache: Mutex::default(),
             here,

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-use super::busy::Ended;
 use super::engine::{Engine, EngineError};
 use super::record;
 use crate::gates::{self, Gate};
@@ -80,8 +79,11 @@ impl Engine {
                 Some(Err(e)) => {
                     // Never let a change through unjudged: the task stays in
                     // review and is judged again after a wait.
-                    let wait = busy.end(&key, Ended::Failed);
-                    tracing::warn!(task = %key, error = %e, retry_in_secs = wait, "cannot read the task's diff for the policy; review waits");
+                    busy.failed(
+                        &key,
+                        "cannot read the task's diff for the policy; review waits",
+                        &e,
+                    );
                     return;
                 }
             };
@@ -198,12 +200,9 @@ impl Engine {
             match result {
                 Ok(synced) => {
                     tracing::info!(%feature, ?synced, "base synced");
-                    busy.end(&key, Ended::Recorded);
+                    busy.done(&key);
                 }
-                Err(e) => {
-                    let wait = busy.end(&key, Ended::Failed);
-                    tracing::warn!(%feature, error = %e, retry_in_secs = wait, "syncing the base failed");
-                }
+                Err(e) => busy.failed(&key, "syncing the base failed", &e),
             }
         });
     }
@@ -399,15 +398,16 @@ impl Engine {
                 &setup.commands,
                 setup.timeout.0,
             );
-            let ended = match ran {
+            match ran {
                 Ok(report) => {
                     super::launch::warn_skipped(&path, &report);
                     match std::fs::write(&marker, "") {
-                        Ok(()) => Ended::Recorded,
-                        Err(e) => {
-                            tracing::warn!(worktree = %path.display(), error = %e, "marking the setup done failed; the worktree is made again");
-                            Ended::Failed
-                        }
+                        Ok(()) => busy.done(&key),
+                        Err(e) => busy.failed(
+                            &key,
+                            "marking the setup done failed; the worktree is made again",
+                            &e,
+                        ),
                     }
                 }
                 Err(e) => {
@@ -418,27 +418,19 @@ impl Engine {
                             let recorded = crate::state::Store::discover(&root).and_then(|store| {
                                 record::setup_failed(&store, r, &e.to_string(), policy)
                             });
-                            match recorded {
-                                Ok(()) => Ended::Recorded,
-                                Err(e) => {
-                                    tracing::warn!(task = %key, error = %e, "recording the failed setup failed");
-                                    Ended::Failed
-                                }
-                            }
+                            end_job(&busy, &key, recorded, "recording the failed setup failed");
                         }
                         // Nothing is recorded (a Tester's worktree): the
                         // next try waits.
-                        None => Ended::Failed,
+                        None => busy.failed(&key, "worktree setup failed", &e),
                     }
                 }
-            };
-            busy.end(&key, ended);
+            }
         });
     }
 }
 
-/// Ends the job on `key`: recorded, or failed (logged as `what`, with the
-/// wait before the next try).
+/// Ends the job on `key`: recorded, or failed (as `what`).
 fn end_job<E: std::fmt::Display>(
     busy: &super::busy::Busy,
     key: &str,
@@ -446,12 +438,7 @@ fn end_job<E: std::fmt::Display>(
     what: &str,
 ) {
     match result {
-        Ok(()) => {
-            busy.end(key, Ended::Recorded);
-        }
-        Err(e) => {
-            let wait = busy.end(key, Ended::Failed);
-            tracing::warn!(task = %key, error = %e, retry_in_secs = wait, "{what}");
-        }
+        Ok(()) => busy.done(key),
+        Err(e) => busy.failed(key, what, &e),
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::hint::Hint;
 
-mod busy;
+pub(crate) mod busy;
 pub(crate) mod engine;
 mod follow;
 mod jobs;

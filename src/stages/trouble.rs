@@ -11,7 +11,9 @@ use crate::state::{Snapshot, TaskStatus};
 /// One thing that needs a person.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Trouble {
-    /// `quarantined`, `breaker`, `budget`, `failed`, `blocked`, `approval` or `stalled`.
+    /// `quarantined`, `breaker`, `budget`, `failed`, `blocked`, `approval`
+    /// or `stalled`; `health` adds `retrying` (a job of the orchestrator
+    /// failing again and again, see `daemon::busy`).
     pub(crate) kind: &'static str,
     /// The record, agent profile, budget scope, task (`feature/T001`) or feature.
     pub(crate) subject: String,

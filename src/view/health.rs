@@ -61,6 +61,33 @@ pub(crate) struct Health {
     pub(crate) sprint_agents: bool,
 }
 
+/// Failures in a row of one orchestrator job before `health` shows it: a
+/// race or a lock held a moment is tried again and gone in seconds.
+const RETRIES_SHOWN: u32 = 3;
+
+/// A job the orchestrator keeps failing at, as trouble.
+fn retrying_trouble(
+    r: &crate::daemon::busy::Retrying,
+    now: i64,
+) -> crate::stages::trouble::Trouble {
+    crate::stages::trouble::Trouble {
+        kind: "retrying",
+        subject: r.key.clone(),
+        cause: None,
+        message: format!(
+            "{} {} times in a row (the first {} ago): {}; next try in {}s",
+            r.what,
+            r.failures,
+            clock::short_age(now - r.since),
+            r.error,
+            (r.next_try - now).max(0)
+        ),
+        hint: "the error names what to fix; the orchestrator tries again by itself \
+               (its log: .git/sprint/logs/orchestrator.log)"
+            .into(),
+    }
+}
+
 /// How long an agent recorded `starting` may be without its tmux session.
 const LAUNCH_GRACE_SECS: i64 = 30;
 
@@ -178,7 +205,17 @@ pub(crate) fn check(fleet: &Fleet) -> Result<Health, StateError> {
         .filter(|t| t.status.is_active())
         .count();
     let sprint_agents = agents.iter().any(|a| a.role != "fleet");
-    let trouble = crate::stages::trouble::list(&snapshot);
+    let mut trouble = crate::stages::trouble::list(&snapshot);
+    // What the running orchestrator keeps failing at without a verdict
+    // (an earlier one's file is gone when a new one starts).
+    if orchestrator.is_some() {
+        trouble.extend(
+            crate::daemon::busy::retrying(&fleet.common_dir)
+                .iter()
+                .filter(|r| r.failures >= RETRIES_SHOWN)
+                .map(|r| retrying_trouble(r, now)),
+        );
+    }
     let healthy = agents.iter().all(|a| a.healthy)
         && (orchestrator.is_some() || (!sprint_agents && in_flight == 0))
         && trouble.is_empty();

@@ -872,9 +872,33 @@ fn a_merge_that_keeps_failing_without_a_verdict_backs_off_then_lands() {
     {
         assert!(line.contains(wait), "{line}");
     }
+    // health says what keeps failing, and why.
+    let retrying = |h: &Value| -> Vec<Value> {
+        h["trouble"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["kind"] == "retrying")
+            .cloned()
+            .collect()
+    };
+    let out = s.f.run(&["health", "--json"]);
+    assert!(!out.status.success(), "healthy while merges keep failing");
+    let health: Value = serde_json::from_str(&super::support::stdout(&out)).unwrap();
+    let shown = retrying(&health);
+    assert_eq!(shown.len(), 1, "{health:#}");
+    assert_eq!(shown[0]["subject"], "f/T001");
+    let message = shown[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("merge failed") && message.contains("cannot take the refinery lock"),
+        "{message}"
+    );
     std::fs::remove_dir(&lock).unwrap();
     s.wait_done(60);
     assert_eq!(s.merges().len(), 1);
+    let out = s.f.run(&["health", "--json"]);
+    let health: Value = serde_json::from_str(&super::support::stdout(&out)).unwrap();
+    assert!(retrying(&health).is_empty(), "{health:#}");
 }
 
 #[test]
