@@ -279,7 +279,7 @@ pub fn merge(m: &Merge<'_>) -> Result<Verdict> {
     if !git
         .branch_exists(m.task_branch)
         .map_err(|e| RefineryError::Git {
-            args: format!("show-ref {task_ref}"),
+            args: format!("rev-parse --verify {task_ref}"),
             dir: m.root.to_owned(),
             stderr: e.to_string(),
         })?

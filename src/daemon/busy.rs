@@ -6,9 +6,10 @@
 //! is what the loop acts on next. One that failed without one (git could
 //! not run, a lock, a race, a state write refused) changed nothing: no
 //! event would come to try it again, and trying again at once would spin
-//! for as long as the cause lasts. So its key waits, 1 s after the first
-//! failure and twice as long after each next one up to a minute, and the
-//! end of the wait is one of the loop's deadlines (a timer, not a poll).
+//! for as long as the cause lasts. So its key waits ([`next_wait`]: 1 s
+//! after the first failure and twice as long after each next one up to a
+//! minute, as the loop does after a failed reconcile), and the end of the
+//! wait is one of the loop's deadlines (a timer, not a poll).
 //!
 //! The waiting keys are also written to `.git/sprint/retrying.yaml` (gone
 //! when none waits), so `git sprint health`, another process, can say what
@@ -25,10 +26,16 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::watch::Wake;
 use crate::clock;
 
-/// The first wait after a failure, in seconds.
-const FIRST_WAIT: u64 = 1;
-/// The longest wait, in seconds.
-const LONGEST_WAIT: u64 = 60;
+/// The first wait after a failure.
+const FIRST_WAIT: Duration = Duration::from_secs(1);
+/// The longest wait.
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
+
+/// The wait after a failure that nothing recorded (a job's, or a whole
+/// reconcile's), given the wait after the failure before it, if any.
+pub(super) fn next_wait(last: Option<Duration>) -> Duration {
+    last.map_or(FIRST_WAIT, |w| (w * 2).min(LONGEST_WAIT))
+}
 
 /// The keys being worked on, shared by the loop and its job threads.
 #[derive(Clone)]
@@ -134,10 +141,10 @@ impl Busy {
             let mut inner = self.lock();
             inner.running.remove(key);
             let now = clock::now();
-            let (failures, since, secs) = match inner.waiting.get(key) {
-                Some((_, r)) => (r.failures + 1, r.since, (r.wait_secs * 2).min(LONGEST_WAIT)),
-                None => (1, now, FIRST_WAIT),
-            };
+            let last = inner.waiting.get(key).map(|(_, r)| r);
+            let (failures, since) = last.map_or((1, now), |r| (r.failures + 1, r.since));
+            let wait = next_wait(last.map(|r| Duration::from_secs(r.wait_secs)));
+            let secs = wait.as_secs();
             let retrying = Retrying {
                 key: key.to_owned(),
                 what: what.to_owned(),
@@ -147,7 +154,7 @@ impl Busy {
                 next_try: now + secs as i64,
                 wait_secs: secs,
             };
-            let until = Instant::now() + Duration::from_secs(secs);
+            let until = Instant::now() + wait;
             inner.waiting.insert(key.to_owned(), (until, retrying));
             self.save(&inner);
             secs

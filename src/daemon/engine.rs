@@ -238,7 +238,7 @@ impl Engine {
                 }
             }
         }
-        let busy = self.busy_set();
+        let busy = self.busy.keys();
         let profiles = self.profiles();
         let routing = crate::router::Routing::from_config(&self.config);
         let behind: HashSet<String> = snapshot
@@ -309,17 +309,6 @@ impl Engine {
         cache.retain(|k, _| k.0 != feature.name);
         cache.insert(key, behind);
         behind
-    }
-
-    /// Marks `key` as worked on by a thread of ours; false when it already
-    /// is, or waits after a failed job.
-    pub(super) fn take_busy(&self, key: &str) -> bool {
-        self.busy.take(key)
-    }
-
-    /// The keys a job thread works on now or that wait after a failure.
-    pub(super) fn busy_set(&self) -> HashSet<String> {
-        self.busy.keys()
     }
 
     /// When the next timer-driven look is due: a lease running out, an agent

@@ -25,7 +25,7 @@ impl Engine {
         stage: GateStage,
     ) -> Result<(), EngineError> {
         let key = format!("{feature}/{task}");
-        if !self.take_busy(&key) {
+        if !self.busy.take(&key) {
             return Ok(());
         }
         let gates: Vec<Gate> = match stage {
@@ -176,7 +176,7 @@ impl Engine {
     /// the result is a state commit, which wakes the loop.
     pub(super) fn sync_base(&self, feature: &str) {
         let key = format!("{feature}/base");
-        if !self.take_busy(&key) {
+        if !self.busy.take(&key) {
             return;
         }
         let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
@@ -220,7 +220,7 @@ impl Engine {
         record: impl FnOnce(&crate::state::Store, &Verdict) -> Result<(), StateError> + Send + 'static,
     ) {
         let key = format!("{feature}/{task}");
-        if !self.take_busy(&key) {
+        if !self.busy.take(&key) {
             return;
         }
         let (common, root) = (self.fleet.common_dir.clone(), self.root.clone());
@@ -383,7 +383,7 @@ impl Engine {
         marker: PathBuf,
         fails: Option<TaskRef>,
     ) {
-        if !self.take_busy(&key) {
+        if !self.busy.take(&key) {
             return;
         }
         let root = self.root.clone();

@@ -32,7 +32,7 @@ impl Engine {
     ) -> Result<Option<PathBuf>, EngineError> {
         let path = self.task_worktree(feature, task);
         let key = stages::key(feature, task);
-        if self.busy_set().contains(&key) {
+        if self.busy.keys().contains(&key) {
             return Ok(None); // its setup runs, or waits after a failure
         }
         if fs_exists(&path) {

@@ -32,10 +32,6 @@ pub(crate) const SESSION: &str = "orchestrator";
 /// ref, writes a reflog and a lock file; they should make one wake-up.
 const COALESCE: Duration = Duration::from_millis(40);
 
-/// Backoff before reconciling again after a failed action.
-const RETRY_MIN: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(60);
-
 /// Why the orchestrator could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -148,7 +144,8 @@ pub(crate) fn run_until(
         let mut seen = config_fingerprint(&engine.fleet.store, &common, &engine.config.base_branch);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(DaemonError::Runtime)?;
-        let mut backoff = RETRY_MIN;
+        // The wait after the last failed reconcile, while they keep failing.
+        let mut backoff: Option<Duration> = None;
         loop {
             // The config follows the base branch and git config while running:
             // a raised budget or a fixed gate takes effect without a restart.
@@ -189,19 +186,12 @@ pub(crate) fn run_until(
             }
             // After a failure, look again later even if nothing changes;
             // otherwise sleep until an event or the next lease deadline.
-            let retry = if failed {
-                let wait = backoff;
-                backoff = (backoff * 2).min(RETRY_MAX);
-                Some(wait)
-            } else {
-                backoff = RETRY_MIN;
-                None
-            };
+            backoff = failed.then(|| busy::next_wait(backoff));
             let lease = deadline.map(|at| {
                 // One second past the deadline, so the lease has run out.
                 Duration::from_secs((at - crate::clock::now()).max(0) as u64 + 1)
             });
-            let wait = match (lease, retry) {
+            let wait = match (lease, backoff) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };

@@ -48,7 +48,7 @@ impl Kept {
 
 impl Object for Kept {
     fn put(&mut self, id: ObjectId, kind: gix::object::Kind, data: &[u8]) {
-        self.lock().put(id, kind, data);
+        self.keep(id, kind, data);
     }
 
     fn get(&mut self, id: &ObjectId, out: &mut Vec<u8>) -> Option<gix::object::Kind> {
