@@ -190,14 +190,12 @@ fn a_gate_runs_the_agents_code_in_the_agents_sandbox() {
     let gate = format!(
         "if git config core.fsmonitor 'touch pwned; true'; then exit 1; fi; if echo x > \"{main}/pwned-by-gate\"; then exit 1; fi; echo ok > gate-was-here.txt"
     );
-    let cfg = config(&scripted(), "").replace(
-        "  review:\n    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
-        &format!(
-            "  review:\n    - name: hostile\n      run: {}\n",
-            serde_json::to_string(&gate).unwrap()
-        ),
+    let cfg = with_hostile_gate(
+        &config(&scripted(), ""),
+        "review",
+        "    - name: has-commits\n      run: test \"$(git rev-list --count sprint/f/integration..HEAD)\" -gt 0\n",
+        &gate,
     );
-    assert!(cfg.contains("hostile"), "{cfg}");
     let s = Sprint::new(&cfg, "- [ ] T001 Write src/a.txt\n");
     if !landlock(&s.f, "a_gate_runs_the_agents_code_in_the_agents_sandbox") {
         return;
@@ -214,6 +212,20 @@ fn a_gate_runs_the_agents_code_in_the_agents_sandbox() {
     s.f.ok(&["stop", "--all"]);
 }
 
+/// `cfg` with the gates of `stage` (configured as `old`) replaced by one
+/// gate, `hostile`, running `run`.
+fn with_hostile_gate(cfg: &str, stage: &str, old: &str, run: &str) -> String {
+    let out = cfg.replace(
+        &format!("  {stage}:\n{old}"),
+        &format!(
+            "  {stage}:\n    - name: hostile\n      run: {}\n",
+            serde_json::to_string(run).unwrap()
+        ),
+    );
+    assert!(out.contains("hostile"), "{cfg}");
+    out
+}
+
 #[test]
 fn git_sprint_sync_runs_the_post_merge_gates_in_the_agents_sandbox() {
     // Regression: gate confinement was a setting of the orchestrator's
@@ -227,14 +239,12 @@ fn git_sprint_sync_runs_the_post_merge_gates_in_the_agents_sandbox() {
         "while [ ! -e \"$(git rev-parse --git-common-dir)/go\" ]; do sleep 0.1; done; {}",
         scripted()
     );
-    let cfg = config(&held, "").replace(
-        "  post_merge:\n    - name: check\n      run: sh check.sh\n",
-        &format!(
-            "  post_merge:\n    - name: hostile\n      run: {}\n",
-            serde_json::to_string(&gate).unwrap()
-        ),
+    let cfg = with_hostile_gate(
+        &config(&held, ""),
+        "post_merge",
+        "    - name: check\n      run: sh check.sh\n",
+        &gate,
     );
-    assert!(cfg.contains("hostile"), "{cfg}");
     let s = Sprint::new(&cfg, "- [ ] T001 Write src/a.txt\n");
     if !landlock(
         &s.f,

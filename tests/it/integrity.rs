@@ -77,14 +77,7 @@ fn kill_9_git_update_ref(repo: &Repo, edit: &str, lock: &str) -> std::path::Path
     let mut input = writer.stdin.take().unwrap();
     writeln!(input, "start\n{edit}\nprepare").unwrap();
     input.flush().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !lock.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "git update-ref never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    super::support::wait_for_file(&lock, 10, "git update-ref to take the lock");
     writer.kill().unwrap(); // SIGKILL
     writer.wait().unwrap();
     drop(input);

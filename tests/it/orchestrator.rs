@@ -154,15 +154,6 @@ fn update_sprint_state_commit_for_a_dead_agent_is_a_named_transition() {
     assert!(!subjects.contains("update sprint state"), "{subjects}");
 }
 
-/// Waits up to `secs` for `path` to exist.
-fn wait_for_file(path: &std::path::Path, secs: u64, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn regression_a_failed_tmux_listing_marks_no_agent_dead() {
     // Before: a `tmux list-sessions` that failed (a fork refused on a
@@ -200,7 +191,7 @@ fn regression_a_failed_tmux_listing_marks_no_agent_dead() {
     std::fs::write(&flag, "").unwrap();
     // A ref change wakes the orchestrator: its next look fails to list.
     s.f.repo.git(["update-ref", "refs/heads/wake", "HEAD"]);
-    wait_for_file(&failed, 60, "a failed tmux listing");
+    super::support::wait_for_file(&failed, 60, "a failed tmux listing");
     std::fs::remove_file(&flag).unwrap();
     s.wait_done(120);
     let status = s.status();

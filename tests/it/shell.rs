@@ -325,14 +325,7 @@ fn regression_an_agent_recorded_starting_before_its_session_exists_is_not_gone()
         }
     }
     let go_guard = Go(go.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !entered.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "spawn never reached tmux new-session"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    super::support::wait_for_file(&entered, 60, "spawn to reach tmux new-session");
     let out = f.run(&["health", "--json"]);
     assert_w1_healthy(&out);
     drop(go_guard);

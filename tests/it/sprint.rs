@@ -569,11 +569,7 @@ fn kill_9_during_a_merge_merges_once_or_not_at_all() {
     s.f.repo
         .git(["commit", "-q", "-am", "slow post-merge gate"]);
     s.start(&[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "no merge started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    super::support::wait_for_file(&marker, 60, "a merge to start");
     let pid: u32 = std::fs::read_to_string(s.f.repo.path().join(".git/sprint/orchestrator.lock"))
         .unwrap()
         .trim()
@@ -860,12 +856,15 @@ fn a_merge_that_keeps_failing_without_a_verdict_backs_off_then_lands() {
     }
     // Three seconds more: the waits (2 s, then 4 s) allow one more try at
     // most; a slow machine makes fewer, and a loop without them hundreds.
-    let watch = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < watch {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    super::support::holds_for(
+        "at most 5 merge failures",
+        Duration::from_secs(3),
+        || match failures() {
+            seen if seen.len() <= 5 => Ok(()),
+            seen => Err(format!("{seen:#?}")),
+        },
+    );
     let seen = failures();
-    assert!(seen.len() <= 5, "{seen:#?}");
     for (line, wait) in seen
         .iter()
         .zip(["retry_in_secs=1", "retry_in_secs=2", "retry_in_secs=4"])

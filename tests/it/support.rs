@@ -151,6 +151,19 @@ pub fn kill_tmux(socket: &str) {
     tmux.remove_socket_file();
 }
 
+/// Waits up to `secs` for `path` to exist; fails the test naming `what`
+/// if it does not.
+pub fn wait_for_file(path: &Path, secs: u64, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Checks that a claim of "nothing more happens" holds for `span`. Such a
 /// claim can only be tested by waiting; this fails at the first moment it
 /// breaks, naming what was expected to hold.
