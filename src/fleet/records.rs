@@ -48,14 +48,19 @@ impl Fleet {
 
     /// Compares the records with tmux and `/proc`: a `starting` or `running`
     /// worker whose session is gone and whose wrapper is not alive is
-    /// recorded `dead` (one commit for all, only when something changed).
+    /// recorded `dead` (one commit for all, only when something changed),
+    /// unless it is being launched (see [`liveness::launching`]).
     /// Returns the records as they are after that, and the live session names.
+    ///
+    /// [`liveness::launching`]: crate::state::liveness::launching
     pub(crate) fn reconcile(&self, actor: &Actor) -> Result<(Vec<Agent>, HashSet<String>)> {
         let agents = self.agents()?;
         let sessions: HashSet<String> = self.tmux.list_sessions()?.into_iter().collect();
+        let now = crate::clock::now();
         let gone = |a: &Agent| {
             crate::state::liveness::is_running(a)
                 && !sessions.contains(&a.session)
+                && !crate::state::liveness::launching(a, now)
                 && !a.runner_pid.is_some_and(|p| match a.state {
                     // The wrapper, unless its pid went to another process.
                     AgentState::Running => is_runner_of(p, &a.id),

@@ -9,6 +9,17 @@
 
 use super::{Agent, AgentState, Claim, Snapshot};
 
+/// How long an agent recorded `starting` may be without its tmux session:
+/// the record is written before the session is made, so a look in between
+/// sees no session yet, and that is no death.
+const LAUNCH_GRACE_SECS: i64 = 30;
+
+/// Whether `a` is being launched at `now`: recorded `starting` less than
+/// [`LAUNCH_GRACE_SECS`] ago, so a missing session says nothing yet.
+pub(crate) fn launching(a: &Agent, now: i64) -> bool {
+    a.state == AgentState::Starting && now - a.started < LAUNCH_GRACE_SECS
+}
+
 /// Whether the record says the agent is meant to be running (starting, or
 /// running under its wrapper). An ended agent's record never goes back.
 pub(crate) fn is_running(a: &Agent) -> bool {

@@ -88,9 +88,6 @@ fn retrying_trouble(
     }
 }
 
-/// How long an agent recorded `starting` may be without its tmux session.
-const LAUNCH_GRACE_SECS: i64 = 30;
-
 /// The health of the agents, the orchestrator and the sprint of `fleet`.
 pub(crate) fn check(fleet: &Fleet) -> Result<Health, StateError> {
     // Sessions first, state second: a wrapper records its agent's end before
@@ -165,9 +162,7 @@ pub(crate) fn check(fleet: &Fleet) -> Result<Health, StateError> {
             .is_some_and(|p| crate::fleet::is_runner_of(p, &a.id));
         // Recorded `starting` just before its session is made: a look in
         // between sees no session yet, and that is no death.
-        let launching =
-            a.state == crate::state::AgentState::Starting && now - a.started < LAUNCH_GRACE_SECS;
-        let problem = if !session_alive && !launching {
+        let problem = if !session_alive && !liveness::launching(a, now) {
             Some("tmux session gone".to_owned())
         } else if a.pid.is_some() && !pid_alive && !finishing {
             Some("agent process gone".to_owned())

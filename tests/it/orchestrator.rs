@@ -203,3 +203,47 @@ fn regression_a_failed_tmux_listing_marks_no_agent_dead() {
         std::fs::read_to_string(s.f.repo.path().join(".git/sprint/logs/orchestrator.log")).unwrap();
     assert!(log.contains("listing tmux sessions failed"), "{log}");
 }
+
+#[test]
+fn regression_a_read_command_between_a_developers_claim_and_its_session_recorded_it_dead() {
+    // The orchestrator records a developer `starting`, then makes its tmux
+    // session. `git sprint logs` (and list, show: every fleet read) looked
+    // in between, found no session and no wrapper, and recorded the agent
+    // dead ("tmux session gone"); CI saw its log vanish mid-test.
+    let s = Sprint::new(&config(&scripted(), ""), "- [ ] T001 Write a.txt\n");
+    let home = s.f.repo.home().to_owned();
+    let (entered, go) = (
+        home.join("dev-session-entered"),
+        home.join("dev-session-go"),
+    );
+    // The developer's `new-session` waits (at most a minute) for a go file;
+    // the orchestrator's own session does not.
+    let path = super::support::tmux_shim(
+        &home,
+        "new-session",
+        &format!(
+            "    case \"$*\" in *T001*dev*) touch '{}'; i=0\n      while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;; esac",
+            entered.display(),
+            go.display()
+        ),
+    );
+    let go_guard = super::support::GoOnDrop(go.clone());
+    s.start(&[("PATH", &path)]);
+    super::support::wait_for_file(&entered, 60, "the developer's tmux new-session");
+    let logs = s.f.run(&["logs", "f.T001.dev.1"]);
+    assert!(logs.status.success(), "{}", super::support::stderr(&logs));
+    s.f.ok(&["list"]);
+    let dev = s.status()["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "f.T001.dev.1")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    assert_eq!(dev["state"], "starting", "{dev:#}");
+    drop(go_guard);
+    s.wait_done(60);
+    assert_eq!(s.tasks()["T001"]["attempts"], 1);
+    let trail = s.f.repo.git(["log", "--format=%s", "refs/ai-sprint"]);
+    assert!(!trail.contains("tmux session gone"), "{trail}");
+}

@@ -317,14 +317,7 @@ fn regression_an_agent_recorded_starting_before_its_session_exists_is_not_gone()
         .env("PATH", &path)
         .spawn()
         .unwrap();
-    // Let the spawn go on even if an assertion below fails.
-    struct Go(std::path::PathBuf);
-    impl Drop for Go {
-        fn drop(&mut self) {
-            let _ = std::fs::write(&self.0, "");
-        }
-    }
-    let go_guard = Go(go.clone());
+    let go_guard = super::support::GoOnDrop(go.clone());
     super::support::wait_for_file(&entered, 60, "spawn to reach tmux new-session");
     let out = f.run(&["health", "--json"]);
     assert_w1_healthy(&out);

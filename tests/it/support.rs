@@ -151,6 +151,16 @@ pub fn kill_tmux(socket: &str) {
     tmux.remove_socket_file();
 }
 
+/// Writes the go file at its path when dropped, so what waits for it goes
+/// on even when an assertion fails first.
+pub struct GoOnDrop(pub PathBuf);
+
+impl Drop for GoOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.0, "");
+    }
+}
+
 /// Waits up to `secs` for `path` to exist; fails the test naming `what`
 /// if it does not.
 pub fn wait_for_file(path: &Path, secs: u64, what: &str) {
